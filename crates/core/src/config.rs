@@ -1,0 +1,200 @@
+//! What to compute: similarity, separation, dynamics and projection.
+
+use crate::{Error, Result};
+
+/// How a stored pattern ξ and a state x are compared (larger = more similar).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Similarity {
+    /// s = ξ·x.
+    #[default]
+    Dot,
+    /// s = −‖ξ − x‖₂.
+    NegEuclidean,
+    /// s = −‖ξ − x‖₁.
+    NegManhattan,
+}
+
+/// The separation function F: energy E(x) = −Σ_μ F(s_μ(x)), update weights w = F′(s).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Separation {
+    /// F(s) = sⁿ, w = n·sⁿ⁻¹ (n = 2: the classical Hopfield network).
+    Polynomial {
+        /// Degree n ≥ 1.
+        n: u32,
+    },
+    /// F(s) = max(s, 0)ⁿ, w = n·max(s, 0)ⁿ⁻¹ (Krotov & Hopfield 2016).
+    RectifiedPolynomial {
+        /// Degree n ≥ 1.
+        n: u32,
+    },
+    /// F(s) = e^{βs}, w = β·e^{βs} (Demircigil et al. 2017), computed in the log domain.
+    /// The energy −Σ e^{βs} is returned in f64 (it overflows f32 for βs > 88); with
+    /// [`Projection::None`] the update's scale e^{max βs} can overflow f32, which is
+    /// reported as [`Error::Overflow`].
+    Exponential {
+        /// Inverse temperature β > 0.
+        beta: f32,
+    },
+    /// Log-sum-exp energy E(x) = −β⁻¹ log Σ_μ e^{β s_μ} + ½‖x‖² (Ramsauer et al. 2020),
+    /// w = softmax(βs). Computed with a running max, so β·s in the thousands is fine.
+    Softmax {
+        /// Inverse temperature β > 0.
+        beta: f32,
+    },
+    /// Winner takes all: E = −max_μ s_μ, the update is the most similar pattern
+    /// (ties → lowest index). Same as `TopK { k: 1 }`.
+    Max,
+    /// E = −(1/k) Σ_{μ ∈ top k} s_μ; the update is the mean of the k most similar
+    /// patterns (ties → lower index first).
+    TopK {
+        /// How many patterns, 1 ≤ k ≤ P.
+        k: usize,
+    },
+}
+
+impl Default for Separation {
+    fn default() -> Self {
+        Separation::Softmax { beta: 1.0 }
+    }
+}
+
+/// How many updates to apply.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Dynamics {
+    /// A single update x₁ = proj(Σ w ξ). `converged` reports whether x₁ = x₀.
+    OneStep,
+    /// Update each query until ‖x_{t+1} − x_t‖_∞ ≤ `tol` or `max_steps` updates.
+    /// A query that has converged is no longer updated.
+    Iterate {
+        /// Step budget, ≥ 1.
+        max_steps: usize,
+        /// Convergence threshold on the largest coordinate change, ≥ 0.
+        tol: f32,
+    },
+}
+
+impl Default for Dynamics {
+    fn default() -> Self {
+        Dynamics::Iterate {
+            max_steps: 100,
+            tol: 1e-5,
+        }
+    }
+}
+
+impl Dynamics {
+    /// Step budget and tolerance (`OneStep` is one step with tolerance 0).
+    pub fn budget(&self) -> (usize, f32) {
+        match *self {
+            Dynamics::OneStep => (1, 0.0),
+            Dynamics::Iterate { max_steps, tol } => (max_steps, tol),
+        }
+    }
+}
+
+/// Applied to the weighted sum after each update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Projection {
+    /// Keep the weighted sum as it is.
+    #[default]
+    None,
+    /// Rescale to ‖x‖ = √N (a zero vector stays zero).
+    Sphere,
+    /// Elementwise sign, with sign(0) = +1.
+    Sign,
+}
+
+/// A full description of a retrieval.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Config {
+    /// Similarity between patterns and states.
+    pub similarity: Similarity,
+    /// Separation function.
+    pub separation: Separation,
+    /// Number of updates.
+    pub dynamics: Dynamics,
+    /// Projection after each update.
+    pub projection: Projection,
+    /// Record E(x_t) after every step.
+    pub energy_trace: bool,
+}
+
+impl Config {
+    /// Checks every parameter against its domain for `count` stored patterns.
+    pub fn validate(&self, count: usize) -> Result<()> {
+        let invalid = |argument: &'static str, value: String, reason: &str| {
+            Err(Error::InvalidParameter {
+                argument,
+                value,
+                reason: reason.to_string(),
+            })
+        };
+        match self.separation {
+            Separation::Polynomial { n } | Separation::RectifiedPolynomial { n } if n == 0 => {
+                return invalid("n", n.to_string(), "the degree must be at least 1");
+            }
+            Separation::Exponential { beta } | Separation::Softmax { beta }
+                if !(beta.is_finite() && beta > 0.0) =>
+            {
+                return invalid("beta", beta.to_string(), "β must be finite and > 0");
+            }
+            Separation::TopK { k } if k == 0 || k > count => {
+                return invalid(
+                    "k",
+                    k.to_string(),
+                    &format!("k must satisfy 1 ≤ k ≤ P = {count}"),
+                );
+            }
+            _ => {}
+        }
+        if let Dynamics::Iterate { max_steps, tol } = self.dynamics {
+            if max_steps == 0 {
+                return invalid("max_steps", "0".into(), "at least one step is needed");
+            }
+            if !(tol.is_finite() && tol >= 0.0) {
+                return invalid("tol", tol.to_string(), "tol must be finite and ≥ 0");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(separation: Separation) -> Config {
+        Config {
+            separation,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn rejects_out_of_domain_parameters() {
+        let bad = [
+            with(Separation::Polynomial { n: 0 }),
+            with(Separation::RectifiedPolynomial { n: 0 }),
+            with(Separation::Softmax { beta: 0.0 }),
+            with(Separation::Softmax { beta: f32::NAN }),
+            with(Separation::Exponential { beta: -1.0 }),
+            with(Separation::TopK { k: 0 }),
+            with(Separation::TopK { k: 11 }),
+            Config {
+                dynamics: Dynamics::Iterate {
+                    max_steps: 0,
+                    tol: 0.0,
+                },
+                ..Config::default()
+            },
+        ];
+        for config in bad {
+            let err = config.validate(10).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidParameter { .. }),
+                "{config:?} gave {err}"
+            );
+        }
+        assert!(with(Separation::TopK { k: 10 }).validate(10).is_ok());
+    }
+}

@@ -1,0 +1,29 @@
+//! Core types and maths definitions for dense associative memories (DAMs).
+//!
+//! This crate holds no device code. It defines *what* is computed — the stored
+//! [`Patterns`], the [`Similarity`], the [`Separation`] function, the [`Dynamics`]
+//! and [`Projection`] of the update, the [`RetrievalResult`] — and the shared
+//! [`Error`] and [`Tolerance`] types. The CPU reference (`dam-cpu`) and the wgpu
+//! backend (`dam-wgpu`) both implement exactly these definitions.
+//!
+//! # The maths
+//!
+//! For stored patterns ξ^μ (μ = 1..P, rows of a P×N matrix) and a state x ∈ R^N:
+//!
+//! * similarity s_μ(x): `Dot` ξ·x, `NegEuclidean` −‖ξ−x‖₂, `NegManhattan` −‖ξ−x‖₁;
+//! * energy E(x) = −Σ_μ F(s_μ(x)) for a separation F (see [`Separation`] for each one,
+//!   including the log-sum-exp energy of `Softmax`);
+//! * one update x ← proj(Σ_μ w_μ ξ^μ) with w = softmax(βs) for `Softmax` and
+//!   w = F′(s) otherwise ([`Separation::weight`]).
+
+mod config;
+mod error;
+mod patterns;
+mod result;
+mod tolerance;
+
+pub use config::{Config, Dynamics, Projection, Separation, Similarity};
+pub use error::{Error, Result};
+pub use patterns::{validate_queries, Patterns};
+pub use result::RetrievalResult;
+pub use tolerance::{Mismatch, Tolerance};

@@ -1,0 +1,109 @@
+//! Stored patterns and query validation.
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::{Error, Result};
+
+/// A validated set of P stored patterns of dimension N (rows of a P×N matrix, f32).
+///
+/// Construction checks that P ≥ 1, N ≥ 1 and every entry is finite, so the backends
+/// never see bad input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Patterns {
+    data: Array2<f32>,
+}
+
+impl Patterns {
+    /// Wraps a P×N matrix of patterns (one pattern per row).
+    pub fn new(data: Array2<f32>) -> Result<Self> {
+        check_matrix("patterns", data.view())?;
+        Ok(Self {
+            data: data.as_standard_layout().into_owned(),
+        })
+    }
+
+    /// Builds patterns from a row-major buffer of `count × dim` values.
+    pub fn from_vec(count: usize, dim: usize, values: Vec<f32>) -> Result<Self> {
+        let expected = count.checked_mul(dim).ok_or_else(|| Error::TooLarge {
+            argument: "patterns",
+            size: u64::MAX,
+            limit: usize::MAX as u64,
+            detail: format!("{count} × {dim} overflows usize"),
+        })?;
+        if values.len() != expected {
+            return Err(Error::DimensionMismatch {
+                argument: "patterns (buffer length = count × dim)",
+                expected,
+                actual: values.len(),
+            });
+        }
+        let data = Array2::from_shape_vec((count, dim), values).map_err(|e| {
+            Error::InvalidParameter {
+                argument: "patterns",
+                value: format!("{count}×{dim}"),
+                reason: e.to_string(),
+            }
+        })?;
+        Self::new(data)
+    }
+
+    /// Number of stored patterns P.
+    pub fn count(&self) -> usize {
+        self.data.nrows()
+    }
+
+    /// Dimension N of each pattern.
+    pub fn dim(&self) -> usize {
+        self.data.ncols()
+    }
+
+    /// The P×N matrix (standard row-major layout).
+    pub fn view(&self) -> ArrayView2<'_, f32> {
+        self.data.view()
+    }
+
+    /// The patterns as one row-major slice of P·N values.
+    pub fn as_slice(&self) -> &[f32] {
+        self.data
+            .as_slice()
+            .expect("Patterns are stored in standard layout")
+    }
+}
+
+/// Checks a B×N batch of query states against the pattern dimension `dim`.
+pub fn validate_queries(queries: ArrayView2<'_, f32>, dim: usize) -> Result<()> {
+    if queries.ncols() != dim {
+        return Err(Error::DimensionMismatch {
+            argument: "queries (columns must equal the pattern dimension N)",
+            expected: dim,
+            actual: queries.ncols(),
+        });
+    }
+    check_matrix("queries", queries)
+}
+
+fn check_matrix(argument: &'static str, m: ArrayView2<'_, f32>) -> Result<()> {
+    if m.nrows() == 0 || m.ncols() == 0 {
+        return Err(Error::Empty {
+            argument,
+            detail: format!("shape is {}×{}", m.nrows(), m.ncols()),
+        });
+    }
+    if m.nrows() > u32::MAX as usize || m.ncols() > u32::MAX as usize {
+        return Err(Error::TooLarge {
+            argument,
+            size: m.nrows().max(m.ncols()) as u64,
+            limit: u32::MAX as u64,
+            detail: "rows and columns are indexed with u32".into(),
+        });
+    }
+    if let Some(((row, col), &value)) = m.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::NonFinite {
+            argument,
+            row,
+            col,
+            value,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! Adapter, device, queue and the pipeline cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::source::Kernel;
+use crate::WgpuError;
+
+/// How to pick and configure the wgpu device.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WgpuOptions {
+    /// Backends to search (default: all that wgpu was built with).
+    pub backends: wgpu::Backends,
+    /// Adapter preference (default: high performance).
+    pub power_preference: wgpu::PowerPreference,
+    /// Lower the largest storage binding used below what the adapter allows, e.g. to
+    /// exercise pattern-chunk splitting in tests. `None` uses the adapter's limit.
+    pub max_binding_bytes: Option<u64>,
+}
+
+impl Default for WgpuOptions {
+    fn default() -> Self {
+        Self {
+            backends: wgpu::Backends::all(),
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            max_binding_bytes: None,
+        }
+    }
+}
+
+/// Specialisation constants of one pipeline (name, value).
+pub type Constants = Vec<(&'static str, u32)>;
+
+/// One adapter + device + queue, with compiled pipelines cached by kernel and constants.
+pub struct WgpuContext {
+    /// The device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    max_binding: u64,
+    pipelines: Mutex<HashMap<(Kernel, Constants), Arc<wgpu::ComputePipeline>>>,
+}
+
+impl std::fmt::Debug for WgpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WgpuContext")
+            .field("adapter", &self.info.name)
+            .field("backend", &self.info.backend)
+            .field("device_type", &self.info.device_type)
+            .field("max_binding", &self.max_binding)
+            .finish()
+    }
+}
+
+impl WgpuContext {
+    /// Creates a new context: finds an adapter and requests a device with the adapter's
+    /// own limits (not wgpu's conservative defaults).
+    pub fn new(options: &WgpuOptions) -> Result<Self, WgpuError> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = options.backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: options.power_preference,
+            ..Default::default()
+        }))
+        .map_err(|e| WgpuError::NoAdapter {
+            backends: format!("{:?}", options.backends),
+            reason: e.to_string(),
+        })?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("dam"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| WgpuError::RequestDevice {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let adapter_binding = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        let max_binding = options
+            .max_binding_bytes
+            .map_or(adapter_binding, |m| m.min(adapter_binding))
+            .max(256);
+        Ok(Self {
+            device,
+            queue,
+            info,
+            limits,
+            max_binding,
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A process-wide context for these options, created on first use and shared after
+    /// (adapter discovery and shader compilation happen once per process).
+    pub fn shared(options: &WgpuOptions) -> Result<Arc<Self>, WgpuError> {
+        type Registry = Mutex<Vec<(WgpuOptions, Arc<WgpuContext>)>>;
+        static CONTEXTS: OnceLock<Registry> = OnceLock::new();
+        let registry = CONTEXTS.get_or_init(|| Mutex::new(Vec::new()));
+        let mut list = registry.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, ctx)) = list.iter().find(|(o, _)| o == options) {
+            return Ok(ctx.clone());
+        }
+        let ctx = Arc::new(Self::new(options)?);
+        list.push((options.clone(), ctx.clone()));
+        Ok(ctx)
+    }
+
+    /// The adapter's description (name, backend, device type, driver).
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// A one-line description, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    /// The device limits in force.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Largest storage binding, in bytes, that kernels will be given.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.max_binding
+    }
+
+    /// The compiled pipeline for a kernel and its constants (compiled once, then cached).
+    pub fn pipeline(
+        &self,
+        kernel: Kernel,
+        constants: &[(&'static str, u32)],
+    ) -> Result<Arc<wgpu::ComputePipeline>, WgpuError> {
+        let key = (kernel, constants.to_vec());
+        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.name()),
+                source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+            });
+        let values: Vec<(&str, f64)> = constants.iter().map(|&(k, v)| (k, v as f64)).collect();
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.name()),
+                layout: None,
+                module: &module,
+                entry_point: Some(kernel.entry_point()),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &values,
+                    zero_initialize_workgroup_memory: true,
+                },
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(WgpuError::Device {
+                operation: format!("compiling kernel `{}` with {constants:?}", kernel.name()),
+                reason: e.to_string(),
+            });
+        }
+        let pipeline = Arc::new(pipeline);
+        cache.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+}

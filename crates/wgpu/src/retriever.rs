@@ -1,0 +1,679 @@
+//! Stored patterns on the device and the retrieval loop.
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+use dam_core::{
+    validate_queries, Config, Error, Patterns, Projection, Result, RetrievalResult, Separation,
+    Similarity,
+};
+use ndarray::{s, Array2, ArrayView2};
+use wgpu::util::DeviceExt;
+
+use crate::context::WgpuContext;
+use crate::source::Kernel;
+use crate::WgpuError;
+
+/// Mirrors `struct Params` in `shaders/common.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct Params {
+    batch: u32,
+    dim: u32,
+    p_total: u32,
+    chunk_rows: u32,
+    chunk_base: u32,
+    split_len: u32,
+    split_base: u32,
+    splits_total: u32,
+    beta: f32,
+    tol: f32,
+    k: u32,
+    degree: u32,
+}
+
+/// Mirrors `struct Step` (padded to 16 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct StepUniform {
+    row: u32,
+    pad: [u32; 3],
+}
+
+/// Workgroup sizes fixed in the WGSL files.
+const SIM_TILE: u32 = 16;
+const SUM_WG: u32 = 64;
+const STREAM_WG: u32 = 64;
+/// Aim for about this many streaming workgroups per step, so that a small batch still
+/// spreads over the whole device (split over the pattern axis, merged after).
+const TARGET_WORKGROUPS: u32 = 1024;
+/// Bytes of one `Stat` in `stream.wgsl`.
+const STAT_BYTES: u64 = 16;
+
+struct Chunk {
+    buffer: wgpu::Buffer,
+    base: u32,
+    rows: u32,
+}
+
+/// Stored patterns uploaded to a wgpu device, ready to serve retrievals.
+///
+/// Patterns larger than one storage binding are split into chunks of whole rows. Batches
+/// of queries larger than what the scratch buffers can hold in one binding are processed
+/// in slices; queries never interact, so the result is the same.
+pub struct WgpuRetriever {
+    ctx: Arc<WgpuContext>,
+    config: Config,
+    count: usize,
+    dim: usize,
+    chunks: Vec<Chunk>,
+}
+
+impl std::fmt::Debug for WgpuRetriever {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WgpuRetriever")
+            .field("ctx", &self.ctx)
+            .field("config", &self.config)
+            .field("count", &self.count)
+            .field("dim", &self.dim)
+            .field("chunks", &self.chunks.len())
+            .finish()
+    }
+}
+
+/// Runs `f` inside validation and out-of-memory error scopes; a captured error becomes
+/// [`WgpuError::Device`] naming `operation`.
+fn scoped<T>(ctx: &WgpuContext, operation: &str, f: impl FnOnce() -> T) -> Result<T, WgpuError> {
+    let oom = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let validation = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let value = f();
+    let errors = [
+        pollster::block_on(validation.pop()),
+        pollster::block_on(oom.pop()),
+    ];
+    match errors.into_iter().flatten().next() {
+        Some(e) => Err(WgpuError::Device {
+            operation: operation.to_string(),
+            reason: e.to_string(),
+        }),
+        None => Ok(value),
+    }
+}
+
+/// Copies `buffer` to a staging buffer and reads it back as `T`s.
+fn read_back<T: Pod>(
+    ctx: &WgpuContext,
+    buffer: &wgpu::Buffer,
+    name: &'static str,
+) -> Result<Vec<T>, WgpuError> {
+    let size = buffer.size();
+    let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("dam staging"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+    ctx.queue.submit([encoder.finish()]);
+    map_read(ctx, &staging, name)
+}
+
+fn map_read<T: Pod>(
+    ctx: &WgpuContext,
+    staging: &wgpu::Buffer,
+    name: &'static str,
+) -> Result<Vec<T>, WgpuError> {
+    let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+    staging.map_async(wgpu::MapMode::Read, .., move |r| {
+        sender.send(r).ok();
+    });
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| WgpuError::Readback {
+            buffer: name,
+            reason: e.to_string(),
+        })?;
+    match pollster::block_on(receiver.receive()) {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            return Err(WgpuError::Readback {
+                buffer: name,
+                reason: e.to_string(),
+            })
+        }
+        None => {
+            return Err(WgpuError::Readback {
+                buffer: name,
+                reason: "the map callback was dropped (device lost?)".into(),
+            })
+        }
+    }
+    let values = {
+        let view = staging.get_mapped_range(..).map_err(|e| WgpuError::Readback {
+            buffer: name,
+            reason: e.to_string(),
+        })?;
+        bytemuck::cast_slice::<u8, T>(&view).to_vec()
+    };
+    staging.unmap();
+    Ok(values)
+}
+
+fn similarity_code(s: Similarity) -> u32 {
+    match s {
+        Similarity::Dot => 0,
+        Similarity::NegEuclidean => 1,
+        Similarity::NegManhattan => 2,
+    }
+}
+
+fn projection_code(p: Projection) -> u32 {
+    match p {
+        Projection::None => 0,
+        Projection::Sphere => 1,
+        Projection::Sign => 2,
+    }
+}
+
+fn too_large(argument: &'static str, size: u64, limit: u64, detail: String) -> Error {
+    Error::TooLarge {
+        argument,
+        size,
+        limit,
+        detail,
+    }
+}
+
+/// How one batch of queries is laid out on the device.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    batch: u32,
+    split_len: u32,
+    splits_total: u32,
+}
+
+/// What one batch returns before conversion.
+struct BatchOut {
+    states: Vec<f32>,
+    status: Vec<u32>,
+    nearest: Vec<u32>,
+    energy_rows: Vec<f32>,
+    steps_run: usize,
+}
+
+impl WgpuRetriever {
+    /// Uploads `patterns` to the device of `ctx` and prepares retrievals with `config`.
+    pub fn new(ctx: Arc<WgpuContext>, patterns: &Patterns, config: Config) -> Result<Self> {
+        config.validate(patterns.count())?;
+        let dim = patterns.dim();
+        let row_bytes = dim as u64 * 4;
+        let max_binding = ctx.max_binding_bytes();
+        let rows_per_chunk = (max_binding / row_bytes).min(u32::MAX as u64) as usize;
+        if rows_per_chunk == 0 {
+            return Err(too_large(
+                "patterns (dimension N)",
+                row_bytes,
+                max_binding,
+                "one pattern row must fit in one storage binding".into(),
+            ));
+        }
+        let data = patterns.as_slice();
+        let mut chunks = Vec::new();
+        for (i, rows) in data.chunks(rows_per_chunk * dim).enumerate() {
+            let buffer = scoped(&ctx, "uploading stored patterns", || {
+                ctx.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("dam patterns"),
+                        contents: bytemuck::cast_slice(rows),
+                        usage: wgpu::BufferUsages::STORAGE,
+                    })
+            })?;
+            chunks.push(Chunk {
+                buffer,
+                base: (i * rows_per_chunk) as u32,
+                rows: (rows.len() / dim) as u32,
+            });
+        }
+        Ok(Self {
+            ctx,
+            config,
+            count: patterns.count(),
+            dim,
+            chunks,
+        })
+    }
+
+    /// The context (adapter, device) this retriever runs on.
+    pub fn context(&self) -> &Arc<WgpuContext> {
+        &self.ctx
+    }
+
+    /// Number of pattern chunks (more than one when P·N·4 exceeds one binding).
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    fn streamed(&self) -> bool {
+        matches!(
+            self.config.separation,
+            Separation::Softmax { .. } | Separation::Exponential { .. }
+        )
+    }
+
+    fn beta(&self) -> f32 {
+        match self.config.separation {
+            Separation::Softmax { beta } | Separation::Exponential { beta } => beta,
+            _ => 1.0,
+        }
+    }
+
+    /// Splits of the pattern axis for a batch of `batch` queries.
+    fn splits_for(&self, batch: u32) -> (u32, u32) {
+        let p = self.count as u64;
+        let max_splits = p.div_ceil(STREAM_WG as u64).max(1);
+        let target = (TARGET_WORKGROUPS as u64).div_ceil(batch as u64).clamp(1, max_splits);
+        let split_len = p.div_ceil(target).div_ceil(STREAM_WG as u64) * STREAM_WG as u64;
+        let split_len = split_len.min(u32::MAX as u64) as u32;
+        let total = self
+            .chunks
+            .iter()
+            .map(|c| c.rows.div_ceil(split_len))
+            .sum();
+        (split_len, total)
+    }
+
+    /// Largest batch whose scratch buffers each fit in one binding.
+    fn plan(&self, batch: usize, trace_rows: u64) -> Result<Plan> {
+        let limit = self.ctx.max_binding_bytes();
+        let max_groups = self.ctx.limits().max_compute_workgroups_per_dimension;
+        let mut b = (batch as u64).min(max_groups as u64).max(1) as u32;
+        loop {
+            let (split_len, splits_total) = self.splits_for(b);
+            let n = self.dim as u64;
+            let mut sizes = vec![b as u64 * n * 4, trace_rows * b as u64 * 4];
+            if self.streamed() {
+                sizes.push(b as u64 * splits_total as u64 * n * 4);
+                sizes.push(b as u64 * splits_total as u64 * STAT_BYTES);
+            } else {
+                sizes.push(b as u64 * self.count as u64 * 4);
+            }
+            let worst = sizes.into_iter().max().unwrap_or(0);
+            if worst <= limit {
+                return Ok(Plan {
+                    batch: b,
+                    split_len,
+                    splits_total,
+                });
+            }
+            if b == 1 {
+                return Err(too_large(
+                    "scratch buffer for one query",
+                    worst,
+                    limit,
+                    format!(
+                        "P = {}, N = {}, energy-trace rows = {trace_rows}; lower P, N or max_steps",
+                        self.count, self.dim
+                    ),
+                ));
+            }
+            b = b.div_ceil(2);
+        }
+    }
+
+    /// Runs the configured dynamics from each query (B×N).
+    pub fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
+        validate_queries(queries, self.dim)?;
+        let (max_steps, _) = self.config.dynamics.budget();
+        let trace = self.config.energy_trace;
+        let rows = if trace { max_steps as u64 + 1 } else { 1 };
+        let plan = self.plan(queries.nrows(), rows)?;
+        let b_total = queries.nrows();
+        let mut states = Array2::<f32>::zeros(queries.dim());
+        let mut steps = Vec::with_capacity(b_total);
+        let mut converged = Vec::with_capacity(b_total);
+        let mut nearest = Vec::with_capacity(b_total);
+        let mut energy = Vec::with_capacity(b_total);
+        let mut traces = Vec::with_capacity(if trace { b_total } else { 0 });
+        let mut start = 0;
+        while start < b_total {
+            let end = (start + plan.batch as usize).min(b_total);
+            let slice = queries.slice(s![start..end, ..]);
+            let out = self.run_batch(slice, max_steps, plan)?;
+            let b = end - start;
+            for q in 0..b {
+                let st = &out.status[q * 4..q * 4 + 4];
+                if st[3] != 0 {
+                    return Err(Error::Overflow {
+                        what: "state",
+                        query: start + q,
+                        steps: st[1] as usize,
+                        hint: "the update left f32; use Projection::Sphere or Sign, or fewer steps",
+                    });
+                }
+                steps.push(st[1] as usize);
+                converged.push(st[2] != 0);
+                nearest.push(out.nearest[q] as usize);
+                let last_row = if trace { out.steps_run } else { 0 };
+                energy.push(self.energy_value(out.energy_rows[last_row * b + q], start + q)?);
+                if trace {
+                    let t: Result<Vec<f64>> = (0..=st[1] as usize)
+                        .map(|row| self.energy_value(out.energy_rows[row * b + q], start + q))
+                        .collect();
+                    traces.push(t?);
+                }
+            }
+            let block = Array2::from_shape_vec((b, self.dim), out.states).map_err(|e| {
+                Error::InvalidParameter {
+                    argument: "states",
+                    value: format!("{b}×{}", self.dim),
+                    reason: e.to_string(),
+                }
+            })?;
+            states.slice_mut(s![start..end, ..]).assign(&block);
+            start = end;
+        }
+        Ok(RetrievalResult {
+            states,
+            steps,
+            converged,
+            nearest,
+            energy,
+            energy_trace: trace.then_some(traces),
+        })
+    }
+
+    /// E(x) for each row of `states` (B×N).
+    pub fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
+        validate_queries(states, self.dim)?;
+        let plan = self.plan(states.nrows(), 1)?;
+        let mut out = Vec::with_capacity(states.nrows());
+        let mut start = 0;
+        while start < states.nrows() {
+            let end = (start + plan.batch as usize).min(states.nrows());
+            let batch = self.run_batch(states.slice(s![start..end, ..]), 0, plan)?;
+            for (q, &raw) in batch.energy_rows.iter().enumerate() {
+                out.push(self.energy_value(raw, start + q)?);
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Converts a kernel's energy output to the energy (exponential: −e^{lse} in f64).
+    fn energy_value(&self, raw: f32, query: usize) -> Result<f64> {
+        let e = match self.config.separation {
+            Separation::Exponential { .. } => -(raw as f64).exp(),
+            _ => raw as f64,
+        };
+        if !e.is_nan() {
+            Ok(e)
+        } else {
+            Err(Error::Overflow {
+                what: "energy",
+                query,
+                steps: 0,
+                hint: "the energy is NaN (∞ − ∞ in the sum); lower β or the degree",
+            })
+        }
+    }
+
+    fn uniform<T: Pod>(&self, value: &T) -> wgpu::Buffer {
+        self.ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("dam uniform"),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    fn storage(&self, label: &str, size: u64) -> wgpu::Buffer {
+        self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.max(4),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn bind(&self, pipeline: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = entries
+            .iter()
+            .map(|&(binding, buffer)| wgpu::BindGroupEntry {
+                binding,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    }
+
+    /// Runs up to `max_steps` update steps for one batch (0: only evaluate energy and
+    /// nearest), entirely on the device, reading back one `u32` per step.
+    fn run_batch(&self, queries: ArrayView2<'_, f32>, max_steps: usize, plan: Plan) -> Result<BatchOut> {
+        let ctx = &*self.ctx;
+        let out = scoped(ctx, "retrieval", || self.run_batch_inner(queries, max_steps, plan))?;
+        Ok(out?)
+    }
+
+    fn run_batch_inner(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        max_steps: usize,
+        plan: Plan,
+    ) -> Result<BatchOut, WgpuError> {
+        let ctx = &*self.ctx;
+        let b = queries.nrows() as u32;
+        let n = self.dim as u32;
+        let p = self.count as u32;
+        let trace = self.config.energy_trace;
+        let rows = if trace { max_steps as u64 + 1 } else { 1 };
+        let (_, tol) = self.config.dynamics.budget();
+        let (k, degree) = match self.config.separation {
+            Separation::TopK { k } => (k as u32, 0),
+            Separation::Max => (1, 0),
+            Separation::Polynomial { n } | Separation::RectifiedPolynomial { n } => (0, n),
+            _ => (0, 0),
+        };
+        let base = Params {
+            batch: b,
+            dim: n,
+            p_total: p,
+            chunk_rows: 0,
+            chunk_base: 0,
+            split_len: plan.split_len,
+            split_base: 0,
+            splits_total: plan.splits_total,
+            beta: self.beta(),
+            tol,
+            k,
+            degree,
+        };
+        let sim = ("SIM", similarity_code(self.config.similarity));
+
+        // Buffers.
+        let x_data: Vec<f32> = queries.iter().copied().collect();
+        let xs = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("dam states"),
+            contents: bytemuck::cast_slice(&x_data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        });
+        let status_init: Vec<u32> = (0..b).flat_map(|_| [1u32, 0, 0, 0]).collect();
+        let status = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("dam status"),
+            contents: bytemuck::cast_slice(&status_init),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        });
+        let ys = self.storage("dam update", b as u64 * n as u64 * 4);
+        let log_scale = self.storage("dam log scale", b as u64 * 4);
+        let pending = self.storage("dam pending", 4);
+        let energy = self.storage("dam energy", rows * b as u64 * 4);
+        let nearest = self.storage("dam nearest", b as u64 * 4);
+        let global = self.uniform(&base);
+        let step = self.uniform(&StepUniform {
+            row: 0,
+            pad: [0; 3],
+        });
+        let pending_staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("dam pending staging"),
+            size: 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let chunk_params: Vec<wgpu::Buffer> = {
+            let mut split_base = 0;
+            self.chunks
+                .iter()
+                .map(|c| {
+                    let params = Params {
+                        chunk_rows: c.rows,
+                        chunk_base: c.base,
+                        split_base,
+                        ..base
+                    };
+                    split_base += c.rows.div_ceil(plan.split_len);
+                    self.uniform(&params)
+                })
+                .collect()
+        };
+
+        // Dispatches of one step: (pipeline, bind group, workgroup counts).
+        type Dispatch = (Arc<wgpu::ComputePipeline>, wgpu::BindGroup, [u32; 3]);
+        let mut evaluate: Vec<Dispatch> = Vec::new();
+        let mut accumulate: Vec<Dispatch> = Vec::new();
+        let max_groups = ctx.limits().max_compute_workgroups_per_dimension;
+        let clear_ys = !self.streamed();
+        if self.streamed() {
+            let mode = match self.config.separation {
+                Separation::Exponential { .. } => 1,
+                _ => 0,
+            };
+            let splits = plan.splits_total as u64;
+            let stats = self.storage("dam stats", b as u64 * splits * STAT_BYTES);
+            let accs = self.storage("dam partial sums", b as u64 * splits * n as u64 * 4);
+            let partial = ctx.pipeline(Kernel::StreamPartial, &[sim])?;
+            for (c, params) in self.chunks.iter().zip(&chunk_params) {
+                let group = self.bind(
+                    &partial,
+                    &[(0, params), (1, &c.buffer), (2, &xs), (3, &stats), (4, &accs)],
+                );
+                evaluate.push((partial.clone(), group, [c.rows.div_ceil(plan.split_len), b, 1]));
+            }
+            let merge = ctx.pipeline(Kernel::StreamMerge, &[sim, ("MODE", mode)])?;
+            let group = self.bind(
+                &merge,
+                &[
+                    (0, &global),
+                    (2, &xs),
+                    (3, &stats),
+                    (4, &accs),
+                    (5, &step),
+                    (6, &ys),
+                    (7, &energy),
+                    (8, &nearest),
+                    (9, &log_scale),
+                ],
+            );
+            evaluate.push((merge, group, [b, 1, 1]));
+        } else {
+            let scores = self.storage("dam scores", b as u64 * p as u64 * 4);
+            let similarity = ctx.pipeline(Kernel::Similarity, &[sim])?;
+            for (c, params) in self.chunks.iter().zip(&chunk_params) {
+                let group = self.bind(
+                    &similarity,
+                    &[(0, params), (1, &c.buffer), (2, &xs), (3, &scores)],
+                );
+                let tiles = c.rows.div_ceil(SIM_TILE);
+                let gx = tiles.min(max_groups);
+                evaluate.push((similarity.clone(), group, [gx, tiles.div_ceil(gx), b.div_ceil(SIM_TILE)]));
+            }
+            let sep = match self.config.separation {
+                Separation::Polynomial { .. } => 0,
+                Separation::RectifiedPolynomial { .. } => 1,
+                _ => 2,
+            };
+            let separation = ctx.pipeline(Kernel::Separation, &[("SEP", sep)])?;
+            let group = self.bind(
+                &separation,
+                &[(0, &global), (1, &scores), (2, &step), (3, &energy), (4, &nearest)],
+            );
+            evaluate.push((separation, group, [b, 1, 1]));
+            let weighted = ctx.pipeline(Kernel::WeightedSum, &[])?;
+            for (c, params) in self.chunks.iter().zip(&chunk_params) {
+                let group = self.bind(
+                    &weighted,
+                    &[(0, params), (1, &c.buffer), (2, &scores), (3, &ys)],
+                );
+                accumulate.push((weighted.clone(), group, [n.div_ceil(SUM_WG), b, 1]));
+            }
+        }
+        let finalize = ctx.pipeline(
+            Kernel::Finalize,
+            &[("PROJ", projection_code(self.config.projection))],
+        )?;
+        let group = self.bind(
+            &finalize,
+            &[(0, &global), (1, &ys), (2, &xs), (3, &log_scale), (4, &status), (5, &pending)],
+        );
+        accumulate.push((finalize, group, [b, 1, 1]));
+
+        let encode = |update: bool| {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            if update {
+                encoder.clear_buffer(&pending, 0, None);
+                if clear_ys {
+                    encoder.clear_buffer(&ys, 0, None);
+                }
+            }
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                let list = evaluate.iter().chain(accumulate.iter().filter(|_| update));
+                for (pipeline, group, [x, y, z]) in list {
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, group, &[]);
+                    pass.dispatch_workgroups(*x, *y, *z);
+                }
+            }
+            if update {
+                encoder.copy_buffer_to_buffer(&pending, 0, &pending_staging, 0, 4);
+            }
+            encoder.finish()
+        };
+        let set_row = |row: usize| {
+            let value = StepUniform {
+                row: if trace { row as u32 } else { 0 },
+                pad: [0; 3],
+            };
+            ctx.queue.write_buffer(&step, 0, bytemuck::bytes_of(&value));
+        };
+
+        let mut steps_run = 0;
+        while steps_run < max_steps {
+            set_row(steps_run);
+            ctx.queue.submit([encode(true)]);
+            let still_moving = map_read::<u32>(ctx, &pending_staging, "pending")?[0];
+            steps_run += 1;
+            if still_moving == 0 {
+                break;
+            }
+        }
+        set_row(steps_run);
+        ctx.queue.submit([encode(false)]);
+
+        let energy_rows = read_back::<f32>(ctx, &energy, "energy")?;
+        let used_rows = if trace { steps_run + 1 } else { 1 };
+        Ok(BatchOut {
+            states: read_back(ctx, &xs, "states")?,
+            status: read_back(ctx, &status, "status")?,
+            nearest: read_back(ctx, &nearest, "nearest")?,
+            energy_rows: energy_rows[..used_rows * b as usize].to_vec(),
+            steps_run,
+        })
+    }
+}

@@ -1,0 +1,130 @@
+//! Every WGSL kernel of the backend, registered in one place.
+//!
+//! Kernels live in the workspace's top-level `shaders/` folder (reached from this crate
+//! through the `crates/wgpu/shaders` symlink, which `cargo package` follows). Each compiled
+//! unit is the shared `common.wgsl` declarations, the `sim.wgsl` similarity helpers where
+//! needed, and one kernel file, concatenated at compile time with `concat!`. Specialisation
+//! is done with WGSL `override` constants, never by editing source text.
+
+/// One compute entry point and the WGSL unit that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Tiled B×P similarity of one pattern chunk (`similarity.wgsl`).
+    Similarity,
+    /// Online-softmax partials over pattern splits (`stream.wgsl`, `partial`).
+    StreamPartial,
+    /// Merge of the partials into the update, energy and nearest (`stream.wgsl`, `merge`).
+    StreamMerge,
+    /// Energy, nearest and weights from a row of similarities (`separation.wgsl`).
+    Separation,
+    /// Weighted sum of patterns (`weighted_sum.wgsl`).
+    WeightedSum,
+    /// Projection, convergence and status (`finalize.wgsl`).
+    Finalize,
+}
+
+const SIMILARITY: &str = concat!(
+    include_str!("../shaders/common.wgsl"),
+    include_str!("../shaders/sim.wgsl"),
+    include_str!("../shaders/similarity.wgsl")
+);
+const STREAM: &str = concat!(
+    include_str!("../shaders/common.wgsl"),
+    include_str!("../shaders/sim.wgsl"),
+    include_str!("../shaders/stream.wgsl")
+);
+const SEPARATION: &str = concat!(
+    include_str!("../shaders/common.wgsl"),
+    include_str!("../shaders/separation.wgsl")
+);
+const WEIGHTED_SUM: &str = concat!(
+    include_str!("../shaders/common.wgsl"),
+    include_str!("../shaders/weighted_sum.wgsl")
+);
+const FINALIZE: &str = concat!(
+    include_str!("../shaders/common.wgsl"),
+    include_str!("../shaders/finalize.wgsl")
+);
+
+impl Kernel {
+    /// All kernels.
+    pub const ALL: [Kernel; 6] = [
+        Kernel::Similarity,
+        Kernel::StreamPartial,
+        Kernel::StreamMerge,
+        Kernel::Separation,
+        Kernel::WeightedSum,
+        Kernel::Finalize,
+    ];
+
+    /// The complete WGSL unit that holds this kernel.
+    pub fn source(self) -> &'static str {
+        match self {
+            Kernel::Similarity => SIMILARITY,
+            Kernel::StreamPartial | Kernel::StreamMerge => STREAM,
+            Kernel::Separation => SEPARATION,
+            Kernel::WeightedSum => WEIGHTED_SUM,
+            Kernel::Finalize => FINALIZE,
+        }
+    }
+
+    /// The entry point's name.
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            Kernel::StreamPartial => "partial",
+            Kernel::StreamMerge => "merge",
+            _ => "main",
+        }
+    }
+
+    /// A short name for labels and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Similarity => "similarity",
+            Kernel::StreamPartial => "stream.partial",
+            Kernel::StreamMerge => "stream.merge",
+            Kernel::Separation => "separation",
+            Kernel::WeightedSum => "weighted_sum",
+            Kernel::Finalize => "finalize",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kernel;
+
+    /// Every compiled WGSL unit parses and validates with naga, and holds its entry point.
+    #[test]
+    fn all_kernels_validate_with_naga() {
+        for kernel in Kernel::ALL {
+            let module = naga::front::wgsl::parse_str(kernel.source()).unwrap_or_else(|e| {
+                panic!(
+                    "{} does not parse:\n{}",
+                    kernel.name(),
+                    e.emit_to_string(kernel.source())
+                )
+            });
+            let mut validator = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::default(),
+            );
+            if let Err(e) = validator.validate(&module) {
+                panic!(
+                    "{} does not validate:\n{}",
+                    kernel.name(),
+                    e.emit_to_string(kernel.source())
+                );
+            }
+            assert!(
+                module
+                    .entry_points
+                    .iter()
+                    .any(|ep| ep.name == kernel.entry_point()),
+                "{} has no entry point `{}`",
+                kernel.name(),
+                kernel.entry_point()
+            );
+        }
+    }
+}

@@ -1,0 +1,28 @@
+// Shared declarations, prepended to every kernel by `source.rs` (documented there).
+// Parameters of one dispatch over one chunk of stored patterns.
+struct Params {
+    batch: u32,        // B: queries in this batch
+    dim: u32,          // N
+    p_total: u32,      // P: all stored patterns
+    chunk_rows: u32,   // patterns in this chunk
+    chunk_base: u32,   // global index of the chunk's first pattern
+    split_len: u32,    // patterns per split (streaming kernel)
+    split_base: u32,   // global index of this chunk's first split
+    splits_total: u32, // splits over all chunks
+    beta: f32,
+    tol: f32,
+    k: u32,            // TopK k
+    degree: u32,       // polynomial degree n
+}
+
+// Per-step values, rewritten before each submit.
+struct Step {
+    row: u32,          // energy-trace row written by this step
+}
+
+const F32_MAX: f32 = 3.40282347e38;
+
+fn is_finite_f32(v: f32) -> bool {
+    return abs(v) <= F32_MAX;
+}
+

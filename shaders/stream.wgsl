@@ -1,0 +1,181 @@
+// Fused streaming retrieval for the Softmax and Exponential separations.
+//
+// `partial`: one workgroup per (query, split of the pattern axis). It streams tiles of WG
+// patterns, computes their similarities, and keeps the online-softmax state: the running
+// max m of z = beta * s, l = sum e^{z - m}, and acc = sum e^{z - m} xi (rescaled when m
+// grows). The B x P similarity matrix is never written. It also tracks the most similar
+// pattern (ties -> lowest index).
+//
+// `merge`: one workgroup per query combines the partial (m, l, acc) triples of all splits:
+// y = acc / l, lse = M + log L. MODE 0 (softmax): energy = -lse / beta + |x|^2 / 2 and the
+// update is y. MODE 1 (exponential): the energy row holds lse (the host returns -e^lse in
+// f64) and the update is y * e^{lse + log beta}, kept as log_scale for finalize.wgsl.
+// Needs common.wgsl and sim.wgsl.
+
+override MODE: u32 = 0u;
+
+struct Stat {
+    m: f32,
+    l: f32,
+    best_s: f32,
+    best_i: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> pat: array<f32>;
+@group(0) @binding(2) var<storage, read> xs: array<f32>;
+@group(0) @binding(3) var<storage, read_write> stats: array<Stat>;
+@group(0) @binding(4) var<storage, read_write> accs: array<f32>;
+@group(0) @binding(5) var<uniform> step: Step;
+@group(0) @binding(6) var<storage, read_write> ys: array<f32>;
+@group(0) @binding(7) var<storage, read_write> energy: array<f32>;
+@group(0) @binding(8) var<storage, read_write> nearest: array<u32>;
+@group(0) @binding(9) var<storage, read_write> log_scale: array<f32>;
+
+const WG: u32 = 64u;
+const NONE: u32 = 0xffffffffu;
+
+var<workgroup> z_sh: array<f32, 64>;
+var<workgroup> p_sh: array<f32, 64>;
+var<workgroup> best_s_sh: array<f32, 64>;
+var<workgroup> best_i_sh: array<u32, 64>;
+
+// (s, i) beats (bs, bi): larger similarity, ties to the lower index; NONE loses.
+fn better(s: f32, i: u32, bs: f32, bi: u32) -> bool {
+    return i != NONE && (bi == NONE || s > bs || (s == bs && i < bi));
+}
+
+@compute @workgroup_size(64)
+fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let q = wid.y;
+    let split = wid.x;
+    let t = lid.x;
+    let n = params.dim;
+    let start = split * params.split_len;
+    let end = min(start + params.split_len, params.chunk_rows);
+    let slot = q * params.splits_total + params.split_base + split;
+    let acc_off = slot * n;
+    for (var i = t; i < n; i += WG) {
+        accs[acc_off + i] = 0.0;
+    }
+    var m = 0.0;
+    var l = 0.0;
+    var started = false;
+    var best_s = 0.0;
+    var best_i = NONE;
+    for (var t0 = start; t0 < end; t0 += WG) {
+        let mu = t0 + t;
+        let count = min(WG, end - t0);
+        var z = 0.0;
+        if mu < end {
+            var a = 0.0;
+            let row = mu * n;
+            let xrow = q * n;
+            for (var i = 0u; i < n; i++) {
+                a += sim_term(pat[row + i], xs[xrow + i]);
+            }
+            let s = finish_similarity(a);
+            z = params.beta * s;
+            if better(s, params.chunk_base + mu, best_s, best_i) {
+                best_s = s;
+                best_i = params.chunk_base + mu;
+            }
+        }
+        z_sh[t] = z;
+        workgroupBarrier();
+        var tile_max = z_sh[0];
+        for (var j = 1u; j < count; j++) {
+            tile_max = max(tile_max, z_sh[j]);
+        }
+        var m_new = tile_max;
+        var scale = 0.0;
+        if started {
+            m_new = max(m, tile_max);
+            scale = exp(m - m_new);
+        }
+        var p = 0.0;
+        if mu < end {
+            p = exp(z - m_new);
+        }
+        p_sh[t] = p;
+        workgroupBarrier();
+        var tile_sum = 0.0;
+        for (var j = 0u; j < count; j++) {
+            tile_sum += p_sh[j];
+        }
+        l = l * scale + tile_sum;
+        for (var i = t; i < n; i += WG) {
+            var ti = 0.0;
+            for (var j = 0u; j < count; j++) {
+                ti += p_sh[j] * pat[(t0 + j) * n + i];
+            }
+            accs[acc_off + i] = accs[acc_off + i] * scale + ti;
+        }
+        m = m_new;
+        started = true;
+        workgroupBarrier();
+    }
+    best_s_sh[t] = best_s;
+    best_i_sh[t] = best_i;
+    workgroupBarrier();
+    if t == 0u {
+        var bs = best_s_sh[0];
+        var bi = best_i_sh[0];
+        for (var j = 1u; j < WG; j++) {
+            if better(best_s_sh[j], best_i_sh[j], bs, bi) {
+                bs = best_s_sh[j];
+                bi = best_i_sh[j];
+            }
+        }
+        stats[slot] = Stat(m, l, bs, bi);
+    }
+}
+
+@compute @workgroup_size(64)
+fn merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let q = wid.x;
+    let t = lid.x;
+    let n = params.dim;
+    let splits = params.splits_total;
+    let base = q * splits;
+    var big_m = stats[base].m;
+    for (var j = 1u; j < splits; j++) {
+        big_m = max(big_m, stats[base + j].m);
+    }
+    var big_l = 0.0;
+    for (var j = 0u; j < splits; j++) {
+        big_l += stats[base + j].l * exp(stats[base + j].m - big_m);
+    }
+    for (var i = t; i < n; i += WG) {
+        var a = 0.0;
+        for (var j = 0u; j < splits; j++) {
+            a += accs[(base + j) * n + i] * exp(stats[base + j].m - big_m);
+        }
+        ys[q * n + i] = a / big_l;
+    }
+    if t == 0u {
+        let lse = big_m + log(big_l);
+        var bs = stats[base].best_s;
+        var bi = stats[base].best_i;
+        for (var j = 1u; j < splits; j++) {
+            let st = stats[base + j];
+            if better(st.best_s, st.best_i, bs, bi) {
+                bs = st.best_s;
+                bi = st.best_i;
+            }
+        }
+        nearest[q] = bi;
+        if MODE == 0u {
+            var norm2 = 0.0;
+            for (var i = 0u; i < n; i++) {
+                let v = xs[q * n + i];
+                norm2 += v * v;
+            }
+            energy[step.row * params.batch + q] = -lse / params.beta + 0.5 * norm2;
+            log_scale[q] = 0.0;
+        } else {
+            energy[step.row * params.batch + q] = lse;
+            log_scale[q] = lse + log(params.beta);
+        }
+    }
+}

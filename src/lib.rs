@@ -1,0 +1,210 @@
+//! # dam — Dense Associative Memories on any GPU
+//!
+//! Store P patterns, retrieve from corrupted queries with modern-Hopfield dynamics, on a
+//! wgpu device (Vulkan, Metal, DX12, GL; Mesa lavapipe on CPU-only machines) or on the
+//! CPU reference. The same calling code runs on either [`Device`]:
+//!
+//! ```
+//! use dam::{Device, Patterns, Retriever, Separation};
+//! use ndarray::array;
+//!
+//! let patterns = Patterns::new(array![[1.0, -1.0, 1.0], [-1.0, 1.0, 1.0]])?;
+//! let retriever = Retriever::builder(patterns)
+//!     .separation(Separation::Softmax { beta: 4.0 })
+//!     .device(Device::Cpu)
+//!     .build()?;
+//! let result = retriever.retrieve(array![[0.9, -0.7, 0.2]].view())?;
+//! assert_eq!(result.nearest, vec![0]);
+//! # Ok::<(), dam::Error>(())
+//! ```
+//!
+//! The maths is defined in [`dam_core`] (re-exported here), the CPU reference is
+//! [`dam_cpu`], the kernels and device plumbing are [`dam_wgpu`].
+
+use std::sync::Arc;
+
+pub use dam_core::{
+    Config, Dynamics, Error, Mismatch, Patterns, Projection, Result, RetrievalResult,
+    Separation, Similarity, Tolerance,
+};
+pub use dam_cpu as cpu;
+pub use dam_wgpu as wgpu_backend;
+pub use dam_wgpu::{WgpuContext, WgpuOptions};
+use ndarray::ArrayView2;
+
+/// Where a [`Retriever`] runs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Device {
+    /// The CPU reference (f64 accumulation).
+    #[default]
+    Cpu,
+    /// A wgpu adapter.
+    Wgpu(WgpuOptions),
+}
+
+impl Device {
+    /// The default wgpu device.
+    pub fn wgpu() -> Self {
+        Device::Wgpu(WgpuOptions::default())
+    }
+
+    /// `DAM_DEVICE=cpu|wgpu|auto` if set; otherwise (or with `auto`) wgpu when an adapter
+    /// exists, else the CPU with a warning on stderr. `DAM_DEVICE=wgpu` without an adapter
+    /// and unknown `DAM_DEVICE` values are errors.
+    pub fn auto() -> Result<Self> {
+        match std::env::var("DAM_DEVICE") {
+            Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "cpu" => Ok(Device::Cpu),
+                "wgpu" | "gpu" => {
+                    WgpuContext::shared(&WgpuOptions::default())?;
+                    Ok(Device::wgpu())
+                }
+                "auto" | "" => Ok(Self::probe()),
+                _ => Err(Error::UnknownDevice { value: v }),
+            },
+            Err(_) => Ok(Self::probe()),
+        }
+    }
+
+    fn probe() -> Self {
+        match WgpuContext::shared(&WgpuOptions::default()) {
+            Ok(_) => Device::wgpu(),
+            Err(e) => {
+                log::warn!("no wgpu adapter ({e}); falling back to the CPU reference");
+                eprintln!("warning: dam: no wgpu adapter ({e}); using the CPU reference");
+                Device::Cpu
+            }
+        }
+    }
+}
+
+enum Backend {
+    Cpu,
+    Wgpu(dam_wgpu::WgpuRetriever),
+}
+
+/// Stored patterns plus a retrieval rule, on a device.
+pub struct Retriever {
+    patterns: Patterns,
+    config: Config,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Retriever {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retriever")
+            .field("patterns", &(self.patterns.count(), self.patterns.dim()))
+            .field("config", &self.config)
+            .field("device", &self.device_name())
+            .finish()
+    }
+}
+
+/// Builds a [`Retriever`]; every setting has a default (dot similarity, softmax β = 1,
+/// iterate up to 100 steps with tol 1e-5, no projection, CPU).
+#[derive(Debug, Clone)]
+pub struct RetrieverBuilder {
+    patterns: Patterns,
+    config: Config,
+    device: Device,
+}
+
+impl RetrieverBuilder {
+    /// Similarity between patterns and states.
+    pub fn similarity(mut self, similarity: Similarity) -> Self {
+        self.config.similarity = similarity;
+        self
+    }
+    /// Separation function.
+    pub fn separation(mut self, separation: Separation) -> Self {
+        self.config.separation = separation;
+        self
+    }
+    /// One step or iterate to a fixed point.
+    pub fn dynamics(mut self, dynamics: Dynamics) -> Self {
+        self.config.dynamics = dynamics;
+        self
+    }
+    /// Projection after each step.
+    pub fn projection(mut self, projection: Projection) -> Self {
+        self.config.projection = projection;
+        self
+    }
+    /// Record the energy after every step.
+    pub fn energy_trace(mut self, on: bool) -> Self {
+        self.config.energy_trace = on;
+        self
+    }
+    /// All settings at once.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+    /// The device to run on.
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+    /// Validates the settings and uploads the patterns to the device.
+    pub fn build(self) -> Result<Retriever> {
+        self.config.validate(self.patterns.count())?;
+        let backend = match &self.device {
+            Device::Cpu => Backend::Cpu,
+            Device::Wgpu(options) => {
+                let ctx: Arc<WgpuContext> = WgpuContext::shared(options)?;
+                Backend::Wgpu(dam_wgpu::WgpuRetriever::new(ctx, &self.patterns, self.config)?)
+            }
+        };
+        Ok(Retriever {
+            patterns: self.patterns,
+            config: self.config,
+            backend,
+        })
+    }
+}
+
+impl Retriever {
+    /// Starts building a retriever over `patterns`.
+    pub fn builder(patterns: Patterns) -> RetrieverBuilder {
+        RetrieverBuilder {
+            patterns,
+            config: Config::default(),
+            device: Device::Cpu,
+        }
+    }
+
+    /// Runs the dynamics from each query (B×N); see [`RetrievalResult`].
+    pub fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
+        match &self.backend {
+            Backend::Cpu => dam_cpu::retrieve(&self.config, &self.patterns, queries),
+            Backend::Wgpu(r) => r.retrieve(queries),
+        }
+    }
+
+    /// E(x) for each row of `states` (B×N).
+    pub fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
+        match &self.backend {
+            Backend::Cpu => dam_cpu::energy(&self.config, &self.patterns, states),
+            Backend::Wgpu(r) => r.energy(states),
+        }
+    }
+
+    /// The stored patterns.
+    pub fn patterns(&self) -> &Patterns {
+        &self.patterns
+    }
+
+    /// The retrieval rule.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// `cpu (reference)` or `wgpu: <adapter> (<backend>, <device type>)`.
+    pub fn device_name(&self) -> String {
+        match &self.backend {
+            Backend::Cpu => "cpu (reference)".into(),
+            Backend::Wgpu(r) => format!("wgpu: {}", r.context().describe()),
+        }
+    }
+}
+
