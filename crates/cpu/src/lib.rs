@@ -169,20 +169,34 @@ pub fn energy_of(config: &Config, patterns: &Patterns, x: &[f32]) -> f64 {
 pub fn energy(config: &Config, patterns: &Patterns, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
     config.validate(patterns.count())?;
     validate_queries(states, patterns.dim())?;
-    let mut out = Vec::with_capacity(states.nrows());
-    for (query, row) in states.rows().into_iter().enumerate() {
-        let e = energy_of(config, patterns, &row.to_vec());
-        if e.is_nan() {
-            return Err(Error::Overflow {
-                what: "energy",
-                query,
-                steps: 0,
-                hint: "the energy is NaN (∞ − ∞ in the sum); lower β or the degree",
-            });
-        }
-        out.push(e);
+    states
+        .rows()
+        .into_iter()
+        .enumerate()
+        .map(|(query, row)| {
+            checked_energy(config.separation, energy_of(config, patterns, &row.to_vec()), query, 0)
+        })
+        .collect()
+}
+
+/// The range rule shared by both backends: an energy is an error when it is NaN, or when
+/// it is beyond f32 for any separation but `Exponential` (whose energy is defined in f64
+/// and may be −∞ once log Σ e^{βs} exceeds ≈ 709.78).
+pub fn checked_energy(separation: Separation, e: f64, query: usize, steps: usize) -> Result<f64> {
+    let in_range = match separation {
+        Separation::Exponential { .. } => !e.is_nan(),
+        _ => e.abs() <= f32::MAX as f64,
+    };
+    if in_range {
+        Ok(e)
+    } else {
+        Err(Error::Overflow {
+            what: "energy",
+            query,
+            steps,
+            hint: "the energy is beyond f32 (polynomial energies grow like s^n); use a projection or a lower degree",
+        })
     }
-    Ok(out)
 }
 
 /// Runs the dynamics of `config` from each query; see [`RetrievalResult`].
@@ -199,7 +213,10 @@ pub fn retrieve(config: &Config, patterns: &Patterns, queries: ArrayView2<'_, f3
     let mut traces = Vec::with_capacity(b);
     for (q, row) in queries.rows().into_iter().enumerate() {
         let mut x = row.to_vec();
-        let mut trace = vec![energy_of(config, patterns, &x)];
+        let energy_at = |x: &[f32], steps: usize| {
+            checked_energy(config.separation, energy_of(config, patterns, x), q, steps)
+        };
+        let mut trace = vec![energy_at(&x, 0)?];
         while steps[q] < max_steps {
             let next = update(config, patterns, &x);
             steps[q] += 1;
@@ -217,7 +234,7 @@ pub fn retrieve(config: &Config, patterns: &Patterns, queries: ArrayView2<'_, f3
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
             x = next;
-            trace.push(energy_of(config, patterns, &x));
+            trace.push(energy_at(&x, steps[q])?);
             if delta <= tol {
                 converged[q] = true;
                 break;
@@ -225,7 +242,12 @@ pub fn retrieve(config: &Config, patterns: &Patterns, queries: ArrayView2<'_, f3
         }
         let s = scores(config.similarity, patterns, &x);
         nearest[q] = argmax(&s);
-        energies[q] = energy_from_scores(config.separation, &s, &x);
+        energies[q] = checked_energy(
+            config.separation,
+            energy_from_scores(config.separation, &s, &x),
+            q,
+            steps[q],
+        )?;
         states.row_mut(q).assign(&ndarray::ArrayView1::from(&x));
         traces.push(trace);
     }

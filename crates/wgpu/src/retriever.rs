@@ -47,11 +47,22 @@ const STREAM_WG: u32 = 64;
 /// Aim for about this many streaming workgroups per step, so that a small batch still
 /// spreads over the whole device (split over the pattern axis, merged after).
 const TARGET_WORKGROUPS: u32 = 1024;
+/// Loop iterations one invocation may run in one dispatch. Mesa's llvmpipe/lavapipe
+/// (gallivm) stops every shader invocation after 65,535 loop iterations in total and
+/// silently drops the rest of its work, so every kernel is dispatched over bounded slices:
+/// at most [`MAX_BLOCK_ROWS`] patterns per dispatch, and streaming splits sized to stay
+/// well under this budget. Short splits also spread the work over more workgroups.
+const LOOP_BUDGET: u64 = 40_000;
+/// Most patterns one dispatch covers (the weighted sum loops over every one of them).
+const MAX_BLOCK_ROWS: usize = 16_384;
 /// Bytes of one `Stat` in `stream.wgsl`.
 const STAT_BYTES: u64 = 16;
 
-struct Chunk {
-    buffer: wgpu::Buffer,
+/// A slice of stored patterns covered by one dispatch: rows `base..base + rows`, stored
+/// at byte `offset` of `buffers[buffer]`.
+struct Block {
+    buffer: usize,
+    offset: u64,
     base: u32,
     rows: u32,
 }
@@ -66,7 +77,8 @@ pub struct WgpuRetriever {
     config: Config,
     count: usize,
     dim: usize,
-    chunks: Vec<Chunk>,
+    buffers: Vec<wgpu::Buffer>,
+    blocks: Vec<Block>,
 }
 
 impl std::fmt::Debug for WgpuRetriever {
@@ -76,7 +88,8 @@ impl std::fmt::Debug for WgpuRetriever {
             .field("config", &self.config)
             .field("count", &self.count)
             .field("dim", &self.dim)
-            .field("chunks", &self.chunks.len())
+            .field("buffers", &self.buffers.len())
+            .field("blocks", &self.blocks.len())
             .finish()
     }
 }
@@ -219,28 +232,39 @@ impl WgpuRetriever {
             ));
         }
         let data = patterns.as_slice();
-        let mut chunks = Vec::new();
+        let mut buffers = Vec::new();
+        let mut blocks = Vec::new();
         for (i, rows) in data.chunks(rows_per_chunk * dim).enumerate() {
             let buffer = scoped(&ctx, "uploading stored patterns", || {
-                ctx.device
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some("dam patterns"),
-                        contents: bytemuck::cast_slice(rows),
-                        usage: wgpu::BufferUsages::STORAGE,
-                    })
+                let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("dam patterns"),
+                    size: (rows.len() * 4) as u64,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                ctx.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(rows));
+                buffer
             })?;
-            chunks.push(Chunk {
-                buffer,
-                base: (i * rows_per_chunk) as u32,
-                rows: (rows.len() / dim) as u32,
-            });
+            let chunk_rows = rows.len() / dim;
+            // Block offsets are multiples of MAX_BLOCK_ROWS · N · 4 bytes, so they meet
+            // any storage-offset alignment (≤ 256 bytes).
+            for start in (0..chunk_rows).step_by(MAX_BLOCK_ROWS) {
+                blocks.push(Block {
+                    buffer: buffers.len(),
+                    offset: (start * dim * 4) as u64,
+                    base: (i * rows_per_chunk + start) as u32,
+                    rows: MAX_BLOCK_ROWS.min(chunk_rows - start) as u32,
+                });
+            }
+            buffers.push(buffer);
         }
         Ok(Self {
             ctx,
             config,
             count: patterns.count(),
             dim,
-            chunks,
+            buffers,
+            blocks,
         })
     }
 
@@ -249,9 +273,18 @@ impl WgpuRetriever {
         &self.ctx
     }
 
-    /// Number of pattern chunks (more than one when P·N·4 exceeds one binding).
+    /// Number of pattern buffers (more than one when P·N·4 exceeds one binding).
     pub fn chunk_count(&self) -> usize {
-        self.chunks.len()
+        self.buffers.len()
+    }
+
+    /// The binding of one block of patterns.
+    fn block_binding(&self, block: &Block) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffers[block.buffer],
+            offset: block.offset,
+            size: std::num::NonZeroU64::new(block.rows as u64 * self.dim as u64 * 4),
+        })
     }
 
     fn streamed(&self) -> bool {
@@ -273,10 +306,16 @@ impl WgpuRetriever {
         let p = self.count as u64;
         let max_splits = p.div_ceil(STREAM_WG as u64).max(1);
         let target = (TARGET_WORKGROUPS as u64).div_ceil(batch as u64).clamp(1, max_splits);
-        let split_len = p.div_ceil(target).div_ceil(STREAM_WG as u64) * STREAM_WG as u64;
+        // Loop iterations per tile in `partial`: tile max, tile sum, the weighted rows of
+        // each owned coordinate, and the similarity of the invocation's own pattern.
+        let n = self.dim as u64;
+        let per_tile = 3 * STREAM_WG as u64 + STREAM_WG as u64 * n.div_ceil(STREAM_WG as u64) + n;
+        let max_tiles = (LOOP_BUDGET / per_tile).max(1);
+        let split_len = (p.div_ceil(target).div_ceil(STREAM_WG as u64) * STREAM_WG as u64)
+            .min(max_tiles * STREAM_WG as u64);
         let split_len = split_len.min(u32::MAX as u64) as u32;
         let total = self
-            .chunks
+            .blocks
             .iter()
             .map(|c| c.rows.div_ceil(split_len))
             .sum();
@@ -355,10 +394,14 @@ impl WgpuRetriever {
                 converged.push(st[2] != 0);
                 nearest.push(out.nearest[q] as usize);
                 let last_row = if trace { out.steps_run } else { 0 };
-                energy.push(self.energy_value(out.energy_rows[last_row * b + q], start + q)?);
+                energy.push(self.energy_value(
+                    out.energy_rows[last_row * b + q],
+                    start + q,
+                    st[1] as usize,
+                )?);
                 if trace {
                     let t: Result<Vec<f64>> = (0..=st[1] as usize)
-                        .map(|row| self.energy_value(out.energy_rows[row * b + q], start + q))
+                        .map(|row| self.energy_value(out.energy_rows[row * b + q], start + q, row))
                         .collect();
                     traces.push(t?);
                 }
@@ -393,29 +436,21 @@ impl WgpuRetriever {
             let end = (start + plan.batch as usize).min(states.nrows());
             let batch = self.run_batch(states.slice(s![start..end, ..]), 0, plan)?;
             for (q, &raw) in batch.energy_rows.iter().enumerate() {
-                out.push(self.energy_value(raw, start + q)?);
+                out.push(self.energy_value(raw, start + q, 0)?);
             }
             start = end;
         }
         Ok(out)
     }
 
-    /// Converts a kernel's energy output to the energy (exponential: −e^{lse} in f64).
-    fn energy_value(&self, raw: f32, query: usize) -> Result<f64> {
+    /// Converts a kernel's energy output to the energy (exponential: −e^{lse} in f64),
+    /// with the range rule of [`dam_cpu::checked_energy`].
+    fn energy_value(&self, raw: f32, query: usize, steps: usize) -> Result<f64> {
         let e = match self.config.separation {
             Separation::Exponential { .. } => -(raw as f64).exp(),
             _ => raw as f64,
         };
-        if !e.is_nan() {
-            Ok(e)
-        } else {
-            Err(Error::Overflow {
-                what: "energy",
-                query,
-                steps: 0,
-                hint: "the energy is NaN (∞ − ∞ in the sum); lower β or the degree",
-            })
-        }
+        dam_cpu::checked_energy(self.config.separation, e, query, steps)
     }
 
     fn uniform<T: Pod>(&self, value: &T) -> wgpu::Buffer {
@@ -439,14 +474,26 @@ impl WgpuRetriever {
         })
     }
 
-    fn bind(&self, pipeline: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]) -> wgpu::BindGroup {
-        let entries: Vec<wgpu::BindGroupEntry> = entries
+    fn bind(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        entries: &[(u32, &wgpu::Buffer)],
+        block: Option<&Block>,
+    ) -> wgpu::BindGroup {
+        // Binding 1 is the block of stored patterns in the kernels that read them.
+        let mut entries: Vec<wgpu::BindGroupEntry> = entries
             .iter()
             .map(|&(binding, buffer)| wgpu::BindGroupEntry {
                 binding,
                 resource: buffer.as_entire_binding(),
             })
             .collect();
+        if let Some(block) = block {
+            entries.push(wgpu::BindGroupEntry {
+                binding: 1,
+                resource: self.block_binding(block),
+            });
+        }
         self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &pipeline.get_bind_group_layout(0),
@@ -528,7 +575,7 @@ impl WgpuRetriever {
         });
         let chunk_params: Vec<wgpu::Buffer> = {
             let mut split_base = 0;
-            self.chunks
+            self.blocks
                 .iter()
                 .map(|c| {
                     let params = Params {
@@ -549,6 +596,7 @@ impl WgpuRetriever {
         let mut accumulate: Vec<Dispatch> = Vec::new();
         let max_groups = ctx.limits().max_compute_workgroups_per_dimension;
         let clear_ys = !self.streamed();
+
         if self.streamed() {
             let mode = match self.config.separation {
                 Separation::Exponential { .. } => 1,
@@ -558,10 +606,11 @@ impl WgpuRetriever {
             let stats = self.storage("dam stats", b as u64 * splits * STAT_BYTES);
             let accs = self.storage("dam partial sums", b as u64 * splits * n as u64 * 4);
             let partial = ctx.pipeline(Kernel::StreamPartial, &[sim])?;
-            for (c, params) in self.chunks.iter().zip(&chunk_params) {
+            for (c, params) in self.blocks.iter().zip(&chunk_params) {
                 let group = self.bind(
                     &partial,
-                    &[(0, params), (1, &c.buffer), (2, &xs), (3, &stats), (4, &accs)],
+                    &[(0, params), (2, &xs), (3, &stats), (4, &accs)],
+                    Some(c),
                 );
                 evaluate.push((partial.clone(), group, [c.rows.div_ceil(plan.split_len), b, 1]));
             }
@@ -579,15 +628,18 @@ impl WgpuRetriever {
                     (8, &nearest),
                     (9, &log_scale),
                 ],
+                None,
             );
             evaluate.push((merge, group, [b, 1, 1]));
         } else {
             let scores = self.storage("dam scores", b as u64 * p as u64 * 4);
+
             let similarity = ctx.pipeline(Kernel::Similarity, &[sim])?;
-            for (c, params) in self.chunks.iter().zip(&chunk_params) {
+            for (c, params) in self.blocks.iter().zip(&chunk_params) {
                 let group = self.bind(
                     &similarity,
-                    &[(0, params), (1, &c.buffer), (2, &xs), (3, &scores)],
+                    &[(0, params), (2, &xs), (3, &scores)],
+                    Some(c),
                 );
                 let tiles = c.rows.div_ceil(SIM_TILE);
                 let gx = tiles.min(max_groups);
@@ -602,13 +654,15 @@ impl WgpuRetriever {
             let group = self.bind(
                 &separation,
                 &[(0, &global), (1, &scores), (2, &step), (3, &energy), (4, &nearest)],
+                None,
             );
             evaluate.push((separation, group, [b, 1, 1]));
             let weighted = ctx.pipeline(Kernel::WeightedSum, &[])?;
-            for (c, params) in self.chunks.iter().zip(&chunk_params) {
+            for (c, params) in self.blocks.iter().zip(&chunk_params) {
                 let group = self.bind(
                     &weighted,
-                    &[(0, params), (1, &c.buffer), (2, &scores), (3, &ys)],
+                    &[(0, params), (2, &scores), (3, &ys)],
+                    Some(c),
                 );
                 accumulate.push((weighted.clone(), group, [n.div_ceil(SUM_WG), b, 1]));
             }
@@ -620,6 +674,7 @@ impl WgpuRetriever {
         let group = self.bind(
             &finalize,
             &[(0, &global), (1, &ys), (2, &xs), (3, &log_scale), (4, &status), (5, &pending)],
+            None,
         );
         accumulate.push((finalize, group, [b, 1, 1]));
 
