@@ -24,8 +24,8 @@
 use std::sync::Arc;
 
 pub use dam_core::{
-    Config, Dynamics, Error, Mismatch, Patterns, Projection, Result, RetrievalResult,
-    Separation, Similarity, Tolerance,
+    Config, Dynamics, Error, Mismatch, Patterns, Projection, Result, RetrievalResult, Separation,
+    Similarity, Tolerance,
 };
 pub use dam_cpu as cpu;
 pub use dam_wgpu as wgpu_backend;
@@ -152,7 +152,11 @@ impl RetrieverBuilder {
             Device::Cpu => Backend::Cpu,
             Device::Wgpu(options) => {
                 let ctx: Arc<WgpuContext> = WgpuContext::shared(options)?;
-                Backend::Wgpu(dam_wgpu::WgpuRetriever::new(ctx, &self.patterns, self.config)?)
+                Backend::Wgpu(dam_wgpu::WgpuRetriever::new(
+                    ctx,
+                    &self.patterns,
+                    self.config,
+                )?)
             }
         };
         Ok(Retriever {
@@ -207,4 +211,3 @@ impl Retriever {
         }
     }
 }
-

@@ -6,8 +6,7 @@ mod common;
 
 use common::*;
 use dam::{
-    Device, Dynamics, Error, Patterns, Projection, Retriever, Separation, Similarity,
-    WgpuOptions,
+    Device, Dynamics, Error, Patterns, Projection, Retriever, Separation, Similarity, WgpuOptions,
 };
 use ndarray::{array, Array2};
 
@@ -88,7 +87,8 @@ fn wgpu_matches_cpu_for_every_combination() {
         for separation in separations(p) {
             for dynamics in DYNAMICS {
                 for projection in PROJECTIONS {
-                    let label = format!("{similarity:?}/{separation:?}/{dynamics:?}/{projection:?}");
+                    let label =
+                        format!("{similarity:?}/{separation:?}/{dynamics:?}/{projection:?}");
                     let builder = Retriever::builder(patterns.clone())
                         .similarity(similarity)
                         .separation(separation)
@@ -103,7 +103,10 @@ fn wgpu_matches_cpu_for_every_combination() {
         }
     }
     assert_eq!(runs, 3 * 6 * 2 * 3);
-    println!("{runs} combinations: max |state diff| = {:.3e}, max |energy diff| = {:.3e}", worst.0, worst.1);
+    println!(
+        "{runs} combinations: max |state diff| = {:.3e}, max |energy diff| = {:.3e}",
+        worst.0, worst.1
+    );
 }
 
 #[test]
@@ -223,13 +226,24 @@ fn large_beta_times_similarity_does_not_overflow() {
                 });
             let exponential_unprojected = matches!(separation, Separation::Exponential { .. })
                 && projection == Projection::None;
-            let gpu_result = builder.clone().device(device.clone()).build().unwrap().retrieve(queries.view());
+            let gpu_result = builder
+                .clone()
+                .device(device.clone())
+                .build()
+                .unwrap()
+                .retrieve(queries.view());
             if exponential_unprojected {
                 // β·e^{5120}·ξ is not an f32: reported as an overflow, never as inf/NaN states.
-                assert!(matches!(gpu_result, Err(Error::Overflow { what: "state", .. })), "{label}: {gpu_result:?}");
+                assert!(
+                    matches!(gpu_result, Err(Error::Overflow { what: "state", .. })),
+                    "{label}: {gpu_result:?}"
+                );
             } else {
                 let r = gpu_result.unwrap_or_else(|e| panic!("{label}: {e}"));
-                assert!(r.states.iter().all(|v| v.is_finite()), "{label}: non-finite state");
+                assert!(
+                    r.states.iter().all(|v| v.is_finite()),
+                    "{label}: non-finite state"
+                );
                 assert_eq!(r.nearest, (0..8).collect::<Vec<_>>(), "{label}: retrieval");
             }
             compare(&label, builder, device.clone(), &queries);
@@ -260,12 +274,20 @@ fn ties_resolve_to_the_lowest_index_on_both_devices() {
         };
         let max = run(Separation::Max);
         assert_eq!(max.nearest, vec![0, 0], "{device:?}");
-        assert_eq!(max.states.row(0).to_vec(), a.to_vec(), "{device:?}: max picks index 0");
+        assert_eq!(
+            max.states.row(0).to_vec(),
+            a.to_vec(),
+            "{device:?}: max picks index 0"
+        );
         // Query 0: a (0, 2, 5) and b (1, 4) all score 6; top-3 takes 0, 1, 2 → (2a + b)/3.
         let top3 = run(Separation::TopK { k: 3 });
         let expected: Vec<f32> = (0..4).map(|i| (2.0 * a[i] + b[i]) / 3.0).collect();
         for (g, e) in top3.states.row(0).iter().zip(&expected) {
-            assert!((g - e).abs() < 1e-6, "{device:?}: top-3 = {:?}, expected {expected:?}", top3.states.row(0));
+            assert!(
+                (g - e).abs() < 1e-6,
+                "{device:?}: top-3 = {:?}, expected {expected:?}",
+                top3.states.row(0)
+            );
         }
     }
     let builder = Retriever::builder(patterns).separation(Separation::TopK { k: 4 });
@@ -277,11 +299,19 @@ fn bad_input_is_an_error_naming_the_argument_on_both_devices() {
     let good = Patterns::new(array![[1.0f32, 0.0], [0.0, 1.0]]).unwrap();
     assert!(matches!(
         Patterns::new(array![[1.0f32, f32::NAN]]),
-        Err(Error::NonFinite { argument: "patterns", row: 0, col: 1, .. })
+        Err(Error::NonFinite {
+            argument: "patterns",
+            row: 0,
+            col: 1,
+            ..
+        })
     ));
     assert!(matches!(
         Patterns::new(Array2::<f32>::zeros((0, 3))),
-        Err(Error::Empty { argument: "patterns", .. })
+        Err(Error::Empty {
+            argument: "patterns",
+            ..
+        })
     ));
     assert!(matches!(
         Patterns::from_vec(2, 3, vec![0.0; 5]),
@@ -297,7 +327,12 @@ fn bad_input_is_an_error_naming_the_argument_on_both_devices() {
         for (separation, argument) in [
             (Separation::Softmax { beta: 0.0 }, "beta"),
             (Separation::Exponential { beta: -2.0 }, "beta"),
-            (Separation::Softmax { beta: f32::INFINITY }, "beta"),
+            (
+                Separation::Softmax {
+                    beta: f32::INFINITY,
+                },
+                "beta",
+            ),
             (Separation::Polynomial { n: 0 }, "n"),
             (Separation::RectifiedPolynomial { n: 0 }, "n"),
             (Separation::TopK { k: 0 }, "k"),
@@ -311,7 +346,10 @@ fn bad_input_is_an_error_naming_the_argument_on_both_devices() {
         let r = build(Separation::Softmax { beta: 1.0 }).unwrap();
         let cases = [
             (Array2::<f32>::zeros((0, 2)), "queries"),
-            (array![[1.0f32, 2.0, 3.0]], "queries (columns must equal the pattern dimension N)"),
+            (
+                array![[1.0f32, 2.0, 3.0]],
+                "queries (columns must equal the pattern dimension N)",
+            ),
             (array![[1.0f32, f32::INFINITY]], "queries"),
             (array![[f32::NAN, 0.0]], "queries"),
         ];
@@ -324,7 +362,10 @@ fn bad_input_is_an_error_naming_the_argument_on_both_devices() {
                 _ => "",
             };
             assert_eq!(named, argument, "{device:?}: {err}");
-            assert!(r.energy(queries.view()).is_err(), "{device:?}: energy of bad states");
+            assert!(
+                r.energy(queries.view()).is_err(),
+                "{device:?}: energy of bad states"
+            );
         }
     }
 }

@@ -72,7 +72,12 @@ pub fn assert_matches(label: &str, gpu: &RetrievalResult, cpu: &RetrievalResult)
     let ds = state_tol
         .compare(gpu.states.iter().copied(), cpu.states.iter().copied())
         .unwrap_or_else(|m| panic!("{label}: states differ: {m:?} (tolerance {state_tol:?})"));
-    let finite: Vec<f64> = cpu.energy.iter().copied().filter(|e| e.is_finite()).collect();
+    let finite: Vec<f64> = cpu
+        .energy
+        .iter()
+        .copied()
+        .filter(|e| e.is_finite())
+        .collect();
     let energy_tol = ENERGY_TOL.scaled(max_abs(&finite));
     let de = energy_tol
         .compare(gpu.energy.iter().copied(), cpu.energy.iter().copied())

@@ -37,13 +37,12 @@ impl Patterns {
                 actual: values.len(),
             });
         }
-        let data = Array2::from_shape_vec((count, dim), values).map_err(|e| {
-            Error::InvalidParameter {
+        let data =
+            Array2::from_shape_vec((count, dim), values).map_err(|e| Error::InvalidParameter {
                 argument: "patterns",
                 value: format!("{count}×{dim}"),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         Self::new(data)
     }
 

@@ -96,7 +96,10 @@ pub fn weights(separation: Separation, scores: &[f64]) -> (Vec<f64>, f64) {
         ),
         Separation::Exponential { beta } | Separation::Softmax { beta } => {
             let beta = beta as f64;
-            let m = scores.iter().map(|s| beta * s).fold(f64::NEG_INFINITY, f64::max);
+            let m = scores
+                .iter()
+                .map(|s| beta * s)
+                .fold(f64::NEG_INFINITY, f64::max);
             let w: Vec<f64> = scores.iter().map(|s| (beta * s - m).exp()).collect();
             if matches!(separation, Separation::Softmax { .. }) {
                 let total: f64 = w.iter().sum();
@@ -166,7 +169,11 @@ pub fn energy_of(config: &Config, patterns: &Patterns, x: &[f32]) -> f64 {
 }
 
 /// Energies of a B×N batch of states.
-pub fn energy(config: &Config, patterns: &Patterns, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
+pub fn energy(
+    config: &Config,
+    patterns: &Patterns,
+    states: ArrayView2<'_, f32>,
+) -> Result<Vec<f64>> {
     config.validate(patterns.count())?;
     validate_queries(states, patterns.dim())?;
     states
@@ -174,7 +181,12 @@ pub fn energy(config: &Config, patterns: &Patterns, states: ArrayView2<'_, f32>)
         .into_iter()
         .enumerate()
         .map(|(query, row)| {
-            checked_energy(config.separation, energy_of(config, patterns, &row.to_vec()), query, 0)
+            checked_energy(
+                config.separation,
+                energy_of(config, patterns, &row.to_vec()),
+                query,
+                0,
+            )
         })
         .collect()
 }
@@ -200,7 +212,11 @@ pub fn checked_energy(separation: Separation, e: f64, query: usize, steps: usize
 }
 
 /// Runs the dynamics of `config` from each query; see [`RetrievalResult`].
-pub fn retrieve(config: &Config, patterns: &Patterns, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
+pub fn retrieve(
+    config: &Config,
+    patterns: &Patterns,
+    queries: ArrayView2<'_, f32>,
+) -> Result<RetrievalResult> {
     config.validate(patterns.count())?;
     validate_queries(queries, patterns.dim())?;
     let (max_steps, tol) = config.dynamics.budget();
@@ -268,8 +284,14 @@ mod tests {
     #[test]
     fn small_cases_by_hand() {
         assert_eq!(similarity(Similarity::Dot, &[1.0, 2.0], &[3.0, 4.0]), 11.0);
-        assert_eq!(similarity(Similarity::NegEuclidean, &[0.0, 0.0], &[3.0, 4.0]), -5.0);
-        assert_eq!(similarity(Similarity::NegManhattan, &[1.0, 1.0], &[3.0, -4.0]), -7.0);
+        assert_eq!(
+            similarity(Similarity::NegEuclidean, &[0.0, 0.0], &[3.0, 4.0]),
+            -5.0
+        );
+        assert_eq!(
+            similarity(Similarity::NegManhattan, &[1.0, 1.0], &[3.0, -4.0]),
+            -7.0
+        );
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
         assert_eq!(top_k(&[1.0, 3.0, 3.0, 2.0], 3), vec![1, 2, 3]);
         assert!((log_sum_exp(&[5000.0, 5000.0]) - (5000.0 + 2f64.ln())).abs() < 1e-9);

@@ -81,7 +81,8 @@ impl WgpuContext {
             adapter: info.name.clone(),
             reason: e.to_string(),
         })?;
-        let adapter_binding = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        let adapter_binding =
+            (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
         let max_binding = options
             .max_binding_bytes
             .map_or(adapter_binding, |m| m.min(adapter_binding))

@@ -163,10 +163,12 @@ fn map_read<T: Pod>(
         }
     }
     let values = {
-        let view = staging.get_mapped_range(..).map_err(|e| WgpuError::Readback {
-            buffer: name,
-            reason: e.to_string(),
-        })?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| WgpuError::Readback {
+                buffer: name,
+                reason: e.to_string(),
+            })?;
         bytemuck::cast_slice::<u8, T>(&view).to_vec()
     };
     staging.unmap();
@@ -242,7 +244,8 @@ impl WgpuRetriever {
                     usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
-                ctx.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(rows));
+                ctx.queue
+                    .write_buffer(&buffer, 0, bytemuck::cast_slice(rows));
                 buffer
             })?;
             let chunk_rows = rows.len() / dim;
@@ -305,7 +308,9 @@ impl WgpuRetriever {
     fn splits_for(&self, batch: u32) -> (u32, u32) {
         let p = self.count as u64;
         let max_splits = p.div_ceil(STREAM_WG as u64).max(1);
-        let target = (TARGET_WORKGROUPS as u64).div_ceil(batch as u64).clamp(1, max_splits);
+        let target = (TARGET_WORKGROUPS as u64)
+            .div_ceil(batch as u64)
+            .clamp(1, max_splits);
         // Loop iterations per tile in `partial`: tile max, tile sum, the weighted rows of
         // each owned coordinate, and the similarity of the invocation's own pattern.
         let n = self.dim as u64;
@@ -314,11 +319,7 @@ impl WgpuRetriever {
         let split_len = (p.div_ceil(target).div_ceil(STREAM_WG as u64) * STREAM_WG as u64)
             .min(max_tiles * STREAM_WG as u64);
         let split_len = split_len.min(u32::MAX as u64) as u32;
-        let total = self
-            .blocks
-            .iter()
-            .map(|c| c.rows.div_ceil(split_len))
-            .sum();
+        let total = self.blocks.iter().map(|c| c.rows.div_ceil(split_len)).sum();
         (split_len, total)
     }
 
@@ -494,18 +495,27 @@ impl WgpuRetriever {
                 resource: self.block_binding(block),
             });
         }
-        self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        })
+        self.ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
     }
 
     /// Runs up to `max_steps` update steps for one batch (0: only evaluate energy and
     /// nearest), entirely on the device, reading back one `u32` per step.
-    fn run_batch(&self, queries: ArrayView2<'_, f32>, max_steps: usize, plan: Plan) -> Result<BatchOut> {
+    fn run_batch(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        max_steps: usize,
+        plan: Plan,
+    ) -> Result<BatchOut> {
         let ctx = &*self.ctx;
-        let out = scoped(ctx, "retrieval", || self.run_batch_inner(queries, max_steps, plan))?;
+        let out = scoped(ctx, "retrieval", || {
+            self.run_batch_inner(queries, max_steps, plan)
+        })?;
         Ok(out?)
     }
 
@@ -546,17 +556,21 @@ impl WgpuRetriever {
 
         // Buffers.
         let x_data: Vec<f32> = queries.iter().copied().collect();
-        let xs = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("dam states"),
-            contents: bytemuck::cast_slice(&x_data),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        });
+        let xs = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("dam states"),
+                contents: bytemuck::cast_slice(&x_data),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            });
         let status_init: Vec<u32> = (0..b).flat_map(|_| [1u32, 0, 0, 0]).collect();
-        let status = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("dam status"),
-            contents: bytemuck::cast_slice(&status_init),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        });
+        let status = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("dam status"),
+                contents: bytemuck::cast_slice(&status_init),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            });
         let ys = self.storage("dam update", b as u64 * n as u64 * 4);
         let log_scale = self.storage("dam log scale", b as u64 * 4);
         let pending = self.storage("dam pending", 4);
@@ -612,7 +626,11 @@ impl WgpuRetriever {
                     &[(0, params), (2, &xs), (3, &stats), (4, &accs)],
                     Some(c),
                 );
-                evaluate.push((partial.clone(), group, [c.rows.div_ceil(plan.split_len), b, 1]));
+                evaluate.push((
+                    partial.clone(),
+                    group,
+                    [c.rows.div_ceil(plan.split_len), b, 1],
+                ));
             }
             let merge = ctx.pipeline(Kernel::StreamMerge, &[sim, ("MODE", mode)])?;
             let group = self.bind(
@@ -636,14 +654,14 @@ impl WgpuRetriever {
 
             let similarity = ctx.pipeline(Kernel::Similarity, &[sim])?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
-                let group = self.bind(
-                    &similarity,
-                    &[(0, params), (2, &xs), (3, &scores)],
-                    Some(c),
-                );
+                let group = self.bind(&similarity, &[(0, params), (2, &xs), (3, &scores)], Some(c));
                 let tiles = c.rows.div_ceil(SIM_TILE);
                 let gx = tiles.min(max_groups);
-                evaluate.push((similarity.clone(), group, [gx, tiles.div_ceil(gx), b.div_ceil(SIM_TILE)]));
+                evaluate.push((
+                    similarity.clone(),
+                    group,
+                    [gx, tiles.div_ceil(gx), b.div_ceil(SIM_TILE)],
+                ));
             }
             let sep = match self.config.separation {
                 Separation::Polynomial { .. } => 0,
@@ -653,17 +671,19 @@ impl WgpuRetriever {
             let separation = ctx.pipeline(Kernel::Separation, &[("SEP", sep)])?;
             let group = self.bind(
                 &separation,
-                &[(0, &global), (1, &scores), (2, &step), (3, &energy), (4, &nearest)],
+                &[
+                    (0, &global),
+                    (1, &scores),
+                    (2, &step),
+                    (3, &energy),
+                    (4, &nearest),
+                ],
                 None,
             );
             evaluate.push((separation, group, [b, 1, 1]));
             let weighted = ctx.pipeline(Kernel::WeightedSum, &[])?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
-                let group = self.bind(
-                    &weighted,
-                    &[(0, params), (2, &scores), (3, &ys)],
-                    Some(c),
-                );
+                let group = self.bind(&weighted, &[(0, params), (2, &scores), (3, &ys)], Some(c));
                 accumulate.push((weighted.clone(), group, [n.div_ceil(SUM_WG), b, 1]));
             }
         }
@@ -673,7 +693,14 @@ impl WgpuRetriever {
         )?;
         let group = self.bind(
             &finalize,
-            &[(0, &global), (1, &ys), (2, &xs), (3, &log_scale), (4, &status), (5, &pending)],
+            &[
+                (0, &global),
+                (1, &ys),
+                (2, &xs),
+                (3, &log_scale),
+                (4, &status),
+                (5, &pending),
+            ],
             None,
         );
         accumulate.push((finalize, group, [b, 1, 1]));
