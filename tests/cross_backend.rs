@@ -398,3 +398,58 @@ fn a_pattern_anywhere_in_a_large_set_is_retrieved() {
         }
     }
 }
+
+#[test]
+fn similarities_or_beta_beyond_f32_are_rejected_on_both_devices() {
+    let patterns = Patterns::new(array![[1.0e20f32, 0.0], [0.0, 1.0]]).unwrap();
+    let queries = array![[1.0e20f32, 0.0]];
+    for device in [Device::Cpu, gpu()] {
+        let build = |separation| {
+            Retriever::builder(patterns.clone())
+                .separation(separation)
+                .device(device.clone())
+                .build()
+                .unwrap()
+        };
+        // ξ·x = 1e40 is not an f32.
+        let err = build(Separation::Max).retrieve(queries.view()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidParameter {
+                    argument: "queries",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // β·s = 1e30 · 1e20 is not either, even though s is.
+        let small = array![[1.0f32, 0.0]];
+        let err = build(Separation::Softmax { beta: 1e30 })
+            .retrieve(small.view())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidParameter {
+                    argument: "beta",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = build(Separation::Exponential { beta: 1e30 })
+            .energy(small.view())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidParameter {
+                    argument: "beta",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}

@@ -2,7 +2,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::{Error, Result};
+use crate::{Config, Error, Result, Separation, Similarity};
 
 /// A validated set of P stored patterns of dimension N (rows of a P×N matrix, f32).
 ///
@@ -11,14 +11,17 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Patterns {
     data: Array2<f32>,
+    bounds: NormBounds,
 }
 
 impl Patterns {
     /// Wraps a P×N matrix of patterns (one pattern per row).
     pub fn new(data: Array2<f32>) -> Result<Self> {
         check_matrix("patterns", data.view())?;
+        let bounds = NormBounds::of(data.view());
         Ok(Self {
             data: data.as_standard_layout().into_owned(),
+            bounds,
         })
     }
 
@@ -66,6 +69,78 @@ impl Patterns {
         self.data
             .as_slice()
             .expect("Patterns are stored in standard layout")
+    }
+}
+
+impl Patterns {
+    /// The largest norms of the patterns, for [`NormBounds::check`].
+    pub fn norm_bounds(&self) -> NormBounds {
+        self.bounds
+    }
+
+    /// Shorthand for `self.norm_bounds().check(config, queries)`.
+    pub fn check_range(&self, config: &Config, queries: ArrayView2<'_, f32>) -> Result<()> {
+        self.bounds.check(config, queries)
+    }
+}
+
+/// The largest L1 and L2 row norms of a matrix of patterns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NormBounds {
+    l1: f64,
+    l2: f64,
+}
+
+impl NormBounds {
+    fn of(m: ArrayView2<'_, f32>) -> Self {
+        m.rows()
+            .into_iter()
+            .fold(Self { l1: 0.0, l2: 0.0 }, |acc, row| {
+                let l1: f64 = row.iter().map(|&v| (v as f64).abs()).sum();
+                let l2 = row
+                    .iter()
+                    .map(|&v| (v as f64) * (v as f64))
+                    .sum::<f64>()
+                    .sqrt();
+                Self {
+                    l1: acc.l1.max(l1),
+                    l2: acc.l2.max(l2),
+                }
+            })
+    }
+
+    /// Checks that every similarity s(ξ, x) of the patterns with these (already
+    /// validated) queries, and β·s for the exponential separations, stays inside the f32
+    /// range, so that both backends compute finite numbers. Uses the norm bounds
+    /// |ξ·x| ≤ ‖ξ‖₂‖x‖₂, ‖ξ − x‖₂ ≤ ‖ξ‖₂ + ‖x‖₂, ‖ξ − x‖₁ ≤ ‖ξ‖₁ + ‖x‖₁.
+    pub fn check(&self, config: &Config, queries: ArrayView2<'_, f32>) -> Result<()> {
+        let q = Self::of(queries);
+        let bound = match config.similarity {
+            Similarity::Dot => self.l2 * q.l2,
+            Similarity::NegEuclidean => self.l2 + q.l2,
+            Similarity::NegManhattan => self.l1 + q.l1,
+        };
+        let limit = f32::MAX as f64 / 4.0;
+        if !(bound <= limit) {
+            return Err(Error::InvalidParameter {
+                argument: "queries",
+                value: format!("|s| up to {bound:.3e}"),
+                reason: format!("similarities must stay below {limit:.3e} (f32); rescale the data"),
+            });
+        }
+        if let Separation::Softmax { beta } | Separation::Exponential { beta } = config.separation {
+            let scaled = beta as f64 * bound;
+            if !(scaled <= limit) {
+                return Err(Error::InvalidParameter {
+                    argument: "beta",
+                    value: beta.to_string(),
+                    reason: format!(
+                        "β·|s| can reach {scaled:.3e}, beyond f32; lower β or rescale the data"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -176,6 +176,7 @@ pub fn energy(
 ) -> Result<Vec<f64>> {
     config.validate(patterns.count())?;
     validate_queries(states, patterns.dim())?;
+    patterns.check_range(config, states)?;
     states
         .rows()
         .into_iter()
@@ -219,6 +220,7 @@ pub fn retrieve(
 ) -> Result<RetrievalResult> {
     config.validate(patterns.count())?;
     validate_queries(queries, patterns.dim())?;
+    patterns.check_range(config, queries)?;
     let (max_steps, tol) = config.dynamics.budget();
     let (b, n) = queries.dim();
     let mut states = Array2::<f32>::zeros((b, n));

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 use dam_core::{
-    validate_queries, Config, Error, Patterns, Projection, Result, RetrievalResult, Separation,
-    Similarity,
+    validate_queries, Config, Error, NormBounds, Patterns, Projection, Result, RetrievalResult,
+    Separation, Similarity,
 };
 use ndarray::{s, Array2, ArrayView2};
 use wgpu::util::DeviceExt;
@@ -74,6 +74,7 @@ struct Block {
 /// in slices; queries never interact, so the result is the same.
 pub struct WgpuRetriever {
     ctx: Arc<WgpuContext>,
+    bounds: NormBounds,
     config: Config,
     count: usize,
     dim: usize,
@@ -263,6 +264,7 @@ impl WgpuRetriever {
         }
         Ok(Self {
             ctx,
+            bounds: patterns.norm_bounds(),
             config,
             count: patterns.count(),
             dim,
@@ -364,6 +366,7 @@ impl WgpuRetriever {
     /// Runs the configured dynamics from each query (B×N).
     pub fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
         validate_queries(queries, self.dim)?;
+        self.bounds.check(&self.config, queries)?;
         let (max_steps, _) = self.config.dynamics.budget();
         let trace = self.config.energy_trace;
         let rows = if trace { max_steps as u64 + 1 } else { 1 };
@@ -430,6 +433,7 @@ impl WgpuRetriever {
     /// E(x) for each row of `states` (B×N).
     pub fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
         validate_queries(states, self.dim)?;
+        self.bounds.check(&self.config, states)?;
         let plan = self.plan(states.nrows(), 1)?;
         let mut out = Vec::with_capacity(states.nrows());
         let mut start = 0;
