@@ -14,7 +14,7 @@
 //! * energy E(x) = −Σ_μ F(s_μ(x)) for a separation F (see [`Separation`] for each one,
 //!   including the log-sum-exp energy of `Softmax`);
 //! * one update x ← proj(Σ_μ w_μ ξ^μ) with w = softmax(βs) for `Softmax` and
-//!   w = F′(s) otherwise ([`Separation::weight`]).
+//!   w = F′(s) otherwise.
 
 mod config;
 mod error;

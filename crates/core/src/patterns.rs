@@ -121,7 +121,7 @@ impl NormBounds {
             Similarity::NegManhattan => self.l1 + q.l1,
         };
         let limit = f32::MAX as f64 / 4.0;
-        if !(bound <= limit) {
+        if bound > limit {
             return Err(Error::InvalidParameter {
                 argument: "queries",
                 value: format!("|s| up to {bound:.3e}"),
@@ -130,7 +130,7 @@ impl NormBounds {
         }
         if let Separation::Softmax { beta } | Separation::Exponential { beta } = config.separation {
             let scaled = beta as f64 * bound;
-            if !(scaled <= limit) {
+            if scaled > limit {
                 return Err(Error::InvalidParameter {
                     argument: "beta",
                     value: beta.to_string(),
