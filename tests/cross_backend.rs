@@ -146,7 +146,8 @@ fn wgpu_matches_cpu_at_wide_dimension_and_batch() {
                 .separation(separation)
                 .projection(Projection::Sphere)
                 .dynamics(Dynamics::OneStep);
-            compare(&label, builder, device.clone(), &queries);
+            let (ds, de) = compare(&label, builder, device.clone(), &queries);
+            println!("{label}: state diff/scale {ds:.3e}, energy diff/scale {de:.3e}");
         }
     }
 }
@@ -184,7 +185,8 @@ fn wgpu_splits_patterns_beyond_one_binding() {
             .separation(separation)
             .projection(Projection::Sphere)
             .dynamics(Dynamics::OneStep);
-        compare(&label, builder, gpu_with(options.clone()), &queries);
+        let (ds, de) = compare(&label, builder, gpu_with(options.clone()), &queries);
+        println!("{label}: state diff/scale {ds:.3e}, energy diff/scale {de:.3e}");
     }
     // One query against all of them, default bindings (split over the pattern axis).
     let one = queries.slice(ndarray::s![0..1, ..]).to_owned();
@@ -246,7 +248,8 @@ fn large_beta_times_similarity_does_not_overflow() {
                 );
                 assert_eq!(r.nearest, (0..8).collect::<Vec<_>>(), "{label}: retrieval");
             }
-            compare(&label, builder, device.clone(), &queries);
+            let (ds, de) = compare(&label, builder, device.clone(), &queries);
+            println!("{label}: state diff/scale {ds:.3e}, energy diff/scale {de:.3e}");
         }
     }
 }

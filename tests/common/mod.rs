@@ -61,14 +61,15 @@ fn max_abs<'a>(values: impl IntoIterator<Item = &'a f64>) -> f64 {
 
 /// Asserts that a GPU result matches the CPU reference: equal steps, convergence and
 /// nearest pattern; states and energies within the named tolerances. Returns the largest
-/// state and energy differences.
+/// state and energy differences, each divided by max(1, largest |reference value|).
 pub fn assert_matches(label: &str, gpu: &RetrievalResult, cpu: &RetrievalResult) -> (f64, f64) {
     assert_eq!(gpu.states.dim(), cpu.states.dim(), "{label}: state shape");
     assert_eq!(gpu.steps, cpu.steps, "{label}: steps");
     assert_eq!(gpu.converged, cpu.converged, "{label}: converged");
     assert_eq!(gpu.nearest, cpu.nearest, "{label}: nearest");
     let ref_states: Vec<f64> = cpu.states.iter().map(|&v| v as f64).collect();
-    let state_tol = STATE_TOL.scaled(max_abs(&ref_states));
+    let state_scale = max_abs(&ref_states).max(1.0);
+    let state_tol = STATE_TOL.scaled(state_scale);
     let ds = state_tol
         .compare(gpu.states.iter().copied(), cpu.states.iter().copied())
         .unwrap_or_else(|m| panic!("{label}: states differ: {m:?} (tolerance {state_tol:?})"));
@@ -78,7 +79,8 @@ pub fn assert_matches(label: &str, gpu: &RetrievalResult, cpu: &RetrievalResult)
         .copied()
         .filter(|e| e.is_finite())
         .collect();
-    let energy_tol = ENERGY_TOL.scaled(max_abs(&finite));
+    let energy_scale = max_abs(&finite).max(1.0);
+    let energy_tol = ENERGY_TOL.scaled(energy_scale);
     let de = energy_tol
         .compare(gpu.energy.iter().copied(), cpu.energy.iter().copied())
         .unwrap_or_else(|m| panic!("{label}: energies differ: {m:?} (tolerance {energy_tol:?})"));
@@ -95,5 +97,5 @@ pub fn assert_matches(label: &str, gpu: &RetrievalResult, cpu: &RetrievalResult)
             .compare(g.iter().copied(), c.iter().copied())
             .unwrap_or_else(|m| panic!("{label}: energy trace of query {q} differs: {m:?}"));
     }
-    (ds, de)
+    (ds / state_scale, de / energy_scale)
 }
