@@ -20,6 +20,7 @@
 //!
 //! The maths is defined in [`dam_core`] (re-exported here), the CPU reference is
 //! [`dam_cpu`], the kernels and device plumbing are [`dam_wgpu`].
+#![warn(missing_docs)]
 
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ pub use dam_core::{
 pub use dam_cpu as cpu;
 pub use dam_wgpu as wgpu_backend;
 pub use dam_wgpu::{WgpuContext, WgpuOptions};
+
+pub mod mnist;
 use ndarray::ArrayView2;
 
 /// Where a [`Retriever`] runs.

@@ -80,6 +80,25 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not in the expected format.
+    #[error("{path}: not a valid {format} file: {reason}")]
+    Format {
+        /// The file.
+        path: String,
+        /// The expected format.
+        format: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// The `DAM_DEVICE` environment variable holds an unknown value.
     #[error("DAM_DEVICE={value:?} is not a device; use `cpu`, `wgpu` or `auto`")]
     UnknownDevice {

@@ -15,6 +15,7 @@
 //!   including the log-sum-exp energy of `Softmax`);
 //! * one update x ← proj(Σ_μ w_μ ξ^μ) with w = softmax(βs) for `Softmax` and
 //!   w = F′(s) otherwise.
+#![warn(missing_docs)]
 
 mod config;
 mod error;

@@ -3,6 +3,7 @@
 //! Every GPU result is compared against this crate. It favours obviousness over speed:
 //! one query at a time, one pattern at a time, f64 sums. States are stored as f32 between
 //! steps (as on the GPU), so both backends iterate the same f32 dynamical system.
+#![warn(missing_docs)]
 
 use dam_core::{
     validate_queries, Config, Error, Patterns, Projection, Result, RetrievalResult, Separation,

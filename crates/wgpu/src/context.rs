@@ -9,7 +9,8 @@ use crate::WgpuError;
 /// How to pick and configure the wgpu device.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WgpuOptions {
-    /// Backends to search (default: all that wgpu was built with).
+    /// Backends to search (default: `WGPU_BACKEND` if set, e.g. `vulkan`, else all that
+    /// wgpu was built with).
     pub backends: wgpu::Backends,
     /// Adapter preference (default: high performance).
     pub power_preference: wgpu::PowerPreference,
@@ -21,7 +22,7 @@ pub struct WgpuOptions {
 impl Default for WgpuOptions {
     fn default() -> Self {
         Self {
-            backends: wgpu::Backends::all(),
+            backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
             power_preference: wgpu::PowerPreference::HighPerformance,
             max_binding_bytes: None,
         }

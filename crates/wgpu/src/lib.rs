@@ -7,6 +7,7 @@
 //! * [`WgpuRetriever`]: stored patterns on the device (split into chunks when they exceed
 //!   one storage binding) and the retrieval loop, which stays on the device: the only
 //!   per-step readback is one `u32`, the count of queries still moving.
+#![warn(missing_docs)]
 
 mod context;
 mod error;

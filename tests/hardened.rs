@@ -1,0 +1,206 @@
+//! The API under hostile input and concurrency: random shapes, NaN/Inf, empty inputs and
+//! extreme parameters never panic and never return NaN without an error; a `Retriever` is
+//! `Send + Sync` and concurrent calls equal serial ones.
+
+mod common;
+
+use dam::{Device, Dynamics, Patterns, Projection, Retriever, Separation, Similarity};
+use ndarray::Array2;
+use proptest::prelude::*;
+
+fn special() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        Just(f32::NAN),
+        Just(f32::INFINITY),
+        Just(f32::NEG_INFINITY),
+        Just(1e30f32),
+        Just(f32::MAX),
+        Just(-1e-30f32),
+        Just(0.0f32),
+    ]
+}
+
+/// A matrix of ordinary values, in a third of the cases with one special value planted.
+fn matrix(max_rows: usize, cols: usize) -> impl Strategy<Value = Array2<f32>> {
+    (0..=max_rows).prop_flat_map(move |rows| {
+        (
+            prop::collection::vec(-3.0f32..3.0, rows * cols),
+            prop::option::weighted(0.33, (any::<prop::sample::Index>(), special())),
+        )
+            .prop_map(move |(mut v, poison)| {
+                if let (Some((at, value)), false) = (poison, v.is_empty()) {
+                    let i = at.index(v.len());
+                    v[i] = value;
+                }
+                Array2::from_shape_vec((rows, cols), v).expect("shape")
+            })
+    })
+}
+
+fn beta() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        Just(0.0f32),
+        Just(-1.0),
+        Just(f32::NAN),
+        Just(f32::INFINITY),
+        Just(1e-30),
+        Just(1e30),
+        0.01f32..50.0
+    ]
+}
+
+fn separation() -> impl Strategy<Value = Separation> {
+    prop_oneof![
+        (0u32..6).prop_map(|n| Separation::Polynomial { n }),
+        (0u32..6).prop_map(|n| Separation::RectifiedPolynomial { n }),
+        beta().prop_map(|beta| Separation::Exponential { beta }),
+        beta().prop_map(|beta| Separation::Softmax { beta }),
+        Just(Separation::Max),
+        (0usize..12).prop_map(|k| Separation::TopK { k }),
+    ]
+}
+
+fn similarity() -> impl Strategy<Value = Similarity> {
+    prop_oneof![
+        Just(Similarity::Dot),
+        Just(Similarity::NegEuclidean),
+        Just(Similarity::NegManhattan)
+    ]
+}
+
+fn projection() -> impl Strategy<Value = Projection> {
+    prop_oneof![
+        Just(Projection::None),
+        Just(Projection::Sphere),
+        Just(Projection::Sign)
+    ]
+}
+
+/// Either an error, or a result with no NaN anywhere.
+fn exercise(
+    device: Device,
+    patterns: Array2<f32>,
+    queries: Array2<f32>,
+    sep: Separation,
+    sim: Similarity,
+    proj: Projection,
+    qdim_offset: usize,
+) {
+    let patterns = match Patterns::new(patterns) {
+        Ok(p) => p,
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            return;
+        }
+    };
+    let built = Retriever::builder(patterns)
+        .separation(sep)
+        .similarity(sim)
+        .projection(proj)
+        .dynamics(Dynamics::Iterate {
+            max_steps: 3,
+            tol: 1e-4,
+        })
+        .energy_trace(true)
+        .device(device)
+        .build();
+    let retriever = match built {
+        Ok(r) => r,
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            return;
+        }
+    };
+    let queries = if qdim_offset == 0 {
+        queries
+    } else {
+        Array2::zeros((queries.nrows(), queries.ncols() + qdim_offset))
+    };
+    match retriever.retrieve(queries.view()) {
+        Ok(r) => {
+            assert!(
+                r.states.iter().all(|v| !v.is_nan()),
+                "NaN state without an error"
+            );
+            assert!(
+                r.states.iter().all(|v| v.is_finite()),
+                "non-finite state without an error"
+            );
+            assert!(
+                r.energy.iter().all(|e| !e.is_nan()),
+                "NaN energy without an error"
+            );
+            assert_eq!(r.steps.len(), queries.nrows());
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+    match retriever.energy(queries.view()) {
+        Ok(e) => assert!(e.iter().all(|v| !v.is_nan()), "NaN energy without an error"),
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, rng_seed: proptest::test_runner::RngSeed::Fixed(11), ..ProptestConfig::default() })]
+
+    #[test]
+    fn hostile_input_never_panics_or_returns_nan(
+        n in 0usize..6,
+        (patterns, queries) in (0usize..6).prop_flat_map(|n| (matrix(8, n), matrix(4, n))),
+        sep in separation(),
+        sim in similarity(),
+        proj in projection(),
+        qdim_offset in prop_oneof![4 => Just(0usize), 1 => Just(1usize)],
+        on_gpu in any::<bool>(),
+    ) {
+        let _ = n;
+        let device = if on_gpu { common::gpu() } else { Device::Cpu };
+        exercise(device, patterns, queries, sep, sim, proj, qdim_offset);
+    }
+}
+
+#[test]
+fn retriever_is_send_and_sync_and_concurrent_calls_equal_serial_ones() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Retriever>();
+
+    let raw = common::unit_patterns(300, 24, 70);
+    let patterns = Patterns::new(raw.clone()).unwrap();
+    for device in [common::gpu(), Device::Cpu] {
+        let retriever = Retriever::builder(patterns.clone())
+            .separation(Separation::Softmax { beta: 8.0 })
+            .dynamics(Dynamics::Iterate {
+                max_steps: 5,
+                tol: 1e-5,
+            })
+            .device(device.clone())
+            .build()
+            .unwrap();
+        let queries: Vec<Array2<f32>> = (0..8)
+            .map(|t| common::noisy_queries(&raw, 3, 0.4, 100 + t))
+            .collect();
+        let serial: Vec<_> = queries
+            .iter()
+            .map(|q| retriever.retrieve(q.view()).unwrap())
+            .collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = queries
+                .iter()
+                .zip(&serial)
+                .map(|(q, expected)| {
+                    let retriever = &retriever;
+                    scope.spawn(move || {
+                        for _ in 0..100 {
+                            assert_eq!(&retriever.retrieve(q.view()).unwrap(), expected);
+                        }
+                    })
+                })
+                .collect();
+            assert_eq!(handles.len(), 8);
+            for h in handles {
+                h.join().expect("thread panicked");
+            }
+        });
+        println!("{device:?}: 8 threads × 100 calls equal the serial results");
+    }
+}
