@@ -26,3 +26,11 @@ fn is_finite_f32(v: f32) -> bool {
     return abs(v) <= F32_MAX;
 }
 
+
+// "No pattern" marker for argmax tracking.
+const NONE: u32 = 0xffffffffu;
+
+// (s, i) beats (bs, bi): larger similarity, ties to the lower index; NONE always loses.
+fn better(s: f32, i: u32, bs: f32, bi: u32) -> bool {
+    return i != NONE && (bi == NONE || s > bs || (s == bs && i < bi));
+}

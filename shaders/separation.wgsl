@@ -16,7 +16,6 @@ override SEP: u32 = 0u;
 @group(0) @binding(4) var<storage, read_write> nearest: array<u32>;
 
 const WG: u32 = 256u;
-const NONE: u32 = 0xffffffffu;
 
 var<workgroup> red_f: array<f32, 256>;
 var<workgroup> red_s: array<f32, 256>;
@@ -48,10 +47,6 @@ fn key_of(s: f32) -> u32 {
         return ~u;
     }
     return u | 0x80000000u;
-}
-
-fn better(s: f32, i: u32, bs: f32, bi: u32) -> bool {
-    return i != NONE && (bi == NONE || s > bs || (s == bs && i < bi));
 }
 
 // Sum of red_f over the workgroup (result valid in every invocation).

@@ -33,17 +33,11 @@ struct Stat {
 @group(0) @binding(9) var<storage, read_write> log_scale: array<f32>;
 
 const WG: u32 = 64u;
-const NONE: u32 = 0xffffffffu;
 
 var<workgroup> z_sh: array<f32, 64>;
 var<workgroup> p_sh: array<f32, 64>;
 var<workgroup> best_s_sh: array<f32, 64>;
 var<workgroup> best_i_sh: array<u32, 64>;
-
-// (s, i) beats (bs, bi): larger similarity, ties to the lower index; NONE loses.
-fn better(s: f32, i: u32, bs: f32, bi: u32) -> bool {
-    return i != NONE && (bi == NONE || s > bs || (s == bs && i < bi));
-}
 
 @compute @workgroup_size(64)
 fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

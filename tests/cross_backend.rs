@@ -402,6 +402,14 @@ fn a_pattern_anywhere_in_a_large_set_is_retrieved() {
     }
 }
 
+/// Asserts an `InvalidParameter` error naming `argument`.
+fn assert_invalid(err: &Error, argument: &str) {
+    match err {
+        Error::InvalidParameter { argument: a, .. } => assert_eq!(*a, argument, "{err}"),
+        other => panic!("expected InvalidParameter({argument}), got {other}"),
+    }
+}
+
 #[test]
 fn similarities_or_beta_beyond_f32_are_rejected_on_both_devices() {
     let patterns = Patterns::new(array![[1.0e20f32, 0.0], [0.0, 1.0]]).unwrap();
@@ -416,43 +424,16 @@ fn similarities_or_beta_beyond_f32_are_rejected_on_both_devices() {
         };
         // ξ·x = 1e40 is not an f32.
         let err = build(Separation::Max).retrieve(queries.view()).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::InvalidParameter {
-                    argument: "queries",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_invalid(&err, "queries");
         // β·s = 1e30 · 1e20 is not either, even though s is.
         let small = array![[1.0f32, 0.0]];
         let err = build(Separation::Softmax { beta: 1e30 })
             .retrieve(small.view())
             .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::InvalidParameter {
-                    argument: "beta",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_invalid(&err, "beta");
         let err = build(Separation::Exponential { beta: 1e30 })
             .energy(small.view())
             .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::InvalidParameter {
-                    argument: "beta",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_invalid(&err, "beta");
     }
 }
