@@ -20,6 +20,7 @@
 mod config;
 mod error;
 mod patterns;
+pub mod procedural;
 mod result;
 mod tolerance;
 

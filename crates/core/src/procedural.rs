@@ -1,0 +1,214 @@
+//! Patterns that need no memory: pattern μ of a run is a pure function of (seed, μ),
+//! generated with the counter-based Philox-4x32-10 RNG (Salmon et al., SC'11). The same
+//! arithmetic is written in `shaders/philox.wgsl`, so the CPU reference and the GPU see
+//! the same patterns: bit-identical for ±1, within a few f32 ulps for Gaussian and
+//! spherical ones (Box–Muller uses `ln`, `sqrt`, `sin`, `cos`, whose last bits differ
+//! between libm and GPU built-ins).
+
+use crate::{Error, Result};
+
+const M0: u32 = 0xD251_1F53;
+const M1: u32 = 0xCD9E_8D57;
+const W0: u32 = 0x9E37_79B9;
+const W1: u32 = 0xBB67_AE85;
+
+/// Philox-4x32 with 10 rounds: four random u32 for a 128-bit counter and a 64-bit key.
+pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let mut c = counter;
+    let mut k = key;
+    for round in 0..10 {
+        if round > 0 {
+            k = [k[0].wrapping_add(W0), k[1].wrapping_add(W1)];
+        }
+        let p0 = M0 as u64 * c[0] as u64;
+        let p1 = M1 as u64 * c[2] as u64;
+        let (hi0, lo0) = ((p0 >> 32) as u32, p0 as u32);
+        let (hi1, lo1) = ((p1 >> 32) as u32, p1 as u32);
+        c = [hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0];
+    }
+    c
+}
+
+/// The key of a run's seed.
+pub fn key_of(seed: u64) -> [u32; 2] {
+    [seed as u32, (seed >> 32) as u32]
+}
+
+/// Which stream of a run a counter belongs to (the fourth counter word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Stream {
+    /// Pattern entries.
+    Patterns = 0,
+    /// Query corruption.
+    Queries = 1,
+}
+
+/// Four random words for block `block` of item `index` in `stream`.
+pub fn words(seed: u64, stream: Stream, index: u64, block: u32) -> [u32; 4] {
+    philox4x32_10(
+        [block, index as u32, (index >> 32) as u32, stream as u32],
+        key_of(seed),
+    )
+}
+
+/// A uniform in (0, 1] from the top 24 bits of a word (never 0, so `ln` is finite).
+pub fn uniform_open0(word: u32) -> f32 {
+    ((word >> 8) + 1) as f32 * (1.0 / 16_777_216.0)
+}
+
+/// A uniform in [−1, 1) from the top 24 bits of a word.
+pub fn uniform_sym(word: u32) -> f32 {
+    (word >> 8) as f32 * (2.0 / 16_777_216.0) - 1.0
+}
+
+/// Two standard normals from two words (Box–Muller with the angle in [−π, π)).
+pub fn box_muller(a: u32, b: u32) -> (f32, f32) {
+    let r = (-2.0 * uniform_open0(a).ln()).sqrt();
+    let theta = std::f32::consts::PI * uniform_sym(b);
+    (r * theta.cos(), r * theta.sin())
+}
+
+/// The distribution of procedural patterns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PatternKind {
+    /// Uniform on the sphere ‖ξ‖ = √N (Gaussian, then rescaled).
+    Spherical,
+    /// i.i.d. N(0, 1) entries.
+    Gaussian,
+    /// i.i.d. ±1 entries (one random bit each).
+    Binary,
+}
+
+/// The largest number of procedural patterns (2⁴⁰).
+pub const MAX_PROCEDURAL_COUNT: u64 = 1 << 40;
+
+/// A set of `count` procedural patterns of dimension `dim`, identified by `seed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Procedural {
+    /// Distribution.
+    pub kind: PatternKind,
+    /// Dimension N.
+    pub dim: usize,
+    /// Number of patterns P (≤ 2⁴⁰).
+    pub count: u64,
+    /// Run seed.
+    pub seed: u64,
+}
+
+impl Procedural {
+    /// Checks the sizes.
+    pub fn validate(&self) -> Result<()> {
+        if self.dim == 0 || self.count == 0 {
+            return Err(Error::Empty {
+                argument: "procedural patterns",
+                detail: format!("P = {}, N = {}", self.count, self.dim),
+            });
+        }
+        if self.count > MAX_PROCEDURAL_COUNT {
+            return Err(Error::TooLarge {
+                argument: "patterns (P)",
+                size: self.count,
+                limit: MAX_PROCEDURAL_COUNT,
+                detail: "pattern indices are 40-bit".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes pattern μ into `out` (length N).
+    pub fn pattern_into(&self, mu: u64, out: &mut [f32]) {
+        fill(self.kind, self.seed, Stream::Patterns, mu, out);
+    }
+
+    /// Pattern μ.
+    pub fn pattern(&self, mu: u64) -> Vec<f32> {
+        let mut v = vec![0.0; self.dim];
+        self.pattern_into(mu, &mut v);
+        v
+    }
+}
+
+/// Fills `out` with item `index` of `stream`, distributed as `kind`.
+pub fn fill(kind: PatternKind, seed: u64, stream: Stream, index: u64, out: &mut [f32]) {
+    let n = out.len();
+    match kind {
+        PatternKind::Binary => {
+            for block in 0..n.div_ceil(128) {
+                let w = words(seed, stream, index, block as u32);
+                for lane in 0..128.min(n - block * 128) {
+                    let bit = (w[lane / 32] >> (lane % 32)) & 1;
+                    out[block * 128 + lane] = if bit == 1 { 1.0 } else { -1.0 };
+                }
+            }
+        }
+        PatternKind::Gaussian | PatternKind::Spherical => {
+            for block in 0..n.div_ceil(4) {
+                let w = words(seed, stream, index, block as u32);
+                let (a, b) = box_muller(w[0], w[1]);
+                let (c, d) = box_muller(w[2], w[3]);
+                for (lane, v) in [a, b, c, d].into_iter().enumerate() {
+                    if block * 4 + lane < n {
+                        out[block * 4 + lane] = v;
+                    }
+                }
+            }
+            if kind == PatternKind::Spherical {
+                let norm2: f32 = out.iter().map(|v| v * v).sum();
+                let scale = (n as f32).sqrt() / norm2.sqrt();
+                out.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Known-answer vectors of Random123 (kat_vectors, philox4x32_10).
+    #[test]
+    fn philox_matches_random123_known_answers() {
+        assert_eq!(
+            philox4x32_10([0, 0, 0, 0], [0, 0]),
+            [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8]
+        );
+        assert_eq!(
+            philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
+            [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd]
+        );
+        assert_eq!(
+            philox4x32_10(
+                [0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344],
+                [0xa409_3822, 0x299f_31d0]
+            ),
+            [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1]
+        );
+    }
+
+    #[test]
+    fn patterns_have_the_right_distribution() {
+        let p = Procedural {
+            kind: PatternKind::Spherical,
+            dim: 24,
+            count: 1000,
+            seed: 3,
+        };
+        for mu in 0..50 {
+            let v = p.pattern(mu);
+            let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 24f32.sqrt()).abs() < 1e-4);
+        }
+        let g = Procedural { kind: PatternKind::Gaussian, dim: 1000, ..p };
+        let v: Vec<f32> = (0..100).flat_map(|mu| g.pattern(mu)).collect();
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / v.len() as f32;
+        assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.02, "{mean} {var}");
+        let b = Procedural { kind: PatternKind::Binary, dim: 1000, ..p };
+        let v: Vec<f32> = (0..100).flat_map(|mu| b.pattern(mu)).collect();
+        assert!(v.iter().all(|&x| x == 1.0 || x == -1.0));
+        assert!((v.iter().sum::<f32>() / v.len() as f32).abs() < 0.01);
+        assert_ne!(p.pattern(0), p.pattern(1));
+        assert_eq!(p.pattern(7), p.pattern(7));
+    }
+}
