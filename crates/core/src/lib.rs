@@ -21,6 +21,7 @@ mod config;
 mod error;
 mod patterns;
 pub mod procedural;
+pub use procedural::{PatternKind, Procedural, StreamStats};
 mod result;
 mod tolerance;
 

@@ -199,16 +199,107 @@ mod tests {
             let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             assert!((norm - 24f32.sqrt()).abs() < 1e-4);
         }
-        let g = Procedural { kind: PatternKind::Gaussian, dim: 1000, ..p };
+        let g = Procedural {
+            kind: PatternKind::Gaussian,
+            dim: 1000,
+            ..p
+        };
         let v: Vec<f32> = (0..100).flat_map(|mu| g.pattern(mu)).collect();
         let mean = v.iter().sum::<f32>() / v.len() as f32;
         let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / v.len() as f32;
-        assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.02, "{mean} {var}");
-        let b = Procedural { kind: PatternKind::Binary, dim: 1000, ..p };
+        assert!(
+            mean.abs() < 0.01 && (var - 1.0).abs() < 0.02,
+            "{mean} {var}"
+        );
+        let b = Procedural {
+            kind: PatternKind::Binary,
+            dim: 1000,
+            ..p
+        };
         let v: Vec<f32> = (0..100).flat_map(|mu| b.pattern(mu)).collect();
         assert!(v.iter().all(|&x| x == 1.0 || x == -1.0));
         assert!((v.iter().sum::<f32>() / v.len() as f32).abs() < 0.01);
         assert_ne!(p.pattern(0), p.pattern(1));
         assert_eq!(p.pattern(7), p.pattern(7));
+    }
+}
+
+/// Online-softmax state of one query over a range of patterns: with z_μ = β·s_μ,
+/// `m` = max z, `l` = Σ e^{z−m}, `acc` = Σ e^{z−m} ξ, and the most similar pattern.
+/// Two states over disjoint ranges merge exactly ([`StreamStats::merge`]), which is how
+/// chunks, GPU splits and `--shard`ed pattern ranges are combined.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamStats {
+    /// Running max of β·s (−∞ when empty).
+    pub m: f64,
+    /// Σ e^{β s − m}.
+    pub l: f64,
+    /// Σ e^{β s − m} ξ (length N).
+    pub acc: Vec<f64>,
+    /// Largest similarity seen.
+    pub best_s: f64,
+    /// Its pattern index (ties → lowest); `u64::MAX` when empty.
+    pub best_i: u64,
+}
+
+impl StreamStats {
+    /// The state of an empty range.
+    pub fn empty(dim: usize) -> Self {
+        Self {
+            m: f64::NEG_INFINITY,
+            l: 0.0,
+            acc: vec![0.0; dim],
+            best_s: f64::NEG_INFINITY,
+            best_i: u64::MAX,
+        }
+    }
+
+    /// Folds in one pattern with similarity `s` and z = β·s.
+    pub fn push(&mut self, index: u64, s: f64, z: f64, pattern: &[f32]) {
+        if z > self.m {
+            let scale = (self.m - z).exp();
+            self.l *= scale;
+            self.acc.iter_mut().for_each(|a| *a *= scale);
+            self.m = z;
+        }
+        let p = (z - self.m).exp();
+        self.l += p;
+        for (a, &x) in self.acc.iter_mut().zip(pattern) {
+            *a += p * x as f64;
+        }
+        if s > self.best_s || (s == self.best_s && index < self.best_i) {
+            self.best_s = s;
+            self.best_i = index;
+        }
+    }
+
+    /// Combines the states of two disjoint ranges.
+    pub fn merge(&mut self, other: &StreamStats) {
+        if other.l == 0.0 && other.best_i == u64::MAX {
+            return;
+        }
+        let m = self.m.max(other.m);
+        let (a, b) = ((self.m - m).exp(), (other.m - m).exp());
+        let a = if self.l == 0.0 { 0.0 } else { a };
+        self.l = self.l * a + other.l * b;
+        for (x, y) in self.acc.iter_mut().zip(&other.acc) {
+            *x = *x * a + y * b;
+        }
+        self.m = m;
+        if other.best_s > self.best_s || (other.best_s == self.best_s && other.best_i < self.best_i)
+        {
+            self.best_s = other.best_s;
+            self.best_i = other.best_i;
+        }
+    }
+
+    /// log Σ e^{β s}.
+    pub fn lse(&self) -> f64 {
+        self.m + self.l.ln()
+    }
+
+    /// The softmax-weighted mean Σ softmax(βs)_μ ξ^μ.
+    pub fn mean(&self) -> Vec<f64> {
+        self.acc.iter().map(|a| a / self.l).collect()
     }
 }

@@ -5,6 +5,8 @@
 //! steps (as on the GPU), so both backends iterate the same f32 dynamical system.
 #![warn(missing_docs)]
 
+pub mod procedural;
+
 use dam_core::{
     validate_queries, Config, Error, Patterns, Projection, Result, RetrievalResult, Separation,
     Similarity,

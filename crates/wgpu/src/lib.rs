@@ -11,6 +11,7 @@
 
 mod context;
 mod error;
+pub mod procedural;
 mod retriever;
 pub mod source;
 

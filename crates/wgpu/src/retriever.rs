@@ -97,7 +97,11 @@ impl std::fmt::Debug for WgpuRetriever {
 
 /// Runs `f` inside validation and out-of-memory error scopes; a captured error becomes
 /// [`WgpuError::Device`] naming `operation`.
-fn scoped<T>(ctx: &WgpuContext, operation: &str, f: impl FnOnce() -> T) -> Result<T, WgpuError> {
+pub(crate) fn scoped<T>(
+    ctx: &WgpuContext,
+    operation: &str,
+    f: impl FnOnce() -> T,
+) -> Result<T, WgpuError> {
     let oom = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let validation = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let value = f();
@@ -115,7 +119,7 @@ fn scoped<T>(ctx: &WgpuContext, operation: &str, f: impl FnOnce() -> T) -> Resul
 }
 
 /// Copies `buffer` to a staging buffer and reads it back as `T`s.
-fn read_back<T: Pod>(
+pub(crate) fn read_back<T: Pod>(
     ctx: &WgpuContext,
     buffer: &wgpu::Buffer,
     name: &'static str,

@@ -3,7 +3,7 @@
 //! Kernels live in the workspace's top-level `shaders/` folder (reached from this crate
 //! through the `crates/wgpu/shaders` symlink, which `cargo package` follows). Each compiled
 //! unit is the shared `common.wgsl` declarations, the `sim.wgsl` similarity helpers where
-//! needed, and one kernel file, concatenated at compile time with `concat!`. Specialisation
+//! needed (`philox.wgsl` for the procedural kernels), and one kernel file, concatenated at compile time with `concat!`. Specialisation
 //! is done with WGSL `override` constants, never by editing source text.
 
 /// One compute entry point and the WGSL unit that holds it.
@@ -21,6 +21,10 @@ pub enum Kernel {
     WeightedSum,
     /// Projection, convergence and status (`finalize.wgsl`).
     Finalize,
+    /// Online softmax over procedurally generated patterns (`procedural.wgsl`, `partial`).
+    ProceduralPartial,
+    /// Fold of a wave of procedural partials into the running state (`procedural.wgsl`, `fold`).
+    ProceduralFold,
 }
 
 const SIMILARITY: &str = concat!(
@@ -41,6 +45,10 @@ const WEIGHTED_SUM: &str = concat!(
     include_str!("../shaders/common.wgsl"),
     include_str!("../shaders/weighted_sum.wgsl")
 );
+const PROCEDURAL: &str = concat!(
+    include_str!("../shaders/philox.wgsl"),
+    include_str!("../shaders/procedural.wgsl")
+);
 const FINALIZE: &str = concat!(
     include_str!("../shaders/common.wgsl"),
     include_str!("../shaders/finalize.wgsl")
@@ -48,13 +56,15 @@ const FINALIZE: &str = concat!(
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 6] = [
+    pub const ALL: [Kernel; 8] = [
         Kernel::Similarity,
         Kernel::StreamPartial,
         Kernel::StreamMerge,
         Kernel::Separation,
         Kernel::WeightedSum,
         Kernel::Finalize,
+        Kernel::ProceduralPartial,
+        Kernel::ProceduralFold,
     ];
 
     /// The complete WGSL unit that holds this kernel.
@@ -65,6 +75,7 @@ impl Kernel {
             Kernel::Separation => SEPARATION,
             Kernel::WeightedSum => WEIGHTED_SUM,
             Kernel::Finalize => FINALIZE,
+            Kernel::ProceduralPartial | Kernel::ProceduralFold => PROCEDURAL,
         }
     }
 
@@ -73,6 +84,8 @@ impl Kernel {
         match self {
             Kernel::StreamPartial => "partial",
             Kernel::StreamMerge => "merge",
+            Kernel::ProceduralPartial => "partial",
+            Kernel::ProceduralFold => "fold",
             _ => "main",
         }
     }
@@ -86,6 +99,8 @@ impl Kernel {
             Kernel::Separation => "separation",
             Kernel::WeightedSum => "weighted_sum",
             Kernel::Finalize => "finalize",
+            Kernel::ProceduralPartial => "procedural.partial",
+            Kernel::ProceduralFold => "procedural.fold",
         }
     }
 }

@@ -1,0 +1,224 @@
+// Streaming log-sum-exp over procedural patterns: pattern mu of query q's run is generated
+// from (keys[q], mu) with Philox (philox.wgsl), used, and forgotten, so P = 10^9 needs O(1)
+// memory. KIND 0 = spherical, 1 = Gaussian, 2 = binary (+-1); similarity is the dot product.
+//
+// `partial`: one workgroup per (split of this wave's pattern range, query). Each tile, the
+// first `tile_rows` invocations generate one pattern each into workgroup memory and score
+// it; the workgroup keeps the online-softmax state (m, l, acc) and the most similar pattern.
+// `fold`: one workgroup per query merges the wave's partial states into the running state,
+// which the host reads once at the end. Needs philox.wgsl.
+
+struct PParams {
+    batch: u32,
+    dim: u32,
+    kind: u32,
+    tile_rows: u32,
+    split_len: u32,
+    splits: u32,      // splits in this wave
+    base_lo: u32,     // first pattern index of this wave (64-bit)
+    base_hi: u32,
+    wave_len: u32,    // patterns in this wave
+    beta: f32,
+    pad0: u32,
+    pad1: u32,
+}
+
+struct PStat {
+    m: f32,
+    l: f32,
+    best_s: f32,
+    best_lo: u32,
+    best_hi: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: PParams;
+@group(0) @binding(1) var<storage, read> xs: array<f32>;
+@group(0) @binding(2) var<storage, read> keys: array<vec2<u32>>;
+@group(0) @binding(3) var<storage, read_write> stats: array<PStat>;
+@group(0) @binding(4) var<storage, read_write> accs: array<f32>;
+@group(0) @binding(5) var<storage, read_write> run_stats: array<PStat>;
+@group(0) @binding(6) var<storage, read_write> run_accs: array<f32>;
+
+const WG: u32 = 64u;
+const SHARED: u32 = 4096u;
+const NONE: u32 = 0xffffffffu;
+
+var<workgroup> xi_sh: array<f32, 4096>;
+var<workgroup> z_sh: array<f32, 64>;
+var<workgroup> p_sh: array<f32, 64>;
+var<workgroup> best_s_sh: array<f32, 64>;
+var<workgroup> best_i_sh: array<vec2<u32>, 64>;
+
+// (s, i) beats (bs, bi): larger similarity, ties to the lower 64-bit index; NONE loses.
+fn better64(s: f32, i: vec2<u32>, bs: f32, bi: vec2<u32>) -> bool {
+    let none_i = i.x == NONE && i.y == NONE;
+    let none_b = bi.x == NONE && bi.y == NONE;
+    return !none_i && (none_b || s > bs || (s == bs && less64(i, bi)));
+}
+
+// Generates pattern `mu` of the run keyed `key` into xi_sh[off .. off + n].
+fn generate(key: vec2<u32>, mu: vec2<u32>, off: u32, n: u32) {
+    if params.kind == 2u {
+        for (var block = 0u; block * 128u < n; block++) {
+            let w = philox_words(key, 0u, mu, block);
+            let lanes = min(128u, n - block * 128u);
+            for (var lane = 0u; lane < lanes; lane++) {
+                let bit = (w[lane / 32u] >> (lane % 32u)) & 1u;
+                xi_sh[off + block * 128u + lane] = select(-1.0, 1.0, bit == 1u);
+            }
+        }
+        return;
+    }
+    for (var block = 0u; block * 4u < n; block++) {
+        let w = philox_words(key, 0u, mu, block);
+        let g = box_muller(w.x, w.y);
+        let h = box_muller(w.z, w.w);
+        let v = vec4<f32>(g.x, g.y, h.x, h.y);
+        let lanes = min(4u, n - block * 4u);
+        for (var lane = 0u; lane < lanes; lane++) {
+            xi_sh[off + block * 4u + lane] = v[lane];
+        }
+    }
+    if params.kind == 0u {
+        var norm2 = 0.0;
+        for (var i = 0u; i < n; i++) {
+            let v = xi_sh[off + i];
+            norm2 += v * v;
+        }
+        let scale = sqrt(f32(n)) / sqrt(norm2);
+        for (var i = 0u; i < n; i++) {
+            xi_sh[off + i] = xi_sh[off + i] * scale;
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let q = wid.y;
+    let split = wid.x;
+    let t = lid.x;
+    let n = params.dim;
+    let rows = params.tile_rows;
+    let start = split * params.split_len;
+    let end = min(start + params.split_len, params.wave_len);
+    let slot = q * params.splits + split;
+    let acc_off = slot * n;
+    let key = keys[q];
+    let base = vec2<u32>(params.base_lo, params.base_hi);
+    for (var i = t; i < n; i += WG) {
+        accs[acc_off + i] = 0.0;
+    }
+    var m = 0.0;
+    var l = 0.0;
+    var started = false;
+    var best_s = 0.0;
+    var best_i = vec2<u32>(NONE, NONE);
+    for (var t0 = start; t0 < end; t0 += rows) {
+        let count = min(rows, end - t0);
+        var z = 0.0;
+        if t < count {
+            let mu = add64(base, t0 + t);
+            let off = t * n;
+            generate(key, mu, off, n);
+            var s = 0.0;
+            for (var i = 0u; i < n; i++) {
+                s += xi_sh[off + i] * xs[q * n + i];
+            }
+            z = params.beta * s;
+            if better64(s, mu, best_s, best_i) {
+                best_s = s;
+                best_i = mu;
+            }
+        }
+        z_sh[t] = z;
+        workgroupBarrier();
+        var tile_max = z_sh[0];
+        for (var j = 1u; j < count; j++) {
+            tile_max = max(tile_max, z_sh[j]);
+        }
+        var m_new = tile_max;
+        var scale = 0.0;
+        if started {
+            m_new = max(m, tile_max);
+            scale = exp(m - m_new);
+        }
+        var p = 0.0;
+        if t < count {
+            p = exp(z - m_new);
+        }
+        p_sh[t] = p;
+        workgroupBarrier();
+        var tile_sum = 0.0;
+        for (var j = 0u; j < count; j++) {
+            tile_sum += p_sh[j];
+        }
+        l = l * scale + tile_sum;
+        for (var i = t; i < n; i += WG) {
+            var ti = 0.0;
+            for (var j = 0u; j < count; j++) {
+                ti += p_sh[j] * xi_sh[j * n + i];
+            }
+            accs[acc_off + i] = accs[acc_off + i] * scale + ti;
+        }
+        m = m_new;
+        started = true;
+        workgroupBarrier();
+    }
+    best_s_sh[t] = best_s;
+    best_i_sh[t] = best_i;
+    workgroupBarrier();
+    if t == 0u {
+        var bs = best_s_sh[0];
+        var bi = best_i_sh[0];
+        for (var j = 1u; j < WG; j++) {
+            if better64(best_s_sh[j], best_i_sh[j], bs, bi) {
+                bs = best_s_sh[j];
+                bi = best_i_sh[j];
+            }
+        }
+        stats[slot] = PStat(m, l, bs, bi.x, bi.y, 0u, 0u, 0u);
+    }
+}
+
+@compute @workgroup_size(64)
+fn fold(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let q = wid.x;
+    let t = lid.x;
+    let n = params.dim;
+    let base = q * params.splits;
+    let run = run_stats[q];
+    var big_m = run.m;
+    for (var j = 0u; j < params.splits; j++) {
+        big_m = max(big_m, stats[base + j].m);
+    }
+    // An empty running state has l = 0, so its (sentinel) m contributes nothing.
+    let run_scale = select(exp(run.m - big_m), 0.0, run.l == 0.0);
+    var big_l = run.l * run_scale;
+    for (var j = 0u; j < params.splits; j++) {
+        big_l += stats[base + j].l * exp(stats[base + j].m - big_m);
+    }
+    for (var i = t; i < n; i += WG) {
+        var a = run_accs[q * n + i] * run_scale;
+        for (var j = 0u; j < params.splits; j++) {
+            a += accs[(base + j) * n + i] * exp(stats[base + j].m - big_m);
+        }
+        run_accs[q * n + i] = a;
+    }
+    workgroupBarrier();
+    if t == 0u {
+        var bs = run.best_s;
+        var bi = vec2<u32>(run.best_lo, run.best_hi);
+        for (var j = 0u; j < params.splits; j++) {
+            let st = stats[base + j];
+            let si = vec2<u32>(st.best_lo, st.best_hi);
+            if better64(st.best_s, si, bs, bi) {
+                bs = st.best_s;
+                bi = si;
+            }
+        }
+        run_stats[q] = PStat(big_m, big_l, bs, bi.x, bi.y, 0u, 0u, 0u);
+    }
+}
