@@ -1,0 +1,381 @@
+//! One capacity sweep: points of load, trials per point, a success criterion.
+
+use std::sync::Arc;
+
+use dam::procedural::{words, PatternKind, Procedural, Stream, StreamStats, MAX_PROCEDURAL_COUNT};
+use dam::WgpuContext;
+
+use crate::{ExperimentError, Result};
+
+/// The energy (separation) of the sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Energy {
+    /// Log-sum-exp (softmax update).
+    Lse,
+    /// Exponential F = e^{βs}; for continuous states its update direction and softmax
+    /// weights equal those of `Lse`.
+    Exp,
+    /// Polynomial F = sⁿ (binary spin dynamics).
+    Poly,
+    /// Rectified polynomial (binary spin dynamics).
+    Rpoly,
+}
+
+/// How the query is made from the target pattern.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub enum QueryKind {
+    /// The stored pattern itself.
+    Stored,
+    /// The stored pattern with the sign of a fraction ρ of its entries flipped.
+    Flip(f64),
+}
+
+/// The dynamics applied from the query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum DynamicsArg {
+    /// One update.
+    OneStep,
+    /// Update until ‖Δx‖_∞ ≤ 1e-6 or this many steps.
+    Converge(usize),
+}
+
+/// When a trial counts as a success.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub enum Criterion {
+    /// The target's softmax weight at the query is ≥ ½ (THEORY §1).
+    Weight,
+    /// Cosine overlap of the final state with the target ≥ θ.
+    Overlap(f64),
+    /// The final state's most similar stored pattern is the target.
+    Nearest,
+    /// The sign of the final state equals the (binary) target.
+    Exact,
+}
+
+/// Where the streaming passes run.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    /// The CPU reference (f64, all cores).
+    Cpu,
+    /// A wgpu device.
+    Wgpu(Arc<WgpuContext>),
+}
+
+impl Engine {
+    /// `cpu` or the adapter description.
+    pub fn describe(&self) -> (String, String) {
+        match self {
+            Engine::Cpu => ("cpu".into(), "cpu reference".into()),
+            Engine::Wgpu(ctx) => ("wgpu".into(), ctx.describe()),
+        }
+    }
+
+    fn stream(
+        &self,
+        kind: PatternKind,
+        dim: usize,
+        count: u64,
+        beta: f32,
+        queries: &[f32],
+        seeds: &[u64],
+    ) -> Result<Vec<StreamStats>> {
+        Ok(match self {
+            Engine::Cpu => {
+                dam::cpu::procedural::stream_dot(kind, dim, 0, count, beta, queries, seeds)
+            }
+            Engine::Wgpu(ctx) => {
+                // At most 4,096 queries per stream call (workgroup rows).
+                let mut out = Vec::with_capacity(seeds.len());
+                for (q, s) in queries.chunks(4096 * dim).zip(seeds.chunks(4096)) {
+                    out.extend(dam::wgpu_backend::procedural::stream_dot(
+                        ctx, kind, dim, 0, count, beta, q, s,
+                    )?);
+                }
+                out
+            }
+        })
+    }
+}
+
+/// Everything a sweep needs but the loads.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    /// Pattern distribution.
+    pub kind: PatternKind,
+    /// Dimension N.
+    pub dim: usize,
+    /// Energy.
+    pub energy: Energy,
+    /// λ (β on the raw dot product).
+    pub beta: f64,
+    /// Polynomial degree.
+    pub degree: u32,
+    /// Trials per point (over all shards).
+    pub trials: usize,
+    /// Query construction.
+    pub query: QueryKind,
+    /// Dynamics.
+    pub dynamics: DynamicsArg,
+    /// Success criterion.
+    pub criterion: Criterion,
+    /// Master seed.
+    pub seed: u64,
+    /// This shard (index, count): trials t with t mod count = index.
+    pub shard: (usize, usize),
+}
+
+/// One row of results.csv.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PointResult {
+    /// ln P / N.
+    pub alpha: f64,
+    /// P.
+    pub patterns: u64,
+    /// Trials run.
+    pub trials: usize,
+    /// Trials that met the criterion.
+    pub successes: usize,
+    /// successes / trials.
+    pub success_rate: f64,
+    /// Mean cosine overlap of the final state with the target.
+    pub mean_overlap: f64,
+    /// Mean fraction of wrong signs in the final state (binary patterns only).
+    pub bit_flip_rate: Option<f64>,
+    /// Wall-clock seconds for this point (this shard).
+    pub seconds: f64,
+}
+
+/// splitmix64: the seed of trial `t` at load `patterns` of a sweep seeded `seed`. A pure
+/// function, so shards and devices see the same trials.
+pub fn trial_seed(seed: u64, patterns: u64, trial: u64) -> u64 {
+    let mut z = seed
+        ^ patterns.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ trial.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The query of a trial: the target with the signs of round(ρN) entries flipped, chosen
+/// by the smallest Philox keys of the `Queries` stream.
+pub fn make_query(target: &[f32], query: QueryKind, seed: u64) -> Vec<f32> {
+    let mut x = target.to_vec();
+    if let QueryKind::Flip(rho) = query {
+        let n = x.len();
+        let k = (rho * n as f64).round() as usize;
+        let mut order: Vec<(u32, usize)> = (0..n)
+            .map(|i| (words(seed, Stream::Queries, 0, (i / 4) as u32)[i % 4], i))
+            .collect();
+        order.sort_unstable();
+        for &(_, i) in order.iter().take(k) {
+            x[i] = -x[i];
+        }
+    }
+    x
+}
+
+fn cosine(a: &[f64], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, &y)| x * y as f64).sum();
+    let na = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb = b
+        .iter()
+        .map(|&y| (y as f64) * (y as f64))
+        .sum::<f64>()
+        .sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+impl Sweep {
+    /// Rejects combinations this engine does not run.
+    pub fn validate(&self) -> Result<()> {
+        if self.dim == 0 {
+            return Err(invalid("--dim", "0", "N must be at least 1"));
+        }
+        if !(self.beta.is_finite() && self.beta > 0.0) {
+            return Err(invalid(
+                "--beta",
+                &self.beta.to_string(),
+                "β must be finite and > 0",
+            ));
+        }
+        if self.trials == 0 {
+            return Err(invalid("--trials", "0", "at least one trial"));
+        }
+        let (i, n) = self.shard;
+        if n == 0 || i >= n {
+            return Err(invalid(
+                "--shard",
+                &format!("{i}/{n}"),
+                "expected i/n with 0 ≤ i < n",
+            ));
+        }
+        if let QueryKind::Flip(rho) = self.query {
+            if !(0.0..=1.0).contains(&rho) {
+                return Err(invalid(
+                    "--query",
+                    &format!("flip:{rho}"),
+                    "ρ must be in [0, 1]",
+                ));
+            }
+        }
+        if let Criterion::Overlap(theta) = self.criterion {
+            if !(-1.0..=1.0).contains(&theta) {
+                return Err(invalid(
+                    "--criterion",
+                    &format!("overlap:{theta}"),
+                    "θ must be in [−1, 1]",
+                ));
+            }
+        }
+        if matches!(self.energy, Energy::Poly | Energy::Rpoly)
+            || (self.energy == Energy::Exp && self.kind == PatternKind::Binary)
+        {
+            return Err(ExperimentError::Unsupported(
+                format!(
+                    "--energy {:?} with --patterns {:?} needs the exact binary spin dynamics \
+                 (Krotov–Hopfield / Demircigil), which this build does not have yet; use \
+                 --energy lse (or exp with spherical/gaussian patterns)",
+                    self.energy, self.kind
+                )
+                .to_lowercase(),
+            ));
+        }
+        if self.criterion == Criterion::Exact && self.kind != PatternKind::Binary {
+            return Err(invalid("--criterion", "exact", "needs --patterns binary"));
+        }
+        Ok(())
+    }
+
+    /// Runs this shard's trials at load P = `patterns`; `progress` is called after each
+    /// batch of trials with the number done.
+    pub fn run_point(
+        &self,
+        engine: &Engine,
+        patterns: u64,
+        mut progress: impl FnMut(usize),
+    ) -> Result<PointResult> {
+        if patterns == 0 || patterns > MAX_PROCEDURAL_COUNT {
+            return Err(invalid(
+                "patterns",
+                &patterns.to_string(),
+                &format!("P must be in 1..=2^40 ({MAX_PROCEDURAL_COUNT})"),
+            ));
+        }
+        let start = std::time::Instant::now();
+        let n = self.dim;
+        let beta = self.beta as f32;
+        let trials: Vec<u64> = (0..self.trials as u64)
+            .filter(|t| (*t as usize) % self.shard.1 == self.shard.0)
+            .collect();
+        let mut successes = 0;
+        let mut overlap_sum = 0.0;
+        let mut flip_sum = 0.0;
+        for batch in trials.chunks(256) {
+            let seeds: Vec<u64> = batch
+                .iter()
+                .map(|&t| trial_seed(self.seed, patterns, t))
+                .collect();
+            let targets: Vec<Vec<f32>> = seeds
+                .iter()
+                .map(|&s| {
+                    Procedural {
+                        kind: self.kind,
+                        dim: n,
+                        count: patterns,
+                        seed: s,
+                    }
+                    .pattern(0)
+                })
+                .collect();
+            let mut x: Vec<f32> = targets
+                .iter()
+                .zip(&seeds)
+                .flat_map(|(t, &s)| make_query(t, self.query, s))
+                .collect();
+            let steps = match self.dynamics {
+                DynamicsArg::OneStep => 1,
+                DynamicsArg::Converge(max) => max.max(1),
+            };
+            let mut weights_ok = vec![false; batch.len()];
+            for step in 0..steps {
+                let stats = engine.stream(self.kind, n, patterns, beta, &x, &seeds)?;
+                if step == 0 {
+                    for (q, st) in stats.iter().enumerate() {
+                        let xq = &x[q * n..(q + 1) * n];
+                        let s0: f64 = targets[q]
+                            .iter()
+                            .zip(xq)
+                            .map(|(&a, &b)| a as f64 * b as f64)
+                            .sum();
+                        weights_ok[q] = beta as f64 * s0 - st.lse() >= -std::f64::consts::LN_2;
+                    }
+                }
+                let mut delta = 0.0f32;
+                let next: Vec<f32> = stats
+                    .iter()
+                    .flat_map(|st| st.mean().into_iter().map(|v| v as f32))
+                    .collect();
+                for (a, b) in next.iter().zip(&x) {
+                    delta = delta.max((a - b).abs());
+                }
+                x = next;
+                if delta <= 1e-6 {
+                    break;
+                }
+            }
+            let nearest_ok: Vec<bool> = if self.criterion == Criterion::Nearest {
+                engine
+                    .stream(self.kind, n, patterns, beta, &x, &seeds)?
+                    .iter()
+                    .map(|st| st.best_i == 0)
+                    .collect()
+            } else {
+                vec![false; batch.len()]
+            };
+            for (q, target) in targets.iter().enumerate() {
+                let xq: Vec<f64> = x[q * n..(q + 1) * n].iter().map(|&v| v as f64).collect();
+                let overlap = cosine(&xq, target);
+                overlap_sum += overlap;
+                let wrong = xq
+                    .iter()
+                    .zip(target)
+                    .filter(|(&v, &t)| (if v >= 0.0 { 1.0 } else { -1.0 }) != t)
+                    .count();
+                flip_sum += wrong as f64 / n as f64;
+                let ok = match self.criterion {
+                    Criterion::Weight => weights_ok[q],
+                    Criterion::Overlap(theta) => overlap >= theta,
+                    Criterion::Nearest => nearest_ok[q],
+                    Criterion::Exact => wrong == 0,
+                };
+                successes += ok as usize;
+            }
+            progress(batch.len());
+        }
+        let count = trials.len();
+        let mean = |v: f64| if count == 0 { 0.0 } else { v / count as f64 };
+        Ok(PointResult {
+            alpha: (patterns as f64).ln() / n as f64,
+            patterns,
+            trials: count,
+            successes,
+            success_rate: mean(successes as f64),
+            mean_overlap: mean(overlap_sum),
+            bit_flip_rate: (self.kind == PatternKind::Binary).then(|| mean(flip_sum)),
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+fn invalid(argument: &'static str, value: &str, reason: &str) -> ExperimentError {
+    ExperimentError::Invalid {
+        argument,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}

@@ -1,0 +1,233 @@
+//! results.csv, summary.json and capacity.svg: writing, reading back and merging.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::capacity::PointResult;
+use crate::{ExperimentError, Result};
+
+/// The CSV header, in the contract's column order.
+pub const CSV_COLUMNS: [&str; 8] = [
+    "alpha",
+    "patterns",
+    "trials",
+    "successes",
+    "success_rate",
+    "mean_overlap",
+    "bit_flip_rate",
+    "seconds",
+];
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExperimentError + '_ {
+    move |source| ExperimentError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn output(path: &Path, reason: impl ToString) -> ExperimentError {
+    ExperimentError::Output {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Writes results.csv one row at a time (flushed), so an interrupted sweep keeps the rows
+/// it finished.
+pub struct CsvSink {
+    writer: csv::Writer<File>,
+    path: std::path::PathBuf,
+}
+
+impl CsvSink {
+    /// Creates `path` and writes the header.
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).map_err(io(path))?;
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(file);
+        writer
+            .write_record(CSV_COLUMNS)
+            .map_err(|e| output(path, e))?;
+        writer.flush().map_err(io(path))?;
+        Ok(Self {
+            writer,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Appends one point and flushes.
+    pub fn push(&mut self, r: &PointResult) -> Result<()> {
+        self.writer
+            .write_record([
+                format!("{:.6}", r.alpha),
+                r.patterns.to_string(),
+                r.trials.to_string(),
+                r.successes.to_string(),
+                format!("{:.6}", r.success_rate),
+                format!("{:.6}", r.mean_overlap),
+                r.bit_flip_rate
+                    .map(|v| format!("{v:.6}"))
+                    .unwrap_or_default(),
+                format!("{:.3}", r.seconds),
+            ])
+            .map_err(|e| output(&self.path, e))?;
+        self.writer.flush().map_err(io(&self.path))
+    }
+}
+
+/// Reads a results.csv written by [`CsvSink`].
+pub fn read_csv(path: &Path) -> Result<Vec<PointResult>> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| output(path, e))?;
+    let headers = reader.headers().map_err(|e| output(path, e))?.clone();
+    if headers.iter().collect::<Vec<_>>() != CSV_COLUMNS {
+        return Err(output(
+            path,
+            format!("columns {headers:?}, expected {CSV_COLUMNS:?}"),
+        ));
+    }
+    reader
+        .deserialize()
+        .map(|row| row.map_err(|e| output(path, e)))
+        .collect()
+}
+
+/// The load where success_rate first crosses ½ going up in α, interpolated linearly in α.
+/// `None` if it never crosses.
+pub fn alpha_half(points: &[PointResult]) -> Option<f64> {
+    let mut sorted: Vec<&PointResult> = points.iter().collect();
+    sorted.sort_by(|a, b| a.alpha.total_cmp(&b.alpha));
+    sorted.windows(2).find_map(|w| {
+        let (a, b) = (w[0], w[1]);
+        let crosses = (a.success_rate >= 0.5 && b.success_rate < 0.5)
+            || (a.success_rate < 0.5 && b.success_rate >= 0.5);
+        crosses.then(|| {
+            a.alpha
+                + (0.5 - a.success_rate) * (b.alpha - a.alpha) / (b.success_rate - a.success_rate)
+        })
+    })
+}
+
+/// Merges shard results: points with the same P add their trials and successes.
+pub fn merge_points(shards: &[Vec<PointResult>]) -> Vec<PointResult> {
+    let mut merged: Vec<PointResult> = Vec::new();
+    for r in shards.iter().flatten() {
+        match merged.iter_mut().find(|m| m.patterns == r.patterns) {
+            Some(m) => {
+                let total = (m.trials + r.trials) as f64;
+                let mix = |a: f64, b: f64| (a * m.trials as f64 + b * r.trials as f64) / total;
+                m.mean_overlap = mix(m.mean_overlap, r.mean_overlap);
+                m.bit_flip_rate = match (m.bit_flip_rate, r.bit_flip_rate) {
+                    (Some(a), Some(b)) => Some(mix(a, b)),
+                    _ => None,
+                };
+                m.trials += r.trials;
+                m.successes += r.successes;
+                m.success_rate = m.successes as f64 / m.trials as f64;
+                m.seconds += r.seconds;
+            }
+            None => merged.push(r.clone()),
+        }
+    }
+    merged.sort_by_key(|r| r.patterns);
+    merged
+}
+
+/// Writes `value` as pretty JSON.
+pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let mut file = File::create(path).map_err(io(path))?;
+    serde_json::to_writer_pretty(&mut file, value).map_err(|e| output(path, e))?;
+    writeln!(file).map_err(io(path))
+}
+
+/// Success rate vs α with a vertical theory line at `theory` (when known).
+pub fn write_svg(
+    path: &Path,
+    points: &[PointResult],
+    theory: Option<f64>,
+    title: &str,
+) -> Result<()> {
+    let mut alphas: Vec<f64> = points.iter().map(|p| p.alpha).collect();
+    alphas.extend(theory);
+    let lo = alphas.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = alphas.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(path, (720, 480)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d((lo - pad)..(hi + pad), -0.02f64..1.02f64)?;
+        chart
+            .configure_mesh()
+            .x_desc("α = ln P / N")
+            .y_desc("success rate")
+            .draw()?;
+        let mut sorted: Vec<(f64, f64)> =
+            points.iter().map(|p| (p.alpha, p.success_rate)).collect();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(sorted.clone(), &BLUE))?
+            .label("measured")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+        chart.draw_series(sorted.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))?;
+        if let Some(a) = theory {
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(a, -0.02), (a, 1.02)],
+                    RED.stroke_width(2),
+                ))?
+                .label(format!("theory α* = {a:.4}"))
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| output(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(alpha: f64, rate: f64) -> PointResult {
+        PointResult {
+            alpha,
+            patterns: (alpha * 100.0) as u64,
+            trials: 10,
+            successes: (rate * 10.0) as usize,
+            success_rate: rate,
+            mean_overlap: 1.0,
+            bit_flip_rate: None,
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn alpha_half_interpolates_and_merge_adds() {
+        let pts = vec![
+            point(0.5, 1.0),
+            point(0.6, 0.8),
+            point(0.7, 0.2),
+            point(0.8, 0.0),
+        ];
+        assert!((alpha_half(&pts).unwrap() - 0.65).abs() < 1e-12);
+        assert_eq!(alpha_half(&pts[..2]), None);
+        let merged = merge_points(&[pts.clone(), pts.clone()]);
+        assert_eq!(merged.len(), 4);
+        assert_eq!(merged[1].trials, 20);
+        assert_eq!(merged[1].successes, 16);
+        assert!((merged[1].success_rate - 0.8).abs() < 1e-12);
+    }
+}
