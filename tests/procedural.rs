@@ -4,7 +4,7 @@
 
 mod common;
 
-use dam::procedural::{PatternKind, Procedural};
+use dam::procedural::{PatternKind, Procedural, StreamRequest};
 use dam::{Tolerance, WgpuContext, WgpuOptions};
 
 /// Gaussian / spherical entries: Box–Muller's ln, sqrt, sin, cos differ in the last bits.
@@ -32,17 +32,16 @@ fn wgpu_generates_the_same_patterns_as_the_cpu() {
             for mu in [0u64, 1, 77_777, (1 << 32) + 5, (1 << 40) - 1] {
                 let seeds: Vec<u64> = (0..5).map(|s| 1000 * s + 7).collect();
                 let queries = vec![0.5f32; seeds.len() * dim];
-                let gpu = dam::wgpu_backend::procedural::stream_dot(
-                    &ctx,
+                let request = StreamRequest {
                     kind,
                     dim,
-                    mu,
-                    mu + 1,
-                    1.0,
-                    &queries,
-                    &seeds,
-                )
-                .unwrap();
+                    start: mu,
+                    end: mu + 1,
+                    beta: 1.0,
+                    queries: &queries,
+                    seeds: &seeds,
+                };
+                let gpu = dam::wgpu_backend::procedural::stream_dot(&ctx, &request).unwrap();
                 assert_eq!(gpu.len(), seeds.len());
                 for (q, (st, &seed)) in gpu.iter().zip(&seeds).enumerate() {
                     let expected = Procedural {
@@ -90,11 +89,17 @@ fn streaming_lse_agrees_across_devices() {
             })
             .collect();
         for beta in [0.1f32, 1.0] {
-            let cpu = dam::cpu::procedural::stream_dot(kind, dim, 0, p, beta, &queries, &seeds);
-            let gpu = dam::wgpu_backend::procedural::stream_dot(
-                &ctx, kind, dim, 0, p, beta, &queries, &seeds,
-            )
-            .unwrap();
+            let request = StreamRequest {
+                kind,
+                dim,
+                start: 0,
+                end: p,
+                beta,
+                queries: &queries,
+                seeds: &seeds,
+            };
+            let cpu = dam::cpu::procedural::stream_dot(&request);
+            let gpu = dam::wgpu_backend::procedural::stream_dot(&ctx, &request).unwrap();
             for (q, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
                 let label = format!("{kind:?} β={beta} q={q}");
                 assert_eq!(g.best_i, c.best_i, "{label}: best");

@@ -21,7 +21,7 @@ mod config;
 mod error;
 mod patterns;
 pub mod procedural;
-pub use procedural::{PatternKind, Procedural, StreamStats};
+pub use procedural::{PatternKind, Procedural, StreamRequest, StreamStats};
 mod result;
 mod tolerance;
 

@@ -224,6 +224,27 @@ mod tests {
     }
 }
 
+/// One streaming pass: for each query q (row of `queries`, B×N row-major) with its own
+/// pattern seed `seeds[q]`, the online-softmax state of z = β·(ξ^μ·x_q) over the patterns
+/// μ in `start..end` of that seed's run.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamRequest<'a> {
+    /// Pattern distribution.
+    pub kind: PatternKind,
+    /// Dimension N.
+    pub dim: usize,
+    /// First pattern index.
+    pub start: u64,
+    /// One past the last pattern index.
+    pub end: u64,
+    /// β on the raw dot product.
+    pub beta: f32,
+    /// B×N query states.
+    pub queries: &'a [f32],
+    /// One run seed per query.
+    pub seeds: &'a [u64],
+}
+
 /// Online-softmax state of one query over a range of patterns: with z_μ = β·s_μ,
 /// `m` = max z, `l` = Σ e^{z−m}, `acc` = Σ e^{z−m} ξ, and the most similar pattern.
 /// Two states over disjoint ranges merge exactly ([`StreamStats::merge`]), which is how

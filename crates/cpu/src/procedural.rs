@@ -6,22 +6,23 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use dam_core::procedural::{fill, PatternKind, Stream, StreamStats};
+use dam_core::procedural::{fill, Stream, StreamRequest, StreamStats};
 
 /// Patterns per work item.
 const CHUNK: u64 = 1 << 16;
 
-/// For each query q (row of `queries`, B×N row-major) with its own pattern seed
-/// `seeds[q]`, the online-softmax state of z = β·(ξ^μ·x_q) over μ in `start..end`.
-pub fn stream_dot(
-    kind: PatternKind,
-    dim: usize,
-    start: u64,
-    end: u64,
-    beta: f32,
-    queries: &[f32],
-    seeds: &[u64],
-) -> Vec<StreamStats> {
+/// Runs a [`StreamRequest`]: one online-softmax state per query, merged over chunks of
+/// the pattern range in a fixed order (so every bit is independent of thread timing).
+pub fn stream_dot(request: &StreamRequest<'_>) -> Vec<StreamStats> {
+    let StreamRequest {
+        kind,
+        dim,
+        start,
+        end,
+        beta,
+        queries,
+        seeds,
+    } = *request;
     assert_eq!(queries.len(), seeds.len() * dim, "queries must be B×N");
     let b = seeds.len();
     let chunks = (end.saturating_sub(start)).div_ceil(CHUNK);

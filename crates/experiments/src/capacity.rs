@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use dam::procedural::{words, PatternKind, Procedural, Stream, StreamStats, MAX_PROCEDURAL_COUNT};
+use dam::procedural::{
+    words, PatternKind, Procedural, Stream, StreamRequest, StreamStats, MAX_PROCEDURAL_COUNT,
+};
 use dam::WgpuContext;
 
 use crate::{ExperimentError, Result};
@@ -71,26 +73,24 @@ impl Engine {
         }
     }
 
-    fn stream(
-        &self,
-        kind: PatternKind,
-        dim: usize,
-        count: u64,
-        beta: f32,
-        queries: &[f32],
-        seeds: &[u64],
-    ) -> Result<Vec<StreamStats>> {
+    fn stream(&self, request: &StreamRequest<'_>) -> Result<Vec<StreamStats>> {
         Ok(match self {
-            Engine::Cpu => {
-                dam::cpu::procedural::stream_dot(kind, dim, 0, count, beta, queries, seeds)
-            }
+            Engine::Cpu => dam::cpu::procedural::stream_dot(request),
             Engine::Wgpu(ctx) => {
                 // At most 4,096 queries per stream call (workgroup rows).
-                let mut out = Vec::with_capacity(seeds.len());
-                for (q, s) in queries.chunks(4096 * dim).zip(seeds.chunks(4096)) {
-                    out.extend(dam::wgpu_backend::procedural::stream_dot(
-                        ctx, kind, dim, 0, count, beta, q, s,
-                    )?);
+                let n = request.dim;
+                let mut out = Vec::with_capacity(request.seeds.len());
+                let parts = request
+                    .queries
+                    .chunks(4096 * n)
+                    .zip(request.seeds.chunks(4096));
+                for (queries, seeds) in parts {
+                    let part = StreamRequest {
+                        queries,
+                        seeds,
+                        ..*request
+                    };
+                    out.extend(dam::wgpu_backend::procedural::stream_dot(ctx, &part)?);
                 }
                 out
             }
@@ -251,6 +251,23 @@ impl Sweep {
         Ok(())
     }
 
+    fn request<'a>(
+        &self,
+        patterns: u64,
+        queries: &'a [f32],
+        seeds: &'a [u64],
+    ) -> StreamRequest<'a> {
+        StreamRequest {
+            kind: self.kind,
+            dim: self.dim,
+            start: 0,
+            end: patterns,
+            beta: self.beta as f32,
+            queries,
+            seeds,
+        }
+    }
+
     /// Runs this shard's trials at load P = `patterns`; `progress` is called after each
     /// batch of trials with the number done.
     pub fn run_point(
@@ -303,7 +320,7 @@ impl Sweep {
             };
             let mut weights_ok = vec![false; batch.len()];
             for step in 0..steps {
-                let stats = engine.stream(self.kind, n, patterns, beta, &x, &seeds)?;
+                let stats = engine.stream(&self.request(patterns, &x, &seeds))?;
                 if step == 0 {
                     for (q, st) in stats.iter().enumerate() {
                         let xq = &x[q * n..(q + 1) * n];
@@ -330,7 +347,7 @@ impl Sweep {
             }
             let nearest_ok: Vec<bool> = if self.criterion == Criterion::Nearest {
                 engine
-                    .stream(self.kind, n, patterns, beta, &x, &seeds)?
+                    .stream(&self.request(patterns, &x, &seeds))?
                     .iter()
                     .map(|st| st.best_i == 0)
                     .collect()

@@ -1,7 +1,7 @@
 //! Streaming log-sum-exp over procedural patterns on the device (`procedural.wgsl`).
 
 use bytemuck::{Pod, Zeroable};
-use dam_core::procedural::{key_of, PatternKind, StreamStats};
+use dam_core::procedural::{key_of, PatternKind, StreamRequest, StreamStats};
 use dam_core::{Error, Result};
 use wgpu::util::DeviceExt;
 
@@ -58,19 +58,15 @@ fn kind_code(kind: PatternKind) -> u32 {
     }
 }
 
-/// For each query q (row of `queries`, B×N) with pattern seed `seeds[q]`, the online-softmax
-/// state of z = β·(ξ^μ·x_q) over μ in `start..end` — the GPU twin of
+/// Runs a [`StreamRequest`] on the device — the GPU twin of
 /// `dam_cpu::procedural::stream_dot`.
-pub fn stream_dot(
-    ctx: &WgpuContext,
-    kind: PatternKind,
-    dim: usize,
-    start: u64,
-    end: u64,
-    beta: f32,
-    queries: &[f32],
-    seeds: &[u64],
-) -> Result<Vec<StreamStats>> {
+pub fn stream_dot(ctx: &WgpuContext, request: &StreamRequest<'_>) -> Result<Vec<StreamStats>> {
+    let StreamRequest {
+        dim,
+        queries,
+        seeds,
+        ..
+    } = *request;
     let b = seeds.len();
     if queries.len() != b * dim || b == 0 || dim == 0 {
         return Err(Error::DimensionMismatch {
@@ -96,23 +92,23 @@ pub fn stream_dot(
             detail: "one workgroup row per query".into(),
         });
     }
-    let out = scoped(ctx, "procedural stream", || {
-        run(ctx, kind, dim, start, end, beta, queries, seeds)
-    })?;
+    let out = scoped(ctx, "procedural stream", || run(ctx, request))?;
     Ok(out?)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run(
     ctx: &WgpuContext,
-    kind: PatternKind,
-    dim: usize,
-    start: u64,
-    end: u64,
-    beta: f32,
-    queries: &[f32],
-    seeds: &[u64],
+    request: &StreamRequest<'_>,
 ) -> Result<Vec<StreamStats>, crate::WgpuError> {
+    let StreamRequest {
+        kind,
+        dim,
+        start,
+        end,
+        beta,
+        queries,
+        seeds,
+    } = *request;
     let device = &ctx.device;
     let b = seeds.len() as u64;
     let n = dim as u64;

@@ -198,11 +198,11 @@ fn parse_range(argument: &'static str, text: &str) -> Result<Vec<f64>> {
     Ok((0..count).map(|i| start + i as f64 * step).collect())
 }
 
-fn parse_with_value<T>(
-    argument: &'static str,
-    text: &str,
-    names: &[(&str, Option<fn(f64) -> T>, Option<T>)],
-) -> Result<T>
+/// A named choice: (name, constructor from `NAME:VALUE`, value of a bare `NAME`).
+type Choice<T> = (&'static str, Option<fn(f64) -> T>, Option<T>);
+
+/// Parses `NAME` or `NAME:VALUE` against `names`.
+fn parse_with_value<T>(argument: &'static str, text: &str, names: &[Choice<T>]) -> Result<T>
 where
     T: Copy,
 {
@@ -307,7 +307,7 @@ fn build_sweep(args: &CapacityArgs) -> Result<(Sweep, Vec<u64>)> {
             .into_iter()
             .map(|alpha| {
                 let p = (alpha * args.dim as f64).exp().round();
-                if !(p <= MAX_PROCEDURAL_COUNT as f64) {
+                if p > MAX_PROCEDURAL_COUNT as f64 {
                     return Err(invalid(
                         "--alpha",
                         a,

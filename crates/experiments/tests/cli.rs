@@ -1,0 +1,274 @@
+//! The `dam` command-line contract: flags, files, columns, keys, errors, shards and merge.
+
+use std::path::Path;
+use std::process::Command;
+
+fn dam(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dam"))
+        .args(args)
+        .output()
+        .expect("run dam")
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dam-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn capacity_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "capacity",
+        "--patterns",
+        "spherical",
+        "--dim",
+        "12",
+        "--energy",
+        "lse",
+        "--beta",
+        "1",
+        "--alpha",
+        "0.45:0.75:0.1",
+        "--trials",
+        "24",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn capacity_writes_the_contracted_files() {
+    let out = tmp("files");
+    let o = dam(&capacity_args(out.to_str().unwrap(), &["--seed", "3"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.lines().count(), 1, "one summary line: {stdout}");
+    assert!(stdout.starts_with("alpha_half="), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("alpha,patterns,trials,successes,success_rate,mean_overlap,bit_flip_rate,seconds")
+    );
+    assert_eq!(lines.count(), 4, "4 points: 0.45, 0.55, 0.65, 0.75");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    for key in [
+        "alpha_half",
+        "patterns_half",
+        "device",
+        "adapter",
+        "args",
+        "theory",
+    ] {
+        assert!(
+            summary.get(key).is_some(),
+            "summary.json lacks {key}: {summary}"
+        );
+    }
+    assert_eq!(summary["device"], "cpu");
+    assert!(summary["theory"]["alpha_half"].as_f64().is_some());
+    let svg = std::fs::read_to_string(out.join("capacity.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("theory"), "svg");
+}
+
+#[test]
+fn shards_merge_into_the_unsharded_result() {
+    let (whole, s0, s1, merged) = (tmp("whole"), tmp("s0"), tmp("s1"), tmp("merged"));
+    for (dir, shard) in [(&whole, None), (&s0, Some("0/2")), (&s1, Some("1/2"))] {
+        let d = dir.to_str().unwrap();
+        let mut args = capacity_args(d, &[]);
+        if let Some(s) = shard {
+            args.extend(["--shard", s]);
+        }
+        let o = dam(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = dam(&[
+        "merge",
+        s0.to_str().unwrap(),
+        s1.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cols = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p.join("results.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(cols(&merged), cols(&whole));
+    assert!(merged.join("summary.json").exists() && merged.join("capacity.svg").exists());
+}
+
+#[test]
+fn bad_arguments_give_a_message_and_a_nonzero_exit() {
+    let out = tmp("bad");
+    let o = out.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "capacity",
+                "--patterns",
+                "spherical",
+                "--dim",
+                "12",
+                "--energy",
+                "lse",
+                "--alpha",
+                "0.7:0.5:0.1",
+                "--trials",
+                "4",
+                "--out",
+                o,
+            ],
+            "--alpha",
+        ),
+        (
+            vec![
+                "capacity",
+                "--patterns",
+                "spherical",
+                "--dim",
+                "24",
+                "--energy",
+                "lse",
+                "--alpha",
+                "2:2:1",
+                "--trials",
+                "4",
+                "--out",
+                o,
+            ],
+            "2^40",
+        ),
+        (
+            vec![
+                "capacity",
+                "--patterns",
+                "spherical",
+                "--dim",
+                "12",
+                "--energy",
+                "lse",
+                "--count",
+                "10:20:0",
+                "--trials",
+                "4",
+                "--out",
+                o,
+            ],
+            "--count",
+        ),
+        (
+            vec![
+                "capacity",
+                "--patterns",
+                "cubic",
+                "--dim",
+                "12",
+                "--energy",
+                "lse",
+                "--count",
+                "10:20:5",
+                "--trials",
+                "4",
+                "--out",
+                o,
+            ],
+            "cubic",
+        ),
+        (
+            vec![
+                "capacity",
+                "--patterns",
+                "spherical",
+                "--dim",
+                "12",
+                "--energy",
+                "lse",
+                "--count",
+                "10:20:5",
+                "--trials",
+                "4",
+                "--criterion",
+                "sometimes",
+                "--out",
+                o,
+            ],
+            "--criterion",
+        ),
+        (
+            vec![
+                "capacity",
+                "--patterns",
+                "spherical",
+                "--dim",
+                "12",
+                "--energy",
+                "lse",
+                "--count",
+                "10:20:5",
+                "--trials",
+                "4",
+                "--shard",
+                "2/2",
+                "--out",
+                o,
+            ],
+            "--shard",
+        ),
+        (
+            vec![
+                "capacity",
+                "--patterns",
+                "spherical",
+                "--dim",
+                "12",
+                "--energy",
+                "lse",
+                "--count",
+                "10:20:5",
+                "--trials",
+                "4",
+                "--out",
+                "/proc/dam-cannot-write-here",
+            ],
+            "/proc/dam-cannot-write-here",
+        ),
+        (
+            vec![
+                "capacity",
+                "--patterns",
+                "binary",
+                "--dim",
+                "12",
+                "--energy",
+                "poly",
+                "--count",
+                "10:20:5",
+                "--trials",
+                "4",
+                "--out",
+                o,
+            ],
+            "spin dynamics",
+        ),
+    ];
+    for (args, needle) in cases {
+        let r = dam(&args);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: stderr lacks {needle:?}:\n{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
+    }
+}
