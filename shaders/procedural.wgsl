@@ -6,7 +6,7 @@
 // first `tile_rows` invocations generate one pattern each into workgroup memory and score
 // it; the workgroup keeps the online-softmax state (m, l, acc) and the most similar pattern.
 // `fold`: one workgroup per query merges the wave's partial states into the running state,
-// which the host reads once at the end. Needs philox.wgsl.
+// which the host reads once at the end. Needs philox.wgsl and online.wgsl.
 
 struct PParams {
     batch: u32,
@@ -47,8 +47,6 @@ const SHARED: u32 = 4096u;
 const NONE: u32 = 0xffffffffu;
 
 var<workgroup> xi_sh: array<f32, 4096>;
-var<workgroup> z_sh: array<f32, 64>;
-var<workgroup> p_sh: array<f32, 64>;
 var<workgroup> best_s_sh: array<f32, 64>;
 var<workgroup> best_i_sh: array<vec2<u32>, 64>;
 
@@ -111,9 +109,7 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     for (var i = t; i < n; i += WG) {
         accs[acc_off + i] = 0.0;
     }
-    var m = 0.0;
-    var l = 0.0;
-    var started = false;
+    var state = online_start();
     var best_s = 0.0;
     var best_i = vec2<u32>(NONE, NONE);
     for (var t0 = start; t0 < end; t0 += rows) {
@@ -133,29 +129,7 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
                 best_i = mu;
             }
         }
-        z_sh[t] = z;
-        workgroupBarrier();
-        var tile_max = z_sh[0];
-        for (var j = 1u; j < count; j++) {
-            tile_max = max(tile_max, z_sh[j]);
-        }
-        var m_new = tile_max;
-        var scale = 0.0;
-        if started {
-            m_new = max(m, tile_max);
-            scale = exp(m - m_new);
-        }
-        var p = 0.0;
-        if t < count {
-            p = exp(z - m_new);
-        }
-        p_sh[t] = p;
-        workgroupBarrier();
-        var tile_sum = 0.0;
-        for (var j = 0u; j < count; j++) {
-            tile_sum += p_sh[j];
-        }
-        l = l * scale + tile_sum;
+        let scale = online_tile(&state, t, count, z, t < count);
         for (var i = t; i < n; i += WG) {
             var ti = 0.0;
             for (var j = 0u; j < count; j++) {
@@ -163,8 +137,6 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
             }
             accs[acc_off + i] = accs[acc_off + i] * scale + ti;
         }
-        m = m_new;
-        started = true;
         workgroupBarrier();
     }
     best_s_sh[t] = best_s;
@@ -179,7 +151,7 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
                 bi = best_i_sh[j];
             }
         }
-        stats[slot] = PStat(m, l, bs, bi.x, bi.y, 0u, 0u, 0u);
+        stats[slot] = PStat(state.m, state.l, bs, bi.x, bi.y, 0u, 0u, 0u);
     }
 }
 

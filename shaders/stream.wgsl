@@ -10,7 +10,7 @@
 // y = acc / l, lse = M + log L. MODE 0 (softmax): energy = -lse / beta + |x|^2 / 2 and the
 // update is y. MODE 1 (exponential): the energy row holds lse (the host returns -e^lse in
 // f64) and the update is y * e^{lse + log beta}, kept as log_scale for finalize.wgsl.
-// Needs common.wgsl and sim.wgsl.
+// Needs common.wgsl, sim.wgsl and online.wgsl.
 
 override MODE: u32 = 0u;
 
@@ -34,8 +34,6 @@ struct Stat {
 
 const WG: u32 = 64u;
 
-var<workgroup> z_sh: array<f32, 64>;
-var<workgroup> p_sh: array<f32, 64>;
 var<workgroup> best_s_sh: array<f32, 64>;
 var<workgroup> best_i_sh: array<u32, 64>;
 
@@ -52,9 +50,7 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     for (var i = t; i < n; i += WG) {
         accs[acc_off + i] = 0.0;
     }
-    var m = 0.0;
-    var l = 0.0;
-    var started = false;
+    var state = online_start();
     var best_s = 0.0;
     var best_i = NONE;
     for (var t0 = start; t0 < end; t0 += WG) {
@@ -75,29 +71,7 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
                 best_i = params.chunk_base + mu;
             }
         }
-        z_sh[t] = z;
-        workgroupBarrier();
-        var tile_max = z_sh[0];
-        for (var j = 1u; j < count; j++) {
-            tile_max = max(tile_max, z_sh[j]);
-        }
-        var m_new = tile_max;
-        var scale = 0.0;
-        if started {
-            m_new = max(m, tile_max);
-            scale = exp(m - m_new);
-        }
-        var p = 0.0;
-        if mu < end {
-            p = exp(z - m_new);
-        }
-        p_sh[t] = p;
-        workgroupBarrier();
-        var tile_sum = 0.0;
-        for (var j = 0u; j < count; j++) {
-            tile_sum += p_sh[j];
-        }
-        l = l * scale + tile_sum;
+        let scale = online_tile(&state, t, count, z, mu < end);
         for (var i = t; i < n; i += WG) {
             var ti = 0.0;
             for (var j = 0u; j < count; j++) {
@@ -105,8 +79,6 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
             }
             accs[acc_off + i] = accs[acc_off + i] * scale + ti;
         }
-        m = m_new;
-        started = true;
         workgroupBarrier();
     }
     best_s_sh[t] = best_s;
@@ -121,7 +93,7 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
                 bi = best_i_sh[j];
             }
         }
-        stats[slot] = Stat(m, l, bs, bi);
+        stats[slot] = Stat(state.m, state.l, bs, bi);
     }
 }
 

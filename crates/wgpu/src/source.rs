@@ -3,7 +3,8 @@
 //! Kernels live in the workspace's top-level `shaders/` folder (reached from this crate
 //! through the `crates/wgpu/shaders` symlink, which `cargo package` follows). Each compiled
 //! unit is the shared `common.wgsl` declarations, the `sim.wgsl` similarity helpers where
-//! needed (`philox.wgsl` for the procedural kernels), and one kernel file, concatenated at compile time with `concat!`. Specialisation
+//! needed (`philox.wgsl` for the procedural kernels, `online.wgsl` for the
+//! streaming ones), and one kernel file, concatenated at compile time with `concat!`. Specialisation
 //! is done with WGSL `override` constants, never by editing source text.
 
 /// One compute entry point and the WGSL unit that holds it.
@@ -35,6 +36,7 @@ const SIMILARITY: &str = concat!(
 const STREAM: &str = concat!(
     include_str!("../shaders/common.wgsl"),
     include_str!("../shaders/sim.wgsl"),
+    include_str!("../shaders/online.wgsl"),
     include_str!("../shaders/stream.wgsl")
 );
 const SEPARATION: &str = concat!(
@@ -47,6 +49,7 @@ const WEIGHTED_SUM: &str = concat!(
 );
 const PROCEDURAL: &str = concat!(
     include_str!("../shaders/philox.wgsl"),
+    include_str!("../shaders/online.wgsl"),
     include_str!("../shaders/procedural.wgsl")
 );
 const FINALIZE: &str = concat!(

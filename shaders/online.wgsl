@@ -1,0 +1,49 @@
+// Online softmax over tiles of at most 64 scores, shared by the streaming kernels
+// (stream.wgsl, procedural.wgsl): the state keeps m = max z, l = sum e^{z - m}; each tile
+// rescales what came before by e^{m_old - m_new}.
+
+var<workgroup> z_sh: array<f32, 64>;
+var<workgroup> p_sh: array<f32, 64>;
+
+struct Online {
+    m: f32,
+    l: f32,
+    started: bool,
+}
+
+fn online_start() -> Online {
+    return Online(0.0, 0.0, false);
+}
+
+// Folds one tile into `state`: invocation t contributes score z (when `valid`; the first
+// `count` invocations are valid). Leaves p_sh[j] = e^{z_j - m_new} for the caller's
+// weighted sums and returns the factor e^{m_old - m_new} (0 for the first tile) to apply
+// to the caller's accumulators. Call from uniform control flow: it holds two barriers.
+fn online_tile(state: ptr<function, Online>, t: u32, count: u32, z: f32, valid: bool) -> f32 {
+    z_sh[t] = z;
+    workgroupBarrier();
+    var tile_max = z_sh[0];
+    for (var j = 1u; j < count; j++) {
+        tile_max = max(tile_max, z_sh[j]);
+    }
+    var m_new = tile_max;
+    var scale = 0.0;
+    if (*state).started {
+        m_new = max((*state).m, tile_max);
+        scale = exp((*state).m - m_new);
+    }
+    var p = 0.0;
+    if valid {
+        p = exp(z - m_new);
+    }
+    p_sh[t] = p;
+    workgroupBarrier();
+    var tile_sum = 0.0;
+    for (var j = 0u; j < count; j++) {
+        tile_sum += p_sh[j];
+    }
+    (*state).l = (*state).l * scale + tile_sum;
+    (*state).m = m_new;
+    (*state).started = true;
+    return scale;
+}
