@@ -24,6 +24,7 @@
 
 use std::sync::Arc;
 
+pub use dam_core::binary;
 pub use dam_core::procedural;
 pub use dam_core::{
     Config, Dynamics, Error, Mismatch, Patterns, Projection, Result, RetrievalResult, Separation,

@@ -17,6 +17,7 @@
 //!   w = F′(s) otherwise.
 #![warn(missing_docs)]
 
+pub mod binary;
 mod config;
 mod error;
 mod patterns;

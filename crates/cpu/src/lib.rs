@@ -5,6 +5,7 @@
 //! steps (as on the GPU), so both backends iterate the same f32 dynamical system.
 #![warn(missing_docs)]
 
+pub mod binary;
 pub mod procedural;
 
 use dam_core::{

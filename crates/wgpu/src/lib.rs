@@ -9,6 +9,7 @@
 //!   per-step readback is one `u32`, the count of queries still moving.
 #![warn(missing_docs)]
 
+pub mod binary;
 mod context;
 mod error;
 pub mod procedural;

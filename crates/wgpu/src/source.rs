@@ -26,6 +26,14 @@ pub enum Kernel {
     ProceduralPartial,
     /// Fold of a wave of procedural partials into the running state (`procedural.wgsl`, `fold`).
     ProceduralFold,
+    /// Integer overlaps by XOR + popcount (`spin.wgsl`, `init`).
+    SpinInit,
+    /// Asynchronous exact spin updates (`spin.wgsl`, `sweep`).
+    SpinSweep,
+    /// Synchronous spin decisions (`spin.wgsl`, `decide`).
+    SpinDecide,
+    /// Synchronous flips applied and counted (`spin.wgsl`, `apply`).
+    SpinApply,
 }
 
 const SIMILARITY: &str = concat!(
@@ -52,6 +60,7 @@ const PROCEDURAL: &str = concat!(
     include_str!("../shaders/online.wgsl"),
     include_str!("../shaders/procedural.wgsl")
 );
+const SPIN: &str = include_str!("../shaders/spin.wgsl");
 const FINALIZE: &str = concat!(
     include_str!("../shaders/common.wgsl"),
     include_str!("../shaders/finalize.wgsl")
@@ -59,7 +68,7 @@ const FINALIZE: &str = concat!(
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::Similarity,
         Kernel::StreamPartial,
         Kernel::StreamMerge,
@@ -68,6 +77,10 @@ impl Kernel {
         Kernel::Finalize,
         Kernel::ProceduralPartial,
         Kernel::ProceduralFold,
+        Kernel::SpinInit,
+        Kernel::SpinSweep,
+        Kernel::SpinDecide,
+        Kernel::SpinApply,
     ];
 
     /// The complete WGSL unit that holds this kernel.
@@ -79,6 +92,7 @@ impl Kernel {
             Kernel::WeightedSum => WEIGHTED_SUM,
             Kernel::Finalize => FINALIZE,
             Kernel::ProceduralPartial | Kernel::ProceduralFold => PROCEDURAL,
+            Kernel::SpinInit | Kernel::SpinSweep | Kernel::SpinDecide | Kernel::SpinApply => SPIN,
         }
     }
 
@@ -89,6 +103,10 @@ impl Kernel {
             Kernel::StreamMerge => "merge",
             Kernel::ProceduralPartial => "partial",
             Kernel::ProceduralFold => "fold",
+            Kernel::SpinInit => "init",
+            Kernel::SpinSweep => "sweep",
+            Kernel::SpinDecide => "decide",
+            Kernel::SpinApply => "apply",
             _ => "main",
         }
     }
@@ -104,6 +122,10 @@ impl Kernel {
             Kernel::Finalize => "finalize",
             Kernel::ProceduralPartial => "procedural.partial",
             Kernel::ProceduralFold => "procedural.fold",
+            Kernel::SpinInit => "spin.init",
+            Kernel::SpinSweep => "spin.sweep",
+            Kernel::SpinDecide => "spin.decide",
+            Kernel::SpinApply => "spin.apply",
         }
     }
 }

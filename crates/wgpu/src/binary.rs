@@ -1,0 +1,256 @@
+//! Exact binary spin dynamics on the device (`spin.wgsl`); the twin of `dam_cpu::binary`.
+
+use bytemuck::{Pod, Zeroable};
+use dam_core::binary::{
+    sweep_order, words_per_state, BinaryPatterns, SpinEnergy, SpinResult, SpinUpdate,
+};
+use dam_core::{Error, Result};
+use wgpu::util::DeviceExt;
+
+use crate::context::WgpuContext;
+use crate::retriever::{read_back, scoped};
+use crate::source::Kernel;
+use crate::WgpuError;
+
+/// Mirrors `SParams` in `shaders/spin.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct SParams {
+    dim: u32,
+    words: u32,
+    count: u32,
+    batch: u32,
+    relative: u32,
+    first: u32,
+    spins: u32,
+    pad: u32,
+}
+
+/// Largest N (states live in workgroup memory during a sweep).
+pub const MAX_SPIN_DIM: usize = 128 * 32;
+/// Loop iterations one invocation may run per dispatch (llvmpipe stops at 65,535).
+const LOOP_BUDGET: u64 = 40_000;
+
+/// Runs the spin dynamics from each packed query (B × ⌈N/32⌉ words) on the device.
+pub fn run(
+    ctx: &WgpuContext,
+    patterns: &BinaryPatterns,
+    energy: SpinEnergy,
+    update: SpinUpdate,
+    queries: &[u32],
+) -> Result<SpinResult> {
+    let b = dam_cpu::binary::validate(patterns, queries)?;
+    let table = energy.table(patterns.dim(), patterns.count())?;
+    if patterns.dim() > MAX_SPIN_DIM {
+        return Err(Error::TooLarge {
+            argument: "dim (N) for spin dynamics on wgpu",
+            size: patterns.dim() as u64,
+            limit: MAX_SPIN_DIM as u64,
+            detail: "a state must fit in workgroup memory".into(),
+        });
+    }
+    let max_groups = ctx.limits().max_compute_workgroups_per_dimension as usize;
+    if b > max_groups || patterns.count() > (i32::MAX as usize) {
+        return Err(Error::TooLarge {
+            argument: "queries (B) for spin dynamics on wgpu",
+            size: b as u64,
+            limit: max_groups as u64,
+            detail: "one workgroup per query".into(),
+        });
+    }
+    let table: Vec<[u32; 2]> = table
+        .values
+        .iter()
+        .map(|&v| [v as u32, ((v as u64) >> 32) as u32])
+        .collect();
+    let relative = energy_is_relative(energy);
+    let out = scoped(ctx, "spin dynamics", || {
+        Spins::new(ctx, patterns, &table, relative, queries, b).run(update)
+    })?;
+    Ok(out?)
+}
+
+fn energy_is_relative(energy: SpinEnergy) -> bool {
+    matches!(energy, SpinEnergy::Exponential { .. })
+}
+
+struct Spins<'a> {
+    ctx: &'a WgpuContext,
+    dim: usize,
+    batch: usize,
+    base: SParams,
+    states: wgpu::Buffer,
+    h: wgpu::Buffer,
+    flips: wgpu::Buffer,
+    order: wgpu::Buffer,
+    decisions: wgpu::Buffer,
+    patterns: wgpu::Buffer,
+    table: wgpu::Buffer,
+}
+
+impl<'a> Spins<'a> {
+    fn new(
+        ctx: &'a WgpuContext,
+        patterns: &BinaryPatterns,
+        table: &[[u32; 2]],
+        relative: bool,
+        queries: &[u32],
+        b: usize,
+    ) -> Self {
+        let device = &ctx.device;
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let init = |label: &str, contents: &[u8]| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage,
+            })
+        };
+        let (n, p) = (patterns.dim(), patterns.count());
+        let zeros =
+            |label: &str, len: usize| init(label, bytemuck::cast_slice(&vec![0u32; len.max(1)]));
+        Self {
+            ctx,
+            dim: n,
+            batch: b,
+            base: SParams {
+                dim: n as u32,
+                words: words_per_state(n) as u32,
+                count: p as u32,
+                batch: b as u32,
+                relative: relative as u32,
+                first: 0,
+                spins: 0,
+                pad: 0,
+            },
+            states: init("dam spin states", bytemuck::cast_slice(queries)),
+            h: zeros("dam spin overlaps", b * p),
+            flips: zeros("dam spin flips", b),
+            order: zeros("dam spin order", n),
+            decisions: zeros("dam spin decisions", b * n),
+            patterns: init(
+                "dam binary patterns",
+                bytemuck::cast_slice(patterns.words()),
+            ),
+            table: init("dam spin table", bytemuck::cast_slice(table)),
+        }
+    }
+
+    fn dispatch(
+        &self,
+        kernel: Kernel,
+        params: SParams,
+        groups: (u32, u32),
+    ) -> Result<wgpu::CommandBuffer, WgpuError> {
+        let ctx = self.ctx;
+        let pipeline = ctx.pipeline(kernel, &[])?;
+        let uniform = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("dam spin params"),
+                contents: bytemuck::bytes_of(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let all = [
+            (0, &uniform),
+            (1, &self.patterns),
+            (2, &self.states),
+            (3, &self.h),
+            (4, &self.table),
+            (5, &self.order),
+            (6, &self.flips),
+            (7, &self.decisions),
+        ];
+        let used: &[u32] = match kernel {
+            Kernel::SpinInit => &[0, 1, 2, 3],
+            Kernel::SpinSweep => &[0, 1, 2, 3, 4, 5, 6],
+            Kernel::SpinDecide => &[0, 1, 2, 3, 4, 7],
+            _ => &[0, 2, 6, 7],
+        };
+        let entries: Vec<wgpu::BindGroupEntry> = all
+            .iter()
+            .filter(|(i, _)| used.contains(i))
+            .map(|&(binding, buffer)| wgpu::BindGroupEntry {
+                binding,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, 1);
+        }
+        Ok(encoder.finish())
+    }
+
+    fn run(&self, update: SpinUpdate) -> Result<SpinResult, WgpuError> {
+        let ctx = self.ctx;
+        let (n, b) = (self.dim, self.batch);
+        let per_spin = 2 * (self.base.count as u64).div_ceil(64) + 40;
+        let spins_per_dispatch = (LOOP_BUDGET / per_spin).max(1) as usize;
+        let mut history: Vec<Vec<u32>> = vec![Vec::new(); b];
+        let mut done = vec![false; b];
+        ctx.queue
+            .submit([self.dispatch(Kernel::SpinInit, self.base, (b as u32, 1))?]);
+        let rounds = match update {
+            SpinUpdate::Async { max_sweeps, .. } => max_sweeps,
+            SpinUpdate::Sync { max_steps } => max_steps,
+        };
+        for round in 0..rounds {
+            let mut commands = Vec::new();
+            match update {
+                SpinUpdate::Async { seed, .. } => {
+                    ctx.queue.write_buffer(
+                        &self.order,
+                        0,
+                        bytemuck::cast_slice(&sweep_order(n, seed, round)),
+                    );
+                    ctx.queue
+                        .write_buffer(&self.flips, 0, bytemuck::cast_slice(&vec![0u32; b]));
+                    for first in (0..n).step_by(spins_per_dispatch) {
+                        let params = SParams {
+                            first: first as u32,
+                            spins: spins_per_dispatch.min(n - first) as u32,
+                            ..self.base
+                        };
+                        commands.push(self.dispatch(Kernel::SpinSweep, params, (b as u32, 1))?);
+                    }
+                }
+                SpinUpdate::Sync { .. } => {
+                    commands.push(self.dispatch(
+                        Kernel::SpinDecide,
+                        self.base,
+                        (n as u32, b as u32),
+                    )?);
+                    commands.push(self.dispatch(Kernel::SpinApply, self.base, (b as u32, 1))?);
+                    commands.push(self.dispatch(Kernel::SpinInit, self.base, (b as u32, 1))?);
+                }
+            }
+            ctx.queue.submit(commands);
+            let flips: Vec<u32> = read_back(ctx, &self.flips, "spin flips")?;
+            for q in 0..b {
+                if !done[q] {
+                    history[q].push(flips[q]);
+                    done[q] = flips[q] == 0;
+                }
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+        }
+        Ok(SpinResult {
+            states: read_back(ctx, &self.states, "spin states")?,
+            flips: history,
+            converged: done,
+        })
+    }
+}
