@@ -40,7 +40,7 @@ fn delta(patterns: &BinaryPatterns, table: &SpinTable, h: &[i64], sigma_i: i64, 
 /// Checks a batch of packed queries against the patterns.
 pub fn validate(patterns: &BinaryPatterns, queries: &[u32]) -> Result<usize> {
     let w = words_per_state(patterns.dim());
-    if queries.is_empty() || queries.len() % w != 0 {
+    if queries.is_empty() || !queries.len().is_multiple_of(w) {
         return Err(Error::DimensionMismatch {
             argument: "queries (packed, a multiple of ⌈N/32⌉ words)",
             expected: w,
@@ -49,7 +49,7 @@ pub fn validate(patterns: &BinaryPatterns, queries: &[u32]) -> Result<usize> {
     }
     if let Some(q) = queries
         .chunks(w)
-        .position(|s| patterns.dim() % 32 != 0 && s[w - 1] >> (patterns.dim() % 32) != 0)
+        .position(|s| !patterns.dim().is_multiple_of(32) && s[w - 1] >> (patterns.dim() % 32) != 0)
     {
         return Err(Error::InvalidParameter {
             argument: "queries",
