@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use dam::binary::{overlap, pack, unpack, words_per_state, BinaryPatterns, SpinEnergy, SpinUpdate};
 use dam::procedural::{
     words, PatternKind, Procedural, Stream, StreamRequest, StreamStats, MAX_PROCEDURAL_COUNT,
 };
@@ -15,10 +16,10 @@ use crate::{ExperimentError, Result};
 pub enum Energy {
     /// Log-sum-exp (softmax update).
     Lse,
-    /// Exponential F = e^{βs}; for continuous states its update direction and softmax
-    /// weights equal those of `Lse`.
+    /// Exponential F = e^{βs}: exact spin dynamics on binary patterns; on continuous states
+    /// its update direction and softmax weights equal those of `Lse`.
     Exp,
-    /// Polynomial F = sⁿ (binary spin dynamics).
+    /// Polynomial F = sⁿ (exact binary spin dynamics; needs binary patterns).
     Poly,
     /// Rectified polynomial (binary spin dynamics).
     Rpoly,
@@ -232,17 +233,18 @@ impl Sweep {
                 ));
             }
         }
-        if matches!(self.energy, Energy::Poly | Energy::Rpoly)
-            || (self.energy == Energy::Exp && self.kind == PatternKind::Binary)
-        {
+        if matches!(self.energy, Energy::Poly | Energy::Rpoly) && self.kind != PatternKind::Binary {
             return Err(ExperimentError::Unsupported(
-                format!(
-                    "--energy {:?} with --patterns {:?} needs the exact binary spin dynamics \
-                 (Krotov–Hopfield / Demircigil), which this build does not have yet; use \
-                 --energy lse (or exp with spherical/gaussian patterns)",
-                    self.energy, self.kind
-                )
-                .to_lowercase(),
+                "--energy poly|rpoly runs the exact binary spin dynamics: use --patterns binary"
+                    .into(),
+            ));
+        }
+        if self.spin_energy().is_some() && self.criterion == Criterion::Weight {
+            return Err(invalid(
+                "--criterion",
+                "weight",
+                "the softmax weight is defined for lse/exp on continuous states; with binary \
+                 spin dynamics use exact, overlap:THETA or nearest",
             ));
         }
         if self.criterion == Criterion::Exact && self.kind != PatternKind::Binary {
@@ -266,6 +268,68 @@ impl Sweep {
             queries,
             seeds,
         }
+    }
+
+    /// The spin energy when this sweep runs the exact binary dynamics (binary patterns with
+    /// poly, rpoly or exp), else `None` (streaming softmax).
+    pub fn spin_energy(&self) -> Option<SpinEnergy> {
+        if self.kind != PatternKind::Binary {
+            return None;
+        }
+        match self.energy {
+            Energy::Poly => Some(SpinEnergy::Polynomial { n: self.degree }),
+            Energy::Rpoly => Some(SpinEnergy::RectifiedPolynomial { n: self.degree }),
+            Energy::Exp => Some(SpinEnergy::Exponential { beta: self.beta }),
+            Energy::Lse => None,
+        }
+    }
+
+    /// One trial of the exact spin dynamics: (success, overlap, wrong bits).
+    fn spin_trial(
+        &self,
+        engine: &Engine,
+        energy: SpinEnergy,
+        patterns: u64,
+        seed: u64,
+    ) -> Result<(bool, f64, usize)> {
+        let n = self.dim;
+        let bytes = patterns.saturating_mul(words_per_state(n) as u64 * 4);
+        if bytes > 1 << 31 {
+            return Err(invalid(
+                "patterns",
+                &patterns.to_string(),
+                "binary spin dynamics keep the packed patterns in memory (P·⌈N/32⌉·4 bytes ≤ 2 GiB)",
+            ));
+        }
+        let stored = BinaryPatterns::procedural(patterns as usize, n, seed)?;
+        let target = unpack(stored.pattern(0), n);
+        let mut query = vec![0u32; words_per_state(n)];
+        pack(&make_query(&target, self.query, seed), &mut query);
+        let update = match self.dynamics {
+            DynamicsArg::OneStep => SpinUpdate::Sync { max_steps: 1 },
+            DynamicsArg::Converge(max) => SpinUpdate::Async {
+                max_sweeps: max,
+                seed,
+            },
+        };
+        let result = match engine {
+            Engine::Cpu => dam::cpu::binary::run(&stored, energy, update, &query)?,
+            Engine::Wgpu(ctx) => {
+                dam::wgpu_backend::binary::run(ctx, &stored, energy, update, &query)?
+            }
+        };
+        let state = &result.states;
+        let overlap0 = overlap(stored.pattern(0), state, n);
+        let wrong = ((n as i32 - overlap0) / 2) as usize;
+        let ok = match self.criterion {
+            Criterion::Exact => wrong == 0,
+            Criterion::Overlap(theta) => overlap0 as f64 / n as f64 >= theta,
+            Criterion::Nearest => {
+                (1..stored.count()).all(|mu| overlap(stored.pattern(mu), state, n) < overlap0)
+            }
+            Criterion::Weight => false,
+        };
+        Ok((ok, overlap0 as f64 / n as f64, wrong))
     }
 
     /// Runs this shard's trials at load P = `patterns`; `progress` is called after each
@@ -292,7 +356,22 @@ impl Sweep {
         let mut successes = 0;
         let mut overlap_sum = 0.0;
         let mut flip_sum = 0.0;
-        for batch in trials.chunks(256) {
+        if let Some(energy) = self.spin_energy() {
+            for &t in &trials {
+                let seed = trial_seed(self.seed, patterns, t);
+                let (ok, overlap, wrong) = self.spin_trial(engine, energy, patterns, seed)?;
+                successes += ok as usize;
+                overlap_sum += overlap;
+                flip_sum += wrong as f64 / n as f64;
+                progress(1);
+            }
+        }
+        let continuous = if self.spin_energy().is_some() {
+            &[][..]
+        } else {
+            &trials[..]
+        };
+        for batch in continuous.chunks(256) {
             let seeds: Vec<u64> = batch
                 .iter()
                 .map(|&t| trial_seed(self.seed, patterns, t))

@@ -133,3 +133,33 @@ fn n16_threshold_is_within_003_of_the_finite_n_prediction_on_both_devices() {
         );
     }
 }
+
+#[test]
+fn binary_spin_sweeps_agree_across_devices() {
+    let gpu = gpu();
+    for (energy, degree, beta, dynamics) in [
+        (Energy::Poly, 3, 1.0, DynamicsArg::OneStep),
+        (Energy::Rpoly, 4, 1.0, DynamicsArg::Converge(5)),
+        (Energy::Exp, 2, 1.0, DynamicsArg::OneStep),
+    ] {
+        let s = Sweep {
+            kind: PatternKind::Binary,
+            energy,
+            degree,
+            beta,
+            dynamics,
+            query: QueryKind::Flip(0.1),
+            ..sweep(40, 12, Criterion::Exact)
+        };
+        s.validate().unwrap();
+        for p in [20u64, 200, 2000] {
+            let c = s.run_point(&Engine::Cpu, p, |_| {}).unwrap();
+            let g = s.run_point(&gpu, p, |_| {}).unwrap();
+            assert_eq!(
+                (c.successes, c.bit_flip_rate),
+                (g.successes, g.bit_flip_rate),
+                "{energy:?} P={p}"
+            );
+        }
+    }
+}

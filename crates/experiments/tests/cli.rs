@@ -272,3 +272,49 @@ fn bad_arguments_give_a_message_and_a_nonzero_exit() {
         assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
     }
 }
+
+#[test]
+fn binary_polynomial_one_step_reports_bit_flip_rates() {
+    // THEORY.md §3: n = 3, N = 100, one update from a stored pattern: K = 500 → 0.005,
+    // K = 1000 → 0.035 per bit. 40 trials is a small sample (4,000 bits): loose bounds.
+    let out = tmp("binary");
+    let o = dam(&[
+        "capacity",
+        "--patterns",
+        "binary",
+        "--dim",
+        "100",
+        "--energy",
+        "poly",
+        "--degree",
+        "3",
+        "--count",
+        "500:1000:500",
+        "--dynamics",
+        "one-step",
+        "--criterion",
+        "exact",
+        "--trials",
+        "40",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let rates: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .nth(6)
+                .unwrap()
+                .parse()
+                .expect("bit_flip_rate is filled for binary")
+        })
+        .collect();
+    assert_eq!(rates.len(), 2);
+    assert!((0.001..0.012).contains(&rates[0]), "K=500: {}", rates[0]);
+    assert!((0.02..0.055).contains(&rates[1]), "K=1000: {}", rates[1]);
+}
