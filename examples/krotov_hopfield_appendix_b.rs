@@ -18,7 +18,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None | Some("auto") => Device::auto()?,
         Some("cpu") => Device::Cpu,
         Some("wgpu") => Device::wgpu(),
-        Some(other) => return Err(format!("unknown device {other:?}; use cpu, wgpu or auto").into()),
+        Some(other) => {
+            return Err(format!("unknown device {other:?}; use cpu, wgpu or auto").into())
+        }
     };
     let (n, k) = (100, 2000);
     let patterns = BinaryPatterns::procedural(k, n, 2016)?;
@@ -29,30 +31,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         fill(PatternKind::Binary, 7, Stream::Queries, s as u64, &mut x);
         pack(&x, &mut queries[s * words..(s + 1) * words]);
     }
-    let ctx = match &device {
-        Device::Wgpu(options) => Some(dam::WgpuContext::shared(options)?),
-        Device::Cpu => None,
+    let name = match &device {
+        Device::Wgpu(options) => format!("wgpu: {}", dam::WgpuContext::shared(options)?.describe()),
+        Device::Cpu => "cpu (reference)".to_string(),
     };
+    println!("device: {name}");
     println!(
-        "device: {}",
-        ctx.as_ref().map_or("cpu (reference)".to_string(), |c| format!("wgpu: {}", c.describe()))
+        "N = {n}, K = {k}, {starts} random starts, asynchronous sweeps to a fixed point (≤ 50)"
     );
-    println!("N = {n}, K = {k}, {starts} random starts, asynchronous sweeps to a fixed point (≤ 50)");
     println!("| n | converged | on a stored pattern (±) | mean sweeps | seconds |");
     println!("| --- | --- | --- | --- | --- |");
     for degree in 2..=5 {
         let energy = SpinEnergy::Polynomial { n: degree };
-        let update = SpinUpdate::Async { max_sweeps: 50, seed: degree as u64 };
-        let start = std::time::Instant::now();
-        let r = match &ctx {
-            Some(ctx) => dam::wgpu_backend::binary::run(ctx, &patterns, energy, update, &queries)?,
-            None => dam::cpu::binary::run(&patterns, energy, update, &queries)?,
+        let update = SpinUpdate::Async {
+            max_sweeps: 50,
+            seed: degree as u64,
         };
+        let start = std::time::Instant::now();
+        let r = dam::spin_dynamics(&device, &patterns, energy, update, &queries)?;
         let seconds = start.elapsed().as_secs_f64();
         let on_pattern = (0..starts)
             .filter(|&s| {
                 let state = &r.states[s * words..(s + 1) * words];
-                (0..k).any(|mu| overlap(patterns.pattern(mu), state, n).unsigned_abs() as usize == n)
+                (0..k)
+                    .any(|mu| overlap(patterns.pattern(mu), state, n).unsigned_abs() as usize == n)
             })
             .count();
         let converged = r.converged.iter().filter(|&&c| c).count();

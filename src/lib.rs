@@ -217,6 +217,24 @@ impl Retriever {
     }
 }
 
+/// Runs the exact binary spin dynamics (see [`binary`]) from each packed query
+/// (B × ⌈N/32⌉ words) on `device`; both devices return identical results.
+pub fn spin_dynamics(
+    device: &Device,
+    patterns: &binary::BinaryPatterns,
+    energy: binary::SpinEnergy,
+    update: binary::SpinUpdate,
+    queries: &[u32],
+) -> Result<binary::SpinResult> {
+    match device {
+        Device::Cpu => dam_cpu::binary::run(patterns, energy, update, queries),
+        Device::Wgpu(options) => {
+            let ctx: Arc<WgpuContext> = WgpuContext::shared(options)?;
+            dam_wgpu::binary::run(&ctx, patterns, energy, update, queries)
+        }
+    }
+}
+
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
