@@ -34,6 +34,7 @@ pub use dam_cpu as cpu;
 pub use dam_wgpu as wgpu_backend;
 pub use dam_wgpu::{WgpuContext, WgpuOptions};
 
+pub mod features;
 pub mod mnist;
 use ndarray::ArrayView2;
 
@@ -215,6 +216,26 @@ impl Retriever {
             Backend::Wgpu(r) => format!("wgpu: {}", r.context().describe()),
         }
     }
+}
+
+/// Checks a B×N matrix of f32 rows (shape, non-empty, finite) for `argument`.
+pub(crate) fn validate_rows(
+    rows: ArrayView2<'_, f32>,
+    dim: usize,
+    argument: &'static str,
+) -> Result<()> {
+    dam_core::validate_queries(rows, dim).map_err(|e| match e {
+        Error::NonFinite {
+            row, col, value, ..
+        } => Error::NonFinite {
+            argument,
+            row,
+            col,
+            value,
+        },
+        Error::Empty { detail, .. } => Error::Empty { argument, detail },
+        other => other,
+    })
 }
 
 /// Runs the exact binary spin dynamics (see [`binary`]) from each packed query

@@ -20,6 +20,7 @@
 pub mod binary;
 mod config;
 mod error;
+pub mod features;
 mod patterns;
 pub mod procedural;
 pub use procedural::{PatternKind, Procedural, StreamRequest, StreamStats};

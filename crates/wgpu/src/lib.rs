@@ -12,6 +12,7 @@
 pub mod binary;
 mod context;
 mod error;
+pub mod features;
 pub mod procedural;
 mod retriever;
 pub mod source;

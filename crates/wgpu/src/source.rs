@@ -34,6 +34,10 @@ pub enum Kernel {
     SpinDecide,
     /// Synchronous flips applied and counted (`spin.wgsl`, `apply`).
     SpinApply,
+    /// Random-feature sums over stored patterns (`features.wgsl`, `feature_sum`).
+    FeatureSum,
+    /// Random-feature energy value and gradient (`features.wgsl`, `value_grad`).
+    FeatureValueGrad,
 }
 
 const SIMILARITY: &str = concat!(
@@ -61,6 +65,7 @@ const PROCEDURAL: &str = concat!(
     include_str!("../shaders/procedural.wgsl")
 );
 const SPIN: &str = include_str!("../shaders/spin.wgsl");
+const FEATURES: &str = include_str!("../shaders/features.wgsl");
 const FINALIZE: &str = concat!(
     include_str!("../shaders/common.wgsl"),
     include_str!("../shaders/finalize.wgsl")
@@ -68,7 +73,7 @@ const FINALIZE: &str = concat!(
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 14] = [
         Kernel::Similarity,
         Kernel::StreamPartial,
         Kernel::StreamMerge,
@@ -81,6 +86,8 @@ impl Kernel {
         Kernel::SpinSweep,
         Kernel::SpinDecide,
         Kernel::SpinApply,
+        Kernel::FeatureSum,
+        Kernel::FeatureValueGrad,
     ];
 
     /// The complete WGSL unit that holds this kernel.
@@ -93,6 +100,7 @@ impl Kernel {
             Kernel::Finalize => FINALIZE,
             Kernel::ProceduralPartial | Kernel::ProceduralFold => PROCEDURAL,
             Kernel::SpinInit | Kernel::SpinSweep | Kernel::SpinDecide | Kernel::SpinApply => SPIN,
+            Kernel::FeatureSum | Kernel::FeatureValueGrad => FEATURES,
         }
     }
 
@@ -107,6 +115,8 @@ impl Kernel {
             Kernel::SpinSweep => "sweep",
             Kernel::SpinDecide => "decide",
             Kernel::SpinApply => "apply",
+            Kernel::FeatureSum => "feature_sum",
+            Kernel::FeatureValueGrad => "value_grad",
             _ => "main",
         }
     }
@@ -126,6 +136,8 @@ impl Kernel {
             Kernel::SpinSweep => "spin.sweep",
             Kernel::SpinDecide => "spin.decide",
             Kernel::SpinApply => "spin.apply",
+            Kernel::FeatureSum => "features.sum",
+            Kernel::FeatureValueGrad => "features.value_grad",
         }
     }
 }

@@ -1,0 +1,223 @@
+//! Random-feature DAM kernels on the device (`features.wgsl`); the twin of
+//! `dam_cpu::features`. Outputs are scaled by the feature normalisation on the host.
+
+use bytemuck::{Pod, Zeroable};
+use dam_core::features::{FeatureKind, FeatureSpec};
+use dam_core::{Error, Result};
+use wgpu::util::DeviceExt;
+
+use crate::context::WgpuContext;
+use crate::retriever::{read_back, scoped};
+use crate::source::Kernel;
+use crate::WgpuError;
+
+/// Mirrors `FParams` in `shaders/features.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct FParams {
+    dim: u32,
+    freqs: u32,
+    features: u32,
+    rows: u32,
+    first_row: u32,
+    block: u32,
+    kind: u32,
+    beta: f32,
+}
+
+/// Loop iterations one invocation may run per dispatch (llvmpipe stops at 65,535).
+const LOOP_BUDGET: usize = 40_000;
+
+fn params(spec: &FeatureSpec) -> FParams {
+    FParams {
+        dim: spec.dim as u32,
+        freqs: spec.frequencies() as u32,
+        features: spec.features as u32,
+        rows: 0,
+        first_row: 0,
+        block: 0,
+        kind: (spec.kind == FeatureKind::PositiveExp) as u32,
+        beta: spec.beta as f32,
+    }
+}
+
+fn storage(ctx: &WgpuContext, label: &str, contents: &[u8]) -> wgpu::Buffer {
+    ctx.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        })
+}
+
+/// Encodes one dispatch of `kernel` with the given bindings.
+fn dispatch(
+    ctx: &WgpuContext,
+    kernel: Kernel,
+    p: FParams,
+    entries: &[(u32, &wgpu::Buffer)],
+    groups: u32,
+) -> Result<wgpu::CommandBuffer, WgpuError> {
+    let pipeline = ctx.pipeline(kernel, &[])?;
+    let uniform = ctx
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("dam feature params"),
+            contents: bytemuck::bytes_of(&p),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+    let mut all = vec![wgpu::BindGroupEntry {
+        binding: 0,
+        resource: uniform.as_entire_binding(),
+    }];
+    all.extend(
+        entries
+            .iter()
+            .map(|&(binding, buffer)| wgpu::BindGroupEntry {
+                binding,
+                resource: buffer.as_entire_binding(),
+            }),
+    );
+    let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &all,
+    });
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(groups, 1, 1);
+    }
+    Ok(encoder.finish())
+}
+
+fn check_budget(spec: &FeatureSpec) -> Result<()> {
+    let (n, f) = (spec.dim, spec.frequencies());
+    let per_query = f.div_ceil(64) * (2 * n + 8) + n.div_ceil(64) * f;
+    if per_query > LOOP_BUDGET {
+        return Err(Error::TooLarge {
+            argument: "features (Y) × dim (N) on wgpu",
+            size: per_query as u64,
+            limit: LOOP_BUDGET as u64,
+            detail: "one workgroup evaluates all features of a query in one dispatch".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Σ_r φ(row_r) over R×N rows, accumulated per block of rows on the device and in f64 here.
+pub fn feature_sum(
+    ctx: &WgpuContext,
+    spec: &FeatureSpec,
+    omega: &[f32],
+    rows: &[f32],
+) -> Result<Vec<f64>> {
+    check_budget(spec)?;
+    let out = scoped(
+        ctx,
+        "random-feature sum",
+        || -> Result<Vec<f64>, WgpuError> {
+            let r = rows.len() / spec.dim;
+            let per_block = (LOOP_BUDGET / (2 * spec.dim + 8)).max(1);
+            let blocks = r.div_ceil(per_block).max(1);
+            let omega_buf = storage(ctx, "dam omega", bytemuck::cast_slice(omega));
+            let xs = storage(ctx, "dam feature rows", bytemuck::cast_slice(rows));
+            let sums = storage(
+                ctx,
+                "dam feature sums",
+                bytemuck::cast_slice(&vec![0f32; blocks * spec.features]),
+            );
+            let mut commands = Vec::with_capacity(blocks);
+            for block in 0..blocks {
+                let first = block * per_block;
+                let p = FParams {
+                    rows: per_block.min(r - first) as u32,
+                    first_row: first as u32,
+                    block: block as u32,
+                    ..params(spec)
+                };
+                let groups = (spec.frequencies() as u32).div_ceil(64);
+                commands.push(dispatch(
+                    ctx,
+                    Kernel::FeatureSum,
+                    p,
+                    &[(1, &omega_buf), (2, &xs), (3, &sums)],
+                    groups,
+                )?);
+            }
+            ctx.queue.submit(commands);
+            let partial: Vec<f32> = read_back(ctx, &sums, "feature sums")?;
+            let c = dam_cpu::features::scale(spec);
+            let mut t = vec![0.0f64; spec.features];
+            for block in partial.chunks(spec.features) {
+                for (a, &v) in t.iter_mut().zip(block) {
+                    *a += c * v as f64;
+                }
+            }
+            Ok(t)
+        },
+    )?;
+    Ok(out?)
+}
+
+/// s(x) = φ(x)·T and ∇s(x) for each of B queries (B×N): (values, gradients B×N).
+pub fn value_and_grad(
+    ctx: &WgpuContext,
+    spec: &FeatureSpec,
+    omega: &[f32],
+    t: &[f64],
+    queries: &[f32],
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    check_budget(spec)?;
+    let b = queries.len() / spec.dim;
+    let out = scoped(
+        ctx,
+        "random-feature energy",
+        || -> Result<(Vec<f64>, Vec<f64>), WgpuError> {
+            let t32: Vec<f32> = t.iter().map(|&v| v as f32).collect();
+            let omega_buf = storage(ctx, "dam omega", bytemuck::cast_slice(omega));
+            let xs = storage(ctx, "dam feature queries", bytemuck::cast_slice(queries));
+            let weights = storage(ctx, "dam feature weights", bytemuck::cast_slice(&t32));
+            let coefs = storage(
+                ctx,
+                "dam feature coefs",
+                bytemuck::cast_slice(&vec![0f32; b * spec.frequencies()]),
+            );
+            let values = storage(
+                ctx,
+                "dam feature values",
+                bytemuck::cast_slice(&vec![0f32; b]),
+            );
+            let grads = storage(
+                ctx,
+                "dam feature grads",
+                bytemuck::cast_slice(&vec![0f32; b * spec.dim]),
+            );
+            let entries = [
+                (1, &omega_buf),
+                (2, &xs),
+                (4, &weights),
+                (5, &coefs),
+                (6, &values),
+                (7, &grads),
+            ];
+            ctx.queue.submit([dispatch(
+                ctx,
+                Kernel::FeatureValueGrad,
+                params(spec),
+                &entries,
+                b as u32,
+            )?]);
+            let c = dam_cpu::features::scale(spec);
+            let v: Vec<f32> = read_back(ctx, &values, "feature values")?;
+            let g: Vec<f32> = read_back(ctx, &grads, "feature gradients")?;
+            Ok((
+                v.iter().map(|&x| c * x as f64).collect(),
+                g.iter().map(|&x| c * x as f64).collect(),
+            ))
+        },
+    )?;
+    Ok(out?)
+}
