@@ -115,7 +115,7 @@ impl RandomFeatures {
     }
 
     fn positive(&self, values: &[f64]) -> Result<()> {
-        match values.iter().position(|&s| !(s > 0.0)) {
+        match values.iter().position(|&s| s.is_nan() || s <= 0.0) {
             None => Ok(()),
             Some(query) => Err(Error::InvalidParameter {
                 argument: "features",
