@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod capacity;
+pub mod drdam;
 pub mod output;
 pub mod theory;
 

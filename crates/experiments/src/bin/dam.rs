@@ -32,6 +32,52 @@ enum Command {
     Capacity(CapacityArgs),
     /// Join the outputs of `--shard`ed runs into one results.csv / summary.json / svg.
     Merge(MergeArgs),
+    /// Random-feature memory (DrDAM) vs the exact LSE memory, as a function of Y.
+    Drdam(DrdamArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum KindArg {
+    Fourier,
+    Positive,
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+struct DrdamArgs {
+    /// Dimension N.
+    #[arg(long)]
+    dim: usize,
+    /// Stored patterns P.
+    #[arg(long)]
+    count: usize,
+    /// Kernel β of exp(−β/2 ‖x − ξ‖²).
+    #[arg(long, default_value_t = 1.0)]
+    beta: f64,
+    /// Feature counts, comma separated (e.g. 64,256,1024).
+    #[arg(long, value_delimiter = ',', required = true)]
+    features: Vec<usize>,
+    /// Independent pattern sets (10 queries each).
+    #[arg(long, default_value_t = 4)]
+    trials: usize,
+    /// Feature family.
+    #[arg(long, value_enum, default_value_t = KindArg::Fourier)]
+    kind: KindArg,
+    /// Gradient-descent steps compared on the states.
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Step size η.
+    #[arg(long, default_value_t = 0.5)]
+    step_size: f32,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize)]
@@ -124,6 +170,7 @@ fn main() {
     let result = match cli.command {
         Some(Command::Capacity(args)) => capacity(&args),
         Some(Command::Merge(args)) => merge(&args),
+        Some(Command::Drdam(args)) => drdam(&args),
         None => {
             eprintln!("dam: no command given; running the default sweep (spherical patterns, N = 16, λ = 1, log-sum-exp). See `dam --help`.");
             capacity(&default_sweep())
@@ -381,13 +428,79 @@ fn prepare_out(out: &Path) -> Result<()> {
     })
 }
 
-fn capacity(args: &CapacityArgs) -> Result<()> {
-    let (sweep, counts) = build_sweep(args)?;
-    let device = match args.device {
+fn device_of(arg: DeviceArg) -> Result<dam::Device> {
+    Ok(match arg {
         DeviceArg::Auto => dam::Device::auto()?,
         DeviceArg::Cpu => dam::Device::Cpu,
         DeviceArg::Wgpu => dam::Device::wgpu(),
+    })
+}
+
+fn drdam(args: &DrdamArgs) -> Result<()> {
+    use dam_experiments::drdam::{loglog_slope, run, write_svg, DrdamConfig};
+    let cfg = DrdamConfig {
+        dim: args.dim,
+        count: args.count,
+        beta: args.beta,
+        features: args.features.clone(),
+        trials: args.trials,
+        kind: match args.kind {
+            KindArg::Fourier => dam::features::FeatureKind::Fourier,
+            KindArg::Positive => dam::features::FeatureKind::PositiveExp,
+        },
+        steps: args.steps,
+        step_size: args.step_size,
+        seed: args.seed,
     };
+    let device = device_of(args.device)?;
+    let adapter = match &device {
+        dam::Device::Cpu => "cpu reference".to_string(),
+        dam::Device::Wgpu(options) => dam::WgpuContext::shared(options)
+            .map_err(dam::Error::from)?
+            .describe(),
+    };
+    prepare_out(&args.out)?;
+    let bar = ProgressBar::new((cfg.features.len() * cfg.trials) as u64);
+    let rows = run(&cfg, &device, || bar.inc(1))?;
+    bar.finish_and_clear();
+    let path = args.out.join("results.csv");
+    let io = |source| ExperimentError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut text = String::from("features,energy_rel_error,state_rel_error,seconds\n");
+    for r in &rows {
+        text.push_str(&format!(
+            "{},{:.6e},{:.6e},{:.4}\n",
+            r.features, r.energy_rel_error, r.state_rel_error, r.seconds
+        ));
+    }
+    std::fs::write(&path, text).map_err(io)?;
+    let slope = loglog_slope(&rows);
+    write_json(
+        &args.out.join("summary.json"),
+        &json!({"energy_loglog_slope": slope, "reference_slope": -0.5, "device": format!("{:?}", args.device).to_lowercase(), "adapter": adapter, "args": args}),
+    )?;
+    write_svg(
+        &args.out.join("drdam.svg"),
+        &rows,
+        &format!(
+            "DrDAM vs exact, N = {}, P = {}, β = {}",
+            cfg.dim, cfg.count, cfg.beta
+        ),
+    )?;
+    println!(
+        "energy error log-log slope {} (1/√Y: -0.5) device={} ({adapter}) wrote {}/results.csv, summary.json, drdam.svg",
+        slope.map_or("none".into(), |s| format!("{s:.3}")),
+        format!("{:?}", args.device).to_lowercase(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn capacity(args: &CapacityArgs) -> Result<()> {
+    let (sweep, counts) = build_sweep(args)?;
+    let device = device_of(args.device)?;
     let engine = match device {
         dam::Device::Cpu => Engine::Cpu,
         dam::Device::Wgpu(options) => {
