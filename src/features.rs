@@ -157,6 +157,10 @@ impl RandomFeatures {
     }
 
     /// Energy descent: `steps` gradient steps x ← x − η ∇E(x) from each query (B×N).
+    ///
+    /// η = 1 is the fixed-point (attention) update: for the exact energy
+    /// ∇E(x) = x − Σ_μ softmax_μ ξ^μ, so x − ∇E(x) is the softmax-weighted mean of the
+    /// memories; here the same step with the random-feature gradient.
     pub fn retrieve(
         &self,
         queries: ArrayView2<'_, f32>,

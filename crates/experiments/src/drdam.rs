@@ -39,8 +39,13 @@ pub struct DrdamRow {
     pub features: usize,
     /// Mean |E_rf − E| / |E| over queries.
     pub energy_rel_error: f64,
-    /// Mean ‖x_rf − x‖ / ‖x‖ after the descent.
+    /// Mean ‖x_rf − x‖ / ‖x₀‖ after the descent: the distance between the random-feature
+    /// and the exact final states in units of the query's norm (the exact state itself can
+    /// shrink towards the patterns' mean at small β, so it is not the denominator).
     pub state_rel_error: f64,
+    /// Trials left out of the means because the Fourier estimate φ(x)·T was ≤ 0 at one of
+    /// their queries (the energy has no logarithm there: the large-β regime).
+    pub failed_trials: usize,
     /// Seconds for the random-feature memory (insert, energy, descent), all trials.
     pub seconds: f64,
 }
@@ -131,7 +136,7 @@ pub fn run(
         .collect();
     let mut rows = Vec::new();
     for &y in &cfg.features {
-        let (mut energy_err, mut state_err, mut seconds) = (0.0, 0.0, 0.0);
+        let (mut energy_err, mut state_err, mut seconds, mut failed) = (0.0, 0.0, 0.0, 0);
         for (t, (patterns, queries, e_exact, x_exact)) in problems.iter().enumerate() {
             let spec = FeatureSpec {
                 kind: cfg.kind,
@@ -143,32 +148,50 @@ pub fn run(
             let start = std::time::Instant::now();
             let mut memory = RandomFeatures::new(spec, device)?;
             memory.insert(patterns.view())?;
-            let e = memory.energy(queries.view())?;
-            let x = memory.retrieve(queries.view(), cfg.steps, cfg.step_size)?;
+            let outcome = memory.energy(queries.view()).and_then(|e| {
+                Ok((
+                    e,
+                    memory.retrieve(queries.view(), cfg.steps, cfg.step_size)?,
+                ))
+            });
             seconds += start.elapsed().as_secs_f64();
+            progress();
+            let (e, x) = match outcome {
+                Ok(v) => v,
+                // φ(x)·T ≤ 0: the Fourier estimate has no logarithm (large β / few features).
+                Err(dam::Error::InvalidParameter {
+                    argument: "features",
+                    ..
+                }) => {
+                    failed += 1;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             energy_err += e
                 .iter()
                 .zip(e_exact)
                 .map(|(a, b)| ((a - b) / b).abs())
                 .sum::<f64>();
-            for (xa, xe) in x.rows().into_iter().zip(x_exact.rows()) {
+            for ((xa, xe), x0) in x.rows().into_iter().zip(x_exact.rows()).zip(queries.rows()) {
                 let diff: f64 = xa
                     .iter()
                     .zip(xe.iter())
                     .map(|(a, b)| ((a - b) as f64).powi(2))
                     .sum::<f64>()
                     .sqrt();
-                let norm: f64 = xe.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().sqrt();
+                let norm: f64 = x0.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().sqrt();
                 state_err += diff / norm;
             }
-            progress();
         }
-        let n = (cfg.trials * QUERIES) as f64;
+        // NaN when every trial failed: there is no estimate to average.
+        let n = ((cfg.trials - failed) * QUERIES) as f64;
         rows.push(DrdamRow {
             features: y,
             energy_rel_error: energy_err / n,
             state_rel_error: state_err / n,
             seconds,
+            failed_trials: failed,
         });
     }
     Ok(rows)
@@ -178,7 +201,7 @@ pub fn run(
 pub fn loglog_slope(rows: &[DrdamRow]) -> Option<f64> {
     let pts: Vec<(f64, f64)> = rows
         .iter()
-        .filter(|r| r.energy_rel_error > 0.0)
+        .filter(|r| r.energy_rel_error > 0.0 && r.energy_rel_error.is_finite())
         .map(|r| ((r.features as f64).ln(), r.energy_rel_error.ln()))
         .collect();
     if pts.len() < 2 {
@@ -199,6 +222,11 @@ pub fn write_svg(path: &std::path::Path, rows: &[DrdamRow], title: &str) -> Resu
         path: path.display().to_string(),
         reason: e.to_string(),
     };
+    // Rows where every trial failed (NaN means) have no point to draw.
+    let rows: Vec<&DrdamRow> = rows
+        .iter()
+        .filter(|r| r.energy_rel_error.is_finite() && r.state_rel_error.is_finite())
+        .collect();
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
         let ys: Vec<f64> = rows.iter().map(|r| r.features as f64).collect();
         let es: Vec<f64> = rows
@@ -210,10 +238,17 @@ pub fn write_svg(path: &std::path::Path, rows: &[DrdamRow], title: &str) -> Resu
             ys.iter().cloned().fold(f64::INFINITY, f64::min),
             ys.iter().cloned().fold(0.0, f64::max),
         );
-        let (elo, ehi) = (
-            es.iter().cloned().fold(f64::INFINITY, f64::min),
-            es.iter().cloned().fold(0.0, f64::max),
-        );
+        let (elo, ehi) = match es.is_empty() {
+            true => (1e-3, 1.0),
+            false => (
+                es.iter().cloned().fold(f64::INFINITY, f64::min),
+                es.iter().cloned().fold(0.0, f64::max),
+            ),
+        };
+        let (xlo, xhi) = match ys.is_empty() {
+            true => (1.0, 10.0),
+            false => (xlo, xhi),
+        };
         let root = SVGBackend::new(path, (720, 480)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
@@ -258,6 +293,7 @@ pub fn write_svg(path: &std::path::Path, rows: &[DrdamRow], title: &str) -> Resu
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()?;

@@ -318,3 +318,122 @@ fn binary_polynomial_one_step_reports_bit_flip_rates() {
     assert!((0.001..0.012).contains(&rates[0]), "K=500: {}", rates[0]);
     assert!((0.02..0.055).contains(&rates[1]), "K=1000: {}", rates[1]);
 }
+
+#[test]
+fn drdam_writes_the_contracted_files_on_both_devices() {
+    for device in ["cpu", "wgpu"] {
+        let out = tmp(&format!("drdam-{device}"));
+        let o = dam(&[
+            "drdam",
+            "--dim",
+            "8",
+            "--count",
+            "40",
+            "--beta",
+            "1",
+            "--features",
+            "16,64,256",
+            "--trials",
+            "2",
+            "--device",
+            device,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            lines[0],
+            "features,energy_rel_error,state_rel_error,seconds,failed_trials"
+        );
+        assert_eq!(lines.len(), 4, "one row per Y: {csv}");
+        let ys: Vec<&str> = lines[1..]
+            .iter()
+            .map(|l| l.split(',').next().unwrap())
+            .collect();
+        assert_eq!(ys, ["16", "64", "256"]);
+        for line in &lines[1..] {
+            let cols: Vec<f64> = line.split(',').map(|c| c.parse().unwrap()).collect();
+            assert_eq!(cols.len(), 5, "{line}");
+            assert!(
+                cols[1..].iter().all(|v| v.is_finite() && *v >= 0.0),
+                "{line}"
+            );
+            assert_eq!(cols[4], 0.0, "no failed trials at β = 1: {line}");
+        }
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(summary["device"], device);
+        assert!(summary["energy_loglog_slope"].as_f64().unwrap() < 0.0);
+        let svg = std::fs::read_to_string(out.join("drdam.svg")).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("1/√Y"),
+            "SVG with the reference line"
+        );
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
+#[test]
+fn drdam_bad_arguments_give_a_message_and_exit_2() {
+    let out = tmp("drdam-bad");
+    let o = out.to_str().unwrap();
+    for bad in [
+        &["--features", "0"][..],
+        &["--features", "8", "--beta", "0"],
+        &["--features", "8", "--beta", "nan"],
+        &["--features", "7"],
+        &["--features", "8", "--trials", "0"],
+        &["--features", "8", "--step-size=-1"],
+    ] {
+        let mut args = vec![
+            "drdam", "--dim", "4", "--count", "10", "--device", "cpu", "--out", o,
+        ];
+        args.extend_from_slice(bad);
+        let r = dam(&args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{bad:?}: {err}");
+        assert!(
+            err.contains("dam: error:") && !err.contains("panicked"),
+            "{bad:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn drdam_large_beta_marks_failed_trials_instead_of_aborting() {
+    let out = tmp("drdam-large-beta");
+    let o = dam(&[
+        "drdam",
+        "--dim",
+        "16",
+        "--count",
+        "200",
+        "--beta",
+        "10",
+        "--features",
+        "64,4096",
+        "--trials",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    // Y = 64 at β = 10: the Fourier estimate is ≤ 0 for every trial; the means are NaN, not a number.
+    assert_eq!(rows[0][1], "NaN", "{csv}");
+    assert_eq!(rows[0][4], "2", "{csv}");
+    assert!(err.contains("Y = 64: 2 of 2 trials"), "{err}");
+    let _ = std::fs::remove_dir_all(&out);
+}

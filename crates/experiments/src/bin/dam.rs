@@ -468,12 +468,20 @@ fn drdam(args: &DrdamArgs) -> Result<()> {
         path: path.display().to_string(),
         source,
     };
-    let mut text = String::from("features,energy_rel_error,state_rel_error,seconds\n");
+    let mut text =
+        String::from("features,energy_rel_error,state_rel_error,seconds,failed_trials\n");
     for r in &rows {
         text.push_str(&format!(
-            "{},{:.6e},{:.6e},{:.4}\n",
-            r.features, r.energy_rel_error, r.state_rel_error, r.seconds
+            "{},{:.6e},{:.6e},{:.4},{}\n",
+            r.features, r.energy_rel_error, r.state_rel_error, r.seconds, r.failed_trials
         ));
+        if r.failed_trials > 0 {
+            eprintln!(
+                "dam: warning: Y = {}: {} of {} trials had φ(x)·T ≤ 0 (no energy; large β or too \
+                 few features) and are left out of the means",
+                r.features, r.failed_trials, cfg.trials
+            );
+        }
     }
     std::fs::write(&path, text).map_err(io)?;
     let slope = loglog_slope(&rows);
@@ -489,6 +497,13 @@ fn drdam(args: &DrdamArgs) -> Result<()> {
             cfg.dim, cfg.count, cfg.beta
         ),
     )?;
+    if slope.is_some_and(|s| s > -0.35) {
+        eprintln!(
+            "dam: warning: the energy error does not fall like 1/√Y here (slope {:.3}); \
+             β·‖x − ξ‖² is too large for these feature counts (the large-β regime, see README)",
+            slope.unwrap_or(f64::NAN)
+        );
+    }
     println!(
         "energy error log-log slope {} (1/√Y: -0.5) device={} ({adapter}) wrote {}/results.csv, summary.json, drdam.svg",
         slope.map_or("none".into(), |s| format!("{s:.3}")),
