@@ -62,6 +62,55 @@ fn wgpu_matches_the_cpu_reference() {
 }
 
 #[test]
+fn more_rows_than_one_binding_or_dispatch_are_split_and_summed() {
+    // 64 KiB bindings: 70,001 patterns (N = 8, 2.2 MB) need 35 calls; 3,000 queries with
+    // Y = 1,024 need several; the rows at the block edges must all count.
+    let (p, b) = (70_001, 3_000);
+    let patterns = unit_patterns(p, 8, 95);
+    let queries = noisy_queries(&patterns, b, 0.2, 96);
+    let small = gpu_with(dam::WgpuOptions {
+        max_binding_bytes: Some(64 << 10),
+        ..dam::WgpuOptions::default()
+    });
+    for kind in [FeatureKind::Fourier, FeatureKind::PositiveExp] {
+        let sp = spec(kind, 1024, 11);
+        let mut cpu = RandomFeatures::new(sp, &Device::Cpu).unwrap();
+        let mut gpu = RandomFeatures::new(sp, &small).unwrap();
+        cpu.insert(patterns.view()).unwrap();
+        gpu.insert(patterns.view()).unwrap();
+        assert_eq!(gpu.weights().len(), 1024);
+        scaled(cpu.weights())
+            .compare(gpu.weights().iter().copied(), cpu.weights().iter().copied())
+            .unwrap_or_else(|m| panic!("{kind:?}: T {m:?}"));
+        let (ec, eg) = (
+            cpu.energy(queries.view()).unwrap(),
+            gpu.energy(queries.view()).unwrap(),
+        );
+        assert_eq!(eg.len(), b);
+        scaled(&ec)
+            .compare(eg.iter().copied(), ec.iter().copied())
+            .unwrap_or_else(|m| panic!("{kind:?}: E {m:?}"));
+        let (gc, gg) = (
+            cpu.gradient(queries.view()).unwrap(),
+            gpu.gradient(queries.view()).unwrap(),
+        );
+        assert_eq!(gc.dim(), gg.dim());
+        let gcv: Vec<f64> = gc.iter().map(|&v| v as f64).collect();
+        scaled(&gcv)
+            .compare(gg.iter().copied(), gc.iter().copied())
+            .unwrap_or_else(|m| panic!("{kind:?}: ∇E {m:?}"));
+    }
+    // A feature row wider than a binding is refused with the sizes, not mis-computed.
+    let tiny = gpu_with(dam::WgpuOptions {
+        max_binding_bytes: Some(1 << 10),
+        ..dam::WgpuOptions::default()
+    });
+    let mut m = RandomFeatures::new(spec(FeatureKind::Fourier, 1024, 1), &tiny).unwrap();
+    let err = m.insert(patterns.slice(s![..10, ..])).unwrap_err();
+    assert!(matches!(err, dam::Error::TooLarge { .. }), "{err}");
+}
+
+#[test]
 fn insert_remove_and_incremental_build_are_consistent() {
     let patterns = unit_patterns(200, 8, 90);
     let extra = unit_patterns(3, 8, 91);
@@ -93,6 +142,7 @@ fn insert_remove_and_incremental_build_are_consistent() {
                 incremental.retrieve(q.view(), 3, 0.5).unwrap(),
                 at_once.retrieve(q.view(), 3, 0.5).unwrap(),
             );
+            assert_eq!(a.dim(), b.dim());
             for (x, y) in a.iter().zip(b.iter()) {
                 assert!((x - y).abs() < 1e-4, "{device:?} {kind:?}: {x} vs {y}");
             }

@@ -107,7 +107,27 @@ fn check_budget(spec: &FeatureSpec) -> Result<()> {
     Ok(())
 }
 
-/// Σ_r φ(row_r) over R×N rows, accumulated per block of rows on the device and in f64 here.
+/// Rows (or queries) per call so that every buffer fits one storage binding and every
+/// dispatch stays within the workgroup-count limit; `per_row_floats` is the float count per
+/// row of the widest output buffer besides the rows themselves.
+fn rows_per_call(ctx: &WgpuContext, spec: &FeatureSpec, per_row_floats: usize) -> Result<usize> {
+    let binding = ctx.max_binding_bytes() as usize / 4;
+    let omega = spec.frequencies() * spec.dim;
+    let widest = spec.dim.max(per_row_floats).max(spec.features);
+    if omega > binding || widest > binding {
+        return Err(Error::TooLarge {
+            argument: "features (Y) × dim (N) on wgpu",
+            size: 4 * omega.max(widest) as u64,
+            limit: 4 * binding as u64,
+            detail: "the frequencies Ω or one row of features must fit one storage binding".into(),
+        });
+    }
+    let groups = ctx.limits().max_compute_workgroups_per_dimension as usize;
+    Ok((binding / spec.dim.max(per_row_floats)).min(groups).max(1))
+}
+
+/// Σ_r φ(row_r) over R×N rows, accumulated per block of rows on the device and in f64 here;
+/// rows beyond one binding are summed call by call.
 pub fn feature_sum(
     ctx: &WgpuContext,
     spec: &FeatureSpec,
@@ -115,6 +135,25 @@ pub fn feature_sum(
     rows: &[f32],
 ) -> Result<Vec<f64>> {
     check_budget(spec)?;
+    let per_block = (LOOP_BUDGET / (2 * spec.dim + 8)).max(1);
+    // Partial sums are one row of Y features per block of rows.
+    let blocks = (ctx.max_binding_bytes() as usize / 4 / spec.features.max(1)).max(1);
+    let chunk = rows_per_call(ctx, spec, 0)?.min(per_block * blocks);
+    let mut t = vec![0.0f64; spec.features];
+    for part in rows.chunks(chunk * spec.dim) {
+        for (a, v) in t.iter_mut().zip(feature_sum_call(ctx, spec, omega, part)?) {
+            *a += v;
+        }
+    }
+    Ok(t)
+}
+
+fn feature_sum_call(
+    ctx: &WgpuContext,
+    spec: &FeatureSpec,
+    omega: &[f32],
+    rows: &[f32],
+) -> Result<Vec<f64>> {
     let out = scoped(
         ctx,
         "random-feature sum",
@@ -162,7 +201,8 @@ pub fn feature_sum(
     Ok(out?)
 }
 
-/// s(x) = φ(x)·T and ∇s(x) for each of B queries (B×N): (values, gradients B×N).
+/// s(x) = φ(x)·T and ∇s(x) for each of B queries (B×N): (values, gradients B×N); batches
+/// beyond one binding or one dispatch are evaluated call by call.
 pub fn value_and_grad(
     ctx: &WgpuContext,
     spec: &FeatureSpec,
@@ -171,6 +211,23 @@ pub fn value_and_grad(
     queries: &[f32],
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     check_budget(spec)?;
+    let chunk = rows_per_call(ctx, spec, spec.frequencies())?;
+    let (mut values, mut grads) = (Vec::new(), Vec::new());
+    for part in queries.chunks(chunk * spec.dim) {
+        let (v, g) = value_and_grad_call(ctx, spec, omega, t, part)?;
+        values.extend(v);
+        grads.extend(g);
+    }
+    Ok((values, grads))
+}
+
+fn value_and_grad_call(
+    ctx: &WgpuContext,
+    spec: &FeatureSpec,
+    omega: &[f32],
+    t: &[f64],
+    queries: &[f32],
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let b = queries.len() / spec.dim;
     let out = scoped(
         ctx,
