@@ -36,7 +36,7 @@ pub use dam_wgpu::{WgpuContext, WgpuOptions};
 
 pub mod features;
 pub mod mnist;
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 
 /// Where a [`Retriever`] runs.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -188,6 +188,55 @@ impl Retriever {
         match &self.backend {
             Backend::Cpu => dam_cpu::retrieve(&self.config, &self.patterns, queries),
             Backend::Wgpu(r) => r.retrieve(queries),
+        }
+    }
+
+    /// One update of the configured rule from each query (B×N): proj(f · Σ_μ w_μ ξ^μ),
+    /// whatever [`Dynamics`] says, without energies, nearest patterns or convergence
+    /// bookkeeping. This is the unit `dam bench` times.
+    ///
+    /// On [`Device::Cpu`], dot similarity with softmax runs the fused, cache-blocked,
+    /// multi-threaded path of [`cpu::fast`] (f32 GEMM sums; tested against the reference
+    /// within `STATE_TOL`); every other rule runs the reference update. On wgpu it is the
+    /// same kernels as one step of [`Retriever::retrieve`].
+    pub fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        match &self.backend {
+            Backend::Cpu => {
+                validate_rows(queries, self.patterns.dim(), "queries")?;
+                self.patterns.check_range(&self.config, queries)?;
+                if let (Similarity::Dot, Separation::Softmax { beta }) =
+                    (self.config.similarity, self.config.separation)
+                {
+                    let out = dam_cpu::fast::softmax_dot_step(
+                        &self.patterns,
+                        queries,
+                        beta,
+                        self.config.projection,
+                        0,
+                    );
+                    return Ok(out.states);
+                }
+                let mut states = Array2::<f32>::zeros(queries.dim());
+                for (q, (row, mut out)) in queries
+                    .rows()
+                    .into_iter()
+                    .zip(states.rows_mut())
+                    .enumerate()
+                {
+                    let next = dam_cpu::update(&self.config, &self.patterns, &row.to_vec());
+                    if next.iter().any(|v| !v.is_finite()) {
+                        return Err(Error::Overflow {
+                            what: "state",
+                            query: q,
+                            steps: 1,
+                            hint: "the update left f32; use Projection::Sphere or Sign",
+                        });
+                    }
+                    out.assign(&ndarray::ArrayView1::from(&next));
+                }
+                Ok(states)
+            }
+            Backend::Wgpu(r) => r.step(queries),
         }
     }
 

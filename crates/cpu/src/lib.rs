@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod binary;
+pub mod fast;
 pub mod features;
 pub mod procedural;
 

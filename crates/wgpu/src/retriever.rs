@@ -97,6 +97,9 @@ impl std::fmt::Debug for WgpuRetriever {
 
 /// Runs `f` inside validation and out-of-memory error scopes; a captured error becomes
 /// [`WgpuError::Device`] naming `operation`.
+/// `max_steps` value that asks `run_batch` for one bare update (see [`WgpuRetriever::step`]).
+const STEP_ONLY: usize = usize::MAX;
+
 pub(crate) fn scoped<T>(
     ctx: &WgpuContext,
     operation: &str,
@@ -434,6 +437,42 @@ impl WgpuRetriever {
         })
     }
 
+    /// One update of the configured rule from each query (B×N), projection applied: the
+    /// evaluate and accumulate passes once, without the final energy pass or any readback
+    /// besides the states and status.
+    pub fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        validate_queries(queries, self.dim)?;
+        self.bounds.check(&self.config, queries)?;
+        let plan = self.plan(queries.nrows(), 1)?;
+        let mut states = Array2::<f32>::zeros(queries.dim());
+        let mut start = 0;
+        while start < queries.nrows() {
+            let end = (start + plan.batch as usize).min(queries.nrows());
+            let out = self.run_batch(queries.slice(s![start..end, ..]), STEP_ONLY, plan)?;
+            for q in 0..end - start {
+                if out.status[q * 4 + 3] != 0 {
+                    return Err(Error::Overflow {
+                        what: "state",
+                        query: start + q,
+                        steps: 1,
+                        hint: "the update left f32; use Projection::Sphere or Sign",
+                    });
+                }
+            }
+            let block =
+                ArrayView2::from_shape((end - start, self.dim), &out.states).map_err(|e| {
+                    Error::InvalidParameter {
+                        argument: "states",
+                        value: format!("{}×{}", end - start, self.dim),
+                        reason: e.to_string(),
+                    }
+                })?;
+            states.slice_mut(s![start..end, ..]).assign(&block);
+            start = end;
+        }
+        Ok(states)
+    }
+
     /// E(x) for each row of `states` (B×N).
     pub fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
         validate_queries(states, self.dim)?;
@@ -514,6 +553,8 @@ impl WgpuRetriever {
 
     /// Runs up to `max_steps` update steps for one batch (0: only evaluate energy and
     /// nearest), entirely on the device, reading back one `u32` per step.
+    /// Runs `max_steps` updates (stopping early when all converge) and a final evaluation;
+    /// `STEP_ONLY`: exactly one update, no evaluation after it, no per-step readback.
     fn run_batch(
         &self,
         queries: ArrayView2<'_, f32>,
@@ -537,7 +578,7 @@ impl WgpuRetriever {
         let b = queries.nrows() as u32;
         let n = self.dim as u32;
         let p = self.count as u32;
-        let trace = self.config.energy_trace;
+        let trace = self.config.energy_trace && max_steps != STEP_ONLY;
         let rows = if trace { max_steps as u64 + 1 } else { 1 };
         let (_, tol) = self.config.dynamics.budget();
         let (k, degree) = match self.config.separation {
@@ -743,6 +784,16 @@ impl WgpuRetriever {
             ctx.queue.write_buffer(&step, 0, bytemuck::bytes_of(&value));
         };
 
+        if max_steps == STEP_ONLY {
+            ctx.queue.submit([encode(true)]);
+            return Ok(BatchOut {
+                states: read_back(ctx, &xs, "states")?,
+                status: read_back(ctx, &status, "status")?,
+                nearest: Vec::new(),
+                energy_rows: Vec::new(),
+                steps_run: 1,
+            });
+        }
         let mut steps_run = 0;
         while steps_run < max_steps {
             set_row(steps_run);

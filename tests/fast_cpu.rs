@@ -1,0 +1,153 @@
+//! The fast paths of one update (`Retriever::step`): the fused multi-threaded CPU path and
+//! the wgpu step, each against the plain CPU reference update, on seeded data with edges
+//! (several blocks and threads with ragged ends, large β·s, ties, projections, bad input).
+
+mod common;
+
+use common::*;
+use dam::cpu::fast::{block_rows, softmax_dot_step};
+use dam::{Config, Device, Dynamics, Patterns, Projection, Retriever, Separation, Similarity};
+use ndarray::{Array2, ArrayView2};
+
+/// The reference: `dam_cpu::update` one query at a time (f64 sums).
+fn reference(config: &Config, patterns: &Patterns, queries: ArrayView2<'_, f32>) -> Array2<f32> {
+    let mut out = Array2::zeros(queries.dim());
+    for (row, mut o) in queries.rows().into_iter().zip(out.rows_mut()) {
+        let next = dam::cpu::update(config, patterns, &row.to_vec());
+        assert_eq!(next.len(), o.len());
+        o.assign(&ndarray::ArrayView1::from(&next));
+    }
+    out
+}
+
+fn assert_states(label: &str, actual: &Array2<f32>, expected: &Array2<f32>) -> f64 {
+    assert_eq!(actual.dim(), expected.dim(), "{label}: shape");
+    let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs() as f64));
+    let tol = STATE_TOL.scaled(scale);
+    tol.compare(actual.iter().copied(), expected.iter().copied())
+        .unwrap_or_else(|m| panic!("{label}: {m:?} (tolerance {tol:?})"))
+}
+
+fn config(beta: f32, projection: Projection) -> Config {
+    Config {
+        similarity: Similarity::Dot,
+        separation: Separation::Softmax { beta },
+        dynamics: Dynamics::OneStep,
+        projection,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn fused_cpu_step_matches_the_reference_across_blocks_and_threads() {
+    // N = 700 → 93 patterns per block: P = 1,001 is 10 full blocks and a ragged one.
+    let n = 700;
+    assert_eq!(block_rows(n), 93);
+    let raw = unit_patterns(1001, n, 1);
+    let queries = noisy_queries(&raw, 13, 0.3, 2);
+    let patterns = Patterns::new(raw).unwrap();
+    for beta in [0.5f32, 8.0, 60.0] {
+        for projection in [Projection::None, Projection::Sphere, Projection::Sign] {
+            let cfg = config(beta, projection);
+            let expected = reference(&cfg, &patterns, queries.view());
+            for threads in [1, 2, 3, 7, 64] {
+                let out = softmax_dot_step(&patterns, queries.view(), beta, projection, threads);
+                let label = format!("β={beta} {projection:?} threads={threads}");
+                assert_states(&label, &out.states, &expected);
+                assert_eq!(out.lse.len(), 13);
+                for (q, row) in queries.rows().into_iter().enumerate() {
+                    let s = dam::cpu::scores(Similarity::Dot, &patterns, &row.to_vec());
+                    assert_eq!(out.nearest[q], dam::cpu::argmax(&s), "{label}: nearest");
+                    let z: Vec<f64> = s.iter().map(|v| beta as f64 * v).collect();
+                    let lse = dam::cpu::log_sum_exp(&z);
+                    assert!(
+                        (out.lse[q] - lse).abs() <= 1e-4 * lse.abs().max(1.0),
+                        "{label}: lse {} vs {lse}",
+                        out.lse[q]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_cpu_step_survives_large_beta_and_ties() {
+    // β·s ≈ 5,000: e^{β s} overflows f32 and f64 without the running max.
+    let mut raw = unit_patterns(300, 16, 3);
+    raw.mapv_inplace(|v| v * 10.0);
+    // Ties: pattern 250 duplicates pattern 7 (different blocks and threads); nearest is 7.
+    let dup = raw.row(7).to_owned();
+    raw.row_mut(250).assign(&dup);
+    let queries = noisy_queries(&raw, 9, 0.05, 4);
+    let patterns = Patterns::new(raw).unwrap();
+    let cfg = config(50.0, Projection::None);
+    let expected = reference(&cfg, &patterns, queries.view());
+    for threads in [1, 4] {
+        let out = softmax_dot_step(&patterns, queries.view(), 50.0, Projection::None, threads);
+        assert!(out.states.iter().all(|v| v.is_finite()));
+        assert!(out.lse.iter().all(|v| v.is_finite() && *v > 1000.0));
+        assert_states(
+            &format!("large β, threads={threads}"),
+            &out.states,
+            &expected,
+        );
+        assert_eq!(out.nearest[7], 7, "ties go to the lowest index");
+    }
+}
+
+#[test]
+fn retriever_step_matches_the_reference_on_both_devices() {
+    let raw = unit_patterns(20_011, 33, 5);
+    let queries = noisy_queries(&raw, 19, 0.3, 6);
+    let patterns = Patterns::new(raw).unwrap();
+    for (similarity, separation) in [
+        (Similarity::Dot, Separation::Softmax { beta: 12.0 }),
+        (Similarity::NegEuclidean, Separation::Softmax { beta: 12.0 }),
+        (Similarity::Dot, Separation::Polynomial { n: 3 }),
+    ] {
+        let cfg = Config {
+            similarity,
+            separation,
+            projection: Projection::Sphere,
+            ..Config::default()
+        };
+        let expected = reference(&cfg, &patterns, queries.view());
+        for device in [Device::Cpu, gpu()] {
+            let r = Retriever::builder(patterns.clone())
+                .config(cfg)
+                .device(device.clone())
+                .build()
+                .unwrap();
+            let label = format!("{similarity:?} {separation:?} on {device:?}");
+            assert_states(&label, &r.step(queries.view()).unwrap(), &expected);
+        }
+    }
+}
+
+#[test]
+fn retriever_step_rejects_bad_queries_on_both_devices() {
+    let patterns = Patterns::new(unit_patterns(50, 8, 7)).unwrap();
+    for device in [Device::Cpu, gpu()] {
+        let r = Retriever::builder(patterns.clone())
+            .config(config(1.0, Projection::None))
+            .device(device.clone())
+            .build()
+            .unwrap();
+        let mut q = noisy_queries(&unit_patterns(50, 8, 7), 3, 0.1, 8);
+        q[[1, 2]] = f32::NAN;
+        let err = r.step(q.view()).unwrap_err();
+        assert!(
+            matches!(err, dam::Error::NonFinite { .. }),
+            "{device:?}: {err}"
+        );
+        let wide = Array2::<f32>::zeros((2, 9));
+        let err = r.step(wide.view()).unwrap_err();
+        assert!(
+            matches!(err, dam::Error::DimensionMismatch { .. }),
+            "{device:?}: {err}"
+        );
+        let empty = Array2::<f32>::zeros((0, 8));
+        assert!(r.step(empty.view()).is_err(), "{device:?}: empty batch");
+    }
+}
