@@ -1,9 +1,8 @@
 // Tiled similarity: scores[q, chunk_base + mu] = s(x_q, xi_mu) for one pattern chunk.
 // A 16x16 workgroup computes a 16-query x 16-pattern tile; query and pattern slices of
-// 16 coordinates are staged in workgroup memory. Needs common.wgsl and sim.wgsl.
+// 16 coordinates are staged in workgroup memory. Needs common.wgsl, sim.wgsl and a pattern loader (pat_f32.wgsl or pat_f16.wgsl).
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> pat: array<f32>;
 @group(0) @binding(2) var<storage, read> xs: array<f32>;
 @group(0) @binding(3) var<storage, read_write> scores: array<f32>;
 
@@ -35,7 +34,7 @@ fn main(
         }
         var pv = 0.0;
         if pr < params.chunk_rows && k < n {
-            pv = pat[pr * n + k];
+            pv = load_pat(pr, k);
         }
         xt[lid.y][lid.x] = xv;
         pt[lid.y][lid.x] = pv;

@@ -10,7 +10,8 @@
 // y = acc / l, lse = M + log L. MODE 0 (softmax): energy = -lse / beta + |x|^2 / 2 and the
 // update is y. MODE 1 (exponential): the energy row holds lse (the host returns -e^lse in
 // f64) and the update is y * e^{lse + log beta}, kept as log_scale for finalize.wgsl.
-// Needs common.wgsl, sim.wgsl and online.wgsl.
+// Needs common.wgsl, sim.wgsl, online.wgsl and a pattern loader (pat_f32.wgsl or
+// pat_f16.wgsl).
 
 override MODE: u32 = 0u;
 
@@ -22,7 +23,6 @@ struct Stat {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> pat: array<f32>;
 @group(0) @binding(2) var<storage, read> xs: array<f32>;
 @group(0) @binding(3) var<storage, read_write> stats: array<Stat>;
 @group(0) @binding(4) var<storage, read_write> accs: array<f32>;
@@ -59,10 +59,9 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         var z = 0.0;
         if mu < end {
             var a = 0.0;
-            let row = mu * n;
             let xrow = q * n;
             for (var i = 0u; i < n; i++) {
-                a += sim_term(pat[row + i], xs[xrow + i]);
+                a += sim_term(load_pat(mu, i), xs[xrow + i]);
             }
             let s = finish_similarity(a);
             z = params.beta * s;
@@ -75,7 +74,7 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         for (var i = t; i < n; i += WG) {
             var ti = 0.0;
             for (var j = 0u; j < count; j++) {
-                ti += p_sh[j] * pat[(t0 + j) * n + i];
+                ti += p_sh[j] * load_pat(t0 + j, i);
             }
             accs[acc_off + i] = accs[acc_off + i] * scale + ti;
         }

@@ -3,10 +3,9 @@
 // same weight, which the cache broadcasts. The host dispatches at most 16,384 patterns at a
 // time (llvmpipe stops an invocation after 65,535 loop iterations). Zero weights are skipped (TopK), and the sum is accumulated in blocks of 256
 // terms before being added to the running total (bounded f32 rounding growth for large P).
-// Needs common.wgsl.
+// Needs common.wgsl and a pattern loader (pat_f32.wgsl or pat_f16.wgsl).
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> pat: array<f32>;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
 @group(0) @binding(3) var<storage, read_write> ys: array<f32>;
 
@@ -29,7 +28,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         for (var mu = m0; mu < end; mu++) {
             let w = weights[wrow + mu];
             if w != 0.0 {
-                block += w * pat[mu * n + i];
+                block += w * load_pat(mu, i);
             }
         }
         total += block;

@@ -28,7 +28,7 @@ pub use dam_core::binary;
 pub use dam_core::procedural;
 pub use dam_core::{
     Config, Dynamics, Error, Mismatch, Patterns, Projection, Result, RetrievalResult, Separation,
-    Similarity, Tolerance,
+    Similarity, Storage, Tolerance,
 };
 pub use dam_cpu as cpu;
 pub use dam_wgpu as wgpu_backend;
@@ -91,6 +91,7 @@ enum Backend {
 
 /// Stored patterns plus a retrieval rule, on a device.
 pub struct Retriever {
+    storage: Storage,
     patterns: Patterns,
     config: Config,
     backend: Backend,
@@ -113,6 +114,7 @@ pub struct RetrieverBuilder {
     patterns: Patterns,
     config: Config,
     device: Device,
+    storage: Storage,
 }
 
 impl RetrieverBuilder {
@@ -151,22 +153,37 @@ impl RetrieverBuilder {
         self.device = device;
         self
     }
+    /// How the device holds the patterns (default [`Storage::F32`]). With
+    /// [`Storage::F16`] the patterns are rounded to the nearest half at build time on every
+    /// device — wgpu stores 2 bytes per entry; the CPU keeps the rounded values in f32, so
+    /// it is the reference for the f16 kernels (it saves no memory there).
+    /// [`Retriever::patterns`] then returns the rounded patterns.
+    pub fn storage(mut self, storage: Storage) -> Self {
+        self.storage = storage;
+        self
+    }
     /// Validates the settings and uploads the patterns to the device.
     pub fn build(self) -> Result<Retriever> {
         self.config.validate(self.patterns.count())?;
+        let patterns = match self.storage {
+            Storage::F32 => self.patterns,
+            Storage::F16 => self.patterns.rounded_to_f16()?,
+        };
         let backend = match &self.device {
             Device::Cpu => Backend::Cpu,
             Device::Wgpu(options) => {
                 let ctx: Arc<WgpuContext> = WgpuContext::shared(options)?;
-                Backend::Wgpu(dam_wgpu::WgpuRetriever::new(
+                Backend::Wgpu(dam_wgpu::WgpuRetriever::with_storage(
                     ctx,
-                    &self.patterns,
+                    &patterns,
                     self.config,
+                    self.storage,
                 )?)
             }
         };
         Ok(Retriever {
-            patterns: self.patterns,
+            storage: self.storage,
+            patterns,
             config: self.config,
             backend,
         })
@@ -180,6 +197,7 @@ impl Retriever {
             patterns,
             config: Config::default(),
             device: Device::Cpu,
+            storage: Storage::F32,
         }
     }
 
@@ -256,6 +274,11 @@ impl Retriever {
     /// The retrieval rule.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// How the patterns are held.
+    pub fn storage(&self) -> Storage {
+        self.storage
     }
 
     /// `cpu (reference)` or `wgpu: <adapter> (<backend>, <device type>)`.

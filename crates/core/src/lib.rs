@@ -29,6 +29,6 @@ mod tolerance;
 
 pub use config::{Config, Dynamics, Projection, Separation, Similarity};
 pub use error::{Error, Result};
-pub use patterns::{validate_queries, NormBounds, Patterns};
+pub use patterns::{validate_queries, NormBounds, Patterns, Storage};
 pub use result::RetrievalResult;
 pub use tolerance::{Mismatch, Tolerance};

@@ -4,6 +4,18 @@ use ndarray::{Array2, ArrayView2};
 
 use crate::{Config, Error, Result, Separation, Similarity};
 
+/// How stored patterns are held on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Storage {
+    /// 4 bytes per entry.
+    #[default]
+    F32,
+    /// 2 bytes per entry (IEEE half, round to nearest): half the memory and memory traffic.
+    /// Kernels unpack to f32 and accumulate and exponentiate in f32. Relative rounding of
+    /// each entry ≤ 2⁻¹¹ ≈ 4.9·10⁻⁴.
+    F16,
+}
+
 /// A validated set of P stored patterns of dimension N (rows of a P×N matrix, f32).
 ///
 /// Construction checks that P ≥ 1, N ≥ 1 and every entry is finite, so the backends
@@ -47,6 +59,30 @@ impl Patterns {
                 reason: e.to_string(),
             })?;
         Self::new(data)
+    }
+
+    /// The same patterns rounded to the nearest f16 values (held in f32): what a device
+    /// with [`Storage::F16`] stores, so the CPU reference can compute on identical inputs.
+    /// Entries beyond ±65,504 (f16's largest finite value) are an error, not ±∞.
+    pub fn rounded_to_f16(&self) -> Result<Self> {
+        if let Some((index, v)) = self
+            .data
+            .iter()
+            .enumerate()
+            .find(|(_, v)| v.abs() > half::f16::MAX.to_f32())
+        {
+            return Err(Error::TooLarge {
+                argument: "patterns (f16 storage)",
+                size: v.abs() as u64,
+                limit: 65_504,
+                detail: format!(
+                    "pattern {} entry {} = {v} does not fit f16; use Storage::F32",
+                    index / self.dim(),
+                    index % self.dim()
+                ),
+            });
+        }
+        Self::new(self.data.mapv(|v| half::f16::from_f32(v).to_f32()))
     }
 
     /// Number of stored patterns P.

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod capacity;
 pub mod drdam;
 pub mod output;

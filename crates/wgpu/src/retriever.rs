@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 use dam_core::{
     validate_queries, Config, Error, NormBounds, Patterns, Projection, Result, RetrievalResult,
-    Separation, Similarity,
+    Separation, Similarity, Storage,
 };
 use ndarray::{s, Array2, ArrayView2};
 use wgpu::util::DeviceExt;
@@ -78,6 +78,8 @@ pub struct WgpuRetriever {
     config: Config,
     count: usize,
     dim: usize,
+    storage: Storage,
+    row_bytes: u64,
     buffers: Vec<wgpu::Buffer>,
     blocks: Vec<Block>,
 }
@@ -228,9 +230,51 @@ struct BatchOut {
 impl WgpuRetriever {
     /// Uploads `patterns` to the device of `ctx` and prepares retrievals with `config`.
     pub fn new(ctx: Arc<WgpuContext>, patterns: &Patterns, config: Config) -> Result<Self> {
+        Self::with_storage(ctx, patterns, config, Storage::F32)
+    }
+
+    /// Same, holding the patterns as `storage` on the device. With [`Storage::F16`] each
+    /// entry is rounded to the nearest half (entries beyond ±65,504 are refused) and rows
+    /// are padded to whole 32-bit words; the kernels decode to f32.
+    pub fn with_storage(
+        ctx: Arc<WgpuContext>,
+        patterns: &Patterns,
+        config: Config,
+        storage: Storage,
+    ) -> Result<Self> {
         config.validate(patterns.count())?;
         let dim = patterns.dim();
-        let row_bytes = dim as u64 * 4;
+        let row_words = match storage {
+            Storage::F32 => dim,
+            Storage::F16 => dim.div_ceil(2),
+        };
+        let row_bytes = row_words as u64 * 4;
+        let packed: Vec<u32>;
+        let data: &[u32] = match storage {
+            Storage::F32 => bytemuck::cast_slice(patterns.as_slice()),
+            Storage::F16 => {
+                let rounded = patterns.rounded_to_f16()?;
+                packed = rounded
+                    .view()
+                    .rows()
+                    .into_iter()
+                    .flat_map(|row| {
+                        let halves: Vec<u16> = row
+                            .iter()
+                            .map(|&v| half::f16::from_f32(v).to_bits())
+                            .collect();
+                        (0..row_words)
+                            .map(move |w| {
+                                let lo = halves[2 * w] as u32;
+                                let hi = halves.get(2 * w + 1).map_or(0, |&h| h as u32);
+                                lo | (hi << 16)
+                            })
+                            .collect::<Vec<u32>>()
+                    })
+                    .collect();
+                &packed
+            }
+        };
         let max_binding = ctx.max_binding_bytes();
         let rows_per_chunk = (max_binding / row_bytes).min(u32::MAX as u64) as usize;
         if rows_per_chunk == 0 {
@@ -241,10 +285,9 @@ impl WgpuRetriever {
                 "one pattern row must fit in one storage binding".into(),
             ));
         }
-        let data = patterns.as_slice();
         let mut buffers = Vec::new();
         let mut blocks = Vec::new();
-        for (i, rows) in data.chunks(rows_per_chunk * dim).enumerate() {
+        for (i, rows) in data.chunks(rows_per_chunk * row_words).enumerate() {
             let buffer = scoped(&ctx, "uploading stored patterns", || {
                 let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("dam patterns"),
@@ -256,13 +299,13 @@ impl WgpuRetriever {
                     .write_buffer(&buffer, 0, bytemuck::cast_slice(rows));
                 buffer
             })?;
-            let chunk_rows = rows.len() / dim;
-            // Block offsets are multiples of MAX_BLOCK_ROWS · N · 4 bytes, so they meet
-            // any storage-offset alignment (≤ 256 bytes).
+            let chunk_rows = rows.len() / row_words;
+            // Block offsets are multiples of MAX_BLOCK_ROWS · 4 bytes, so they meet any
+            // storage-offset alignment (≤ 256 bytes).
             for start in (0..chunk_rows).step_by(MAX_BLOCK_ROWS) {
                 blocks.push(Block {
                     buffer: buffers.len(),
-                    offset: (start * dim * 4) as u64,
+                    offset: start as u64 * row_bytes,
                     base: (i * rows_per_chunk + start) as u32,
                     rows: MAX_BLOCK_ROWS.min(chunk_rows - start) as u32,
                 });
@@ -275,6 +318,8 @@ impl WgpuRetriever {
             config,
             count: patterns.count(),
             dim,
+            storage,
+            row_bytes,
             buffers,
             blocks,
         })
@@ -295,7 +340,7 @@ impl WgpuRetriever {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: &self.buffers[block.buffer],
             offset: block.offset,
-            size: std::num::NonZeroU64::new(block.rows as u64 * self.dim as u64 * 4),
+            size: std::num::NonZeroU64::new(block.rows as u64 * self.row_bytes),
         })
     }
 
@@ -668,7 +713,7 @@ impl WgpuRetriever {
             let splits = plan.splits_total as u64;
             let stats = self.storage("dam stats", b as u64 * splits * STAT_BYTES);
             let accs = self.storage("dam partial sums", b as u64 * splits * n as u64 * 4);
-            let partial = ctx.pipeline(Kernel::StreamPartial, &[sim])?;
+            let partial = ctx.pipeline(Kernel::StreamPartial.for_storage(self.storage), &[sim])?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
                 let group = self.bind(
                     &partial,
@@ -701,7 +746,7 @@ impl WgpuRetriever {
         } else {
             let scores = self.storage("dam scores", b as u64 * p as u64 * 4);
 
-            let similarity = ctx.pipeline(Kernel::Similarity, &[sim])?;
+            let similarity = ctx.pipeline(Kernel::Similarity.for_storage(self.storage), &[sim])?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
                 let group = self.bind(&similarity, &[(0, params), (2, &xs), (3, &scores)], Some(c));
                 let tiles = c.rows.div_ceil(SIM_TILE);
@@ -730,7 +775,7 @@ impl WgpuRetriever {
                 None,
             );
             evaluate.push((separation, group, [b, 1, 1]));
-            let weighted = ctx.pipeline(Kernel::WeightedSum, &[])?;
+            let weighted = ctx.pipeline(Kernel::WeightedSum.for_storage(self.storage), &[])?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
                 let group = self.bind(&weighted, &[(0, params), (2, &scores), (3, &ys)], Some(c));
                 accumulate.push((weighted.clone(), group, [n.div_ceil(SUM_WG), b, 1]));

@@ -38,17 +38,38 @@ pub enum Kernel {
     FeatureSum,
     /// Random-feature energy value and gradient (`features.wgsl`, `value_grad`).
     FeatureValueGrad,
+    /// [`Kernel::Similarity`] over f16 patterns (`pat_f16.wgsl`).
+    SimilarityF16,
+    /// [`Kernel::StreamPartial`] over f16 patterns (`pat_f16.wgsl`).
+    StreamPartialF16,
+    /// [`Kernel::WeightedSum`] over f16 patterns (`pat_f16.wgsl`).
+    WeightedSumF16,
 }
 
 const SIMILARITY: &str = concat!(
     include_str!("../shaders/common.wgsl"),
     include_str!("../shaders/sim.wgsl"),
+    include_str!("../shaders/pat_f32.wgsl"),
+    include_str!("../shaders/similarity.wgsl")
+);
+const SIMILARITY_F16: &str = concat!(
+    include_str!("../shaders/common.wgsl"),
+    include_str!("../shaders/sim.wgsl"),
+    include_str!("../shaders/pat_f16.wgsl"),
     include_str!("../shaders/similarity.wgsl")
 );
 const STREAM: &str = concat!(
     include_str!("../shaders/common.wgsl"),
     include_str!("../shaders/sim.wgsl"),
     include_str!("../shaders/online.wgsl"),
+    include_str!("../shaders/pat_f32.wgsl"),
+    include_str!("../shaders/stream.wgsl")
+);
+const STREAM_F16: &str = concat!(
+    include_str!("../shaders/common.wgsl"),
+    include_str!("../shaders/sim.wgsl"),
+    include_str!("../shaders/online.wgsl"),
+    include_str!("../shaders/pat_f16.wgsl"),
     include_str!("../shaders/stream.wgsl")
 );
 const SEPARATION: &str = concat!(
@@ -57,6 +78,12 @@ const SEPARATION: &str = concat!(
 );
 const WEIGHTED_SUM: &str = concat!(
     include_str!("../shaders/common.wgsl"),
+    include_str!("../shaders/pat_f32.wgsl"),
+    include_str!("../shaders/weighted_sum.wgsl")
+);
+const WEIGHTED_SUM_F16: &str = concat!(
+    include_str!("../shaders/common.wgsl"),
+    include_str!("../shaders/pat_f16.wgsl"),
     include_str!("../shaders/weighted_sum.wgsl")
 );
 const PROCEDURAL: &str = concat!(
@@ -73,7 +100,7 @@ const FINALIZE: &str = concat!(
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 14] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::Similarity,
         Kernel::StreamPartial,
         Kernel::StreamMerge,
@@ -88,7 +115,20 @@ impl Kernel {
         Kernel::SpinApply,
         Kernel::FeatureSum,
         Kernel::FeatureValueGrad,
+        Kernel::SimilarityF16,
+        Kernel::StreamPartialF16,
+        Kernel::WeightedSumF16,
     ];
+
+    /// The variant of a pattern-reading kernel for `storage` (others are returned as is).
+    pub fn for_storage(self, storage: dam_core::Storage) -> Kernel {
+        match (self, storage) {
+            (Kernel::Similarity, dam_core::Storage::F16) => Kernel::SimilarityF16,
+            (Kernel::StreamPartial, dam_core::Storage::F16) => Kernel::StreamPartialF16,
+            (Kernel::WeightedSum, dam_core::Storage::F16) => Kernel::WeightedSumF16,
+            (k, _) => k,
+        }
+    }
 
     /// The complete WGSL unit that holds this kernel.
     pub fn source(self) -> &'static str {
@@ -101,13 +141,16 @@ impl Kernel {
             Kernel::ProceduralPartial | Kernel::ProceduralFold => PROCEDURAL,
             Kernel::SpinInit | Kernel::SpinSweep | Kernel::SpinDecide | Kernel::SpinApply => SPIN,
             Kernel::FeatureSum | Kernel::FeatureValueGrad => FEATURES,
+            Kernel::SimilarityF16 => SIMILARITY_F16,
+            Kernel::StreamPartialF16 => STREAM_F16,
+            Kernel::WeightedSumF16 => WEIGHTED_SUM_F16,
         }
     }
 
     /// The entry point's name.
     pub fn entry_point(self) -> &'static str {
         match self {
-            Kernel::StreamPartial => "partial",
+            Kernel::StreamPartial | Kernel::StreamPartialF16 => "partial",
             Kernel::StreamMerge => "merge",
             Kernel::ProceduralPartial => "partial",
             Kernel::ProceduralFold => "fold",
@@ -138,6 +181,9 @@ impl Kernel {
             Kernel::SpinApply => "spin.apply",
             Kernel::FeatureSum => "features.sum",
             Kernel::FeatureValueGrad => "features.value_grad",
+            Kernel::SimilarityF16 => "similarity.f16",
+            Kernel::StreamPartialF16 => "stream.partial.f16",
+            Kernel::WeightedSumF16 => "weighted_sum.f16",
         }
     }
 }

@@ -34,6 +34,47 @@ enum Command {
     Merge(MergeArgs),
     /// Random-feature memory (DrDAM) vs the exact LSE memory, as a function of Y.
     Drdam(DrdamArgs),
+    /// Seconds per retrieval step (dot similarity, softmax, Gaussian patterns, seed 0).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum DtypeArg {
+    F32,
+    F16,
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+struct BenchArgs {
+    /// Stored patterns P.
+    #[arg(long)]
+    patterns: usize,
+    /// Dimension N.
+    #[arg(long)]
+    dim: usize,
+    /// Queries per step B.
+    #[arg(long)]
+    batch: usize,
+    /// Softmax β (default 1/√N, as the NumPy and PyTorch peers).
+    #[arg(long)]
+    beta: Option<f32>,
+    /// Timed steps after one warm-up step (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Pattern storage: f32, or f16 (2 bytes per entry, f32 arithmetic).
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    dtype: DtypeArg,
+    /// Time the plain CPU reference (one query, one pattern at a time, f64) instead of the
+    /// fused path; `--device cpu` only.
+    #[arg(long)]
+    reference: bool,
+    /// Print one JSON line instead of a sentence.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize)]
@@ -171,6 +212,7 @@ fn main() {
         Some(Command::Capacity(args)) => capacity(&args),
         Some(Command::Merge(args)) => merge(&args),
         Some(Command::Drdam(args)) => drdam(&args),
+        Some(Command::Bench(args)) => bench(&args),
         None => {
             eprintln!("dam: no command given; running the default sweep (spherical patterns, N = 16, λ = 1, log-sum-exp). See `dam --help`.");
             capacity(&default_sweep())
@@ -434,6 +476,75 @@ fn device_of(arg: DeviceArg) -> Result<dam::Device> {
         DeviceArg::Cpu => dam::Device::Cpu,
         DeviceArg::Wgpu => dam::Device::wgpu(),
     })
+}
+
+fn bench(args: &BenchArgs) -> Result<()> {
+    use dam_experiments::bench::{run, BenchConfig, BenchPath};
+    let beta = args.beta.unwrap_or(1.0 / (args.dim.max(1) as f32).sqrt());
+    let cfg = BenchConfig {
+        patterns: args.patterns,
+        dim: args.dim,
+        batch: args.batch,
+        beta,
+        steps: args.steps,
+        storage: match args.dtype {
+            DtypeArg::F32 => dam::Storage::F32,
+            DtypeArg::F16 => dam::Storage::F16,
+        },
+        path: if args.reference {
+            BenchPath::Reference
+        } else {
+            BenchPath::Engine
+        },
+    };
+    let device = device_of(args.device)?;
+    let device_kind = match device {
+        dam::Device::Cpu => "cpu",
+        dam::Device::Wgpu(_) => "wgpu",
+    };
+    let adapter = match &device {
+        dam::Device::Cpu => "cpu".to_string(),
+        dam::Device::Wgpu(options) => dam::WgpuContext::shared(options)
+            .map_err(dam::Error::from)?
+            .describe(),
+    };
+    let path = match (args.reference, &device) {
+        (true, _) => "cpu-reference",
+        (false, dam::Device::Cpu) => "cpu-fast",
+        (false, dam::Device::Wgpu(_)) => "wgpu",
+    };
+    let r = run(&cfg, &device)?;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "impl": "dam",
+                "path": path,
+                "device": device_kind,
+                "adapter": adapter,
+                "dtype": format!("{:?}", args.dtype).to_lowercase(),
+                "patterns": args.patterns,
+                "dim": args.dim,
+                "batch": args.batch,
+                "beta": beta,
+                "steps": args.steps,
+                "seconds_per_step": r.median,
+                "seconds_min": r.seconds.iter().cloned().fold(f64::INFINITY, f64::min),
+                "seconds_all": r.seconds,
+                "gflops": r.gflops,
+                "pattern_gbps": r.pattern_gbps,
+                "setup_seconds": r.setup_seconds,
+                "threads": std::thread::available_parallelism().map_or(1, |t| t.get()),
+                "checksum": r.checksum,
+            })
+        );
+    } else {
+        println!(
+            "{path} ({adapter}): P={} N={} B={} {:?}: {:.6} s/step (median of {}), {:.2} GFLOP/s, {:.2} GB/s of patterns",
+            args.patterns, args.dim, args.batch, args.dtype, r.median, args.steps, r.gflops, r.pattern_gbps
+        );
+    }
+    Ok(())
 }
 
 fn drdam(args: &DrdamArgs) -> Result<()> {

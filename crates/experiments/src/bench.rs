@@ -1,0 +1,165 @@
+//! `dam bench`: seconds per retrieval step (dot similarity, softmax, Gaussian patterns from
+//! seed 0), the same workload as `../shared/peers/{numpy,torch}_retrieval.py`.
+
+use dam::procedural::{fill, PatternKind, Stream};
+use dam::{Config, Device, Dynamics, Patterns, Projection, Retriever, Separation, Similarity};
+use ndarray::Array2;
+
+use crate::{ExperimentError, Result};
+
+/// Which implementation of the step is timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchPath {
+    /// `Retriever::step` on the chosen device (fused fast path on the CPU).
+    Engine,
+    /// The plain CPU reference update, one query and one pattern at a time (f64 sums).
+    Reference,
+}
+
+/// What to time.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Stored patterns P.
+    pub patterns: usize,
+    /// Dimension N.
+    pub dim: usize,
+    /// Queries per step B.
+    pub batch: usize,
+    /// Softmax β (the peers' default is 1/√N).
+    pub beta: f32,
+    /// Timed steps (after one warm-up step); the median is reported.
+    pub steps: usize,
+    /// Pattern storage on the device.
+    pub storage: dam::Storage,
+    /// Engine or plain reference.
+    pub path: BenchPath,
+}
+
+/// Timings of one configuration.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    /// Every timed step, in seconds, in order.
+    pub seconds: Vec<f64>,
+    /// Median of `seconds`.
+    pub median: f64,
+    /// 4·B·P·N / median, in 10⁹ per second.
+    pub gflops: f64,
+    /// P·N·bytes per element / median, in GB/s.
+    pub pattern_gbps: f64,
+    /// Σ |x'| over the output of the last step (compare devices on the same sizes).
+    pub checksum: f64,
+    /// Seconds to generate the patterns and build the retriever (upload).
+    pub setup_seconds: f64,
+    /// The device's description.
+    pub device_name: String,
+}
+
+/// Gaussian N(0, 1) patterns (Philox, seed 0), rows generated on all cores.
+pub fn gaussian_patterns(p: usize, n: usize) -> Array2<f32> {
+    let mut data = vec![0.0f32; p * n];
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let rows_per = p.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (c, chunk) in data.chunks_mut(rows_per * n).enumerate() {
+            scope.spawn(move || {
+                for (r, row) in chunk.chunks_mut(n).enumerate() {
+                    let mu = (c * rows_per + r) as u64;
+                    fill(PatternKind::Gaussian, 0, Stream::Patterns, mu, row);
+                }
+            });
+        }
+    });
+    Array2::from_shape_vec((p, n), data).expect("p × n values")
+}
+
+/// Times `cfg` on `device`.
+pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
+    if cfg.patterns == 0 || cfg.dim == 0 || cfg.batch == 0 || cfg.steps == 0 {
+        return Err(ExperimentError::Invalid {
+            argument: "--patterns/--dim/--batch/--steps",
+            value: format!(
+                "P={} N={} B={} S={}",
+                cfg.patterns, cfg.dim, cfg.batch, cfg.steps
+            ),
+            reason: "all must be ≥ 1".into(),
+        });
+    }
+    if cfg.path == BenchPath::Reference && !matches!(device, Device::Cpu) {
+        return Err(ExperimentError::Invalid {
+            argument: "--reference",
+            value: format!("{device:?}"),
+            reason: "the plain reference runs on --device cpu only".into(),
+        });
+    }
+    let (p, n, b) = (cfg.patterns, cfg.dim, cfg.batch);
+    let setup = std::time::Instant::now();
+    let raw = gaussian_patterns(p, n);
+    let mut queries = Array2::<f32>::zeros((b, n));
+    let mut noise = vec![0.0f32; n];
+    for (q, mut row) in queries.rows_mut().into_iter().enumerate() {
+        fill(
+            PatternKind::Gaussian,
+            0,
+            Stream::Queries,
+            q as u64,
+            &mut noise,
+        );
+        let target = raw.row(q % p);
+        row.iter_mut()
+            .zip(target.iter().zip(&noise))
+            .for_each(|(x, (t, e))| *x = t + 0.5 * e);
+    }
+    let config = Config {
+        similarity: Similarity::Dot,
+        separation: Separation::Softmax { beta: cfg.beta },
+        dynamics: Dynamics::OneStep,
+        projection: Projection::None,
+        ..Config::default()
+    };
+    let retriever = Retriever::builder(Patterns::new(raw)?)
+        .config(config)
+        .storage(cfg.storage)
+        .device(device.clone())
+        .build()?;
+    let setup_seconds = setup.elapsed().as_secs_f64();
+    let step = |q: &Array2<f32>| -> Result<Array2<f32>> {
+        match cfg.path {
+            BenchPath::Engine => Ok(retriever.step(q.view())?),
+            BenchPath::Reference => {
+                let mut out = Array2::<f32>::zeros(q.dim());
+                for (row, mut o) in q.rows().into_iter().zip(out.rows_mut()) {
+                    let next = dam::cpu::update(&config, retriever.patterns(), &row.to_vec());
+                    o.assign(&ndarray::ArrayView1::from(&next));
+                }
+                Ok(out)
+            }
+        }
+    };
+    let mut last = step(&queries)?; // warm-up: pipelines, buffers, caches
+    let mut seconds = Vec::with_capacity(cfg.steps);
+    for _ in 0..cfg.steps {
+        let start = std::time::Instant::now();
+        last = step(&queries)?;
+        seconds.push(start.elapsed().as_secs_f64());
+    }
+    let mut sorted = seconds.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let bytes = match cfg.storage {
+        dam::Storage::F32 => 4.0,
+        dam::Storage::F16 => 2.0,
+    };
+    let device_name = match cfg.path {
+        BenchPath::Engine => retriever.device_name(),
+        BenchPath::Reference => "cpu (reference, plain)".into(),
+    };
+    Ok(BenchResult {
+        gflops: 4.0 * (b * p * n) as f64 / median / 1e9,
+        pattern_gbps: (p * n) as f64 * bytes / median / 1e9,
+        checksum: last.iter().map(|v| v.abs() as f64).sum(),
+        seconds,
+        median,
+        setup_seconds,
+        device_name,
+    })
+}
