@@ -1,25 +1,26 @@
 // Online softmax over tiles of at most 64 scores, shared by the streaming kernels
-// (stream.wgsl, procedural.wgsl): the state keeps m = max z, l = sum e^{z - m}; each tile
-// rescales what came before by e^{m_old - m_new}.
+// (stream.wgsl, procedural.wgsl), for four independent lanes at once (four queries of a
+// query tile; one-query kernels use lane x). Per lane the state keeps m = max z and
+// l = sum e^{z - m}; each tile rescales what came before by e^{m_old - m_new}.
 
-var<workgroup> z_sh: array<f32, 64>;
-var<workgroup> p_sh: array<f32, 64>;
+var<workgroup> z_sh: array<vec4<f32>, 64>;
+var<workgroup> p_sh: array<vec4<f32>, 64>;
 
 struct Online {
-    m: f32,
-    l: f32,
+    m: vec4<f32>,
+    l: vec4<f32>,
     started: bool,
 }
 
 fn online_start() -> Online {
-    return Online(0.0, 0.0, false);
+    return Online(vec4<f32>(0.0), vec4<f32>(0.0), false);
 }
 
-// Folds one tile into `state`: invocation t contributes score z (when `valid`; the first
+// Folds one tile into `state`: invocation t contributes scores z (when `valid`; the first
 // `count` invocations are valid). Leaves p_sh[j] = e^{z_j - m_new} for the caller's
 // weighted sums and returns the factor e^{m_old - m_new} (0 for the first tile) to apply
 // to the caller's accumulators. Call from uniform control flow: it holds two barriers.
-fn online_tile(state: ptr<function, Online>, t: u32, count: u32, z: f32, valid: bool) -> f32 {
+fn online_tile(state: ptr<function, Online>, t: u32, count: u32, z: vec4<f32>, valid: bool) -> vec4<f32> {
     z_sh[t] = z;
     workgroupBarrier();
     var tile_max = z_sh[0];
@@ -27,18 +28,18 @@ fn online_tile(state: ptr<function, Online>, t: u32, count: u32, z: f32, valid: 
         tile_max = max(tile_max, z_sh[j]);
     }
     var m_new = tile_max;
-    var scale = 0.0;
+    var scale = vec4<f32>(0.0);
     if (*state).started {
         m_new = max((*state).m, tile_max);
         scale = exp((*state).m - m_new);
     }
-    var p = 0.0;
+    var p = vec4<f32>(0.0);
     if valid {
         p = exp(z - m_new);
     }
     p_sh[t] = p;
     workgroupBarrier();
-    var tile_sum = 0.0;
+    var tile_sum = vec4<f32>(0.0);
     for (var j = 0u; j < count; j++) {
         tile_sum += p_sh[j];
     }

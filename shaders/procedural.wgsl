@@ -129,11 +129,11 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
                 best_i = mu;
             }
         }
-        let scale = online_tile(&state, t, count, z, t < count);
+        let scale = online_tile(&state, t, count, vec4<f32>(z, 0.0, 0.0, 0.0), t < count).x;
         for (var i = t; i < n; i += WG) {
             var ti = 0.0;
             for (var j = 0u; j < count; j++) {
-                ti += p_sh[j] * xi_sh[j * n + i];
+                ti += p_sh[j].x * xi_sh[j * n + i];
             }
             accs[acc_off + i] = accs[acc_off + i] * scale + ti;
         }
@@ -151,7 +151,7 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
                 bi = best_i_sh[j];
             }
         }
-        stats[slot] = PStat(state.m, state.l, bs, bi.x, bi.y, 0u, 0u, 0u);
+        stats[slot] = PStat(state.m.x, state.l.x, bs, bi.x, bi.y, 0u, 0u, 0u);
     }
 }
 

@@ -1,6 +1,6 @@
 // Fused streaming retrieval for the Softmax and Exponential separations.
 //
-// `partial`: one workgroup per (query, split of the pattern axis). It streams tiles of WG
+// `partial`: one workgroup per (tile of 4 queries, split of the pattern axis). It streams tiles of WG
 // patterns, computes their similarities, and keeps the online-softmax state: the running
 // max m of z = beta * s, l = sum e^{z - m}, and acc = sum e^{z - m} xi (rescaled when m
 // grows). The B x P similarity matrix is never written. It also tracks the most similar
@@ -34,49 +34,79 @@ struct Stat {
 
 const WG: u32 = 64u;
 
-var<workgroup> best_s_sh: array<f32, 64>;
-var<workgroup> best_i_sh: array<u32, 64>;
+var<workgroup> best_s_sh: array<vec4<f32>, 64>;
+var<workgroup> best_i_sh: array<vec4<u32>, 64>;
+
+// `better` of common.wgsl, lane by lane.
+fn better4(s: vec4<f32>, i: vec4<u32>, bs: vec4<f32>, bi: vec4<u32>) -> vec4<bool> {
+    let none = vec4<u32>(NONE);
+    return (i != none) & ((bi == none) | (s > bs) | ((s == bs) & (i < bi)));
+}
+
+fn similarity4(a: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(
+        finish_similarity(a.x),
+        finish_similarity(a.y),
+        finish_similarity(a.z),
+        finish_similarity(a.w),
+    );
+}
 
 @compute @workgroup_size(64)
 fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let q = wid.y;
+    // A tile of QT = 4 queries (the lanes of each vec4): every pattern loaded is used for
+    // four queries, in the similarity and in the weighted sum. Lanes past the batch read
+    // the last query's row and are never stored.
+    let q0 = wid.y * 4u;
     let split = wid.x;
     let t = lid.x;
     let n = params.dim;
     let start = split * params.split_len;
     let end = min(start + params.split_len, params.chunk_rows);
-    let slot = q * params.splits_total + params.split_base + split;
-    let acc_off = slot * n;
+    let last = params.batch - 1u;
+    let qs = vec4<u32>(q0, min(q0 + 1u, last), min(q0 + 2u, last), min(q0 + 3u, last));
+    let lanes = min(4u, params.batch - q0);
+    let rows = qs * n;
+    let slots = qs * params.splits_total + params.split_base + split;
+    let offs = slots * n;
     for (var i = t; i < n; i += WG) {
-        accs[acc_off + i] = 0.0;
+        for (var k = 0u; k < lanes; k++) {
+            accs[offs[k] + i] = 0.0;
+        }
     }
     var state = online_start();
-    var best_s = 0.0;
-    var best_i = NONE;
+    var best_s = vec4<f32>(0.0);
+    var best_i = vec4<u32>(NONE);
     for (var t0 = start; t0 < end; t0 += WG) {
         let mu = t0 + t;
         let count = min(WG, end - t0);
-        var z = 0.0;
+        var z = vec4<f32>(0.0);
         if mu < end {
-            var a = 0.0;
-            let xrow = q * n;
+            var a = vec4<f32>(0.0);
             for (var i = 0u; i < n; i++) {
-                a += sim_term(load_pat(mu, i), xs[xrow + i]);
+                let v = load_pat(mu, i);
+                a += vec4<f32>(
+                    sim_term(v, xs[rows.x + i]),
+                    sim_term(v, xs[rows.y + i]),
+                    sim_term(v, xs[rows.z + i]),
+                    sim_term(v, xs[rows.w + i]),
+                );
             }
-            let s = finish_similarity(a);
+            let s = similarity4(a);
             z = params.beta * s;
-            if better(s, params.chunk_base + mu, best_s, best_i) {
-                best_s = s;
-                best_i = params.chunk_base + mu;
-            }
+            let wins = better4(s, vec4<u32>(params.chunk_base + mu), best_s, best_i);
+            best_s = select(best_s, s, wins);
+            best_i = select(best_i, vec4<u32>(params.chunk_base + mu), wins);
         }
         let scale = online_tile(&state, t, count, z, mu < end);
         for (var i = t; i < n; i += WG) {
-            var ti = 0.0;
+            var ti = vec4<f32>(0.0);
             for (var j = 0u; j < count; j++) {
                 ti += p_sh[j] * load_pat(t0 + j, i);
             }
-            accs[acc_off + i] = accs[acc_off + i] * scale + ti;
+            for (var k = 0u; k < lanes; k++) {
+                accs[offs[k] + i] = accs[offs[k] + i] * scale[k] + ti[k];
+            }
         }
         workgroupBarrier();
     }
@@ -87,12 +117,14 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         var bs = best_s_sh[0];
         var bi = best_i_sh[0];
         for (var j = 1u; j < WG; j++) {
-            if better(best_s_sh[j], best_i_sh[j], bs, bi) {
-                bs = best_s_sh[j];
-                bi = best_i_sh[j];
-            }
+            // Thread j's best index may be NONE (no pattern); it then never wins.
+            let wins = better4(best_s_sh[j], best_i_sh[j], bs, bi);
+            bs = select(bs, best_s_sh[j], wins);
+            bi = select(bi, best_i_sh[j], wins);
         }
-        stats[slot] = Stat(state.m, state.l, bs, bi);
+        for (var k = 0u; k < lanes; k++) {
+            stats[slots[k]] = Stat(state.m[k], state.l[k], bs[k], bi[k]);
+        }
     }
 }
 

@@ -108,7 +108,10 @@ fn entries_beyond_half_range_are_refused() {
             .build()
             .unwrap_err();
         let text = err.to_string();
-        assert!(matches!(err, dam::Error::TooLarge { .. }), "{device:?}: {text}");
+        assert!(
+            matches!(err, dam::Error::TooLarge { .. }),
+            "{device:?}: {text}"
+        );
         assert!(text.contains("pattern 3 entry 2"), "{text}");
     }
 }

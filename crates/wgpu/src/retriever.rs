@@ -44,6 +44,8 @@ struct StepUniform {
 const SIM_TILE: u32 = 16;
 const SUM_WG: u32 = 64;
 const STREAM_WG: u32 = 64;
+/// Queries per streaming workgroup (the lanes of a vec4 in `stream.wgsl`).
+const STREAM_QT: u32 = 4;
 /// Aim for about this many streaming workgroups per step, so that a small batch still
 /// spreads over the whole device (split over the pattern axis, merged after).
 const TARGET_WORKGROUPS: u32 = 1024;
@@ -362,13 +364,16 @@ impl WgpuRetriever {
     fn splits_for(&self, batch: u32) -> (u32, u32) {
         let p = self.count as u64;
         let max_splits = p.div_ceil(STREAM_WG as u64).max(1);
+        let query_tiles = batch.div_ceil(STREAM_QT) as u64;
         let target = (TARGET_WORKGROUPS as u64)
-            .div_ceil(batch as u64)
+            .div_ceil(query_tiles)
             .clamp(1, max_splits);
         // Loop iterations per tile in `partial`: tile max, tile sum, the weighted rows of
-        // each owned coordinate, and the similarity of the invocation's own pattern.
+        // each owned coordinate and their stores for each query lane, and the similarity of
+        // the invocation's own pattern.
         let n = self.dim as u64;
-        let per_tile = 3 * STREAM_WG as u64 + STREAM_WG as u64 * n.div_ceil(STREAM_WG as u64) + n;
+        let owned = n.div_ceil(STREAM_WG as u64);
+        let per_tile = 3 * STREAM_WG as u64 + (STREAM_WG as u64 + STREAM_QT as u64) * owned + n;
         let max_tiles = (LOOP_BUDGET / per_tile).max(1);
         let split_len = (p.div_ceil(target).div_ceil(STREAM_WG as u64) * STREAM_WG as u64)
             .min(max_tiles * STREAM_WG as u64);
@@ -723,7 +728,7 @@ impl WgpuRetriever {
                 evaluate.push((
                     partial.clone(),
                     group,
-                    [c.rows.div_ceil(plan.split_len), b, 1],
+                    [c.rows.div_ceil(plan.split_len), b.div_ceil(STREAM_QT), 1],
                 ));
             }
             let merge = ctx.pipeline(Kernel::StreamMerge, &[sim, ("MODE", mode)])?;
