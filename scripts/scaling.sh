@@ -12,7 +12,10 @@ echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for n in $dims; do
   for e in $exps; do
     p=$((1 << e))
-    line=$("$DAM" bench --patterns "$p" --dim "$n" --batch "$batch" --device "$device" --json "$@" 2>/dev/null)
+    if ! line=$("$DAM" bench --patterns "$p" --dim "$n" --batch "$batch" --device "$device" --json "$@" 2>/tmp/dam-scaling-err); then
+      echo "| 2^$e | $n | $batch | $device | failed: $(grep -v XDG /tmp/dam-scaling-err | tail -1) | | | | |"
+      continue
+    fi
     python3 - "$line" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])

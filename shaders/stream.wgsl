@@ -1,6 +1,6 @@
 // Fused streaming retrieval for the Softmax and Exponential separations.
 //
-// `partial`: one workgroup per (tile of 4 queries, split of the pattern axis). It streams tiles of WG
+// `partial`: one workgroup per (tile of LANES ≤ 4 queries, split of the pattern axis). It streams tiles of WG
 // patterns, computes their similarities, and keeps the online-softmax state: the running
 // max m of z = beta * s, l = sum e^{z - m}, and acc = sum e^{z - m} xi (rescaled when m
 // grows). The B x P similarity matrix is never written. It also tracks the most similar
@@ -14,6 +14,9 @@
 // pat_f16.wgsl).
 
 override MODE: u32 = 0u;
+// Queries per workgroup in `partial` (1..4, the used lanes of each vec4): min(4, B), so a
+// single query does not pay for four lanes of similarity arithmetic.
+override LANES: u32 = 4u;
 
 struct Stat {
     m: f32,
@@ -54,10 +57,10 @@ fn similarity4(a: vec4<f32>) -> vec4<f32> {
 
 @compute @workgroup_size(64)
 fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    // A tile of QT = 4 queries (the lanes of each vec4): every pattern loaded is used for
-    // four queries, in the similarity and in the weighted sum. Lanes past the batch read
+    // A tile of LANES queries (the lanes of each vec4): every pattern loaded is used for
+    // each of them, in the similarity and in the weighted sum. Lanes past the batch read
     // the last query's row and are never stored.
-    let q0 = wid.y * 4u;
+    let q0 = wid.y * LANES;
     let split = wid.x;
     let t = lid.x;
     let n = params.dim;
@@ -65,7 +68,7 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let end = min(start + params.split_len, params.chunk_rows);
     let last = params.batch - 1u;
     let qs = vec4<u32>(q0, min(q0 + 1u, last), min(q0 + 2u, last), min(q0 + 3u, last));
-    let lanes = min(4u, params.batch - q0);
+    let lanes = min(LANES, params.batch - q0);
     let rows = qs * n;
     let slots = qs * params.splits_total + params.split_base + split;
     let offs = slots * n;
@@ -85,12 +88,17 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
             var a = vec4<f32>(0.0);
             for (var i = 0u; i < n; i++) {
                 let v = load_pat(mu, i);
-                a += vec4<f32>(
-                    sim_term(v, xs[rows.x + i]),
-                    sim_term(v, xs[rows.y + i]),
-                    sim_term(v, xs[rows.z + i]),
-                    sim_term(v, xs[rows.w + i]),
-                );
+                // LANES is a pipeline constant: the unused lanes compile away.
+                a.x += sim_term(v, xs[rows.x + i]);
+                if LANES > 1u {
+                    a.y += sim_term(v, xs[rows.y + i]);
+                }
+                if LANES > 2u {
+                    a.z += sim_term(v, xs[rows.z + i]);
+                }
+                if LANES > 3u {
+                    a.w += sim_term(v, xs[rows.w + i]);
+                }
             }
             let s = similarity4(a);
             z = params.beta * s;
@@ -102,7 +110,12 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         for (var i = t; i < n; i += WG) {
             var ti = vec4<f32>(0.0);
             for (var j = 0u; j < count; j++) {
-                ti += p_sh[j] * load_pat(t0 + j, i);
+                let v = load_pat(t0 + j, i);
+                if LANES == 1u {
+                    ti.x += p_sh[j].x * v;
+                } else {
+                    ti += p_sh[j] * v;
+                }
             }
             for (var k = 0u; k < lanes; k++) {
                 accs[offs[k] + i] = accs[offs[k] + i] * scale[k] + ti[k];

@@ -119,8 +119,13 @@ fn retriever_step_matches_the_reference_on_both_devices() {
                 .device(device.clone())
                 .build()
                 .unwrap();
-            let label = format!("{similarity:?} {separation:?} on {device:?}");
-            assert_states(&label, &r.step(queries.view()).unwrap(), &expected);
+            // B = 1, 2, 3 use 1–3 query lanes per workgroup on wgpu, 5 and 19 a ragged tile.
+            for b in [1usize, 2, 3, 5, 19] {
+                let label = format!("{similarity:?} {separation:?} on {device:?}, B={b}");
+                let q = queries.slice(ndarray::s![..b, ..]);
+                let want = expected.slice(ndarray::s![..b, ..]).to_owned();
+                assert_states(&label, &r.step(q).unwrap(), &want);
+            }
         }
     }
 }

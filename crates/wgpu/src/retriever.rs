@@ -44,8 +44,13 @@ struct StepUniform {
 const SIM_TILE: u32 = 16;
 const SUM_WG: u32 = 64;
 const STREAM_WG: u32 = 64;
-/// Queries per streaming workgroup (the lanes of a vec4 in `stream.wgsl`).
+/// Most queries per streaming workgroup (the lanes of a vec4 in `stream.wgsl`).
 const STREAM_QT: u32 = 4;
+
+/// Queries per streaming workgroup for a batch of `batch` (the `LANES` constant).
+fn lanes(batch: u32) -> u32 {
+    batch.clamp(1, STREAM_QT)
+}
 /// Aim for about this many streaming workgroups per step, so that a small batch still
 /// spreads over the whole device (split over the pattern axis, merged after).
 const TARGET_WORKGROUPS: u32 = 1024;
@@ -364,7 +369,7 @@ impl WgpuRetriever {
     fn splits_for(&self, batch: u32) -> (u32, u32) {
         let p = self.count as u64;
         let max_splits = p.div_ceil(STREAM_WG as u64).max(1);
-        let query_tiles = batch.div_ceil(STREAM_QT) as u64;
+        let query_tiles = batch.div_ceil(lanes(batch)) as u64;
         let target = (TARGET_WORKGROUPS as u64)
             .div_ceil(query_tiles)
             .clamp(1, max_splits);
@@ -718,7 +723,10 @@ impl WgpuRetriever {
             let splits = plan.splits_total as u64;
             let stats = self.storage("dam stats", b as u64 * splits * STAT_BYTES);
             let accs = self.storage("dam partial sums", b as u64 * splits * n as u64 * 4);
-            let partial = ctx.pipeline(Kernel::StreamPartial.for_storage(self.storage), &[sim])?;
+            let partial = ctx.pipeline(
+                Kernel::StreamPartial.for_storage(self.storage),
+                &[sim, ("LANES", lanes(b))],
+            )?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
                 let group = self.bind(
                     &partial,
@@ -728,7 +736,7 @@ impl WgpuRetriever {
                 evaluate.push((
                     partial.clone(),
                     group,
-                    [c.rows.div_ceil(plan.split_len), b.div_ceil(STREAM_QT), 1],
+                    [c.rows.div_ceil(plan.split_len), b.div_ceil(lanes(b)), 1],
                 ));
             }
             let merge = ctx.pipeline(Kernel::StreamMerge, &[sim, ("MODE", mode)])?;
