@@ -41,7 +41,9 @@ use ndarray::{Array2, ArrayView2};
 /// Where a [`Retriever`] runs.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Device {
-    /// The CPU reference (f64 accumulation).
+    /// The CPU: the plain reference (f64 accumulation) for `retrieve` and `energy`, and
+    /// the fused multi-threaded path of [`cpu::fast`] for [`Retriever::step`] with dot
+    /// similarity and softmax.
     #[default]
     Cpu,
     /// A wgpu adapter.

@@ -3,7 +3,7 @@
 //! A sweep stores P = round(e^{αN}) procedural patterns (never materialised: pattern μ is
 //! a function of the trial's seed and μ), starts from pattern 0 (or a corrupted copy),
 //! applies the update, and counts the trials that meet a retrieval criterion. See
-//! [`capacity::run_point`] and the README's "Capacity experiments" section.
+//! [`capacity::Sweep::run_point`] and the README's "Capacity experiments" section.
 
 #![warn(missing_docs)]
 

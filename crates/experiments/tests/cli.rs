@@ -437,3 +437,122 @@ fn drdam_large_beta_marks_failed_trials_instead_of_aborting() {
     assert!(err.contains("Y = 64: 2 of 2 trials"), "{err}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn bench_prints_the_contracted_json_line_on_every_path() {
+    let mut checksums = Vec::new();
+    for extra in [
+        &["--device", "cpu"][..],
+        &["--device", "cpu", "--reference"],
+        &["--device", "wgpu"],
+        &["--device", "wgpu", "--dtype", "f16"],
+    ] {
+        let mut args = vec![
+            "bench",
+            "--patterns",
+            "3001",
+            "--dim",
+            "33",
+            "--batch",
+            "5",
+            "--steps",
+            "3",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = dam(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{extra:?}: {err}");
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
+        let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        for key in [
+            "seconds_per_step",
+            "gflops",
+            "pattern_gbps",
+            "device",
+            "adapter",
+            "path",
+            "dtype",
+        ] {
+            assert!(!r[key].is_null(), "{extra:?}: missing {key} in {r}");
+        }
+        let s = r["seconds_per_step"].as_f64().unwrap();
+        assert!(s > 0.0 && s.is_finite(), "{r}");
+        assert_eq!(r["seconds_all"].as_array().unwrap().len(), 3);
+        // gflops and pattern_gbps follow from the median by their definitions.
+        let flops = 4.0 * 5.0 * 3001.0 * 33.0 / s / 1e9;
+        assert!((r["gflops"].as_f64().unwrap() - flops).abs() <= 1e-9 * flops.max(1.0));
+        let bytes = if extra.contains(&"f16") { 2.0 } else { 4.0 };
+        let gbps = 3001.0 * 33.0 * bytes / s / 1e9;
+        assert!((r["pattern_gbps"].as_f64().unwrap() - gbps).abs() <= 1e-9 * gbps.max(1.0));
+        checksums.push(r["checksum"].as_f64().unwrap());
+    }
+    // The same step on every path (f16 rounds the patterns: a looser bound).
+    assert_eq!(checksums.len(), 4);
+    for (i, c) in checksums.iter().enumerate() {
+        let tol = if i == 3 { 1e-2 } else { 1e-4 };
+        assert!(
+            (c - checksums[1]).abs() <= tol * checksums[1].abs(),
+            "{checksums:?}"
+        );
+    }
+}
+
+#[test]
+fn bench_bad_arguments_give_a_message_and_exit_2() {
+    for bad in [
+        &["--patterns", "0", "--dim", "8", "--batch", "1"][..],
+        &["--patterns", "10", "--dim", "8", "--batch", "0"],
+        &[
+            "--patterns",
+            "10",
+            "--dim",
+            "8",
+            "--batch",
+            "1",
+            "--steps",
+            "0",
+        ],
+        &[
+            "--patterns",
+            "10",
+            "--dim",
+            "8",
+            "--batch",
+            "1",
+            "--beta",
+            "nan",
+        ],
+        &[
+            "--patterns",
+            "10",
+            "--dim",
+            "8",
+            "--batch",
+            "1",
+            "--beta=-1",
+        ],
+        &[
+            "--patterns",
+            "10",
+            "--dim",
+            "8",
+            "--batch",
+            "1",
+            "--device",
+            "wgpu",
+            "--reference",
+        ],
+    ] {
+        let mut args = vec!["bench"];
+        args.extend_from_slice(bad);
+        let r = dam(&args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{bad:?}: {err}");
+        assert!(
+            err.contains("dam: error:") && !err.contains("panicked"),
+            "{bad:?}: {err}"
+        );
+    }
+}
