@@ -10,6 +10,17 @@ fn dam(args: &[&str]) -> std::process::Output {
         .expect("run dam")
 }
 
+/// `dam args` must exit with 2 and a `dam: error:` message, never a panic.
+fn assert_usage_error(args: &[&str]) {
+    let r = dam(args);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        err.contains("dam: error:") && !err.contains("panicked"),
+        "{args:?}: {err}"
+    );
+}
+
 fn tmp(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("dam-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -392,13 +403,7 @@ fn drdam_bad_arguments_give_a_message_and_exit_2() {
             "drdam", "--dim", "4", "--count", "10", "--device", "cpu", "--out", o,
         ];
         args.extend_from_slice(bad);
-        let r = dam(&args);
-        let err = String::from_utf8_lossy(&r.stderr);
-        assert_eq!(r.status.code(), Some(2), "{bad:?}: {err}");
-        assert!(
-            err.contains("dam: error:") && !err.contains("panicked"),
-            "{bad:?}: {err}"
-        );
+        assert_usage_error(&args);
     }
 }
 
@@ -547,12 +552,6 @@ fn bench_bad_arguments_give_a_message_and_exit_2() {
     ] {
         let mut args = vec!["bench"];
         args.extend_from_slice(bad);
-        let r = dam(&args);
-        let err = String::from_utf8_lossy(&r.stderr);
-        assert_eq!(r.status.code(), Some(2), "{bad:?}: {err}");
-        assert!(
-            err.contains("dam: error:") && !err.contains("panicked"),
-            "{bad:?}: {err}"
-        );
+        assert_usage_error(&args);
     }
 }
