@@ -30,6 +30,19 @@ fn f16_kernels_match_the_reference_on_rounded_patterns() {
         max_binding_bytes: Some(256 << 10),
         ..WgpuOptions::default()
     });
+    // The portable integer decode (pat_f16.wgsl), whatever the adapter offers.
+    let portable = gpu_with(WgpuOptions {
+        shader_f16: false,
+        max_binding_bytes: Some(256 << 10),
+        ..WgpuOptions::default()
+    });
+    let native = dam::WgpuContext::shared(&WgpuOptions::default()).unwrap();
+    eprintln!(
+        "SHADER_F16 on this adapter: {}",
+        native
+            .features()
+            .contains(dam::wgpu_backend::wgpu::Features::SHADER_F16)
+    );
     for (similarity, separation) in [
         (Similarity::Dot, Separation::Softmax { beta: 20.0 }),
         (Similarity::NegManhattan, Separation::Softmax { beta: 5.0 }),
@@ -48,20 +61,22 @@ fn f16_kernels_match_the_reference_on_rounded_patterns() {
         };
         let cpu = build(&patterns, cfg, Device::Cpu, Storage::F16);
         let expected = cpu.retrieve(queries.view()).unwrap();
-        for device in [gpu(), small.clone()] {
+        for device in [gpu(), small.clone(), portable.clone()] {
             let r = build(&patterns, cfg, device, Storage::F16);
             assert_eq!(r.storage(), Storage::F16);
             let label = format!("f16 {similarity:?} {separation:?}");
             assert_matches(&label, &r.retrieve(queries.view()).unwrap(), &expected);
         }
-        // The bare step too.
-        let r = build(&patterns, cfg, gpu(), Storage::F16);
-        let step = r.step(queries.view()).unwrap();
+        // The bare step too, with the native and the portable loader.
         let reference = cpu.step(queries.view()).unwrap();
-        assert_eq!(step.dim(), reference.dim());
-        STATE_TOL
-            .compare(step.iter().copied(), reference.iter().copied())
-            .unwrap_or_else(|m| panic!("f16 step {similarity:?}: {m:?}"));
+        for device in [gpu(), portable.clone()] {
+            let r = build(&patterns, cfg, device.clone(), Storage::F16);
+            let step = r.step(queries.view()).unwrap();
+            assert_eq!(step.dim(), reference.dim());
+            STATE_TOL
+                .compare(step.iter().copied(), reference.iter().copied())
+                .unwrap_or_else(|m| panic!("f16 step {similarity:?} {device:?}: {m:?}"));
+        }
     }
 }
 

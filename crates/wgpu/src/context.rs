@@ -17,6 +17,10 @@ pub struct WgpuOptions {
     /// Lower the largest storage binding used below what the adapter allows, e.g. to
     /// exercise pattern-chunk splitting in tests. `None` uses the adapter's limit.
     pub max_binding_bytes: Option<u64>,
+    /// Use the adapter's `SHADER_F16` feature, when it has one, to read f16-stored
+    /// patterns (default true). `false` forces the portable integer decode of
+    /// `pat_f16.wgsl` (tests run both paths).
+    pub shader_f16: bool,
 }
 
 impl Default for WgpuOptions {
@@ -25,6 +29,7 @@ impl Default for WgpuOptions {
             backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
             power_preference: wgpu::PowerPreference::HighPerformance,
             max_binding_bytes: None,
+            shader_f16: true,
         }
     }
 }
@@ -40,6 +45,7 @@ pub struct WgpuContext {
     pub queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
+    features: wgpu::Features,
     max_binding: u64,
     pipelines: Mutex<HashMap<(Kernel, Constants), Arc<wgpu::ComputePipeline>>>,
 }
@@ -72,9 +78,15 @@ impl WgpuContext {
         })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Optional features the kernels use when present (f16 arithmetic for f16 storage).
+        let features = if options.shader_f16 {
+            adapter.features() & wgpu::Features::SHADER_F16
+        } else {
+            wgpu::Features::empty()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("dam"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -93,6 +105,7 @@ impl WgpuContext {
             queue,
             info,
             limits,
+            features,
             max_binding,
             pipelines: Mutex::new(HashMap::new()),
         })
@@ -129,6 +142,12 @@ impl WgpuContext {
     /// The device limits in force.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
+    }
+
+    /// The optional features the device was created with (a subset of
+    /// `SHADER_F16`, when the adapter has it).
+    pub fn features(&self) -> wgpu::Features {
+        self.features
     }
 
     /// Largest storage binding, in bytes, that kernels will be given.

@@ -20,3 +20,5 @@ pub mod source;
 pub use context::{Constants, WgpuContext, WgpuOptions};
 pub use error::WgpuError;
 pub use retriever::WgpuRetriever;
+/// The wgpu crate this backend is built on (for `WgpuOptions` fields and feature flags).
+pub use wgpu;

@@ -351,6 +351,11 @@ impl WgpuRetriever {
         })
     }
 
+    /// f16 storage is read with the device's SHADER_F16 feature.
+    fn native_f16(&self) -> bool {
+        self.ctx.features().contains(wgpu::Features::SHADER_F16)
+    }
+
     fn streamed(&self) -> bool {
         matches!(
             self.config.separation,
@@ -724,7 +729,7 @@ impl WgpuRetriever {
             let stats = self.storage("dam stats", b as u64 * splits * STAT_BYTES);
             let accs = self.storage("dam partial sums", b as u64 * splits * n as u64 * 4);
             let partial = ctx.pipeline(
-                Kernel::StreamPartial.for_storage(self.storage),
+                Kernel::StreamPartial.for_storage(self.storage, self.native_f16()),
                 &[sim, ("LANES", lanes(b))],
             )?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
@@ -759,7 +764,10 @@ impl WgpuRetriever {
         } else {
             let scores = self.storage("dam scores", b as u64 * p as u64 * 4);
 
-            let similarity = ctx.pipeline(Kernel::Similarity.for_storage(self.storage), &[sim])?;
+            let similarity = ctx.pipeline(
+                Kernel::Similarity.for_storage(self.storage, self.native_f16()),
+                &[sim],
+            )?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
                 let group = self.bind(&similarity, &[(0, params), (2, &xs), (3, &scores)], Some(c));
                 let tiles = c.rows.div_ceil(SIM_TILE);
@@ -788,7 +796,10 @@ impl WgpuRetriever {
                 None,
             );
             evaluate.push((separation, group, [b, 1, 1]));
-            let weighted = ctx.pipeline(Kernel::WeightedSum.for_storage(self.storage), &[])?;
+            let weighted = ctx.pipeline(
+                Kernel::WeightedSum.for_storage(self.storage, self.native_f16()),
+                &[],
+            )?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
                 let group = self.bind(&weighted, &[(0, params), (2, &scores), (3, &ys)], Some(c));
                 accumulate.push((weighted.clone(), group, [n.div_ceil(SUM_WG), b, 1]));

@@ -44,6 +44,12 @@ pub enum Kernel {
     StreamPartialF16,
     /// [`Kernel::WeightedSum`] over f16 patterns (`pat_f16.wgsl`).
     WeightedSumF16,
+    /// [`Kernel::Similarity`] over f16 patterns read with SHADER_F16 (`pat_f16_native.wgsl`).
+    SimilarityF16Native,
+    /// [`Kernel::StreamPartial`] over f16 patterns read with SHADER_F16.
+    StreamPartialF16Native,
+    /// [`Kernel::WeightedSum`] over f16 patterns read with SHADER_F16.
+    WeightedSumF16Native,
 }
 
 const SIMILARITY: &str = concat!(
@@ -57,6 +63,27 @@ const SIMILARITY_F16: &str = concat!(
     include_str!("../shaders/sim.wgsl"),
     include_str!("../shaders/pat_f16.wgsl"),
     include_str!("../shaders/similarity.wgsl")
+);
+const SIMILARITY_F16_NATIVE: &str = concat!(
+    include_str!("../shaders/enable_f16.wgsl"),
+    include_str!("../shaders/common.wgsl"),
+    include_str!("../shaders/sim.wgsl"),
+    include_str!("../shaders/pat_f16_native.wgsl"),
+    include_str!("../shaders/similarity.wgsl")
+);
+const STREAM_F16_NATIVE: &str = concat!(
+    include_str!("../shaders/enable_f16.wgsl"),
+    include_str!("../shaders/common.wgsl"),
+    include_str!("../shaders/sim.wgsl"),
+    include_str!("../shaders/online.wgsl"),
+    include_str!("../shaders/pat_f16_native.wgsl"),
+    include_str!("../shaders/stream.wgsl")
+);
+const WEIGHTED_SUM_F16_NATIVE: &str = concat!(
+    include_str!("../shaders/enable_f16.wgsl"),
+    include_str!("../shaders/common.wgsl"),
+    include_str!("../shaders/pat_f16_native.wgsl"),
+    include_str!("../shaders/weighted_sum.wgsl")
 );
 const STREAM: &str = concat!(
     include_str!("../shaders/common.wgsl"),
@@ -100,7 +127,7 @@ const FINALIZE: &str = concat!(
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 20] = [
         Kernel::Similarity,
         Kernel::StreamPartial,
         Kernel::StreamMerge,
@@ -118,16 +145,34 @@ impl Kernel {
         Kernel::SimilarityF16,
         Kernel::StreamPartialF16,
         Kernel::WeightedSumF16,
+        Kernel::SimilarityF16Native,
+        Kernel::StreamPartialF16Native,
+        Kernel::WeightedSumF16Native,
     ];
 
-    /// The variant of a pattern-reading kernel for `storage` (others are returned as is).
-    pub fn for_storage(self, storage: dam_core::Storage) -> Kernel {
-        match (self, storage) {
-            (Kernel::Similarity, dam_core::Storage::F16) => Kernel::SimilarityF16,
-            (Kernel::StreamPartial, dam_core::Storage::F16) => Kernel::StreamPartialF16,
-            (Kernel::WeightedSum, dam_core::Storage::F16) => Kernel::WeightedSumF16,
-            (k, _) => k,
+    /// The variant of a pattern-reading kernel for `storage` (others are returned as is);
+    /// `native_f16`: the device has SHADER_F16.
+    pub fn for_storage(self, storage: dam_core::Storage, native_f16: bool) -> Kernel {
+        use dam_core::Storage::F16;
+        match (self, storage, native_f16) {
+            (Kernel::Similarity, F16, false) => Kernel::SimilarityF16,
+            (Kernel::StreamPartial, F16, false) => Kernel::StreamPartialF16,
+            (Kernel::WeightedSum, F16, false) => Kernel::WeightedSumF16,
+            (Kernel::Similarity, F16, true) => Kernel::SimilarityF16Native,
+            (Kernel::StreamPartial, F16, true) => Kernel::StreamPartialF16Native,
+            (Kernel::WeightedSum, F16, true) => Kernel::WeightedSumF16Native,
+            (k, _, _) => k,
         }
+    }
+
+    /// Whether the kernel needs the SHADER_F16 device feature.
+    pub fn needs_shader_f16(self) -> bool {
+        matches!(
+            self,
+            Kernel::SimilarityF16Native
+                | Kernel::StreamPartialF16Native
+                | Kernel::WeightedSumF16Native
+        )
     }
 
     /// The complete WGSL unit that holds this kernel.
@@ -144,13 +189,18 @@ impl Kernel {
             Kernel::SimilarityF16 => SIMILARITY_F16,
             Kernel::StreamPartialF16 => STREAM_F16,
             Kernel::WeightedSumF16 => WEIGHTED_SUM_F16,
+            Kernel::SimilarityF16Native => SIMILARITY_F16_NATIVE,
+            Kernel::StreamPartialF16Native => STREAM_F16_NATIVE,
+            Kernel::WeightedSumF16Native => WEIGHTED_SUM_F16_NATIVE,
         }
     }
 
     /// The entry point's name.
     pub fn entry_point(self) -> &'static str {
         match self {
-            Kernel::StreamPartial | Kernel::StreamPartialF16 => "partial",
+            Kernel::StreamPartial | Kernel::StreamPartialF16 | Kernel::StreamPartialF16Native => {
+                "partial"
+            }
             Kernel::StreamMerge => "merge",
             Kernel::ProceduralPartial => "partial",
             Kernel::ProceduralFold => "fold",
@@ -184,6 +234,9 @@ impl Kernel {
             Kernel::SimilarityF16 => "similarity.f16",
             Kernel::StreamPartialF16 => "stream.partial.f16",
             Kernel::WeightedSumF16 => "weighted_sum.f16",
+            Kernel::SimilarityF16Native => "similarity.f16-native",
+            Kernel::StreamPartialF16Native => "stream.partial.f16-native",
+            Kernel::WeightedSumF16Native => "weighted_sum.f16-native",
         }
     }
 }
@@ -203,10 +256,14 @@ mod tests {
                     e.emit_to_string(kernel.source())
                 )
             });
-            let mut validator = naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::default(),
-            );
+            // Only the SHADER_F16 variants may use f16 arithmetic.
+            let capabilities = if kernel.needs_shader_f16() {
+                naga::valid::Capabilities::SHADER_FLOAT16
+            } else {
+                naga::valid::Capabilities::default()
+            };
+            let mut validator =
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities);
             if let Err(e) = validator.validate(&module) {
                 panic!(
                     "{} does not validate:\n{}",
