@@ -72,6 +72,20 @@ fn fused_cpu_step_matches_the_reference_across_blocks_and_threads() {
 }
 
 #[test]
+fn fused_cpu_step_splits_large_batches() {
+    // 2,500 queries: passes of 1,024, 1,024 and 452.
+    let raw = unit_patterns(700, 24, 9);
+    let queries = noisy_queries(&raw, 2_500, 0.3, 10);
+    let patterns = Patterns::new(raw).unwrap();
+    let cfg = config(6.0, Projection::None);
+    let expected = reference(&cfg, &patterns, queries.view());
+    let out = softmax_dot_step(&patterns, queries.view(), 6.0, Projection::None, 2);
+    assert_eq!(out.lse.len(), 2_500);
+    assert_eq!(out.nearest.len(), 2_500);
+    assert_states("2,500 queries", &out.states, &expected);
+}
+
+#[test]
 fn fused_cpu_step_survives_large_beta_and_ties() {
     // β·s ≈ 5,000: e^{β s} overflows f32 and f64 without the running max.
     let mut raw = unit_patterns(300, 16, 3);

@@ -87,9 +87,45 @@ pub struct Step {
     pub nearest: Vec<usize>,
 }
 
+/// Queries per pass: bounds the per-thread scratch (B×block scores, B×N accumulator).
+const QUERY_CHUNK: usize = 1024;
+
 /// One softmax update with dot similarity for every query (B×N), on `threads` threads
 /// (0 = all cores). Inputs must already be validated (finite, matching N, in range).
+/// Batches beyond 1,024 queries run in passes of 1,024 (queries never interact).
 pub fn softmax_dot_step(
+    patterns: &Patterns,
+    queries: ArrayView2<'_, f32>,
+    beta: f32,
+    projection: Projection,
+    threads: usize,
+) -> Step {
+    if queries.nrows() <= QUERY_CHUNK {
+        return step_chunk(patterns, queries, beta, projection, threads);
+    }
+    let mut states = Array2::<f32>::zeros(queries.dim());
+    let (mut lse, mut nearest) = (Vec::new(), Vec::new());
+    for start in (0..queries.nrows()).step_by(QUERY_CHUNK) {
+        let end = (start + QUERY_CHUNK).min(queries.nrows());
+        let part = step_chunk(
+            patterns,
+            queries.slice(s![start..end, ..]),
+            beta,
+            projection,
+            threads,
+        );
+        states.slice_mut(s![start..end, ..]).assign(&part.states);
+        lse.extend(part.lse);
+        nearest.extend(part.nearest);
+    }
+    Step {
+        states,
+        lse,
+        nearest,
+    }
+}
+
+fn step_chunk(
     patterns: &Patterns,
     queries: ArrayView2<'_, f32>,
     beta: f32,
