@@ -129,11 +129,11 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
                 best_i = mu;
             }
         }
-        let scale = online_tile(&state, t, count, vec4<f32>(z, 0.0, 0.0, 0.0), t < count).x;
+        let scale = online_tile(&state, 0u, t, count, vec4<f32>(z, 0.0, 0.0, 0.0), t < count).x;
         for (var i = t; i < n; i += WG) {
             var ti = 0.0;
             for (var j = 0u; j < count; j++) {
-                ti += p_sh[j].x * xi_sh[j * n + i];
+                ti += p_sh[0][j].x * xi_sh[j * n + i];
             }
             accs[acc_off + i] = accs[acc_off + i] * scale + ti;
         }

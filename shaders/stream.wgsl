@@ -1,6 +1,6 @@
 // Fused streaming retrieval for the Softmax and Exponential separations.
 //
-// `partial`: one workgroup per (tile of LANES ≤ 4 queries, split of the pattern axis). It streams tiles of WG
+// `partial`: one workgroup per (tile of LANES ≤ 8 queries, split of the pattern axis). It streams tiles of WG
 // patterns, computes their similarities, and keeps the online-softmax state: the running
 // max m of z = beta * s, l = sum e^{z - m}, and acc = sum e^{z - m} xi (rescaled when m
 // grows). The B x P similarity matrix is never written. It also tracks the most similar
@@ -14,9 +14,9 @@
 // pat_f16.wgsl).
 
 override MODE: u32 = 0u;
-// Queries per workgroup in `partial` (1..4, the used lanes of each vec4): min(4, B), so a
-// single query does not pay for four lanes of similarity arithmetic.
-override LANES: u32 = 4u;
+// Queries per workgroup in `partial` (1..8: one or two groups of four vec4 lanes):
+// min(8, B), so a single query does not pay for eight lanes of similarity arithmetic.
+override LANES: u32 = 8u;
 
 struct Stat {
     m: f32,
@@ -37,8 +37,8 @@ struct Stat {
 
 const WG: u32 = 64u;
 
-var<workgroup> best_s_sh: array<vec4<f32>, 64>;
-var<workgroup> best_i_sh: array<vec4<u32>, 64>;
+var<workgroup> best_s_sh: array<array<vec4<f32>, 64>, GROUPS>;
+var<workgroup> best_i_sh: array<array<vec4<u32>, 64>, GROUPS>;
 
 // `better` of common.wgsl, lane by lane.
 fn better4(s: vec4<f32>, i: vec4<u32>, bs: vec4<f32>, bi: vec4<u32>) -> vec4<bool> {
@@ -55,11 +55,43 @@ fn similarity4(a: vec4<f32>) -> vec4<f32> {
     );
 }
 
+// Similarity terms of pattern entry v against coordinate i of four query rows (offsets
+// `rows`), for the first `used` lanes; `used` comes from the LANES pipeline constant, so
+// the unused lanes compile away.
+fn terms4(v: f32, rows: vec4<u32>, i: u32, used: u32) -> vec4<f32> {
+    var r = vec4<f32>(0.0);
+    r.x = sim_term(v, xs[rows.x + i]);
+    if used > 1u {
+        r.y = sim_term(v, xs[rows.y + i]);
+    }
+    if used > 2u {
+        r.z = sim_term(v, xs[rows.z + i]);
+    }
+    if used > 3u {
+        r.w = sim_term(v, xs[rows.w + i]);
+    }
+    return r;
+}
+
+// Thread 0's reduction of the workgroup's best (similarity, index) per lane of group g.
+fn best_of(g: u32) -> array<vec4<u32>, 2> {
+    var bs = best_s_sh[g][0];
+    var bi = best_i_sh[g][0];
+    for (var j = 1u; j < WG; j++) {
+        // Thread j's best index may be NONE (no pattern); it then never wins.
+        let wins = better4(best_s_sh[g][j], best_i_sh[g][j], bs, bi);
+        bs = select(bs, best_s_sh[g][j], wins);
+        bi = select(bi, best_i_sh[g][j], wins);
+    }
+    return array<vec4<u32>, 2>(bitcast<vec4<u32>>(bs), bi);
+}
+
 @compute @workgroup_size(64)
 fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    // A tile of LANES queries (the lanes of each vec4): every pattern loaded is used for
-    // each of them, in the similarity and in the weighted sum. Lanes past the batch read
-    // the last query's row and are never stored.
+    // A tile of LANES ≤ 8 queries, as two groups of four vec4 lanes ("lo" = queries 0..3,
+    // "hi" = 4..7 of the tile): every pattern entry loaded serves all of them, in the
+    // similarity and in the weighted sum. Lanes past the batch read the last query's row
+    // and are never stored.
     let q0 = wid.y * LANES;
     let split = wid.x;
     let t = lid.x;
@@ -67,76 +99,107 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let start = split * params.split_len;
     let end = min(start + params.split_len, params.chunk_rows);
     let last = params.batch - 1u;
-    let qs = vec4<u32>(q0, min(q0 + 1u, last), min(q0 + 2u, last), min(q0 + 3u, last));
     let lanes = min(LANES, params.batch - q0);
-    let rows = qs * n;
-    let slots = qs * params.splits_total + params.split_base + split;
-    let offs = slots * n;
+    let lo_used = min(LANES, 4u);
+    let hi_used = max(LANES, 4u) - 4u;
+    // The hi group's index into the GROUPS-sized workgroup arrays (GROUPS = 2 when
+    // LANES > 4; with one group it aliases group 0 and is never used).
+    let hi_g = GROUPS - 1u;
+    let rows_lo = vec4<u32>(q0, min(q0 + 1u, last), min(q0 + 2u, last), min(q0 + 3u, last)) * n;
+    let rows_hi = vec4<u32>(min(q0 + 4u, last), min(q0 + 5u, last), min(q0 + 6u, last), min(q0 + 7u, last)) * n;
+    // Lane k's slot: query q0 + k, this split.
+    let slot0 = q0 * params.splits_total + params.split_base + split;
     for (var i = t; i < n; i += WG) {
         for (var k = 0u; k < lanes; k++) {
-            accs[offs[k] + i] = 0.0;
+            accs[(slot0 + k * params.splits_total) * n + i] = 0.0;
         }
     }
-    var state = online_start();
-    var best_s = vec4<f32>(0.0);
-    var best_i = vec4<u32>(NONE);
+    var st_lo = online_start();
+    var st_hi = online_start();
+    var bs_lo = vec4<f32>(0.0);
+    var bi_lo = vec4<u32>(NONE);
+    var bs_hi = vec4<f32>(0.0);
+    var bi_hi = vec4<u32>(NONE);
     for (var t0 = start; t0 < end; t0 += WG) {
         let mu = t0 + t;
         let count = min(WG, end - t0);
-        var z = vec4<f32>(0.0);
+        var z_lo = vec4<f32>(0.0);
+        var z_hi = vec4<f32>(0.0);
         if mu < end {
-            var a = vec4<f32>(0.0);
+            var a_lo = vec4<f32>(0.0);
+            var a_hi = vec4<f32>(0.0);
             for (var i = 0u; i < n; i++) {
                 let v = load_pat(mu, i);
-                // LANES is a pipeline constant: the unused lanes compile away.
-                a.x += sim_term(v, xs[rows.x + i]);
-                if LANES > 1u {
-                    a.y += sim_term(v, xs[rows.y + i]);
-                }
-                if LANES > 2u {
-                    a.z += sim_term(v, xs[rows.z + i]);
-                }
-                if LANES > 3u {
-                    a.w += sim_term(v, xs[rows.w + i]);
+                a_lo += terms4(v, rows_lo, i, lo_used);
+                if hi_used > 0u {
+                    a_hi += terms4(v, rows_hi, i, hi_used);
                 }
             }
-            let s = similarity4(a);
-            z = params.beta * s;
-            let wins = better4(s, vec4<u32>(params.chunk_base + mu), best_s, best_i);
-            best_s = select(best_s, s, wins);
-            best_i = select(best_i, vec4<u32>(params.chunk_base + mu), wins);
+            let g = vec4<u32>(params.chunk_base + mu);
+            let s_lo = similarity4(a_lo);
+            z_lo = params.beta * s_lo;
+            let w_lo = better4(s_lo, g, bs_lo, bi_lo);
+            bs_lo = select(bs_lo, s_lo, w_lo);
+            bi_lo = select(bi_lo, g, w_lo);
+            if hi_used > 0u {
+                let s_hi = similarity4(a_hi);
+                z_hi = params.beta * s_hi;
+                let w_hi = better4(s_hi, g, bs_hi, bi_hi);
+                bs_hi = select(bs_hi, s_hi, w_hi);
+                bi_hi = select(bi_hi, g, w_hi);
+            }
         }
-        let scale = online_tile(&state, t, count, z, mu < end);
+        let scale_lo = online_tile(&st_lo, 0u, t, count, z_lo, mu < end);
+        var scale_hi = vec4<f32>(0.0);
+        if hi_used > 0u {
+            scale_hi = online_tile(&st_hi, hi_g, t, count, z_hi, mu < end);
+        }
         for (var i = t; i < n; i += WG) {
-            var ti = vec4<f32>(0.0);
+            var ti_lo = vec4<f32>(0.0);
+            var ti_hi = vec4<f32>(0.0);
             for (var j = 0u; j < count; j++) {
                 let v = load_pat(t0 + j, i);
                 if LANES == 1u {
-                    ti.x += p_sh[j].x * v;
+                    ti_lo.x += p_sh[0][j].x * v;
                 } else {
-                    ti += p_sh[j] * v;
+                    ti_lo += p_sh[0][j] * v;
+                }
+                if hi_used > 0u {
+                    ti_hi += p_sh[hi_g][j] * v;
                 }
             }
             for (var k = 0u; k < lanes; k++) {
-                accs[offs[k] + i] = accs[offs[k] + i] * scale[k] + ti[k];
+                let o = (slot0 + k * params.splits_total) * n + i;
+                if k < 4u {
+                    accs[o] = accs[o] * scale_lo[k] + ti_lo[k];
+                } else {
+                    accs[o] = accs[o] * scale_hi[k - 4u] + ti_hi[k - 4u];
+                }
             }
         }
         workgroupBarrier();
     }
-    best_s_sh[t] = best_s;
-    best_i_sh[t] = best_i;
+    best_s_sh[0][t] = bs_lo;
+    best_i_sh[0][t] = bi_lo;
+    if hi_used > 0u {
+        best_s_sh[hi_g][t] = bs_hi;
+        best_i_sh[hi_g][t] = bi_hi;
+    }
     workgroupBarrier();
     if t == 0u {
-        var bs = best_s_sh[0];
-        var bi = best_i_sh[0];
-        for (var j = 1u; j < WG; j++) {
-            // Thread j's best index may be NONE (no pattern); it then never wins.
-            let wins = better4(best_s_sh[j], best_i_sh[j], bs, bi);
-            bs = select(bs, best_s_sh[j], wins);
-            bi = select(bi, best_i_sh[j], wins);
+        let lo = best_of(0u);
+        var hi = array<vec4<u32>, 2>(vec4<u32>(0u), vec4<u32>(NONE));
+        if hi_used > 0u {
+            hi = best_of(hi_g);
         }
         for (var k = 0u; k < lanes; k++) {
-            stats[slots[k]] = Stat(state.m[k], state.l[k], bs[k], bi[k]);
+            let slot = slot0 + k * params.splits_total;
+            if k < 4u {
+                stats[slot] = Stat(st_lo.m[k], st_lo.l[k], bitcast<f32>(lo[0][k]), lo[1][k]);
+            } else {
+                let h = k - 4u;
+                stats[slot] = Stat(st_hi.m[h], st_hi.l[h], bitcast<f32>(hi[0][h]), hi[1][h]);
+            }
         }
     }
 }

@@ -54,7 +54,7 @@ fn f16_kernels_match_the_reference_on_rounded_patterns() {
             separation,
             dynamics: Dynamics::Iterate {
                 max_steps: 3,
-                tol: 0.0,
+                tol: 1e-4,
             },
             projection: Projection::Sphere,
             ..Config::default()

@@ -44,8 +44,8 @@ struct StepUniform {
 const SIM_TILE: u32 = 16;
 const SUM_WG: u32 = 64;
 const STREAM_WG: u32 = 64;
-/// Most queries per streaming workgroup (the lanes of a vec4 in `stream.wgsl`).
-const STREAM_QT: u32 = 4;
+/// Most queries per streaming workgroup (two groups of vec4 lanes in `stream.wgsl`).
+const STREAM_QT: u32 = 8;
 
 /// Queries per streaming workgroup for a batch of `batch` (the `LANES` constant).
 fn lanes(batch: u32) -> u32 {
@@ -383,7 +383,7 @@ impl WgpuRetriever {
         // the invocation's own pattern.
         let n = self.dim as u64;
         let owned = n.div_ceil(STREAM_WG as u64);
-        let per_tile = 3 * STREAM_WG as u64 + (STREAM_WG as u64 + STREAM_QT as u64) * owned + n;
+        let per_tile = 5 * STREAM_WG as u64 + (STREAM_WG as u64 + STREAM_QT as u64) * owned + n;
         let max_tiles = (LOOP_BUDGET / per_tile).max(1);
         let split_len = (p.div_ceil(target).div_ceil(STREAM_WG as u64) * STREAM_WG as u64)
             .min(max_tiles * STREAM_WG as u64);
@@ -730,7 +730,7 @@ impl WgpuRetriever {
             let accs = self.storage("dam partial sums", b as u64 * splits * n as u64 * 4);
             let partial = ctx.pipeline(
                 Kernel::StreamPartial.for_storage(self.storage, self.native_f16()),
-                &[sim, ("LANES", lanes(b))],
+                &[sim, ("LANES", lanes(b)), ("GROUPS", lanes(b).div_ceil(4))],
             )?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
                 let group = self.bind(
