@@ -1,6 +1,8 @@
 //! Criterion benches: every kernel family through its public entry point, and the
 //! end-to-end step of `dam bench`, on the CPU and on the wgpu device. GPU timings are wall
-//! clock around the call: query upload, submit, poll (wait) and readback included.
+//! clock around the call: query upload, submit, poll (wait) and readback included; the
+//! `step` group adds `wgpu-device-time/*`, the compute passes alone from timestamp queries,
+//! where the adapter has `TIMESTAMP_QUERY`.
 //! Run: `cargo bench --bench retrieval` (a filter, e.g. `-- step/`, narrows it).
 //!
 //! | group | what runs on wgpu | on the CPU |
@@ -149,6 +151,17 @@ fn step(c: &mut Criterion) {
             group.bench_function(format!("{name}/{storage:?}"), |bench| {
                 bench.iter(|| std::hint::black_box(r.step(queries.view()).expect("step")))
             });
+            // Device time of the same step from timestamp queries, where the adapter has them.
+            if r.step_timed(queries.view()).expect("step").1.is_some() {
+                group.bench_function(format!("{name}-device-time/{storage:?}"), |bench| {
+                    bench.iter_custom(|iters| {
+                        (0..iters)
+                            .map(|_| r.step_timed(queries.view()).expect("step").1.unwrap_or(0.0))
+                            .map(std::time::Duration::from_secs_f64)
+                            .sum()
+                    })
+                });
+            }
         }
     }
     let config = *retriever(&patterns, softmax, &Device::Cpu, Storage::F32).config();

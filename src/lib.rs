@@ -260,6 +260,17 @@ impl Retriever {
         }
     }
 
+    /// [`Retriever::step`], plus the device time of the step's compute passes in seconds,
+    /// measured with timestamp queries on wgpu adapters that have `TIMESTAMP_QUERY`
+    /// (`None` on the CPU and on adapters without it). Wall-clock time additionally counts
+    /// the query upload, submit, wait and readback.
+    pub fn step_timed(&self, queries: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Option<f64>)> {
+        match &self.backend {
+            Backend::Cpu => Ok((self.step(queries)?, None)),
+            Backend::Wgpu(r) => r.step_timed(queries),
+        }
+    }
+
     /// E(x) for each row of `states` (B×N).
     pub fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
         match &self.backend {

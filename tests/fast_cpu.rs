@@ -170,3 +170,35 @@ fn retriever_step_rejects_bad_queries_on_both_devices() {
         assert!(r.step(empty.view()).is_err(), "{device:?}: empty batch");
     }
 }
+
+#[test]
+fn step_timed_reports_device_time_where_the_adapter_has_timestamps() {
+    let raw = unit_patterns(30_000, 40, 11);
+    let queries = noisy_queries(&raw, 9, 0.3, 12);
+    let patterns = Patterns::new(raw).unwrap();
+    let cfg = config(4.0, Projection::None);
+    let cpu = Retriever::builder(patterns.clone())
+        .config(cfg)
+        .build()
+        .unwrap();
+    let (_, none) = cpu.step_timed(queries.view()).unwrap();
+    assert_eq!(none, None, "the CPU has no device timer");
+    let r = Retriever::builder(patterns)
+        .config(cfg)
+        .device(gpu())
+        .build()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let (states, device_time) = r.step_timed(queries.view()).unwrap();
+    let wall = start.elapsed().as_secs_f64();
+    let ctx = dam::WgpuContext::shared(&dam::WgpuOptions::default()).unwrap();
+    let has = ctx
+        .features()
+        .contains(dam::wgpu_backend::wgpu::Features::TIMESTAMP_QUERY);
+    eprintln!("TIMESTAMP_QUERY: {has}, device {device_time:?} s, wall {wall} s");
+    assert_eq!(device_time.is_some(), has);
+    let t = device_time.unwrap_or(wall);
+    assert!(t > 0.0 && t <= wall, "device {t} s vs wall {wall} s");
+    let plain = r.step(queries.view()).unwrap();
+    assert_eq!(states, plain, "timing does not change the result");
+}

@@ -42,6 +42,9 @@ pub struct BenchResult {
     pub seconds: Vec<f64>,
     /// Median of `seconds`.
     pub median: f64,
+    /// Median device time of the timed steps from timestamp queries (wgpu adapters with
+    /// `TIMESTAMP_QUERY`), in seconds; `None` elsewhere.
+    pub gpu_median: Option<f64>,
     /// 4·B·P·N / median, in 10⁹ per second.
     pub gflops: f64,
     /// P·N·bytes per element / median, in GB/s.
@@ -70,6 +73,13 @@ pub fn gaussian_patterns(p: usize, n: usize) -> Array2<f32> {
         }
     });
     Array2::from_shape_vec((p, n), data).expect("p × n values")
+}
+
+/// The median (upper middle for an even count) of a non-empty list.
+fn median_of(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
 }
 
 /// Times `cfg` on `device`.
@@ -122,29 +132,31 @@ pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
         .device(device.clone())
         .build()?;
     let setup_seconds = setup.elapsed().as_secs_f64();
-    let step = |q: &Array2<f32>| -> Result<Array2<f32>> {
+    let step = |q: &Array2<f32>| -> Result<(Array2<f32>, Option<f64>)> {
         match cfg.path {
-            BenchPath::Engine => Ok(retriever.step(q.view())?),
+            BenchPath::Engine => Ok(retriever.step_timed(q.view())?),
             BenchPath::Reference => {
                 let mut out = Array2::<f32>::zeros(q.dim());
                 for (row, mut o) in q.rows().into_iter().zip(out.rows_mut()) {
                     let next = dam::cpu::update(&config, retriever.patterns(), &row.to_vec());
                     o.assign(&ndarray::ArrayView1::from(&next));
                 }
-                Ok(out)
+                Ok((out, None))
             }
         }
     };
-    let mut last = step(&queries)?; // warm-up: pipelines, buffers, caches
+    let (mut last, _) = step(&queries)?; // warm-up: pipelines, buffers, caches
     let mut seconds = Vec::with_capacity(cfg.steps);
+    let mut gpu = Vec::with_capacity(cfg.steps);
     for _ in 0..cfg.steps {
         let start = std::time::Instant::now();
-        last = step(&queries)?;
+        let (out, device_seconds) = step(&queries)?;
         seconds.push(start.elapsed().as_secs_f64());
+        gpu.extend(device_seconds);
+        last = out;
     }
-    let mut sorted = seconds.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
+    let median = median_of(&seconds);
+    let gpu_median = (gpu.len() == seconds.len()).then(|| median_of(&gpu));
     let bytes = match cfg.storage {
         dam::Storage::F32 => 4.0,
         dam::Storage::F16 => 2.0,
@@ -159,6 +171,7 @@ pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
         checksum: last.iter().map(|v| v.abs() as f64).sum(),
         seconds,
         median,
+        gpu_median,
         setup_seconds,
         device_name,
     })

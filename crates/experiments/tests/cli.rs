@@ -485,6 +485,13 @@ fn bench_prints_the_contracted_json_line_on_every_path() {
         let s = r["seconds_per_step"].as_f64().unwrap();
         assert!(s > 0.0 && s.is_finite(), "{r}");
         assert_eq!(r["seconds_all"].as_array().unwrap().len(), 3);
+        // Device time from timestamp queries: a number on wgpu adapters that have them,
+        // null on the CPU; never above the wall-clock median by more than rounding.
+        let object = r.as_object().unwrap();
+        assert!(object.contains_key("gpu_seconds_per_step"), "{r}");
+        let gpu = &r["gpu_seconds_per_step"];
+        assert_eq!(gpu.is_null(), extra.contains(&"cpu"), "{r}");
+        assert!(gpu.as_f64().unwrap_or(0.0) <= s * 1.01, "{r}");
         // gflops and pattern_gbps follow from the median by their definitions.
         let flops = 4.0 * 5.0 * 3001.0 * 33.0 / s / 1e9;
         assert!((r["gflops"].as_f64().unwrap() - flops).abs() <= 1e-9 * flops.max(1.0));

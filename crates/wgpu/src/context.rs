@@ -78,12 +78,14 @@ impl WgpuContext {
         })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
-        // Optional features the kernels use when present (f16 arithmetic for f16 storage).
-        let features = if options.shader_f16 {
-            adapter.features() & wgpu::Features::SHADER_F16
+        // Optional features used when present: f16 arithmetic for f16 storage, timestamps
+        // for the GPU time of a step.
+        let wanted = if options.shader_f16 {
+            wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY
         } else {
-            wgpu::Features::empty()
+            wgpu::Features::TIMESTAMP_QUERY
         };
+        let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("dam"),
             required_features: features,
@@ -144,8 +146,8 @@ impl WgpuContext {
         &self.limits
     }
 
-    /// The optional features the device was created with (a subset of
-    /// `SHADER_F16`, when the adapter has it).
+    /// The optional features the device was created with (those of `SHADER_F16` and
+    /// `TIMESTAMP_QUERY` that the adapter has).
     pub fn features(&self) -> wgpu::Features {
         self.features
     }

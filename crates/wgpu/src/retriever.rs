@@ -227,6 +227,8 @@ struct Plan {
 
 /// What one batch returns before conversion.
 struct BatchOut {
+    /// GPU nanoseconds of the step's compute pass (STEP_ONLY with timestamps).
+    gpu_ns: Option<f64>,
     states: Vec<f32>,
     status: Vec<u32>,
     nearest: Vec<u32>,
@@ -501,14 +503,22 @@ impl WgpuRetriever {
     /// evaluate and accumulate passes once, without the final energy pass or any readback
     /// besides the states and status.
     pub fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        Ok(self.step_timed(queries)?.0)
+    }
+
+    /// [`WgpuRetriever::step`], plus the GPU time of its compute passes in seconds (summed
+    /// over batch slices) from timestamp queries when the device has `TIMESTAMP_QUERY`.
+    pub fn step_timed(&self, queries: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Option<f64>)> {
         validate_queries(queries, self.dim)?;
         self.bounds.check(&self.config, queries)?;
         let plan = self.plan(queries.nrows(), 1)?;
         let mut states = Array2::<f32>::zeros(queries.dim());
+        let mut gpu_ns = Some(0.0);
         let mut start = 0;
         while start < queries.nrows() {
             let end = (start + plan.batch as usize).min(queries.nrows());
             let out = self.run_batch(queries.slice(s![start..end, ..]), STEP_ONLY, plan)?;
+            gpu_ns = gpu_ns.zip(out.gpu_ns).map(|(a, b)| a + b);
             for q in 0..end - start {
                 if out.status[q * 4 + 3] != 0 {
                     return Err(Error::Overflow {
@@ -530,7 +540,7 @@ impl WgpuRetriever {
             states.slice_mut(s![start..end, ..]).assign(&block);
             start = end;
         }
-        Ok(states)
+        Ok((states, gpu_ns.map(|ns| ns * 1e-9)))
     }
 
     /// E(x) for each row of `states` (B×N).
@@ -823,7 +833,7 @@ impl WgpuRetriever {
         );
         accumulate.push((finalize, group, [b, 1, 1]));
 
-        let encode = |update: bool| {
+        let encode = |update: bool, timestamps: Option<&wgpu::QuerySet>| {
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
             if update {
                 encoder.clear_buffer(&pending, 0, None);
@@ -832,7 +842,16 @@ impl WgpuRetriever {
                 }
             }
             {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("dam step"),
+                    timestamp_writes: timestamps.map(|query_set| {
+                        wgpu::ComputePassTimestampWrites {
+                            query_set,
+                            beginning_of_pass_write_index: Some(0),
+                            end_of_pass_write_index: Some(1),
+                        }
+                    }),
+                });
                 let list = evaluate.iter().chain(accumulate.iter().filter(|_| update));
                 for (pipeline, group, [x, y, z]) in list {
                     pass.set_pipeline(pipeline);
@@ -854,8 +873,36 @@ impl WgpuRetriever {
         };
 
         if max_steps == STEP_ONLY {
-            ctx.queue.submit([encode(true)]);
+            let timestamps = ctx
+                .features()
+                .contains(wgpu::Features::TIMESTAMP_QUERY)
+                .then(|| {
+                    ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                        label: Some("dam step timestamps"),
+                        ty: wgpu::QueryType::Timestamp,
+                        count: 2,
+                    })
+                });
+            ctx.queue.submit([encode(true, timestamps.as_ref())]);
+            let gpu_ns = match &timestamps {
+                None => None,
+                Some(query_set) => {
+                    let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("dam timestamps"),
+                        size: 16,
+                        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                        mapped_at_creation: false,
+                    });
+                    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+                    encoder.resolve_query_set(query_set, 0..2, &resolved, 0);
+                    ctx.queue.submit([encoder.finish()]);
+                    let ticks: Vec<u64> = read_back(ctx, &resolved, "timestamps")?;
+                    let period = ctx.queue.get_timestamp_period() as f64;
+                    Some(ticks[1].saturating_sub(ticks[0]) as f64 * period)
+                }
+            };
             return Ok(BatchOut {
+                gpu_ns,
                 states: read_back(ctx, &xs, "states")?,
                 status: read_back(ctx, &status, "status")?,
                 nearest: Vec::new(),
@@ -866,7 +913,7 @@ impl WgpuRetriever {
         let mut steps_run = 0;
         while steps_run < max_steps {
             set_row(steps_run);
-            ctx.queue.submit([encode(true)]);
+            ctx.queue.submit([encode(true, None)]);
             let still_moving = map_read::<u32>(ctx, &pending_staging, "pending")?[0];
             steps_run += 1;
             if still_moving == 0 {
@@ -874,7 +921,7 @@ impl WgpuRetriever {
             }
         }
         set_row(steps_run);
-        ctx.queue.submit([encode(false)]);
+        ctx.queue.submit([encode(false, None)]);
 
         let energy_rows = read_back::<f32>(ctx, &energy, "energy")?;
         let used_rows = if trace { steps_run + 1 } else { 1 };
@@ -884,6 +931,7 @@ impl WgpuRetriever {
             nearest: read_back(ctx, &nearest, "nearest")?,
             energy_rows: energy_rows[..used_rows * b as usize].to_vec(),
             steps_run,
+            gpu_ns: None,
         })
     }
 }

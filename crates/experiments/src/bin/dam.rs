@@ -529,6 +529,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
                 "beta": beta,
                 "steps": args.steps,
                 "seconds_per_step": r.median,
+                "gpu_seconds_per_step": r.gpu_median,
                 "seconds_min": r.seconds.iter().cloned().fold(f64::INFINITY, f64::min),
                 "seconds_all": r.seconds,
                 "gflops": r.gflops,
@@ -539,8 +540,11 @@ fn bench(args: &BenchArgs) -> Result<()> {
             })
         );
     } else {
+        let gpu = r
+            .gpu_median
+            .map_or(String::new(), |g| format!(" ({g:.6} s on the device)"));
         println!(
-            "{path} ({adapter}): P={} N={} B={} {:?}: {:.6} s/step (median of {}), {:.2} GFLOP/s, {:.2} GB/s of patterns",
+            "{path} ({adapter}): P={} N={} B={} {:?}: {:.6} s/step{gpu} (median of {}), {:.2} GFLOP/s, {:.2} GB/s of patterns",
             args.patterns, args.dim, args.batch, args.dtype, r.median, args.steps, r.gflops, r.pattern_gbps
         );
     }
