@@ -812,7 +812,11 @@ impl WgpuRetriever {
             )?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
                 let group = self.bind(&weighted, &[(0, params), (2, &scores), (3, &ys)], Some(c));
-                accumulate.push((weighted.clone(), group, [n.div_ceil(SUM_WG), b, 1]));
+                accumulate.push((
+                    weighted.clone(),
+                    group,
+                    [n.div_ceil(SUM_WG), b.div_ceil(4), 1],
+                ));
             }
         }
         let finalize = ctx.pipeline(
