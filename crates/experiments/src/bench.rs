@@ -57,9 +57,45 @@ pub struct BenchResult {
     pub device_name: String,
 }
 
-/// Gaussian N(0, 1) patterns (Philox, seed 0), rows generated on all cores.
-pub fn gaussian_patterns(p: usize, n: usize) -> Array2<f32> {
-    let mut data = vec![0.0f32; p * n];
+/// `MemAvailable` of /proc/meminfo in bytes (None where there is no such file).
+fn available_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Gaussian N(0, 1) patterns (Philox, seed 0), rows generated on all cores; an error (not
+/// an abort) when P·N floats cannot be allocated.
+pub fn gaussian_patterns(p: usize, n: usize) -> Result<Array2<f32>> {
+    let too_big = |reason: String| ExperimentError::Invalid {
+        argument: "--patterns × --dim",
+        value: format!("{p} × {n}"),
+        reason,
+    };
+    let len = p
+        .checked_mul(n)
+        .filter(|l| l.checked_mul(4).is_some())
+        .ok_or_else(|| too_big("P·N·4 bytes overflow the address space".into()))?;
+    // Linux overcommits: a reservation beyond RAM succeeds and the fill is then killed, so
+    // compare with MemAvailable first where /proc/meminfo exists.
+    if let Some(available) = available_bytes() {
+        if len as u64 * 4 > available {
+            return Err(too_big(format!(
+                "{:.1} GiB of patterns exceed the {:.1} GiB of memory available",
+                len as f64 * 4.0 / (1u64 << 30) as f64,
+                available as f64 / (1u64 << 30) as f64
+            )));
+        }
+    }
+    let mut data: Vec<f32> = Vec::new();
+    data.try_reserve_exact(len).map_err(|e| {
+        too_big(format!(
+            "cannot allocate {:.1} GiB of patterns: {e}",
+            len as f64 * 4.0 / (1u64 << 30) as f64
+        ))
+    })?;
+    data.resize(len, 0.0);
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let rows_per = p.div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -72,7 +108,7 @@ pub fn gaussian_patterns(p: usize, n: usize) -> Array2<f32> {
             });
         }
     });
-    Array2::from_shape_vec((p, n), data).expect("p × n values")
+    Array2::from_shape_vec((p, n), data).map_err(|e| too_big(e.to_string()))
 }
 
 /// The median (upper middle for an even count) of a non-empty list.
@@ -103,7 +139,7 @@ pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
     }
     let (p, n, b) = (cfg.patterns, cfg.dim, cfg.batch);
     let setup = std::time::Instant::now();
-    let raw = gaussian_patterns(p, n);
+    let raw = gaussian_patterns(p, n)?;
     let mut queries = Array2::<f32>::zeros((b, n));
     let mut noise = vec![0.0f32; n];
     for (q, mut row) in queries.rows_mut().into_iter().enumerate() {

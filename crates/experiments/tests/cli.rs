@@ -545,6 +545,17 @@ fn bench_bad_arguments_give_a_message_and_exit_2() {
             "1",
             "--beta=-1",
         ],
+        // 2⁴⁰ × 512 floats: refused before allocating, not aborted or OOM-killed.
+        &[
+            "--patterns",
+            "1099511627776",
+            "--dim",
+            "512",
+            "--batch",
+            "1",
+            "--device",
+            "cpu",
+        ],
         &[
             "--patterns",
             "10",
