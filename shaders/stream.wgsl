@@ -37,6 +37,12 @@ struct Stat {
 
 const WG: u32 = 64u;
 
+// Pattern-tile staging (STAGED): 64 rows × 64 coordinates padded to 65, and the query
+// tile's coordinates; one float when not staged.
+override STAGED: bool = false;
+override STAGE_FLOATS: u32 = 1u;
+var<workgroup> pat_sh: array<f32, STAGE_FLOATS>;
+var<workgroup> xq_sh: array<array<vec4<f32>, 64>, GROUPS>;
 var<workgroup> best_s_sh: array<array<vec4<f32>, 64>, GROUPS>;
 var<workgroup> best_i_sh: array<array<vec4<u32>, 64>, GROUPS>;
 
@@ -55,20 +61,36 @@ fn similarity4(a: vec4<f32>) -> vec4<f32> {
     );
 }
 
-// Similarity terms of pattern entry v against coordinate i of four query rows (offsets
-// `rows`), for the first `used` lanes; `used` comes from the LANES pipeline constant, so
-// the unused lanes compile away.
-fn terms4(v: f32, rows: vec4<u32>, i: u32, used: u32) -> vec4<f32> {
+// Coordinate i of four query rows (offsets `rows`), for the first `used` lanes; `used`
+// comes from the LANES pipeline constant, so the unused lanes compile away.
+fn query4(rows: vec4<u32>, i: u32, used: u32) -> vec4<f32> {
     var r = vec4<f32>(0.0);
-    r.x = sim_term(v, xs[rows.x + i]);
+    r.x = xs[rows.x + i];
     if used > 1u {
-        r.y = sim_term(v, xs[rows.y + i]);
+        r.y = xs[rows.y + i];
     }
     if used > 2u {
-        r.z = sim_term(v, xs[rows.z + i]);
+        r.z = xs[rows.z + i];
     }
     if used > 3u {
-        r.w = sim_term(v, xs[rows.w + i]);
+        r.w = xs[rows.w + i];
+    }
+    return r;
+}
+
+// Similarity terms of pattern entry v against the same coordinate of four queries, for
+// the first `used` lanes (a pipeline constant: the rest compile away).
+fn terms4(v: f32, x: vec4<f32>, used: u32) -> vec4<f32> {
+    var r = vec4<f32>(0.0);
+    r.x = sim_term(v, x.x);
+    if used > 1u {
+        r.y = sim_term(v, x.y);
+    }
+    if used > 2u {
+        r.z = sim_term(v, x.z);
+    }
+    if used > 3u {
+        r.w = sim_term(v, x.w);
     }
     return r;
 }
@@ -125,16 +147,47 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         let count = min(WG, end - t0);
         var z_lo = vec4<f32>(0.0);
         var z_hi = vec4<f32>(0.0);
-        if mu < end {
-            var a_lo = vec4<f32>(0.0);
-            var a_hi = vec4<f32>(0.0);
+        var a_lo = vec4<f32>(0.0);
+        var a_hi = vec4<f32>(0.0);
+        if STAGED {
+            // Coalesced: the tile's rows are read a 64-wide slice of coordinates at a time
+            // (consecutive invocations, consecutive addresses) into workgroup memory, padded
+            // to 65 floats per row so the transposed reads below do not share banks.
+            for (var k0 = 0u; k0 < n; k0 += WG) {
+                let kc = min(WG, n - k0);
+                if t < kc {
+                    for (var r = 0u; r < count; r++) {
+                        pat_sh[r * 65u + t] = load_pat(t0 + r, k0 + t);
+                    }
+                    xq_sh[0][t] = query4(rows_lo, k0 + t, lo_used);
+                    if hi_used > 0u {
+                        xq_sh[hi_g][t] = query4(rows_hi, k0 + t, hi_used);
+                    }
+                }
+                workgroupBarrier();
+                if mu < end {
+                    for (var k = 0u; k < kc; k++) {
+                        let v = pat_sh[t * 65u + k];
+                        a_lo += terms4(v, xq_sh[0][k], lo_used);
+                        if hi_used > 0u {
+                            a_hi += terms4(v, xq_sh[hi_g][k], hi_used);
+                        }
+                    }
+                }
+                workgroupBarrier();
+            }
+        } else if mu < end {
+            // Each invocation reads its own pattern row (best where loads are gathers anyway,
+            // e.g. a CPU rasterizer).
             for (var i = 0u; i < n; i++) {
                 let v = load_pat(mu, i);
-                a_lo += terms4(v, rows_lo, i, lo_used);
+                a_lo += terms4(v, query4(rows_lo, i, lo_used), lo_used);
                 if hi_used > 0u {
-                    a_hi += terms4(v, rows_hi, i, hi_used);
+                    a_hi += terms4(v, query4(rows_hi, i, hi_used), hi_used);
                 }
             }
+        }
+        if mu < end {
             let g = vec4<u32>(params.chunk_base + mu);
             let s_lo = similarity4(a_lo);
             z_lo = params.beta * s_lo;

@@ -127,7 +127,7 @@ fn retriever_step_matches_the_reference_on_both_devices() {
             ..Config::default()
         };
         let expected = reference(&cfg, &patterns, queries.view());
-        for device in [Device::Cpu, gpu()] {
+        for device in [Device::Cpu, gpu(), staged()] {
             let r = Retriever::builder(patterns.clone())
                 .config(cfg)
                 .device(device.clone())
@@ -140,6 +140,60 @@ fn retriever_step_matches_the_reference_on_both_devices() {
                 let want = expected.slice(ndarray::s![..b, ..]).to_owned();
                 assert_states(&label, &r.step(q).unwrap(), &want);
             }
+        }
+    }
+}
+
+/// wgpu with pattern tiles staged through workgroup memory (the GPU default; lavapipe
+/// defaults to direct row reads).
+fn staged() -> Device {
+    gpu_with(dam::WgpuOptions {
+        stage_patterns: Some(true),
+        ..dam::WgpuOptions::default()
+    })
+}
+
+#[test]
+fn staged_and_direct_streaming_kernels_match_the_reference() {
+    // N = 130: two full 64-coordinate slices and a ragged one; B = 11: a tile of 8 queries
+    // and one of 3; P = 5,003: ragged pattern tiles. Full retrieval (energies, nearest,
+    // convergence) for three similarities.
+    let raw = unit_patterns(5_003, 130, 13);
+    let queries = noisy_queries(&raw, 11, 0.3, 14);
+    let patterns = Patterns::new(raw).unwrap();
+    let direct = gpu_with(dam::WgpuOptions {
+        stage_patterns: Some(false),
+        ..dam::WgpuOptions::default()
+    });
+    for similarity in [
+        Similarity::Dot,
+        Similarity::NegEuclidean,
+        Similarity::NegManhattan,
+    ] {
+        let cfg = Config {
+            similarity,
+            separation: Separation::Softmax { beta: 6.0 },
+            dynamics: Dynamics::Iterate {
+                max_steps: 4,
+                tol: 1e-4,
+            },
+            projection: Projection::Sphere,
+            ..Config::default()
+        };
+        let expected = Retriever::builder(patterns.clone())
+            .config(cfg)
+            .build()
+            .unwrap()
+            .retrieve(queries.view())
+            .unwrap();
+        for device in [staged(), direct.clone()] {
+            let r = Retriever::builder(patterns.clone())
+                .config(cfg)
+                .device(device.clone())
+                .build()
+                .unwrap();
+            let label = format!("{similarity:?} on {device:?}");
+            assert_matches(&label, &r.retrieve(queries.view()).unwrap(), &expected);
         }
     }
 }

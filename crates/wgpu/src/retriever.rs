@@ -385,7 +385,11 @@ impl WgpuRetriever {
         // the invocation's own pattern.
         let n = self.dim as u64;
         let owned = n.div_ceil(STREAM_WG as u64);
-        let per_tile = 5 * STREAM_WG as u64 + (STREAM_WG as u64 + STREAM_QT as u64) * owned + n;
+        // Staged (see WgpuOptions::stage_patterns): the tile's rows are also copied once.
+        let per_tile = 5 * STREAM_WG as u64
+            + (STREAM_WG as u64 + STREAM_QT as u64) * owned
+            + 2 * n
+            + 2 * owned;
         let max_tiles = (LOOP_BUDGET / per_tile).max(1);
         let split_len = (p.div_ceil(target).div_ceil(STREAM_WG as u64) * STREAM_WG as u64)
             .min(max_tiles * STREAM_WG as u64);
@@ -740,7 +744,20 @@ impl WgpuRetriever {
             let accs = self.storage("dam partial sums", b as u64 * splits * n as u64 * 4);
             let partial = ctx.pipeline(
                 Kernel::StreamPartial.for_storage(self.storage, self.native_f16()),
-                &[sim, ("LANES", lanes(b)), ("GROUPS", lanes(b).div_ceil(4))],
+                &[
+                    sim,
+                    ("LANES", lanes(b)),
+                    ("GROUPS", lanes(b).div_ceil(4)),
+                    ("STAGED", ctx.stage_patterns(lanes(b)) as u32),
+                    (
+                        "STAGE_FLOATS",
+                        if ctx.stage_patterns(lanes(b)) {
+                            STREAM_WG * 65
+                        } else {
+                            1
+                        },
+                    ),
+                ],
             )?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
                 let group = self.bind(
