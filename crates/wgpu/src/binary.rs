@@ -5,7 +5,6 @@ use dam_core::binary::{
     sweep_order, words_per_state, BinaryPatterns, SpinEnergy, SpinResult, SpinUpdate,
 };
 use dam_core::{Error, Result};
-use wgpu::util::DeviceExt;
 
 use crate::context::WgpuContext;
 use crate::retriever::{read_back, scoped};
@@ -97,17 +96,7 @@ impl<'a> Spins<'a> {
         queries: &[u32],
         b: usize,
     ) -> Self {
-        let device = &ctx.device;
-        let usage = wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST;
-        let init = |label: &str, contents: &[u8]| {
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage,
-            })
-        };
+        let init = |label: &str, contents: &[u8]| ctx.storage_init(label, contents);
         let (n, p) = (patterns.dim(), patterns.count());
         let zeros =
             |label: &str, len: usize| init(label, bytemuck::cast_slice(&vec![0u32; len.max(1)]));
@@ -144,17 +133,7 @@ impl<'a> Spins<'a> {
         params: SParams,
         groups: (u32, u32),
     ) -> Result<wgpu::CommandBuffer, WgpuError> {
-        let ctx = self.ctx;
-        let pipeline = ctx.pipeline(kernel, &[])?;
-        let uniform = ctx
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("dam spin params"),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
         let all = [
-            (0, &uniform),
             (1, &self.patterns),
             (2, &self.states),
             (3, &self.h),
@@ -163,33 +142,21 @@ impl<'a> Spins<'a> {
             (6, &self.flips),
             (7, &self.decisions),
         ];
+        // Binding 0 (the parameters) is added by `dispatch_once`.
         let used: &[u32] = match kernel {
-            Kernel::SpinInit => &[0, 1, 2, 3],
-            Kernel::SpinSweep => &[0, 1, 2, 3, 4, 5, 6],
-            Kernel::SpinDecide => &[0, 1, 2, 3, 4, 7],
-            _ => &[0, 2, 6, 7],
+            Kernel::SpinInit => &[1, 2, 3],
+            Kernel::SpinSweep => &[1, 2, 3, 4, 5, 6],
+            Kernel::SpinDecide => &[1, 2, 3, 4, 7],
+            _ => &[2, 6, 7],
         };
-        let entries: Vec<wgpu::BindGroupEntry> = all
-            .iter()
-            .filter(|(i, _)| used.contains(i))
-            .map(|&(binding, buffer)| wgpu::BindGroupEntry {
-                binding,
-                resource: buffer.as_entire_binding(),
-            })
-            .collect();
-        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &group, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, 1);
-        }
-        Ok(encoder.finish())
+        let buffers: Vec<(u32, &wgpu::Buffer)> =
+            all.into_iter().filter(|(i, _)| used.contains(i)).collect();
+        self.ctx.dispatch_once(
+            kernel,
+            bytemuck::bytes_of(&params),
+            &buffers,
+            [groups.0, groups.1, 1],
+        )
     }
 
     fn run(&self, update: SpinUpdate) -> Result<SpinResult, WgpuError> {

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use wgpu::util::DeviceExt;
+
 use crate::source::Kernel;
 use crate::WgpuError;
 
@@ -215,5 +217,70 @@ impl WgpuContext {
         let pipeline = Arc::new(pipeline);
         cache.insert(key, pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// A storage buffer initialised with `contents` (readable back and rewritable).
+    pub fn storage_init(&self, label: &str, contents: &[u8]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// A bind group for group 0 of `pipeline`: whole `buffers` at their bindings, plus
+    /// `extra` entries (e.g. a sub-range of a buffer).
+    pub fn bind_group(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[(u32, &wgpu::Buffer)],
+        extra: Vec<wgpu::BindGroupEntry<'_>>,
+    ) -> wgpu::BindGroup {
+        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .map(|&(binding, buffer)| wgpu::BindGroupEntry {
+                binding,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        entries.extend(extra);
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    }
+
+    /// One command buffer with one dispatch of `kernel` (no constants): `params` as the
+    /// uniform at binding 0, `buffers` at theirs, `groups` workgroups.
+    pub fn dispatch_once(
+        &self,
+        kernel: Kernel,
+        params: &[u8],
+        buffers: &[(u32, &wgpu::Buffer)],
+        groups: [u32; 3],
+    ) -> Result<wgpu::CommandBuffer, WgpuError> {
+        let pipeline = self.pipeline(kernel, &[])?;
+        let uniform = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(kernel.name()),
+                contents: params,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut all = vec![(0, &uniform)];
+        all.extend_from_slice(buffers);
+        let group = self.bind_group(&pipeline, &all, Vec::new());
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        }
+        Ok(encoder.finish())
     }
 }

@@ -4,7 +4,6 @@
 use bytemuck::{Pod, Zeroable};
 use dam_core::features::{FeatureKind, FeatureSpec};
 use dam_core::{Error, Result};
-use wgpu::util::DeviceExt;
 
 use crate::context::WgpuContext;
 use crate::retriever::{read_back, scoped};
@@ -39,58 +38,6 @@ fn params(spec: &FeatureSpec) -> FParams {
         kind: (spec.kind == FeatureKind::PositiveExp) as u32,
         beta: spec.beta as f32,
     }
-}
-
-fn storage(ctx: &WgpuContext, label: &str, contents: &[u8]) -> wgpu::Buffer {
-    ctx.device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        })
-}
-
-/// Encodes one dispatch of `kernel` with the given bindings.
-fn dispatch(
-    ctx: &WgpuContext,
-    kernel: Kernel,
-    p: FParams,
-    entries: &[(u32, &wgpu::Buffer)],
-    groups: u32,
-) -> Result<wgpu::CommandBuffer, WgpuError> {
-    let pipeline = ctx.pipeline(kernel, &[])?;
-    let uniform = ctx
-        .device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("dam feature params"),
-            contents: bytemuck::bytes_of(&p),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-    let mut all = vec![wgpu::BindGroupEntry {
-        binding: 0,
-        resource: uniform.as_entire_binding(),
-    }];
-    all.extend(
-        entries
-            .iter()
-            .map(|&(binding, buffer)| wgpu::BindGroupEntry {
-                binding,
-                resource: buffer.as_entire_binding(),
-            }),
-    );
-    let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &all,
-    });
-    let mut encoder = ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &group, &[]);
-        pass.dispatch_workgroups(groups, 1, 1);
-    }
-    Ok(encoder.finish())
 }
 
 fn check_budget(spec: &FeatureSpec) -> Result<()> {
@@ -161,10 +108,9 @@ fn feature_sum_call(
             let r = rows.len() / spec.dim;
             let per_block = (LOOP_BUDGET / (2 * spec.dim + 8)).max(1);
             let blocks = r.div_ceil(per_block).max(1);
-            let omega_buf = storage(ctx, "dam omega", bytemuck::cast_slice(omega));
-            let xs = storage(ctx, "dam feature rows", bytemuck::cast_slice(rows));
-            let sums = storage(
-                ctx,
+            let omega_buf = ctx.storage_init("dam omega", bytemuck::cast_slice(omega));
+            let xs = ctx.storage_init("dam feature rows", bytemuck::cast_slice(rows));
+            let sums = ctx.storage_init(
                 "dam feature sums",
                 bytemuck::cast_slice(&vec![0f32; blocks * spec.features]),
             );
@@ -178,12 +124,11 @@ fn feature_sum_call(
                     ..params(spec)
                 };
                 let groups = (spec.frequencies() as u32).div_ceil(64);
-                commands.push(dispatch(
-                    ctx,
+                commands.push(ctx.dispatch_once(
                     Kernel::FeatureSum,
-                    p,
+                    bytemuck::bytes_of(&p),
                     &[(1, &omega_buf), (2, &xs), (3, &sums)],
-                    groups,
+                    [groups, 1, 1],
                 )?);
             }
             ctx.queue.submit(commands);
@@ -234,21 +179,16 @@ fn value_and_grad_call(
         "random-feature energy",
         || -> Result<(Vec<f64>, Vec<f64>), WgpuError> {
             let t32: Vec<f32> = t.iter().map(|&v| v as f32).collect();
-            let omega_buf = storage(ctx, "dam omega", bytemuck::cast_slice(omega));
-            let xs = storage(ctx, "dam feature queries", bytemuck::cast_slice(queries));
-            let weights = storage(ctx, "dam feature weights", bytemuck::cast_slice(&t32));
-            let coefs = storage(
-                ctx,
+            let omega_buf = ctx.storage_init("dam omega", bytemuck::cast_slice(omega));
+            let xs = ctx.storage_init("dam feature queries", bytemuck::cast_slice(queries));
+            let weights = ctx.storage_init("dam feature weights", bytemuck::cast_slice(&t32));
+            let coefs = ctx.storage_init(
                 "dam feature coefs",
                 bytemuck::cast_slice(&vec![0f32; b * spec.frequencies()]),
             );
-            let values = storage(
-                ctx,
-                "dam feature values",
-                bytemuck::cast_slice(&vec![0f32; b]),
-            );
-            let grads = storage(
-                ctx,
+            let values =
+                ctx.storage_init("dam feature values", bytemuck::cast_slice(&vec![0f32; b]));
+            let grads = ctx.storage_init(
                 "dam feature grads",
                 bytemuck::cast_slice(&vec![0f32; b * spec.dim]),
             );
@@ -260,12 +200,11 @@ fn value_and_grad_call(
                 (6, &values),
                 (7, &grads),
             ];
-            ctx.queue.submit([dispatch(
-                ctx,
+            ctx.queue.submit([ctx.dispatch_once(
                 Kernel::FeatureValueGrad,
-                params(spec),
+                bytemuck::bytes_of(&params(spec)),
                 &entries,
-                b as u32,
+                [b as u32, 1, 1],
             )?]);
             let c = dam_cpu::features::scale(spec);
             let v: Vec<f32> = read_back(ctx, &values, "feature values")?;

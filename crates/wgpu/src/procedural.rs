@@ -3,7 +3,6 @@
 use bytemuck::{Pod, Zeroable};
 use dam_core::procedural::{key_of, PatternKind, StreamRequest, StreamStats};
 use dam_core::{Error, Result};
-use wgpu::util::DeviceExt;
 
 use crate::context::WgpuContext;
 use crate::retriever::{read_back, scoped};
@@ -122,13 +121,7 @@ fn run(
 
     let usage =
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-    let init = |label: &str, contents: &[u8]| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents,
-            usage,
-        })
-    };
+    let init = |label: &str, contents: &[u8]| ctx.storage_init(label, contents);
     let xs = init("dam procedural queries", bytemuck::cast_slice(queries));
     let keys: Vec<[u32; 2]> = seeds.iter().map(|&s| key_of(s)).collect();
     let keys = init("dam procedural keys", bytemuck::cast_slice(&keys));
@@ -169,18 +162,7 @@ fn run(
     let partial = ctx.pipeline(Kernel::ProceduralPartial, &[])?;
     let fold = ctx.pipeline(Kernel::ProceduralFold, &[])?;
     let bind = |pipeline: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]| {
-        let entries: Vec<wgpu::BindGroupEntry> = entries
-            .iter()
-            .map(|&(binding, buffer)| wgpu::BindGroupEntry {
-                binding,
-                resource: buffer.as_entire_binding(),
-            })
-            .collect();
-        device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        })
+        ctx.bind_group(pipeline, entries, Vec::new())
     };
     let partial_group = bind(
         &partial,

@@ -603,32 +603,20 @@ impl WgpuRetriever {
         block: Option<&Block>,
     ) -> wgpu::BindGroup {
         // Binding 1 is the block of stored patterns in the kernels that read them.
-        let mut entries: Vec<wgpu::BindGroupEntry> = entries
-            .iter()
-            .map(|&(binding, buffer)| wgpu::BindGroupEntry {
-                binding,
-                resource: buffer.as_entire_binding(),
-            })
-            .collect();
-        if let Some(block) = block {
-            entries.push(wgpu::BindGroupEntry {
+        let extra = block
+            .map(|block| wgpu::BindGroupEntry {
                 binding: 1,
                 resource: self.block_binding(block),
-            });
-        }
-        self.ctx
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
             })
+            .into_iter()
+            .collect();
+        self.ctx.bind_group(pipeline, entries, extra)
     }
 
     /// Runs up to `max_steps` update steps for one batch (0: only evaluate energy and
-    /// nearest), entirely on the device, reading back one `u32` per step.
-    /// Runs `max_steps` updates (stopping early when all converge) and a final evaluation;
-    /// `STEP_ONLY`: exactly one update, no evaluation after it, no per-step readback.
+    /// nearest), entirely on the device, reading back one `u32` per step, then a final
+    /// evaluation; `STEP_ONLY`: exactly one update, no evaluation after it, no per-step
+    /// readback.
     fn run_batch(
         &self,
         queries: ArrayView2<'_, f32>,
@@ -679,21 +667,9 @@ impl WgpuRetriever {
 
         // Buffers.
         let x_data: Vec<f32> = queries.iter().copied().collect();
-        let xs = ctx
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("dam states"),
-                contents: bytemuck::cast_slice(&x_data),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            });
+        let xs = ctx.storage_init("dam states", bytemuck::cast_slice(&x_data));
         let status_init: Vec<u32> = (0..b).flat_map(|_| [1u32, 0, 0, 0]).collect();
-        let status = ctx
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("dam status"),
-                contents: bytemuck::cast_slice(&status_init),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            });
+        let status = ctx.storage_init("dam status", bytemuck::cast_slice(&status_init));
         let ys = self.storage("dam update", b as u64 * n as u64 * 4);
         let log_scale = self.storage("dam log scale", b as u64 * 4);
         let pending = self.storage("dam pending", 4);
