@@ -245,12 +245,7 @@ impl Retriever {
                 {
                     let next = dam_cpu::update(&self.config, &self.patterns, &row.to_vec());
                     if next.iter().any(|v| !v.is_finite()) {
-                        return Err(Error::Overflow {
-                            what: "state",
-                            query: q,
-                            steps: 1,
-                            hint: "the update left f32; use Projection::Sphere or Sign",
-                        });
+                        return Err(Error::state_overflow(q, 1));
                     }
                     out.assign(&ndarray::ArrayView1::from(&next));
                 }

@@ -109,3 +109,15 @@ pub enum Error {
 
 /// Shorthand for `Result<T, dam_core::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The state of `query` left f32 after `steps` update steps (every backend reports it so).
+    pub fn state_overflow(query: usize, steps: usize) -> Self {
+        Error::Overflow {
+            what: "state",
+            query,
+            steps,
+            hint: "the update left f32; use Projection::Sphere or Sign, or fewer steps",
+        }
+    }
+}

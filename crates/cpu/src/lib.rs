@@ -245,12 +245,7 @@ pub fn retrieve(
             let next = update(config, patterns, &x);
             steps[q] += 1;
             if next.iter().any(|v| !v.is_finite()) {
-                return Err(Error::Overflow {
-                    what: "state",
-                    query: q,
-                    steps: steps[q],
-                    hint: "the update left f32; use Projection::Sphere or Sign, or fewer steps",
-                });
+                return Err(Error::state_overflow(q, steps[q]));
             }
             let delta = next
                 .iter()

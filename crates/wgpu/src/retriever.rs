@@ -460,12 +460,7 @@ impl WgpuRetriever {
             for q in 0..b {
                 let st = &out.status[q * 4..q * 4 + 4];
                 if st[3] != 0 {
-                    return Err(Error::Overflow {
-                        what: "state",
-                        query: start + q,
-                        steps: st[1] as usize,
-                        hint: "the update left f32; use Projection::Sphere or Sign, or fewer steps",
-                    });
+                    return Err(Error::state_overflow(start + q, st[1] as usize));
                 }
                 steps.push(st[1] as usize);
                 converged.push(st[2] != 0);
@@ -525,12 +520,7 @@ impl WgpuRetriever {
             gpu_ns = gpu_ns.zip(out.gpu_ns).map(|(a, b)| a + b);
             for q in 0..end - start {
                 if out.status[q * 4 + 3] != 0 {
-                    return Err(Error::Overflow {
-                        what: "state",
-                        query: start + q,
-                        steps: 1,
-                        hint: "the update left f32; use Projection::Sphere or Sign",
-                    });
+                    return Err(Error::state_overflow(start + q, 1));
                 }
             }
             let block =
