@@ -225,6 +225,16 @@ struct Plan {
     splits_total: u32,
 }
 
+impl Plan {
+    /// The row ranges `start..end` of `total` queries, `batch` at a time.
+    fn slices(&self, total: usize) -> impl Iterator<Item = (usize, usize)> {
+        let batch = self.batch as usize;
+        (0..total)
+            .step_by(batch)
+            .map(move |start| (start, (start + batch).min(total)))
+    }
+}
+
 /// What one batch returns before conversion.
 struct BatchOut {
     /// GPU nanoseconds of the step's compute pass (STEP_ONLY with timestamps).
@@ -451,9 +461,7 @@ impl WgpuRetriever {
         let mut nearest = Vec::with_capacity(b_total);
         let mut energy = Vec::with_capacity(b_total);
         let mut traces = Vec::with_capacity(if trace { b_total } else { 0 });
-        let mut start = 0;
-        while start < b_total {
-            let end = (start + plan.batch as usize).min(b_total);
+        for (start, end) in plan.slices(b_total) {
             let slice = queries.slice(s![start..end, ..]);
             let out = self.run_batch(slice, max_steps, plan)?;
             let b = end - start;
@@ -478,15 +486,7 @@ impl WgpuRetriever {
                     traces.push(t?);
                 }
             }
-            let block = Array2::from_shape_vec((b, self.dim), out.states).map_err(|e| {
-                Error::InvalidParameter {
-                    argument: "states",
-                    value: format!("{b}×{}", self.dim),
-                    reason: e.to_string(),
-                }
-            })?;
-            states.slice_mut(s![start..end, ..]).assign(&block);
-            start = end;
+            self.put_states(&mut states, start, &out.states)?;
         }
         Ok(RetrievalResult {
             states,
@@ -513,9 +513,7 @@ impl WgpuRetriever {
         let plan = self.plan(queries.nrows(), 1)?;
         let mut states = Array2::<f32>::zeros(queries.dim());
         let mut gpu_ns = Some(0.0);
-        let mut start = 0;
-        while start < queries.nrows() {
-            let end = (start + plan.batch as usize).min(queries.nrows());
+        for (start, end) in plan.slices(queries.nrows()) {
             let out = self.run_batch(queries.slice(s![start..end, ..]), STEP_ONLY, plan)?;
             gpu_ns = gpu_ns.zip(out.gpu_ns).map(|(a, b)| a + b);
             for q in 0..end - start {
@@ -523,18 +521,23 @@ impl WgpuRetriever {
                     return Err(Error::state_overflow(start + q, 1));
                 }
             }
-            let block =
-                ArrayView2::from_shape((end - start, self.dim), &out.states).map_err(|e| {
-                    Error::InvalidParameter {
-                        argument: "states",
-                        value: format!("{}×{}", end - start, self.dim),
-                        reason: e.to_string(),
-                    }
-                })?;
-            states.slice_mut(s![start..end, ..]).assign(&block);
-            start = end;
+            self.put_states(&mut states, start, &out.states)?;
         }
         Ok((states, gpu_ns.map(|ns| ns * 1e-9)))
+    }
+
+    /// Copies a batch slice's states (rows from `start`) into the full result.
+    fn put_states(&self, states: &mut Array2<f32>, start: usize, data: &[f32]) -> Result<()> {
+        let rows = data.len() / self.dim;
+        let block = ArrayView2::from_shape((rows, self.dim), data).map_err(|e| {
+            Error::InvalidParameter {
+                argument: "states",
+                value: format!("{rows}×{}", self.dim),
+                reason: e.to_string(),
+            }
+        })?;
+        states.slice_mut(s![start..start + rows, ..]).assign(&block);
+        Ok(())
     }
 
     /// E(x) for each row of `states` (B×N).
@@ -543,14 +546,11 @@ impl WgpuRetriever {
         self.bounds.check(&self.config, states)?;
         let plan = self.plan(states.nrows(), 1)?;
         let mut out = Vec::with_capacity(states.nrows());
-        let mut start = 0;
-        while start < states.nrows() {
-            let end = (start + plan.batch as usize).min(states.nrows());
+        for (start, end) in plan.slices(states.nrows()) {
             let batch = self.run_batch(states.slice(s![start..end, ..]), 0, plan)?;
             for (q, &raw) in batch.energy_rows.iter().enumerate() {
                 out.push(self.energy_value(raw, start + q, 0)?);
             }
-            start = end;
         }
         Ok(out)
     }
