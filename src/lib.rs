@@ -236,20 +236,7 @@ impl Retriever {
                     );
                     return Ok(out.states);
                 }
-                let mut states = Array2::<f32>::zeros(queries.dim());
-                for (q, (row, mut out)) in queries
-                    .rows()
-                    .into_iter()
-                    .zip(states.rows_mut())
-                    .enumerate()
-                {
-                    let next = dam_cpu::update(&self.config, &self.patterns, &row.to_vec());
-                    if next.iter().any(|v| !v.is_finite()) {
-                        return Err(Error::state_overflow(q, 1));
-                    }
-                    out.assign(&ndarray::ArrayView1::from(&next));
-                }
-                Ok(states)
+                dam_cpu::step(&self.config, &self.patterns, queries)
             }
             Backend::Wgpu(r) => r.step(queries),
         }

@@ -165,6 +165,24 @@ pub fn update(config: &Config, patterns: &Patterns, x: &[f32]) -> Vec<f32> {
     acc.iter().map(|&a| (a * factor) as f32).collect()
 }
 
+/// One update of every state (B×N rows, already validated), one query at a time;
+/// a state that leaves f32 is [`Error::Overflow`].
+pub fn step(
+    config: &Config,
+    patterns: &Patterns,
+    states: ArrayView2<'_, f32>,
+) -> Result<Array2<f32>> {
+    let mut out = Array2::<f32>::zeros(states.dim());
+    for (q, (row, mut o)) in states.rows().into_iter().zip(out.rows_mut()).enumerate() {
+        let next = update(config, patterns, &row.to_vec());
+        if next.iter().any(|v| !v.is_finite()) {
+            return Err(Error::state_overflow(q, 1));
+        }
+        o.assign(&ndarray::ArrayView1::from(&next));
+    }
+    Ok(out)
+}
+
 /// Energy of one state.
 pub fn energy_of(config: &Config, patterns: &Patterns, x: &[f32]) -> f64 {
     energy_from_scores(

@@ -171,14 +171,10 @@ pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
     let step = |q: &Array2<f32>| -> Result<(Array2<f32>, Option<f64>)> {
         match cfg.path {
             BenchPath::Engine => Ok(retriever.step_timed(q.view())?),
-            BenchPath::Reference => {
-                let mut out = Array2::<f32>::zeros(q.dim());
-                for (row, mut o) in q.rows().into_iter().zip(out.rows_mut()) {
-                    let next = dam::cpu::update(&config, retriever.patterns(), &row.to_vec());
-                    o.assign(&ndarray::ArrayView1::from(&next));
-                }
-                Ok((out, None))
-            }
+            BenchPath::Reference => Ok((
+                dam::cpu::step(&config, retriever.patterns(), q.view())?,
+                None,
+            )),
         }
     };
     let (mut last, _) = step(&queries)?; // warm-up: pipelines, buffers, caches
