@@ -478,6 +478,16 @@ fn device_of(arg: DeviceArg) -> Result<dam::Device> {
     })
 }
 
+/// The wgpu adapter's description, or `cpu_label` on the CPU.
+fn adapter_of(device: &dam::Device, cpu_label: &str) -> Result<String> {
+    Ok(match device {
+        dam::Device::Cpu => cpu_label.to_string(),
+        dam::Device::Wgpu(options) => dam::WgpuContext::shared(options)
+            .map_err(dam::Error::from)?
+            .describe(),
+    })
+}
+
 fn bench(args: &BenchArgs) -> Result<()> {
     use dam_experiments::bench::{run, BenchConfig, BenchPath};
     let beta = args.beta.unwrap_or(1.0 / (args.dim.max(1) as f32).sqrt());
@@ -502,12 +512,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
         dam::Device::Cpu => "cpu",
         dam::Device::Wgpu(_) => "wgpu",
     };
-    let adapter = match &device {
-        dam::Device::Cpu => "cpu".to_string(),
-        dam::Device::Wgpu(options) => dam::WgpuContext::shared(options)
-            .map_err(dam::Error::from)?
-            .describe(),
-    };
+    let adapter = adapter_of(&device, "cpu")?;
     let path = match (args.reference, &device) {
         (true, _) => "cpu-reference",
         (false, dam::Device::Cpu) => "cpu-fast",
@@ -568,12 +573,7 @@ fn drdam(args: &DrdamArgs) -> Result<()> {
         seed: args.seed,
     };
     let device = device_of(args.device)?;
-    let adapter = match &device {
-        dam::Device::Cpu => "cpu reference".to_string(),
-        dam::Device::Wgpu(options) => dam::WgpuContext::shared(options)
-            .map_err(dam::Error::from)?
-            .describe(),
-    };
+    let adapter = adapter_of(&device, "cpu reference")?;
     prepare_out(&args.out)?;
     let bar = ProgressBar::new((cfg.features.len() * cfg.trials) as u64);
     let rows = run(&cfg, &device, || bar.inc(1))?;
