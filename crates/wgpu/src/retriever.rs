@@ -106,8 +106,16 @@ impl std::fmt::Debug for WgpuRetriever {
 
 /// Runs `f` inside validation and out-of-memory error scopes; a captured error becomes
 /// [`WgpuError::Device`] naming `operation`.
-/// `max_steps` value that asks `run_batch` for one bare update (see [`WgpuRetriever::step`]).
-const STEP_ONLY: usize = usize::MAX;
+/// What `run_batch` runs for one batch.
+#[derive(Debug, Clone, Copy)]
+enum Run {
+    /// Up to this many update steps (stopping early when all converge), then a final
+    /// evaluation (0: only the evaluation).
+    Steps(usize),
+    /// Exactly one update, no evaluation after it, no per-step readback; `timed`: record
+    /// the compute pass with timestamp queries where the device has them.
+    Bare { timed: bool },
+}
 
 pub(crate) fn scoped<T>(
     ctx: &WgpuContext,
@@ -237,7 +245,7 @@ impl Plan {
 
 /// What one batch returns before conversion.
 struct BatchOut {
-    /// GPU nanoseconds of the step's compute pass (STEP_ONLY with timestamps).
+    /// GPU nanoseconds of the step's compute pass (`Run::Bare { timed: true }`).
     gpu_ns: Option<f64>,
     states: Vec<f32>,
     status: Vec<u32>,
@@ -463,7 +471,7 @@ impl WgpuRetriever {
         let mut traces = Vec::with_capacity(if trace { b_total } else { 0 });
         for (start, end) in plan.slices(b_total) {
             let slice = queries.slice(s![start..end, ..]);
-            let out = self.run_batch(slice, max_steps, plan)?;
+            let out = self.run_batch(slice, Run::Steps(max_steps), plan)?;
             let b = end - start;
             for q in 0..b {
                 let st = &out.status[q * 4..q * 4 + 4];
@@ -502,19 +510,28 @@ impl WgpuRetriever {
     /// evaluate and accumulate passes once, without the final energy pass or any readback
     /// besides the states and status.
     pub fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        Ok(self.step_timed(queries)?.0)
+        Ok(self.bare_step(queries, false)?.0)
     }
 
     /// [`WgpuRetriever::step`], plus the GPU time of its compute passes in seconds (summed
     /// over batch slices) from timestamp queries when the device has `TIMESTAMP_QUERY`.
     pub fn step_timed(&self, queries: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Option<f64>)> {
+        self.bare_step(queries, true)
+    }
+
+    fn bare_step(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        timed: bool,
+    ) -> Result<(Array2<f32>, Option<f64>)> {
         validate_queries(queries, self.dim)?;
         self.bounds.check(&self.config, queries)?;
         let plan = self.plan(queries.nrows(), 1)?;
         let mut states = Array2::<f32>::zeros(queries.dim());
         let mut gpu_ns = Some(0.0);
         for (start, end) in plan.slices(queries.nrows()) {
-            let out = self.run_batch(queries.slice(s![start..end, ..]), STEP_ONLY, plan)?;
+            let out =
+                self.run_batch(queries.slice(s![start..end, ..]), Run::Bare { timed }, plan)?;
             gpu_ns = gpu_ns.zip(out.gpu_ns).map(|(a, b)| a + b);
             for q in 0..end - start {
                 if out.status[q * 4 + 3] != 0 {
@@ -547,7 +564,7 @@ impl WgpuRetriever {
         let plan = self.plan(states.nrows(), 1)?;
         let mut out = Vec::with_capacity(states.nrows());
         for (start, end) in plan.slices(states.nrows()) {
-            let batch = self.run_batch(states.slice(s![start..end, ..]), 0, plan)?;
+            let batch = self.run_batch(states.slice(s![start..end, ..]), Run::Steps(0), plan)?;
             for (q, &raw) in batch.energy_rows.iter().enumerate() {
                 out.push(self.energy_value(raw, start + q, 0)?);
             }
@@ -603,19 +620,12 @@ impl WgpuRetriever {
         self.ctx.bind_group(pipeline, entries, extra)
     }
 
-    /// Runs up to `max_steps` update steps for one batch (0: only evaluate energy and
-    /// nearest), entirely on the device, reading back one `u32` per step, then a final
-    /// evaluation; `STEP_ONLY`: exactly one update, no evaluation after it, no per-step
-    /// readback.
-    fn run_batch(
-        &self,
-        queries: ArrayView2<'_, f32>,
-        max_steps: usize,
-        plan: Plan,
-    ) -> Result<BatchOut> {
+    /// Runs `run` for one batch entirely on the device; `Run::Steps` reads back one `u32`
+    /// per step.
+    fn run_batch(&self, queries: ArrayView2<'_, f32>, run: Run, plan: Plan) -> Result<BatchOut> {
         let ctx = &*self.ctx;
         let out = scoped(ctx, "retrieval", || {
-            self.run_batch_inner(queries, max_steps, plan)
+            self.run_batch_inner(queries, run, plan)
         })?;
         Ok(out?)
     }
@@ -623,14 +633,18 @@ impl WgpuRetriever {
     fn run_batch_inner(
         &self,
         queries: ArrayView2<'_, f32>,
-        max_steps: usize,
+        run: Run,
         plan: Plan,
     ) -> Result<BatchOut, WgpuError> {
+        let max_steps = match run {
+            Run::Steps(m) => m,
+            Run::Bare { .. } => 1,
+        };
         let ctx = &*self.ctx;
         let b = queries.nrows() as u32;
         let n = self.dim as u32;
         let p = self.count as u32;
-        let trace = self.config.energy_trace && max_steps != STEP_ONLY;
+        let trace = self.config.energy_trace && matches!(run, Run::Steps(_));
         let rows = if trace { max_steps as u64 + 1 } else { 1 };
         let (_, tol) = self.config.dynamics.budget();
         let (k, degree) = match self.config.separation {
@@ -859,10 +873,8 @@ impl WgpuRetriever {
             ctx.queue.write_buffer(&step, 0, bytemuck::bytes_of(&value));
         };
 
-        if max_steps == STEP_ONLY {
-            let timestamps = ctx
-                .features()
-                .contains(wgpu::Features::TIMESTAMP_QUERY)
+        if let Run::Bare { timed } = run {
+            let timestamps = (timed && ctx.features().contains(wgpu::Features::TIMESTAMP_QUERY))
                 .then(|| {
                     ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                         label: Some("dam step timestamps"),
