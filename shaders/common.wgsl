@@ -15,6 +15,11 @@ struct Params {
     degree: u32,       // polynomial degree n
 }
 
+// Row length (entries) of the stored patterns read through the loader (pat_*.wgsl).
+fn pat_row_len() -> u32 {
+    return params.dim;
+}
+
 // Per-step values, rewritten before each submit.
 struct Step {
     row: u32,          // energy-trace row written by this step

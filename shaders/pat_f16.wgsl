@@ -21,6 +21,6 @@ fn half_to_f32(h: u32) -> f32 {
 
 // Entry i of pattern `row` of the bound chunk.
 fn load_pat(row: u32, i: u32) -> f32 {
-    let word = pat[row * ((params.dim + 1u) / 2u) + i / 2u];
+    let word = pat[row * ((pat_row_len() + 1u) / 2u) + i / 2u];
     return half_to_f32(word >> (16u * (i & 1u)));
 }

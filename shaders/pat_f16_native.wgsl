@@ -6,5 +6,5 @@
 
 // Entry i of pattern `row` of the bound chunk.
 fn load_pat(row: u32, i: u32) -> f32 {
-    return f32(pat[row * ((params.dim + 1u) & ~1u) + i]);
+    return f32(pat[row * ((pat_row_len() + 1u) & ~1u) + i]);
 }

@@ -5,5 +5,5 @@
 
 // Entry i of pattern `row` of the bound chunk.
 fn load_pat(row: u32, i: u32) -> f32 {
-    return pat[row * params.dim + i];
+    return pat[row * pat_row_len() + i];
 }

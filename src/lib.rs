@@ -27,8 +27,8 @@ use std::sync::Arc;
 pub use dam_core::binary;
 pub use dam_core::procedural;
 pub use dam_core::{
-    Config, Dynamics, Error, Mismatch, Patterns, Projection, Result, RetrievalResult, Separation,
-    Similarity, Storage, Tolerance,
+    Backend, Config, Dynamics, Error, Mismatch, Patterns, Projection, Result, RetrievalResult,
+    Separation, Similarity, Storage, Tolerance,
 };
 pub use dam_cpu as cpu;
 pub use dam_wgpu as wgpu_backend;
@@ -74,6 +74,15 @@ impl Device {
         }
     }
 
+    /// (`cpu`, `cpu reference`) or (`wgpu`, the adapter's description), as the CLI
+    /// reports them.
+    pub fn describe(&self) -> Result<(String, String)> {
+        Ok(match self {
+            Device::Cpu => ("cpu".into(), "cpu reference".into()),
+            Device::Wgpu(options) => ("wgpu".into(), WgpuContext::shared(options)?.describe()),
+        })
+    }
+
     fn probe() -> Self {
         match WgpuContext::shared(&WgpuOptions::default()) {
             Ok(_) => Device::wgpu(),
@@ -86,17 +95,13 @@ impl Device {
     }
 }
 
-enum Backend {
-    Cpu,
-    Wgpu(dam_wgpu::WgpuRetriever),
-}
-
-/// Stored patterns plus a retrieval rule, on a device.
+/// Stored patterns plus a retrieval rule, on a device: a [`Backend`] (the CPU's
+/// [`cpu::CpuRetriever`] or [`wgpu_backend::WgpuRetriever`]) behind one API.
 pub struct Retriever {
     storage: Storage,
-    patterns: Patterns,
+    patterns: Arc<Patterns>,
     config: Config,
-    backend: Backend,
+    backend: Box<dyn Backend>,
 }
 
 impl std::fmt::Debug for Retriever {
@@ -171,11 +176,12 @@ impl RetrieverBuilder {
             Storage::F32 => self.patterns,
             Storage::F16 => self.patterns.rounded_to_f16()?,
         };
-        let backend = match &self.device {
-            Device::Cpu => Backend::Cpu,
+        let patterns = Arc::new(patterns);
+        let backend: Box<dyn Backend> = match &self.device {
+            Device::Cpu => Box::new(dam_cpu::CpuRetriever::new(patterns.clone(), self.config)?),
             Device::Wgpu(options) => {
                 let ctx: Arc<WgpuContext> = WgpuContext::shared(options)?;
-                Backend::Wgpu(dam_wgpu::WgpuRetriever::with_storage(
+                Box::new(dam_wgpu::WgpuRetriever::with_storage(
                     ctx,
                     &patterns,
                     self.config,
@@ -205,10 +211,7 @@ impl Retriever {
 
     /// Runs the dynamics from each query (B×N); see [`RetrievalResult`].
     pub fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
-        match &self.backend {
-            Backend::Cpu => dam_cpu::retrieve(&self.config, &self.patterns, queries),
-            Backend::Wgpu(r) => r.retrieve(queries),
-        }
+        self.backend.retrieve(queries)
     }
 
     /// One update of the configured rule from each query (B×N): proj(f · Σ_μ w_μ ξ^μ),
@@ -218,28 +221,11 @@ impl Retriever {
     /// On [`Device::Cpu`], dot similarity with softmax runs the fused, cache-blocked,
     /// multi-threaded path of [`cpu::fast`] (f32 GEMM sums; tested against the reference
     /// within `STATE_TOL`); every other rule runs the reference update. On wgpu it is the
-    /// same kernels as one step of [`Retriever::retrieve`].
+    /// same kernels as one step of [`Retriever::retrieve`], or for softmax at large batches
+    /// on GPUs the generic matrix product ([`WgpuOptions::gemm_min_batch`]).
     pub fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        match &self.backend {
-            Backend::Cpu => {
-                validate_rows(queries, self.patterns.dim(), "queries")?;
-                self.patterns.check_range(&self.config, queries)?;
-                if let (Similarity::Dot, Separation::Softmax { beta }) =
-                    (self.config.similarity, self.config.separation)
-                {
-                    let out = dam_cpu::fast::softmax_dot_step(
-                        &self.patterns,
-                        queries,
-                        beta,
-                        self.config.projection,
-                        0,
-                    );
-                    return Ok(out.states);
-                }
-                dam_cpu::step(&self.config, &self.patterns, queries)
-            }
-            Backend::Wgpu(r) => r.step(queries),
-        }
+        validate_rows(queries, self.patterns.dim(), "queries")?;
+        self.backend.step(queries)
     }
 
     /// [`Retriever::step`], plus the device time of the step's compute passes in seconds,
@@ -247,18 +233,13 @@ impl Retriever {
     /// (`None` on the CPU and on adapters without it). Wall-clock time additionally counts
     /// the query upload, submit, wait and readback.
     pub fn step_timed(&self, queries: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Option<f64>)> {
-        match &self.backend {
-            Backend::Cpu => Ok((self.step(queries)?, None)),
-            Backend::Wgpu(r) => r.step_timed(queries),
-        }
+        validate_rows(queries, self.patterns.dim(), "queries")?;
+        self.backend.step_timed(queries)
     }
 
     /// E(x) for each row of `states` (B×N).
     pub fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
-        match &self.backend {
-            Backend::Cpu => dam_cpu::energy(&self.config, &self.patterns, states),
-            Backend::Wgpu(r) => r.energy(states),
-        }
+        self.backend.energy(states)
     }
 
     /// The stored patterns.
@@ -278,10 +259,7 @@ impl Retriever {
 
     /// `cpu (reference)` or `wgpu: <adapter> (<backend>, <device type>)`.
     pub fn device_name(&self) -> String {
-        match &self.backend {
-            Backend::Cpu => "cpu (reference)".into(),
-            Backend::Wgpu(r) => format!("wgpu: {}", r.context().describe()),
-        }
+        self.backend.describe()
     }
 }
 
@@ -319,6 +297,22 @@ pub fn spin_dynamics(
         Device::Wgpu(options) => {
             let ctx: Arc<WgpuContext> = WgpuContext::shared(options)?;
             dam_wgpu::binary::run(&ctx, patterns, energy, update, queries)
+        }
+    }
+}
+
+/// Streams the log-sum-exp of dot similarities over procedural patterns (see
+/// [`procedural`]) on `device`: memory O(B·N) for any P; both devices see the same
+/// patterns and agree within f32 rounding.
+pub fn stream_procedural(
+    device: &Device,
+    request: &procedural::StreamRequest<'_>,
+) -> Result<Vec<procedural::StreamStats>> {
+    match device {
+        Device::Cpu => Ok(dam_cpu::procedural::stream_dot(request)),
+        Device::Wgpu(options) => {
+            let ctx: Arc<WgpuContext> = WgpuContext::shared(options)?;
+            dam_wgpu::procedural::stream_dot(&ctx, request)
         }
     }
 }

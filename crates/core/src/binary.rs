@@ -69,6 +69,30 @@ pub fn overlap(a: &[u32], b: &[u32], dim: usize) -> i32 {
 }
 
 impl BinaryPatterns {
+    /// Checks a batch of packed queries (B × ⌈N/32⌉ words) against the patterns and
+    /// returns B; both backends call it before running the spin dynamics.
+    pub fn validate_queries(&self, queries: &[u32]) -> Result<usize> {
+        let w = words_per_state(self.dim());
+        if queries.is_empty() || !queries.len().is_multiple_of(w) {
+            return Err(Error::DimensionMismatch {
+                argument: "queries (packed, a multiple of ⌈N/32⌉ words)",
+                expected: w,
+                actual: queries.len(),
+            });
+        }
+        if let Some(q) = queries
+            .chunks(w)
+            .position(|s| !self.dim().is_multiple_of(32) && s[w - 1] >> (self.dim() % 32) != 0)
+        {
+            return Err(Error::InvalidParameter {
+                argument: "queries",
+                value: format!("query {q}"),
+                reason: "bits past N in the last word must be zero".into(),
+            });
+        }
+        Ok(queries.len() / w)
+    }
+
     /// Packs P×N ±1 values (row-major); entries must be exactly +1 or −1.
     pub fn from_signs(count: usize, dim: usize, values: &[f32]) -> Result<Self> {
         if count == 0 || dim == 0 {

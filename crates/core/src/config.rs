@@ -159,6 +159,26 @@ impl Config {
     }
 }
 
+/// The range rule shared by both backends: an energy is an error when it is NaN, or when
+/// it is beyond f32 for any separation but `Exponential` (whose energy is defined in f64
+/// and may be −∞ once log Σ e^{βs} exceeds ≈ 709.78).
+pub fn checked_energy(separation: Separation, e: f64, query: usize, steps: usize) -> Result<f64> {
+    let in_range = match separation {
+        Separation::Exponential { .. } => !e.is_nan(),
+        _ => e.abs() <= f32::MAX as f64,
+    };
+    if in_range {
+        Ok(e)
+    } else {
+        Err(Error::Overflow {
+            what: "energy",
+            query,
+            steps,
+            hint: "the energy is beyond f32 (polynomial energies grow like s^n); use a projection or a lower degree",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

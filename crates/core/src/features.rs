@@ -68,6 +68,15 @@ impl FeatureSpec {
         Ok(())
     }
 
+    /// The normalisation c of φ: √(2/Y) (Fourier) or 1/√Y (positive); both backends
+    /// scale their feature sums by it.
+    pub fn scale(&self) -> f64 {
+        match self.kind {
+            FeatureKind::Fourier => (2.0 / self.features as f64).sqrt(),
+            FeatureKind::PositiveExp => 1.0 / (self.features as f64).sqrt(),
+        }
+    }
+
     /// Number of frequency vectors: Y/2 for Fourier, Y for positive features.
     pub fn frequencies(&self) -> usize {
         match self.kind {

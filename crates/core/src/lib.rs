@@ -17,6 +17,7 @@
 //!   w = F′(s) otherwise.
 #![warn(missing_docs)]
 
+mod backend;
 pub mod binary;
 mod config;
 mod error;
@@ -27,7 +28,8 @@ pub use procedural::{PatternKind, Procedural, StreamRequest, StreamStats};
 mod result;
 mod tolerance;
 
-pub use config::{Config, Dynamics, Projection, Separation, Similarity};
+pub use backend::Backend;
+pub use config::{checked_energy, Config, Dynamics, Projection, Separation, Similarity};
 pub use error::{Error, Result};
 pub use patterns::{validate_queries, NormBounds, Patterns, Storage};
 pub use result::RetrievalResult;

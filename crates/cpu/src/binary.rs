@@ -5,7 +5,7 @@ use dam_core::binary::{
     overlap, sweep_order, words_per_state, BinaryPatterns, SpinEnergy, SpinResult, SpinTable,
     SpinUpdate,
 };
-use dam_core::{Error, Result};
+use dam_core::Result;
 
 fn spin(words: &[u32], i: usize) -> i64 {
     if (words[i / 32] >> (i % 32)) & 1 == 1 {
@@ -37,29 +37,6 @@ fn delta(patterns: &BinaryPatterns, table: &SpinTable, h: &[i64], sigma_i: i64, 
         .sum()
 }
 
-/// Checks a batch of packed queries against the patterns.
-pub fn validate(patterns: &BinaryPatterns, queries: &[u32]) -> Result<usize> {
-    let w = words_per_state(patterns.dim());
-    if queries.is_empty() || !queries.len().is_multiple_of(w) {
-        return Err(Error::DimensionMismatch {
-            argument: "queries (packed, a multiple of ⌈N/32⌉ words)",
-            expected: w,
-            actual: queries.len(),
-        });
-    }
-    if let Some(q) = queries
-        .chunks(w)
-        .position(|s| !patterns.dim().is_multiple_of(32) && s[w - 1] >> (patterns.dim() % 32) != 0)
-    {
-        return Err(Error::InvalidParameter {
-            argument: "queries",
-            value: format!("query {q}"),
-            reason: "bits past N in the last word must be zero".into(),
-        });
-    }
-    Ok(queries.len() / w)
-}
-
 /// Runs the spin dynamics from each packed query (B × ⌈N/32⌉ words).
 pub fn run(
     patterns: &BinaryPatterns,
@@ -67,7 +44,7 @@ pub fn run(
     update: SpinUpdate,
     queries: &[u32],
 ) -> Result<SpinResult> {
-    let b = validate(patterns, queries)?;
+    let b = patterns.validate_queries(queries)?;
     let table = energy.table(patterns.dim(), patterns.count())?;
     let (n, w) = (patterns.dim(), words_per_state(patterns.dim()));
     let mut states = queries.to_vec();

@@ -8,17 +8,9 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
 }
 
-/// The normalisation c of φ: √(2/Y) (Fourier) or 1/√Y (positive).
-pub fn scale(spec: &FeatureSpec) -> f64 {
-    match spec.kind {
-        FeatureKind::Fourier => (2.0 / spec.features as f64).sqrt(),
-        FeatureKind::PositiveExp => 1.0 / (spec.features as f64).sqrt(),
-    }
-}
-
 /// φ(x) (Y values).
 pub fn phi(spec: &FeatureSpec, omega: &[f32], x: &[f32]) -> Vec<f64> {
-    let (n, c) = (spec.dim, scale(spec));
+    let (n, c) = (spec.dim, spec.scale());
     let u: Vec<f64> = omega.chunks(n).map(|w| dot(w, x)).collect();
     match spec.kind {
         FeatureKind::Fourier => u
@@ -48,7 +40,7 @@ pub fn feature_sum(spec: &FeatureSpec, omega: &[f32], rows: &[f32]) -> Vec<f64> 
 
 /// s(x) = φ(x)·T and ∇s(x).
 pub fn value_and_grad(spec: &FeatureSpec, omega: &[f32], t: &[f64], x: &[f32]) -> (f64, Vec<f64>) {
-    let (n, c, f) = (spec.dim, scale(spec), spec.frequencies());
+    let (n, c, f) = (spec.dim, spec.scale(), spec.frequencies());
     let mut grad = vec![0.0; n];
     let mut s = 0.0;
     for (j, w) in omega.chunks(n).enumerate() {

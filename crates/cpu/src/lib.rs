@@ -9,10 +9,13 @@ pub mod binary;
 pub mod fast;
 pub mod features;
 pub mod procedural;
+mod retriever;
+
+pub use retriever::CpuRetriever;
 
 use dam_core::{
-    validate_queries, Config, Error, Patterns, Projection, Result, RetrievalResult, Separation,
-    Similarity,
+    checked_energy, validate_queries, Config, Error, Patterns, Projection, Result, RetrievalResult,
+    Separation, Similarity,
 };
 use ndarray::{Array2, ArrayView2};
 
@@ -214,26 +217,6 @@ pub fn energy(
             )
         })
         .collect()
-}
-
-/// The range rule shared by both backends: an energy is an error when it is NaN, or when
-/// it is beyond f32 for any separation but `Exponential` (whose energy is defined in f64
-/// and may be −∞ once log Σ e^{βs} exceeds ≈ 709.78).
-pub fn checked_energy(separation: Separation, e: f64, query: usize, steps: usize) -> Result<f64> {
-    let in_range = match separation {
-        Separation::Exponential { .. } => !e.is_nan(),
-        _ => e.abs() <= f32::MAX as f64,
-    };
-    if in_range {
-        Ok(e)
-    } else {
-        Err(Error::Overflow {
-            what: "energy",
-            query,
-            steps,
-            hint: "the energy is beyond f32 (polynomial energies grow like s^n); use a projection or a lower degree",
-        })
-    }
 }
 
 /// Runs the dynamics of `config` from each query; see [`RetrievalResult`].

@@ -1,12 +1,10 @@
 //! One capacity sweep: points of load, trials per point, a success criterion.
 
-use std::sync::Arc;
-
 use dam::binary::{overlap, pack, unpack, words_per_state, BinaryPatterns, SpinEnergy, SpinUpdate};
 use dam::procedural::{
-    words, PatternKind, Procedural, Stream, StreamRequest, StreamStats, MAX_PROCEDURAL_COUNT,
+    words, PatternKind, Procedural, Stream, StreamRequest, MAX_PROCEDURAL_COUNT,
 };
-use dam::WgpuContext;
+use dam::Device;
 
 use crate::{ExperimentError, Result};
 
@@ -54,49 +52,6 @@ pub enum Criterion {
     Nearest,
     /// The sign of the final state equals the (binary) target.
     Exact,
-}
-
-/// Where the streaming passes run.
-#[derive(Debug, Clone)]
-pub enum Engine {
-    /// The CPU reference (f64, all cores).
-    Cpu,
-    /// A wgpu device.
-    Wgpu(Arc<WgpuContext>),
-}
-
-impl Engine {
-    /// `cpu` or the adapter description.
-    pub fn describe(&self) -> (String, String) {
-        match self {
-            Engine::Cpu => ("cpu".into(), "cpu reference".into()),
-            Engine::Wgpu(ctx) => ("wgpu".into(), ctx.describe()),
-        }
-    }
-
-    fn stream(&self, request: &StreamRequest<'_>) -> Result<Vec<StreamStats>> {
-        Ok(match self {
-            Engine::Cpu => dam::cpu::procedural::stream_dot(request),
-            Engine::Wgpu(ctx) => {
-                // At most 4,096 queries per stream call (workgroup rows).
-                let n = request.dim;
-                let mut out = Vec::with_capacity(request.seeds.len());
-                let parts = request
-                    .queries
-                    .chunks(4096 * n)
-                    .zip(request.seeds.chunks(4096));
-                for (queries, seeds) in parts {
-                    let part = StreamRequest {
-                        queries,
-                        seeds,
-                        ..*request
-                    };
-                    out.extend(dam::wgpu_backend::procedural::stream_dot(ctx, &part)?);
-                }
-                out
-            }
-        })
-    }
 }
 
 /// Everything a sweep needs but the loads.
@@ -287,7 +242,7 @@ impl Sweep {
     /// One trial of the exact spin dynamics: (success, overlap, wrong bits).
     fn spin_trial(
         &self,
-        engine: &Engine,
+        device: &Device,
         energy: SpinEnergy,
         patterns: u64,
         seed: u64,
@@ -312,12 +267,7 @@ impl Sweep {
                 seed,
             },
         };
-        let result = match engine {
-            Engine::Cpu => dam::cpu::binary::run(&stored, energy, update, &query)?,
-            Engine::Wgpu(ctx) => {
-                dam::wgpu_backend::binary::run(ctx, &stored, energy, update, &query)?
-            }
-        };
+        let result = dam::spin_dynamics(device, &stored, energy, update, &query)?;
         let state = &result.states;
         let overlap0 = overlap(stored.pattern(0), state, n);
         let wrong = ((n as i32 - overlap0) / 2) as usize;
@@ -336,7 +286,7 @@ impl Sweep {
     /// batch of trials with the number done.
     pub fn run_point(
         &self,
-        engine: &Engine,
+        device: &Device,
         patterns: u64,
         mut progress: impl FnMut(usize),
     ) -> Result<PointResult> {
@@ -359,7 +309,7 @@ impl Sweep {
         if let Some(energy) = self.spin_energy() {
             for &t in &trials {
                 let seed = trial_seed(self.seed, patterns, t);
-                let (ok, overlap, wrong) = self.spin_trial(engine, energy, patterns, seed)?;
+                let (ok, overlap, wrong) = self.spin_trial(device, energy, patterns, seed)?;
                 successes += ok as usize;
                 overlap_sum += overlap;
                 flip_sum += wrong as f64 / n as f64;
@@ -399,7 +349,7 @@ impl Sweep {
             };
             let mut weights_ok = vec![false; batch.len()];
             for step in 0..steps {
-                let stats = engine.stream(&self.request(patterns, &x, &seeds))?;
+                let stats = dam::stream_procedural(device, &self.request(patterns, &x, &seeds))?;
                 if step == 0 {
                     for (q, st) in stats.iter().enumerate() {
                         let xq = &x[q * n..(q + 1) * n];
@@ -425,8 +375,7 @@ impl Sweep {
                 }
             }
             let nearest_ok: Vec<bool> = if self.criterion == Criterion::Nearest {
-                engine
-                    .stream(&self.request(patterns, &x, &seeds))?
+                dam::stream_procedural(device, &self.request(patterns, &x, &seeds))?
                     .iter()
                     .map(|st| st.best_i == 0)
                     .collect()

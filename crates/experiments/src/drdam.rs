@@ -50,6 +50,39 @@ pub struct DrdamRow {
     pub seconds: f64,
 }
 
+/// The columns of results.csv, in the contract's order.
+pub const CSV_COLUMNS: [&str; 5] = [
+    "features",
+    "energy_rel_error",
+    "state_rel_error",
+    "seconds",
+    "failed_trials",
+];
+
+/// Writes results.csv: one row per feature count, in [`CSV_COLUMNS`] order.
+pub fn write_csv(path: &std::path::Path, rows: &[DrdamRow]) -> Result<()> {
+    let fail = |reason: String| ExperimentError::Output {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut writer = csv::Writer::from_path(path).map_err(|e| fail(e.to_string()))?;
+    writer
+        .write_record(CSV_COLUMNS)
+        .map_err(|e| fail(e.to_string()))?;
+    for r in rows {
+        writer
+            .write_record([
+                r.features.to_string(),
+                format!("{:.6e}", r.energy_rel_error),
+                format!("{:.6e}", r.state_rel_error),
+                format!("{:.4}", r.seconds),
+                r.failed_trials.to_string(),
+            ])
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    writer.flush().map_err(|e| fail(e.to_string()))
+}
+
 const QUERIES: usize = 10;
 
 /// Unit-scale patterns (entries N(0, 1/N)) of trial t, and queries near the first ten.

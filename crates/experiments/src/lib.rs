@@ -7,13 +7,14 @@
 
 #![warn(missing_docs)]
 
+pub mod args;
 pub mod bench;
 pub mod capacity;
 pub mod drdam;
 pub mod output;
 pub mod theory;
 
-pub use capacity::{Criterion, DynamicsArg, Energy, Engine, PointResult, QueryKind, Sweep};
+pub use capacity::{Criterion, DynamicsArg, Energy, PointResult, QueryKind, Sweep};
 
 /// Errors of the experiments crate.
 #[derive(Debug, thiserror::Error)]

@@ -136,6 +136,127 @@ pub fn merge_points(shards: &[Vec<PointResult>]) -> Vec<PointResult> {
     merged
 }
 
+/// summary.json of a capacity sweep (and of a merge of shards).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CapacitySummary {
+    /// Where success_rate crosses ½, linear in α ([`alpha_half`]).
+    pub alpha_half: Option<f64>,
+    /// round(e^{α_half · N}).
+    pub patterns_half: Option<f64>,
+    /// `cpu` or `wgpu`.
+    pub device: String,
+    /// The adapter's description (`cpu reference` on the CPU).
+    pub adapter: String,
+    /// The command's arguments (a merge adds `merged_from` and clears `shard`).
+    pub args: serde_json::Value,
+    /// The prediction of [`crate::theory::prediction`] (`null` where none is known).
+    pub theory: serde_json::Value,
+    /// Points in results.csv.
+    pub points: usize,
+    /// Trials over all points.
+    pub trials: usize,
+    /// Seconds over all points.
+    pub seconds: f64,
+}
+
+impl CapacitySummary {
+    /// The summary of `points` at dimension `dim`.
+    pub fn new(
+        points: &[PointResult],
+        dim: usize,
+        device: &str,
+        adapter: &str,
+        args: serde_json::Value,
+        theory: serde_json::Value,
+    ) -> Self {
+        let half = alpha_half(points);
+        Self {
+            alpha_half: half,
+            patterns_half: half.map(|a| (a * dim as f64).exp().round()),
+            device: device.into(),
+            adapter: adapter.into(),
+            args,
+            theory,
+            points: points.len(),
+            trials: points.iter().map(|p| p.trials).sum(),
+            seconds: points.iter().map(|p| p.seconds).sum(),
+        }
+    }
+
+    /// The predicted α_half, where the theory gives one.
+    pub fn predicted_alpha_half(&self) -> Option<f64> {
+        self.theory.get("alpha_half").and_then(|v| v.as_f64())
+    }
+
+    /// Reads a summary.json written by [`write_capacity_outputs`].
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        serde_json::from_str(&text).map_err(|e| output(path, e))
+    }
+}
+
+/// Writes summary.json and capacity.svg of a sweep into `out` (results.csv is written row
+/// by row as the sweep runs, see [`CsvSink`]); returns the summary.
+pub fn write_capacity_outputs(
+    out: &Path,
+    points: &[PointResult],
+    dim: usize,
+    summary: CapacitySummary,
+) -> Result<CapacitySummary> {
+    let value = serde_json::to_value(&summary).map_err(|e| output(out, e))?;
+    write_json(&out.join("summary.json"), &value)?;
+    let title = format!("success rate vs load, N = {dim}");
+    write_svg(
+        &out.join("capacity.svg"),
+        points,
+        summary.predicted_alpha_half(),
+        &title,
+    )?;
+    Ok(summary)
+}
+
+/// `dam merge`: adds the trials and successes of the shard runs in `dirs` point by point
+/// and writes the three files into `out`; device, adapter and theory come from the first
+/// shard's summary.
+pub fn merge_runs(dirs: &[std::path::PathBuf], out: &Path) -> Result<CapacitySummary> {
+    let Some(first_dir) = dirs.first() else {
+        return Err(crate::args::invalid(
+            "DIR",
+            "",
+            "give at least one run directory",
+        ));
+    };
+    let mut shards = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        shards.push(read_csv(&dir.join("results.csv"))?);
+    }
+    let first = CapacitySummary::read(&first_dir.join("summary.json"))?;
+    let dim = first.args["dim"].as_u64().ok_or_else(|| {
+        output(
+            &first_dir.join("summary.json"),
+            "args.dim is missing or not a whole number",
+        )
+    })? as usize;
+    let points = merge_points(&shards);
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let mut sink = CsvSink::create(&out.join("results.csv"))?;
+    for p in &points {
+        sink.push(p)?;
+    }
+    let mut args = first.args.clone();
+    args["merged_from"] = serde_json::json!(dirs);
+    args["shard"] = serde_json::Value::Null;
+    let summary = CapacitySummary::new(
+        &points,
+        dim,
+        &first.device,
+        &first.adapter,
+        args,
+        first.theory,
+    );
+    write_capacity_outputs(out, &points, dim, summary)
+}
+
 /// Writes `value` as pretty JSON.
 pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let mut file = File::create(path).map_err(io(path))?;
@@ -229,5 +350,78 @@ mod tests {
         assert_eq!(merged[1].trials, 20);
         assert_eq!(merged[1].successes, 16);
         assert!((merged[1].success_rate - 0.8).abs() < 1e-12);
+    }
+
+    /// A fresh directory under the system's temporary folder.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("dam-output-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn run_dir(root: &Path, name: &str, points: &[PointResult], shard: &str) -> std::path::PathBuf {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut sink = CsvSink::create(&dir.join("results.csv")).unwrap();
+        for p in points {
+            sink.push(p).unwrap();
+        }
+        let args = serde_json::json!({"dim": 10, "shard": shard});
+        let theory = serde_json::json!({"alpha_half": 0.66});
+        let summary = CapacitySummary::new(points, 10, "cpu", "cpu reference", args, theory);
+        write_capacity_outputs(&dir, points, 10, summary).unwrap();
+        dir
+    }
+
+    #[test]
+    fn outputs_round_trip_and_shards_merge() {
+        let root = scratch("merge");
+        let pts = vec![point(0.5, 1.0), point(0.6, 0.8), point(0.7, 0.2)];
+        let a = run_dir(&root, "a", &pts, "0/2");
+        let b = run_dir(&root, "b", &pts, "1/2");
+        // results.csv: the contract's header, rows read back as written (6 decimals).
+        let text = std::fs::read_to_string(a.join("results.csv")).unwrap();
+        assert_eq!(
+            text.lines().next().unwrap(),
+            "alpha,patterns,trials,successes,success_rate,mean_overlap,bit_flip_rate,seconds"
+        );
+        assert_eq!(read_csv(&a.join("results.csv")).unwrap(), pts);
+        // summary.json: every key of the contract, and readable back.
+        let raw: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).unwrap())
+                .unwrap();
+        for key in [
+            "alpha_half",
+            "patterns_half",
+            "device",
+            "adapter",
+            "args",
+            "theory",
+        ] {
+            assert!(raw.get(key).is_some(), "summary.json lacks `{key}`");
+        }
+        let summary = CapacitySummary::read(&a.join("summary.json")).unwrap();
+        assert!((summary.alpha_half.unwrap() - 0.65).abs() < 1e-12);
+        assert_eq!(summary.patterns_half, Some((0.65f64 * 10.0).exp().round()));
+        assert_eq!(summary.predicted_alpha_half(), Some(0.66));
+        assert!(a.join("capacity.svg").is_file());
+        // Merging two shards doubles the trials and keeps the rates.
+        let out = root.join("merged");
+        let merged = merge_runs(&[a, b], &out).unwrap();
+        assert_eq!(merged.trials, 60);
+        assert_eq!(merged.args["shard"], serde_json::Value::Null);
+        assert_eq!(merged.args["merged_from"].as_array().map(Vec::len), Some(2));
+        let rows = read_csv(&out.join("results.csv")).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!((rows[1].trials, rows[1].successes), (20, 16));
+        assert_eq!(merged.alpha_half, summary.alpha_half);
+        // A run directory without summary.json is an error naming the file.
+        let broken = root.join("broken");
+        std::fs::create_dir_all(&broken).unwrap();
+        std::fs::copy(out.join("results.csv"), broken.join("results.csv")).unwrap();
+        let err = merge_runs(&[broken], &root.join("x")).unwrap_err();
+        assert!(err.to_string().contains("summary.json"), "{err}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

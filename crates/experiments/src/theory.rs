@@ -1,9 +1,33 @@
-//! Theory lines (../shared/THEORY.md §1, §2) and the exact Beta sampler used to check the
-//! engine at small N.
+//! Theory lines (Lucibello & Mézard 2024 for spherical and Gaussian patterns) and the exact
+//! Beta sampler used to check the engine at small N.
 
+use dam::procedural::PatternKind;
 use rand::rngs::StdRng;
+use serde_json::json;
+
+use crate::{Criterion, Energy, QueryKind, Sweep};
 use rand::SeedableRng;
 use rand_distr::{Beta, Distribution};
+
+/// The prediction for a sweep, where one is known (`null` otherwise): the finite-N and
+/// N → ∞ thresholds α_half with their source, as written into summary.json.
+pub fn prediction(sweep: &Sweep) -> serde_json::Value {
+    let weight_from_stored =
+        sweep.criterion == Criterion::Weight && sweep.query == QueryKind::Stored;
+    match (sweep.kind, sweep.energy) {
+        (PatternKind::Spherical, Energy::Lse | Energy::Exp) if weight_from_stored => json!({
+            "alpha_half": spherical_alpha_finite(sweep.dim, sweep.beta),
+            "alpha_infinite_n": spherical_alpha_infinite(sweep.beta),
+            "source": "THEORY.md §1: finite-N annealed threshold P* = e^{λN}/E[e^{λNu}] (Lucibello & Mézard 2024)",
+        }),
+        (PatternKind::Gaussian, Energy::Lse | Energy::Exp) => json!({
+            "alpha_half": gaussian_alpha(sweep.beta),
+            "alpha_infinite_n": gaussian_alpha(sweep.beta),
+            "source": "THEORY.md §2: α₁ = λ(1 − λ/2) for λ ≤ 1, 1/2 above (N → ∞)",
+        }),
+        _ => serde_json::Value::Null,
+    }
+}
 
 /// Spherical patterns, LSE energy, N → ∞: α₁(λ) = λ − ½ ln(1 − φ²) − λφ with
 /// φ = (√(1 + 4λ²) − 1) / (2λ) (Lucibello & Mézard 2024).

@@ -2,15 +2,17 @@
 //! finite-N threshold of THEORY.md §1.
 
 use dam::procedural::PatternKind;
+use dam::Device;
 use dam_experiments::output::alpha_half;
 use dam_experiments::theory::{beta_sampler_successes, spherical_alpha_finite};
-use dam_experiments::{Criterion, DynamicsArg, Energy, Engine, QueryKind, Sweep};
+use dam_experiments::{Criterion, DynamicsArg, Energy, QueryKind, Sweep};
 
-fn gpu() -> Engine {
-    let ctx = dam::WgpuContext::shared(&dam::WgpuOptions::default()).unwrap_or_else(|e| {
+/// The wgpu device; a missing adapter fails the test.
+fn gpu() -> Device {
+    dam::WgpuContext::shared(&dam::WgpuOptions::default()).unwrap_or_else(|e| {
         panic!("GPU tests need a wgpu adapter ({e}); install mesa-vulkan-drivers libvulkan1")
     });
-    Engine::Wgpu(ctx)
+    Device::wgpu()
 }
 
 fn sweep(dim: usize, trials: usize, criterion: Criterion) -> Sweep {
@@ -61,7 +63,7 @@ fn same_seed_gives_the_same_successes_on_cpu_and_wgpu() {
         };
         s.validate().unwrap();
         for p in counts(12, &[0.4, 0.55, 0.62, 0.7]) {
-            let c = s.run_point(&Engine::Cpu, p, |_| {}).unwrap();
+            let c = s.run_point(&Device::Cpu, p, |_| {}).unwrap();
             let g = s.run_point(&gpu, p, |_| {}).unwrap();
             assert_eq!(
                 (c.trials, c.successes),
@@ -86,7 +88,7 @@ fn small_n_curve_matches_the_exact_beta_sampler() {
         .into_iter()
         .zip(counts(dim, &[0.45, 0.55, 0.6, 0.65, 0.75]))
     {
-        let engine = s.run_point(&Engine::Cpu, p, |_| {}).unwrap();
+        let engine = s.run_point(&Device::Cpu, p, |_| {}).unwrap();
         let exact = beta_sampler_successes(dim, 1.0, p, trials, 99) as f64 / trials as f64;
         let rate = engine.success_rate;
         let pooled = (rate + exact) / 2.0;
@@ -105,7 +107,7 @@ fn small_n_curve_matches_the_exact_beta_sampler() {
 fn n16_threshold_is_within_003_of_the_finite_n_prediction_on_both_devices() {
     let alphas: Vec<f64> = (0..11).map(|i| 0.52 + 0.02 * i as f64).collect();
     let predicted = spherical_alpha_finite(16, 1.0);
-    for engine in [Engine::Cpu, gpu()] {
+    for engine in [Device::Cpu, gpu()] {
         let s = sweep(16, 64, Criterion::Weight);
         let points: Vec<_> = counts(16, &alphas)
             .into_iter()
@@ -153,7 +155,7 @@ fn binary_spin_sweeps_agree_across_devices() {
         };
         s.validate().unwrap();
         for p in [20u64, 200, 2000] {
-            let c = s.run_point(&Engine::Cpu, p, |_| {}).unwrap();
+            let c = s.run_point(&Device::Cpu, p, |_| {}).unwrap();
             let g = s.run_point(&gpu, p, |_| {}).unwrap();
             assert_eq!(
                 (c.successes, c.bit_flip_rate),

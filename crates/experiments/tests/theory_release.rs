@@ -2,8 +2,9 @@
 //! `#[ignore]`d here, run by CI as `cargo test --release -p dam-experiments -- --ignored`.
 
 use dam::procedural::{PatternKind, Procedural, StreamRequest};
+use dam::Device;
 use dam_experiments::theory::spherical_alpha_finite;
-use dam_experiments::{Criterion, DynamicsArg, Energy, Engine, QueryKind, Sweep};
+use dam_experiments::{Criterion, DynamicsArg, Energy, QueryKind, Sweep};
 
 #[test]
 #[ignore = "release-mode theory check (THEORY.md §2); run with --release -- --ignored"]
@@ -58,7 +59,7 @@ fn n24_success_drops_across_the_finite_n_threshold() {
     let rate = |alpha: f64| {
         let p = (alpha * 24.0).exp().round() as u64;
         sweep
-            .run_point(&Engine::Cpu, p, |_| {})
+            .run_point(&Device::Cpu, p, |_| {})
             .unwrap()
             .success_rate
     };

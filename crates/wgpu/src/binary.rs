@@ -1,34 +1,18 @@
 //! Exact binary spin dynamics on the device (`spin.wgsl`); the twin of `dam_cpu::binary`.
 
-use bytemuck::{Pod, Zeroable};
 use dam_core::binary::{
     sweep_order, words_per_state, BinaryPatterns, SpinEnergy, SpinResult, SpinUpdate,
 };
 use dam_core::{Error, Result};
 
 use crate::context::WgpuContext;
-use crate::retriever::{read_back, scoped};
+use crate::exec::{self, Dispatch};
+use crate::params::SParams;
 use crate::source::Kernel;
 use crate::WgpuError;
 
-/// Mirrors `SParams` in `shaders/spin.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct SParams {
-    dim: u32,
-    words: u32,
-    count: u32,
-    batch: u32,
-    relative: u32,
-    first: u32,
-    spins: u32,
-    pad: u32,
-}
-
 /// Largest N (states live in workgroup memory during a sweep).
 pub const MAX_SPIN_DIM: usize = 128 * 32;
-/// Loop iterations one invocation may run per dispatch (llvmpipe stops at 65,535).
-const LOOP_BUDGET: u64 = 40_000;
 
 /// Runs the spin dynamics from each packed query (B × ⌈N/32⌉ words) on the device.
 pub fn run(
@@ -38,7 +22,7 @@ pub fn run(
     update: SpinUpdate,
     queries: &[u32],
 ) -> Result<SpinResult> {
-    let b = dam_cpu::binary::validate(patterns, queries)?;
+    let b = patterns.validate_queries(queries)?;
     let table = energy.table(patterns.dim(), patterns.count())?;
     if patterns.dim() > MAX_SPIN_DIM {
         return Err(Error::TooLarge {
@@ -63,7 +47,7 @@ pub fn run(
         .map(|&v| [v as u32, ((v as u64) >> 32) as u32])
         .collect();
     let relative = energy_is_relative(energy);
-    let out = scoped(ctx, "spin dynamics", || {
+    let out = exec::scoped(ctx, "spin dynamics", || {
         Spins::new(ctx, patterns, &table, relative, queries, b).run(update)
     })?;
     Ok(out?)
@@ -96,10 +80,9 @@ impl<'a> Spins<'a> {
         queries: &[u32],
         b: usize,
     ) -> Self {
-        let init = |label: &str, contents: &[u8]| ctx.storage_init(label, contents);
+        let init = |label: &str, contents: &[u8]| exec::storage_init(ctx, label, contents);
         let (n, p) = (patterns.dim(), patterns.count());
-        let zeros =
-            |label: &str, len: usize| init(label, bytemuck::cast_slice(&vec![0u32; len.max(1)]));
+        let zeros = |label: &str, len: usize| exec::storage(ctx, label, 4 * len as u64);
         Self {
             ctx,
             dim: n,
@@ -127,13 +110,16 @@ impl<'a> Spins<'a> {
         }
     }
 
+    /// One dispatch of `kernel` with `params` over (x, y) workgroups.
     fn dispatch(
         &self,
         kernel: Kernel,
         params: SParams,
         groups: (u32, u32),
-    ) -> Result<wgpu::CommandBuffer, WgpuError> {
+    ) -> Result<Dispatch, WgpuError> {
+        let uniform = exec::uniform(self.ctx, &params);
         let all = [
+            (0, &uniform),
             (1, &self.patterns),
             (2, &self.states),
             (3, &self.h),
@@ -142,68 +128,67 @@ impl<'a> Spins<'a> {
             (6, &self.flips),
             (7, &self.decisions),
         ];
-        // Binding 0 (the parameters) is added by `dispatch_once`.
         let used: &[u32] = match kernel {
-            Kernel::SpinInit => &[1, 2, 3],
-            Kernel::SpinSweep => &[1, 2, 3, 4, 5, 6],
-            Kernel::SpinDecide => &[1, 2, 3, 4, 7],
-            _ => &[2, 6, 7],
+            Kernel::SpinInit => &[0, 1, 2, 3],
+            Kernel::SpinSweep => &[0, 1, 2, 3, 4, 5, 6],
+            Kernel::SpinDecide => &[0, 1, 2, 3, 4, 7],
+            _ => &[0, 2, 6, 7],
         };
         let buffers: Vec<(u32, &wgpu::Buffer)> =
             all.into_iter().filter(|(i, _)| used.contains(i)).collect();
-        self.ctx.dispatch_once(
-            kernel,
-            bytemuck::bytes_of(&params),
+        let pipeline = self.ctx.pipeline(kernel, &[])?;
+        Ok(Dispatch::new(
+            self.ctx,
+            &pipeline,
             &buffers,
+            Vec::new(),
             [groups.0, groups.1, 1],
-        )
+        ))
     }
 
     fn run(&self, update: SpinUpdate) -> Result<SpinResult, WgpuError> {
         let ctx = self.ctx;
         let (n, b) = (self.dim, self.batch);
         let per_spin = 2 * (self.base.count as u64).div_ceil(64) + 40;
-        let spins_per_dispatch = (LOOP_BUDGET / per_spin).max(1) as usize;
+        let spins_per_dispatch = exec::items_per_slice_of_loops(per_spin);
         let mut history: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut done = vec![false; b];
-        ctx.queue
-            .submit([self.dispatch(Kernel::SpinInit, self.base, (b as u32, 1))?]);
+        let init = [self.dispatch(Kernel::SpinInit, self.base, (b as u32, 1))?];
+        ctx.queue.submit([exec::commands(ctx, &init)]);
         let rounds = match update {
             SpinUpdate::Async { max_sweeps, .. } => max_sweeps,
             SpinUpdate::Sync { max_steps } => max_steps,
         };
+        // The dispatch list of one round, built once.
+        let list = match update {
+            SpinUpdate::Async { .. } => exec::slices(n, spins_per_dispatch)
+                .map(|range| {
+                    let params = SParams {
+                        first: range.start as u32,
+                        spins: range.len() as u32,
+                        ..self.base
+                    };
+                    self.dispatch(Kernel::SpinSweep, params, (b as u32, 1))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            SpinUpdate::Sync { .. } => vec![
+                self.dispatch(Kernel::SpinDecide, self.base, (n as u32, b as u32))?,
+                self.dispatch(Kernel::SpinApply, self.base, (b as u32, 1))?,
+                self.dispatch(Kernel::SpinInit, self.base, (b as u32, 1))?,
+            ],
+        };
         for round in 0..rounds {
-            let mut commands = Vec::new();
-            match update {
-                SpinUpdate::Async { seed, .. } => {
-                    ctx.queue.write_buffer(
-                        &self.order,
-                        0,
-                        bytemuck::cast_slice(&sweep_order(n, seed, round)),
-                    );
-                    ctx.queue
-                        .write_buffer(&self.flips, 0, bytemuck::cast_slice(&vec![0u32; b]));
-                    for first in (0..n).step_by(spins_per_dispatch) {
-                        let params = SParams {
-                            first: first as u32,
-                            spins: spins_per_dispatch.min(n - first) as u32,
-                            ..self.base
-                        };
-                        commands.push(self.dispatch(Kernel::SpinSweep, params, (b as u32, 1))?);
-                    }
-                }
-                SpinUpdate::Sync { .. } => {
-                    commands.push(self.dispatch(
-                        Kernel::SpinDecide,
-                        self.base,
-                        (n as u32, b as u32),
-                    )?);
-                    commands.push(self.dispatch(Kernel::SpinApply, self.base, (b as u32, 1))?);
-                    commands.push(self.dispatch(Kernel::SpinInit, self.base, (b as u32, 1))?);
-                }
+            if let SpinUpdate::Async { seed, .. } = update {
+                ctx.queue.write_buffer(
+                    &self.order,
+                    0,
+                    bytemuck::cast_slice(&sweep_order(n, seed, round)),
+                );
+                ctx.queue
+                    .write_buffer(&self.flips, 0, bytemuck::cast_slice(&vec![0u32; b]));
             }
-            ctx.queue.submit(commands);
-            let flips: Vec<u32> = read_back(ctx, &self.flips, "spin flips")?;
+            let work = exec::commands(ctx, &list);
+            let flips: Vec<u32> = exec::read(ctx, vec![work], &self.flips, "spin flips")?;
             for q in 0..b {
                 if !done[q] {
                     history[q].push(flips[q]);
@@ -215,7 +200,7 @@ impl<'a> Spins<'a> {
             }
         }
         Ok(SpinResult {
-            states: read_back(ctx, &self.states, "spin states")?,
+            states: exec::read(ctx, Vec::new(), &self.states, "spin states")?,
             flips: history,
             converged: done,
         })

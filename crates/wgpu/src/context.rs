@@ -1,11 +1,9 @@
 //! Adapter, device, queue and the pipeline cache.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use wgpu::util::DeviceExt;
-
-use crate::source::Kernel;
+use crate::source::{Kernel, Loader};
 use crate::WgpuError;
 
 /// How to pick and configure the wgpu device.
@@ -29,6 +27,12 @@ pub struct WgpuOptions {
     /// more than four queries, where it measured faster (B = 8: 0.34 s vs 0.43 s; B = 1:
     /// 0.20 s vs 0.17 s at P = 65,536, N = 512). Tests run both.
     pub stage_patterns: Option<bool>,
+    /// Run a single update ([`crate::WgpuRetriever::step`]) of a softmax memory on the
+    /// generic matrix product (scores B×P materialised, softmax per row, weights × patterns)
+    /// for batches of at least this many queries, instead of the streaming kernel. `None`
+    /// (default) chooses per adapter: GPUs from 64 queries; never on CPU rasterizers
+    /// (lavapipe), where the streaming kernel measured faster at every batch size.
+    pub gemm_min_batch: Option<usize>,
 }
 
 impl Default for WgpuOptions {
@@ -39,6 +43,7 @@ impl Default for WgpuOptions {
             max_binding_bytes: None,
             shader_f16: true,
             stage_patterns: None,
+            gemm_min_batch: None,
         }
     }
 }
@@ -56,8 +61,23 @@ pub struct WgpuContext {
     limits: wgpu::Limits,
     features: wgpu::Features,
     stage_patterns: Option<bool>,
+    gemm_min_batch: Option<usize>,
     max_binding: u64,
-    pipelines: Mutex<HashMap<(Kernel, Constants), Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<(Kernel, Loader, Constants), Arc<wgpu::ComputePipeline>>>,
+    staging: Mutex<Option<wgpu::Buffer>>,
+}
+
+/// The context's read-back staging buffer, held for one read-back (see
+/// [`crate::exec::submit_and_read`]).
+pub(crate) struct Staging<'a>(MutexGuard<'a, Option<wgpu::Buffer>>);
+
+impl std::ops::Deref for Staging<'_> {
+    type Target = wgpu::Buffer;
+    fn deref(&self) -> &wgpu::Buffer {
+        self.0
+            .as_ref()
+            .expect("WgpuContext::staging always leaves a buffer in place")
+    }
 }
 
 impl std::fmt::Debug for WgpuContext {
@@ -112,9 +132,9 @@ impl WgpuContext {
             .max_binding_bytes
             .map_or(adapter_binding, |m| m.min(adapter_binding))
             .max(256);
-        let stage_patterns = options.stage_patterns;
         Ok(Self {
-            stage_patterns,
+            stage_patterns: options.stage_patterns,
+            gemm_min_batch: options.gemm_min_batch,
             device,
             queue,
             info,
@@ -122,6 +142,7 @@ impl WgpuContext {
             features,
             max_binding,
             pipelines: Mutex::new(HashMap::new()),
+            staging: Mutex::new(None),
         })
     }
 
@@ -171,28 +192,57 @@ impl WgpuContext {
             .unwrap_or(self.info.device_type != wgpu::DeviceType::Cpu || lanes > 4)
     }
 
+    /// Whether a single softmax update of `batch` queries runs on the matrix product (see
+    /// [`WgpuOptions::gemm_min_batch`]).
+    pub fn gemm_for(&self, batch: usize) -> bool {
+        match self.gemm_min_batch {
+            Some(min) => batch >= min,
+            None => self.info.device_type != wgpu::DeviceType::Cpu && batch >= 64,
+        }
+    }
+
     /// Largest storage binding, in bytes, that kernels will be given.
     pub fn max_binding_bytes(&self) -> u64 {
         self.max_binding
     }
 
-    /// The compiled pipeline for a kernel and its constants (compiled once, then cached).
+    /// The compiled pipeline for a kernel and its constants (compiled once, then cached);
+    /// pattern-reading kernels read f32 patterns.
     pub fn pipeline(
         &self,
         kernel: Kernel,
         constants: &[(&'static str, u32)],
     ) -> Result<Arc<wgpu::ComputePipeline>, WgpuError> {
-        let key = (kernel, constants.to_vec());
+        self.pipeline_with(kernel, Loader::F32, constants)
+    }
+
+    /// The loader for patterns held as `storage` on this device (f16 read natively where
+    /// the device has SHADER_F16).
+    pub fn loader(&self, storage: dam_core::Storage) -> Loader {
+        Loader::for_storage(storage, self.features.contains(wgpu::Features::SHADER_F16))
+    }
+
+    /// The compiled pipeline for `kernel` composed with `loader` and specialised with
+    /// `constants` (compiled once, then cached).
+    pub fn pipeline_with(
+        &self,
+        kernel: Kernel,
+        loader: Loader,
+        constants: &[(&'static str, u32)],
+    ) -> Result<Arc<wgpu::ComputePipeline>, WgpuError> {
+        let loader = kernel.effective_loader(loader);
+        let key = (kernel, loader, constants.to_vec());
         let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let source = kernel.source(loader);
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.name()),
-                source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
             });
         let values: Vec<(&str, f64)> = constants.iter().map(|&(k, v)| (k, v as f64)).collect();
         let pipeline = self
@@ -210,7 +260,11 @@ impl WgpuContext {
             });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(WgpuError::Device {
-                operation: format!("compiling kernel `{}` with {constants:?}", kernel.name()),
+                operation: format!(
+                    "compiling kernel `{}` ({}) with {constants:?}",
+                    kernel.name(),
+                    loader.name()
+                ),
                 reason: e.to_string(),
             });
         }
@@ -219,68 +273,20 @@ impl WgpuContext {
         Ok(pipeline)
     }
 
-    /// A storage buffer initialised with `contents` (readable back and rewritable).
-    pub fn storage_init(&self, label: &str, contents: &[u8]) -> wgpu::Buffer {
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-            })
-    }
-
-    /// A bind group for group 0 of `pipeline`: whole `buffers` at their bindings, plus
-    /// `extra` entries (e.g. a sub-range of a buffer).
-    pub fn bind_group(
-        &self,
-        pipeline: &wgpu::ComputePipeline,
-        buffers: &[(u32, &wgpu::Buffer)],
-        extra: Vec<wgpu::BindGroupEntry<'_>>,
-    ) -> wgpu::BindGroup {
-        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .map(|&(binding, buffer)| wgpu::BindGroupEntry {
-                binding,
-                resource: buffer.as_entire_binding(),
-            })
-            .collect();
-        entries.extend(extra);
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        })
-    }
-
-    /// One command buffer with one dispatch of `kernel` (no constants): `params` as the
-    /// uniform at binding 0, `buffers` at theirs, `groups` workgroups.
-    pub fn dispatch_once(
-        &self,
-        kernel: Kernel,
-        params: &[u8],
-        buffers: &[(u32, &wgpu::Buffer)],
-        groups: [u32; 3],
-    ) -> Result<wgpu::CommandBuffer, WgpuError> {
-        let pipeline = self.pipeline(kernel, &[])?;
-        let uniform = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(kernel.name()),
-                contents: params,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let mut all = vec![(0, &uniform)];
-        all.extend_from_slice(buffers);
-        let group = self.bind_group(&pipeline, &all, Vec::new());
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &group, &[]);
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+    /// The staging buffer for read-backs, at least `size` bytes: reused across calls and
+    /// grown geometrically (a larger request doubles it at least).
+    pub(crate) fn staging(&self, size: u64) -> Staging<'_> {
+        let mut guard = self.staging.lock().unwrap_or_else(|p| p.into_inner());
+        let current = guard.as_ref().map_or(0, |b| b.size());
+        if current < size {
+            let grown = size.max(2 * current).next_multiple_of(256);
+            *guard = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("dam staging"),
+                size: grown,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
         }
-        Ok(encoder.finish())
+        Staging(guard)
     }
 }

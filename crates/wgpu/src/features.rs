@@ -1,31 +1,14 @@
 //! Random-feature DAM kernels on the device (`features.wgsl`); the twin of
 //! `dam_cpu::features`. Outputs are scaled by the feature normalisation on the host.
 
-use bytemuck::{Pod, Zeroable};
 use dam_core::features::{FeatureKind, FeatureSpec};
 use dam_core::{Error, Result};
 
 use crate::context::WgpuContext;
-use crate::retriever::{read_back, scoped};
+use crate::exec::{self, Cost, Dispatch, LOOP_BUDGET};
+use crate::params::FParams;
 use crate::source::Kernel;
 use crate::WgpuError;
-
-/// Mirrors `FParams` in `shaders/features.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct FParams {
-    dim: u32,
-    freqs: u32,
-    features: u32,
-    rows: u32,
-    first_row: u32,
-    block: u32,
-    kind: u32,
-    beta: f32,
-}
-
-/// Loop iterations one invocation may run per dispatch (llvmpipe stops at 65,535).
-const LOOP_BUDGET: usize = 40_000;
 
 fn params(spec: &FeatureSpec) -> FParams {
     FParams {
@@ -40,14 +23,19 @@ fn params(spec: &FeatureSpec) -> FParams {
     }
 }
 
+/// Rows one `feature_sum` workgroup folds per dispatch (within the loop budget).
+fn rows_per_block(spec: &FeatureSpec) -> usize {
+    exec::items_per_slice_of_loops(2 * spec.dim as u64 + 8)
+}
+
 fn check_budget(spec: &FeatureSpec) -> Result<()> {
     let (n, f) = (spec.dim, spec.frequencies());
-    let per_query = f.div_ceil(64) * (2 * n + 8) + n.div_ceil(64) * f;
+    let per_query = (f.div_ceil(64) * (2 * n + 8) + n.div_ceil(64) * f) as u64;
     if per_query > LOOP_BUDGET {
         return Err(Error::TooLarge {
             argument: "features (Y) × dim (N) on wgpu",
-            size: per_query as u64,
-            limit: LOOP_BUDGET as u64,
+            size: per_query,
+            limit: LOOP_BUDGET,
             detail: "one workgroup evaluates all features of a query in one dispatch".into(),
         });
     }
@@ -69,8 +57,14 @@ fn rows_per_call(ctx: &WgpuContext, spec: &FeatureSpec, per_row_floats: usize) -
             detail: "the frequencies Ω or one row of features must fit one storage binding".into(),
         });
     }
-    let groups = ctx.limits().max_compute_workgroups_per_dimension as usize;
-    Ok((binding / spec.dim.max(per_row_floats)).min(groups).max(1))
+    Ok(exec::items_per_slice(
+        ctx,
+        Cost {
+            bytes: 4 * spec.dim.max(per_row_floats) as u64,
+            groups: 1,
+            loops: 0,
+        },
+    ))
 }
 
 /// Σ_r φ(row_r) over R×N rows, accumulated per block of rows on the device and in f64 here;
@@ -82,7 +76,7 @@ pub fn feature_sum(
     rows: &[f32],
 ) -> Result<Vec<f64>> {
     check_budget(spec)?;
-    let per_block = (LOOP_BUDGET / (2 * spec.dim + 8)).max(1);
+    let per_block = rows_per_block(spec);
     // Partial sums are one row of Y features per block of rows.
     let blocks = (ctx.max_binding_bytes() as usize / 4 / spec.features.max(1)).max(1);
     let chunk = rows_per_call(ctx, spec, 0)?.min(per_block * blocks);
@@ -101,20 +95,18 @@ fn feature_sum_call(
     omega: &[f32],
     rows: &[f32],
 ) -> Result<Vec<f64>> {
-    let out = scoped(
+    let out = exec::scoped(
         ctx,
         "random-feature sum",
         || -> Result<Vec<f64>, WgpuError> {
             let r = rows.len() / spec.dim;
-            let per_block = (LOOP_BUDGET / (2 * spec.dim + 8)).max(1);
+            let per_block = rows_per_block(spec);
             let blocks = r.div_ceil(per_block).max(1);
-            let omega_buf = ctx.storage_init("dam omega", bytemuck::cast_slice(omega));
-            let xs = ctx.storage_init("dam feature rows", bytemuck::cast_slice(rows));
-            let sums = ctx.storage_init(
-                "dam feature sums",
-                bytemuck::cast_slice(&vec![0f32; blocks * spec.features]),
-            );
-            let mut commands = Vec::with_capacity(blocks);
+            let omega_buf = exec::storage_init(ctx, "dam omega", bytemuck::cast_slice(omega));
+            let xs = exec::storage_init(ctx, "dam feature rows", bytemuck::cast_slice(rows));
+            let sums = exec::storage(ctx, "dam feature sums", (blocks * spec.features * 4) as u64);
+            let pipeline = ctx.pipeline(Kernel::FeatureSum, &[])?;
+            let mut list = Vec::with_capacity(blocks);
             for block in 0..blocks {
                 let first = block * per_block;
                 let p = FParams {
@@ -124,16 +116,18 @@ fn feature_sum_call(
                     ..params(spec)
                 };
                 let groups = (spec.frequencies() as u32).div_ceil(64);
-                commands.push(ctx.dispatch_once(
-                    Kernel::FeatureSum,
-                    bytemuck::bytes_of(&p),
-                    &[(1, &omega_buf), (2, &xs), (3, &sums)],
+                let uniform = exec::uniform(ctx, &p);
+                list.push(Dispatch::new(
+                    ctx,
+                    &pipeline,
+                    &[(0, &uniform), (1, &omega_buf), (2, &xs), (3, &sums)],
+                    Vec::new(),
                     [groups, 1, 1],
-                )?);
+                ));
             }
-            ctx.queue.submit(commands);
-            let partial: Vec<f32> = read_back(ctx, &sums, "feature sums")?;
-            let c = dam_cpu::features::scale(spec);
+            let work = exec::commands(ctx, &list);
+            let partial: Vec<f32> = exec::read(ctx, vec![work], &sums, "feature sums")?;
+            let c = spec.scale();
             let mut t = vec![0.0f64; spec.features];
             for block in partial.chunks(spec.features) {
                 for (a, &v) in t.iter_mut().zip(block) {
@@ -174,25 +168,25 @@ fn value_and_grad_call(
     queries: &[f32],
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let b = queries.len() / spec.dim;
-    let out = scoped(
+    let out = exec::scoped(
         ctx,
         "random-feature energy",
         || -> Result<(Vec<f64>, Vec<f64>), WgpuError> {
             let t32: Vec<f32> = t.iter().map(|&v| v as f32).collect();
-            let omega_buf = ctx.storage_init("dam omega", bytemuck::cast_slice(omega));
-            let xs = ctx.storage_init("dam feature queries", bytemuck::cast_slice(queries));
-            let weights = ctx.storage_init("dam feature weights", bytemuck::cast_slice(&t32));
-            let coefs = ctx.storage_init(
+            let omega_buf = exec::storage_init(ctx, "dam omega", bytemuck::cast_slice(omega));
+            let xs = exec::storage_init(ctx, "dam feature queries", bytemuck::cast_slice(queries));
+            let weights =
+                exec::storage_init(ctx, "dam feature weights", bytemuck::cast_slice(&t32));
+            let coefs = exec::storage(
+                ctx,
                 "dam feature coefs",
-                bytemuck::cast_slice(&vec![0f32; b * spec.frequencies()]),
+                (b * spec.frequencies() * 4) as u64,
             );
-            let values =
-                ctx.storage_init("dam feature values", bytemuck::cast_slice(&vec![0f32; b]));
-            let grads = ctx.storage_init(
-                "dam feature grads",
-                bytemuck::cast_slice(&vec![0f32; b * spec.dim]),
-            );
+            let values = exec::storage(ctx, "dam feature values", (b * 4) as u64);
+            let grads = exec::storage(ctx, "dam feature grads", (b * spec.dim * 4) as u64);
+            let uniform = exec::uniform(ctx, &params(spec));
             let entries = [
+                (0, &uniform),
                 (1, &omega_buf),
                 (2, &xs),
                 (4, &weights),
@@ -200,15 +194,22 @@ fn value_and_grad_call(
                 (6, &values),
                 (7, &grads),
             ];
-            ctx.queue.submit([ctx.dispatch_once(
-                Kernel::FeatureValueGrad,
-                bytemuck::bytes_of(&params(spec)),
+            let pipeline = ctx.pipeline(Kernel::FeatureValueGrad, &[])?;
+            let list = [Dispatch::new(
+                ctx,
+                &pipeline,
                 &entries,
+                Vec::new(),
                 [b as u32, 1, 1],
-            )?]);
-            let c = dam_cpu::features::scale(spec);
-            let v: Vec<f32> = read_back(ctx, &values, "feature values")?;
-            let g: Vec<f32> = read_back(ctx, &grads, "feature gradients")?;
+            )];
+            let bytes = exec::submit_and_read(
+                ctx,
+                vec![exec::commands(ctx, &list)],
+                &[(&values, "feature values"), (&grads, "feature gradients")],
+            )?;
+            let c = spec.scale();
+            let v: Vec<f32> = exec::cast(&bytes[0]);
+            let g: Vec<f32> = exec::cast(&bytes[1]);
             Ok((
                 v.iter().map(|&x| c * x as f64).collect(),
                 g.iter().map(|&x| c * x as f64).collect(),

@@ -1,47 +1,17 @@
 //! Streaming log-sum-exp over procedural patterns on the device (`procedural.wgsl`).
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use dam_core::procedural::{key_of, PatternKind, StreamRequest, StreamStats};
 use dam_core::{Error, Result};
 
 use crate::context::WgpuContext;
-use crate::retriever::{read_back, scoped};
+use crate::exec::{self, Cost, Dispatch};
+use crate::params::{PParams, PStat};
 use crate::source::Kernel;
-
-/// Mirrors `PParams` in `shaders/procedural.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct PParams {
-    batch: u32,
-    dim: u32,
-    kind: u32,
-    tile_rows: u32,
-    split_len: u32,
-    splits: u32,
-    base_lo: u32,
-    base_hi: u32,
-    wave_len: u32,
-    beta: f32,
-    pad: [u32; 2],
-}
-
-/// Mirrors `PStat`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct PStat {
-    m: f32,
-    l: f32,
-    best_s: f32,
-    best_lo: u32,
-    best_hi: u32,
-    pad: [u32; 3],
-}
 
 const WG: u64 = 64;
 /// Workgroup memory for one tile of generated patterns (floats), as in the shader.
 const SHARED: usize = 4096;
-/// Loop iterations one invocation may run per dispatch (llvmpipe stops at 65,535).
-const LOOP_BUDGET: u64 = 40_000;
 /// Most splits (workgroups per query) in one wave.
 const MAX_SPLITS: u64 = 4096;
 
@@ -58,7 +28,7 @@ fn kind_code(kind: PatternKind) -> u32 {
 }
 
 /// Runs a [`StreamRequest`] on the device — the GPU twin of
-/// `dam_cpu::procedural::stream_dot`.
+/// `dam_cpu::procedural::stream_dot` — for any number of queries.
 pub fn stream_dot(ctx: &WgpuContext, request: &StreamRequest<'_>) -> Result<Vec<StreamStats>> {
     let StreamRequest {
         dim,
@@ -82,18 +52,31 @@ pub fn stream_dot(ctx: &WgpuContext, request: &StreamRequest<'_>) -> Result<Vec<
             detail: "one generated pattern must fit in workgroup memory".into(),
         });
     }
-    let max_groups = ctx.limits().max_compute_workgroups_per_dimension as usize;
-    if b > max_groups {
-        return Err(Error::TooLarge {
-            argument: "queries (B) per procedural stream",
-            size: b as u64,
-            limit: max_groups as u64,
-            detail: "one workgroup row per query".into(),
-        });
+    // One workgroup row per query; batches beyond the dispatch limit (and beyond 4,096,
+    // which bounds the partials' memory) are streamed slice by slice.
+    let per = exec::items_per_slice(
+        ctx,
+        Cost {
+            groups: 1,
+            bytes: 4 * dim as u64,
+            loops: 0,
+        },
+    )
+    .min(MAX_QUERIES);
+    let mut out = Vec::with_capacity(b);
+    for range in exec::slices(b, per) {
+        let part = StreamRequest {
+            queries: &queries[range.start * dim..range.end * dim],
+            seeds: &seeds[range.clone()],
+            ..*request
+        };
+        out.extend(exec::scoped(ctx, "procedural stream", || run(ctx, &part))??);
     }
-    let out = scoped(ctx, "procedural stream", || run(ctx, request))?;
-    Ok(out?)
+    Ok(out)
 }
+
+/// Most queries streamed together.
+const MAX_QUERIES: usize = 4096;
 
 fn run(
     ctx: &WgpuContext,
@@ -108,7 +91,6 @@ fn run(
         queries,
         seeds,
     } = *request;
-    let device = &ctx.device;
     let b = seeds.len() as u64;
     let n = dim as u64;
     let tile_rows = (SHARED as u64 / n).clamp(1, WG);
@@ -116,12 +98,10 @@ fn run(
     // (≈ 10 rounds per 4 entries, plus norm and dot), the tile max and sum, and its share
     // of the weighted rows.
     let per_tile = 4 * n + 3 * tile_rows + tile_rows * n.div_ceil(WG) + 16;
-    let split_len = (LOOP_BUDGET / per_tile).max(1) * tile_rows;
+    let split_len = exec::items_per_slice_of_loops(per_tile) as u64 * tile_rows;
     let splits_cap = (8192 / b).clamp(1, MAX_SPLITS);
 
-    let usage =
-        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-    let init = |label: &str, contents: &[u8]| ctx.storage_init(label, contents);
+    let init = |label: &str, contents: &[u8]| exec::storage_init(ctx, label, contents);
     let xs = init("dam procedural queries", bytemuck::cast_slice(queries));
     let keys: Vec<[u32; 2]> = seeds.iter().map(|&s| key_of(s)).collect();
     let keys = init("dam procedural keys", bytemuck::cast_slice(&keys));
@@ -131,53 +111,48 @@ fn run(
         best_s: -f32::MAX,
         best_lo: u32::MAX,
         best_hi: u32::MAX,
-        pad: [0; 3],
+        pad0: 0,
+        pad1: 0,
+        pad2: 0,
     };
     let run_stats = init(
         "dam procedural running stats",
         bytemuck::cast_slice(&vec![empty; b as usize]),
     );
-    let run_accs = init(
-        "dam procedural running sums",
-        bytemuck::cast_slice(&vec![0f32; (b * n) as usize]),
+    let run_accs = exec::storage(ctx, "dam procedural running sums", b * n * 4);
+    let stats = exec::storage(
+        ctx,
+        "dam procedural stats",
+        b * splits_cap * std::mem::size_of::<PStat>() as u64,
     );
-    let stats = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("dam procedural stats"),
-        size: b * splits_cap * std::mem::size_of::<PStat>() as u64,
-        usage,
-        mapped_at_creation: false,
-    });
-    let accs = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("dam procedural partial sums"),
-        size: b * splits_cap * n * 4,
-        usage,
-        mapped_at_creation: false,
-    });
-    let params = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("dam procedural params"),
-        size: std::mem::size_of::<PParams>() as u64,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
+    let accs = exec::storage(ctx, "dam procedural partial sums", b * splits_cap * n * 4);
+    let params = exec::uniform(ctx, &PParams::zeroed());
     let partial = ctx.pipeline(Kernel::ProceduralPartial, &[])?;
     let fold = ctx.pipeline(Kernel::ProceduralFold, &[])?;
-    let bind = |pipeline: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]| {
-        ctx.bind_group(pipeline, entries, Vec::new())
-    };
-    let partial_group = bind(
-        &partial,
-        &[(0, &params), (1, &xs), (2, &keys), (3, &stats), (4, &accs)],
-    );
-    let fold_group = bind(
-        &fold,
-        &[
-            (0, &params),
-            (3, &stats),
-            (4, &accs),
-            (5, &run_stats),
-            (6, &run_accs),
-        ],
-    );
+    // One wave: partials over its splits, then their fold into the running state; the
+    // list is built once and only the parameters change between waves.
+    let mut wave = [
+        Dispatch::new(
+            ctx,
+            &partial,
+            &[(0, &params), (1, &xs), (2, &keys), (3, &stats), (4, &accs)],
+            Vec::new(),
+            [1, b as u32, 1],
+        ),
+        Dispatch::new(
+            ctx,
+            &fold,
+            &[
+                (0, &params),
+                (3, &stats),
+                (4, &accs),
+                (5, &run_stats),
+                (6, &run_accs),
+            ],
+            Vec::new(),
+            [b as u32, 1, 1],
+        ),
+    ];
 
     let mut base = start;
     while base < end {
@@ -194,24 +169,24 @@ fn run(
             base_hi: (base >> 32) as u32,
             wave_len: wave_len as u32,
             beta,
-            pad: [0; 2],
+            pad0: 0,
+            pad1: 0,
         };
         ctx.queue.write_buffer(&params, 0, bytemuck::bytes_of(&p));
-        let mut encoder = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&partial);
-            pass.set_bind_group(0, &partial_group, &[]);
-            pass.dispatch_workgroups(splits as u32, b as u32, 1);
-            pass.set_pipeline(&fold);
-            pass.set_bind_group(0, &fold_group, &[]);
-            pass.dispatch_workgroups(b as u32, 1, 1);
-        }
-        ctx.queue.submit([encoder.finish()]);
+        wave[0].groups[0] = splits as u32;
+        ctx.queue.submit([exec::commands(ctx, &wave)]);
         base += wave_len;
     }
-    let stats: Vec<PStat> = read_back(ctx, &run_stats, "procedural stats")?;
-    let accs: Vec<f32> = read_back(ctx, &run_accs, "procedural sums")?;
+    let bytes = exec::submit_and_read(
+        ctx,
+        Vec::new(),
+        &[
+            (&run_stats, "procedural stats"),
+            (&run_accs, "procedural sums"),
+        ],
+    )?;
+    let stats: Vec<PStat> = exec::cast(&bytes[0]);
+    let accs: Vec<f32> = exec::cast(&bytes[1]);
     Ok(stats
         .iter()
         .enumerate()

@@ -2,43 +2,18 @@
 
 use std::sync::Arc;
 
-use bytemuck::{Pod, Zeroable};
 use dam_core::{
     validate_queries, Config, Error, NormBounds, Patterns, Projection, Result, RetrievalResult,
     Separation, Similarity, Storage,
 };
 use ndarray::{s, Array2, ArrayView2};
-use wgpu::util::DeviceExt;
 
 use crate::context::WgpuContext;
+use crate::exec::{self, Cost, Dispatch};
+use crate::matmul::{Epilogue, MatMul, TILE};
+use crate::params::{Params, RowParams, Stat, StepUniform};
 use crate::source::Kernel;
 use crate::WgpuError;
-
-/// Mirrors `struct Params` in `shaders/common.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct Params {
-    batch: u32,
-    dim: u32,
-    p_total: u32,
-    chunk_rows: u32,
-    chunk_base: u32,
-    split_len: u32,
-    split_base: u32,
-    splits_total: u32,
-    beta: f32,
-    tol: f32,
-    k: u32,
-    degree: u32,
-}
-
-/// Mirrors `struct Step` (padded to 16 bytes).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct StepUniform {
-    row: u32,
-    pad: [u32; 3],
-}
 
 /// Workgroup sizes fixed in the WGSL files.
 const SIM_TILE: u32 = 16;
@@ -54,16 +29,12 @@ fn lanes(batch: u32) -> u32 {
 /// Aim for about this many streaming workgroups per step, so that a small batch still
 /// spreads over the whole device (split over the pattern axis, merged after).
 const TARGET_WORKGROUPS: u32 = 1024;
-/// Loop iterations one invocation may run in one dispatch. Mesa's llvmpipe/lavapipe
-/// (gallivm) stops every shader invocation after 65,535 loop iterations in total and
-/// silently drops the rest of its work, so every kernel is dispatched over bounded slices:
-/// at most [`MAX_BLOCK_ROWS`] patterns per dispatch, and streaming splits sized to stay
-/// well under this budget. Short splits also spread the work over more workgroups.
-const LOOP_BUDGET: u64 = 40_000;
-/// Most patterns one dispatch covers (the weighted sum loops over every one of them).
+/// Most patterns one dispatch covers (the weighted sum loops over every one of them; see
+/// [`exec::LOOP_BUDGET`]). Streaming splits are sized within the same budget; short splits
+/// also spread the work over more workgroups.
 const MAX_BLOCK_ROWS: usize = 16_384;
 /// Bytes of one `Stat` in `stream.wgsl`.
-const STAT_BYTES: u64 = 16;
+const STAT_BYTES: u64 = std::mem::size_of::<Stat>() as u64;
 
 /// A slice of stored patterns covered by one dispatch: rows `base..base + rows`, stored
 /// at byte `offset` of `buffers[buffer]`.
@@ -89,6 +60,7 @@ pub struct WgpuRetriever {
     row_bytes: u64,
     buffers: Vec<wgpu::Buffer>,
     blocks: Vec<Block>,
+    workspaces: std::sync::Mutex<Vec<Workspace>>,
 }
 
 impl std::fmt::Debug for WgpuRetriever {
@@ -104,8 +76,6 @@ impl std::fmt::Debug for WgpuRetriever {
     }
 }
 
-/// Runs `f` inside validation and out-of-memory error scopes; a captured error becomes
-/// [`WgpuError::Device`] naming `operation`.
 /// What `run_batch` runs for one batch.
 #[derive(Debug, Clone, Copy)]
 enum Run {
@@ -115,89 +85,6 @@ enum Run {
     /// Exactly one update, no evaluation after it, no per-step readback; `timed`: record
     /// the compute pass with timestamp queries where the device has them.
     Bare { timed: bool },
-}
-
-pub(crate) fn scoped<T>(
-    ctx: &WgpuContext,
-    operation: &str,
-    f: impl FnOnce() -> T,
-) -> Result<T, WgpuError> {
-    let oom = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-    let validation = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let value = f();
-    let errors = [
-        pollster::block_on(validation.pop()),
-        pollster::block_on(oom.pop()),
-    ];
-    match errors.into_iter().flatten().next() {
-        Some(e) => Err(WgpuError::Device {
-            operation: operation.to_string(),
-            reason: e.to_string(),
-        }),
-        None => Ok(value),
-    }
-}
-
-/// Copies `buffer` to a staging buffer and reads it back as `T`s.
-pub(crate) fn read_back<T: Pod>(
-    ctx: &WgpuContext,
-    buffer: &wgpu::Buffer,
-    name: &'static str,
-) -> Result<Vec<T>, WgpuError> {
-    let size = buffer.size();
-    let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("dam staging"),
-        size,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = ctx.device.create_command_encoder(&Default::default());
-    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
-    ctx.queue.submit([encoder.finish()]);
-    map_read(ctx, &staging, name)
-}
-
-fn map_read<T: Pod>(
-    ctx: &WgpuContext,
-    staging: &wgpu::Buffer,
-    name: &'static str,
-) -> Result<Vec<T>, WgpuError> {
-    let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-    staging.map_async(wgpu::MapMode::Read, .., move |r| {
-        sender.send(r).ok();
-    });
-    ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| WgpuError::Readback {
-            buffer: name,
-            reason: e.to_string(),
-        })?;
-    match pollster::block_on(receiver.receive()) {
-        Some(Ok(())) => {}
-        Some(Err(e)) => {
-            return Err(WgpuError::Readback {
-                buffer: name,
-                reason: e.to_string(),
-            })
-        }
-        None => {
-            return Err(WgpuError::Readback {
-                buffer: name,
-                reason: "the map callback was dropped (device lost?)".into(),
-            })
-        }
-    }
-    let values = {
-        let view = staging
-            .get_mapped_range(..)
-            .map_err(|e| WgpuError::Readback {
-                buffer: name,
-                reason: e.to_string(),
-            })?;
-        bytemuck::cast_slice::<u8, T>(&view).to_vec()
-    };
-    staging.unmap();
-    Ok(values)
 }
 
 fn similarity_code(s: Similarity) -> u32 {
@@ -231,15 +118,15 @@ struct Plan {
     batch: u32,
     split_len: u32,
     splits_total: u32,
+    /// The update runs on the generic matrix product (materialised B×P scores) instead of
+    /// the streaming kernel.
+    gemm: bool,
 }
 
 impl Plan {
     /// The row ranges `start..end` of `total` queries, `batch` at a time.
     fn slices(&self, total: usize) -> impl Iterator<Item = (usize, usize)> {
-        let batch = self.batch as usize;
-        (0..total)
-            .step_by(batch)
-            .map(move |start| (start, (start + batch).min(total)))
+        exec::slices(total, self.batch as usize).map(|r| (r.start, r.end))
     }
 }
 
@@ -315,7 +202,7 @@ impl WgpuRetriever {
         let mut buffers = Vec::new();
         let mut blocks = Vec::new();
         for (i, rows) in data.chunks(rows_per_chunk * row_words).enumerate() {
-            let buffer = scoped(&ctx, "uploading stored patterns", || {
+            let buffer = exec::scoped(&ctx, "uploading stored patterns", || {
                 let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("dam patterns"),
                     size: (rows.len() * 4) as u64,
@@ -349,6 +236,7 @@ impl WgpuRetriever {
             row_bytes,
             buffers,
             blocks,
+            workspaces: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -364,16 +252,11 @@ impl WgpuRetriever {
 
     /// The binding of one block of patterns.
     fn block_binding(&self, block: &Block) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &self.buffers[block.buffer],
-            offset: block.offset,
-            size: std::num::NonZeroU64::new(block.rows as u64 * self.row_bytes),
-        })
-    }
-
-    /// f16 storage is read with the device's SHADER_F16 feature.
-    fn native_f16(&self) -> bool {
-        self.ctx.features().contains(wgpu::Features::SHADER_F16)
+        exec::range(
+            &self.buffers[block.buffer],
+            block.offset,
+            block.rows as u64 * self.row_bytes,
+        )
     }
 
     fn streamed(&self) -> bool {
@@ -408,7 +291,7 @@ impl WgpuRetriever {
             + (STREAM_WG as u64 + STREAM_QT as u64) * owned
             + 2 * n
             + 2 * owned;
-        let max_tiles = (LOOP_BUDGET / per_tile).max(1);
+        let max_tiles = exec::items_per_slice_of_loops(per_tile) as u64;
         let split_len = (p.div_ceil(target).div_ceil(STREAM_WG as u64) * STREAM_WG as u64)
             .min(max_tiles * STREAM_WG as u64);
         let split_len = split_len.min(u32::MAX as u64) as u32;
@@ -416,16 +299,31 @@ impl WgpuRetriever {
         (split_len, total)
     }
 
-    /// Largest batch whose scratch buffers each fit in one binding.
-    fn plan(&self, batch: usize, trace_rows: u64) -> Result<Plan> {
+    /// Largest batch whose scratch buffers each fit in one binding; `bare`: a single
+    /// update (which may run on the matrix product, see [`WgpuContext::gemm_for`]).
+    fn plan(&self, batch: usize, trace_rows: u64, bare: bool) -> Result<Plan> {
         let limit = self.ctx.max_binding_bytes();
-        let max_groups = self.ctx.limits().max_compute_workgroups_per_dimension;
-        let mut b = (batch as u64).min(max_groups as u64).max(1) as u32;
+        let mut b = exec::items_per_slice(
+            &self.ctx,
+            Cost {
+                groups: 1,
+                ..Cost::default()
+            },
+        )
+        .min(batch)
+        .max(1) as u32;
+        let gemm = bare
+            && matches!(self.config.separation, Separation::Softmax { .. })
+            && self.dim as u64 <= crate::matmul::MAX_K_SLICE
+            && self.ctx.gemm_for(batch);
         loop {
             let (split_len, splits_total) = self.splits_for(b);
             let n = self.dim as u64;
             let mut sizes = vec![b as u64 * n * 4, trace_rows * b as u64 * 4];
-            if self.streamed() {
+            if gemm {
+                sizes.push(b as u64 * self.count as u64 * 4);
+                sizes.push(b as u64 * self.score_tiles() as u64 * 8);
+            } else if self.streamed() {
                 sizes.push(b as u64 * splits_total as u64 * n * 4);
                 sizes.push(b as u64 * splits_total as u64 * STAT_BYTES);
             } else {
@@ -437,6 +335,7 @@ impl WgpuRetriever {
                     batch: b,
                     split_len,
                     splits_total,
+                    gemm,
                 });
             }
             if b == 1 {
@@ -461,7 +360,7 @@ impl WgpuRetriever {
         let (max_steps, _) = self.config.dynamics.budget();
         let trace = self.config.energy_trace;
         let rows = if trace { max_steps as u64 + 1 } else { 1 };
-        let plan = self.plan(queries.nrows(), rows)?;
+        let plan = self.plan(queries.nrows(), rows, false)?;
         let b_total = queries.nrows();
         let mut states = Array2::<f32>::zeros(queries.dim());
         let mut steps = Vec::with_capacity(b_total);
@@ -526,7 +425,7 @@ impl WgpuRetriever {
     ) -> Result<(Array2<f32>, Option<f64>)> {
         validate_queries(queries, self.dim)?;
         self.bounds.check(&self.config, queries)?;
-        let plan = self.plan(queries.nrows(), 1)?;
+        let plan = self.plan(queries.nrows(), 1, true)?;
         let mut states = Array2::<f32>::zeros(queries.dim());
         let mut gpu_ns = Some(0.0);
         for (start, end) in plan.slices(queries.nrows()) {
@@ -561,7 +460,7 @@ impl WgpuRetriever {
     pub fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
         validate_queries(states, self.dim)?;
         self.bounds.check(&self.config, states)?;
-        let plan = self.plan(states.nrows(), 1)?;
+        let plan = self.plan(states.nrows(), 1, false)?;
         let mut out = Vec::with_capacity(states.nrows());
         for (start, end) in plan.slices(states.nrows()) {
             let batch = self.run_batch(states.slice(s![start..end, ..]), Run::Steps(0), plan)?;
@@ -573,79 +472,72 @@ impl WgpuRetriever {
     }
 
     /// Converts a kernel's energy output to the energy (exponential: −e^{lse} in f64),
-    /// with the range rule of [`dam_cpu::checked_energy`].
+    /// with the range rule of [`dam_core::checked_energy`].
     fn energy_value(&self, raw: f32, query: usize, steps: usize) -> Result<f64> {
         let e = match self.config.separation {
             Separation::Exponential { .. } => -(raw as f64).exp(),
             _ => raw as f64,
         };
-        dam_cpu::checked_energy(self.config.separation, e, query, steps)
+        dam_core::checked_energy(self.config.separation, e, query, steps)
     }
 
-    fn uniform<T: Pod>(&self, value: &T) -> wgpu::Buffer {
-        self.ctx
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("dam uniform"),
-                contents: bytemuck::bytes_of(value),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            })
+    /// Column tiles of the matrix-product scores over all blocks (softmax partials per row).
+    fn score_tiles(&self) -> u32 {
+        self.blocks.iter().map(|c| c.rows.div_ceil(TILE)).sum()
     }
 
-    fn storage(&self, label: &str, size: u64) -> wgpu::Buffer {
-        self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: size.max(4),
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        })
-    }
-
-    fn bind(
+    /// The dispatch of `kernel` with `buffers`, the block of patterns `block` at binding 1
+    /// where given, and `groups` workgroups.
+    fn dispatch(
         &self,
-        pipeline: &wgpu::ComputePipeline,
-        entries: &[(u32, &wgpu::Buffer)],
+        pipeline: &Arc<wgpu::ComputePipeline>,
+        buffers: &[(u32, &wgpu::Buffer)],
         block: Option<&Block>,
-    ) -> wgpu::BindGroup {
-        // Binding 1 is the block of stored patterns in the kernels that read them.
-        let extra = block
-            .map(|block| wgpu::BindGroupEntry {
-                binding: 1,
-                resource: self.block_binding(block),
-            })
+        groups: [u32; 3],
+    ) -> Dispatch {
+        let ranges = block
+            .map(|block| (1, self.block_binding(block)))
             .into_iter()
             .collect();
-        self.ctx.bind_group(pipeline, entries, extra)
+        Dispatch::new(&self.ctx, pipeline, buffers, ranges, groups)
     }
 
-    /// Runs `run` for one batch entirely on the device; `Run::Steps` reads back one `u32`
-    /// per step.
+    /// Runs `run` for one batch entirely on the device, on the cached workspace of its
+    /// shape (built on first use); `Run::Steps` reads back one `u32` per step.
     fn run_batch(&self, queries: ArrayView2<'_, f32>, run: Run, plan: Plan) -> Result<BatchOut> {
         let ctx = &*self.ctx;
-        let out = scoped(ctx, "retrieval", || {
-            self.run_batch_inner(queries, run, plan)
-        })?;
+        let trace = self.config.energy_trace && matches!(run, Run::Steps(_));
+        let rows = match run {
+            Run::Steps(max_steps) if trace => max_steps as u64 + 1,
+            _ => 1,
+        };
+        let key = (queries.nrows() as u32, rows, plan.split_len, plan.gemm);
+        let mut cache = self.workspaces.lock().unwrap_or_else(|p| p.into_inner());
+        let at = match cache.iter().position(|w| w.key == key) {
+            Some(at) => at,
+            None => {
+                let ws = exec::scoped(ctx, "preparing a retrieval batch", || {
+                    self.workspace(key, plan)
+                })??;
+                if cache.len() >= WORKSPACES {
+                    cache.remove(0);
+                }
+                cache.push(ws);
+                cache.len() - 1
+            }
+        };
+        let ws = &cache[at];
+        let out = exec::scoped(ctx, "retrieval", || self.execute(ws, queries, run, trace))?;
         Ok(out?)
     }
 
-    fn run_batch_inner(
-        &self,
-        queries: ArrayView2<'_, f32>,
-        run: Run,
-        plan: Plan,
-    ) -> Result<BatchOut, WgpuError> {
-        let max_steps = match run {
-            Run::Steps(m) => m,
-            Run::Bare { .. } => 1,
-        };
+    /// The buffers and dispatch lists of one batch shape `key` = (queries, energy rows,
+    /// split length, matrix-product path).
+    fn workspace(&self, key: (u32, u64, u32, bool), plan: Plan) -> Result<Workspace> {
         let ctx = &*self.ctx;
-        let b = queries.nrows() as u32;
+        let (b, rows, _, gemm) = key;
         let n = self.dim as u32;
         let p = self.count as u32;
-        let trace = self.config.energy_trace && matches!(run, Run::Steps(_));
-        let rows = if trace { max_steps as u64 + 1 } else { 1 };
         let (_, tol) = self.config.dynamics.budget();
         let (k, degree) = match self.config.separation {
             Separation::TopK { k } => (k as u32, 0),
@@ -668,28 +560,24 @@ impl WgpuRetriever {
             degree,
         };
         let sim = ("SIM", similarity_code(self.config.similarity));
+        let loader = ctx.loader(self.storage);
+        let storage = |label: &str, size: u64| exec::storage(ctx, label, size);
 
-        // Buffers.
-        let x_data: Vec<f32> = queries.iter().copied().collect();
-        let xs = ctx.storage_init("dam states", bytemuck::cast_slice(&x_data));
-        let status_init: Vec<u32> = (0..b).flat_map(|_| [1u32, 0, 0, 0]).collect();
-        let status = ctx.storage_init("dam status", bytemuck::cast_slice(&status_init));
-        let ys = self.storage("dam update", b as u64 * n as u64 * 4);
-        let log_scale = self.storage("dam log scale", b as u64 * 4);
-        let pending = self.storage("dam pending", 4);
-        let energy = self.storage("dam energy", rows * b as u64 * 4);
-        let nearest = self.storage("dam nearest", b as u64 * 4);
-        let global = self.uniform(&base);
-        let step = self.uniform(&StepUniform {
-            row: 0,
-            pad: [0; 3],
-        });
-        let pending_staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("dam pending staging"),
-            size: 4,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let xs = storage("dam states", b as u64 * n as u64 * 4);
+        let status = storage("dam status", b as u64 * 16);
+        let ys = storage("dam update", b as u64 * n as u64 * 4);
+        let log_scale = storage("dam log scale", b as u64 * 4);
+        let pending = storage("dam pending", 4);
+        let energy = storage("dam energy", rows * b as u64 * 4);
+        let nearest = storage("dam nearest", b as u64 * 4);
+        let global = exec::uniform(ctx, &base);
+        let step = exec::uniform(
+            ctx,
+            &StepUniform {
+                row: 0,
+                pad: [0; 3],
+            },
+        );
         let chunk_params: Vec<wgpu::Buffer> = {
             let mut split_base = 0;
             self.blocks
@@ -702,57 +590,115 @@ impl WgpuRetriever {
                         ..base
                     };
                     split_base += c.rows.div_ceil(plan.split_len);
-                    self.uniform(&params)
+                    exec::uniform(ctx, &params)
                 })
                 .collect()
         };
 
-        // Dispatches of one step: (pipeline, bind group, workgroup counts).
-        type Dispatch = (Arc<wgpu::ComputePipeline>, wgpu::BindGroup, [u32; 3]);
+        // Dispatches of one step: the evaluation (similarities, separation; energy and
+        // nearest) and the accumulation of the update (weighted sums, projection).
         let mut evaluate: Vec<Dispatch> = Vec::new();
         let mut accumulate: Vec<Dispatch> = Vec::new();
         let max_groups = ctx.limits().max_compute_workgroups_per_dimension;
-        let clear_ys = !self.streamed();
+        let clear_ys = gemm || !self.streamed();
 
-        if self.streamed() {
+        if gemm {
+            // S = β·X·Ξᵀ with online-softmax partials, softmax of each row in place,
+            // Y = W·Ξ accumulated block by block.
+            let tiles = self.score_tiles();
+            let scores = storage("dam scores", b as u64 * p as u64 * 4);
+            let stats = storage("dam score partials", b as u64 * tiles as u64 * 8);
+            let lse = storage("dam lse", b as u64 * 4);
+            let mut tile0 = 0;
+            for block in &self.blocks {
+                let product = MatMul {
+                    m: b,
+                    n: block.rows,
+                    k: n,
+                    trans_b: true,
+                    lda: n,
+                    ldb: n,
+                    ldc: p,
+                    c_col0: block.base,
+                    stat_col0: tile0,
+                    stat_ld: tiles,
+                    alpha: self.beta(),
+                    similarity: self.config.similarity,
+                    epilogue: Epilogue::SoftmaxPartials,
+                    ..MatMul::plain(b, block.rows, n, false, true)
+                };
+                evaluate.extend(product.dispatches(
+                    ctx,
+                    loader,
+                    xs.as_entire_binding(),
+                    self.block_binding(block),
+                    &scores,
+                    Some(&stats),
+                )?);
+                tile0 += block.rows.div_ceil(TILE);
+            }
+            let softmax = ctx.pipeline(Kernel::SoftmaxRows, &[])?;
+            let row_params = exec::uniform(
+                ctx,
+                &RowParams {
+                    rows: b,
+                    cols: p,
+                    ldc: p,
+                    tiles,
+                },
+            );
+            evaluate.push(self.dispatch(
+                &softmax,
+                &[(0, &row_params), (1, &scores), (2, &stats), (3, &lse)],
+                None,
+                [b, 1, 1],
+            ));
+            for block in &self.blocks {
+                let product = MatMul {
+                    lda: p,
+                    a_off: block.base,
+                    epilogue: Epilogue::Scale { accumulate: true },
+                    ..MatMul::plain(b, n, block.rows, false, false)
+                };
+                accumulate.extend(product.dispatches(
+                    ctx,
+                    loader,
+                    scores.as_entire_binding(),
+                    self.block_binding(block),
+                    &ys,
+                    None,
+                )?);
+            }
+        } else if self.streamed() {
             let mode = match self.config.separation {
                 Separation::Exponential { .. } => 1,
                 _ => 0,
             };
             let splits = plan.splits_total as u64;
-            let stats = self.storage("dam stats", b as u64 * splits * STAT_BYTES);
-            let accs = self.storage("dam partial sums", b as u64 * splits * n as u64 * 4);
-            let partial = ctx.pipeline(
-                Kernel::StreamPartial.for_storage(self.storage, self.native_f16()),
+            let stats = storage("dam stats", b as u64 * splits * STAT_BYTES);
+            let accs = storage("dam partial sums", b as u64 * splits * n as u64 * 4);
+            let staged = ctx.stage_patterns(lanes(b));
+            let partial = ctx.pipeline_with(
+                Kernel::StreamPartial,
+                loader,
                 &[
                     sim,
                     ("LANES", lanes(b)),
                     ("GROUPS", lanes(b).div_ceil(4)),
-                    ("STAGED", ctx.stage_patterns(lanes(b)) as u32),
-                    (
-                        "STAGE_FLOATS",
-                        if ctx.stage_patterns(lanes(b)) {
-                            STREAM_WG * 65
-                        } else {
-                            1
-                        },
-                    ),
+                    ("STAGED", staged as u32),
+                    ("STAGE_FLOATS", if staged { STREAM_WG * 65 } else { 1 }),
                 ],
             )?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
-                let group = self.bind(
+                evaluate.push(self.dispatch(
                     &partial,
                     &[(0, params), (2, &xs), (3, &stats), (4, &accs)],
                     Some(c),
-                );
-                evaluate.push((
-                    partial.clone(),
-                    group,
                     [c.rows.div_ceil(plan.split_len), b.div_ceil(lanes(b)), 1],
                 ));
             }
             let merge = ctx.pipeline(Kernel::StreamMerge, &[sim, ("MODE", mode)])?;
-            let group = self.bind(
+            evaluate.push(self.dispatch(
                 &merge,
                 &[
                     (0, &global),
@@ -766,22 +712,18 @@ impl WgpuRetriever {
                     (9, &log_scale),
                 ],
                 None,
-            );
-            evaluate.push((merge, group, [b, 1, 1]));
+                [b, 1, 1],
+            ));
         } else {
-            let scores = self.storage("dam scores", b as u64 * p as u64 * 4);
-
-            let similarity = ctx.pipeline(
-                Kernel::Similarity.for_storage(self.storage, self.native_f16()),
-                &[sim],
-            )?;
+            let scores = storage("dam scores", b as u64 * p as u64 * 4);
+            let similarity = ctx.pipeline_with(Kernel::Similarity, loader, &[sim])?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
-                let group = self.bind(&similarity, &[(0, params), (2, &xs), (3, &scores)], Some(c));
                 let tiles = c.rows.div_ceil(SIM_TILE);
                 let gx = tiles.min(max_groups);
-                evaluate.push((
-                    similarity.clone(),
-                    group,
+                evaluate.push(self.dispatch(
+                    &similarity,
+                    &[(0, params), (2, &xs), (3, &scores)],
+                    Some(c),
                     [gx, tiles.div_ceil(gx), b.div_ceil(SIM_TILE)],
                 ));
             }
@@ -791,7 +733,7 @@ impl WgpuRetriever {
                 _ => 2,
             };
             let separation = ctx.pipeline(Kernel::Separation, &[("SEP", sep)])?;
-            let group = self.bind(
+            evaluate.push(self.dispatch(
                 &separation,
                 &[
                     (0, &global),
@@ -801,17 +743,14 @@ impl WgpuRetriever {
                     (4, &nearest),
                 ],
                 None,
-            );
-            evaluate.push((separation, group, [b, 1, 1]));
-            let weighted = ctx.pipeline(
-                Kernel::WeightedSum.for_storage(self.storage, self.native_f16()),
-                &[],
-            )?;
+                [b, 1, 1],
+            ));
+            let weighted = ctx.pipeline_with(Kernel::WeightedSum, loader, &[])?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
-                let group = self.bind(&weighted, &[(0, params), (2, &scores), (3, &ys)], Some(c));
-                accumulate.push((
-                    weighted.clone(),
-                    group,
+                accumulate.push(self.dispatch(
+                    &weighted,
+                    &[(0, params), (2, &scores), (3, &ys)],
+                    Some(c),
                     [n.div_ceil(SUM_WG), b.div_ceil(4), 1],
                 ));
             }
@@ -820,7 +759,7 @@ impl WgpuRetriever {
             Kernel::Finalize,
             &[("PROJ", projection_code(self.config.projection))],
         )?;
-        let group = self.bind(
+        accumulate.push(self.dispatch(
             &finalize,
             &[
                 (0, &global),
@@ -831,46 +770,70 @@ impl WgpuRetriever {
                 (5, &pending),
             ],
             None,
-        );
-        accumulate.push((finalize, group, [b, 1, 1]));
+            [b, 1, 1],
+        ));
+        Ok(Workspace {
+            key,
+            xs,
+            status,
+            ys,
+            pending,
+            energy,
+            nearest,
+            step,
+            evaluate,
+            accumulate,
+            clear_ys,
+        })
+    }
 
+    /// Runs one batch on its workspace: uploads the queries, then one submit per step
+    /// (reading back the count of queries still moving) and one submit and wait for all
+    /// results; or, for `Run::Bare`, one submit and wait in all.
+    fn execute(
+        &self,
+        ws: &Workspace,
+        queries: ArrayView2<'_, f32>,
+        run: Run,
+        trace: bool,
+    ) -> Result<BatchOut, WgpuError> {
+        let ctx = &*self.ctx;
+        let b = queries.nrows();
+        let upload: Vec<f32>;
+        let x_data: &[f32] = match queries.as_slice() {
+            Some(data) => data,
+            None => {
+                upload = queries.iter().copied().collect();
+                &upload
+            }
+        };
+        ctx.queue
+            .write_buffer(&ws.xs, 0, bytemuck::cast_slice(x_data));
+        let status_init: Vec<u32> = (0..b).flat_map(|_| [1u32, 0, 0, 0]).collect();
+        ctx.queue
+            .write_buffer(&ws.status, 0, bytemuck::cast_slice(&status_init));
         let encode = |update: bool, timestamps: Option<&wgpu::QuerySet>| {
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
             if update {
-                encoder.clear_buffer(&pending, 0, None);
-                if clear_ys {
-                    encoder.clear_buffer(&ys, 0, None);
+                encoder.clear_buffer(&ws.pending, 0, None);
+                if ws.clear_ys {
+                    encoder.clear_buffer(&ws.ys, 0, None);
                 }
             }
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("dam step"),
-                    timestamp_writes: timestamps.map(|query_set| {
-                        wgpu::ComputePassTimestampWrites {
-                            query_set,
-                            beginning_of_pass_write_index: Some(0),
-                            end_of_pass_write_index: Some(1),
-                        }
-                    }),
-                });
-                let list = evaluate.iter().chain(accumulate.iter().filter(|_| update));
-                for (pipeline, group, [x, y, z]) in list {
-                    pass.set_pipeline(pipeline);
-                    pass.set_bind_group(0, group, &[]);
-                    pass.dispatch_workgroups(*x, *y, *z);
-                }
-            }
-            if update {
-                encoder.copy_buffer_to_buffer(&pending, 0, &pending_staging, 0, 4);
-            }
-            encoder.finish()
+            let list = ws
+                .evaluate
+                .iter()
+                .chain(ws.accumulate.iter().filter(|_| update));
+            exec::encode(&mut encoder, list, timestamps);
+            encoder
         };
         let set_row = |row: usize| {
             let value = StepUniform {
                 row: if trace { row as u32 } else { 0 },
                 pad: [0; 3],
             };
-            ctx.queue.write_buffer(&step, 0, bytemuck::bytes_of(&value));
+            ctx.queue
+                .write_buffer(&ws.step, 0, bytemuck::bytes_of(&value));
         };
 
         if let Run::Bare { timed } = run {
@@ -882,55 +845,112 @@ impl WgpuRetriever {
                         count: 2,
                     })
                 });
-            ctx.queue.submit([encode(true, timestamps.as_ref())]);
-            let gpu_ns = match &timestamps {
-                None => None,
-                Some(query_set) => {
-                    let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("dam timestamps"),
-                        size: 16,
-                        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                        mapped_at_creation: false,
-                    });
-                    let mut encoder = ctx.device.create_command_encoder(&Default::default());
-                    encoder.resolve_query_set(query_set, 0..2, &resolved, 0);
-                    ctx.queue.submit([encoder.finish()]);
-                    let ticks: Vec<u64> = read_back(ctx, &resolved, "timestamps")?;
-                    let period = ctx.queue.get_timestamp_period() as f64;
-                    Some(ticks[1].saturating_sub(ticks[0]) as f64 * period)
-                }
-            };
+            let mut encoder = encode(true, timestamps.as_ref());
+            let resolved = timestamps.as_ref().map(|query_set| {
+                let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("dam timestamps"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                encoder.resolve_query_set(query_set, 0..2, &resolved, 0);
+                resolved
+            });
+            let mut reads = vec![(&ws.xs, "states"), (&ws.status, "status")];
+            if let Some(r) = &resolved {
+                reads.push((r, "timestamps"));
+            }
+            let bytes = exec::submit_and_read(ctx, vec![encoder.finish()], &reads)?;
+            let gpu_ns = bytes.get(2).map(|raw| {
+                let ticks: Vec<u64> = exec::cast(raw);
+                let period = ctx.queue.get_timestamp_period() as f64;
+                ticks[1].saturating_sub(ticks[0]) as f64 * period
+            });
             return Ok(BatchOut {
                 gpu_ns,
-                states: read_back(ctx, &xs, "states")?,
-                status: read_back(ctx, &status, "status")?,
+                states: exec::cast(&bytes[0]),
+                status: exec::cast(&bytes[1]),
                 nearest: Vec::new(),
                 energy_rows: Vec::new(),
                 steps_run: 1,
             });
         }
+        let max_steps = match run {
+            Run::Steps(m) => m,
+            Run::Bare { .. } => 1,
+        };
         let mut steps_run = 0;
         while steps_run < max_steps {
             set_row(steps_run);
-            ctx.queue.submit([encode(true, None)]);
-            let still_moving = map_read::<u32>(ctx, &pending_staging, "pending")?[0];
+            let work = encode(true, None).finish();
+            let still_moving: Vec<u32> = exec::read(ctx, vec![work], &ws.pending, "pending")?;
             steps_run += 1;
-            if still_moving == 0 {
+            if still_moving[0] == 0 {
                 break;
             }
         }
         set_row(steps_run);
-        ctx.queue.submit([encode(false, None)]);
-
-        let energy_rows = read_back::<f32>(ctx, &energy, "energy")?;
+        let bytes = exec::submit_and_read(
+            ctx,
+            vec![encode(false, None).finish()],
+            &[
+                (&ws.energy, "energy"),
+                (&ws.xs, "states"),
+                (&ws.status, "status"),
+                (&ws.nearest, "nearest"),
+            ],
+        )?;
+        let mut energy_rows: Vec<f32> = exec::cast(&bytes[0]);
         let used_rows = if trace { steps_run + 1 } else { 1 };
+        energy_rows.truncate(used_rows * b);
         Ok(BatchOut {
-            states: read_back(ctx, &xs, "states")?,
-            status: read_back(ctx, &status, "status")?,
-            nearest: read_back(ctx, &nearest, "nearest")?,
-            energy_rows: energy_rows[..used_rows * b as usize].to_vec(),
+            states: exec::cast(&bytes[1]),
+            status: exec::cast(&bytes[2]),
+            nearest: exec::cast(&bytes[3]),
+            energy_rows,
             steps_run,
             gpu_ns: None,
         })
     }
+}
+
+impl dam_core::Backend for WgpuRetriever {
+    fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
+        WgpuRetriever::retrieve(self, queries)
+    }
+
+    fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        WgpuRetriever::step(self, queries)
+    }
+
+    fn step_timed(&self, queries: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Option<f64>)> {
+        WgpuRetriever::step_timed(self, queries)
+    }
+
+    fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
+        WgpuRetriever::energy(self, states)
+    }
+
+    fn describe(&self) -> String {
+        format!("wgpu: {}", self.ctx.describe())
+    }
+}
+
+/// Workspaces kept per retriever (the shapes of a full batch slice and of the last one).
+const WORKSPACES: usize = 2;
+
+/// Device buffers and dispatch lists for one batch shape, built once and reused by every
+/// call of that shape (bind groups keep the other scratch buffers alive).
+struct Workspace {
+    key: (u32, u64, u32, bool),
+    xs: wgpu::Buffer,
+    status: wgpu::Buffer,
+    ys: wgpu::Buffer,
+    pending: wgpu::Buffer,
+    energy: wgpu::Buffer,
+    nearest: wgpu::Buffer,
+    step: wgpu::Buffer,
+    evaluate: Vec<Dispatch>,
+    accumulate: Vec<Dispatch>,
+    clear_ys: bool,
 }

@@ -1,13 +1,15 @@
 //! Every WGSL kernel of the backend, registered in one place.
 //!
 //! Kernels live in the workspace's top-level `shaders/` folder (reached from this crate
-//! through the `crates/wgpu/shaders` symlink, which `cargo package` follows). Each compiled
-//! unit is the shared `common.wgsl` declarations, the `sim.wgsl` similarity helpers where
-//! needed (`philox.wgsl` for the procedural kernels, `online.wgsl` for the
-//! streaming ones), and one kernel file, concatenated at compile time with `concat!`. Specialisation
-//! is done with WGSL `override` constants, never by editing source text.
+//! through the `crates/wgpu/shaders` symlink, which `cargo package` follows), loaded with
+//! `include_str!`. A compiled unit is a [`Kernel`] composed with a pattern [`Loader`] by
+//! [`Kernel::source`]: the shared declarations it needs (`common.wgsl`, the `sim.wgsl`
+//! similarity helpers, `online.wgsl` for the streaming kernels, `philox.wgsl` for the
+//! procedural ones), the loader file for kernels that read stored patterns (f32, f16, or f16
+//! read natively), and the kernel file — whole files joined in order. Specialisation is done
+//! with WGSL `override` constants, never by editing source text.
 
-/// One compute entry point and the WGSL unit that holds it.
+/// One compute entry point and the WGSL file that holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
     /// Tiled B×P similarity of one pattern chunk (`similarity.wgsl`).
@@ -38,96 +40,71 @@ pub enum Kernel {
     FeatureSum,
     /// Random-feature energy value and gradient (`features.wgsl`, `value_grad`).
     FeatureValueGrad,
-    /// [`Kernel::Similarity`] over f16 patterns (`pat_f16.wgsl`).
-    SimilarityF16,
-    /// [`Kernel::StreamPartial`] over f16 patterns (`pat_f16.wgsl`).
-    StreamPartialF16,
-    /// [`Kernel::WeightedSum`] over f16 patterns (`pat_f16.wgsl`).
-    WeightedSumF16,
-    /// [`Kernel::Similarity`] over f16 patterns read with SHADER_F16 (`pat_f16_native.wgsl`).
-    SimilarityF16Native,
-    /// [`Kernel::StreamPartial`] over f16 patterns read with SHADER_F16.
-    StreamPartialF16Native,
-    /// [`Kernel::WeightedSum`] over f16 patterns read with SHADER_F16.
-    WeightedSumF16Native,
+    /// Generic register-blocked tiled matrix product with epilogues (`matmul.wgsl`).
+    MatMul,
+    /// Row-wise softmax of a score matrix from the matrix product's partials
+    /// (`softmax_rows.wgsl`).
+    SoftmaxRows,
 }
 
-const SIMILARITY: &str = concat!(
-    include_str!("../shaders/common.wgsl"),
-    include_str!("../shaders/sim.wgsl"),
-    include_str!("../shaders/pat_f32.wgsl"),
-    include_str!("../shaders/similarity.wgsl")
-);
-const SIMILARITY_F16: &str = concat!(
-    include_str!("../shaders/common.wgsl"),
-    include_str!("../shaders/sim.wgsl"),
-    include_str!("../shaders/pat_f16.wgsl"),
-    include_str!("../shaders/similarity.wgsl")
-);
-const SIMILARITY_F16_NATIVE: &str = concat!(
-    include_str!("../shaders/enable_f16.wgsl"),
-    include_str!("../shaders/common.wgsl"),
-    include_str!("../shaders/sim.wgsl"),
-    include_str!("../shaders/pat_f16_native.wgsl"),
-    include_str!("../shaders/similarity.wgsl")
-);
-const STREAM_F16_NATIVE: &str = concat!(
-    include_str!("../shaders/enable_f16.wgsl"),
-    include_str!("../shaders/common.wgsl"),
-    include_str!("../shaders/sim.wgsl"),
-    include_str!("../shaders/online.wgsl"),
-    include_str!("../shaders/pat_f16_native.wgsl"),
-    include_str!("../shaders/stream.wgsl")
-);
-const WEIGHTED_SUM_F16_NATIVE: &str = concat!(
-    include_str!("../shaders/enable_f16.wgsl"),
-    include_str!("../shaders/common.wgsl"),
-    include_str!("../shaders/pat_f16_native.wgsl"),
-    include_str!("../shaders/weighted_sum.wgsl")
-);
-const STREAM: &str = concat!(
-    include_str!("../shaders/common.wgsl"),
-    include_str!("../shaders/sim.wgsl"),
-    include_str!("../shaders/online.wgsl"),
-    include_str!("../shaders/pat_f32.wgsl"),
-    include_str!("../shaders/stream.wgsl")
-);
-const STREAM_F16: &str = concat!(
-    include_str!("../shaders/common.wgsl"),
-    include_str!("../shaders/sim.wgsl"),
-    include_str!("../shaders/online.wgsl"),
-    include_str!("../shaders/pat_f16.wgsl"),
-    include_str!("../shaders/stream.wgsl")
-);
-const SEPARATION: &str = concat!(
-    include_str!("../shaders/common.wgsl"),
-    include_str!("../shaders/separation.wgsl")
-);
-const WEIGHTED_SUM: &str = concat!(
-    include_str!("../shaders/common.wgsl"),
-    include_str!("../shaders/pat_f32.wgsl"),
-    include_str!("../shaders/weighted_sum.wgsl")
-);
-const WEIGHTED_SUM_F16: &str = concat!(
-    include_str!("../shaders/common.wgsl"),
-    include_str!("../shaders/pat_f16.wgsl"),
-    include_str!("../shaders/weighted_sum.wgsl")
-);
-const PROCEDURAL: &str = concat!(
-    include_str!("../shaders/philox.wgsl"),
-    include_str!("../shaders/online.wgsl"),
-    include_str!("../shaders/procedural.wgsl")
-);
-const SPIN: &str = include_str!("../shaders/spin.wgsl");
-const FEATURES: &str = include_str!("../shaders/features.wgsl");
-const FINALIZE: &str = concat!(
-    include_str!("../shaders/common.wgsl"),
-    include_str!("../shaders/finalize.wgsl")
-);
+/// How a pattern-reading kernel reads the stored patterns (binding 1): the loader file
+/// composed into its unit. Kernels that do not read stored patterns ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Loader {
+    /// f32 entries (`pat_f32.wgsl`).
+    #[default]
+    F32,
+    /// IEEE halves, two per word, decoded with integer operations (`pat_f16.wgsl`).
+    F16,
+    /// IEEE halves read as `f16` with the SHADER_F16 feature (`pat_f16_native.wgsl`).
+    F16Native,
+}
+
+impl Loader {
+    /// Every loader.
+    pub const ALL: [Loader; 3] = [Loader::F32, Loader::F16, Loader::F16Native];
+
+    /// The loader for `storage`; `native_f16`: the device has SHADER_F16.
+    pub fn for_storage(storage: dam_core::Storage, native_f16: bool) -> Loader {
+        match (storage, native_f16) {
+            (dam_core::Storage::F32, _) => Loader::F32,
+            (dam_core::Storage::F16, false) => Loader::F16,
+            (dam_core::Storage::F16, true) => Loader::F16Native,
+        }
+    }
+
+    /// Whether units with this loader need the SHADER_F16 device feature.
+    pub fn needs_shader_f16(self) -> bool {
+        self == Loader::F16Native
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Loader::F32 => include_str!("../shaders/pat_f32.wgsl"),
+            Loader::F16 => include_str!("../shaders/pat_f16.wgsl"),
+            Loader::F16Native => include_str!("../shaders/pat_f16_native.wgsl"),
+        }
+    }
+
+    /// A short name for labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loader::F32 => "f32",
+            Loader::F16 => "f16",
+            Loader::F16Native => "f16-native",
+        }
+    }
+}
+
+const COMMON: &str = include_str!("../shaders/common.wgsl");
+const SIM: &str = include_str!("../shaders/sim.wgsl");
+const ONLINE: &str = include_str!("../shaders/online.wgsl");
+const PHILOX: &str = include_str!("../shaders/philox.wgsl");
+const ENABLE_F16: &str = include_str!("../shaders/enable_f16.wgsl");
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 16] = [
         Kernel::Similarity,
         Kernel::StreamPartial,
         Kernel::StreamMerge,
@@ -142,67 +119,79 @@ impl Kernel {
         Kernel::SpinApply,
         Kernel::FeatureSum,
         Kernel::FeatureValueGrad,
-        Kernel::SimilarityF16,
-        Kernel::StreamPartialF16,
-        Kernel::WeightedSumF16,
-        Kernel::SimilarityF16Native,
-        Kernel::StreamPartialF16Native,
-        Kernel::WeightedSumF16Native,
+        Kernel::MatMul,
+        Kernel::SoftmaxRows,
     ];
 
-    /// The variant of a pattern-reading kernel for `storage` (others are returned as is);
-    /// `native_f16`: the device has SHADER_F16.
-    pub fn for_storage(self, storage: dam_core::Storage, native_f16: bool) -> Kernel {
-        use dam_core::Storage::F16;
-        match (self, storage, native_f16) {
-            (Kernel::Similarity, F16, false) => Kernel::SimilarityF16,
-            (Kernel::StreamPartial, F16, false) => Kernel::StreamPartialF16,
-            (Kernel::WeightedSum, F16, false) => Kernel::WeightedSumF16,
-            (Kernel::Similarity, F16, true) => Kernel::SimilarityF16Native,
-            (Kernel::StreamPartial, F16, true) => Kernel::StreamPartialF16Native,
-            (Kernel::WeightedSum, F16, true) => Kernel::WeightedSumF16Native,
-            (k, _, _) => k,
-        }
-    }
-
-    /// Whether the kernel needs the SHADER_F16 device feature.
-    pub fn needs_shader_f16(self) -> bool {
+    /// Whether the kernel reads stored patterns through a [`Loader`].
+    pub fn reads_patterns(self) -> bool {
         matches!(
             self,
-            Kernel::SimilarityF16Native
-                | Kernel::StreamPartialF16Native
-                | Kernel::WeightedSumF16Native
+            Kernel::Similarity | Kernel::StreamPartial | Kernel::WeightedSum | Kernel::MatMul
         )
     }
 
-    /// The complete WGSL unit that holds this kernel.
-    pub fn source(self) -> &'static str {
+    /// The shared declarations the kernel file needs, in order (the loader, if any, goes
+    /// after them), and the kernel file itself.
+    fn parts(self) -> (&'static [&'static str], &'static str) {
         match self {
-            Kernel::Similarity => SIMILARITY,
-            Kernel::StreamPartial | Kernel::StreamMerge => STREAM,
-            Kernel::Separation => SEPARATION,
-            Kernel::WeightedSum => WEIGHTED_SUM,
-            Kernel::Finalize => FINALIZE,
-            Kernel::ProceduralPartial | Kernel::ProceduralFold => PROCEDURAL,
-            Kernel::SpinInit | Kernel::SpinSweep | Kernel::SpinDecide | Kernel::SpinApply => SPIN,
-            Kernel::FeatureSum | Kernel::FeatureValueGrad => FEATURES,
-            Kernel::SimilarityF16 => SIMILARITY_F16,
-            Kernel::StreamPartialF16 => STREAM_F16,
-            Kernel::WeightedSumF16 => WEIGHTED_SUM_F16,
-            Kernel::SimilarityF16Native => SIMILARITY_F16_NATIVE,
-            Kernel::StreamPartialF16Native => STREAM_F16_NATIVE,
-            Kernel::WeightedSumF16Native => WEIGHTED_SUM_F16_NATIVE,
+            Kernel::Similarity => (&[COMMON, SIM], include_str!("../shaders/similarity.wgsl")),
+            Kernel::StreamPartial | Kernel::StreamMerge => (
+                &[COMMON, SIM, ONLINE],
+                include_str!("../shaders/stream.wgsl"),
+            ),
+            Kernel::Separation => (&[COMMON], include_str!("../shaders/separation.wgsl")),
+            Kernel::WeightedSum => (&[COMMON], include_str!("../shaders/weighted_sum.wgsl")),
+            Kernel::Finalize => (&[COMMON], include_str!("../shaders/finalize.wgsl")),
+            Kernel::ProceduralPartial | Kernel::ProceduralFold => (
+                &[PHILOX, ONLINE],
+                include_str!("../shaders/procedural.wgsl"),
+            ),
+            Kernel::SpinInit | Kernel::SpinSweep | Kernel::SpinDecide | Kernel::SpinApply => {
+                (&[], include_str!("../shaders/spin.wgsl"))
+            }
+            Kernel::FeatureSum | Kernel::FeatureValueGrad => {
+                (&[], include_str!("../shaders/features.wgsl"))
+            }
+            Kernel::MatMul => (&[SIM], include_str!("../shaders/matmul.wgsl")),
+            Kernel::SoftmaxRows => (&[], include_str!("../shaders/softmax_rows.wgsl")),
         }
+    }
+
+    /// The loader actually composed for this kernel (`F32` for kernels that read no
+    /// stored patterns, so that their pipelines are cached once).
+    pub fn effective_loader(self, loader: Loader) -> Loader {
+        if self.reads_patterns() {
+            loader
+        } else {
+            Loader::F32
+        }
+    }
+
+    /// The complete WGSL unit of this kernel with `loader`: `enable f16;` where the loader
+    /// needs it, the shared declarations, the loader, the kernel file. Pieces are whole
+    /// files joined in order; no source text is generated.
+    pub fn source(self, loader: Loader) -> String {
+        let loader = self.effective_loader(loader);
+        let (head, body) = self.parts();
+        let mut unit: Vec<&str> = Vec::with_capacity(head.len() + 3);
+        if loader.needs_shader_f16() {
+            unit.push(ENABLE_F16);
+        }
+        unit.extend_from_slice(head);
+        // `stream.merge` shares its file with `stream.partial`, which calls `load_pat`.
+        if self.reads_patterns() || self == Kernel::StreamMerge {
+            unit.push(loader.source());
+        }
+        unit.push(body);
+        unit.concat()
     }
 
     /// The entry point's name.
     pub fn entry_point(self) -> &'static str {
         match self {
-            Kernel::StreamPartial | Kernel::StreamPartialF16 | Kernel::StreamPartialF16Native => {
-                "partial"
-            }
+            Kernel::StreamPartial | Kernel::ProceduralPartial => "partial",
             Kernel::StreamMerge => "merge",
-            Kernel::ProceduralPartial => "partial",
             Kernel::ProceduralFold => "fold",
             Kernel::SpinInit => "init",
             Kernel::SpinSweep => "sweep",
@@ -210,6 +199,7 @@ impl Kernel {
             Kernel::SpinApply => "apply",
             Kernel::FeatureSum => "feature_sum",
             Kernel::FeatureValueGrad => "value_grad",
+            Kernel::SoftmaxRows => "softmax_rows",
             _ => "main",
         }
     }
@@ -231,33 +221,41 @@ impl Kernel {
             Kernel::SpinApply => "spin.apply",
             Kernel::FeatureSum => "features.sum",
             Kernel::FeatureValueGrad => "features.value_grad",
-            Kernel::SimilarityF16 => "similarity.f16",
-            Kernel::StreamPartialF16 => "stream.partial.f16",
-            Kernel::WeightedSumF16 => "weighted_sum.f16",
-            Kernel::SimilarityF16Native => "similarity.f16-native",
-            Kernel::StreamPartialF16Native => "stream.partial.f16-native",
-            Kernel::WeightedSumF16Native => "weighted_sum.f16-native",
+            Kernel::MatMul => "matmul",
+            Kernel::SoftmaxRows => "matmul.softmax_rows",
         }
     }
 }
 
+/// Every (kernel, loader) unit the backend can compile: pattern-reading kernels with each
+/// loader, the others once.
+pub fn units() -> impl Iterator<Item = (Kernel, Loader)> {
+    Kernel::ALL.into_iter().flat_map(|k| {
+        let loaders: &[Loader] = if k.reads_patterns() {
+            &Loader::ALL
+        } else {
+            &[Loader::F32]
+        };
+        loaders.iter().map(move |&l| (k, l))
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Kernel;
+    use super::units;
 
     /// Every compiled WGSL unit parses and validates with naga, and holds its entry point.
     #[test]
     fn all_kernels_validate_with_naga() {
-        for kernel in Kernel::ALL {
-            let module = naga::front::wgsl::parse_str(kernel.source()).unwrap_or_else(|e| {
-                panic!(
-                    "{} does not parse:\n{}",
-                    kernel.name(),
-                    e.emit_to_string(kernel.source())
-                )
+        let mut count = 0;
+        for (kernel, loader) in units() {
+            let source = kernel.source(loader);
+            let label = format!("{} ({})", kernel.name(), loader.name());
+            let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
+                panic!("{label} does not parse:\n{}", e.emit_to_string(&source))
             });
             // Only the SHADER_F16 variants may use f16 arithmetic.
-            let capabilities = if kernel.needs_shader_f16() {
+            let capabilities = if kernel.effective_loader(loader).needs_shader_f16() {
                 naga::valid::Capabilities::SHADER_FLOAT16
             } else {
                 naga::valid::Capabilities::default()
@@ -265,21 +263,18 @@ mod tests {
             let mut validator =
                 naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities);
             if let Err(e) = validator.validate(&module) {
-                panic!(
-                    "{} does not validate:\n{}",
-                    kernel.name(),
-                    e.emit_to_string(kernel.source())
-                );
+                panic!("{label} does not validate:\n{}", e.emit_to_string(&source));
             }
             assert!(
                 module
                     .entry_points
                     .iter()
                     .any(|ep| ep.name == kernel.entry_point()),
-                "{} has no entry point `{}`",
-                kernel.name(),
+                "{label} has no entry point `{}`",
                 kernel.entry_point()
             );
+            count += 1;
         }
+        assert_eq!(count, 12 + 4 * 3, "every kernel × loader unit was checked");
     }
 }

@@ -6,12 +6,13 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dam::procedural::{PatternKind, MAX_PROCEDURAL_COUNT};
-use dam_experiments::output::{alpha_half, merge_points, read_csv, write_json, write_svg, CsvSink};
-use dam_experiments::theory::{gaussian_alpha, spherical_alpha_finite, spherical_alpha_infinite};
-use dam_experiments::{
-    Criterion, DynamicsArg, Energy, Engine, ExperimentError, QueryKind, Result, Sweep,
+use dam::procedural::PatternKind;
+use dam_experiments::args::{invalid, loads, parse_shard, parse_with_value};
+use dam_experiments::output::{
+    merge_runs, write_capacity_outputs, write_json, CapacitySummary, CsvSink,
 };
+use dam_experiments::theory::prediction;
+use dam_experiments::{Criterion, DynamicsArg, Energy, ExperimentError, QueryKind, Result, Sweep};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -244,92 +245,6 @@ fn default_sweep() -> CapacityArgs {
     }
 }
 
-fn invalid(argument: &'static str, value: &str, reason: impl ToString) -> ExperimentError {
-    ExperimentError::Invalid {
-        argument,
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-/// START:STOP:STEP → the values START, START+STEP, … ≤ STOP.
-fn parse_range(argument: &'static str, text: &str) -> Result<Vec<f64>> {
-    let parts: Vec<&str> = text.split(':').collect();
-    let nums: Vec<f64> = parts
-        .iter()
-        .map(|p| p.trim().parse::<f64>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| {
-            invalid(
-                argument,
-                text,
-                format!("expected START:STOP:STEP numbers ({e})"),
-            )
-        })?;
-    let [start, stop, step] = nums[..] else {
-        return Err(invalid(argument, text, "expected START:STOP:STEP"));
-    };
-    if !(start.is_finite() && stop.is_finite() && step.is_finite()) || step <= 0.0 || stop < start {
-        return Err(invalid(
-            argument,
-            text,
-            "need finite START ≤ STOP and STEP > 0",
-        ));
-    }
-    let count = ((stop - start) / step + 1e-9).floor() as usize + 1;
-    if count > 10_000 {
-        return Err(invalid(
-            argument,
-            text,
-            format!("{count} points is more than 10,000"),
-        ));
-    }
-    Ok((0..count).map(|i| start + i as f64 * step).collect())
-}
-
-/// A named choice: (name, constructor from `NAME:VALUE`, value of a bare `NAME`).
-type Choice<T> = (&'static str, Option<fn(f64) -> T>, Option<T>);
-
-/// Parses `NAME` or `NAME:VALUE` against `names`.
-fn parse_with_value<T>(argument: &'static str, text: &str, names: &[Choice<T>]) -> Result<T>
-where
-    T: Copy,
-{
-    let (name, value) = text
-        .split_once(':')
-        .map_or((text, None), |(a, b)| (a, Some(b)));
-    for &(n, with, plain) in names {
-        if n != name {
-            continue;
-        }
-        return match (value, with, plain) {
-            (None, _, Some(p)) => Ok(p),
-            (Some(v), Some(f), _) => v
-                .parse::<f64>()
-                .map(f)
-                .map_err(|e| invalid(argument, text, format!("bad number after `{n}:` ({e})"))),
-            _ => Err(invalid(
-                argument,
-                text,
-                format!(
-                    "`{n}` takes {}",
-                    if with.is_some() {
-                        "a value: NAME:VALUE"
-                    } else {
-                        "no value"
-                    }
-                ),
-            )),
-        };
-    }
-    let known: Vec<&str> = names.iter().map(|n| n.0).collect();
-    Err(invalid(
-        argument,
-        text,
-        format!("unknown; expected one of {known:?}"),
-    ))
-}
-
 fn build_sweep(args: &CapacityArgs) -> Result<(Sweep, Vec<u64>)> {
     let kind = match args.patterns {
         PatternsArg::Spherical => PatternKind::Spherical,
@@ -379,54 +294,8 @@ fn build_sweep(args: &CapacityArgs) -> Result<(Sweep, Vec<u64>)> {
             ("exact", None, Some(Criterion::Exact)),
         ],
     )?;
-    let shard = match &args.shard {
-        None => (0, 1),
-        Some(text) => {
-            let parsed = text.split_once('/').and_then(|(i, n)| {
-                Some((
-                    i.trim().parse::<usize>().ok()?,
-                    n.trim().parse::<usize>().ok()?,
-                ))
-            });
-            parsed.ok_or_else(|| invalid("--shard", text, "expected i/n"))?
-        }
-    };
-    let counts: Vec<u64> = match (&args.alpha, &args.count) {
-        (Some(a), None) => parse_range("--alpha", a)?
-            .into_iter()
-            .map(|alpha| {
-                let p = (alpha * args.dim as f64).exp().round();
-                if p > MAX_PROCEDURAL_COUNT as f64 {
-                    return Err(invalid(
-                        "--alpha",
-                        a,
-                        format!("α = {alpha} gives P = e^{{αN}} ≈ {p:.3e}, beyond 2^40"),
-                    ));
-                }
-                Ok(p.max(1.0) as u64)
-            })
-            .collect::<Result<_>>()?,
-        (None, Some(c)) => parse_range("--count", c)?
-            .into_iter()
-            .map(|p| {
-                if p < 1.0 || p > MAX_PROCEDURAL_COUNT as f64 || p.fract() != 0.0 {
-                    return Err(invalid(
-                        "--count",
-                        c,
-                        format!("P = {p} is not a whole number in 1..=2^40"),
-                    ));
-                }
-                Ok(p as u64)
-            })
-            .collect::<Result<_>>()?,
-        _ => {
-            return Err(invalid(
-                "--alpha/--count",
-                "",
-                "give exactly one of --alpha or --count",
-            ))
-        }
-    };
+    let shard = parse_shard(args.shard.as_deref())?;
+    let counts = loads(args.dim, args.alpha.as_deref(), args.count.as_deref())?;
     let sweep = Sweep {
         kind,
         dim: args.dim,
@@ -442,25 +311,6 @@ fn build_sweep(args: &CapacityArgs) -> Result<(Sweep, Vec<u64>)> {
     };
     sweep.validate()?;
     Ok((sweep, counts))
-}
-
-/// The prediction of THEORY.md for this sweep, when one is known.
-fn theory(sweep: &Sweep) -> serde_json::Value {
-    let weight_from_stored =
-        sweep.criterion == Criterion::Weight && sweep.query == QueryKind::Stored;
-    match (sweep.kind, sweep.energy) {
-        (PatternKind::Spherical, Energy::Lse | Energy::Exp) if weight_from_stored => json!({
-            "alpha_half": spherical_alpha_finite(sweep.dim, sweep.beta),
-            "alpha_infinite_n": spherical_alpha_infinite(sweep.beta),
-            "source": "THEORY.md §1: finite-N annealed threshold P* = e^{λN}/E[e^{λNu}] (Lucibello & Mézard 2024)",
-        }),
-        (PatternKind::Gaussian, Energy::Lse | Energy::Exp) => json!({
-            "alpha_half": gaussian_alpha(sweep.beta),
-            "alpha_infinite_n": gaussian_alpha(sweep.beta),
-            "source": "THEORY.md §2: α₁ = λ(1 − λ/2) for λ ≤ 1, 1/2 above (N → ∞)",
-        }),
-        _ => serde_json::Value::Null,
-    }
 }
 
 fn prepare_out(out: &Path) -> Result<()> {
@@ -557,7 +407,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
 }
 
 fn drdam(args: &DrdamArgs) -> Result<()> {
-    use dam_experiments::drdam::{loglog_slope, run, write_svg, DrdamConfig};
+    use dam_experiments::drdam::{loglog_slope, run, write_csv, write_svg, DrdamConfig};
     let cfg = DrdamConfig {
         dim: args.dim,
         count: args.count,
@@ -578,27 +428,14 @@ fn drdam(args: &DrdamArgs) -> Result<()> {
     let bar = ProgressBar::new((cfg.features.len() * cfg.trials) as u64);
     let rows = run(&cfg, &device, || bar.inc(1))?;
     bar.finish_and_clear();
-    let path = args.out.join("results.csv");
-    let io = |source| ExperimentError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut text =
-        String::from("features,energy_rel_error,state_rel_error,seconds,failed_trials\n");
-    for r in &rows {
-        text.push_str(&format!(
-            "{},{:.6e},{:.6e},{:.4},{}\n",
-            r.features, r.energy_rel_error, r.state_rel_error, r.seconds, r.failed_trials
-        ));
-        if r.failed_trials > 0 {
-            eprintln!(
-                "dam: warning: Y = {}: {} of {} trials had φ(x)·T ≤ 0 (no energy; large β or too \
-                 few features) and are left out of the means",
-                r.features, r.failed_trials, cfg.trials
-            );
-        }
+    write_csv(&args.out.join("results.csv"), &rows)?;
+    for r in rows.iter().filter(|r| r.failed_trials > 0) {
+        eprintln!(
+            "dam: warning: Y = {}: {} of {} trials had φ(x)·T ≤ 0 (no energy; large β or too \
+             few features) and are left out of the means",
+            r.features, r.failed_trials, cfg.trials
+        );
     }
-    std::fs::write(&path, text).map_err(io)?;
     let slope = loglog_slope(&rows);
     write_json(
         &args.out.join("summary.json"),
@@ -631,13 +468,7 @@ fn drdam(args: &DrdamArgs) -> Result<()> {
 fn capacity(args: &CapacityArgs) -> Result<()> {
     let (sweep, counts) = build_sweep(args)?;
     let device = device_of(args.device)?;
-    let engine = match device {
-        dam::Device::Cpu => Engine::Cpu,
-        dam::Device::Wgpu(options) => {
-            Engine::Wgpu(dam::WgpuContext::shared(&options).map_err(dam::Error::from)?)
-        }
-    };
-    let (device_name, adapter) = engine.describe();
+    let (device_name, adapter) = device.describe()?;
     prepare_out(&args.out)?;
     let csv_path = args.out.join("results.csv");
     let mut sink = CsvSink::create(&csv_path)?;
@@ -658,7 +489,7 @@ fn capacity(args: &CapacityArgs) -> Result<()> {
             "P = {p} (α = {:.4})",
             (p as f64).ln() / sweep.dim as f64
         ));
-        let r = sweep.run_point(&engine, p, |done| bar.inc(done as u64))?;
+        let r = sweep.run_point(&device, p, |done| bar.inc(done as u64))?;
         sink.push(&r)?;
         bar.println(format!(
             "α = {:.4}  P = {:>12}  success {}/{} = {:.3}  overlap {:.4}  {:.2} s",
@@ -668,90 +499,32 @@ fn capacity(args: &CapacityArgs) -> Result<()> {
     }
     bar.finish_and_clear();
 
-    let theory = theory(&sweep);
-    write_outputs(
+    let (dim, theory) = (sweep.dim, prediction(&sweep));
+    let summary = CapacitySummary::new(&points, dim, &device_name, &adapter, json!(args), theory);
+    report(
         &args.out,
-        &points,
-        sweep.dim,
-        json!(args),
-        theory,
-        &device_name,
-        &adapter,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn write_outputs(
-    out: &Path,
-    points: &[dam_experiments::PointResult],
-    dim: usize,
-    args: serde_json::Value,
-    theory: serde_json::Value,
-    device: &str,
-    adapter: &str,
-) -> Result<()> {
-    let half = alpha_half(points);
-    let summary = json!({
-        "alpha_half": half,
-        "patterns_half": half.map(|a| (a * dim as f64).exp().round()),
-        "device": device,
-        "adapter": adapter,
-        "args": args,
-        "theory": theory,
-        "points": points.len(),
-        "trials": points.iter().map(|p| p.trials).sum::<usize>(),
-        "seconds": points.iter().map(|p| p.seconds).sum::<f64>(),
-    });
-    write_json(&out.join("summary.json"), &summary)?;
-    let predicted = theory.get("alpha_half").and_then(|v| v.as_f64());
-    let title = format!("success rate vs load, N = {dim}");
-    write_svg(&out.join("capacity.svg"), points, predicted, &title)?;
-    println!(
-        "alpha_half={} theory={} device={device} ({adapter}) wrote {}/results.csv, summary.json, capacity.svg",
-        half.map_or("none".into(), |a| format!("{a:.4}")),
-        predicted.map_or("none".into(), |a| format!("{a:.4}")),
-        out.display()
+        write_capacity_outputs(&args.out, &points, dim, summary)?,
     );
     Ok(())
 }
 
+/// The closing line of `dam capacity` and `dam merge`.
+fn report(out: &Path, summary: CapacitySummary) {
+    println!(
+        "alpha_half={} theory={} device={} ({}) wrote {}/results.csv, summary.json, capacity.svg",
+        summary
+            .alpha_half
+            .map_or("none".into(), |a| format!("{a:.4}")),
+        summary
+            .predicted_alpha_half()
+            .map_or("none".into(), |a| format!("{a:.4}")),
+        summary.device,
+        summary.adapter,
+        out.display()
+    );
+}
+
 fn merge(args: &MergeArgs) -> Result<()> {
-    let mut shards = Vec::new();
-    let mut summaries = Vec::new();
-    for dir in &args.dirs {
-        shards.push(read_csv(&dir.join("results.csv"))?);
-        let path = dir.join("summary.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| ExperimentError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ExperimentError::Output {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        summaries.push(value);
-    }
-    let first = &summaries[0];
-    let dim = first["args"]["dim"]
-        .as_u64()
-        .ok_or_else(|| invalid("summary.json", "args.dim", "missing"))? as usize;
-    let points = merge_points(&shards);
-    prepare_out(&args.out)?;
-    let mut sink = CsvSink::create(&args.out.join("results.csv"))?;
-    for p in &points {
-        sink.push(p)?;
-    }
-    let mut merged_args = first["args"].clone();
-    merged_args["merged_from"] = json!(args.dirs);
-    merged_args["shard"] = serde_json::Value::Null;
-    write_outputs(
-        &args.out,
-        &points,
-        dim,
-        merged_args,
-        first["theory"].clone(),
-        first["device"].as_str().unwrap_or("unknown"),
-        first["adapter"].as_str().unwrap_or("unknown"),
-    )
+    report(&args.out, merge_runs(&args.dirs, &args.out)?);
+    Ok(())
 }

@@ -1,0 +1,28 @@
+//! The seam between the facade and the devices: what every retrieval backend implements.
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::{Result, RetrievalResult};
+
+/// Stored patterns and a retrieval rule, ready on one device. The CPU backend
+/// (`dam_cpu::CpuRetriever`) and the wgpu backend (`dam_wgpu::WgpuRetriever`) implement it;
+/// `dam::Retriever` holds one of them.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Runs the configured dynamics from each query (B×N); see [`RetrievalResult`].
+    fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult>;
+
+    /// One update of the configured rule from each query (B×N), projection applied,
+    /// without energies, nearest patterns or convergence bookkeeping: the fastest path the
+    /// backend has for it.
+    fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>>;
+
+    /// [`Backend::step`], plus the device time of its compute passes in seconds where the
+    /// device can measure it (`None` otherwise).
+    fn step_timed(&self, queries: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Option<f64>)>;
+
+    /// E(x) for each row of `states` (B×N).
+    fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>>;
+
+    /// `cpu (reference)` or `wgpu: <adapter> (<backend>, <device type>)`.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,74 @@
+//! The CPU twin of `dam_wgpu::WgpuRetriever`: stored patterns and a rule, behind the
+//! [`Backend`] seam. `retrieve` and `energy` run the plain reference; `step` chooses the
+//! fused multi-threaded path of [`crate::fast`] for dot similarity with softmax and the
+//! reference update otherwise.
+
+use std::sync::Arc;
+
+use dam_core::{
+    validate_queries, Backend, Config, Patterns, Result, RetrievalResult, Separation, Similarity,
+};
+use ndarray::{Array2, ArrayView2};
+
+/// Stored patterns and a retrieval rule on the CPU.
+#[derive(Debug, Clone)]
+pub struct CpuRetriever {
+    patterns: Arc<Patterns>,
+    config: Config,
+}
+
+impl CpuRetriever {
+    /// Validates `config` for these patterns.
+    pub fn new(patterns: Arc<Patterns>, config: Config) -> Result<Self> {
+        config.validate(patterns.count())?;
+        Ok(Self { patterns, config })
+    }
+
+    /// The stored patterns.
+    pub fn patterns(&self) -> &Patterns {
+        &self.patterns
+    }
+
+    /// The retrieval rule.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+impl Backend for CpuRetriever {
+    fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
+        crate::retrieve(&self.config, &self.patterns, queries)
+    }
+
+    /// The fused path for dot + softmax (f32 GEMM sums, tested against the reference
+    /// within `STATE_TOL`); the reference update for every other rule.
+    fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        validate_queries(queries, self.patterns.dim())?;
+        self.patterns.check_range(&self.config, queries)?;
+        if let (Similarity::Dot, Separation::Softmax { beta }) =
+            (self.config.similarity, self.config.separation)
+        {
+            let out = crate::fast::softmax_dot_step(
+                &self.patterns,
+                queries,
+                beta,
+                self.config.projection,
+                0,
+            );
+            return Ok(out.states);
+        }
+        crate::step(&self.config, &self.patterns, queries)
+    }
+
+    fn step_timed(&self, queries: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Option<f64>)> {
+        Ok((self.step(queries)?, None))
+    }
+
+    fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
+        crate::energy(&self.config, &self.patterns, states)
+    }
+
+    fn describe(&self) -> String {
+        "cpu (reference)".into()
+    }
+}

@@ -1,0 +1,223 @@
+//! The small languages of the `dam` command line, parsed in the library so that they are
+//! tested without spawning the binary: ranges `START:STOP:STEP`, named choices
+//! `NAME[:VALUE]`, shards `i/n`, and loads (α → P = round(e^{αN}), or P directly).
+
+use dam::procedural::MAX_PROCEDURAL_COUNT;
+
+use crate::{ExperimentError, Result};
+
+/// The error for a malformed or out-of-range argument.
+pub fn invalid(argument: &'static str, value: &str, reason: impl ToString) -> ExperimentError {
+    ExperimentError::Invalid {
+        argument,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Most points one range may hold.
+pub const MAX_POINTS: usize = 10_000;
+
+/// `START:STOP:STEP` → the values START, START+STEP, … ≤ STOP.
+pub fn parse_range(argument: &'static str, text: &str) -> Result<Vec<f64>> {
+    let nums: Vec<f64> = text
+        .split(':')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| {
+            invalid(
+                argument,
+                text,
+                format!("expected START:STOP:STEP numbers ({e})"),
+            )
+        })?;
+    let [start, stop, step] = nums[..] else {
+        return Err(invalid(argument, text, "expected START:STOP:STEP"));
+    };
+    if !(start.is_finite() && stop.is_finite() && step.is_finite()) || step <= 0.0 || stop < start {
+        return Err(invalid(
+            argument,
+            text,
+            "need finite START ≤ STOP and STEP > 0",
+        ));
+    }
+    let count = ((stop - start) / step + 1e-9).floor() as usize + 1;
+    if count > MAX_POINTS {
+        return Err(invalid(
+            argument,
+            text,
+            format!("{count} points is more than 10,000"),
+        ));
+    }
+    Ok((0..count).map(|i| start + i as f64 * step).collect())
+}
+
+/// A named choice: (name, constructor from `NAME:VALUE`, value of a bare `NAME`).
+pub type Choice<T> = (&'static str, Option<fn(f64) -> T>, Option<T>);
+
+/// Parses `NAME` or `NAME:VALUE` against `names`.
+pub fn parse_with_value<T: Copy>(
+    argument: &'static str,
+    text: &str,
+    names: &[Choice<T>],
+) -> Result<T> {
+    let (name, value) = text
+        .split_once(':')
+        .map_or((text, None), |(a, b)| (a, Some(b)));
+    for &(n, with, plain) in names {
+        if n != name {
+            continue;
+        }
+        return match (value, with, plain) {
+            (None, _, Some(p)) => Ok(p),
+            (Some(v), Some(f), _) => v
+                .parse::<f64>()
+                .map(f)
+                .map_err(|e| invalid(argument, text, format!("bad number after `{n}:` ({e})"))),
+            _ => Err(invalid(
+                argument,
+                text,
+                format!(
+                    "`{n}` takes {}",
+                    if with.is_some() {
+                        "a value: NAME:VALUE"
+                    } else {
+                        "no value"
+                    }
+                ),
+            )),
+        };
+    }
+    let known: Vec<&str> = names.iter().map(|n| n.0).collect();
+    Err(invalid(
+        argument,
+        text,
+        format!("unknown; expected one of {known:?}"),
+    ))
+}
+
+/// `i/n` → (i, n); `None` is the whole run (0, 1). Whether i < n is checked by the sweep.
+pub fn parse_shard(text: Option<&str>) -> Result<(usize, usize)> {
+    let Some(text) = text else {
+        return Ok((0, 1));
+    };
+    let parsed = text.split_once('/').and_then(|(i, n)| {
+        Some((
+            i.trim().parse::<usize>().ok()?,
+            n.trim().parse::<usize>().ok()?,
+        ))
+    });
+    parsed.ok_or_else(|| invalid("--shard", text, "expected i/n"))
+}
+
+/// The loads of a sweep at dimension `dim`: exactly one of `alpha` (α = ln P / N, P =
+/// round(e^{αN})) and `count` (P directly, whole numbers), each a `START:STOP:STEP` range;
+/// P in 1..=2⁴⁰.
+pub fn loads(dim: usize, alpha: Option<&str>, count: Option<&str>) -> Result<Vec<u64>> {
+    match (alpha, count) {
+        (Some(a), None) => parse_range("--alpha", a)?
+            .into_iter()
+            .map(|alpha| {
+                let p = (alpha * dim as f64).exp().round();
+                if p > MAX_PROCEDURAL_COUNT as f64 {
+                    return Err(invalid(
+                        "--alpha",
+                        a,
+                        format!("α = {alpha} gives P = e^{{αN}} ≈ {p:.3e}, beyond 2^40"),
+                    ));
+                }
+                Ok(p.max(1.0) as u64)
+            })
+            .collect(),
+        (None, Some(c)) => parse_range("--count", c)?
+            .into_iter()
+            .map(|p| {
+                if p < 1.0 || p > MAX_PROCEDURAL_COUNT as f64 || p.fract() != 0.0 {
+                    return Err(invalid(
+                        "--count",
+                        c,
+                        format!("P = {p} is not a whole number in 1..=2^40"),
+                    ));
+                }
+                Ok(p as u64)
+            })
+            .collect(),
+        _ => Err(invalid(
+            "--alpha/--count",
+            "",
+            "give exactly one of --alpha or --count",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argument_of(e: ExperimentError) -> &'static str {
+        match e {
+            ExperimentError::Invalid { argument, .. } => argument,
+            other => panic!("not an argument error: {other}"),
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("--x", "1:2:0.5").unwrap(), vec![1.0, 1.5, 2.0]);
+        assert_eq!(parse_range("--x", "3:3:1").unwrap(), vec![3.0]);
+        for bad in ["2:1:1", "1:2", "1:2:0", "a:2:1", "1:inf:1", "0:1e6:1"] {
+            assert_eq!(
+                argument_of(parse_range("--x", bad).unwrap_err()),
+                "--x",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn choices_and_shards() {
+        let names: [Choice<f64>; 2] = [
+            ("plain", None, Some(1.0)),
+            ("with", Some(|v| v * 2.0), None),
+        ];
+        assert_eq!(parse_with_value("--c", "plain", &names).unwrap(), 1.0);
+        assert_eq!(parse_with_value("--c", "with:3", &names).unwrap(), 6.0);
+        for bad in ["plain:2", "with", "with:x", "other"] {
+            assert_eq!(
+                argument_of(parse_with_value("--c", bad, &names).unwrap_err()),
+                "--c"
+            );
+        }
+        assert_eq!(parse_shard(None).unwrap(), (0, 1));
+        assert_eq!(parse_shard(Some("2/5")).unwrap(), (2, 5));
+        assert_eq!(
+            argument_of(parse_shard(Some("2-5")).unwrap_err()),
+            "--shard"
+        );
+    }
+
+    #[test]
+    fn loads_from_alpha_or_count() {
+        assert_eq!(
+            loads(10, Some("0.5:0.6:0.1"), None).unwrap(),
+            vec![148, 403]
+        );
+        assert_eq!(loads(10, None, Some("5:7:1")).unwrap(), vec![5, 6, 7]);
+        assert_eq!(
+            argument_of(loads(10, Some("5:5:1"), None).unwrap_err()),
+            "--alpha"
+        );
+        assert_eq!(
+            argument_of(loads(10, None, Some("1.5:2:1")).unwrap_err()),
+            "--count"
+        );
+        assert_eq!(
+            argument_of(loads(10, None, None).unwrap_err()),
+            "--alpha/--count"
+        );
+        assert_eq!(
+            argument_of(loads(10, Some("1:1:1"), Some("1:1:1")).unwrap_err()),
+            "--alpha/--count"
+        );
+    }
+}
