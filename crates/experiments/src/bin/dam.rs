@@ -76,6 +76,19 @@ struct BenchArgs {
     /// Print one JSON line instead of a sentence.
     #[arg(long)]
     json: bool,
+    /// The wgpu kernel for the step: `stream` (fused streaming softmax), `gemm` (the
+    /// generic matrix product: scores, row softmax, weights × patterns) or `auto` (the
+    /// adapter's default, see `WgpuOptions::gemm_min_batch`).
+    #[arg(long, value_enum, default_value_t = KernelArg::Auto)]
+    kernel: KernelArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum KernelArg {
+    Auto,
+    Stream,
+    Gemm,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize)]
@@ -357,7 +370,15 @@ fn bench(args: &BenchArgs) -> Result<()> {
             BenchPath::Engine
         },
     };
-    let device = device_of(args.device)?;
+    let device = match (device_of(args.device)?, args.kernel) {
+        (dam::Device::Wgpu(options), kernel) if kernel != KernelArg::Auto => {
+            dam::Device::Wgpu(dam::WgpuOptions {
+                gemm_min_batch: Some(if kernel == KernelArg::Gemm { 1 } else { usize::MAX }),
+                ..options
+            })
+        }
+        (device, _) => device,
+    };
     let device_kind = match device {
         dam::Device::Cpu => "cpu",
         dam::Device::Wgpu(_) => "wgpu",
@@ -366,7 +387,14 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let path = match (args.reference, &device) {
         (true, _) => "cpu-reference",
         (false, dam::Device::Cpu) => "cpu-fast",
-        (false, dam::Device::Wgpu(_)) => "wgpu",
+        (false, dam::Device::Wgpu(options)) => {
+            let ctx = dam::WgpuContext::shared(options).map_err(dam::Error::from)?;
+            if ctx.gemm_for(args.batch) {
+                "wgpu-gemm"
+            } else {
+                "wgpu"
+            }
+        }
     };
     let r = run(&cfg, &device)?;
     if args.json {
