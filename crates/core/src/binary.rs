@@ -69,8 +69,16 @@ pub fn overlap(a: &[u32], b: &[u32], dim: usize) -> i32 {
 }
 
 impl BinaryPatterns {
+    /// What both backends check and build before running the spin dynamics: the batch
+    /// size B of `queries` (see [`BinaryPatterns::validate_queries`]) and the exact weight
+    /// table of `energy` for these patterns.
+    pub fn prepare_run(&self, energy: SpinEnergy, queries: &[u32]) -> Result<(usize, SpinTable)> {
+        let b = self.validate_queries(queries)?;
+        Ok((b, energy.table(self.dim(), self.count())?))
+    }
+
     /// Checks a batch of packed queries (B × ⌈N/32⌉ words) against the patterns and
-    /// returns B; both backends call it before running the spin dynamics.
+    /// returns B.
     pub fn validate_queries(&self, queries: &[u32]) -> Result<usize> {
         let w = words_per_state(self.dim());
         if queries.is_empty() || !queries.len().is_multiple_of(w) {

@@ -44,8 +44,7 @@ pub fn run(
     update: SpinUpdate,
     queries: &[u32],
 ) -> Result<SpinResult> {
-    let b = patterns.validate_queries(queries)?;
-    let table = energy.table(patterns.dim(), patterns.count())?;
+    let (b, table) = patterns.prepare_run(energy, queries)?;
     let (n, w) = (patterns.dim(), words_per_state(patterns.dim()));
     let mut states = queries.to_vec();
     let mut flips = Vec::with_capacity(b);

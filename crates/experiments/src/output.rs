@@ -387,20 +387,7 @@ mod tests {
             "alpha,patterns,trials,successes,success_rate,mean_overlap,bit_flip_rate,seconds"
         );
         assert_eq!(read_csv(&a.join("results.csv")).unwrap(), pts);
-        // summary.json: every key of the contract, and readable back.
-        let raw: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).unwrap())
-                .unwrap();
-        for key in [
-            "alpha_half",
-            "patterns_half",
-            "device",
-            "adapter",
-            "args",
-            "theory",
-        ] {
-            assert!(raw.get(key).is_some(), "summary.json lacks `{key}`");
-        }
+        // summary.json reads back (its keys are checked through the binary in tests/cli.rs).
         let summary = CapacitySummary::read(&a.join("summary.json")).unwrap();
         assert!((summary.alpha_half.unwrap() - 0.65).abs() < 1e-12);
         assert_eq!(summary.patterns_half, Some((0.65f64 * 10.0).exp().round()));

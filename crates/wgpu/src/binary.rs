@@ -22,8 +22,7 @@ pub fn run(
     update: SpinUpdate,
     queries: &[u32],
 ) -> Result<SpinResult> {
-    let b = patterns.validate_queries(queries)?;
-    let table = energy.table(patterns.dim(), patterns.count())?;
+    let (b, table) = patterns.prepare_run(energy, queries)?;
     if patterns.dim() > MAX_SPIN_DIM {
         return Err(Error::TooLarge {
             argument: "dim (N) for spin dynamics on wgpu",

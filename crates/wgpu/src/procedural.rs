@@ -82,15 +82,14 @@ fn run(
     ctx: &WgpuContext,
     request: &StreamRequest<'_>,
 ) -> Result<Vec<StreamStats>, crate::WgpuError> {
-    let StreamRequest {
-        kind,
-        dim,
-        start,
-        end,
-        beta,
-        queries,
-        seeds,
-    } = *request;
+    let (kind, dim, start, end, beta) = (
+        request.kind,
+        request.dim,
+        request.start,
+        request.end,
+        request.beta,
+    );
+    let (queries, seeds) = (request.queries, request.seeds);
     let b = seeds.len() as u64;
     let n = dim as u64;
     let tile_rows = (SHARED as u64 / n).clamp(1, WG);

@@ -373,7 +373,11 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let device = match (device_of(args.device)?, args.kernel) {
         (dam::Device::Wgpu(options), kernel) if kernel != KernelArg::Auto => {
             dam::Device::Wgpu(dam::WgpuOptions {
-                gemm_min_batch: Some(if kernel == KernelArg::Gemm { 1 } else { usize::MAX }),
+                gemm_min_batch: Some(if kernel == KernelArg::Gemm {
+                    1
+                } else {
+                    usize::MAX
+                }),
                 ..options
             })
         }
