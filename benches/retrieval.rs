@@ -83,14 +83,7 @@ fn kernels(c: &mut Criterion) {
         };
         group.bench_function(format!("procedural/{name}"), |bench| {
             bench.iter(|| {
-                std::hint::black_box(match &device {
-                    Device::Cpu => dam::cpu::procedural::stream_dot(&request),
-                    Device::Wgpu(options) => {
-                        let ctx = dam::WgpuContext::shared(options).expect("adapter");
-                        dam::wgpu_backend::procedural::stream_dot(&ctx, &request)
-                            .expect("procedural")
-                    }
-                })
+                std::hint::black_box(dam::stream_procedural(&device, &request).expect("procedural"))
             })
         });
         let binary = BinaryPatterns::procedural(2_000, 100, 2).expect("binary patterns");
@@ -144,7 +137,7 @@ fn step(c: &mut Criterion) {
     for (name, device) in devices() {
         let storages: &[Storage] = match device {
             Device::Cpu => &[Storage::F32],
-            Device::Wgpu(_) => &[Storage::F32, Storage::F16],
+            _ => &[Storage::F32, Storage::F16],
         };
         for &storage in storages {
             let r = retriever(&patterns, softmax, &device, storage);

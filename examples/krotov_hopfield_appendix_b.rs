@@ -31,9 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         fill(PatternKind::Binary, 7, Stream::Queries, s as u64, &mut x);
         pack(&x, &mut queries[s * words..(s + 1) * words]);
     }
-    let name = match &device {
-        Device::Wgpu(options) => format!("wgpu: {}", dam::WgpuContext::shared(options)?.describe()),
-        Device::Cpu => "cpu (reference)".to_string(),
+    let name = match device.context()? {
+        Some(ctx) => format!("wgpu: {}", ctx.describe()),
+        None => "cpu (reference)".to_string(),
     };
     println!("device: {name}");
     println!(

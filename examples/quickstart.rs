@@ -1,6 +1,6 @@
 //! Quickstart: store 1,000 random ±1 patterns of dimension 256, corrupt 20 % of the
-//! entries of 100 of them, and retrieve on `Device::auto()` (wgpu when an adapter exists,
-//! `DAM_DEVICE=cpu|wgpu` to choose). Prints the device, the fraction of queries recovered
+//! entries of 100 of them, and retrieve on `Device::auto()` (wgpu on a hardware adapter, else
+//! the CPU; `DAM_DEVICE=cpu|wgpu` to choose). Prints the device, the fraction of queries recovered
 //! exactly, and the largest |device − CPU reference| difference of the final states.
 //!
 //! Run: `cargo run --release --example quickstart`

@@ -1,33 +1,38 @@
 #!/usr/bin/env bash
-# The GPU rows of BENCHMARKS.md in one device session (H100 / H200 through the `device`
-# tool). Prepare here, once:
-#   echo /.gl/ >> .git/info/exclude; echo /.bench/ >> .git/info/exclude
-#   mkdir -p .gl /tmp/amd64/partial; o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
-#   apt-get $o update; (cd .gl && apt-get $o download libvulkan1)
-#   cargo build --release -p dam-experiments
-#   mkdir -p .bench && cp target/release/dam .bench/ && cp -r ../shared/peers .bench/
-# then run with carry [".gl", ".bench"]:  bash scripts/device-bench.sh
-# Every result is one JSON line in $OUT/gpu-bench.jsonl (and on stdout).
+# The GPU rows of BENCHMARKS.md on any Linux machine with a Vulkan driver (NVIDIA, AMD,
+# Intel). Build first:  cargo build --release -p dam-experiments
+# Usage:  bash scripts/device-bench.sh        (DAM=path/to/dam, OUT=folder to override)
+# Every result is one JSON line in $OUT/gpu-bench.jsonl (and on stdout); errors go to
+# $OUT/gpu-bench.err.
 set -uo pipefail
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+cd "$(dirname "$0")/.."
+D=${DAM:-target/release/dam}
+OUT=${OUT:-bench-out}
+mkdir -p "$OUT"
+LOG=$OUT/gpu-bench.jsonl
+if [ ! -x "$D" ]; then
+  echo "no dam binary at $D: run cargo build --release -p dam-experiments (or set DAM)" >&2
+  exit 2
 fi
-D=.bench/dam
-LOG=${OUT:-/tmp}/gpu-bench.jsonl
-run() { echo "+ $*" >&2; "$@" 2>>"${OUT:-/tmp}/gpu-bench.err" | tee -a "$LOG"; }
-nvidia-smi --query-gpu=name,memory.total,clocks.max.memory --format=csv >&2 || true
+run() { echo "+ $*" >&2; "$@" 2>>"$OUT/gpu-bench.err" | tee -a "$LOG"; }
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv >&2
 # B = 1: pattern bandwidth (target ≥ 70 % of HBM), f32 and f16.
-run $D bench --patterns 16777216 --dim 512 --batch 1 --device wgpu --steps 20 --json
-run $D bench --patterns 16777216 --dim 512 --batch 1 --device wgpu --steps 20 --dtype f16 --json
-# B = 64 and 1024 at P = 2^20, N = 512, against PyTorch eager and SDPA in the same session.
+run "$D" bench --patterns 16777216 --dim 512 --batch 1 --device wgpu --steps 20 --json
+run "$D" bench --patterns 16777216 --dim 512 --batch 1 --device wgpu --steps 20 --dtype f16 --json
+# B = 64 and 1024 at P = 2^20, N = 512: both kernels, against PyTorch eager and SDPA.
+have_torch=$(python3 -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null || echo 0)
 for B in 64 1024; do
-  run $D bench --patterns 1048576 --dim 512 --batch $B --device wgpu --steps 20 --json
-  run $D bench --patterns 1048576 --dim 512 --batch $B --device wgpu --steps 20 --dtype f16 --json
-  run python3 .bench/peers/torch_retrieval.py --patterns 1048576 --dim 512 --batch $B
+  for K in stream gemm; do
+    run "$D" bench --patterns 1048576 --dim 512 --batch $B --device wgpu --kernel $K --steps 20 --json
+  done
+  run "$D" bench --patterns 1048576 --dim 512 --batch $B --device wgpu --steps 20 --dtype f16 --json
+  if [ "$have_torch" = 1 ]; then
+    run python3 benches/peers/torch_retrieval.py --patterns 1048576 --dim 512 --batch $B
+  else
+    echo "skipping torch_retrieval.py: no torch with CUDA" >&2
+  fi
 done
 # Scaling in P.
 for e in 10 12 14 16 18 20 22 24; do
-  run $D bench --patterns $((1 << e)) --dim 64 --batch 64 --device wgpu --steps 10 --json
+  run "$D" bench --patterns $((1 << e)) --dim 64 --batch 64 --device wgpu --steps 10 --json
 done

@@ -25,10 +25,7 @@ impl RandomFeatures {
     /// An empty memory (T = 0) on `device`.
     pub fn new(spec: FeatureSpec, device: &Device) -> Result<Self> {
         spec.validate()?;
-        let ctx = match device {
-            Device::Cpu => None,
-            Device::Wgpu(options) => Some(WgpuContext::shared(options)?),
-        };
+        let ctx = device.context()?;
         Ok(Self {
             omega: spec.omega(),
             weights: vec![0.0; spec.features],

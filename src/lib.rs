@@ -32,64 +32,126 @@ pub use dam_core::{
 };
 pub use dam_cpu as cpu;
 pub use dam_wgpu as wgpu_backend;
-pub use dam_wgpu::{WgpuContext, WgpuOptions};
+pub use dam_wgpu::{AdapterChoice, AdapterSummary, WgpuContext, WgpuOptions};
 
 pub mod features;
 pub mod mnist;
 use ndarray::{Array2, ArrayView2};
 
 /// Where a [`Retriever`] runs.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum Device {
     /// The CPU: the plain reference (f64 accumulation) for `retrieve` and `energy`, and
     /// the fused multi-threaded path of [`cpu::fast`] for [`Retriever::step`] with dot
     /// similarity and softmax.
     #[default]
     Cpu,
-    /// A wgpu adapter.
+    /// A wgpu adapter, found and opened once per process for these options.
     Wgpu(WgpuOptions),
+    /// A context the application built, e.g. with [`WgpuContext::from_device`] on the
+    /// `wgpu::Device` and `Queue` it already renders with, so both share one device.
+    Context(Arc<WgpuContext>),
+}
+
+impl PartialEq for Device {
+    /// Options compare by value, contexts by identity.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Device::Cpu, Device::Cpu) => true,
+            (Device::Wgpu(a), Device::Wgpu(b)) => a == b,
+            (Device::Context(a), Device::Context(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl Device {
+    /// The wgpu context this device runs on (`None` for the CPU), opened on first use.
+    pub fn context(&self) -> Result<Option<Arc<WgpuContext>>> {
+        Ok(match self {
+            Device::Cpu => None,
+            Device::Wgpu(options) => Some(WgpuContext::shared(options)?),
+            Device::Context(ctx) => Some(ctx.clone()),
+        })
+    }
+
     /// The default wgpu device.
     pub fn wgpu() -> Self {
         Device::Wgpu(WgpuOptions::default())
     }
 
-    /// `DAM_DEVICE=cpu|wgpu|auto` if set; otherwise (or with `auto`) wgpu when an adapter
-    /// exists, else the CPU with a warning on stderr. `DAM_DEVICE=wgpu` without an adapter
-    /// and unknown `DAM_DEVICE` values are errors.
+    /// The device to run on: `DAM_DEVICE` if set, else the fast one for this machine.
+    ///
+    /// * `DAM_DEVICE=cpu`: the CPU.
+    /// * `DAM_DEVICE=wgpu`: wgpu's preferred adapter, even a software rasterizer;
+    ///   `wgpu:N` the adapter at index N of [`WgpuContext::adapters`] (`dam devices`),
+    ///   `wgpu:NAME` the first whose name contains NAME. No such adapter is an error.
+    /// * unset, empty or `auto`: wgpu on a hardware adapter; the CPU when there is none or
+    ///   when the only adapter is a software rasterizer (device type Cpu, e.g. lavapipe),
+    ///   which is slower than the CPU's own path.
+    ///
+    /// Unknown values are [`Error::UnknownDevice`]. The choice and its reason are logged
+    /// (`log::info!`); [`Device::choose`] returns them.
     pub fn auto() -> Result<Self> {
-        match std::env::var("DAM_DEVICE") {
-            Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "cpu" => Ok(Device::Cpu),
-                "wgpu" | "gpu" => {
-                    WgpuContext::shared(&WgpuOptions::default())?;
-                    Ok(Device::wgpu())
+        let (device, reason) = Self::choose()?;
+        log::info!("dam: {reason}");
+        Ok(device)
+    }
+
+    /// [`Device::auto`] and one line saying which device it chose and why (the CLI prints
+    /// it on stderr).
+    pub fn choose() -> Result<(Self, String)> {
+        let value = std::env::var("DAM_DEVICE").unwrap_or_default();
+        let lower = value.trim().to_ascii_lowercase();
+        let selected = |adapter: AdapterChoice| -> Result<(Self, String)> {
+            let options = WgpuOptions {
+                adapter,
+                ..WgpuOptions::default()
+            };
+            let ctx = WgpuContext::shared(&options)?;
+            let reason = format!("wgpu: {} (DAM_DEVICE={})", ctx.describe(), value.trim());
+            Ok((Device::Wgpu(options), reason))
+        };
+        match lower.as_str() {
+            "cpu" => Ok((Device::Cpu, "cpu (DAM_DEVICE=cpu)".into())),
+            "wgpu" | "gpu" => selected(AdapterChoice::Preferred),
+            "auto" | "" => Ok(Self::probe()),
+            other => match other.strip_prefix("wgpu:") {
+                Some(sel) if !sel.trim().is_empty() => {
+                    let sel = value.trim()[5..].trim();
+                    selected(match sel.parse::<usize>() {
+                        Ok(i) => AdapterChoice::Index(i),
+                        Err(_) => AdapterChoice::Name(sel.to_string()),
+                    })
                 }
-                "auto" | "" => Ok(Self::probe()),
-                _ => Err(Error::UnknownDevice { value: v }),
+                _ => Err(Error::UnknownDevice { value }),
             },
-            Err(_) => Ok(Self::probe()),
         }
     }
 
     /// (`cpu`, `cpu reference`) or (`wgpu`, the adapter's description), as the CLI
     /// reports them.
     pub fn describe(&self) -> Result<(String, String)> {
-        Ok(match self {
-            Device::Cpu => ("cpu".into(), "cpu reference".into()),
-            Device::Wgpu(options) => ("wgpu".into(), WgpuContext::shared(options)?.describe()),
+        Ok(match self.context()? {
+            None => ("cpu".into(), "cpu reference".into()),
+            Some(ctx) => ("wgpu".into(), ctx.describe()),
         })
     }
 
-    fn probe() -> Self {
+    fn probe() -> (Self, String) {
         match WgpuContext::shared(&WgpuOptions::default()) {
-            Ok(_) => Device::wgpu(),
+            Ok(ctx) if ctx.is_software() => (
+                Device::Cpu,
+                format!(
+                    "cpu: the only wgpu adapter, {}, is a software rasterizer, slower than \
+                     the CPU path (DAM_DEVICE=wgpu or --device wgpu uses it anyway)",
+                    ctx.describe()
+                ),
+            ),
+            Ok(ctx) => (Device::wgpu(), format!("wgpu: {}", ctx.describe())),
             Err(e) => {
-                log::warn!("no wgpu adapter ({e}); falling back to the CPU reference");
-                eprintln!("warning: dam: no wgpu adapter ({e}); using the CPU reference");
-                Device::Cpu
+                log::warn!("no wgpu adapter ({e}); falling back to the CPU");
+                (Device::Cpu, format!("cpu: no wgpu adapter ({e})"))
             }
         }
     }
@@ -177,17 +239,14 @@ impl RetrieverBuilder {
             Storage::F16 => self.patterns.rounded_to_f16()?,
         };
         let patterns = Arc::new(patterns);
-        let backend: Box<dyn Backend> = match &self.device {
-            Device::Cpu => Box::new(dam_cpu::CpuRetriever::new(patterns.clone(), self.config)?),
-            Device::Wgpu(options) => {
-                let ctx: Arc<WgpuContext> = WgpuContext::shared(options)?;
-                Box::new(dam_wgpu::WgpuRetriever::with_storage(
-                    ctx,
-                    &patterns,
-                    self.config,
-                    self.storage,
-                )?)
-            }
+        let backend: Box<dyn Backend> = match self.device.context()? {
+            None => Box::new(dam_cpu::CpuRetriever::new(patterns.clone(), self.config)?),
+            Some(ctx) => Box::new(dam_wgpu::WgpuRetriever::with_storage(
+                ctx,
+                &patterns,
+                self.config,
+                self.storage,
+            )?),
         };
         Ok(Retriever {
             storage: self.storage,
@@ -292,12 +351,9 @@ pub fn spin_dynamics(
     update: binary::SpinUpdate,
     queries: &[u32],
 ) -> Result<binary::SpinResult> {
-    match device {
-        Device::Cpu => dam_cpu::binary::run(patterns, energy, update, queries),
-        Device::Wgpu(options) => {
-            let ctx: Arc<WgpuContext> = WgpuContext::shared(options)?;
-            dam_wgpu::binary::run(&ctx, patterns, energy, update, queries)
-        }
+    match device.context()? {
+        None => dam_cpu::binary::run(patterns, energy, update, queries),
+        Some(ctx) => dam_wgpu::binary::run(&ctx, patterns, energy, update, queries),
     }
 }
 
@@ -308,12 +364,9 @@ pub fn stream_procedural(
     device: &Device,
     request: &procedural::StreamRequest<'_>,
 ) -> Result<Vec<procedural::StreamStats>> {
-    match device {
-        Device::Cpu => Ok(dam_cpu::procedural::stream_dot(request)),
-        Device::Wgpu(options) => {
-            let ctx: Arc<WgpuContext> = WgpuContext::shared(options)?;
-            dam_wgpu::procedural::stream_dot(&ctx, request)
-        }
+    match device.context()? {
+        None => Ok(dam_cpu::procedural::stream_dot(request)),
+        Some(ctx) => dam_wgpu::procedural::stream_dot(&ctx, request),
     }
 }
 

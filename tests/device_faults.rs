@@ -24,8 +24,8 @@ fn without_an_adapter_wgpu_errors_and_auto_falls_back_to_cpu() {
     assert!(out.status.success(), "child failed:\n{text}");
     assert!(text.contains("1 passed"), "child did not run:\n{text}");
     assert!(
-        text.contains("using the CPU reference"),
-        "no fallback warning:\n{text}"
+        text.contains("cpu: no wgpu adapter"),
+        "no fallback reason:\n{text}"
     );
 }
 
@@ -38,7 +38,11 @@ fn no_adapter_child() {
     );
     let err = WgpuContext::new(&WgpuOptions::default()).unwrap_err();
     assert!(err.to_string().contains("no wgpu adapter"), "{err}");
+    let (device, reason) = Device::choose().unwrap();
+    assert_eq!(device, Device::Cpu);
+    eprintln!("{reason}");
     assert_eq!(Device::auto().unwrap(), Device::Cpu);
+    assert!(WgpuContext::adapters(WgpuOptions::default().backends).is_empty());
     std::env::set_var("DAM_DEVICE", "wgpu");
     let err = Device::auto().unwrap_err();
     assert!(err.to_string().contains("no wgpu adapter"), "{err}");

@@ -100,7 +100,7 @@ pub enum Error {
         reason: String,
     },
     /// The `DAM_DEVICE` environment variable holds an unknown value.
-    #[error("DAM_DEVICE={value:?} is not a device; use `cpu`, `wgpu` or `auto`")]
+    #[error("DAM_DEVICE={value:?} is not a device; use `cpu`, `wgpu`, `wgpu:N` (adapter index, see `dam devices`), `wgpu:NAME` or `auto`")]
     UnknownDevice {
         /// The value found.
         value: String,

@@ -1,5 +1,5 @@
 //! `dam bench`: seconds per retrieval step (dot similarity, softmax, Gaussian patterns from
-//! seed 0), the same workload as `../shared/peers/{numpy,torch}_retrieval.py`.
+//! seed 0), the same workload as `benches/peers/{numpy,torch}_retrieval.py`.
 
 use dam::procedural::{fill, PatternKind, Stream};
 use dam::{Config, Device, Dynamics, Patterns, Projection, Retriever, Separation, Similarity};

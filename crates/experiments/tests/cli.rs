@@ -573,3 +573,47 @@ fn bench_bad_arguments_give_a_message_and_exit_2() {
         assert_usage_error(&args);
     }
 }
+
+#[test]
+fn devices_lists_adapters_and_says_what_auto_picks() {
+    let o = dam(&["devices"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stdout.lines().next().is_some_and(|l| l.starts_with("0: ")),
+        "the first adapter is listed with its index: {stdout}"
+    );
+    assert!(stderr.contains("--device auto: "), "{stderr}");
+    let json = dam(&["devices", "--json"]);
+    assert!(json.status.success());
+    let text = String::from_utf8_lossy(&json.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        stdout.lines().count(),
+        "one JSON line per adapter"
+    );
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for key in [
+            "index",
+            "name",
+            "backend",
+            "device_type",
+            "max_binding_bytes",
+        ] {
+            assert!(v.get(key).is_some(), "`{key}` missing in {line}");
+        }
+    }
+    // `--device auto` (the default) names its choice on stderr.
+    let out = tmp("auto");
+    let mut args = capacity_args(out.to_str().unwrap(), &[]);
+    let at = args.iter().position(|a| *a == "--device").unwrap();
+    args.drain(at..at + 2);
+    let o = dam(&args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("dam: device "), "{stderr}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -6,6 +6,43 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use crate::source::{Kernel, Loader};
 use crate::WgpuError;
 
+/// Which adapter a context uses when several exist.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum AdapterChoice {
+    /// wgpu's choice for [`WgpuOptions::power_preference`] (default).
+    #[default]
+    Preferred,
+    /// The adapter at this index of [`WgpuContext::adapters`] (`dam devices` lists them).
+    Index(usize),
+    /// The first adapter whose name contains this text, ignoring case.
+    Name(String),
+}
+
+/// One adapter as [`WgpuContext::adapters`] (and `dam devices`) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterSummary {
+    /// Position in the enumeration ([`AdapterChoice::Index`]).
+    pub index: usize,
+    /// The adapter's name.
+    pub name: String,
+    /// Vulkan, Metal, DX12 or GL.
+    pub backend: String,
+    /// Discrete, integrated, virtual GPU, or Cpu (a software rasterizer such as lavapipe).
+    pub device_type: String,
+    /// The driver and its version.
+    pub driver: String,
+    /// Largest storage-buffer binding, bytes.
+    pub max_binding_bytes: u64,
+    /// Largest buffer, bytes.
+    pub max_buffer_bytes: u64,
+    /// Workgroups per dispatch dimension.
+    pub max_workgroups: u32,
+    /// The adapter has SHADER_F16 (f16 storage read natively).
+    pub shader_f16: bool,
+    /// The adapter has TIMESTAMP_QUERY (device time of a step).
+    pub timestamps: bool,
+}
+
 /// How to pick and configure the wgpu device.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WgpuOptions {
@@ -34,6 +71,8 @@ pub struct WgpuOptions {
     /// (lavapipe, where the two measured equal at B = 32 and the matrix product 1.9× faster
     /// at B = 64, 14× slower at B = 1; P = 65,536, N = 512).
     pub gemm_min_batch: Option<usize>,
+    /// Which adapter to use (default: wgpu's preferred one).
+    pub adapter: AdapterChoice,
 }
 
 impl Default for WgpuOptions {
@@ -45,6 +84,7 @@ impl Default for WgpuOptions {
             shader_f16: true,
             stage_patterns: None,
             gemm_min_batch: None,
+            adapter: AdapterChoice::Preferred,
         }
     }
 }
@@ -99,14 +139,37 @@ impl WgpuContext {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = options.backends;
         let instance = wgpu::Instance::new(desc);
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: options.power_preference,
-            ..Default::default()
-        }))
-        .map_err(|e| WgpuError::NoAdapter {
+        let no_adapter = |reason: String| WgpuError::NoAdapter {
             backends: format!("{:?}", options.backends),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let adapter = match &options.adapter {
+            AdapterChoice::Preferred => {
+                pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: options.power_preference,
+                    ..Default::default()
+                }))
+                .map_err(|e| no_adapter(e.to_string()))?
+            }
+            choice => {
+                let all = pollster::block_on(instance.enumerate_adapters(options.backends));
+                let count = all.len();
+                let found = match choice {
+                    AdapterChoice::Index(i) => all.into_iter().nth(*i),
+                    AdapterChoice::Name(text) => {
+                        let text = text.to_lowercase();
+                        all.into_iter()
+                            .find(|a| a.get_info().name.to_lowercase().contains(&text))
+                    }
+                    AdapterChoice::Preferred => None,
+                };
+                found.ok_or_else(|| {
+                    no_adapter(format!(
+                        "no adapter matches {choice:?} among the {count} found (`dam devices` lists them)"
+                    ))
+                })?
+            }
+        };
         let info = adapter.get_info();
         let limits = adapter.limits();
         // Optional features used when present: f16 arithmetic for f16 storage, timestamps
@@ -127,13 +190,48 @@ impl WgpuContext {
             adapter: info.name.clone(),
             reason: e.to_string(),
         })?;
-        let adapter_binding =
-            (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        Ok(Self::assemble(
+            info, device, queue, limits, features, options,
+        ))
+    }
+
+    /// A context on a device and queue the application already has (e.g. the ones it
+    /// renders with), so that retrievals share them. `adapter` is the adapter they were
+    /// requested from; the device's own limits and features are used (SHADER_F16 and
+    /// TIMESTAMP_QUERY only where the device was created with them); `options` supplies
+    /// the remaining settings (binding cap, f16, staging, matrix-product batch).
+    pub fn from_device(
+        adapter: &wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        options: &WgpuOptions,
+    ) -> Self {
+        let limits = device.limits();
+        let wanted = if options.shader_f16 {
+            wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY
+        } else {
+            wgpu::Features::TIMESTAMP_QUERY
+        };
+        let features = device.features() & wanted;
+        Self::assemble(adapter.get_info(), device, queue, limits, features, options)
+    }
+
+    fn assemble(
+        info: wgpu::AdapterInfo,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        limits: wgpu::Limits,
+        features: wgpu::Features,
+        options: &WgpuOptions,
+    ) -> Self {
+        let adapter_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         let max_binding = options
             .max_binding_bytes
             .map_or(adapter_binding, |m| m.min(adapter_binding))
             .max(256);
-        Ok(Self {
+        Self {
             stage_patterns: options.stage_patterns,
             gemm_min_batch: options.gemm_min_batch,
             device,
@@ -144,7 +242,42 @@ impl WgpuContext {
             max_binding,
             pipelines: Mutex::new(HashMap::new()),
             staging: Mutex::new(None),
-        })
+        }
+    }
+
+    /// Every adapter of `backends`, in the order [`AdapterChoice::Index`] counts them.
+    pub fn adapters(backends: wgpu::Backends) -> Vec<AdapterSummary> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        pollster::block_on(instance.enumerate_adapters(backends))
+            .iter()
+            .enumerate()
+            .map(|(index, adapter)| {
+                let info = adapter.get_info();
+                let limits = adapter.limits();
+                let features = adapter.features();
+                AdapterSummary {
+                    index,
+                    name: info.name.clone(),
+                    backend: format!("{:?}", info.backend),
+                    device_type: format!("{:?}", info.device_type),
+                    driver: format!("{} {}", info.driver, info.driver_info)
+                        .trim()
+                        .to_string(),
+                    max_binding_bytes: limits.max_storage_buffer_binding_size,
+                    max_buffer_bytes: limits.max_buffer_size,
+                    max_workgroups: limits.max_compute_workgroups_per_dimension,
+                    shader_f16: features.contains(wgpu::Features::SHADER_F16),
+                    timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+                }
+            })
+            .collect()
+    }
+
+    /// Whether the adapter is a software rasterizer (device type Cpu, e.g. lavapipe).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
     }
 
     /// A process-wide context for these options, created on first use and shared after

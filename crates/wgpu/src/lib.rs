@@ -25,7 +25,7 @@ pub mod procedural;
 mod retriever;
 pub mod source;
 
-pub use context::{Constants, WgpuContext, WgpuOptions};
+pub use context::{AdapterChoice, AdapterSummary, Constants, WgpuContext, WgpuOptions};
 pub use error::WgpuError;
 pub use retriever::WgpuRetriever;
 /// The wgpu crate this backend is built on (for `WgpuOptions` fields and feature flags).

@@ -37,6 +37,16 @@ enum Command {
     Drdam(DrdamArgs),
     /// Seconds per retrieval step (dot similarity, softmax, Gaussian patterns, seed 0).
     Bench(BenchArgs),
+    /// List the wgpu adapters (index for DAM_DEVICE=wgpu:N, type, limits) and the device
+    /// `--device auto` picks.
+    Devices(DevicesArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct DevicesArgs {
+    /// One JSON object per adapter instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize)]
@@ -227,6 +237,7 @@ fn main() {
         Some(Command::Merge(args)) => merge(&args),
         Some(Command::Drdam(args)) => drdam(&args),
         Some(Command::Bench(args)) => bench(&args),
+        Some(Command::Devices(args)) => devices(&args),
         None => {
             eprintln!("dam: no command given; running the default sweep (spherical patterns, N = 16, λ = 1, log-sum-exp). See `dam --help`.");
             capacity(&default_sweep())
@@ -333,22 +344,63 @@ fn prepare_out(out: &Path) -> Result<()> {
     })
 }
 
+/// The device for `--device`; `auto` says on stderr which one it chose and why.
 fn device_of(arg: DeviceArg) -> Result<dam::Device> {
     Ok(match arg {
-        DeviceArg::Auto => dam::Device::auto()?,
+        DeviceArg::Auto => {
+            let (device, reason) = dam::Device::choose()?;
+            eprintln!("dam: device {reason}");
+            device
+        }
         DeviceArg::Cpu => dam::Device::Cpu,
         DeviceArg::Wgpu => dam::Device::wgpu(),
     })
 }
 
+fn devices(args: &DevicesArgs) -> Result<()> {
+    let adapters = dam::WgpuContext::adapters(dam::WgpuOptions::default().backends);
+    for a in &adapters {
+        if args.json {
+            println!(
+                "{}",
+                json!({
+                    "index": a.index, "name": a.name, "backend": a.backend,
+                    "device_type": a.device_type, "driver": a.driver,
+                    "max_binding_bytes": a.max_binding_bytes,
+                    "max_buffer_bytes": a.max_buffer_bytes,
+                    "max_workgroups": a.max_workgroups,
+                    "shader_f16": a.shader_f16, "timestamps": a.timestamps,
+                })
+            );
+        } else {
+            println!(
+                "{}: {} ({}, {}; {}) max binding {} MiB, max buffer {} MiB, {} workgroups/dim{}{}",
+                a.index,
+                a.name,
+                a.backend,
+                a.device_type,
+                a.driver,
+                a.max_binding_bytes >> 20,
+                a.max_buffer_bytes >> 20,
+                a.max_workgroups,
+                if a.shader_f16 { ", f16" } else { "" },
+                if a.timestamps { ", timestamps" } else { "" },
+            );
+        }
+    }
+    if adapters.is_empty() && !args.json {
+        println!("no wgpu adapter (install a Vulkan driver, e.g. mesa-vulkan-drivers)");
+    }
+    let (_, reason) = dam::Device::choose()?;
+    eprintln!("--device auto: {reason}");
+    Ok(())
+}
+
 /// The wgpu adapter's description, or `cpu_label` on the CPU.
 fn adapter_of(device: &dam::Device, cpu_label: &str) -> Result<String> {
-    Ok(match device {
-        dam::Device::Cpu => cpu_label.to_string(),
-        dam::Device::Wgpu(options) => dam::WgpuContext::shared(options)
-            .map_err(dam::Error::from)?
-            .describe(),
-    })
+    Ok(device
+        .context()?
+        .map_or(cpu_label.to_string(), |ctx| ctx.describe()))
 }
 
 fn bench(args: &BenchArgs) -> Result<()> {
@@ -383,22 +435,14 @@ fn bench(args: &BenchArgs) -> Result<()> {
         }
         (device, _) => device,
     };
-    let device_kind = match device {
-        dam::Device::Cpu => "cpu",
-        dam::Device::Wgpu(_) => "wgpu",
-    };
+    let ctx = device.context()?;
+    let device_kind = if ctx.is_some() { "wgpu" } else { "cpu" };
     let adapter = adapter_of(&device, "cpu")?;
-    let path = match (args.reference, &device) {
+    let path = match (args.reference, &ctx) {
         (true, _) => "cpu-reference",
-        (false, dam::Device::Cpu) => "cpu-fast",
-        (false, dam::Device::Wgpu(options)) => {
-            let ctx = dam::WgpuContext::shared(options).map_err(dam::Error::from)?;
-            if ctx.gemm_for(args.batch) {
-                "wgpu-gemm"
-            } else {
-                "wgpu"
-            }
-        }
+        (false, None) => "cpu-fast",
+        (false, Some(ctx)) if ctx.gemm_for(args.batch) => "wgpu-gemm",
+        (false, Some(_)) => "wgpu",
     };
     let r = run(&cfg, &device)?;
     if args.json {
