@@ -57,6 +57,57 @@ pub struct BenchResult {
     pub device_name: String,
 }
 
+/// The `path` of the JSON line: `cpu-reference`, `cpu-fast`, `wgpu` (streaming kernel) or
+/// `wgpu-gemm` (the matrix product, see `WgpuOptions::gemm_min_batch`).
+pub fn path_name(cfg: &BenchConfig, device: &Device) -> Result<&'static str> {
+    Ok(match (cfg.path, device.context()?) {
+        (BenchPath::Reference, _) => "cpu-reference",
+        (BenchPath::Engine, None) => "cpu-fast",
+        (BenchPath::Engine, Some(ctx)) if ctx.gemm_for(cfg.batch) => "wgpu-gemm",
+        (BenchPath::Engine, Some(_)) => "wgpu",
+    })
+}
+
+/// The JSON line of `dam bench --json` (the contract's keys: `seconds_per_step`, `gflops`,
+/// `pattern_gbps`, `device`, `adapter`, `path`, `dtype`, and the extras).
+pub fn json_line(
+    cfg: &BenchConfig,
+    result: &BenchResult,
+    device: &Device,
+) -> Result<serde_json::Value> {
+    let (kind, adapter) = device.describe()?;
+    let adapter = if device.context()?.is_some() {
+        adapter
+    } else {
+        "cpu".into()
+    };
+    let dtype = match cfg.storage {
+        dam::Storage::F32 => "f32",
+        dam::Storage::F16 => "f16",
+    };
+    Ok(serde_json::json!({
+        "impl": "dam",
+        "path": path_name(cfg, device)?,
+        "device": kind,
+        "adapter": adapter,
+        "dtype": dtype,
+        "patterns": cfg.patterns,
+        "dim": cfg.dim,
+        "batch": cfg.batch,
+        "beta": cfg.beta,
+        "steps": cfg.steps,
+        "seconds_per_step": result.median,
+        "gpu_seconds_per_step": result.gpu_median,
+        "seconds_min": result.seconds.iter().cloned().fold(f64::INFINITY, f64::min),
+        "seconds_all": result.seconds,
+        "gflops": result.gflops,
+        "pattern_gbps": result.pattern_gbps,
+        "setup_seconds": result.setup_seconds,
+        "threads": std::thread::available_parallelism().map_or(1, |t| t.get()),
+        "checksum": result.checksum,
+    }))
+}
+
 /// `MemAvailable` of /proc/meminfo in bytes (None where there is no such file).
 fn available_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -207,4 +258,38 @@ pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
         setup_seconds,
         device_name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_line_has_the_contracts_keys_and_names_the_path() {
+        let cfg = BenchConfig {
+            patterns: 300,
+            dim: 16,
+            batch: 3,
+            beta: 0.25,
+            steps: 2,
+            storage: dam::Storage::F32,
+            path: BenchPath::Engine,
+        };
+        let r = run(&cfg, &Device::Cpu).unwrap();
+        assert_eq!(r.seconds.len(), 2);
+        assert_eq!(r.median, median_of(&r.seconds));
+        let line = json_line(&cfg, &r, &Device::Cpu).unwrap();
+        // The contract's full key list is checked through the binary in tests/cli.rs.
+        assert!(line["seconds_per_step"].as_f64().is_some_and(|v| v > 0.0));
+        assert_eq!(line["path"], "cpu-fast");
+        assert_eq!(line["device"], "cpu");
+        let reference = BenchConfig {
+            path: BenchPath::Reference,
+            ..cfg
+        };
+        assert_eq!(
+            path_name(&reference, &Device::Cpu).unwrap(),
+            "cpu-reference"
+        );
+    }
 }

@@ -83,6 +83,43 @@ pub fn write_csv(path: &std::path::Path, rows: &[DrdamRow]) -> Result<()> {
     writer.flush().map_err(|e| fail(e.to_string()))
 }
 
+/// Where the fitted slope is above this, the energy error does not fall like 1/√Y (the
+/// large-β regime); `dam drdam` warns.
+pub const SLOPE_WARNING: f64 = -0.35;
+
+/// Writes results.csv, summary.json (`energy_loglog_slope`, `reference_slope`, `device`,
+/// `adapter`, `args`) and drdam.svg into `out`; returns the fitted slope.
+pub fn write_outputs(
+    out: &std::path::Path,
+    cfg: &DrdamConfig,
+    rows: &[DrdamRow],
+    device: &Device,
+    args: serde_json::Value,
+) -> Result<Option<f64>> {
+    write_csv(&out.join("results.csv"), rows)?;
+    let slope = loglog_slope(rows);
+    let (kind, adapter) = device.describe()?;
+    crate::output::write_json(
+        &out.join("summary.json"),
+        &serde_json::json!({
+            "energy_loglog_slope": slope,
+            "reference_slope": -0.5,
+            "device": kind,
+            "adapter": adapter,
+            "args": args,
+        }),
+    )?;
+    write_svg(
+        &out.join("drdam.svg"),
+        rows,
+        &format!(
+            "DrDAM vs exact, N = {}, P = {}, β = {}",
+            cfg.dim, cfg.count, cfg.beta
+        ),
+    )?;
+    Ok(slope)
+}
+
 const QUERIES: usize = 10;
 
 /// Unit-scale patterns (entries N(0, 1/N)) of trial t, and queries near the first ten.

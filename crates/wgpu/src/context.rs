@@ -89,6 +89,18 @@ impl Default for WgpuOptions {
     }
 }
 
+impl WgpuOptions {
+    /// The optional features used when present: f16 arithmetic for f16 storage (unless
+    /// `shader_f16` is off), timestamps for the GPU time of a step.
+    fn wanted_features(&self) -> wgpu::Features {
+        if self.shader_f16 {
+            wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY
+        } else {
+            wgpu::Features::TIMESTAMP_QUERY
+        }
+    }
+}
+
 /// Specialisation constants of one pipeline (name, value).
 pub type Constants = Vec<(&'static str, u32)>;
 
@@ -172,14 +184,7 @@ impl WgpuContext {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
-        // Optional features used when present: f16 arithmetic for f16 storage, timestamps
-        // for the GPU time of a step.
-        let wanted = if options.shader_f16 {
-            wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY
-        } else {
-            wgpu::Features::TIMESTAMP_QUERY
-        };
-        let features = adapter.features() & wanted;
+        let features = adapter.features() & options.wanted_features();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("dam"),
             required_features: features,
@@ -207,12 +212,7 @@ impl WgpuContext {
         options: &WgpuOptions,
     ) -> Self {
         let limits = device.limits();
-        let wanted = if options.shader_f16 {
-            wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY
-        } else {
-            wgpu::Features::TIMESTAMP_QUERY
-        };
-        let features = device.features() & wanted;
+        let features = device.features() & options.wanted_features();
         Self::assemble(adapter.get_info(), device, queue, limits, features, options)
     }
 

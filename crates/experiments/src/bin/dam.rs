@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dam::procedural::PatternKind;
 use dam_experiments::args::{invalid, loads, parse_shard, parse_with_value};
-use dam_experiments::output::{
-    merge_runs, write_capacity_outputs, write_json, CapacitySummary, CsvSink,
-};
+use dam_experiments::output::{merge_runs, write_capacity_outputs, CapacitySummary, CsvSink};
 use dam_experiments::theory::prediction;
 use dam_experiments::{Criterion, DynamicsArg, Energy, ExperimentError, QueryKind, Result, Sweep};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -404,7 +402,7 @@ fn adapter_of(device: &dam::Device, cpu_label: &str) -> Result<String> {
 }
 
 fn bench(args: &BenchArgs) -> Result<()> {
-    use dam_experiments::bench::{run, BenchConfig, BenchPath};
+    use dam_experiments::bench::{json_line, path_name, run, BenchConfig, BenchPath};
     let beta = args.beta.unwrap_or(1.0 / (args.dim.max(1) as f32).sqrt());
     let cfg = BenchConfig {
         patterns: args.patterns,
@@ -435,41 +433,11 @@ fn bench(args: &BenchArgs) -> Result<()> {
         }
         (device, _) => device,
     };
-    let ctx = device.context()?;
-    let device_kind = if ctx.is_some() { "wgpu" } else { "cpu" };
-    let adapter = adapter_of(&device, "cpu")?;
-    let path = match (args.reference, &ctx) {
-        (true, _) => "cpu-reference",
-        (false, None) => "cpu-fast",
-        (false, Some(ctx)) if ctx.gemm_for(args.batch) => "wgpu-gemm",
-        (false, Some(_)) => "wgpu",
-    };
     let r = run(&cfg, &device)?;
+    let path = path_name(&cfg, &device)?;
+    let adapter = adapter_of(&device, "cpu")?;
     if args.json {
-        println!(
-            "{}",
-            json!({
-                "impl": "dam",
-                "path": path,
-                "device": device_kind,
-                "adapter": adapter,
-                "dtype": format!("{:?}", args.dtype).to_lowercase(),
-                "patterns": args.patterns,
-                "dim": args.dim,
-                "batch": args.batch,
-                "beta": beta,
-                "steps": args.steps,
-                "seconds_per_step": r.median,
-                "gpu_seconds_per_step": r.gpu_median,
-                "seconds_min": r.seconds.iter().cloned().fold(f64::INFINITY, f64::min),
-                "seconds_all": r.seconds,
-                "gflops": r.gflops,
-                "pattern_gbps": r.pattern_gbps,
-                "setup_seconds": r.setup_seconds,
-                "threads": std::thread::available_parallelism().map_or(1, |t| t.get()),
-                "checksum": r.checksum,
-            })
-        );
+        println!("{}", json_line(&cfg, &r, &device)?);
     } else {
         let gpu = r
             .gpu_median
@@ -483,7 +451,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
 }
 
 fn drdam(args: &DrdamArgs) -> Result<()> {
-    use dam_experiments::drdam::{loglog_slope, run, write_csv, write_svg, DrdamConfig};
+    use dam_experiments::drdam::{run, write_outputs, DrdamConfig, SLOPE_WARNING};
     let cfg = DrdamConfig {
         dim: args.dim,
         count: args.count,
@@ -504,7 +472,7 @@ fn drdam(args: &DrdamArgs) -> Result<()> {
     let bar = ProgressBar::new((cfg.features.len() * cfg.trials) as u64);
     let rows = run(&cfg, &device, || bar.inc(1))?;
     bar.finish_and_clear();
-    write_csv(&args.out.join("results.csv"), &rows)?;
+    let slope = write_outputs(&args.out, &cfg, &rows, &device, json!(args))?;
     for r in rows.iter().filter(|r| r.failed_trials > 0) {
         eprintln!(
             "dam: warning: Y = {}: {} of {} trials had φ(x)·T ≤ 0 (no energy; large β or too \
@@ -512,20 +480,7 @@ fn drdam(args: &DrdamArgs) -> Result<()> {
             r.features, r.failed_trials, cfg.trials
         );
     }
-    let slope = loglog_slope(&rows);
-    write_json(
-        &args.out.join("summary.json"),
-        &json!({"energy_loglog_slope": slope, "reference_slope": -0.5, "device": format!("{:?}", args.device).to_lowercase(), "adapter": adapter, "args": args}),
-    )?;
-    write_svg(
-        &args.out.join("drdam.svg"),
-        &rows,
-        &format!(
-            "DrDAM vs exact, N = {}, P = {}, β = {}",
-            cfg.dim, cfg.count, cfg.beta
-        ),
-    )?;
-    if slope.is_some_and(|s| s > -0.35) {
+    if slope.is_some_and(|s| s > SLOPE_WARNING) {
         eprintln!(
             "dam: warning: the energy error does not fall like 1/√Y here (slope {:.3}); \
              β·‖x − ξ‖² is too large for these feature counts (the large-β regime, see README)",
@@ -535,7 +490,7 @@ fn drdam(args: &DrdamArgs) -> Result<()> {
     println!(
         "energy error log-log slope {} (1/√Y: -0.5) device={} ({adapter}) wrote {}/results.csv, summary.json, drdam.svg",
         slope.map_or("none".into(), |s| format!("{s:.3}")),
-        format!("{:?}", args.device).to_lowercase(),
+        device.describe()?.0,
         args.out.display()
     );
     Ok(())
