@@ -244,6 +244,33 @@ fn long_contractions_are_sliced_and_accumulate() {
     );
 }
 
+/// Non-finite input is not hidden: a NaN in row r of op(A) makes exactly row r of C NaN,
+/// and every other row still equals the reference.
+#[test]
+fn nan_input_reaches_exactly_the_outputs_it_touches() {
+    let (m, n, k) = (70, 67, 33);
+    let mut a = data(m * k, 11);
+    let b = data(n * k, 12);
+    a[5 * k + 17] = f32::NAN;
+    let spec = MatMul::plain(m as u32, n as u32, k as u32, false, true);
+    let (c, _) = matmul::run(&ctx(), &spec, &a, &b, None).unwrap();
+    let want = reference(&spec, &a, &b);
+    assert_eq!(c.len(), want.len());
+    for r in 0..m {
+        let row = &c[r * n..(r + 1) * n];
+        if r == 5 {
+            assert!(row.iter().all(|v| v.is_nan()), "row 5 carries the NaN");
+        } else {
+            let expected = &want[r * n..(r + 1) * n];
+            let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            MATMUL_TOL
+                .scaled(scale)
+                .compare(row.iter().copied(), expected.iter().copied())
+                .unwrap_or_else(|e| panic!("row {r}: {e:?}"));
+        }
+    }
+}
+
 /// The retrieval step on the matrix product (forced for every batch) equals the CPU
 /// reference step: several pattern buffers and blocks, ragged batches, f16 storage,
 /// β·s in the thousands.

@@ -215,7 +215,8 @@ impl MatMul {
 
 /// Runs `spec` on host data: A and B (f32, as stored), C's initial contents when the
 /// epilogue accumulates; returns C (m × ldc) and, for the softmax epilogue, the partials
-/// (m × stat_ld pairs).
+/// (m × stat_ld pairs). NaN or ±Inf entries are not checked: they propagate to exactly the
+/// outputs whose sums they enter (tested), as in any matrix product.
 pub fn run(
     ctx: &WgpuContext,
     spec: &MatMul,
