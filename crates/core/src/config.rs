@@ -4,6 +4,7 @@ use crate::{Error, Result};
 
 /// How a stored pattern ξ and a state x are compared (larger = more similar).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Similarity {
     /// s = ξ·x.
     #[default]
@@ -16,6 +17,7 @@ pub enum Similarity {
 
 /// The separation function F: energy E(x) = −Σ_μ F(s_μ(x)), update weights w = F′(s).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Separation {
     /// F(s) = sⁿ, w = n·sⁿ⁻¹ (n = 2: the classical Hopfield network).
     Polynomial {
@@ -60,6 +62,7 @@ impl Default for Separation {
 
 /// How many updates to apply.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Dynamics {
     /// A single update x₁ = proj(Σ w ξ). `converged` reports whether x₁ = x₀.
     OneStep,
@@ -94,6 +97,7 @@ impl Dynamics {
 
 /// Applied to the weighted sum after each update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Projection {
     /// Keep the weighted sum as it is.
     #[default]
@@ -106,6 +110,7 @@ pub enum Projection {
 
 /// A full description of a retrieval.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Config {
     /// Similarity between patterns and states.
     pub similarity: Similarity,

@@ -20,6 +20,7 @@ use crate::{Error, Result};
 
 /// The family of random features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum FeatureKind {
     /// Random Fourier features (cos and sin of Y/2 frequencies).
     Fourier,
@@ -29,6 +30,7 @@ pub enum FeatureKind {
 
 /// What defines a feature map: kind, dimension N, Y features, β and the seed of ω.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FeatureSpec {
     /// Family.
     pub kind: FeatureKind,

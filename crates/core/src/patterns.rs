@@ -6,6 +6,7 @@ use crate::{Config, Error, Result, Separation, Similarity};
 
 /// How stored patterns are held on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Storage {
     /// 4 bytes per entry.
     #[default]
