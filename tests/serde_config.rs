@@ -52,7 +52,10 @@ fn a_deserialized_configuration_is_validated_at_build() {
     )
     .unwrap();
     let patterns = Patterns::new(ndarray::array![[1.0f32, 0.0], [0.0, 1.0]]).unwrap();
-    let err = Retriever::builder(patterns).config(bad).build().unwrap_err();
+    let err = Retriever::builder(patterns)
+        .config(bad)
+        .build()
+        .unwrap_err();
     assert!(
         matches!(err, dam::Error::InvalidParameter { argument, .. } if argument.contains("beta")),
         "{err}"
