@@ -75,11 +75,9 @@ pub fn json_line(
     result: &BenchResult,
     device: &Device,
 ) -> Result<serde_json::Value> {
-    let (kind, adapter) = device.describe()?;
-    let adapter = if device.context()?.is_some() {
-        adapter
-    } else {
-        "cpu".into()
+    let (kind, adapter) = match device.context()? {
+        Some(ctx) => ("wgpu", ctx.describe()),
+        None => ("cpu", "cpu".to_string()),
     };
     let dtype = match cfg.storage {
         dam::Storage::F32 => "f32",

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use dam_core::{Error, Result, Similarity};
 
 use crate::context::WgpuContext;
-use crate::exec::{self, Cost, Dispatch};
+use crate::exec::{self, Dispatch};
 use crate::params::MatMulParams;
-use crate::source::{Kernel, Loader};
+use crate::source::{similarity_code, Kernel, Loader};
 
 /// Rows and columns of C one workgroup computes (16×16 invocations, 4×4 outputs each).
 pub const TILE: u32 = 64;
@@ -127,14 +127,7 @@ impl MatMul {
                 detail: "one workgroup per 64×64 tile of the output".into(),
             });
         }
-        let k_slice = exec::items_per_slice(
-            ctx,
-            Cost {
-                loops: LOOPS_PER_TILE,
-                ..Cost::default()
-            },
-        ) as u64
-            * TK;
+        let k_slice = MAX_K_SLICE;
         let (epi, degree, accumulate) = match self.epilogue {
             Epilogue::Scale { accumulate } => (0, 0, accumulate),
             Epilogue::Power { degree, rectified } => (1 + rectified as u32, degree, false),
@@ -149,11 +142,7 @@ impl MatMul {
                     .into(),
             });
         }
-        let sim = match self.similarity {
-            Similarity::Dot => 0,
-            Similarity::NegEuclidean => 1,
-            Similarity::NegManhattan => 2,
-        };
+        let sim = similarity_code(self.similarity);
         if sim != 0 && self.k as u64 > k_slice {
             return Err(Error::TooLarge {
                 argument: "matrix product contraction (k)",

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use dam_core::{
     validate_queries, Config, Error, NormBounds, Patterns, Projection, Result, RetrievalResult,
-    Separation, Similarity, Storage,
+    Separation, Storage,
 };
 use ndarray::{s, Array2, ArrayView2};
 
@@ -12,7 +12,7 @@ use crate::context::WgpuContext;
 use crate::exec::{self, Cost, Dispatch};
 use crate::matmul::{Epilogue, MatMul, TILE};
 use crate::params::{Params, RowParams, Stat, StepUniform};
-use crate::source::Kernel;
+use crate::source::{similarity_code, Kernel};
 use crate::WgpuError;
 
 /// Workgroup sizes fixed in the WGSL files.
@@ -87,14 +87,6 @@ enum Run {
     Bare { timed: bool },
 }
 
-fn similarity_code(s: Similarity) -> u32 {
-    match s {
-        Similarity::Dot => 0,
-        Similarity::NegEuclidean => 1,
-        Similarity::NegManhattan => 2,
-    }
-}
-
 fn projection_code(p: Projection) -> u32 {
     match p {
         Projection::None => 0,
@@ -113,7 +105,7 @@ fn too_large(argument: &'static str, size: u64, limit: u64, detail: String) -> E
 }
 
 /// How one batch of queries is laid out on the device.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Plan {
     batch: u32,
     split_len: u32,
@@ -511,14 +503,12 @@ impl WgpuRetriever {
             Run::Steps(max_steps) if trace => max_steps as u64 + 1,
             _ => 1,
         };
-        let key = (queries.nrows() as u32, rows, plan.split_len, plan.gemm);
+        let key = (queries.nrows() as u32, rows, plan);
         let mut cache = self.workspaces.lock().unwrap_or_else(|p| p.into_inner());
         let at = match cache.iter().position(|w| w.key == key) {
             Some(at) => at,
             None => {
-                let ws = exec::scoped(ctx, "preparing a retrieval batch", || {
-                    self.workspace(key, plan)
-                })??;
+                let ws = exec::scoped(ctx, "preparing a retrieval batch", || self.workspace(key))??;
                 if cache.len() >= WORKSPACES {
                     cache.remove(0);
                 }
@@ -532,10 +522,11 @@ impl WgpuRetriever {
     }
 
     /// The buffers and dispatch lists of one batch shape `key` = (queries, energy rows,
-    /// split length, matrix-product path).
-    fn workspace(&self, key: (u32, u64, u32, bool), plan: Plan) -> Result<Workspace> {
+    /// plan).
+    fn workspace(&self, key: WorkspaceKey) -> Result<Workspace> {
         let ctx = &*self.ctx;
-        let (b, rows, _, gemm) = key;
+        let (b, rows, plan) = key;
+        let gemm = plan.gemm;
         let n = self.dim as u32;
         let p = self.count as u32;
         let (_, tol) = self.config.dynamics.budget();
@@ -941,8 +932,11 @@ const WORKSPACES: usize = 2;
 
 /// Device buffers and dispatch lists for one batch shape, built once and reused by every
 /// call of that shape (bind groups keep the other scratch buffers alive).
+/// What a workspace is built for: (queries in the batch, energy-trace rows, plan).
+type WorkspaceKey = (u32, u64, Plan);
+
 struct Workspace {
-    key: (u32, u64, u32, bool),
+    key: WorkspaceKey,
     xs: wgpu::Buffer,
     status: wgpu::Buffer,
     ys: wgpu::Buffer,

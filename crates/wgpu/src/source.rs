@@ -227,6 +227,16 @@ impl Kernel {
     }
 }
 
+/// The value of the `SIM` override of `sim.wgsl` for a similarity (every kernel that
+/// composes `sim.wgsl` takes it).
+pub fn similarity_code(similarity: dam_core::Similarity) -> u32 {
+    match similarity {
+        dam_core::Similarity::Dot => 0,
+        dam_core::Similarity::NegEuclidean => 1,
+        dam_core::Similarity::NegManhattan => 2,
+    }
+}
+
 /// Every (kernel, loader) unit the backend can compile: pattern-reading kernels with each
 /// loader, the others once.
 pub fn units() -> impl Iterator<Item = (Kernel, Loader)> {

@@ -394,15 +394,8 @@ fn devices(args: &DevicesArgs) -> Result<()> {
     Ok(())
 }
 
-/// The wgpu adapter's description, or `cpu_label` on the CPU.
-fn adapter_of(device: &dam::Device, cpu_label: &str) -> Result<String> {
-    Ok(device
-        .context()?
-        .map_or(cpu_label.to_string(), |ctx| ctx.describe()))
-}
-
 fn bench(args: &BenchArgs) -> Result<()> {
-    use dam_experiments::bench::{json_line, path_name, run, BenchConfig, BenchPath};
+    use dam_experiments::bench::{json_line, run, BenchConfig, BenchPath};
     let beta = args.beta.unwrap_or(1.0 / (args.dim.max(1) as f32).sqrt());
     let cfg = BenchConfig {
         patterns: args.patterns,
@@ -434,17 +427,17 @@ fn bench(args: &BenchArgs) -> Result<()> {
         (device, _) => device,
     };
     let r = run(&cfg, &device)?;
-    let path = path_name(&cfg, &device)?;
-    let adapter = adapter_of(&device, "cpu")?;
+    let line = json_line(&cfg, &r, &device)?;
     if args.json {
-        println!("{}", json_line(&cfg, &r, &device)?);
+        println!("{line}");
     } else {
+        let (path, adapter) = (&line["path"], &line["adapter"]);
         let gpu = r
             .gpu_median
             .map_or(String::new(), |g| format!(" ({g:.6} s on the device)"));
         println!(
-            "{path} ({adapter}): P={} N={} B={} {:?}: {:.6} s/step{gpu} (median of {}), {:.2} GFLOP/s, {:.2} GB/s of patterns",
-            args.patterns, args.dim, args.batch, args.dtype, r.median, args.steps, r.gflops, r.pattern_gbps
+            "{} ({}): P={} N={} B={} {:?}: {:.6} s/step{gpu} (median of {}), {:.2} GFLOP/s, {:.2} GB/s of patterns",
+            path.as_str().unwrap_or("?"), adapter.as_str().unwrap_or("?"), args.patterns, args.dim, args.batch, args.dtype, r.median, args.steps, r.gflops, r.pattern_gbps
         );
     }
     Ok(())
@@ -467,7 +460,7 @@ fn drdam(args: &DrdamArgs) -> Result<()> {
         seed: args.seed,
     };
     let device = device_of(args.device)?;
-    let adapter = adapter_of(&device, "cpu reference")?;
+    let (_, adapter) = device.describe()?;
     prepare_out(&args.out)?;
     let bar = ProgressBar::new((cfg.features.len() * cfg.trials) as u64);
     let rows = run(&cfg, &device, || bar.inc(1))?;
