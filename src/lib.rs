@@ -161,15 +161,19 @@ impl Device {
 /// [`cpu::CpuRetriever`] or [`wgpu_backend::WgpuRetriever`]) behind one API.
 pub struct Retriever {
     storage: Storage,
-    patterns: Arc<Patterns>,
     config: Config,
     backend: Box<dyn Backend>,
+    /// Stable id of each stored row, strictly increasing (appends take fresh ids and
+    /// removal keeps the order), so a lookup is a binary search.
+    ids: Vec<u64>,
+    /// The next id [`Retriever::insert`] gives out; ids are never reused.
+    next_id: u64,
 }
 
 impl std::fmt::Debug for Retriever {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Retriever")
-            .field("patterns", &(self.patterns.count(), self.patterns.dim()))
+            .field("patterns", &(self.len(), self.patterns().dim()))
             .field("config", &self.config)
             .field("device", &self.device_name())
             .finish()
@@ -238,21 +242,27 @@ impl RetrieverBuilder {
             Storage::F32 => self.patterns,
             Storage::F16 => self.patterns.rounded_to_f16()?,
         };
+        let count = patterns.count() as u64;
         let patterns = Arc::new(patterns);
         let backend: Box<dyn Backend> = match self.device.context()? {
-            None => Box::new(dam_cpu::CpuRetriever::new(patterns.clone(), self.config)?),
-            Some(ctx) => Box::new(dam_wgpu::WgpuRetriever::with_storage(
+            None => Box::new(dam_cpu::CpuRetriever::with_storage(
+                patterns,
+                self.config,
+                self.storage,
+            )?),
+            Some(ctx) => Box::new(dam_wgpu::WgpuRetriever::shared(
                 ctx,
-                &patterns,
+                patterns,
                 self.config,
                 self.storage,
             )?),
         };
         Ok(Retriever {
             storage: self.storage,
-            patterns,
             config: self.config,
             backend,
+            ids: (0..count).collect(),
+            next_id: count,
         })
     }
 }
@@ -270,7 +280,9 @@ impl Retriever {
 
     /// Runs the dynamics from each query (B×N); see [`RetrievalResult`].
     pub fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
-        self.backend.retrieve(queries)
+        let mut result = self.backend.retrieve(queries)?;
+        result.nearest_id = result.nearest.iter().map(|&r| self.ids[r]).collect();
+        Ok(result)
     }
 
     /// One update of the configured rule from each query (B×N): proj(f · Σ_μ w_μ ξ^μ),
@@ -299,9 +311,90 @@ impl Retriever {
         self.backend.energy(states)
     }
 
-    /// The stored patterns.
+    /// The stored patterns, in row order (the order of [`Retriever::ids`]).
     pub fn patterns(&self) -> &Patterns {
-        &self.patterns
+        self.backend.patterns()
+    }
+
+    /// Number of stored patterns.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Always `false`: a memory holds at least one pattern ([`Retriever::remove`]
+    /// refuses to remove the last ones).
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The stable id of each stored pattern, in row order (strictly increasing). A new
+    /// memory numbers its patterns 0..P; [`Retriever::insert`] continues from the largest
+    /// id ever given out, so an id is never reused.
+    pub fn ids(&self) -> &[u64] {
+        &self.ids
+    }
+
+    /// The row that holds pattern `id` now, if it is stored.
+    pub fn row_of(&self, id: u64) -> Option<usize> {
+        self.ids.binary_search(&id).ok()
+    }
+
+    /// Stores `patterns` (k×N, finite; rounded to f16 with [`Storage::F16`]) and returns
+    /// their new ids, in order. Nothing is rebuilt: the device's pattern buffers grow
+    /// geometrically. On error (wrong width, non-finite values, a rule that does not fit
+    /// the new count) the memory is unchanged. Zero rows: nothing happens.
+    pub fn insert(&mut self, patterns: ArrayView2<'_, f32>) -> Result<Vec<u64>> {
+        if patterns.nrows() == 0 && patterns.ncols() == self.patterns().dim() {
+            return Ok(Vec::new());
+        }
+        self.backend.edit(dam_core::Edit::Append(patterns))?;
+        let ids: Vec<u64> = (self.next_id..self.next_id + patterns.nrows() as u64).collect();
+        self.next_id += patterns.nrows() as u64;
+        self.ids.extend_from_slice(&ids);
+        Ok(ids)
+    }
+
+    /// Removes the patterns with these ids (in any order; repeats count once). The other
+    /// patterns keep their ids and their order; results after the removal equal a fresh
+    /// build of what remains. Unknown ids ([`Error::UnknownId`]) or removing every
+    /// pattern ([`Error::Empty`]) change nothing.
+    pub fn remove(&mut self, ids: &[u64]) -> Result<()> {
+        let mut rows = ids
+            .iter()
+            .map(|&id| {
+                self.row_of(id).ok_or(Error::UnknownId {
+                    argument: "remove",
+                    id,
+                })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        rows.sort_unstable();
+        rows.dedup();
+        self.backend.edit(dam_core::Edit::Remove(&rows))?;
+        let mut gone = rows.iter().peekable();
+        let mut row = 0;
+        self.ids.retain(|_| {
+            let keep = gone.peek() != Some(&&row);
+            if !keep {
+                gone.next();
+            }
+            row += 1;
+            keep
+        });
+        Ok(())
+    }
+
+    /// Replaces the pattern with id `id` by `pattern` (length N, finite); it keeps its id
+    /// and row.
+    pub fn update(&mut self, id: u64, pattern: ndarray::ArrayView1<'_, f32>) -> Result<()> {
+        let row = self.row_of(id).ok_or(Error::UnknownId {
+            argument: "update",
+            id,
+        })?;
+        self.backend.edit(dam_core::Edit::Replace {
+            row,
+            values: pattern,
+        })
     }
 
     /// The retrieval rule.

@@ -2,7 +2,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::{Result, RetrievalResult};
+use crate::{Edit, Patterns, Result, RetrievalResult};
 
 /// Stored patterns and a retrieval rule, ready on one device. The CPU backend
 /// (`dam_cpu::CpuRetriever`) and the wgpu backend (`dam_wgpu::WgpuRetriever`) implement it;
@@ -25,4 +25,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// `cpu (reference)` or `wgpu: <adapter> (<backend>, <device type>)`.
     fn describe(&self) -> String;
+
+    /// The stored patterns (the host copy; as the device holds them, e.g. rounded to f16).
+    fn patterns(&self) -> &Patterns;
+
+    /// Applies `edit` to the stored patterns without rebuilding (see
+    /// [`Patterns::apply`]); checked first, so on error nothing has changed.
+    fn edit(&mut self, edit: Edit<'_>) -> Result<()>;
 }

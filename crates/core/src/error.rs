@@ -99,6 +99,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// No stored pattern has this id (never given out, or removed).
+    #[error("`{argument}`: no stored pattern has id {id} (never inserted, or removed)")]
+    UnknownId {
+        /// Which argument.
+        argument: &'static str,
+        /// The id.
+        id: u64,
+    },
     /// The `DAM_DEVICE` environment variable holds an unknown value.
     #[error("DAM_DEVICE={value:?} is not a device; use `cpu`, `wgpu`, `wgpu:N` (adapter index, see `dam devices`), `wgpu:NAME` or `auto`")]
     UnknownDevice {

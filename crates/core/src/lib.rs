@@ -31,6 +31,6 @@ mod tolerance;
 pub use backend::Backend;
 pub use config::{checked_energy, Config, Dynamics, Projection, Separation, Similarity};
 pub use error::{Error, Result};
-pub use patterns::{validate_queries, NormBounds, Patterns, Storage};
+pub use patterns::{validate_queries, Edit, NormBounds, Patterns, Storage};
 pub use result::RetrievalResult;
 pub use tolerance::{Mismatch, Tolerance};

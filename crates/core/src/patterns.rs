@@ -1,6 +1,8 @@
 //! Stored patterns and query validation.
 
-use ndarray::{Array2, ArrayView2};
+use std::ops::Range;
+
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 
 use crate::{Config, Error, Result, Separation, Similarity};
 
@@ -121,6 +123,164 @@ impl Patterns {
     }
 }
 
+/// One edit of a set of stored patterns, in row positions. `dam::Retriever::insert`,
+/// `remove` and `update` speak of stable ids and translate them into these.
+#[derive(Debug, Clone, Copy)]
+pub enum Edit<'a> {
+    /// Append these rows (k×N) after the last pattern.
+    Append(ArrayView2<'a, f32>),
+    /// Remove the rows at these positions (strictly increasing); the others keep their
+    /// order.
+    Remove(&'a [usize]),
+    /// Replace the row at `row` with `values` (length N).
+    Replace {
+        /// Position of the row.
+        row: usize,
+        /// Its new values.
+        values: ArrayView1<'a, f32>,
+    },
+}
+
+impl Edit<'_> {
+    /// How many patterns a set of `count` holds after this edit.
+    pub fn count_after(&self, count: usize) -> usize {
+        match self {
+            Edit::Append(rows) => count + rows.nrows(),
+            Edit::Remove(rows) => count.saturating_sub(rows.len()),
+            Edit::Replace { .. } => count,
+        }
+    }
+}
+
+impl Patterns {
+    /// Applies `edit` in place, holding new values as `storage` holds them (rounded to
+    /// f16 for [`Storage::F16`]). Everything is checked before anything changes: on error
+    /// the patterns are as before. Returns the rows whose content changed, in the new
+    /// layout; rows before it are untouched, so a device copy need only rewrite these
+    /// (and drop rows past the new count).
+    ///
+    /// Appending grows the matrix geometrically (amortised O(k·N)); removing shifts the
+    /// rows after the first removed one down, keeping their order (O((P − first)·N)), so
+    /// that the result is always the same matrix as a fresh build of the remaining rows.
+    pub fn apply(&mut self, edit: Edit<'_>, storage: Storage) -> Result<Range<usize>> {
+        let count = self.count();
+        match edit {
+            Edit::Append(rows) => {
+                if rows.ncols() != self.dim() {
+                    return Err(Error::DimensionMismatch {
+                        argument: "inserted patterns (columns must equal the dimension N)",
+                        expected: self.dim(),
+                        actual: rows.ncols(),
+                    });
+                }
+                check_matrix("inserted patterns", rows)?;
+                if count + rows.nrows() > u32::MAX as usize {
+                    return Err(Error::TooLarge {
+                        argument: "inserted patterns",
+                        size: (count + rows.nrows()) as u64,
+                        limit: u32::MAX as u64,
+                        detail: "patterns are indexed with u32".into(),
+                    });
+                }
+                let rows = stored(rows, storage)?;
+                let added = NormBounds::of(rows.view());
+                self.data
+                    .append(Axis(0), rows.view())
+                    .expect("rows checked to have N columns");
+                self.bounds = self.bounds.max(added);
+                Ok(count..self.count())
+            }
+            Edit::Remove(positions) => {
+                if let Some(w) = positions.windows(2).find(|w| w[0] >= w[1]) {
+                    return Err(Error::InvalidParameter {
+                        argument: "removed rows",
+                        value: format!("{} then {}", w[0], w[1]),
+                        reason: "positions must be strictly increasing".into(),
+                    });
+                }
+                if let Some(&last) = positions.last().filter(|&&r| r >= count) {
+                    return Err(Error::InvalidParameter {
+                        argument: "removed rows",
+                        value: last.to_string(),
+                        reason: format!("only {count} patterns are stored"),
+                    });
+                }
+                if positions.len() >= count {
+                    return Err(Error::Empty {
+                        argument: "patterns",
+                        detail: format!(
+                            "removing all {count} stored patterns would leave none; \
+                             build a new memory instead"
+                        ),
+                    });
+                }
+                let Some(&first) = positions.first() else {
+                    return Ok(count..count);
+                };
+                let n = self.dim();
+                let slice = self
+                    .data
+                    .as_slice_mut()
+                    .expect("Patterns are stored in standard layout");
+                let mut write = first;
+                let mut skip = positions.iter().peekable();
+                for read in first..count {
+                    if skip.peek() == Some(&&read) {
+                        skip.next();
+                        continue;
+                    }
+                    slice.copy_within(read * n..(read + 1) * n, write * n);
+                    write += 1;
+                }
+                self.data.slice_axis_inplace(Axis(0), (0..write).into());
+                self.bounds = NormBounds::of(self.data.view());
+                Ok(first..write)
+            }
+            Edit::Replace { row, values } => {
+                if row >= count {
+                    return Err(Error::InvalidParameter {
+                        argument: "updated row",
+                        value: row.to_string(),
+                        reason: format!("only {count} patterns are stored"),
+                    });
+                }
+                if values.len() != self.dim() {
+                    return Err(Error::DimensionMismatch {
+                        argument: "updated pattern (length must equal the dimension N)",
+                        expected: self.dim(),
+                        actual: values.len(),
+                    });
+                }
+                let values = values.insert_axis(Axis(0));
+                check_matrix("updated pattern", values)?;
+                let values = stored(values, storage)?;
+                let old = NormBounds::of(self.data.slice(ndarray::s![row..row + 1, ..]));
+                self.data.row_mut(row).assign(&values.row(0));
+                let new = NormBounds::of(values.view());
+                self.bounds = if old.l1 >= self.bounds.l1 || old.l2 >= self.bounds.l2 {
+                    NormBounds::of(self.data.view())
+                } else {
+                    self.bounds.max(new)
+                };
+                Ok(row..row + 1)
+            }
+        }
+    }
+}
+
+/// Rows as `storage` holds them: as given, or rounded to f16 (refusing entries beyond its
+/// range).
+fn stored(rows: ArrayView2<'_, f32>, storage: Storage) -> Result<Array2<f32>> {
+    let owned = Patterns {
+        data: rows.as_standard_layout().into_owned(),
+        bounds: NormBounds { l1: 0.0, l2: 0.0 },
+    };
+    Ok(match storage {
+        Storage::F32 => owned.data,
+        Storage::F16 => owned.rounded_to_f16()?.data,
+    })
+}
+
 /// The largest L1 and L2 row norms of a matrix of patterns.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NormBounds {
@@ -129,6 +289,13 @@ pub struct NormBounds {
 }
 
 impl NormBounds {
+    fn max(self, other: Self) -> Self {
+        Self {
+            l1: self.l1.max(other.l1),
+            l2: self.l2.max(other.l2),
+        }
+    }
+
     fn of(m: ArrayView2<'_, f32>) -> Self {
         m.rows()
             .into_iter()

@@ -13,6 +13,10 @@ pub struct RetrievalResult {
     pub converged: Vec<bool>,
     /// Index of the stored pattern most similar to each final state (ties → lowest index).
     pub nearest: Vec<usize>,
+    /// Stable id of that pattern (see `dam::Retriever::ids`): what applications keep,
+    /// since row positions move when patterns are removed. A memory that was never
+    /// edited has ids 0..P, equal to the rows; a backend used directly reports rows.
+    pub nearest_id: Vec<u64>,
     /// Energy of each final state. Finite except for `Exponential`, whose energy
     /// −Σ e^{βs} is −∞ once log Σ e^{βs} exceeds the f64 range (≈ 709.78).
     pub energy: Vec<f64>,

@@ -275,6 +275,7 @@ pub fn retrieve(
         states,
         steps,
         converged,
+        nearest_id: nearest.iter().map(|&r| r as u64).collect(),
         nearest,
         energy: energies,
         energy_trace: config.energy_trace.then_some(traces),

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use dam_core::{
-    validate_queries, Backend, Config, Patterns, Result, RetrievalResult, Separation, Similarity,
+    validate_queries, Backend, Config, Edit, Patterns, Result, RetrievalResult, Separation,
+    Similarity, Storage,
 };
 use ndarray::{Array2, ArrayView2};
 
@@ -15,13 +16,25 @@ use ndarray::{Array2, ArrayView2};
 pub struct CpuRetriever {
     patterns: Arc<Patterns>,
     config: Config,
+    storage: Storage,
 }
 
 impl CpuRetriever {
     /// Validates `config` for these patterns.
     pub fn new(patterns: Arc<Patterns>, config: Config) -> Result<Self> {
+        Self::with_storage(patterns, config, Storage::F32)
+    }
+
+    /// Same, for patterns held as `storage` (already rounded, e.g. by
+    /// [`Patterns::rounded_to_f16`]): patterns added by [`Backend::edit`] are rounded
+    /// the same way.
+    pub fn with_storage(patterns: Arc<Patterns>, config: Config, storage: Storage) -> Result<Self> {
         config.validate(patterns.count())?;
-        Ok(Self { patterns, config })
+        Ok(Self {
+            patterns,
+            config,
+            storage,
+        })
     }
 
     /// The stored patterns.
@@ -70,5 +83,16 @@ impl Backend for CpuRetriever {
 
     fn describe(&self) -> String {
         "cpu (reference)".into()
+    }
+
+    fn patterns(&self) -> &Patterns {
+        &self.patterns
+    }
+
+    fn edit(&mut self, edit: Edit<'_>) -> Result<()> {
+        self.config
+            .validate(edit.count_after(self.patterns.count()))?;
+        Arc::make_mut(&mut self.patterns).apply(edit, self.storage)?;
+        Ok(())
     }
 }

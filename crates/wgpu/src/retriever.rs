@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use dam_core::{
-    validate_queries, Config, Error, NormBounds, Patterns, Projection, Result, RetrievalResult,
-    Separation, Storage,
+    validate_queries, Config, Error, Patterns, Projection, Result, RetrievalResult, Separation,
+    Storage,
 };
 use ndarray::{s, Array2, ArrayView2};
 
@@ -52,15 +52,20 @@ struct Block {
 /// in slices; queries never interact, so the result is the same.
 pub struct WgpuRetriever {
     ctx: Arc<WgpuContext>,
-    bounds: NormBounds,
     config: Config,
     count: usize,
     dim: usize,
     storage: Storage,
     row_bytes: u64,
+    /// Rows one pattern buffer holds at most (one storage binding).
+    rows_per_chunk: usize,
+    /// Pattern buffers: rows `i · rows_per_chunk ..` live in buffer `i`; every buffer but
+    /// the last is full, the last may have spare capacity.
     buffers: Vec<wgpu::Buffer>,
     blocks: Vec<Block>,
     workspaces: std::sync::Mutex<Vec<Workspace>>,
+    /// The host copy of the stored patterns.
+    patterns: Arc<Patterns>,
 }
 
 impl std::fmt::Debug for WgpuRetriever {
@@ -148,39 +153,37 @@ impl WgpuRetriever {
         config: Config,
         storage: Storage,
     ) -> Result<Self> {
+        Self::shared(ctx, Arc::new(patterns.clone()), config, storage)
+    }
+
+    /// [`WgpuRetriever::with_storage`] on patterns the caller shares: the retriever keeps
+    /// them as its host copy (what [`WgpuRetriever::patterns`] returns and what edits
+    /// update) without copying them. With [`Storage::F16`] they are rounded first unless
+    /// every entry already is a half.
+    pub fn shared(
+        ctx: Arc<WgpuContext>,
+        patterns: Arc<Patterns>,
+        config: Config,
+        storage: Storage,
+    ) -> Result<Self> {
         config.validate(patterns.count())?;
+        let patterns = match storage {
+            Storage::F16
+                if patterns
+                    .as_slice()
+                    .iter()
+                    .any(|&v| half::f16::from_f32(v).to_f32() != v) =>
+            {
+                Arc::new(patterns.rounded_to_f16()?)
+            }
+            _ => patterns,
+        };
         let dim = patterns.dim();
         let row_words = match storage {
             Storage::F32 => dim,
             Storage::F16 => dim.div_ceil(2),
         };
         let row_bytes = row_words as u64 * 4;
-        let packed: Vec<u32>;
-        let data: &[u32] = match storage {
-            Storage::F32 => bytemuck::cast_slice(patterns.as_slice()),
-            Storage::F16 => {
-                let rounded = patterns.rounded_to_f16()?;
-                packed = rounded
-                    .view()
-                    .rows()
-                    .into_iter()
-                    .flat_map(|row| {
-                        let halves: Vec<u16> = row
-                            .iter()
-                            .map(|&v| half::f16::from_f32(v).to_bits())
-                            .collect();
-                        (0..row_words)
-                            .map(move |w| {
-                                let lo = halves[2 * w] as u32;
-                                let hi = halves.get(2 * w + 1).map_or(0, |&h| h as u32);
-                                lo | (hi << 16)
-                            })
-                            .collect::<Vec<u32>>()
-                    })
-                    .collect();
-                &packed
-            }
-        };
         let max_binding = ctx.max_binding_bytes();
         let rows_per_chunk = (max_binding / row_bytes).min(u32::MAX as u64) as usize;
         if rows_per_chunk == 0 {
@@ -191,45 +194,148 @@ impl WgpuRetriever {
                 "one pattern row must fit in one storage binding".into(),
             ));
         }
-        let mut buffers = Vec::new();
-        let mut blocks = Vec::new();
-        for (i, rows) in data.chunks(rows_per_chunk * row_words).enumerate() {
-            let buffer = exec::scoped(&ctx, "uploading stored patterns", || {
-                let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("dam patterns"),
-                    size: (rows.len() * 4) as u64,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                ctx.queue
-                    .write_buffer(&buffer, 0, bytemuck::cast_slice(rows));
-                buffer
-            })?;
-            let chunk_rows = rows.len() / row_words;
-            // Block offsets are multiples of MAX_BLOCK_ROWS · 4 bytes, so they meet any
-            // storage-offset alignment (≤ 256 bytes).
-            for start in (0..chunk_rows).step_by(MAX_BLOCK_ROWS) {
-                blocks.push(Block {
-                    buffer: buffers.len(),
-                    offset: start as u64 * row_bytes,
-                    base: (i * rows_per_chunk + start) as u32,
-                    rows: MAX_BLOCK_ROWS.min(chunk_rows - start) as u32,
-                });
-            }
-            buffers.push(buffer);
-        }
-        Ok(Self {
+        let mut retriever = Self {
             ctx,
-            bounds: patterns.norm_bounds(),
             config,
-            count: patterns.count(),
+            count: 0,
             dim,
             storage,
             row_bytes,
-            buffers,
-            blocks,
+            rows_per_chunk,
+            buffers: Vec::new(),
+            blocks: Vec::new(),
             workspaces: std::sync::Mutex::new(Vec::new()),
-        })
+            patterns,
+        };
+        retriever.resize(retriever.patterns.count(), false)?;
+        retriever.upload(0..retriever.count)?;
+        Ok(retriever)
+    }
+
+    /// The stored patterns (the host copy of what the device holds; rounded to f16 with
+    /// [`Storage::F16`]).
+    pub fn patterns(&self) -> &Patterns {
+        &self.patterns
+    }
+
+    /// Applies `edit` to the stored patterns on the host and on the device, without
+    /// rebuilding: appended rows go into spare capacity (each pattern buffer grows
+    /// geometrically, up to one binding, then a new buffer starts); removal shifts the
+    /// later rows down and rewrites them; a replaced row is rewritten alone. Checked before
+    /// anything changes (the configuration must stay valid for the new count).
+    pub fn edit(&mut self, edit: dam_core::Edit<'_>) -> Result<()> {
+        self.config.validate(edit.count_after(self.count))?;
+        let changed = Arc::make_mut(&mut self.patterns).apply(edit, self.storage)?;
+        self.resize(self.patterns.count(), true)?;
+        self.upload(changed)?;
+        self.workspaces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
+    }
+
+    /// Makes the pattern buffers hold `count` rows: the buffers needed grow geometrically
+    /// (copying what they held when `keep`), buffers no longer needed are released, and
+    /// the dispatch blocks are laid out again.
+    fn resize(&mut self, count: usize, keep: bool) -> Result<()> {
+        let rpc = self.rows_per_chunk;
+        let chunks = count.div_ceil(rpc);
+        let ctx = self.ctx.clone();
+        exec::scoped(&ctx, "growing the pattern buffers", || {
+            let mut copies = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("dam pattern growth"),
+                });
+            self.buffers.truncate(chunks);
+            for i in 0..chunks {
+                let rows = rpc.min(count - i * rpc) as u64;
+                let held = self.buffers.get(i).map_or(0, |b| b.size() / self.row_bytes);
+                if held >= rows {
+                    continue;
+                }
+                let capacity = if held == 0 { rows } else { rows.max(2 * held) }.min(rpc as u64);
+                let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("dam patterns"),
+                    size: capacity * self.row_bytes,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_DST
+                        | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                match self.buffers.get_mut(i) {
+                    Some(old) => {
+                        if keep {
+                            copies.copy_buffer_to_buffer(old, 0, &buffer, 0, old.size());
+                        }
+                        *old = buffer;
+                    }
+                    None => self.buffers.push(buffer),
+                }
+            }
+            ctx.queue.submit([copies.finish()]);
+        })?;
+        self.count = count;
+        self.blocks.clear();
+        for i in 0..chunks {
+            let chunk_rows = rpc.min(count - i * rpc);
+            // Block offsets are multiples of MAX_BLOCK_ROWS · 4 bytes, so they meet any
+            // storage-offset alignment (≤ 256 bytes).
+            for start in (0..chunk_rows).step_by(MAX_BLOCK_ROWS) {
+                self.blocks.push(Block {
+                    buffer: i,
+                    offset: start as u64 * self.row_bytes,
+                    base: (i * rpc + start) as u32,
+                    rows: MAX_BLOCK_ROWS.min(chunk_rows - start) as u32,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes rows `rows` of the host copy into the pattern buffers (as f32, or as pairs
+    /// of halves per word for f16).
+    fn upload(&self, rows: std::ops::Range<usize>) -> Result<()> {
+        let rpc = self.rows_per_chunk;
+        let view = self.patterns.view();
+        exec::scoped(&self.ctx, "uploading stored patterns", || {
+            let mut start = rows.start;
+            while start < rows.end {
+                let chunk = start / rpc;
+                let end = rows.end.min((chunk + 1) * rpc);
+                let part = view.slice(s![start..end, ..]);
+                let offset = (start - chunk * rpc) as u64 * self.row_bytes;
+                let buffer = &self.buffers[chunk];
+                match self.storage {
+                    Storage::F32 => {
+                        let part = part.as_slice().expect("standard layout");
+                        self.ctx
+                            .queue
+                            .write_buffer(buffer, offset, bytemuck::cast_slice(part));
+                    }
+                    Storage::F16 => {
+                        let words = self.row_bytes as usize / 4;
+                        let packed: Vec<u32> = part
+                            .rows()
+                            .into_iter()
+                            .flat_map(|row| {
+                                let half = move |i: usize| {
+                                    row.get(i)
+                                        .map_or(0, |&v| half::f16::from_f32(v).to_bits() as u32)
+                                };
+                                (0..words).map(move |w| half(2 * w) | (half(2 * w + 1) << 16))
+                            })
+                            .collect();
+                        self.ctx
+                            .queue
+                            .write_buffer(buffer, offset, bytemuck::cast_slice(&packed));
+                    }
+                }
+                start = end;
+            }
+        })?;
+        Ok(())
     }
 
     /// The context (adapter, device) this retriever runs on.
@@ -348,7 +454,7 @@ impl WgpuRetriever {
     /// Runs the configured dynamics from each query (B×N).
     pub fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
         validate_queries(queries, self.dim)?;
-        self.bounds.check(&self.config, queries)?;
+        self.patterns.norm_bounds().check(&self.config, queries)?;
         let (max_steps, _) = self.config.dynamics.budget();
         let trace = self.config.energy_trace;
         let rows = if trace { max_steps as u64 + 1 } else { 1 };
@@ -391,6 +497,7 @@ impl WgpuRetriever {
             states,
             steps,
             converged,
+            nearest_id: nearest.iter().map(|&r| r as u64).collect(),
             nearest,
             energy,
             energy_trace: trace.then_some(traces),
@@ -416,7 +523,7 @@ impl WgpuRetriever {
         timed: bool,
     ) -> Result<(Array2<f32>, Option<f64>)> {
         validate_queries(queries, self.dim)?;
-        self.bounds.check(&self.config, queries)?;
+        self.patterns.norm_bounds().check(&self.config, queries)?;
         let plan = self.plan(queries.nrows(), 1, true)?;
         let mut states = Array2::<f32>::zeros(queries.dim());
         let mut gpu_ns = Some(0.0);
@@ -451,7 +558,7 @@ impl WgpuRetriever {
     /// E(x) for each row of `states` (B×N).
     pub fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
         validate_queries(states, self.dim)?;
-        self.bounds.check(&self.config, states)?;
+        self.patterns.norm_bounds().check(&self.config, states)?;
         let plan = self.plan(states.nrows(), 1, false)?;
         let mut out = Vec::with_capacity(states.nrows());
         for (start, end) in plan.slices(states.nrows()) {
@@ -924,6 +1031,14 @@ impl dam_core::Backend for WgpuRetriever {
 
     fn describe(&self) -> String {
         format!("wgpu: {}", self.ctx.describe())
+    }
+
+    fn patterns(&self) -> &Patterns {
+        &self.patterns
+    }
+
+    fn edit(&mut self, edit: dam_core::Edit<'_>) -> Result<()> {
+        WgpuRetriever::edit(self, edit)
     }
 }
 
