@@ -36,6 +36,7 @@ pub use dam_wgpu::{AdapterChoice, AdapterSummary, WgpuContext, WgpuOptions};
 
 pub mod features;
 pub mod mnist;
+pub mod persist;
 use ndarray::{Array2, ArrayView2};
 
 /// Where a [`Retriever`] runs.
