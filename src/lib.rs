@@ -28,7 +28,7 @@ pub use dam_core::binary;
 pub use dam_core::procedural;
 pub use dam_core::{
     Backend, Config, Dynamics, Error, Mismatch, Patterns, Projection, Result, RetrievalResult,
-    Separation, Similarity, Storage, Tolerance,
+    SearchResult, Separation, Similarity, Storage, Tolerance,
 };
 pub use dam_cpu as cpu;
 pub use dam_wgpu as wgpu_backend;
@@ -305,6 +305,17 @@ impl Retriever {
     /// the query upload, submit, wait and readback.
     pub fn step_timed(&self, queries: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Option<f64>)> {
         self.backend.step_timed(queries)
+    }
+
+    /// Exact top-k lookup: the min(k, P) stored patterns most similar to each query (B×N)
+    /// by the configured similarity, best first, ties to the lower id; `ids` are stable
+    /// ids (see [`Retriever::ids`]), `scores` the similarities (f32). On the CPU, dot
+    /// similarity runs a blocked multi-threaded GEMM path; on wgpu the similarities come
+    /// from the generic matrix product and are selected on the host.
+    pub fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<SearchResult> {
+        let mut result = self.backend.search(queries, k)?;
+        result.ids.mapv_inplace(|row| self.ids[row as usize]);
+        Ok(result)
     }
 
     /// E(x) for each row of `states` (B×N).

@@ -2,7 +2,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::{Edit, Patterns, Result, RetrievalResult};
+use crate::{Edit, Patterns, Result, RetrievalResult, SearchResult};
 
 /// Stored patterns and a retrieval rule, ready on one device. The CPU backend
 /// (`dam_cpu::CpuRetriever`) and the wgpu backend (`dam_wgpu::WgpuRetriever`) implement it;
@@ -25,6 +25,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// `cpu (reference)` or `wgpu: <adapter> (<backend>, <device type>)`.
     fn describe(&self) -> String;
+
+    /// Exact top-k: the min(k, P) stored patterns most similar to each query (B×N), by
+    /// the configured similarity, best first, ties to the lower row; `ids` are rows.
+    fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<SearchResult>;
 
     /// The stored patterns (the host copy; as the device holds them, e.g. rounded to f16).
     fn patterns(&self) -> &Patterns;

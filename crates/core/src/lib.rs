@@ -26,6 +26,7 @@ mod patterns;
 pub mod procedural;
 pub use procedural::{PatternKind, Procedural, StreamRequest, StreamStats};
 mod result;
+pub mod search;
 mod tolerance;
 
 pub use backend::Backend;
@@ -33,4 +34,5 @@ pub use config::{checked_energy, Config, Dynamics, Projection, Separation, Simil
 pub use error::{Error, Result};
 pub use patterns::{validate_queries, Edit, NormBounds, Patterns, Storage};
 pub use result::RetrievalResult;
+pub use search::{SearchResult, TopK};
 pub use tolerance::{Mismatch, Tolerance};

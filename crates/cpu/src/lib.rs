@@ -10,6 +10,7 @@ pub mod fast;
 pub mod features;
 pub mod procedural;
 mod retriever;
+pub mod search;
 
 pub use retriever::CpuRetriever;
 

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use dam_core::{
-    validate_queries, Backend, Config, Edit, Patterns, Result, RetrievalResult, Separation,
-    Similarity, Storage,
+    validate_queries, Backend, Config, Edit, Patterns, Result, RetrievalResult, SearchResult,
+    Separation, Similarity, Storage,
 };
 use ndarray::{Array2, ArrayView2};
 
@@ -83,6 +83,23 @@ impl Backend for CpuRetriever {
 
     fn describe(&self) -> String {
         "cpu (reference)".into()
+    }
+
+    /// Dot similarity: the blocked multi-threaded path ([`crate::search::search_dot`]);
+    /// the others: the reference.
+    fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<SearchResult> {
+        validate_queries(queries, self.patterns.dim())?;
+        // Only the similarities must stay finite (no separation is applied).
+        let plain = Config {
+            separation: Separation::Max,
+            ..self.config
+        };
+        self.patterns.check_range(&plain, queries)?;
+        dam_core::search::search_width(k, self.patterns.count())?;
+        Ok(match self.config.similarity {
+            Similarity::Dot => crate::search::search_dot(&self.patterns, queries, k, 0),
+            other => crate::search::search_reference(other, &self.patterns, queries, k),
+        })
     }
 
     fn patterns(&self) -> &Patterns {

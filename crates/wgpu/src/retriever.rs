@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use dam_core::{
-    validate_queries, Config, Error, Patterns, Projection, Result, RetrievalResult, Separation,
-    Storage,
+    validate_queries, Config, Error, Patterns, Projection, Result, RetrievalResult, SearchResult,
+    Separation, Storage, TopK,
 };
 use ndarray::{s, Array2, ArrayView2};
 
@@ -449,6 +449,72 @@ impl WgpuRetriever {
             }
             b = b.div_ceil(2);
         }
+    }
+
+    /// Exact top-k search (see [`dam_core::Backend::search`]): per block of patterns the
+    /// similarities S = s(X, Ξ_b) on the generic matrix product, read back and offered to
+    /// each query's [`TopK`] on the host (one submit and wait per block).
+    pub fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<SearchResult> {
+        validate_queries(queries, self.dim)?;
+        let plain = Config {
+            separation: Separation::Max,
+            ..self.config
+        };
+        self.patterns.norm_bounds().check(&plain, queries)?;
+        let width = dam_core::search::search_width(k, self.count)?;
+        let ctx = &self.ctx;
+        let n = self.dim as u32;
+        let loader = ctx.loader(self.storage);
+        let block_rows = self.blocks.iter().map(|b| b.rows as u64).max().unwrap_or(1);
+        let limit = ctx.max_binding_bytes();
+        let per_pass = (limit / (block_rows * 4))
+            .min(limit / (n as u64 * 4))
+            .clamp(1, 1024) as usize;
+        let mut selections = Vec::with_capacity(queries.nrows());
+        for range in exec::slices(queries.nrows(), per_pass) {
+            let chunk = queries.slice(s![range.clone(), ..]);
+            let b = chunk.nrows() as u32;
+            let owned = chunk.as_standard_layout();
+            let xs = exec::storage_init(
+                ctx,
+                "dam search queries",
+                bytemuck::cast_slice(owned.as_slice().expect("standard layout")),
+            );
+            let scores = exec::storage(ctx, "dam search scores", b as u64 * block_rows * 4);
+            let mut tops: Vec<TopK> = (0..b).map(|_| TopK::new(k)).collect();
+            for block in &self.blocks {
+                let product = MatMul {
+                    similarity: self.config.similarity,
+                    ..MatMul::plain(b, block.rows, n, false, true)
+                };
+                let list = product.dispatches(
+                    ctx,
+                    loader,
+                    xs.as_entire_binding(),
+                    self.block_binding(block),
+                    &scores,
+                    None,
+                )?;
+                let read: Vec<f32> = exec::read(
+                    ctx,
+                    vec![exec::commands(ctx, &list)],
+                    &scores,
+                    "search scores",
+                )?;
+                let rows = block.rows as usize;
+                for (q, top) in tops.iter_mut().enumerate() {
+                    let mut threshold = top.threshold();
+                    for (j, &v) in read[q * rows..(q + 1) * rows].iter().enumerate() {
+                        if v > threshold {
+                            top.push(block.base as u64 + j as u64, v);
+                            threshold = top.threshold();
+                        }
+                    }
+                }
+            }
+            selections.extend(tops);
+        }
+        Ok(SearchResult::from_selections(selections, width))
     }
 
     /// Runs the configured dynamics from each query (B×N).
@@ -1031,6 +1097,10 @@ impl dam_core::Backend for WgpuRetriever {
 
     fn describe(&self) -> String {
         format!("wgpu: {}", self.ctx.describe())
+    }
+
+    fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<SearchResult> {
+        WgpuRetriever::search(self, queries, k)
     }
 
     fn patterns(&self) -> &Patterns {

@@ -1,0 +1,123 @@
+//! Exact top-k search on the CPU: the reference (f64 similarities, any [`Similarity`])
+//! and, for dot similarity, a blocked multi-threaded path (f32 GEMM scores, the B×P
+//! matrix never materialised).
+
+use dam_core::{Patterns, SearchResult, Similarity, TopK};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, Array2, ArrayView2, Axis};
+
+use crate::fast::block_rows;
+
+/// The reference: every similarity in f64 ([`crate::similarity`]), rounded to f32, kept
+/// by [`TopK`]. Inputs must already be validated; `k` ≥ 1.
+pub fn search_reference(
+    similarity: Similarity,
+    patterns: &Patterns,
+    queries: ArrayView2<'_, f32>,
+    k: usize,
+) -> SearchResult {
+    let selections = queries
+        .rows()
+        .into_iter()
+        .map(|x| {
+            let x = x.to_vec();
+            let mut top = TopK::new(k);
+            for (row, s) in crate::scores(similarity, patterns, &x)
+                .into_iter()
+                .enumerate()
+            {
+                top.push(row as u64, s as f32);
+            }
+            top
+        })
+        .collect();
+    SearchResult::from_selections(selections, k.min(patterns.count()))
+}
+
+/// Queries per pass (bounds the B×block score scratch of each thread).
+const QUERY_CHUNK: usize = 1024;
+
+/// Dot-similarity search: for each thread's contiguous range of patterns, S = Q·Ξ_bᵀ one
+/// block at a time (f32 GEMM), each score offered to the query's [`TopK`] only when it
+/// beats the current k-th; the per-thread selections are merged in range order, so the
+/// result does not depend on timing. `threads` = 0: all cores. Inputs must already be
+/// validated; `k` ≥ 1.
+pub fn search_dot(
+    patterns: &Patterns,
+    queries: ArrayView2<'_, f32>,
+    k: usize,
+    threads: usize,
+) -> SearchResult {
+    let view = patterns.view();
+    let (p, n) = view.dim();
+    let block = block_rows(n);
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |t| t.get()),
+        t => t,
+    };
+    let per = p.div_ceil(threads).div_ceil(block).max(1) * block;
+    let ranges: Vec<(usize, usize)> = (0..p).step_by(per).map(|a| (a, (a + per).min(p))).collect();
+    let mut selections = Vec::with_capacity(queries.nrows());
+    for start in (0..queries.nrows()).step_by(QUERY_CHUNK) {
+        let chunk = queries.slice(s![start..(start + QUERY_CHUNK).min(queries.nrows()), ..]);
+        let parts: Vec<Vec<TopK>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ranges
+                .iter()
+                .map(|&(a, e)| {
+                    scope.spawn(move || select(view.slice(s![a..e, ..]), a, chunk, k, block))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("search worker panicked"))
+                .collect()
+        });
+        let mut parts = parts.into_iter();
+        let mut merged = parts.next().expect("at least one range");
+        for part in parts {
+            for (into, from) in merged.iter_mut().zip(part) {
+                for &(s, row) in from.items() {
+                    into.push(row, s);
+                }
+            }
+        }
+        selections.extend(merged);
+    }
+    SearchResult::from_selections(selections, k.min(p))
+}
+
+fn select(
+    patterns: ArrayView2<'_, f32>,
+    first: usize,
+    queries: ArrayView2<'_, f32>,
+    k: usize,
+    block: usize,
+) -> Vec<TopK> {
+    let b = queries.nrows();
+    let mut tops: Vec<TopK> = (0..b).map(|_| TopK::new(k)).collect();
+    let mut scores = Array2::<f32>::zeros((b, block));
+    let mut start = 0;
+    while start < patterns.nrows() {
+        let end = (start + block).min(patterns.nrows());
+        let mut sb = scores.slice_mut(s![.., ..end - start]);
+        general_mat_mul(
+            1.0,
+            &queries,
+            &patterns.slice(s![start..end, ..]).t(),
+            0.0,
+            &mut sb,
+        );
+        for (top, row) in tops.iter_mut().zip(sb.axis_iter(Axis(0))) {
+            let mut threshold = top.threshold();
+            for (j, &s) in row.iter().enumerate() {
+                // Rows arrive in increasing order, so a tie never displaces a held item.
+                if s > threshold {
+                    top.push((first + start + j) as u64, s);
+                    threshold = top.threshold();
+                }
+            }
+        }
+        start = end;
+    }
+    tops
+}
