@@ -318,6 +318,28 @@ impl Retriever {
         Ok(result)
     }
 
+    /// [`Retriever::retrieve`] for applications on an async runtime: the work runs on its
+    /// own thread and the returned future only waits for its answer, so it never blocks
+    /// the executor. The future is `Send + 'static` (it holds the `Arc` and the queries).
+    pub fn retrieve_async(
+        self: &Arc<Self>,
+        queries: Array2<f32>,
+    ) -> impl std::future::Future<Output = Result<RetrievalResult>> + Send + 'static {
+        let memory = self.clone();
+        off_thread(move || memory.retrieve(queries.view()))
+    }
+
+    /// [`Retriever::search`] for applications on an async runtime (see
+    /// [`Retriever::retrieve_async`]).
+    pub fn search_async(
+        self: &Arc<Self>,
+        queries: Array2<f32>,
+        k: usize,
+    ) -> impl std::future::Future<Output = Result<SearchResult>> + Send + 'static {
+        let memory = self.clone();
+        off_thread(move || memory.search(queries.view(), k))
+    }
+
     /// E(x) for each row of `states` (B×N).
     pub fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
         self.backend.energy(states)
@@ -422,6 +444,39 @@ impl Retriever {
     /// `cpu (reference)` or `wgpu: <adapter> (<backend>, <device type>)`.
     pub fn device_name(&self) -> String {
         self.backend.describe()
+    }
+}
+
+/// Runs `work` on a new thread; the future resolves to its result (a panic in `work`
+/// becomes an error, not a hang).
+fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T>> + Send + 'static {
+    let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+    let spawned = std::thread::Builder::new()
+        .name("dam-async".into())
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            sender.send(outcome).ok();
+        });
+    async move {
+        let lost = |reason: String| Error::Backend {
+            backend: "async",
+            source: reason.into(),
+        };
+        spawned.map_err(|e| lost(format!("cannot start a worker thread: {e}")))?;
+        match receiver.receive().await {
+            Some(Ok(result)) => result,
+            Some(Err(panic)) => Err(lost(format!(
+                "the worker panicked: {}",
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default()
+            ))),
+            None => Err(lost("the worker ended without an answer".into())),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! `dam bench`: seconds per retrieval step (dot similarity, softmax, Gaussian patterns from
-//! seed 0), the same workload as `benches/peers/{numpy,torch}_retrieval.py`.
+//! seed 0), the same workload as `benches/peers/{numpy,torch}_retrieval.py`; with
+//! `--search`, seconds per exact top-k search of the batch (`benches/peers/faiss_search.py`).
 
 use dam::procedural::{fill, PatternKind, Stream};
 use dam::{Config, Device, Dynamics, Patterns, Projection, Retriever, Separation, Similarity};
@@ -14,6 +15,12 @@ pub enum BenchPath {
     Engine,
     /// The plain CPU reference update, one query and one pattern at a time (f64 sums).
     Reference,
+    /// `Retriever::search(queries, k)`: exact top-k by dot similarity (one search of the
+    /// batch per timed step).
+    Search {
+        /// Patterns returned per query.
+        k: usize,
+    },
 }
 
 /// What to time.
@@ -45,7 +52,8 @@ pub struct BenchResult {
     /// Median device time of the timed steps from timestamp queries (wgpu adapters with
     /// `TIMESTAMP_QUERY`), in seconds; `None` elsewhere.
     pub gpu_median: Option<f64>,
-    /// 4·B·P·N / median, in 10⁹ per second.
+    /// 4·B·P·N / median (a step: two products), or 2·B·P·N / median (a search), in 10⁹
+    /// per second.
     pub gflops: f64,
     /// P·N·bytes per element / median, in GB/s.
     pub pattern_gbps: f64,
@@ -55,13 +63,21 @@ pub struct BenchResult {
     pub setup_seconds: f64,
     /// The device's description.
     pub device_name: String,
+    /// Search only: |top-k ∩ exact top-k| / k over the first [`RECALL_QUERIES`] queries,
+    /// against the f64 reference.
+    pub recall: Option<f64>,
 }
+
+/// Queries whose search results are checked against the f64 reference (`recall`).
+pub const RECALL_QUERIES: usize = 16;
 
 /// The `path` of the JSON line: `cpu-reference`, `cpu-fast`, `wgpu` (streaming kernel) or
 /// `wgpu-gemm` (the matrix product, see `WgpuOptions::gemm_min_batch`).
 pub fn path_name(cfg: &BenchConfig, device: &Device) -> Result<&'static str> {
     Ok(match (cfg.path, device.context()?) {
         (BenchPath::Reference, _) => "cpu-reference",
+        (BenchPath::Search { .. }, None) => "cpu-search",
+        (BenchPath::Search { .. }, Some(_)) => "wgpu-search",
         (BenchPath::Engine, None) => "cpu-fast",
         (BenchPath::Engine, Some(ctx)) if ctx.gemm_for(cfg.batch) => "wgpu-gemm",
         (BenchPath::Engine, Some(_)) => "wgpu",
@@ -103,6 +119,11 @@ pub fn json_line(
         "setup_seconds": result.setup_seconds,
         "threads": std::thread::available_parallelism().map_or(1, |t| t.get()),
         "checksum": result.checksum,
+        "k": match cfg.path {
+            BenchPath::Search { k } => Some(k),
+            _ => None,
+        },
+        "recall": result.recall,
     }))
 }
 
@@ -220,6 +241,7 @@ pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
     let step = |q: &Array2<f32>| -> Result<(Array2<f32>, Option<f64>)> {
         match cfg.path {
             BenchPath::Engine => Ok(retriever.step_timed(q.view())?),
+            BenchPath::Search { k } => Ok((retriever.search(q.view(), k)?.scores, None)),
             BenchPath::Reference => Ok((
                 dam::cpu::step(&config, retriever.patterns(), q.view())?,
                 None,
@@ -242,12 +264,37 @@ pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
         dam::Storage::F32 => 4.0,
         dam::Storage::F16 => 2.0,
     };
+    let recall = match cfg.path {
+        BenchPath::Search { k } => {
+            let sample = queries.slice(ndarray::s![..b.min(RECALL_QUERIES), ..]);
+            let got = retriever.search(sample, k)?;
+            let exact = dam::cpu::search::search_reference(
+                Similarity::Dot,
+                retriever.patterns(),
+                sample,
+                k,
+            );
+            let hits: usize = got
+                .ids
+                .rows()
+                .into_iter()
+                .zip(exact.ids.rows())
+                .map(|(g, e)| g.iter().filter(|id| e.iter().any(|x| x == *id)).count())
+                .sum();
+            Some(hits as f64 / exact.ids.len() as f64)
+        }
+        _ => None,
+    };
+    let flops = match cfg.path {
+        BenchPath::Search { .. } => 2.0,
+        _ => 4.0,
+    };
     let device_name = match cfg.path {
-        BenchPath::Engine => retriever.device_name(),
+        BenchPath::Engine | BenchPath::Search { .. } => retriever.device_name(),
         BenchPath::Reference => "cpu (reference, plain)".into(),
     };
     Ok(BenchResult {
-        gflops: 4.0 * (b * p * n) as f64 / median / 1e9,
+        gflops: flops * (b * p * n) as f64 / median / 1e9,
         pattern_gbps: (p * n) as f64 * bytes / median / 1e9,
         checksum: last.iter().map(|v| v.abs() as f64).sum(),
         seconds,
@@ -255,6 +302,7 @@ pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
         gpu_median,
         setup_seconds,
         device_name,
+        recall,
     })
 }
 
@@ -281,6 +329,16 @@ mod tests {
         assert!(line["seconds_per_step"].as_f64().is_some_and(|v| v > 0.0));
         assert_eq!(line["path"], "cpu-fast");
         assert_eq!(line["device"], "cpu");
+        let search = BenchConfig {
+            path: BenchPath::Search { k: 4 },
+            ..cfg.clone()
+        };
+        let r = run(&search, &Device::Cpu).unwrap();
+        let line = json_line(&search, &r, &Device::Cpu).unwrap();
+        assert_eq!(line["path"], "cpu-search");
+        assert_eq!(line["k"], 4);
+        assert_eq!(line["recall"], 1.0);
+        assert_eq!(line["seconds_per_step"].as_f64(), Some(r.median));
         let reference = BenchConfig {
             path: BenchPath::Reference,
             ..cfg

@@ -89,6 +89,14 @@ struct BenchArgs {
     /// adapter's default, see `WgpuOptions::gemm_min_batch`).
     #[arg(long, value_enum, default_value_t = KernelArg::Auto)]
     kernel: KernelArg,
+    /// Time an exact top-k search of the batch (`Retriever::search`, dot similarity)
+    /// instead of a retrieval step; `seconds_per_step` is one search. The JSON line adds
+    /// `k` and `recall` (against the f64 reference on the first 16 queries).
+    #[arg(long)]
+    search: bool,
+    /// Patterns returned per query with `--search`.
+    #[arg(long, default_value_t = 10, requires = "search")]
+    k: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum, serde::Serialize)]
@@ -407,10 +415,17 @@ fn bench(args: &BenchArgs) -> Result<()> {
             DtypeArg::F32 => dam::Storage::F32,
             DtypeArg::F16 => dam::Storage::F16,
         },
-        path: if args.reference {
-            BenchPath::Reference
-        } else {
-            BenchPath::Engine
+        path: match (args.reference, args.search) {
+            (true, true) => {
+                return Err(dam_experiments::ExperimentError::Invalid {
+                    argument: "--reference",
+                    value: "with --search".into(),
+                    reason: "--search times the engine's search; --reference a plain step".into(),
+                })
+            }
+            (true, false) => BenchPath::Reference,
+            (false, true) => BenchPath::Search { k: args.k },
+            (false, false) => BenchPath::Engine,
         },
     };
     let device = match (device_of(args.device)?, args.kernel) {
@@ -435,8 +450,11 @@ fn bench(args: &BenchArgs) -> Result<()> {
         let gpu = r
             .gpu_median
             .map_or(String::new(), |g| format!(" ({g:.6} s on the device)"));
+        let recall = r
+            .recall
+            .map_or(String::new(), |v| format!(", recall@{} {v:.3}", args.k));
         println!(
-            "{} ({}): P={} N={} B={} {:?}: {:.6} s/step{gpu} (median of {}), {:.2} GFLOP/s, {:.2} GB/s of patterns",
+            "{} ({}): P={} N={} B={} {:?}: {:.6} s/step{gpu} (median of {}), {:.2} GFLOP/s, {:.2} GB/s of patterns{recall}",
             path.as_str().unwrap_or("?"), adapter.as_str().unwrap_or("?"), args.patterns, args.dim, args.batch, args.dtype, r.median, args.steps, r.gflops, r.pattern_gbps
         );
     }
