@@ -169,6 +169,8 @@ pub struct Retriever {
     ids: Vec<u64>,
     /// The next id [`Retriever::insert`] gives out; ids are never reused.
     next_id: u64,
+    /// Confidence below which a retrieval abstains.
+    abstain: Option<f64>,
 }
 
 impl std::fmt::Debug for Retriever {
@@ -189,9 +191,19 @@ pub struct RetrieverBuilder {
     config: Config,
     device: Device,
     storage: Storage,
+    abstain: Option<f64>,
 }
 
 impl RetrieverBuilder {
+    /// Abstain where the memory is unsure: a query whose confidence (the nearest pattern's
+    /// softmax weight, [`RetrievalResult::confidence`]) is below `threshold` gets `None`
+    /// in [`RetrievalResult::matched`] — "no memory matches" instead of a wrong memory.
+    /// Needs [`Separation::Softmax`]; `threshold` in (0, 1].
+    pub fn abstain_below(mut self, threshold: f64) -> Self {
+        self.abstain = Some(threshold);
+        self
+    }
+
     /// Similarity between patterns and states.
     pub fn similarity(mut self, similarity: Similarity) -> Self {
         self.config.similarity = similarity;
@@ -239,6 +251,25 @@ impl RetrieverBuilder {
     /// Validates the settings and uploads the patterns to the device.
     pub fn build(self) -> Result<Retriever> {
         self.config.validate(self.patterns.count())?;
+        if let Some(t) = self.abstain {
+            if !(t > 0.0 && t <= 1.0) {
+                return Err(Error::InvalidParameter {
+                    argument: "abstain_below",
+                    value: t.to_string(),
+                    reason: "a confidence threshold lies in (0, 1]".into(),
+                });
+            }
+            if !matches!(self.config.separation, Separation::Softmax { .. }) {
+                return Err(Error::InvalidParameter {
+                    argument: "abstain_below",
+                    value: t.to_string(),
+                    reason: format!(
+                        "confidence is the softmax weight; {:?} has none",
+                        self.config.separation
+                    ),
+                });
+            }
+        }
         let patterns = match self.storage {
             Storage::F32 => self.patterns,
             Storage::F16 => self.patterns.rounded_to_f16()?,
@@ -264,6 +295,7 @@ impl RetrieverBuilder {
             backend,
             ids: (0..count).collect(),
             next_id: count,
+            abstain: self.abstain,
         })
     }
 }
@@ -276,6 +308,7 @@ impl Retriever {
             config: Config::default(),
             device: Device::Cpu,
             storage: Storage::F32,
+            abstain: None,
         }
     }
 
@@ -283,6 +316,15 @@ impl Retriever {
     pub fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
         let mut result = self.backend.retrieve(queries)?;
         result.nearest_id = result.nearest.iter().map(|&r| self.ids[r]).collect();
+        result.matched = match (&result.confidence, self.abstain) {
+            (Some(confidence), Some(threshold)) => result
+                .nearest_id
+                .iter()
+                .zip(confidence)
+                .map(|(&id, &c)| (c >= threshold).then_some(id))
+                .collect(),
+            _ => result.nearest_id.iter().map(|&id| Some(id)).collect(),
+        };
         Ok(result)
     }
 
@@ -434,6 +476,11 @@ impl Retriever {
     /// The retrieval rule.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The confidence threshold below which retrievals abstain, if one was set.
+    pub fn abstain_below(&self) -> Option<f64> {
+        self.abstain
     }
 
     /// How the patterns are held.

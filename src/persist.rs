@@ -9,7 +9,7 @@
 //! * metadata (strings): `format` = `dam-memory`, `format_version` = `1`, the rule
 //!   (`similarity`, `separation` with `beta` / `degree` / `k`, `dynamics` with `max_steps`
 //!   and `tol`, `projection`, `energy_trace`), `storage`, `next_id` (the next id
-//!   [`Retriever::insert`] gives out), and `checksum`: CRC-32 of the other metadata
+//!   [`Retriever::insert`] gives out), `abstain_below` when set, and `checksum`: CRC-32 of the other metadata
 //!   (sorted `key=value` lines) followed by the bytes of `patterns` and `ids`.
 //!
 //! Loading checks all of it: a truncated, corrupted, wrong-version or wrong-shape file is
@@ -127,6 +127,9 @@ impl Retriever {
         };
         let ids: Vec<u8> = self.ids().iter().flat_map(|id| id.to_le_bytes()).collect();
         let mut metadata = rule_metadata(self.config(), self.storage(), self.next_id);
+        if let Some(t) = self.abstain_below() {
+            metadata.insert("abstain_below".into(), t.to_string());
+        }
         metadata.insert("checksum".into(), checksum(&metadata, &data, &ids));
         let shape = vec![patterns.count(), patterns.dim()];
         let tensors = [
@@ -230,12 +233,14 @@ impl Retriever {
         let patterns = Array2::from_shape_vec((count, dim), values)
             .map_err(|e| bad(e.to_string()))
             .and_then(|m| Patterns::new(m).map_err(|e| bad(e.to_string())))?;
-        let mut memory = Retriever::builder(patterns)
+        let mut builder = Retriever::builder(patterns)
             .config(config)
             .storage(storage)
-            .device(device)
-            .build()
-            .map_err(Invalid::Engine)?;
+            .device(device);
+        if metadata.contains_key("abstain_below") {
+            builder = builder.abstain_below(parse(&metadata, "abstain_below")?);
+        }
+        let mut memory = builder.build().map_err(Invalid::Engine)?;
         memory.ids = ids;
         memory.next_id = next_id;
         Ok(memory)

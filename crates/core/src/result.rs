@@ -2,6 +2,8 @@
 
 use ndarray::Array2;
 
+use crate::{Config, Patterns, Separation, Similarity};
+
 /// The outcome of `retrieve` for a batch of B queries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetrievalResult {
@@ -22,9 +24,63 @@ pub struct RetrievalResult {
     pub energy: Vec<f64>,
     /// When asked for: E(x_0), E(x_1), …, E(x_{steps}) for each query.
     pub energy_trace: Option<Vec<Vec<f64>>>,
+    /// For `Softmax`: the weight softmax(β s)_μ of the nearest pattern at the final state,
+    /// in [0, 1] — how sure the memory is (1/P when nothing stands out, → 1 when one
+    /// pattern dominates). `None` for the other separations.
+    pub confidence: Option<Vec<f64>>,
+    /// `Some(nearest_id)` for each query, or `None` where the memory abstains: its
+    /// confidence is below the threshold set with `dam::RetrieverBuilder::abstain_below`
+    /// ("no memory matches"). Without a threshold every query has `Some`.
+    pub matched: Vec<Option<u64>>,
+}
+
+impl Similarity {
+    /// s(ξ, x) for one pattern and one state, summed in f64 (the reference definition).
+    pub fn of(self, pattern: &[f32], x: &[f32]) -> f64 {
+        let pairs = pattern.iter().zip(x).map(|(&p, &q)| (p as f64, q as f64));
+        match self {
+            Similarity::Dot => pairs.map(|(p, q)| p * q).sum(),
+            Similarity::NegEuclidean => -pairs.map(|(p, q)| (p - q) * (p - q)).sum::<f64>().sqrt(),
+            Similarity::NegManhattan => -pairs.map(|(p, q)| (p - q).abs()).sum::<f64>(),
+        }
+    }
 }
 
 impl RetrievalResult {
+    /// Fills `confidence` (softmax only) from the final states, nearest patterns and
+    /// energies, and `matched` with every nearest id: what both backends do last. With
+    /// E = −lse(βs)/β + ½‖x‖², the top weight is e^{β s_nearest − lse}.
+    pub fn with_confidence(mut self, config: &Config, patterns: &Patterns) -> Self {
+        self.matched = self.nearest_id.iter().map(|&id| Some(id)).collect();
+        self.confidence = match config.separation {
+            Separation::Softmax { beta } => {
+                let beta = beta as f64;
+                let view = patterns.view();
+                Some(
+                    self.states
+                        .rows()
+                        .into_iter()
+                        .zip(&self.nearest)
+                        .zip(&self.energy)
+                        .map(|((x, &mu), &e)| {
+                            let x = x.to_vec();
+                            let pattern = view.row(mu);
+                            let s = config
+                                .similarity
+                                .of(pattern.as_slice().expect("standard layout"), &x);
+                            let half_norm: f64 =
+                                0.5 * x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+                            let lse = beta * (half_norm - e);
+                            (beta * s - lse).exp().clamp(0.0, 1.0)
+                        })
+                        .collect(),
+                )
+            }
+            _ => None,
+        };
+        self
+    }
+
     /// Number of queries B.
     pub fn batch(&self) -> usize {
         self.states.nrows()

@@ -22,12 +22,7 @@ use ndarray::{Array2, ArrayView2};
 
 /// s(ξ, x) for one pattern and one state.
 pub fn similarity(similarity: Similarity, pattern: &[f32], x: &[f32]) -> f64 {
-    let pairs = pattern.iter().zip(x).map(|(&p, &q)| (p as f64, q as f64));
-    match similarity {
-        Similarity::Dot => pairs.map(|(p, q)| p * q).sum(),
-        Similarity::NegEuclidean => -pairs.map(|(p, q)| (p - q) * (p - q)).sum::<f64>().sqrt(),
-        Similarity::NegManhattan => -pairs.map(|(p, q)| (p - q).abs()).sum::<f64>(),
-    }
+    similarity.of(pattern, x)
 }
 
 /// All P similarities of a state x.
@@ -280,7 +275,10 @@ pub fn retrieve(
         nearest,
         energy: energies,
         energy_trace: config.energy_trace.then_some(traces),
-    })
+        confidence: None,
+        matched: Vec::new(),
+    }
+    .with_confidence(config, patterns))
 }
 
 #[cfg(test)]

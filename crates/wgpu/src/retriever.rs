@@ -567,7 +567,10 @@ impl WgpuRetriever {
             nearest,
             energy,
             energy_trace: trace.then_some(traces),
-        })
+            confidence: None,
+            matched: Vec::new(),
+        }
+        .with_confidence(&self.config, &self.patterns))
     }
 
     /// One update of the configured rule from each query (B×N), projection applied: the
