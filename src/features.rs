@@ -1,13 +1,11 @@
 //! Random-feature dense associative memory (DrDAM) on either device: memories live in a
 //! fixed-size weight vector T = Σ_μ φ(ξ^μ); see `dam_core::features` for the maths.
 
-use std::sync::Arc;
-
 use ndarray::{Array2, ArrayView2};
 
 pub use dam_core::features::{FeatureKind, FeatureSpec};
 
-use crate::{Device, Error, Result, WgpuContext};
+use crate::{Ctx, Device, Error, Result};
 
 /// A random-feature memory: its feature map, the frequencies Ω and the weights T (f64).
 /// Same method names as [`crate::Retriever`] (`energy`, `retrieve`) and the same
@@ -18,14 +16,14 @@ pub struct RandomFeatures {
     omega: Vec<f32>,
     weights: Vec<f64>,
     stored: i64,
-    ctx: Option<Arc<WgpuContext>>,
+    ctx: Option<Ctx>,
 }
 
 impl RandomFeatures {
     /// An empty memory (T = 0) on `device`.
     pub fn new(spec: FeatureSpec, device: &Device) -> Result<Self> {
         spec.validate()?;
-        let ctx = device.context()?;
+        let ctx = device.placement()?;
         Ok(Self {
             omega: spec.omega(),
             weights: vec![0.0; spec.features],
@@ -62,6 +60,9 @@ impl RandomFeatures {
                 &self.omega,
                 rows,
             )),
+            #[cfg(not(feature = "wgpu"))]
+            Some(never) => match *never {},
+            #[cfg(feature = "wgpu")]
             Some(ctx) => dam_wgpu::features::feature_sum(ctx, &self.spec, &self.omega, rows),
         }
     }
@@ -101,6 +102,9 @@ impl RandomFeatures {
                 }
                 Ok((v, g))
             }
+            #[cfg(not(feature = "wgpu"))]
+            Some(never) => match *never {},
+            #[cfg(feature = "wgpu")]
             Some(ctx) => dam_wgpu::features::value_and_grad(
                 ctx,
                 &self.spec,

@@ -31,8 +31,19 @@ pub use dam_core::{
     SearchResult, Separation, Similarity, Storage, Tolerance,
 };
 pub use dam_cpu as cpu;
+#[cfg(feature = "wgpu")]
 pub use dam_wgpu as wgpu_backend;
+#[cfg(feature = "wgpu")]
 pub use dam_wgpu::{AdapterChoice, AdapterSummary, WgpuContext, WgpuOptions};
+
+/// The wgpu context a device runs on.
+#[cfg(feature = "wgpu")]
+pub(crate) type Ctx = Arc<WgpuContext>;
+/// Builds without the `wgpu` feature have no wgpu context: matches on
+/// [`Device::placement`] need no GPU arm there.
+#[cfg(not(feature = "wgpu"))]
+#[derive(Debug, Clone)]
+pub(crate) enum Ctx {}
 
 pub mod features;
 pub mod mnist;
@@ -48,9 +59,11 @@ pub enum Device {
     #[default]
     Cpu,
     /// A wgpu adapter, found and opened once per process for these options.
+    #[cfg(feature = "wgpu")]
     Wgpu(WgpuOptions),
     /// A context the application built, e.g. with [`WgpuContext::from_device`] on the
     /// `wgpu::Device` and `Queue` it already renders with, so both share one device.
+    #[cfg(feature = "wgpu")]
     Context(Arc<WgpuContext>),
 }
 
@@ -59,8 +72,11 @@ impl PartialEq for Device {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Device::Cpu, Device::Cpu) => true,
+            #[cfg(feature = "wgpu")]
             (Device::Wgpu(a), Device::Wgpu(b)) => a == b,
+            #[cfg(feature = "wgpu")]
             (Device::Context(a), Device::Context(b)) => Arc::ptr_eq(a, b),
+            #[allow(unreachable_patterns)]
             _ => false,
         }
     }
@@ -68,15 +84,25 @@ impl PartialEq for Device {
 
 impl Device {
     /// The wgpu context this device runs on (`None` for the CPU), opened on first use.
+    #[cfg(feature = "wgpu")]
     pub fn context(&self) -> Result<Option<Arc<WgpuContext>>> {
+        self.placement()
+    }
+
+    /// Where work on this device runs: `None` on the CPU, else its wgpu context (opened on
+    /// first use).
+    pub(crate) fn placement(&self) -> Result<Option<Ctx>> {
         Ok(match self {
             Device::Cpu => None,
+            #[cfg(feature = "wgpu")]
             Device::Wgpu(options) => Some(WgpuContext::shared(options)?),
+            #[cfg(feature = "wgpu")]
             Device::Context(ctx) => Some(ctx.clone()),
         })
     }
 
     /// The default wgpu device.
+    #[cfg(feature = "wgpu")]
     pub fn wgpu() -> Self {
         Device::Wgpu(WgpuOptions::default())
     }
@@ -102,6 +128,30 @@ impl Device {
     /// [`Device::auto`] and one line saying which device it chose and why (the CLI prints
     /// it on stderr).
     pub fn choose() -> Result<(Self, String)> {
+        #[cfg(not(feature = "wgpu"))]
+        {
+            let value = std::env::var("DAM_DEVICE").unwrap_or_default();
+            match value.trim().to_ascii_lowercase().as_str() {
+                "cpu" => Ok((Device::Cpu, "cpu (DAM_DEVICE=cpu)".into())),
+                "auto" | "" => Ok((
+                    Device::Cpu,
+                    "cpu: this build has no wgpu support (the `wgpu` feature is off)".into(),
+                )),
+                other if other == "wgpu" || other == "gpu" || other.starts_with("wgpu:") => {
+                    Err(Error::FeatureDisabled {
+                        feature: "wgpu",
+                        wanted: format!("DAM_DEVICE={}", value.trim()),
+                    })
+                }
+                _ => Err(Error::UnknownDevice { value }),
+            }
+        }
+        #[cfg(feature = "wgpu")]
+        Self::choose_wgpu()
+    }
+
+    #[cfg(feature = "wgpu")]
+    fn choose_wgpu() -> Result<(Self, String)> {
         let value = std::env::var("DAM_DEVICE").unwrap_or_default();
         let lower = value.trim().to_ascii_lowercase();
         let selected = |adapter: AdapterChoice| -> Result<(Self, String)> {
@@ -133,12 +183,14 @@ impl Device {
     /// (`cpu`, `cpu reference`) or (`wgpu`, the adapter's description), as the CLI
     /// reports them.
     pub fn describe(&self) -> Result<(String, String)> {
-        Ok(match self.context()? {
+        Ok(match self.placement()? {
             None => ("cpu".into(), "cpu reference".into()),
+            #[cfg(feature = "wgpu")]
             Some(ctx) => ("wgpu".into(), ctx.describe()),
         })
     }
 
+    #[cfg(feature = "wgpu")]
     fn probe() -> (Self, String) {
         match WgpuContext::shared(&WgpuOptions::default()) {
             Ok(ctx) if ctx.is_software() => (
@@ -276,12 +328,13 @@ impl RetrieverBuilder {
         };
         let count = patterns.count() as u64;
         let patterns = Arc::new(patterns);
-        let backend: Box<dyn Backend> = match self.device.context()? {
+        let backend: Box<dyn Backend> = match self.device.placement()? {
             None => Box::new(dam_cpu::CpuRetriever::with_storage(
                 patterns,
                 self.config,
                 self.storage,
             )?),
+            #[cfg(feature = "wgpu")]
             Some(ctx) => Box::new(dam_wgpu::WgpuRetriever::shared(
                 ctx,
                 patterns,
@@ -556,8 +609,9 @@ pub fn spin_dynamics(
     update: binary::SpinUpdate,
     queries: &[u32],
 ) -> Result<binary::SpinResult> {
-    match device.context()? {
+    match device.placement()? {
         None => dam_cpu::binary::run(patterns, energy, update, queries),
+        #[cfg(feature = "wgpu")]
         Some(ctx) => dam_wgpu::binary::run(&ctx, patterns, energy, update, queries),
     }
 }
@@ -569,9 +623,42 @@ pub fn stream_procedural(
     device: &Device,
     request: &procedural::StreamRequest<'_>,
 ) -> Result<Vec<procedural::StreamStats>> {
-    match device.context()? {
+    match device.placement()? {
         None => Ok(dam_cpu::procedural::stream_dot(request)),
+        #[cfg(feature = "wgpu")]
         Some(ctx) => dam_wgpu::procedural::stream_dot(&ctx, request),
+    }
+}
+
+/// The CPU-only build (`--no-default-features`): the device choice never reaches for wgpu.
+#[cfg(all(test, not(feature = "wgpu")))]
+mod cpu_only {
+    use super::*;
+
+    #[test]
+    fn device_choice_says_why_and_refuses_wgpu() {
+        // One test, so nothing else in this binary reads DAM_DEVICE meanwhile.
+        std::env::set_var("DAM_DEVICE", "wgpu");
+        assert!(matches!(
+            Device::choose(),
+            Err(Error::FeatureDisabled {
+                feature: "wgpu",
+                ..
+            })
+        ));
+        std::env::set_var("DAM_DEVICE", "wgpu:1");
+        assert!(matches!(Device::auto(), Err(Error::FeatureDisabled { .. })));
+        std::env::set_var("DAM_DEVICE", "tpu");
+        assert!(matches!(Device::auto(), Err(Error::UnknownDevice { .. })));
+        std::env::remove_var("DAM_DEVICE");
+        let (device, reason) = Device::choose().unwrap();
+        assert_eq!(device, Device::Cpu);
+        assert!(reason.contains("wgpu"), "{reason}");
+        let memory = Retriever::builder(Patterns::new(ndarray::array![[1.0, 0.0]]).unwrap())
+            .device(device)
+            .build()
+            .unwrap();
+        assert_eq!(memory.device_name(), "cpu (reference)");
     }
 }
 

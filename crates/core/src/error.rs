@@ -107,6 +107,14 @@ pub enum Error {
         /// The id.
         id: u64,
     },
+    /// Something needs a cargo feature this build was compiled without.
+    #[error("{wanted} needs the `{feature}` cargo feature, which this build was compiled without")]
+    FeatureDisabled {
+        /// The feature.
+        feature: &'static str,
+        /// What asked for it.
+        wanted: String,
+    },
     /// The `DAM_DEVICE` environment variable holds an unknown value.
     #[error("DAM_DEVICE={value:?} is not a device; use `cpu`, `wgpu`, `wgpu:N` (adapter index, see `dam devices`), `wgpu:NAME` or `auto`")]
     UnknownDevice {
