@@ -223,6 +223,9 @@ pub struct Retriever {
     next_id: u64,
     /// Confidence below which a retrieval abstains.
     abstain: Option<f64>,
+    /// One value vector per stored pattern (P×M, row-aligned with the patterns), for
+    /// [`Retriever::retrieve_values`].
+    values: Option<Patterns>,
 }
 
 impl std::fmt::Debug for Retriever {
@@ -244,9 +247,19 @@ pub struct RetrieverBuilder {
     device: Device,
     storage: Storage,
     abstain: Option<f64>,
+    values: Option<Array2<f32>>,
 }
 
 impl RetrieverBuilder {
+    /// A key → value memory: one value vector per stored pattern (P×M, any width M,
+    /// finite), read out by [`Retriever::retrieve_values`] with the separation's weights
+    /// over the patterns (the keys) — Ramsauer et al.'s pattern projection. Edits then go
+    /// through [`Retriever::insert_with_values`] and [`Retriever::update_value`].
+    pub fn values(mut self, values: Array2<f32>) -> Self {
+        self.values = Some(values);
+        self
+    }
+
     /// Abstain where the memory is unsure: a query whose confidence (the nearest pattern's
     /// softmax weight, [`RetrievalResult::confidence`]) is below `threshold` gets `None`
     /// in [`RetrievalResult::matched`] — "no memory matches" instead of a wrong memory.
@@ -327,6 +340,20 @@ impl RetrieverBuilder {
             Storage::F16 => self.patterns.rounded_to_f16()?,
         };
         let count = patterns.count() as u64;
+        let values = match self.values {
+            None => None,
+            Some(v) => {
+                if v.nrows() != patterns.count() {
+                    return Err(Error::DimensionMismatch {
+                        argument: "values (one row per stored pattern)",
+                        expected: patterns.count(),
+                        actual: v.nrows(),
+                    });
+                }
+                validate_rows(v.view(), v.ncols(), "values")?;
+                Some(Patterns::new(v)?)
+            }
+        };
         let patterns = Arc::new(patterns);
         let backend: Box<dyn Backend> = match self.device.placement()? {
             None => Box::new(dam_cpu::CpuRetriever::with_storage(
@@ -349,6 +376,7 @@ impl RetrieverBuilder {
             ids: (0..count).collect(),
             next_id: count,
             abstain: self.abstain,
+            values,
         })
     }
 }
@@ -362,6 +390,7 @@ impl Retriever {
             device: Device::Cpu,
             storage: Storage::F32,
             abstain: None,
+            values: None,
         }
     }
 
@@ -473,6 +502,45 @@ impl Retriever {
     /// geometrically. On error (wrong width, non-finite values, a rule that does not fit
     /// the new count) the memory is unchanged. Zero rows: nothing happens.
     pub fn insert(&mut self, patterns: ArrayView2<'_, f32>) -> Result<Vec<u64>> {
+        if self.values.is_some() {
+            return Err(Error::InvalidParameter {
+                argument: "insert",
+                value: format!("{} patterns without values", patterns.nrows()),
+                reason: "this memory stores a value per pattern; use insert_with_values".into(),
+            });
+        }
+        self.append(patterns)
+    }
+
+    /// [`Retriever::insert`] for a key → value memory: `values` (k×M) are the new
+    /// patterns' values, row for row. Checked before anything changes.
+    pub fn insert_with_values(
+        &mut self,
+        patterns: ArrayView2<'_, f32>,
+        values: ArrayView2<'_, f32>,
+    ) -> Result<Vec<u64>> {
+        let stored = self.values.as_ref().ok_or_else(no_values)?;
+        if values.nrows() != patterns.nrows() {
+            return Err(Error::DimensionMismatch {
+                argument: "values (one row per inserted pattern)",
+                expected: patterns.nrows(),
+                actual: values.nrows(),
+            });
+        }
+        if values.nrows() > 0 {
+            validate_rows(values, stored.dim(), "values")?;
+        }
+        let ids = self.append(patterns)?;
+        if !ids.is_empty() {
+            self.values
+                .as_mut()
+                .expect("checked above")
+                .apply(dam_core::Edit::Append(values), Storage::F32)?;
+        }
+        Ok(ids)
+    }
+
+    fn append(&mut self, patterns: ArrayView2<'_, f32>) -> Result<Vec<u64>> {
         if patterns.nrows() == 0 && patterns.ncols() == self.patterns().dim() {
             return Ok(Vec::new());
         }
@@ -500,6 +568,9 @@ impl Retriever {
         rows.sort_unstable();
         rows.dedup();
         self.backend.edit(dam_core::Edit::Remove(&rows))?;
+        if let Some(values) = self.values.as_mut() {
+            values.apply(dam_core::Edit::Remove(&rows), Storage::F32)?;
+        }
         let mut gone = rows.iter().peekable();
         let mut row = 0;
         self.ids.retain(|_| {
@@ -526,6 +597,68 @@ impl Retriever {
         })
     }
 
+    /// Replaces the value of pattern `id` (length M, finite).
+    pub fn update_value(&mut self, id: u64, value: ndarray::ArrayView1<'_, f32>) -> Result<()> {
+        let row = self.row_of(id).ok_or(Error::UnknownId {
+            argument: "update_value",
+            id,
+        })?;
+        let values = self.values.as_mut().ok_or_else(no_values)?;
+        values.apply(dam_core::Edit::Replace { row, values: value }, Storage::F32)?;
+        Ok(())
+    }
+
+    /// The value vectors (P×M, in row order), for a key → value memory.
+    pub fn values(&self) -> Option<ArrayView2<'_, f32>> {
+        self.values.as_ref().map(Patterns::view)
+    }
+
+    /// Hetero-association: for each query (B×N), Σ_μ w_μ v^μ (B×M), where w are the
+    /// weights of one update of the configured rule at the query (softmax(βs) for
+    /// `Softmax`, F′(s) for the others, the factor of `Exponential` included) and v^μ the
+    /// value of pattern μ. No projection is applied. The similarities run on the device
+    /// ([`Backend::similarities`]); the weights and the weighted sum of values are
+    /// computed on the host in f64 ([`dam_core::weights::weights`]), in passes of queries
+    /// whose B×P similarities take at most 256 MiB. A sum beyond f32 is
+    /// [`Error::Overflow`]; a memory without values is [`Error::InvalidParameter`].
+    pub fn retrieve_values(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        let values = self.values.as_ref().ok_or_else(no_values)?;
+        let (p, m) = (values.count(), values.dim());
+        let mut out = Array2::<f32>::zeros((queries.nrows(), m));
+        let per_pass = ((256usize << 20) / (8 * p)).max(1);
+        let v = values.view();
+        for start in (0..queries.nrows().max(1)).step_by(per_pass) {
+            let end = (start + per_pass).min(queries.nrows());
+            let s = self
+                .backend
+                .similarities(queries.slice(ndarray::s![start..end, ..]))?;
+            for (q, scores) in s.rows().into_iter().enumerate() {
+                let scores = scores.to_vec();
+                let (w, factor) = dam_core::weights::weights(self.config.separation, &scores);
+                let mut acc = vec![0.0f64; m];
+                for (row, &wm) in v.rows().into_iter().zip(&w) {
+                    if wm != 0.0 {
+                        acc.iter_mut()
+                            .zip(row)
+                            .for_each(|(a, &x)| *a += wm * x as f64);
+                    }
+                }
+                for (o, a) in out.row_mut(start + q).iter_mut().zip(&acc) {
+                    *o = (a * factor) as f32;
+                    if !o.is_finite() {
+                        return Err(Error::Overflow {
+                            what: "value",
+                            query: start + q,
+                            steps: 1,
+                            hint: "the weighted sum of values left f32; lower β or rescale",
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The retrieval rule.
     pub fn config(&self) -> &Config {
         &self.config
@@ -544,6 +677,14 @@ impl Retriever {
     /// `cpu (reference)` or `wgpu: <adapter> (<backend>, <device type>)`.
     pub fn device_name(&self) -> String {
         self.backend.describe()
+    }
+}
+
+fn no_values() -> Error {
+    Error::InvalidParameter {
+        argument: "values",
+        value: "none".into(),
+        reason: "this memory stores no values; build it with RetrieverBuilder::values".into(),
     }
 }
 

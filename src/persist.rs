@@ -6,11 +6,13 @@
 //! * tensor `patterns`: P×N, `F32`, or `F16` for [`Storage::F16`] (the stored halves
 //!   exactly, so f16 memories round-trip bit for bit);
 //! * tensor `ids`: P, `U64`, the stable id of each row (strictly increasing);
+//! * tensor `values` (key → value memories only): P×M, `F32`;
 //! * metadata (strings): `format` = `dam-memory`, `format_version` = `1`, the rule
 //!   (`similarity`, `separation` with `beta` / `degree` / `k`, `dynamics` with `max_steps`
 //!   and `tol`, `projection`, `energy_trace`), `storage`, `next_id` (the next id
-//!   [`Retriever::insert`] gives out), `abstain_below` when set, and `checksum`: CRC-32 of the other metadata
-//!   (sorted `key=value` lines) followed by the bytes of `patterns` and `ids`.
+//!   [`Retriever::insert`] gives out), `abstain_below` when set, and `checksum`: CRC-32 of
+//!   the other metadata (sorted `key=value` lines) followed by the bytes of `patterns`,
+//!   `ids` and `values`.
 //!
 //! Loading checks all of it: a truncated, corrupted, wrong-version or wrong-shape file is
 //! an [`Error::Format`] naming what is wrong, never a panic and never a memory that differs
@@ -126,16 +128,31 @@ impl Retriever {
             }
         };
         let ids: Vec<u8> = self.ids().iter().flat_map(|id| id.to_le_bytes()).collect();
+        let values: Option<(Vec<u8>, usize)> = self.values().map(|v| {
+            let owned = v.as_standard_layout();
+            let bytes = bytemuck::cast_slice(owned.as_slice().expect("standard layout"));
+            (bytes.to_vec(), v.ncols())
+        });
         let mut metadata = rule_metadata(self.config(), self.storage(), self.next_id);
         if let Some(t) = self.abstain_below() {
             metadata.insert("abstain_below".into(), t.to_string());
         }
-        metadata.insert("checksum".into(), checksum(&metadata, &data, &ids));
+        let mut parts: Vec<&[u8]> = vec![&data, &ids];
+        if let Some((bytes, _)) = &values {
+            parts.push(bytes);
+        }
+        metadata.insert("checksum".into(), checksum(&metadata, &parts));
         let shape = vec![patterns.count(), patterns.dim()];
-        let tensors = [
+        let mut tensors = vec![
             ("ids", view(Dtype::U64, vec![patterns.count()], &ids)?),
             ("patterns", view(dtype, shape, &data)?),
         ];
+        if let Some((bytes, m)) = &values {
+            tensors.push((
+                "values",
+                view(Dtype::F32, vec![patterns.count(), *m], bytes)?,
+            ));
+        }
         safetensors::serialize(tensors, Some(metadata)).map_err(|e| Error::Backend {
             backend: "safetensors",
             source: Box::new(e),
@@ -172,13 +189,20 @@ impl Retriever {
                 .map_err(|e| bad(format!("tensor `{name}`: {e}")))
         };
         let (patterns, ids) = (tensor("patterns")?, tensor("ids")?);
-        if file.len() != 2 {
+        let value_tensor = file
+            .names()
+            .contains(&"values")
+            .then(|| tensor("values"))
+            .transpose()?;
+        if file.len() != 2 + value_tensor.is_some() as usize {
             return Err(bad(format!(
-                "expected the tensors `patterns` and `ids`, found {:?}",
+                "expected the tensors `patterns`, `ids` and optionally `values`, found {:?}",
                 file.names()
             )));
         }
-        if checksum(&metadata, patterns.data(), ids.data()) != stored_sum {
+        let mut parts = vec![patterns.data(), ids.data()];
+        parts.extend(value_tensor.as_ref().map(|v| v.data()));
+        if checksum(&metadata, &parts) != stored_sum {
             return Err(bad(
                 "checksum mismatch: the file is corrupted (its data or metadata changed)".into(),
             ));
@@ -230,6 +254,20 @@ impl Retriever {
             )));
         }
         let config = rule_of(&metadata)?;
+        let value_rows = match value_tensor {
+            None => None,
+            Some(v) => match (v.dtype(), v.shape()) {
+                (Dtype::F32, &[p, m]) if p == count => Some(
+                    Array2::from_shape_vec((p, m), bytemuck::pod_collect_to_vec(v.data()))
+                        .map_err(|e| bad(e.to_string()))?,
+                ),
+                (dtype, shape) => {
+                    return Err(bad(format!(
+                        "`values` is {dtype:?} {shape:?}, expected F32 [{count}, M]"
+                    )))
+                }
+            },
+        };
         let patterns = Array2::from_shape_vec((count, dim), values)
             .map_err(|e| bad(e.to_string()))
             .and_then(|m| Patterns::new(m).map_err(|e| bad(e.to_string())))?;
@@ -237,6 +275,9 @@ impl Retriever {
             .config(config)
             .storage(storage)
             .device(device);
+        if let Some(rows) = value_rows {
+            builder = builder.values(rows);
+        }
         if metadata.contains_key("abstain_below") {
             builder = builder.abstain_below(parse(&metadata, "abstain_below")?);
         }
@@ -283,15 +324,16 @@ fn view(
     })
 }
 
-fn checksum(metadata: &HashMap<String, String>, patterns: &[u8], ids: &[u8]) -> String {
+fn checksum(metadata: &HashMap<String, String>, tensors: &[&[u8]]) -> String {
     let mut keys: Vec<&String> = metadata.keys().collect();
     keys.sort();
     let mut hasher = crc32fast::Hasher::new();
     for key in keys {
         hasher.update(format!("{key}={}\n", metadata[key]).as_bytes());
     }
-    hasher.update(patterns);
-    hasher.update(ids);
+    for bytes in tensors {
+        hasher.update(bytes);
+    }
     format!("{:08x}", hasher.finalize())
 }
 

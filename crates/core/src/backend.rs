@@ -30,6 +30,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// the configured similarity, best first, ties to the lower row; `ids` are rows.
     fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<SearchResult>;
 
+    /// s(ξ^μ, x) for each query (B×N) and every stored pattern: B×P, in row order.
+    fn similarities(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f64>>;
+
     /// The stored patterns (the host copy; as the device holds them, e.g. rounded to f16).
     fn patterns(&self) -> &Patterns;
 

@@ -28,6 +28,7 @@ pub use procedural::{PatternKind, Procedural, StreamRequest, StreamStats};
 mod result;
 pub mod search;
 mod tolerance;
+pub mod weights;
 
 pub use backend::Backend;
 pub use config::{checked_energy, Config, Dynamics, Projection, Separation, Similarity};

@@ -48,6 +48,19 @@ impl CpuRetriever {
     }
 }
 
+impl CpuRetriever {
+    /// Checks queries for a computation of similarities alone (no separation applied, so
+    /// only the similarities must stay finite).
+    fn check_plain(&self, queries: ArrayView2<'_, f32>) -> Result<()> {
+        validate_queries(queries, self.patterns.dim())?;
+        let plain = Config {
+            separation: Separation::Max,
+            ..self.config
+        };
+        self.patterns.check_range(&plain, queries)
+    }
+}
+
 impl Backend for CpuRetriever {
     fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
         crate::retrieve(&self.config, &self.patterns, queries)
@@ -88,18 +101,24 @@ impl Backend for CpuRetriever {
     /// Dot similarity: the blocked multi-threaded path ([`crate::search::search_dot`]);
     /// the others: the reference.
     fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<SearchResult> {
-        validate_queries(queries, self.patterns.dim())?;
-        // Only the similarities must stay finite (no separation is applied).
-        let plain = Config {
-            separation: Separation::Max,
-            ..self.config
-        };
-        self.patterns.check_range(&plain, queries)?;
+        self.check_plain(queries)?;
         dam_core::search::search_width(k, self.patterns.count())?;
         Ok(match self.config.similarity {
             Similarity::Dot => crate::search::search_dot(&self.patterns, queries, k, 0),
             other => crate::search::search_reference(other, &self.patterns, queries, k),
         })
+    }
+
+    /// The reference similarities (f64 sums).
+    fn similarities(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
+        self.check_plain(queries)?;
+        let mut out = Array2::zeros((queries.nrows(), self.patterns.count()));
+        for (x, mut row) in queries.rows().into_iter().zip(out.rows_mut()) {
+            let x = x.to_vec();
+            let s = crate::scores(self.config.similarity, &self.patterns, &x);
+            row.assign(&ndarray::ArrayView1::from(&s));
+        }
+        Ok(out)
     }
 
     fn patterns(&self) -> &Patterns {

@@ -451,17 +451,52 @@ impl WgpuRetriever {
         }
     }
 
-    /// Exact top-k search (see [`dam_core::Backend::search`]): per block of patterns the
-    /// similarities S = s(X, Ξ_b) on the generic matrix product, read back and offered to
-    /// each query's [`TopK`] on the host (one submit and wait per block).
+    /// Exact top-k search (see [`dam_core::Backend::search`]): the similarities of each
+    /// block of patterns on the generic matrix product ([`WgpuRetriever::similarity_blocks`]),
+    /// offered to each query's [`TopK`] on the host.
     pub fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<SearchResult> {
+        let width = dam_core::search::search_width(k, self.count)?;
+        let mut tops: Vec<TopK> = (0..queries.nrows()).map(|_| TopK::new(k)).collect();
+        self.similarity_blocks(queries, |q, base, scores| {
+            let top = &mut tops[q];
+            let mut threshold = top.threshold();
+            for (j, &v) in scores.iter().enumerate() {
+                if v > threshold {
+                    top.push(base as u64 + j as u64, v);
+                    threshold = top.threshold();
+                }
+            }
+        })?;
+        Ok(SearchResult::from_selections(tops, width))
+    }
+
+    /// s(ξ^μ, x) for each query and every stored pattern (B×P; f32 sums on the device).
+    pub fn similarities(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
+        let mut out = Array2::<f64>::zeros((queries.nrows(), self.count));
+        self.similarity_blocks(queries, |q, base, scores| {
+            let mut row = out.row_mut(q);
+            for (j, &v) in scores.iter().enumerate() {
+                row[base + j] = v as f64;
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Checks `queries` for similarities alone, then computes S = s(X, Ξ_b) for each block
+    /// of patterns on the generic matrix product, in passes of queries that fit one binding,
+    /// and hands each query's row of each block to `visit(query, first row, scores)` (one
+    /// submit and wait per block).
+    fn similarity_blocks(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        mut visit: impl FnMut(usize, usize, &[f32]),
+    ) -> Result<()> {
         validate_queries(queries, self.dim)?;
         let plain = Config {
             separation: Separation::Max,
             ..self.config
         };
         self.patterns.norm_bounds().check(&plain, queries)?;
-        let width = dam_core::search::search_width(k, self.count)?;
         let ctx = &self.ctx;
         let n = self.dim as u32;
         let loader = ctx.loader(self.storage);
@@ -470,18 +505,16 @@ impl WgpuRetriever {
         let per_pass = (limit / (block_rows * 4))
             .min(limit / (n as u64 * 4))
             .clamp(1, 1024) as usize;
-        let mut selections = Vec::with_capacity(queries.nrows());
         for range in exec::slices(queries.nrows(), per_pass) {
             let chunk = queries.slice(s![range.clone(), ..]);
             let b = chunk.nrows() as u32;
             let owned = chunk.as_standard_layout();
             let xs = exec::storage_init(
                 ctx,
-                "dam search queries",
+                "dam similarity queries",
                 bytemuck::cast_slice(owned.as_slice().expect("standard layout")),
             );
-            let scores = exec::storage(ctx, "dam search scores", b as u64 * block_rows * 4);
-            let mut tops: Vec<TopK> = (0..b).map(|_| TopK::new(k)).collect();
+            let scores = exec::storage(ctx, "dam similarities", b as u64 * block_rows * 4);
             for block in &self.blocks {
                 let product = MatMul {
                     similarity: self.config.similarity,
@@ -499,22 +532,19 @@ impl WgpuRetriever {
                     ctx,
                     vec![exec::commands(ctx, &list)],
                     &scores,
-                    "search scores",
+                    "similarities",
                 )?;
                 let rows = block.rows as usize;
-                for (q, top) in tops.iter_mut().enumerate() {
-                    let mut threshold = top.threshold();
-                    for (j, &v) in read[q * rows..(q + 1) * rows].iter().enumerate() {
-                        if v > threshold {
-                            top.push(block.base as u64 + j as u64, v);
-                            threshold = top.threshold();
-                        }
-                    }
+                for q in 0..b as usize {
+                    visit(
+                        range.start + q,
+                        block.base as usize,
+                        &read[q * rows..(q + 1) * rows],
+                    );
                 }
             }
-            selections.extend(tops);
         }
-        Ok(SearchResult::from_selections(selections, width))
+        Ok(())
     }
 
     /// Runs the configured dynamics from each query (B×N).
@@ -1104,6 +1134,10 @@ impl dam_core::Backend for WgpuRetriever {
 
     fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<SearchResult> {
         WgpuRetriever::search(self, queries, k)
+    }
+
+    fn similarities(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
+        WgpuRetriever::similarities(self, queries)
     }
 
     fn patterns(&self) -> &Patterns {
