@@ -88,7 +88,39 @@ pub struct Step {
 }
 
 /// Queries per pass: bounds the per-thread scratch (B×block scores, B×N accumulator).
-const QUERY_CHUNK: usize = 1024;
+pub(crate) const QUERY_CHUNK: usize = 1024;
+
+/// Runs `work(rows, first row)` over contiguous ranges of whole `block`s of `patterns`, one
+/// range per thread (`threads` = 0: all cores), and returns the results in range order,
+/// so that merging them does not depend on timing.
+pub(crate) fn per_range<T: Send>(
+    patterns: ArrayView2<'_, f32>,
+    block: usize,
+    threads: usize,
+    work: impl Fn(ArrayView2<'_, f32>, usize) -> T + Sync,
+) -> Vec<T> {
+    let p = patterns.nrows();
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |t| t.get()),
+        t => t,
+    };
+    let per = p.div_ceil(threads).div_ceil(block).max(1) * block;
+    let ranges: Vec<(usize, usize)> = (0..p).step_by(per).map(|a| (a, (a + per).min(p))).collect();
+    if ranges.len() == 1 {
+        return vec![work(patterns, 0)];
+    }
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|&(a, e)| scope.spawn(move || work(patterns.slice(s![a..e, ..]), a)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("CPU worker panicked"))
+            .collect()
+    })
+}
 
 /// One softmax update with dot similarity for every query (B×N), on `threads` threads
 /// (0 = all cores). Inputs must already be validated (finite, matching N, in range).
@@ -133,31 +165,11 @@ fn step_chunk(
     threads: usize,
 ) -> Step {
     let view = patterns.view();
-    let (p, n) = view.dim();
+    let n = view.ncols();
     let block = block_rows(n);
-    let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |t| t.get()),
-        t => t,
-    };
-    // Contiguous ranges, a whole number of blocks each (the last one takes the rest).
-    let per = p.div_ceil(threads).div_ceil(block).max(1) * block;
-    let ranges: Vec<(usize, usize)> = (0..p).step_by(per).map(|a| (a, (a + per).min(p))).collect();
-    let parts: Vec<Partial> = if ranges.len() == 1 {
-        vec![partial(view, 0, queries, beta, block)]
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = ranges
-                .iter()
-                .map(|&(a, e)| {
-                    scope.spawn(move || partial(view.slice(s![a..e, ..]), a, queries, beta, block))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("fast CPU worker panicked"))
-                .collect()
-        })
-    };
+    let parts = per_range(view, block, threads, |range, first| {
+        partial(range, first, queries, beta, block)
+    });
     merge(parts, projection, n)
 }
 

@@ -6,7 +6,7 @@ use dam_core::{Patterns, SearchResult, Similarity, TopK};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayView2, Axis};
 
-use crate::fast::block_rows;
+use crate::fast::{block_rows, per_range, QUERY_CHUNK};
 
 /// The reference: every similarity in f64 ([`crate::similarity`]), rounded to f32, kept
 /// by [`TopK`]. Inputs must already be validated; `k` ≥ 1.
@@ -34,9 +34,6 @@ pub fn search_reference(
     SearchResult::from_selections(selections, k.min(patterns.count()))
 }
 
-/// Queries per pass (bounds the B×block score scratch of each thread).
-const QUERY_CHUNK: usize = 1024;
-
 /// Dot-similarity search: for each thread's contiguous range of patterns, S = Q·Ξ_bᵀ one
 /// block at a time (f32 GEMM), each score offered to the query's [`TopK`] only when it
 /// beats the current k-th; the per-thread selections are merged in range order, so the
@@ -49,28 +46,12 @@ pub fn search_dot(
     threads: usize,
 ) -> SearchResult {
     let view = patterns.view();
-    let (p, n) = view.dim();
-    let block = block_rows(n);
-    let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |t| t.get()),
-        t => t,
-    };
-    let per = p.div_ceil(threads).div_ceil(block).max(1) * block;
-    let ranges: Vec<(usize, usize)> = (0..p).step_by(per).map(|a| (a, (a + per).min(p))).collect();
+    let block = block_rows(view.ncols());
     let mut selections = Vec::with_capacity(queries.nrows());
     for start in (0..queries.nrows()).step_by(QUERY_CHUNK) {
         let chunk = queries.slice(s![start..(start + QUERY_CHUNK).min(queries.nrows()), ..]);
-        let parts: Vec<Vec<TopK>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = ranges
-                .iter()
-                .map(|&(a, e)| {
-                    scope.spawn(move || select(view.slice(s![a..e, ..]), a, chunk, k, block))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("search worker panicked"))
-                .collect()
+        let parts = per_range(view, block, threads, |range, first| {
+            select(range, first, chunk, k, block)
         });
         let mut parts = parts.into_iter();
         let mut merged = parts.next().expect("at least one range");
@@ -83,7 +64,7 @@ pub fn search_dot(
         }
         selections.extend(merged);
     }
-    SearchResult::from_selections(selections, k.min(p))
+    SearchResult::from_selections(selections, k.min(view.nrows()))
 }
 
 fn select(
