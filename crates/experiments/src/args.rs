@@ -221,3 +221,113 @@ mod tests {
         );
     }
 }
+
+/// A capacity sweep as text, the way `dam capacity` and the Python `dam.capacity` take it.
+#[derive(Debug, Clone)]
+pub struct SweepText<'a> {
+    /// `spherical`, `gaussian` or `binary`.
+    pub patterns: &'a str,
+    /// Dimension N.
+    pub dim: usize,
+    /// `lse`, `exp`, `poly` or `rpoly`.
+    pub energy: &'a str,
+    /// λ (β on the raw dot product).
+    pub beta: f64,
+    /// Polynomial degree.
+    pub degree: u32,
+    /// Loads as α = ln P / N: `LO:HI:STEP` or a comma list.
+    pub alpha: Option<&'a str>,
+    /// Loads as P: `LO:HI:STEP` or a comma list.
+    pub count: Option<&'a str>,
+    /// Trials per point.
+    pub trials: usize,
+    /// `stored` or `flip:RHO`.
+    pub query: &'a str,
+    /// `one-step` or `converge:MAX`.
+    pub dynamics: &'a str,
+    /// `weight`, `overlap:THETA`, `nearest` or `exact`.
+    pub criterion: &'a str,
+    /// Master seed.
+    pub seed: u64,
+    /// `I/K`: this shard of K.
+    pub shard: Option<&'a str>,
+}
+
+impl SweepText<'_> {
+    /// The validated sweep and its loads P.
+    pub fn build(&self) -> Result<(crate::Sweep, Vec<u64>)> {
+        use crate::{Criterion, DynamicsArg, Energy, QueryKind};
+        let kind = match self.patterns {
+            "spherical" => dam::procedural::PatternKind::Spherical,
+            "gaussian" => dam::procedural::PatternKind::Gaussian,
+            "binary" => dam::procedural::PatternKind::Binary,
+            other => {
+                return Err(invalid(
+                    "--patterns",
+                    other,
+                    "use spherical, gaussian or binary",
+                ))
+            }
+        };
+        let energy = match self.energy {
+            "lse" => Energy::Lse,
+            "exp" => Energy::Exp,
+            "poly" => Energy::Poly,
+            "rpoly" => Energy::Rpoly,
+            other => return Err(invalid("--energy", other, "use lse, exp, poly or rpoly")),
+        };
+        let query = parse_with_value(
+            "--query",
+            self.query,
+            &[
+                ("stored", None, Some(QueryKind::Stored)),
+                ("flip", Some(QueryKind::Flip), None),
+            ],
+        )?;
+        let dynamics = parse_with_value(
+            "--dynamics",
+            self.dynamics,
+            &[
+                ("one-step", None, Some(DynamicsArg::OneStep)),
+                (
+                    "converge",
+                    Some(|v: f64| DynamicsArg::Converge(v as usize)),
+                    None,
+                ),
+            ],
+        )?;
+        if let DynamicsArg::Converge(0) = dynamics {
+            return Err(invalid(
+                "--dynamics",
+                self.dynamics,
+                "MAX must be at least 1",
+            ));
+        }
+        let criterion = parse_with_value(
+            "--criterion",
+            self.criterion,
+            &[
+                ("weight", None, Some(Criterion::Weight)),
+                ("overlap", Some(Criterion::Overlap), None),
+                ("nearest", None, Some(Criterion::Nearest)),
+                ("exact", None, Some(Criterion::Exact)),
+            ],
+        )?;
+        let sweep = crate::Sweep {
+            kind,
+            dim: self.dim,
+            energy,
+            beta: self.beta,
+            degree: self.degree,
+            trials: self.trials,
+            query,
+            dynamics,
+            criterion,
+            seed: self.seed,
+            shard: parse_shard(self.shard)?,
+        };
+        let counts = loads(self.dim, self.alpha, self.count)?;
+        sweep.validate()?;
+        Ok((sweep, counts))
+    }
+}

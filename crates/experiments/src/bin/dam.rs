@@ -6,11 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dam::procedural::PatternKind;
-use dam_experiments::args::{invalid, loads, parse_shard, parse_with_value};
+use dam_experiments::args::SweepText;
 use dam_experiments::output::{merge_runs, write_capacity_outputs, CapacitySummary, CsvSink};
 use dam_experiments::theory::prediction;
-use dam_experiments::{Criterion, DynamicsArg, Energy, ExperimentError, QueryKind, Result, Sweep};
+use dam_experiments::{ExperimentError, Result, Sweep};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -275,72 +274,33 @@ fn default_sweep() -> CapacityArgs {
     }
 }
 
+/// The command-line spelling of a value of a clap enum.
+fn value_name<T: ValueEnum>(value: &T) -> String {
+    value
+        .to_possible_value()
+        .expect("no variant is skipped")
+        .get_name()
+        .to_string()
+}
+
 fn build_sweep(args: &CapacityArgs) -> Result<(Sweep, Vec<u64>)> {
-    let kind = match args.patterns {
-        PatternsArg::Spherical => PatternKind::Spherical,
-        PatternsArg::Gaussian => PatternKind::Gaussian,
-        PatternsArg::Binary => PatternKind::Binary,
-    };
-    let energy = match args.energy {
-        EnergyArg::Lse => Energy::Lse,
-        EnergyArg::Exp => Energy::Exp,
-        EnergyArg::Poly => Energy::Poly,
-        EnergyArg::Rpoly => Energy::Rpoly,
-    };
-    let query = parse_with_value(
-        "--query",
-        &args.query,
-        &[
-            ("stored", None, Some(QueryKind::Stored)),
-            ("flip", Some(QueryKind::Flip), None),
-        ],
-    )?;
-    let dynamics = parse_with_value(
-        "--dynamics",
-        &args.dynamics,
-        &[
-            ("one-step", None, Some(DynamicsArg::OneStep)),
-            (
-                "converge",
-                Some(|v: f64| DynamicsArg::Converge(v as usize)),
-                None,
-            ),
-        ],
-    )?;
-    if let DynamicsArg::Converge(0) = dynamics {
-        return Err(invalid(
-            "--dynamics",
-            &args.dynamics,
-            "MAX must be at least 1",
-        ));
-    }
-    let criterion = parse_with_value(
-        "--criterion",
-        &args.criterion,
-        &[
-            ("weight", None, Some(Criterion::Weight)),
-            ("overlap", Some(Criterion::Overlap), None),
-            ("nearest", None, Some(Criterion::Nearest)),
-            ("exact", None, Some(Criterion::Exact)),
-        ],
-    )?;
-    let shard = parse_shard(args.shard.as_deref())?;
-    let counts = loads(args.dim, args.alpha.as_deref(), args.count.as_deref())?;
-    let sweep = Sweep {
-        kind,
+    let (patterns, energy) = (value_name(&args.patterns), value_name(&args.energy));
+    SweepText {
+        patterns: &patterns,
         dim: args.dim,
-        energy,
+        energy: &energy,
         beta: args.beta,
         degree: args.degree,
+        alpha: args.alpha.as_deref(),
+        count: args.count.as_deref(),
         trials: args.trials,
-        query,
-        dynamics,
-        criterion,
+        query: &args.query,
+        dynamics: &args.dynamics,
+        criterion: &args.criterion,
         seed: args.seed,
-        shard,
-    };
-    sweep.validate()?;
-    Ok((sweep, counts))
+        shard: args.shard.as_deref(),
+    }
+    .build()
 }
 
 fn prepare_out(out: &Path) -> Result<()> {
