@@ -1,0 +1,110 @@
+"""Dense associative memories (modern Hopfield networks) on any GPU via wgpu, with a CPU
+reference. NumPy in, NumPy out; float32 C-contiguous inputs are read without a copy,
+other dtypes and layouts are converted once with ``numpy.ascontiguousarray(x, "float32")``.
+
+Errors: ``ValueError`` for bad arguments (shapes, NaN/Inf, names, ranges) and bad files,
+``OSError`` for I/O, ``DeviceError`` for device failures. Engine work releases the GIL.
+"""
+from os import PathLike
+from typing import Literal, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
+ArrayLike = npt.ArrayLike
+
+class DeviceError(RuntimeError):
+    """A device failed: no adapter, out of device memory, a lost device, or an internal error."""
+
+class RetrievalResult:
+    """The result of ``Retriever.retrieve``: one row or entry per query."""
+
+    states: npt.NDArray[np.float32]
+    """Final states, (B, N)."""
+    steps: npt.NDArray[np.int64]
+    """Update steps applied to each query, (B,)."""
+    converged: npt.NDArray[np.bool_]
+    """Whether each query converged, (B,)."""
+    nearest: npt.NDArray[np.uint64]
+    """Id of the stored pattern nearest to each final state (its row when never edited), (B,)."""
+    energy: npt.NDArray[np.float64]
+    """Energy of each final state, (B,)."""
+    confidence: Optional[npt.NDArray[np.float64]]
+    """Softmax only: the nearest pattern's weight at the final state, (B,); else None."""
+
+class Retriever:
+    """Stored patterns (P, N) and a retrieval rule on a device.
+
+    Pickles (patterns, ids and rule; rebuilt on the same device name).
+    """
+
+    def __init__(
+        self,
+        patterns: ArrayLike,
+        *,
+        similarity: Literal["dot", "euclidean", "manhattan"] = "dot",
+        separation: Literal[
+            "softmax", "exponential", "polynomial", "rectified-polynomial", "max", "top-k"
+        ] = "softmax",
+        beta: float = 1.0,
+        degree: Optional[int] = None,
+        k: Optional[int] = None,
+        dynamics: Literal["iterate", "one-step"] = "iterate",
+        max_steps: int = 100,
+        tol: float = 1e-5,
+        projection: Literal["none", "sphere", "sign"] = "none",
+        device: Literal["auto", "cpu", "wgpu"] = "auto",
+        dtype: Literal["float32", "float16"] = "float32",
+    ) -> None: ...
+    def retrieve(self, queries: ArrayLike) -> RetrievalResult:
+        """Runs the dynamics from each query (B, N)."""
+    def step(self, queries: ArrayLike) -> npt.NDArray[np.float32]:
+        """One update of the rule from each query (B, N) → (B, N)."""
+    def energy(self, states: ArrayLike) -> npt.NDArray[np.float64]:
+        """E(x) of each row of ``states`` (B, N) → (B,)."""
+    def search(
+        self, queries: ArrayLike, k: int
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+        """Exact top-k: (ids (B, k'), scores (B, k')), best first, ties to the lower id."""
+    def insert(self, patterns: ArrayLike) -> npt.NDArray[np.uint64]:
+        """Stores new patterns (k, N) and returns their ids."""
+    def remove(self, ids: list[int]) -> None:
+        """Removes the patterns with these ids."""
+    def update(self, id: int, pattern: ArrayLike) -> None:
+        """Replaces the pattern with this id by ``pattern`` (N,)."""
+    @property
+    def ids(self) -> npt.NDArray[np.uint64]:
+        """Stable ids of the stored patterns, in row order."""
+    @property
+    def patterns(self) -> npt.NDArray[np.float32]:
+        """The stored patterns (P, N)."""
+    @property
+    def device(self) -> str:
+        """``cpu (reference)`` or ``wgpu: <adapter> (<backend>, <device type>)``."""
+    def __len__(self) -> int: ...
+    def save(self, path: Union[str, PathLike[str]]) -> None:
+        """Saves the memory (safetensors, atomic)."""
+    @staticmethod
+    def load(path: Union[str, PathLike[str]], *, device: Literal["auto", "cpu", "wgpu"] = "auto") -> "Retriever":
+        """Loads a memory saved with ``save`` (or by the Rust engine)."""
+
+def devices() -> list[dict[str, object]]:
+    """The wgpu adapters of this machine (index, name, backend, device_type, driver, limits)."""
+
+def capacity(
+    *,
+    dim: int,
+    patterns: Literal["spherical", "gaussian", "binary"] = "spherical",
+    energy: Literal["lse", "exp", "poly", "rpoly"] = "lse",
+    beta: float = 1.0,
+    degree: int = 2,
+    alpha: Optional[str] = None,
+    count: Optional[str] = None,
+    trials: int = 100,
+    query: str = "stored",
+    dynamics: str = "one-step",
+    criterion: str = "weight",
+    seed: int = 0,
+    device: Literal["auto", "cpu", "wgpu"] = "auto",
+) -> list[dict[str, object]]:
+    """A capacity sweep (``dam capacity``): one dict per load with the columns of results.csv."""

@@ -1,0 +1,584 @@
+//! The `dam` Python extension: the engine's `Retriever`, capacity sweeps and device list,
+//! NumPy in and out. Every engine error becomes a Python exception (`ValueError` for bad
+//! arguments and files, `OSError` for I/O, `dam.DeviceError` for device failures); engine
+//! work runs with the GIL released; a panic becomes `dam.DeviceError`, never an abort.
+
+use std::sync::Arc;
+
+use ndarray::ArrayView2;
+use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use ::dam as engine;
+use engine::{
+    Config, Device, Dynamics, Error, Patterns, Projection, Separation, Similarity, Storage,
+};
+
+create_exception!(
+    dam,
+    DeviceError,
+    PyRuntimeError,
+    "A device failed: no adapter, out of device memory, a lost device, or an internal error."
+);
+
+/// An engine error as the Python exception its kind calls for.
+fn py_err(e: Error) -> PyErr {
+    match e {
+        Error::Backend { .. } => DeviceError::new_err(e.to_string()),
+        Error::Io { .. } => PyOSError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+fn experiment_err(e: dam_experiments::ExperimentError) -> PyErr {
+    match e {
+        dam_experiments::ExperimentError::Engine(e) => py_err(e),
+        dam_experiments::ExperimentError::Io { .. } => PyOSError::new_err(e.to_string()),
+        other => PyValueError::new_err(other.to_string()),
+    }
+}
+
+/// Runs engine work with the GIL released; a panic becomes `DeviceError`.
+fn compute<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce() -> Result<T, PyErrLite> + Send,
+) -> PyResult<T> {
+    py.detach(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(PyErrLite::Panic(what))
+        })
+    })
+    .map_err(PyErrLite::into_py)
+}
+
+/// An error made without the GIL, turned into a Python exception once it is held again.
+enum PyErrLite {
+    Engine(Error),
+    Experiment(dam_experiments::ExperimentError),
+    Panic(String),
+}
+
+impl From<Error> for PyErrLite {
+    fn from(e: Error) -> Self {
+        PyErrLite::Engine(e)
+    }
+}
+
+impl From<dam_experiments::ExperimentError> for PyErrLite {
+    fn from(e: dam_experiments::ExperimentError) -> Self {
+        PyErrLite::Experiment(e)
+    }
+}
+
+impl PyErrLite {
+    fn into_py(self) -> PyErr {
+        match self {
+            PyErrLite::Engine(e) => py_err(e),
+            PyErrLite::Experiment(e) => experiment_err(e),
+            PyErrLite::Panic(what) => {
+                DeviceError::new_err(format!("internal error (a Rust panic): {what}"))
+            }
+        }
+    }
+}
+
+/// A 2-D float32 view of `obj`: a float32 array is read in place (any strides); anything
+/// else is converted once with `numpy.ascontiguousarray(obj, dtype=float32)`.
+fn matrix<'py>(obj: &Bound<'py, PyAny>, argument: &str) -> PyResult<PyReadonlyArray2<'py, f32>> {
+    if let Ok(array) = obj.extract::<PyReadonlyArray2<'py, f32>>() {
+        return Ok(array);
+    }
+    let numpy = obj.py().import("numpy")?;
+    let converted = numpy
+        .call_method1("ascontiguousarray", (obj, "float32"))
+        .map_err(|e| {
+            PyValueError::new_err(format!("`{argument}`: not convertible to float32: {e}"))
+        })?;
+    let ndim: usize = converted.getattr("ndim")?.extract()?;
+    if ndim != 2 {
+        let shape = converted.getattr("shape")?;
+        return Err(PyValueError::new_err(format!(
+            "`{argument}` must be 2-D (rows × columns), got shape {shape}"
+        )));
+    }
+    converted.extract::<PyReadonlyArray2<'py, f32>>()
+}
+
+/// A 1-D float32 view of `obj` (converted once if needed).
+fn vector<'py>(obj: &Bound<'py, PyAny>, argument: &str) -> PyResult<PyReadonlyArray1<'py, f32>> {
+    if let Ok(array) = obj.extract::<PyReadonlyArray1<'py, f32>>() {
+        return Ok(array);
+    }
+    let numpy = obj.py().import("numpy")?;
+    let converted = numpy
+        .call_method1("ascontiguousarray", (obj, "float32"))
+        .map_err(|e| {
+            PyValueError::new_err(format!("`{argument}`: not convertible to float32: {e}"))
+        })?;
+    converted
+        .extract::<PyReadonlyArray1<'py, f32>>()
+        .map_err(|_| PyValueError::new_err(format!("`{argument}` must be 1-D")))
+}
+
+fn device_of(name: &str) -> PyResult<Device> {
+    match name {
+        "auto" => Device::auto().map_err(py_err),
+        "cpu" => Ok(Device::Cpu),
+        "wgpu" => {
+            let device = Device::wgpu();
+            device.context().map_err(py_err)?;
+            Ok(device)
+        }
+        other => Err(PyValueError::new_err(format!(
+            "unknown device {other:?}; use \"auto\", \"cpu\" or \"wgpu\""
+        ))),
+    }
+}
+
+fn similarity_of(name: &str) -> PyResult<Similarity> {
+    Ok(match name {
+        "dot" => Similarity::Dot,
+        "euclidean" => Similarity::NegEuclidean,
+        "manhattan" => Similarity::NegManhattan,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown similarity {other:?}; use \"dot\", \"euclidean\" or \"manhattan\""
+            )))
+        }
+    })
+}
+
+fn separation_of(
+    name: &str,
+    beta: f32,
+    degree: Option<u32>,
+    k: Option<usize>,
+) -> PyResult<Separation> {
+    let need = |what: &str, value: Option<u32>| {
+        value.ok_or_else(|| PyValueError::new_err(format!("separation {name:?} needs `{what}`")))
+    };
+    Ok(match name {
+        "softmax" => Separation::Softmax { beta },
+        "exponential" => Separation::Exponential { beta },
+        "polynomial" => Separation::Polynomial {
+            n: need("degree", degree)?,
+        },
+        "rectified-polynomial" => Separation::RectifiedPolynomial {
+            n: need("degree", degree)?,
+        },
+        "max" => Separation::Max,
+        "top-k" => Separation::TopK {
+            k: k.ok_or_else(|| PyValueError::new_err("separation \"top-k\" needs `k`"))?,
+        },
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown separation {other:?}; use \"softmax\", \"exponential\", \"polynomial\", \
+                 \"rectified-polynomial\", \"max\" or \"top-k\""
+            )))
+        }
+    })
+}
+
+/// The result of `Retriever.retrieve`: NumPy arrays, one row or entry per query.
+#[pyclass(module = "dam", frozen)]
+struct RetrievalResult {
+    /// Final states, float32 (B, N).
+    #[pyo3(get)]
+    states: Py<PyAny>,
+    /// Update steps applied to each query, int64 (B,).
+    #[pyo3(get)]
+    steps: Py<PyAny>,
+    /// Whether each query converged, bool (B,).
+    #[pyo3(get)]
+    converged: Py<PyAny>,
+    /// Id of the stored pattern nearest to each final state (the row when never edited), uint64 (B,).
+    #[pyo3(get)]
+    nearest: Py<PyAny>,
+    /// Energy of each final state, float64 (B,).
+    #[pyo3(get)]
+    energy: Py<PyAny>,
+    /// Softmax: the nearest pattern's weight at the final state, float64 (B,); else None.
+    #[pyo3(get)]
+    confidence: Py<PyAny>,
+}
+
+#[pymethods]
+impl RetrievalResult {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let b: usize = self.steps.bind(py).len()?;
+        Ok(format!("RetrievalResult(queries={b})"))
+    }
+}
+
+/// What `__reduce__` returns: the loader and its arguments.
+type Reduced<'py> = (Bound<'py, PyAny>, (Bound<'py, PyBytes>, String));
+
+/// Stored patterns and a retrieval rule on a device (see the Rust `dam::Retriever`).
+#[pyclass(module = "dam")]
+struct Retriever {
+    inner: Arc<engine::Retriever>,
+    device: String,
+}
+
+impl Retriever {
+    fn memory(&mut self) -> PyResult<&mut engine::Retriever> {
+        Arc::get_mut(&mut self.inner)
+            .ok_or_else(|| PyValueError::new_err("the memory is in use by another call; retry"))
+    }
+}
+
+#[pymethods]
+impl Retriever {
+    #[new]
+    #[pyo3(signature = (patterns, *, similarity="dot", separation="softmax", beta=1.0, degree=None, k=None, dynamics="iterate", max_steps=100, tol=1e-5, projection="none", device="auto", dtype="float32"))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        patterns: &Bound<'_, PyAny>,
+        similarity: &str,
+        separation: &str,
+        beta: f32,
+        degree: Option<u32>,
+        k: Option<usize>,
+        dynamics: &str,
+        max_steps: usize,
+        tol: f32,
+        projection: &str,
+        device: &str,
+        dtype: &str,
+    ) -> PyResult<Self> {
+        let config = Config {
+            similarity: similarity_of(similarity)?,
+            separation: separation_of(separation, beta, degree, k)?,
+            dynamics: match dynamics {
+                "iterate" => Dynamics::Iterate { max_steps, tol },
+                "one-step" => Dynamics::OneStep,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "unknown dynamics {other:?}; use \"iterate\" or \"one-step\""
+                    )))
+                }
+            },
+            projection: match projection {
+                "none" => Projection::None,
+                "sphere" => Projection::Sphere,
+                "sign" => Projection::Sign,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "unknown projection {other:?}; use \"none\", \"sphere\" or \"sign\""
+                    )))
+                }
+            },
+            energy_trace: false,
+        };
+        let storage = match dtype {
+            "float32" => Storage::F32,
+            "float16" => Storage::F16,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown dtype {other:?}; use \"float32\" or \"float16\""
+                )))
+            }
+        };
+        let rows = matrix(patterns, "patterns")?;
+        let owned = rows.as_array().to_owned();
+        let device_value = device_of(device)?;
+        let inner = compute(py, move || {
+            Ok(engine::Retriever::builder(Patterns::new(owned)?)
+                .config(config)
+                .storage(storage)
+                .device(device_value)
+                .build()?)
+        })?;
+        Ok(Self {
+            inner: Arc::new(inner),
+            device: device.to_string(),
+        })
+    }
+
+    /// Runs the dynamics from each query (B, N) → RetrievalResult.
+    fn retrieve(&self, py: Python<'_>, queries: &Bound<'_, PyAny>) -> PyResult<RetrievalResult> {
+        let q = matrix(queries, "queries")?;
+        let view: ArrayView2<'_, f32> = q.as_array();
+        let inner = &self.inner;
+        let r = compute(py, || Ok(inner.retrieve(view)?))?;
+        let steps: Vec<i64> = r.steps.iter().map(|&s| s as i64).collect();
+        Ok(RetrievalResult {
+            states: r.states.into_pyarray(py).into_any().unbind(),
+            steps: steps.into_pyarray(py).into_any().unbind(),
+            converged: r.converged.into_pyarray(py).into_any().unbind(),
+            nearest: r.nearest_id.into_pyarray(py).into_any().unbind(),
+            energy: r.energy.into_pyarray(py).into_any().unbind(),
+            confidence: match r.confidence {
+                Some(c) => c.into_pyarray(py).into_any().unbind(),
+                None => py.None(),
+            },
+        })
+    }
+
+    /// One update of the configured rule from each query (B, N) → float32 (B, N).
+    fn step<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let q = matrix(queries, "queries")?;
+        let view = q.as_array();
+        let inner = &self.inner;
+        let out = compute(py, || Ok(inner.step(view)?))?;
+        Ok(out.into_pyarray(py).into_any())
+    }
+
+    /// E(x) of each row of `states` (B, N) → float64 (B,).
+    fn energy<'py>(
+        &self,
+        py: Python<'py>,
+        states: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let q = matrix(states, "states")?;
+        let view = q.as_array();
+        let inner = &self.inner;
+        let out = compute(py, || Ok(inner.energy(view)?))?;
+        Ok(out.into_pyarray(py).into_any())
+    }
+
+    /// Exact top-k: (ids uint64 (B, k'), scores float32 (B, k')), best first, k' = min(k, P).
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+        k: usize,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let q = matrix(queries, "queries")?;
+        let view = q.as_array();
+        let inner = &self.inner;
+        let out = compute(py, || Ok(inner.search(view, k)?))?;
+        Ok((
+            out.ids.into_pyarray(py).into_any(),
+            out.scores.into_pyarray(py).into_any(),
+        ))
+    }
+
+    /// Stores new patterns (k, N); returns their ids (uint64).
+    fn insert<'py>(
+        &mut self,
+        py: Python<'py>,
+        patterns: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let rows = matrix(patterns, "patterns")?;
+        let view = rows.as_array();
+        let memory = self.memory()?;
+        let ids = compute(py, || Ok(memory.insert(view)?))?;
+        Ok(ids.into_pyarray(py).into_any())
+    }
+
+    /// Removes the patterns with these ids.
+    fn remove(&mut self, py: Python<'_>, ids: Vec<u64>) -> PyResult<()> {
+        let memory = self.memory()?;
+        compute(py, || Ok(memory.remove(&ids)?))
+    }
+
+    /// Replaces the pattern with this id.
+    fn update(&mut self, py: Python<'_>, id: u64, pattern: &Bound<'_, PyAny>) -> PyResult<()> {
+        let row = vector(pattern, "pattern")?;
+        let view = row.as_array();
+        let memory = self.memory()?;
+        compute(py, || Ok(memory.update(id, view)?))
+    }
+
+    /// The stable ids of the stored patterns, in row order (uint64).
+    #[getter]
+    fn ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.inner.ids().to_vec().into_pyarray(py).into_any()
+    }
+
+    /// The stored patterns, float32 (P, N) (rounded to float16 values with dtype="float16").
+    #[getter]
+    fn patterns<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.inner
+            .patterns()
+            .view()
+            .to_owned()
+            .into_pyarray(py)
+            .into_any()
+    }
+
+    /// `cpu (reference)` or `wgpu: <adapter> (<backend>, <device type>)`.
+    #[getter]
+    fn device(&self) -> String {
+        self.inner.device_name()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Saves the memory to `path` (safetensors; atomic).
+    fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+        let inner = &self.inner;
+        compute(py, || Ok(inner.save_file(&path)?))
+    }
+
+    /// Loads a memory saved with `save` (or by the Rust engine) onto `device`.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, device="auto"))]
+    fn load(py: Python<'_>, path: std::path::PathBuf, device: &str) -> PyResult<Self> {
+        let device_value = device_of(device)?;
+        let inner = compute(py, move || {
+            Ok(engine::Retriever::load_file(&path, device_value)?)
+        })?;
+        Ok(Self {
+            inner: Arc::new(inner),
+            device: device.to_string(),
+        })
+    }
+
+    /// Pickling: the memory's safetensors bytes and the device name it was built with.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Reduced<'py>> {
+        let mut bytes = Vec::new();
+        self.inner.save(&mut bytes).map_err(py_err)?;
+        let loader = py.import("dam")?.getattr("_from_bytes")?;
+        Ok((loader, (PyBytes::new(py, &bytes), self.device.clone())))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Retriever(patterns={}, dim={}, config={:?}, device={:?})",
+            self.inner.len(),
+            self.inner.patterns().dim(),
+            self.inner.config(),
+            self.inner.device_name()
+        )
+    }
+}
+
+/// Rebuilds a pickled `Retriever`.
+#[pyfunction]
+fn _from_bytes(py: Python<'_>, data: &[u8], device: &str) -> PyResult<Retriever> {
+    let device_value = device_of(device)?;
+    let bytes = data.to_vec();
+    let inner = compute(py, move || {
+        Ok(engine::Retriever::load(bytes.as_slice(), device_value)?)
+    })?;
+    Ok(Retriever {
+        inner: Arc::new(inner),
+        device: device.to_string(),
+    })
+}
+
+/// The address of the float32 data the engine reads for `array` (tests check that a
+/// float32 input is not copied).
+#[pyfunction]
+fn _input_address(array: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let view = matrix(array, "array")?;
+    Ok(view.as_array().as_ptr() as usize)
+}
+
+/// The wgpu adapters of this machine: a list of dicts (index, name, backend,
+/// device_type, driver, max_binding_bytes, max_buffer_bytes, max_workgroups, shader_f16,
+/// timestamps).
+#[pyfunction]
+fn devices(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let adapters =
+        py.detach(|| engine::WgpuContext::adapters(engine::WgpuOptions::default().backends));
+    let list = PyList::empty(py);
+    for a in adapters {
+        let d = PyDict::new(py);
+        d.set_item("index", a.index)?;
+        d.set_item("name", a.name)?;
+        d.set_item("backend", a.backend)?;
+        d.set_item("device_type", a.device_type)?;
+        d.set_item("driver", a.driver)?;
+        d.set_item("max_binding_bytes", a.max_binding_bytes)?;
+        d.set_item("max_buffer_bytes", a.max_buffer_bytes)?;
+        d.set_item("max_workgroups", a.max_workgroups)?;
+        d.set_item("shader_f16", a.shader_f16)?;
+        d.set_item("timestamps", a.timestamps)?;
+        list.append(d)?;
+    }
+    Ok(list)
+}
+
+/// A capacity sweep (`dam capacity`): one dict per load with the columns of results.csv
+/// (alpha, patterns, trials, successes, success_rate, mean_overlap, bit_flip_rate,
+/// seconds). Loads by `alpha` (ln P / N) or `count` (P): "LO:HI:STEP" or "a,b,c".
+#[pyfunction]
+#[pyo3(signature = (*, dim, patterns="spherical", energy="lse", beta=1.0, degree=2, alpha=None, count=None, trials=100, query="stored", dynamics="one-step", criterion="weight", seed=0, device="auto"))]
+#[allow(clippy::too_many_arguments)]
+fn capacity<'py>(
+    py: Python<'py>,
+    dim: usize,
+    patterns: &str,
+    energy: &str,
+    beta: f64,
+    degree: u32,
+    alpha: Option<&str>,
+    count: Option<&str>,
+    trials: usize,
+    query: &str,
+    dynamics: &str,
+    criterion: &str,
+    seed: u64,
+    device: &str,
+) -> PyResult<Bound<'py, PyList>> {
+    let (sweep, loads) = dam_experiments::args::SweepText {
+        patterns,
+        dim,
+        energy,
+        beta,
+        degree,
+        alpha,
+        count,
+        trials,
+        query,
+        dynamics,
+        criterion,
+        seed,
+        shard: None,
+    }
+    .build()
+    .map_err(experiment_err)?;
+    let device_value = device_of(device)?;
+    let rows = compute(py, || {
+        loads
+            .iter()
+            .map(|&p| Ok(sweep.run_point(&device_value, p, |_| {})?))
+            .collect::<Result<Vec<_>, PyErrLite>>()
+    })?;
+    let list = PyList::empty(py);
+    for r in rows {
+        let d = PyDict::new(py);
+        d.set_item("alpha", r.alpha)?;
+        d.set_item("patterns", r.patterns)?;
+        d.set_item("trials", r.trials)?;
+        d.set_item("successes", r.successes)?;
+        d.set_item("success_rate", r.success_rate)?;
+        d.set_item("mean_overlap", r.mean_overlap)?;
+        d.set_item("bit_flip_rate", r.bit_flip_rate)?;
+        d.set_item("seconds", r.seconds)?;
+        list.append(d)?;
+    }
+    Ok(list)
+}
+
+/// Dense associative memories (modern Hopfield networks) on any GPU via wgpu, with a CPU
+/// reference.
+#[pymodule]
+fn dam(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Retriever>()?;
+    m.add_class::<RetrievalResult>()?;
+    m.add("DeviceError", m.py().get_type::<DeviceError>())?;
+    m.add_function(wrap_pyfunction!(devices, m)?)?;
+    m.add_function(wrap_pyfunction!(capacity, m)?)?;
+    m.add_function(wrap_pyfunction!(_from_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(_input_address, m)?)?;
+    Ok(())
+}

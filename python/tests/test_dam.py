@@ -1,0 +1,232 @@
+"""The Python package against an independent NumPy implementation written here, on both
+devices; errors, threads, zero-copy input, pickling, capacity sweeps.
+
+The wgpu tests need an adapter (Mesa's lavapipe on machines without a GPU): a missing
+adapter fails them, it never skips them.
+"""
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+import dam
+
+DEVICES = ["cpu", "wgpu"]
+SIMILARITIES = ["dot", "euclidean", "manhattan"]
+SEPARATIONS = [
+    ("softmax", dict(beta=3.0)),
+    ("exponential", dict(beta=0.5)),
+    ("polynomial", dict(degree=3)),
+    ("rectified-polynomial", dict(degree=2)),
+    ("max", {}),
+    ("top-k", dict(k=3)),
+]
+
+
+def rng(seed):
+    return np.random.default_rng(seed)
+
+
+def unit_patterns(p, n, seed):
+    return (rng(seed).standard_normal((p, n)) / np.sqrt(n)).astype(np.float32)
+
+
+# ---- the NumPy reference, written independently of the engine ----------------------------
+
+def similarities(similarity, patterns, x):
+    P = patterns.astype(np.float64)
+    x = x.astype(np.float64)
+    if similarity == "dot":
+        return P @ x
+    if similarity == "euclidean":
+        return -np.sqrt(((P - x) ** 2).sum(axis=1))
+    return -np.abs(P - x).sum(axis=1)
+
+
+def weights(separation, params, s):
+    if separation == "softmax":
+        z = params["beta"] * s
+        e = np.exp(z - z.max())
+        return e / e.sum()
+    if separation == "exponential":
+        return params["beta"] * np.exp(params["beta"] * s)
+    if separation == "polynomial":
+        n = params["degree"]
+        return n * s ** (n - 1)
+    if separation == "rectified-polynomial":
+        n = params["degree"]
+        return n * np.maximum(s, 0.0) ** (n - 1)
+    k = 1 if separation == "max" else params["k"]
+    order = sorted(range(len(s)), key=lambda i: (-s[i], i))[:k]
+    w = np.zeros_like(s)
+    w[order] = 1.0 / k
+    return w
+
+
+def numpy_step(similarity, separation, params, patterns, queries):
+    out = np.empty(queries.shape, dtype=np.float64)
+    for b, x in enumerate(queries):
+        w = weights(separation, params, similarities(similarity, patterns, x))
+        out[b] = w @ patterns.astype(np.float64)
+    return out
+
+
+# ---- agreement ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("similarity", SIMILARITIES)
+@pytest.mark.parametrize("separation,params", SEPARATIONS)
+def test_one_step_matches_numpy(device, similarity, separation, params):
+    patterns = unit_patterns(37, 13, 1)  # odd sizes: not a multiple of any workgroup
+    queries = patterns[:5] + 0.3 * unit_patterns(5, 13, 2)
+    r = dam.Retriever(patterns, similarity=similarity, separation=separation,
+                      dynamics="one-step", device=device, **params)
+    got = r.step(queries)
+    want = numpy_step(similarity, separation, params, patterns, queries)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    scale = max(1.0, np.abs(want).max())
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=2e-4 * scale)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_retrieve_nearest_and_search_agree_with_numpy(device):
+    patterns = unit_patterns(50, 16, 3)
+    queries = patterns[[4, 9, 30]] + 0.2 * unit_patterns(3, 16, 4)
+    r = dam.Retriever(patterns, beta=8.0, device=device)
+    res = r.retrieve(queries)
+    assert res.states.shape == (3, 16) and res.steps.dtype == np.int64
+    assert res.converged.dtype == np.bool_ and res.energy.dtype == np.float64
+    for b, x in enumerate(res.states):
+        s = similarities("dot", patterns, x)
+        assert res.nearest[b] == int(np.argmax(s))
+        w = weights("softmax", dict(beta=8.0), s)
+        np.testing.assert_allclose(res.confidence[b], w.max(), rtol=1e-3, atol=1e-4)
+    ids, scores = r.search(queries, 4)
+    assert ids.shape == (3, 4) and ids.dtype == np.uint64
+    for b, x in enumerate(queries):
+        s = similarities("dot", patterns, x)
+        order = sorted(range(50), key=lambda i: (-s[i], i))[:4]
+        assert list(ids[b]) == order
+        np.testing.assert_allclose(scores[b], s[order], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_shapes_one_and_odd(device):
+    patterns = unit_patterns(1, 1, 5)
+    r = dam.Retriever(patterns, device=device)
+    assert r.retrieve(np.ones((1, 1), np.float32)).states.shape == (1, 1)
+    odd = dam.Retriever(unit_patterns(7, 3, 6), device=device)
+    assert odd.step(np.ones((5, 3), np.float32)).shape == (5, 3)
+    assert len(odd) == 7
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bad_input_raises_value_error_never_crashes(device):
+    patterns = unit_patterns(6, 4, 7)
+    r = dam.Retriever(patterns, device=device)
+    with pytest.raises(ValueError, match="empty"):
+        r.retrieve(np.zeros((0, 4), np.float32))
+    for bad in (np.nan, np.inf, -np.inf):
+        q = np.ones((2, 4), np.float32)
+        q[1, 2] = bad
+        with pytest.raises(ValueError, match="non-finite"):
+            r.step(q)
+    with pytest.raises(ValueError, match="dimension"):
+        r.step(np.ones((2, 5), np.float32))
+    with pytest.raises(ValueError, match="2-D"):
+        r.step(np.ones(4, np.float32))
+    with pytest.raises(ValueError):
+        r.step(np.array([["a", "b", "c", "d"]]))
+    with pytest.raises(ValueError, match="beta"):
+        dam.Retriever(patterns, beta=-1.0, device=device)
+    for kwargs in (dict(similarity="cosine"), dict(separation="relu"), dict(dynamics="jump"),
+                   dict(projection="cube"), dict(device="tpu"), dict(dtype="int8"),
+                   dict(separation="polynomial"), dict(separation="top-k"),
+                   dict(separation="top-k", k=99)):
+        with pytest.raises(ValueError):
+            dam.Retriever(patterns, **kwargs)
+    with pytest.raises(ValueError, match="id"):
+        r.remove([1234])
+    # Other dtypes and layouts are converted, with the same answer.
+    q = patterns[:2] + 0.1
+    np.testing.assert_array_equal(r.step(q.astype(np.float64)), r.step(q))
+    np.testing.assert_array_equal(r.step(np.asfortranarray(q)), r.step(q))
+    np.testing.assert_array_equal(r.step(q.tolist()), r.step(q))
+
+
+def test_device_error_is_a_runtime_error():
+    assert issubclass(dam.DeviceError, RuntimeError)
+
+
+# ---- threads, zero copy, pickle, edits -----------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_threads_equal_serial(device):
+    patterns = unit_patterns(200, 24, 8)
+    r = dam.Retriever(patterns, beta=5.0, device=device)
+    batches = [patterns[i:i + 3] + 0.2 * unit_patterns(3, 24, 100 + i) for i in range(8)]
+    serial = [r.retrieve(b).states for b in batches]
+    failures = []
+
+    def work(i):
+        for _ in range(50):
+            got = r.retrieve(batches[i]).states
+            if not np.array_equal(got, serial[i]):
+                failures.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def test_float32_input_is_not_copied():
+    a = np.ones((64, 32), np.float32)
+    assert dam._input_address(a) == a.ctypes.data
+    b = a.astype(np.float64)
+    assert dam._input_address(b) != b.ctypes.data
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_pickle_and_save_round_trip(device, tmp_path):
+    r = dam.Retriever(unit_patterns(20, 8, 9), separation="softmax", beta=6.0,
+                      projection="sphere", device=device, dtype="float16")
+    r.remove([3, 4])
+    new = r.insert(unit_patterns(2, 8, 10))
+    assert list(new) == [20, 21]
+    q = unit_patterns(4, 8, 11)
+    again = pickle.loads(pickle.dumps(r))
+    np.testing.assert_array_equal(again.ids, r.ids)
+    np.testing.assert_array_equal(again.patterns, r.patterns)
+    np.testing.assert_array_equal(again.retrieve(q).states, r.retrieve(q).states)
+    path = tmp_path / "memory.safetensors"
+    r.save(path)
+    loaded = dam.Retriever.load(path, device=device)
+    np.testing.assert_array_equal(loaded.step(q), r.step(q))
+    r.update(21, np.zeros(8, np.float32) + 0.5)
+    assert not np.array_equal(r.patterns, loaded.patterns)
+
+
+# ---- experiments and devices ---------------------------------------------------------------------
+
+def test_capacity_rows_have_the_results_csv_columns():
+    rows = dam.capacity(dim=12, patterns="spherical", alpha="0.5:0.7:0.1", trials=8,
+                        beta=1.0, device="cpu")
+    assert len(rows) == 3
+    assert set(rows[0]) == {"alpha", "patterns", "trials", "successes", "success_rate",
+                            "mean_overlap", "bit_flip_rate", "seconds"}
+    assert all(r["trials"] == 8 for r in rows)
+    with pytest.raises(ValueError, match="patterns"):
+        dam.capacity(dim=12, patterns="fractal", count="10")
+
+
+def test_devices_lists_the_adapter_the_wgpu_tests_use():
+    listed = dam.devices()
+    assert listed, "the wgpu tests need an adapter: install mesa-vulkan-drivers"
+    assert {"index", "name", "backend", "device_type"} <= set(listed[0])
+    assert dam.Retriever(np.eye(3, dtype=np.float32), device="wgpu").device.startswith("wgpu")
