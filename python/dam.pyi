@@ -108,3 +108,48 @@ def capacity(
     device: Literal["auto", "cpu", "wgpu"] = "auto",
 ) -> list[dict[str, object]]:
     """A capacity sweep (``dam capacity``): one dict per load with the columns of results.csv."""
+
+def spin_dynamics(
+    patterns: ArrayLike,
+    queries: ArrayLike,
+    *,
+    energy: Literal["polynomial", "rectified-polynomial", "exponential"] = "polynomial",
+    degree: int = 3,
+    beta: float = 1.0,
+    update: Literal["async", "sync"] = "async",
+    max_sweeps: int = 100,
+    seed: int = 0,
+    device: Literal["auto", "cpu", "wgpu"] = "auto",
+) -> dict[str, object]:
+    """Exact binary spin dynamics from ±1 queries (B, N) on ±1 patterns (P, N).
+
+    Returns ``states`` (float32 ±1, (B, N)), ``flips`` (per query, the flips of each sweep
+    or step) and ``converged`` (bool, (B,)); both devices return identical results.
+    """
+
+class RandomFeatures:
+    """A random-feature memory (DrDAM): patterns are summed into Y feature weights."""
+
+    def __init__(
+        self,
+        dim: int,
+        features: int,
+        *,
+        kind: Literal["fourier", "positive"] = "fourier",
+        beta: float = 1.0,
+        seed: int = 0,
+        device: Literal["auto", "cpu", "wgpu"] = "auto",
+    ) -> None: ...
+    def insert(self, patterns: ArrayLike) -> None:
+        """Adds patterns (P, N) to the feature weights."""
+    def remove(self, patterns: ArrayLike) -> None:
+        """Subtracts patterns (P, N) from the feature weights."""
+    def energy(self, states: ArrayLike) -> npt.NDArray[np.float64]:
+        """The random-feature energy of each state (B, N)."""
+    def gradient(self, states: ArrayLike) -> npt.NDArray[np.float32]:
+        """∇E of each state (B, N)."""
+    def retrieve(self, queries: ArrayLike, *, steps: int = 1, step_size: float = 1.0) -> npt.NDArray[np.float32]:
+        """``steps`` gradient steps x ← x − step_size·∇E(x) from each query."""
+    @property
+    def stored(self) -> int:
+        """Patterns inserted minus patterns removed."""

@@ -569,12 +569,204 @@ fn capacity<'py>(
     Ok(list)
 }
 
+/// Exact binary spin dynamics (the Rust `dam::spin_dynamics`): ±1 patterns (P, N) and
+/// queries (B, N) (entries ≥ 0 count as +1). Returns a dict: `states` float32 ±1 (B, N),
+/// `flips` (a list per query of the flips in each sweep or step), `converged` bool (B,).
+/// Both devices return identical results.
+#[pyfunction]
+#[pyo3(signature = (patterns, queries, *, energy="polynomial", degree=3, beta=1.0, update="async", max_sweeps=100, seed=0, device="auto"))]
+#[allow(clippy::too_many_arguments)]
+fn spin_dynamics<'py>(
+    py: Python<'py>,
+    patterns: &Bound<'py, PyAny>,
+    queries: &Bound<'py, PyAny>,
+    energy: &str,
+    degree: u32,
+    beta: f64,
+    update: &str,
+    max_sweeps: usize,
+    seed: u64,
+    device: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    use engine::binary::{pack, unpack, words_per_state, BinaryPatterns, SpinEnergy, SpinUpdate};
+    let energy = match energy {
+        "polynomial" => SpinEnergy::Polynomial { n: degree },
+        "rectified-polynomial" => SpinEnergy::RectifiedPolynomial { n: degree },
+        "exponential" => SpinEnergy::Exponential { beta },
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown energy {other:?}; use \"polynomial\", \"rectified-polynomial\" or \"exponential\""
+            )))
+        }
+    };
+    let update = match update {
+        "async" => SpinUpdate::Async { max_sweeps, seed },
+        "sync" => SpinUpdate::Sync {
+            max_steps: max_sweeps,
+        },
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown update {other:?}; use \"async\" or \"sync\""
+            )))
+        }
+    };
+    let p = matrix(patterns, "patterns")?;
+    let q = matrix(queries, "queries")?;
+    let (pv, qv) = (p.as_array(), q.as_array());
+    let dim = pv.ncols();
+    if qv.ncols() != dim {
+        return Err(PyValueError::new_err(format!(
+            "`queries` has {} columns, the patterns {dim}",
+            qv.ncols()
+        )));
+    }
+    let device_value = device_of(device)?;
+    let words = words_per_state(dim);
+    let result = compute(py, || {
+        let signs: Vec<f32> = pv.iter().copied().collect();
+        let stored = BinaryPatterns::from_signs(pv.nrows(), dim, &signs)?;
+        let mut packed = vec![0u32; qv.nrows() * words];
+        for (row, out) in qv.rows().into_iter().zip(packed.chunks_mut(words.max(1))) {
+            pack(&row.to_vec(), out);
+        }
+        Ok(engine::spin_dynamics(
+            &device_value,
+            &stored,
+            energy,
+            update,
+            &packed,
+        )?)
+    })?;
+    let states: Vec<f32> = result
+        .states
+        .chunks(words.max(1))
+        .flat_map(|w| unpack(w, dim))
+        .collect();
+    let states = ndarray::Array2::from_shape_vec((qv.nrows(), dim), states)
+        .map_err(|e| DeviceError::new_err(e.to_string()))?;
+    let out = PyDict::new(py);
+    out.set_item("states", states.into_pyarray(py))?;
+    out.set_item("flips", result.flips)?;
+    out.set_item("converged", result.converged.into_pyarray(py))?;
+    Ok(out)
+}
+
+/// A random-feature memory (DrDAM; the Rust `dam::features::RandomFeatures`): patterns
+/// are summed into Y feature weights, so memory does not grow with P.
+#[pyclass(module = "dam")]
+struct RandomFeatures {
+    inner: engine::features::RandomFeatures,
+}
+
+#[pymethods]
+impl RandomFeatures {
+    #[new]
+    #[pyo3(signature = (dim, features, *, kind="fourier", beta=1.0, seed=0, device="auto"))]
+    fn new(
+        py: Python<'_>,
+        dim: usize,
+        features: usize,
+        kind: &str,
+        beta: f64,
+        seed: u64,
+        device: &str,
+    ) -> PyResult<Self> {
+        let kind = match kind {
+            "fourier" => engine::features::FeatureKind::Fourier,
+            "positive" => engine::features::FeatureKind::PositiveExp,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown feature kind {other:?}; use \"fourier\" or \"positive\""
+                )))
+            }
+        };
+        let spec = engine::features::FeatureSpec {
+            kind,
+            dim,
+            features,
+            beta,
+            seed,
+        };
+        let device_value = device_of(device)?;
+        let inner = compute(py, move || {
+            Ok(engine::features::RandomFeatures::new(spec, &device_value)?)
+        })?;
+        Ok(Self { inner })
+    }
+
+    /// Adds patterns (P, N) to the feature weights.
+    fn insert(&mut self, py: Python<'_>, patterns: &Bound<'_, PyAny>) -> PyResult<()> {
+        let rows = matrix(patterns, "patterns")?;
+        let view = rows.as_array();
+        let inner = &mut self.inner;
+        compute(py, || Ok(inner.insert(view)?))
+    }
+
+    /// Subtracts patterns (P, N) from the feature weights.
+    fn remove(&mut self, py: Python<'_>, patterns: &Bound<'_, PyAny>) -> PyResult<()> {
+        let rows = matrix(patterns, "patterns")?;
+        let view = rows.as_array();
+        let inner = &mut self.inner;
+        compute(py, || Ok(inner.remove(view)?))
+    }
+
+    /// The random-feature energy of each state (B, N) → float64 (B,).
+    fn energy<'py>(
+        &self,
+        py: Python<'py>,
+        states: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let rows = matrix(states, "states")?;
+        let view = rows.as_array();
+        let inner = &self.inner;
+        let out = compute(py, || Ok(inner.energy(view)?))?;
+        Ok(out.into_pyarray(py).into_any())
+    }
+
+    /// ∇E of each state (B, N) → float32 (B, N).
+    fn gradient<'py>(
+        &self,
+        py: Python<'py>,
+        states: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let rows = matrix(states, "states")?;
+        let view = rows.as_array();
+        let inner = &self.inner;
+        let out = compute(py, || Ok(inner.gradient(view)?))?;
+        Ok(out.into_pyarray(py).into_any())
+    }
+
+    /// `steps` gradient steps x ← x − step_size·∇E(x) from each query (B, N).
+    #[pyo3(signature = (queries, *, steps=1, step_size=1.0))]
+    fn retrieve<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+        steps: usize,
+        step_size: f32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let rows = matrix(queries, "queries")?;
+        let view = rows.as_array();
+        let inner = &self.inner;
+        let out = compute(py, || Ok(inner.retrieve(view, steps, step_size)?))?;
+        Ok(out.into_pyarray(py).into_any())
+    }
+
+    /// Patterns inserted minus patterns removed.
+    #[getter]
+    fn stored(&self) -> i64 {
+        self.inner.stored()
+    }
+}
+
 /// Dense associative memories (modern Hopfield networks) on any GPU via wgpu, with a CPU
 /// reference.
 #[pymodule]
 fn dam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Retriever>()?;
     m.add_class::<RetrievalResult>()?;
+    m.add_class::<RandomFeatures>()?;
+    m.add_function(wrap_pyfunction!(spin_dynamics, m)?)?;
     m.add("DeviceError", m.py().get_type::<DeviceError>())?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;
     m.add_function(wrap_pyfunction!(capacity, m)?)?;

@@ -230,3 +230,47 @@ def test_devices_lists_the_adapter_the_wgpu_tests_use():
     assert listed, "the wgpu tests need an adapter: install mesa-vulkan-drivers"
     assert {"index", "name", "backend", "device_type"} <= set(listed[0])
     assert dam.Retriever(np.eye(3, dtype=np.float32), device="wgpu").device.startswith("wgpu")
+
+
+# ---- spin dynamics and random features -------------------------------------------------------
+
+def test_spin_dynamics_is_identical_on_both_devices_and_keeps_stored_patterns():
+    signs = np.where(rng(12).standard_normal((20, 33)) >= 0, 1.0, -1.0).astype(np.float32)
+    noisy = signs[:6].copy()
+    noisy[:, :4] *= -1  # four flipped spins
+    runs = [dam.spin_dynamics(signs, noisy, energy="polynomial", degree=3, update=u,
+                              max_sweeps=20, seed=5, device=d)
+            for d in DEVICES for u in ("async", "sync")]
+    cpu_async, cpu_sync, gpu_async, gpu_sync = runs
+    np.testing.assert_array_equal(cpu_async["states"], gpu_async["states"])
+    np.testing.assert_array_equal(cpu_sync["states"], gpu_sync["states"])
+    assert cpu_async["flips"] == gpu_async["flips"]
+    assert set(np.unique(cpu_async["states"])) <= {-1.0, 1.0}
+    # Few patterns, degree 3: the corrupted queries return to their patterns.
+    np.testing.assert_array_equal(cpu_async["states"], signs[:6])
+    assert cpu_async["converged"].all()
+    still = dam.spin_dynamics(signs, signs, degree=3, device="cpu")
+    assert all(f[0] == 0 for f in still["flips"])
+    with pytest.raises(ValueError):
+        dam.spin_dynamics(signs, noisy, energy="cubic")
+    with pytest.raises(ValueError):
+        dam.spin_dynamics(signs, noisy[:, :10])
+
+
+def test_random_features_on_both_devices():
+    patterns = unit_patterns(30, 8, 13)
+    states = patterns[:4] + 0.1 * unit_patterns(4, 8, 14)
+    out = {}
+    for device in DEVICES:
+        f = dam.RandomFeatures(8, 512, kind="fourier", beta=2.0, seed=3, device=device)
+        f.insert(patterns)
+        assert f.stored == 30
+        out[device] = (f.energy(states), f.gradient(states), f.retrieve(states, steps=2))
+        f.remove(patterns[:10])
+        assert f.stored == 20
+    for a, b in zip(out["cpu"], out["wgpu"]):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError):
+        dam.RandomFeatures(8, 511, kind="fourier")
+    with pytest.raises(ValueError):
+        dam.RandomFeatures(8, 64, kind="gabor")
