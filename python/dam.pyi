@@ -31,6 +31,14 @@ class RetrievalResult:
     """Energy of each final state, (B,)."""
     confidence: Optional[npt.NDArray[np.float64]]
     """Softmax only: the nearest pattern's weight at the final state, (B,); else None."""
+    top_ids: Optional[npt.NDArray[np.uint64]]
+    """With ``report_top=k``: the k patterns with the largest softmax weight at the final state, (B, k)."""
+    top_weights: Optional[npt.NDArray[np.float64]]
+    """With ``report_top=k``: their softmax weights, (B, k)."""
+    top_similarities: Optional[npt.NDArray[np.float64]]
+    """With ``report_top=k``: their similarities to the final state, (B, k)."""
+    participation: Optional[npt.NDArray[np.float64]]
+    """With ``report_top=k``: the participation ratio 1/Σ p² of the weights, (B,)."""
 
 class Retriever:
     """Stored patterns (P, N) and a retrieval rule on a device.
@@ -55,6 +63,7 @@ class Retriever:
         projection: Literal["none", "sphere", "sign"] = "none",
         device: Literal["auto", "cpu", "wgpu"] = "auto",
         dtype: Literal["float32", "float16"] = "float32",
+        report_top: Optional[int] = None,
     ) -> None: ...
     def retrieve(self, queries: ArrayLike) -> RetrievalResult:
         """Runs the dynamics from each query (B, N)."""

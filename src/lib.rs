@@ -28,7 +28,7 @@ pub use dam_core::binary;
 pub use dam_core::procedural;
 pub use dam_core::{
     Backend, Config, Dynamics, Error, Mismatch, Patterns, Projection, Result, RetrievalResult,
-    SearchResult, Separation, Similarity, Storage, Tolerance,
+    SearchResult, Separation, Similarity, Storage, Tolerance, TopEntry,
 };
 pub use dam_cpu as cpu;
 #[cfg(feature = "wgpu")]
@@ -223,6 +223,8 @@ pub struct Retriever {
     next_id: u64,
     /// Confidence below which a retrieval abstains.
     abstain: Option<f64>,
+    /// Top patterns to report per query ([`RetrieverBuilder::report_top`]).
+    report_top: Option<usize>,
     /// One value vector per stored pattern (P×M, row-aligned with the patterns), for
     /// [`Retriever::retrieve_values`].
     values: Option<Patterns>,
@@ -247,10 +249,21 @@ pub struct RetrieverBuilder {
     device: Device,
     storage: Storage,
     abstain: Option<f64>,
+    report_top: Option<usize>,
     values: Option<Array2<f32>>,
 }
 
 impl RetrieverBuilder {
+    /// Report, for each query of [`Retriever::retrieve`], the `k` stored patterns with the
+    /// largest softmax weight at the final state (id, weight, similarity;
+    /// [`RetrievalResult::top`]) and the participation ratio 1/Σ p² of the weights
+    /// ([`RetrievalResult::participation`]). Needs [`Separation::Softmax`] and k ≥ 1. Off by
+    /// default: it costs one more pass of similarities over all patterns (on the device).
+    pub fn report_top(mut self, k: usize) -> Self {
+        self.report_top = Some(k);
+        self
+    }
+
     /// A key → value memory: one value vector per stored pattern (P×M, any width M,
     /// finite), read out by [`Retriever::retrieve_values`] with the separation's weights
     /// over the patterns (the keys) — Ramsauer et al.'s pattern projection. Edits then go
@@ -316,6 +329,18 @@ impl RetrieverBuilder {
     /// Validates the settings and uploads the patterns to the device.
     pub fn build(self) -> Result<Retriever> {
         self.config.validate(self.patterns.count())?;
+        if let Some(k) = self.report_top {
+            if k == 0 || !matches!(self.config.separation, Separation::Softmax { .. }) {
+                return Err(Error::InvalidParameter {
+                    argument: "report_top",
+                    value: k.to_string(),
+                    reason: format!(
+                        "k ≥ 1 top patterns by softmax weight; needs Softmax, not {:?}",
+                        self.config.separation
+                    ),
+                });
+            }
+        }
         if let Some(t) = self.abstain {
             if !(t > 0.0 && t <= 1.0) {
                 return Err(Error::InvalidParameter {
@@ -376,6 +401,7 @@ impl RetrieverBuilder {
             ids: (0..count).collect(),
             next_id: count,
             abstain: self.abstain,
+            report_top: self.report_top,
             values,
         })
     }
@@ -390,6 +416,7 @@ impl Retriever {
             device: Device::Cpu,
             storage: Storage::F32,
             abstain: None,
+            report_top: None,
             values: None,
         }
     }
@@ -407,7 +434,48 @@ impl Retriever {
                 .collect(),
             _ => result.nearest_id.iter().map(|&id| Some(id)).collect(),
         };
+        if let (Some(k), Separation::Softmax { beta }) = (self.report_top, self.config.separation) {
+            let (top, participation) = self.top_of(result.states.view(), beta as f64, k)?;
+            result.top = Some(top);
+            result.participation = Some(participation);
+        }
         Ok(result)
+    }
+
+    /// The top-k patterns by softmax weight and the participation ratio of each state.
+    fn top_of(
+        &self,
+        states: ArrayView2<'_, f32>,
+        beta: f64,
+        k: usize,
+    ) -> Result<(Vec<Vec<dam_core::TopEntry>>, Vec<f64>)> {
+        let p = self.len();
+        let per_pass = ((256usize << 20) / (8 * p)).max(1);
+        let (mut top, mut participation) = (Vec::new(), Vec::new());
+        for start in (0..states.nrows()).step_by(per_pass) {
+            let end = (start + per_pass).min(states.nrows());
+            let s = self
+                .backend
+                .similarities(states.slice(ndarray::s![start..end, ..]))?;
+            for row in s.rows() {
+                let scores = row.to_vec();
+                let (w, _) =
+                    dam_core::weights::weights(Separation::Softmax { beta: beta as f32 }, &scores);
+                participation.push(1.0 / w.iter().map(|v| v * v).sum::<f64>());
+                let order = dam_core::weights::top_k(&scores, k.min(p));
+                top.push(
+                    order
+                        .into_iter()
+                        .map(|mu| dam_core::TopEntry {
+                            id: self.ids[mu],
+                            weight: w[mu],
+                            similarity: scores[mu],
+                        })
+                        .collect(),
+                );
+            }
+        }
+        Ok((top, participation))
     }
 
     /// One update of the configured rule from each query (B×N): proj(f · Σ_μ w_μ ξ^μ),
@@ -662,6 +730,11 @@ impl Retriever {
     /// The retrieval rule.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// How many top patterns retrievals report per query, if asked for.
+    pub fn report_top(&self) -> Option<usize> {
+        self.report_top
     }
 
     /// The confidence threshold below which retrievals abstain, if one was set.

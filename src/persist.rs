@@ -10,7 +10,7 @@
 //! * metadata (strings): `format` = `dam-memory`, `format_version` = `1`, the rule
 //!   (`similarity`, `separation` with `beta` / `degree` / `k`, `dynamics` with `max_steps`
 //!   and `tol`, `projection`, `energy_trace`), `storage`, `next_id` (the next id
-//!   [`Retriever::insert`] gives out), `abstain_below` when set, and `checksum`: CRC-32 of
+//!   [`Retriever::insert`] gives out), `abstain_below` and `report_top` when set, and `checksum`: CRC-32 of
 //!   the other metadata (sorted `key=value` lines) followed by the bytes of `patterns`,
 //!   `ids` and `values`.
 //!
@@ -136,6 +136,9 @@ impl Retriever {
         let mut metadata = rule_metadata(self.config(), self.storage(), self.next_id);
         if let Some(t) = self.abstain_below() {
             metadata.insert("abstain_below".into(), t.to_string());
+        }
+        if let Some(k) = self.report_top() {
+            metadata.insert("report_top".into(), k.to_string());
         }
         let mut parts: Vec<&[u8]> = vec![&data, &ids];
         if let Some((bytes, _)) = &values {
@@ -277,6 +280,9 @@ impl Retriever {
             .device(device);
         if let Some(rows) = value_rows {
             builder = builder.values(rows);
+        }
+        if metadata.contains_key("report_top") {
+            builder = builder.report_top(parse(&metadata, "report_top")?);
         }
         if metadata.contains_key("abstain_below") {
             builder = builder.abstain_below(parse(&metadata, "abstain_below")?);

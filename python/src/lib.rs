@@ -3,8 +3,6 @@
 //! arguments and files, `OSError` for I/O, `dam.DeviceError` for device failures); engine
 //! work runs with the GIL released; a panic becomes `dam.DeviceError`, never an abort.
 
-use std::sync::Arc;
-
 use ndarray::ArrayView2;
 use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::create_exception;
@@ -208,6 +206,19 @@ struct RetrievalResult {
     /// Softmax: the nearest pattern's weight at the final state, float64 (B,); else None.
     #[pyo3(get)]
     confidence: Py<PyAny>,
+    /// With `report_top=k`: ids of the k patterns with the largest softmax weight at the
+    /// final state, best first, uint64 (B, k); else None.
+    #[pyo3(get)]
+    top_ids: Py<PyAny>,
+    /// With `report_top=k`: their softmax weights, float64 (B, k); else None.
+    #[pyo3(get)]
+    top_weights: Py<PyAny>,
+    /// With `report_top=k`: their similarities to the final state, float64 (B, k); else None.
+    #[pyo3(get)]
+    top_similarities: Py<PyAny>,
+    /// With `report_top=k`: the participation ratio 1/Σ p² of the weights, float64 (B,); else None.
+    #[pyo3(get)]
+    participation: Py<PyAny>,
 }
 
 #[pymethods]
@@ -221,24 +232,33 @@ impl RetrievalResult {
 /// What `__reduce__` returns: the loader and its arguments.
 type Reduced<'py> = (Bound<'py, PyAny>, (Bound<'py, PyBytes>, String));
 
+/// One field of the reported top patterns as a (B, k) array, or None when not asked for.
+fn top_field<T: numpy::Element + Copy>(
+    py: Python<'_>,
+    top: Option<&[Vec<engine::TopEntry>]>,
+    field: impl Fn(&engine::TopEntry) -> T,
+) -> PyResult<Py<PyAny>> {
+    let Some(top) = top else {
+        return Ok(py.None());
+    };
+    let k = top.first().map_or(0, Vec::len);
+    let values: Vec<T> = top.iter().flat_map(|row| row.iter().map(&field)).collect();
+    let array = ndarray::Array2::from_shape_vec((top.len(), k), values)
+        .map_err(|e| DeviceError::new_err(e.to_string()))?;
+    Ok(array.into_pyarray(py).into_any().unbind())
+}
+
 /// Stored patterns and a retrieval rule on a device (see the Rust `dam::Retriever`).
 #[pyclass(module = "dam")]
 struct Retriever {
-    inner: Arc<engine::Retriever>,
+    inner: engine::Retriever,
     device: String,
-}
-
-impl Retriever {
-    fn memory(&mut self) -> PyResult<&mut engine::Retriever> {
-        Arc::get_mut(&mut self.inner)
-            .ok_or_else(|| PyValueError::new_err("the memory is in use by another call; retry"))
-    }
 }
 
 #[pymethods]
 impl Retriever {
     #[new]
-    #[pyo3(signature = (patterns, *, similarity="dot", separation="softmax", beta=1.0, degree=None, k=None, dynamics="iterate", max_steps=100, tol=1e-5, projection="none", device="auto", dtype="float32"))]
+    #[pyo3(signature = (patterns, *, similarity="dot", separation="softmax", beta=1.0, degree=None, k=None, dynamics="iterate", max_steps=100, tol=1e-5, projection="none", device="auto", dtype="float32", report_top=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -254,6 +274,7 @@ impl Retriever {
         projection: &str,
         device: &str,
         dtype: &str,
+        report_top: Option<usize>,
     ) -> PyResult<Self> {
         let config = Config {
             similarity: similarity_of(similarity)?,
@@ -292,14 +313,17 @@ impl Retriever {
         let owned = rows.as_array().to_owned();
         let device_value = device_of(device)?;
         let inner = compute(py, move || {
-            Ok(engine::Retriever::builder(Patterns::new(owned)?)
+            let mut builder = engine::Retriever::builder(Patterns::new(owned)?)
                 .config(config)
                 .storage(storage)
-                .device(device_value)
-                .build()?)
+                .device(device_value);
+            if let Some(k) = report_top {
+                builder = builder.report_top(k);
+            }
+            Ok(builder.build()?)
         })?;
         Ok(Self {
-            inner: Arc::new(inner),
+            inner,
             device: device.to_string(),
         })
     }
@@ -319,6 +343,13 @@ impl Retriever {
             energy: r.energy.into_pyarray(py).into_any().unbind(),
             confidence: match r.confidence {
                 Some(c) => c.into_pyarray(py).into_any().unbind(),
+                None => py.None(),
+            },
+            top_ids: top_field(py, r.top.as_deref(), |e| e.id)?,
+            top_weights: top_field(py, r.top.as_deref(), |e| e.weight)?,
+            top_similarities: top_field(py, r.top.as_deref(), |e| e.similarity)?,
+            participation: match r.participation {
+                Some(p) => p.into_pyarray(py).into_any().unbind(),
                 None => py.None(),
             },
         })
@@ -375,14 +406,14 @@ impl Retriever {
     ) -> PyResult<Bound<'py, PyAny>> {
         let rows = matrix(patterns, "patterns")?;
         let view = rows.as_array();
-        let memory = self.memory()?;
+        let memory = &mut self.inner;
         let ids = compute(py, || Ok(memory.insert(view)?))?;
         Ok(ids.into_pyarray(py).into_any())
     }
 
     /// Removes the patterns with these ids.
     fn remove(&mut self, py: Python<'_>, ids: Vec<u64>) -> PyResult<()> {
-        let memory = self.memory()?;
+        let memory = &mut self.inner;
         compute(py, || Ok(memory.remove(&ids)?))
     }
 
@@ -390,7 +421,7 @@ impl Retriever {
     fn update(&mut self, py: Python<'_>, id: u64, pattern: &Bound<'_, PyAny>) -> PyResult<()> {
         let row = vector(pattern, "pattern")?;
         let view = row.as_array();
-        let memory = self.memory()?;
+        let memory = &mut self.inner;
         compute(py, || Ok(memory.update(id, view)?))
     }
 
@@ -436,7 +467,7 @@ impl Retriever {
             Ok(engine::Retriever::load_file(&path, device_value)?)
         })?;
         Ok(Self {
-            inner: Arc::new(inner),
+            inner,
             device: device.to_string(),
         })
     }
@@ -469,7 +500,7 @@ fn _from_bytes(py: Python<'_>, data: &[u8], device: &str) -> PyResult<Retriever>
         Ok(engine::Retriever::load(bytes.as_slice(), device_value)?)
     })?;
     Ok(Retriever {
-        inner: Arc::new(inner),
+        inner,
         device: device.to_string(),
     })
 }

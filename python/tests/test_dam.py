@@ -112,6 +112,24 @@ def test_retrieve_nearest_and_search_agree_with_numpy(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_report_top_weights_and_participation(device):
+    patterns = unit_patterns(40, 10, 15)
+    queries = patterns[:4] + 0.5 * unit_patterns(4, 10, 16)
+    r = dam.Retriever(patterns, beta=3.0, dynamics="one-step", report_top=3, device=device)
+    res = r.retrieve(queries)
+    assert res.top_ids.shape == (4, 3) and res.top_weights.shape == (4, 3)
+    for b, x in enumerate(res.states):
+        s = similarities("dot", patterns, x)
+        p = weights("softmax", dict(beta=3.0), s)
+        order = sorted(range(40), key=lambda i: (-p[i], i))[:3]
+        assert list(res.top_ids[b]) == order
+        np.testing.assert_allclose(res.top_weights[b], p[order], rtol=1e-3, atol=1e-6)
+        np.testing.assert_allclose(res.top_similarities[b], s[order], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(res.participation[b], 1.0 / (p ** 2).sum(), rtol=1e-3)
+    assert dam.Retriever(patterns, device=device).retrieve(queries).top_ids is None
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_shapes_one_and_odd(device):
     patterns = unit_patterns(1, 1, 5)
     r = dam.Retriever(patterns, device=device)

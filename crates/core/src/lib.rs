@@ -34,6 +34,6 @@ pub use backend::Backend;
 pub use config::{checked_energy, Config, Dynamics, Projection, Separation, Similarity};
 pub use error::{Error, Result};
 pub use patterns::{validate_queries, Edit, NormBounds, Patterns, Storage};
-pub use result::RetrievalResult;
+pub use result::{RetrievalResult, TopEntry};
 pub use search::{SearchResult, TopK};
 pub use tolerance::{Mismatch, Tolerance};

@@ -32,6 +32,26 @@ pub struct RetrievalResult {
     /// confidence is below the threshold set with `dam::RetrieverBuilder::abstain_below`
     /// ("no memory matches"). Without a threshold every query has `Some`.
     pub matched: Vec<Option<u64>>,
+    /// When asked for (`dam::RetrieverBuilder::report_top`): per query, the k stored
+    /// patterns with the largest softmax weight at the final state, best first (ties to the
+    /// lower id).
+    pub top: Option<Vec<Vec<TopEntry>>>,
+    /// When asked for (`dam::RetrieverBuilder::report_top`): per query, the participation
+    /// ratio 1/Σ_μ p_μ² of the softmax weights p at the final state — the number of
+    /// patterns the state mixes (1 for a single stored pattern, up to P for an even blend;
+    /// the size of the metastable state).
+    pub participation: Option<Vec<f64>>,
+}
+
+/// One of the top patterns of a final state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopEntry {
+    /// Stable id of the pattern (its row when a backend is used directly).
+    pub id: u64,
+    /// Its softmax weight softmax(β s)_μ at the final state.
+    pub weight: f64,
+    /// Its similarity s(ξ^μ, x) to the final state.
+    pub similarity: f64,
 }
 
 impl Similarity {

@@ -232,6 +232,8 @@ pub fn retrieve(
         energy_trace: config.energy_trace.then_some(traces),
         confidence: None,
         matched: Vec::new(),
+        top: None,
+        participation: None,
     }
     .with_confidence(config, patterns))
 }

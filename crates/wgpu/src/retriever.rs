@@ -599,6 +599,8 @@ impl WgpuRetriever {
             energy_trace: trace.then_some(traces),
             confidence: None,
             matched: Vec::new(),
+            top: None,
+            participation: None,
         }
         .with_confidence(&self.config, &self.patterns))
     }
