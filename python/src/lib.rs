@@ -540,7 +540,7 @@ fn devices(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
 
 /// A capacity sweep (`dam capacity`): one dict per load with the columns of results.csv
 /// (alpha, patterns, trials, successes, success_rate, mean_overlap, bit_flip_rate,
-/// seconds). Loads by `alpha` (ln P / N) or `count` (P): "LO:HI:STEP" or "a,b,c".
+/// seconds). Loads by `alpha` (ln P / N) or `count` (P), each "LO:HI:STEP".
 #[pyfunction]
 #[pyo3(signature = (*, dim, patterns="spherical", energy="lse", beta=1.0, degree=2, alpha=None, count=None, trials=100, query="stored", dynamics="one-step", criterion="weight", seed=0, device="auto"))]
 #[allow(clippy::too_many_arguments)]
@@ -574,6 +574,7 @@ fn capacity<'py>(
         criterion,
         seed,
         shard: None,
+        search: false,
     }
     .build()
     .map_err(experiment_err)?;

@@ -150,6 +150,30 @@ pub fn loads(dim: usize, alpha: Option<&str>, count: Option<&str>) -> Result<Vec
     }
 }
 
+/// The bracket of a capacity search: the first and last load of the `--alpha` or
+/// `--count` range (its STEP only needs to be valid; the loads between are not listed).
+pub fn bracket(dim: usize, alpha: Option<&str>, count: Option<&str>) -> Result<Vec<u64>> {
+    let ends = |argument: &'static str, text: &str| -> Result<String> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let [start, stop, _] = parts[..] else {
+            return Err(invalid(argument, text, "expected START:STOP:STEP"));
+        };
+        let (a, b) = (start.trim(), stop.trim());
+        let span = b
+            .parse::<f64>()
+            .ok()
+            .zip(a.parse::<f64>().ok())
+            .map(|(b, a)| b - a);
+        let step = span.filter(|s| *s > 0.0).unwrap_or(1.0);
+        Ok(format!("{a}:{b}:{step}"))
+    };
+    match (alpha, count) {
+        (Some(a), None) => loads(dim, Some(&ends("--alpha", a)?), None),
+        (None, Some(c)) => loads(dim, None, Some(&ends("--count", c)?)),
+        _ => loads(dim, alpha, count),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,9 +259,9 @@ pub struct SweepText<'a> {
     pub beta: f64,
     /// Polynomial degree.
     pub degree: u32,
-    /// Loads as α = ln P / N: `LO:HI:STEP` or a comma list.
+    /// Loads as α = ln P / N: `LO:HI:STEP`.
     pub alpha: Option<&'a str>,
-    /// Loads as P: `LO:HI:STEP` or a comma list.
+    /// Loads as P: `LO:HI:STEP`.
     pub count: Option<&'a str>,
     /// Trials per point.
     pub trials: usize,
@@ -251,6 +275,8 @@ pub struct SweepText<'a> {
     pub seed: u64,
     /// `I/K`: this shard of K.
     pub shard: Option<&'a str>,
+    /// A capacity search: the loads are only the bracket's two ends ([`bracket`]).
+    pub search: bool,
 }
 
 impl SweepText<'_> {
@@ -326,7 +352,11 @@ impl SweepText<'_> {
             seed: self.seed,
             shard: parse_shard(self.shard)?,
         };
-        let counts = loads(self.dim, self.alpha, self.count)?;
+        let counts = if self.search {
+            bracket(self.dim, self.alpha, self.count)?
+        } else {
+            loads(self.dim, self.alpha, self.count)?
+        };
         sweep.validate()?;
         Ok((sweep, counts))
     }

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod capacity;
 pub mod drdam;
 pub mod output;
+pub mod search;
 pub mod theory;
 
 pub use capacity::{Criterion, DynamicsArg, Energy, PointResult, QueryKind, Sweep};

@@ -617,3 +617,114 @@ fn devices_lists_adapters_and_says_what_auto_picks() {
     assert!(stderr.contains("dam: device "), "{stderr}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn capacity_search_writes_search_csv_and_the_answer_on_both_devices() {
+    let mut answers = Vec::new();
+    for device in ["cpu", "wgpu"] {
+        let out = tmp(&format!("search-{device}"));
+        let o = dam(&[
+            "capacity",
+            "--patterns",
+            "binary",
+            "--dim",
+            "40",
+            "--energy",
+            "poly",
+            "--degree",
+            "3",
+            "--count",
+            "5:400:1",
+            "--dynamics",
+            "one-step",
+            "--criterion",
+            "exact",
+            "--trials",
+            "24",
+            "--search",
+            "half",
+            "--device",
+            device,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let csv = std::fs::read_to_string(out.join("search.csv")).unwrap();
+        let mut lines = csv.lines();
+        assert_eq!(lines.next(), Some("patterns,trials,successes,success_rate"));
+        let probes: Vec<(u64, usize)> = lines
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                assert_eq!(f.len(), 4, "{l}");
+                (f[0].parse().unwrap(), f[2].parse().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            &probes[..2].iter().map(|p| p.0).collect::<Vec<_>>(),
+            &[5, 400]
+        );
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        let p = summary["patterns_half"]
+            .as_u64()
+            .expect("an answer in the bracket");
+        assert_eq!(summary["bracket"], serde_json::json!([p, p + 1]));
+        assert_eq!(summary["search"], "half");
+        assert_eq!(summary["probes"].as_u64(), Some(probes.len() as u64));
+        // The answer met the target; the load above it did not.
+        let successes = |q: u64| probes.iter().find(|x| x.0 == q).unwrap().1;
+        assert!(2 * successes(p) >= 24 && 2 * successes(p + 1) < 24);
+        answers.push((p, probes));
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "the same probes and answer on both devices"
+    );
+    // A bracket that is not one, and search with shards, are errors.
+    assert_usage_error(&[
+        "capacity",
+        "--patterns",
+        "spherical",
+        "--dim",
+        "8",
+        "--energy",
+        "lse",
+        "--count",
+        "7:7:1",
+        "--trials",
+        "4",
+        "--search",
+        "all",
+        "--device",
+        "cpu",
+        "--out",
+        tmp("search-bad").to_str().unwrap(),
+    ]);
+    let shard = dam(&[
+        "capacity",
+        "--patterns",
+        "spherical",
+        "--dim",
+        "8",
+        "--energy",
+        "lse",
+        "--count",
+        "2:70:1",
+        "--trials",
+        "4",
+        "--search",
+        "all",
+        "--shard",
+        "0/2",
+        "--device",
+        "cpu",
+        "--out",
+        tmp("search-shard").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        shard.status.code(),
+        Some(2),
+        "clap refuses --search with --shard"
+    );
+}

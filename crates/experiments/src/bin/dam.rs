@@ -223,6 +223,19 @@ struct CapacityArgs {
     /// Run the trials t with t mod n = i, as `i/n` (merge shards with `dam merge`).
     #[arg(long)]
     shard: Option<String>,
+    /// Bisect on P between the first and last load of --count/--alpha for the largest P
+    /// with success rate ≥ ½ (`half`) or with every trial a success (`all`); writes
+    /// search.csv (one row per probe) and summary.json (`patterns_half` / `patterns_all`,
+    /// `bracket`) instead of the sweep's files.
+    #[arg(long, value_enum, conflicts_with = "shard")]
+    search: Option<SearchArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum SearchArg {
+    Half,
+    All,
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +284,7 @@ fn default_sweep() -> CapacityArgs {
         device: DeviceArg::Auto,
         out: PathBuf::from("dam-out"),
         shard: None,
+        search: None,
     }
 }
 
@@ -299,6 +313,7 @@ fn build_sweep(args: &CapacityArgs) -> Result<(Sweep, Vec<u64>)> {
         criterion: &args.criterion,
         seed: args.seed,
         shard: args.shard.as_deref(),
+        search: args.search.is_some(),
     }
     .build()
 }
@@ -472,6 +487,9 @@ fn capacity(args: &CapacityArgs) -> Result<()> {
     let device = device_of(args.device)?;
     let (device_name, adapter) = device.describe()?;
     prepare_out(&args.out)?;
+    if let Some(search) = args.search {
+        return capacity_search(args, &sweep, &counts, &device, search);
+    }
     let csv_path = args.out.join("results.csv");
     let mut sink = CsvSink::create(&csv_path)?;
 
@@ -506,6 +524,53 @@ fn capacity(args: &CapacityArgs) -> Result<()> {
     report(
         &args.out,
         write_capacity_outputs(&args.out, &points, dim, summary)?,
+    );
+    Ok(())
+}
+
+/// `dam capacity --search`: bisection between the first and last load.
+fn capacity_search(
+    args: &CapacityArgs,
+    sweep: &Sweep,
+    counts: &[u64],
+    device: &dam::Device,
+    search: SearchArg,
+) -> Result<()> {
+    use dam_experiments::search::{bisect, write_outputs, Target};
+    let target = match search {
+        SearchArg::Half => Target::Half,
+        SearchArg::All => Target::All,
+    };
+    let (lo, hi) = (counts[0], counts[counts.len() - 1]);
+    let bar = ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let outcome = bisect(sweep, device, target, lo, hi, |r| {
+        bar.println(format!(
+            "P = {:>12}  success {}/{} = {:.3}  {:.2} s",
+            r.patterns, r.successes, r.trials, r.success_rate, r.seconds
+        ));
+    })?;
+    bar.finish_and_clear();
+    let (device_name, adapter) = device.describe()?;
+    let summary = write_outputs(
+        &args.out,
+        target,
+        &outcome,
+        &device_name,
+        &adapter,
+        json!(args),
+    )?;
+    if let Some(note) = &outcome.note {
+        eprintln!("dam: {note}");
+    }
+    println!(
+        "search={} patterns={} bracket={}..{} probes={} wrote {}/search.csv, summary.json",
+        json!(target).as_str().unwrap_or("?"),
+        outcome.patterns.map_or("none".into(), |p| p.to_string()),
+        outcome.bracket.0,
+        outcome.bracket.1,
+        summary["probes"],
+        args.out.display()
     );
     Ok(())
 }
