@@ -10,6 +10,7 @@
 pub mod args;
 pub mod bench;
 pub mod capacity;
+pub mod curve;
 pub mod drdam;
 pub mod output;
 pub mod search;

@@ -728,3 +728,60 @@ fn capacity_search_writes_search_csv_and_the_answer_on_both_devices() {
         "clap refuses --search with --shard"
     );
 }
+
+#[test]
+fn capacity_curve_writes_curve_csv_and_svg() {
+    let out = tmp("curve");
+    let o = dam(&[
+        "capacity-curve",
+        "--dims",
+        "20:30:10",
+        "--degree",
+        "3",
+        "--count",
+        "2:300:1",
+        "--trials",
+        "16",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("curve.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "dim,energy,degree,target,patterns,probes,estimate,seconds,note"
+    );
+    assert_eq!(lines.len(), 1 + 4, "two dims × two energies: {csv}");
+    for (line, (dim, energy)) in
+        lines[1..]
+            .iter()
+            .zip([(20, "poly"), (30, "poly"), (20, "rpoly"), (30, "rpoly")])
+    {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(
+            (f[0], f[1], f[3]),
+            (dim.to_string().as_str(), energy, "half"),
+            "{line}"
+        );
+        assert!(f[4].parse::<u64>().is_ok(), "an answer: {line}");
+    }
+    let svg = std::fs::read_to_string(out.join("curve.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("K–H estimate"));
+    let bad = dam(&[
+        "capacity-curve",
+        "--dims",
+        "20:30:10",
+        "--energies",
+        "quartic",
+        "--count",
+        "2:300:1",
+        "--device",
+        "cpu",
+        "--out",
+        tmp("curve-bad").to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+}

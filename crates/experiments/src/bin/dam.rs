@@ -37,6 +37,55 @@ enum Command {
     /// List the wgpu adapters (index for DAM_DEVICE=wgpu:N, type, limits) and the device
     /// `--device auto` picks.
     Devices(DevicesArgs),
+    /// The capacity search at each N of a range, per energy: curve.csv and curve.svg
+    /// (e.g. Krotov–Hopfield Fig. 5 with the paper's estimate).
+    CapacityCurve(CurveArgs),
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+struct CurveArgs {
+    /// Dimensions N, `START:STOP:STEP`.
+    #[arg(long)]
+    dims: String,
+    /// Energies, one line each, comma-separated (`poly`, `rpoly`, `lse`, `exp`).
+    #[arg(long, default_value = "poly,rpoly")]
+    energies: String,
+    /// Polynomial degree n.
+    #[arg(long, default_value_t = 3)]
+    degree: u32,
+    /// The bracket of every search, `LO:HI:1` (P).
+    #[arg(long)]
+    count: String,
+    /// P_½ (`half`) or P_all (`all`).
+    #[arg(long, value_enum, default_value_t = SearchArg::Half)]
+    search: SearchArg,
+    /// Pattern distribution.
+    #[arg(long, value_enum, default_value_t = PatternsArg::Binary)]
+    patterns: PatternsArg,
+    /// λ (β on the raw dot product) for `lse`/`exp`.
+    #[arg(long, default_value_t = 1.0)]
+    beta: f64,
+    /// Trials per probe.
+    #[arg(long, default_value_t = 100)]
+    trials: usize,
+    /// `stored` or `flip:RHO`.
+    #[arg(long, default_value = "stored")]
+    query: String,
+    /// `one-step` or `converge:MAX`.
+    #[arg(long, default_value = "one-step")]
+    dynamics: String,
+    /// `weight`, `overlap:THETA`, `nearest` or `exact`.
+    #[arg(long, default_value = "exact")]
+    criterion: String,
+    /// Master seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -231,7 +280,7 @@ struct CapacityArgs {
     search: Option<SearchArg>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 enum SearchArg {
     Half,
@@ -255,6 +304,7 @@ fn main() {
         Some(Command::Merge(args)) => merge(&args),
         Some(Command::Drdam(args)) => drdam(&args),
         Some(Command::Bench(args)) => bench(&args),
+        Some(Command::CapacityCurve(args)) => capacity_curve(&args),
         Some(Command::Devices(args)) => devices(&args),
         None => {
             eprintln!("dam: no command given; running the default sweep (spherical patterns, N = 16, λ = 1, log-sum-exp). See `dam --help`.");
@@ -524,6 +574,66 @@ fn capacity(args: &CapacityArgs) -> Result<()> {
     report(
         &args.out,
         write_capacity_outputs(&args.out, &points, dim, summary)?,
+    );
+    Ok(())
+}
+
+/// `dam capacity-curve`.
+fn capacity_curve(args: &CurveArgs) -> Result<()> {
+    use dam_experiments::curve::{run, write_outputs, CurveSpec};
+    let dims = dam_experiments::args::parse_range("--dims", &args.dims)?
+        .into_iter()
+        .map(|d| d as usize)
+        .collect();
+    let patterns = value_name(&args.patterns);
+    let spec = CurveSpec {
+        dims,
+        energies: args.energies.split(',').map(str::trim).collect(),
+        template: SweepText {
+            patterns: &patterns,
+            dim: 1,
+            energy: "lse",
+            beta: args.beta,
+            degree: args.degree,
+            alpha: None,
+            count: None,
+            trials: args.trials,
+            query: &args.query,
+            dynamics: &args.dynamics,
+            criterion: &args.criterion,
+            seed: args.seed,
+            shard: None,
+            search: true,
+        },
+        count: &args.count,
+        target: match args.search {
+            SearchArg::Half => dam_experiments::search::Target::Half,
+            SearchArg::All => dam_experiments::search::Target::All,
+        },
+    };
+    let device = device_of(args.device)?;
+    prepare_out(&args.out)?;
+    let bar = ProgressBar::new((spec.dims.len() * spec.energies.len()) as u64);
+    let rows = run(&spec, &device, |r| {
+        bar.println(format!(
+            "{} N = {:>4}: P = {}  (estimate {})  {} probes, {:.2} s",
+            r.energy,
+            r.dim,
+            r.patterns.map_or("none".into(), |p| p.to_string()),
+            r.estimate.map_or("-".into(), |e| format!("{e:.1}")),
+            r.probes,
+            r.seconds
+        ));
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    let target = value_name(&args.search);
+    let title = format!("P_{target}(N), n = {}, {}", args.degree, args.energies);
+    write_outputs(&args.out, &rows, &title)?;
+    println!(
+        "points={} wrote {}/curve.csv, curve.svg",
+        rows.len(),
+        args.out.display()
     );
     Ok(())
 }
