@@ -1,6 +1,7 @@
 // Streaming log-sum-exp over procedural patterns: pattern mu of query q's run is generated
 // from (keys[q], mu) with Philox (philox.wgsl), used, and forgotten, so P = 10^9 needs O(1)
-// memory. KIND 0 = spherical, 1 = Gaussian, 2 = binary (+-1); similarity is the dot product.
+// memory. KIND 0 = spherical, 1 = Gaussian, 2 = binary (+-1), 3 = correlated +-1 (share = the
+// probability q of copying the pattern's latent sign, times 2^24); similarity is the dot product.
 //
 // `partial`: one workgroup per (split of this wave's pattern range, query). Each tile, the
 // first `tile_rows` invocations generate one pattern each into workgroup memory and score
@@ -19,7 +20,7 @@ struct PParams {
     base_hi: u32,
     wave_len: u32,    // patterns in this wave
     beta: f32,
-    pad0: u32,
+    share: u32,       // kind 3: q * 2^24
     pad1: u32,
 }
 
@@ -66,6 +67,21 @@ fn generate(key: vec2<u32>, mu: vec2<u32>, off: u32, n: u32) {
             for (var lane = 0u; lane < lanes; lane++) {
                 let bit = (w[lane / 32u] >> (lane % 32u)) & 1u;
                 xi_sh[off + block * 128u + lane] = select(-1.0, 1.0, bit == 1u);
+            }
+        }
+        return;
+    }
+    if params.kind == 3u {
+        // Block 0: the latent sign; entry i: word i % 4 of block 1 + i / 4 (top 24 bits:
+        // copy the latent when below `share`; lowest bit: the entry's own sign).
+        let z = select(-1.0, 1.0, (philox_words(key, 0u, mu, 0u).x & 1u) == 1u);
+        for (var block = 0u; block * 4u < n; block++) {
+            let w = philox_words(key, 0u, mu, block + 1u);
+            let lanes = min(4u, n - block * 4u);
+            for (var lane = 0u; lane < lanes; lane++) {
+                let word = w[lane];
+                let own = select(-1.0, 1.0, (word & 1u) == 1u);
+                xi_sh[off + block * 4u + lane] = select(own, z, (word >> 8u) < params.share);
             }
         }
         return;

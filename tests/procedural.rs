@@ -21,11 +21,15 @@ fn ctx() -> std::sync::Arc<WgpuContext> {
 fn wgpu_generates_the_same_patterns_as_the_cpu() {
     let ctx = ctx();
     let mut worst = 0.0f64;
-    for kind in [
+    let mut kinds = vec![
         PatternKind::Binary,
         PatternKind::Gaussian,
         PatternKind::Spherical,
-    ] {
+    ];
+    for c in [0.0, 0.3, 0.81, 0.99] {
+        kinds.push(PatternKind::correlated(c).unwrap());
+    }
+    for kind in kinds {
         for dim in [1usize, 3, 24, 129] {
             // One pattern per query (different seeds) at indices beyond 2^32 too: with a
             // single pattern in the range, the softmax mean is that pattern.
@@ -53,7 +57,7 @@ fn wgpu_generates_the_same_patterns_as_the_cpu() {
                     .pattern(mu);
                     let got: Vec<f64> = st.mean();
                     assert_eq!(st.best_i, mu, "{kind:?} N={dim} μ={mu}: index");
-                    if kind == PatternKind::Binary {
+                    if kind.is_binary() {
                         let exact: Vec<f64> = expected.iter().map(|&v| v as f64).collect();
                         assert_eq!(got, exact, "{kind:?} N={dim} μ={mu} q={q}: bits differ");
                     } else {

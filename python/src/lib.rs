@@ -540,7 +540,7 @@ fn devices(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
 
 /// A capacity sweep (`dam capacity`): one dict per load with the columns of results.csv
 /// (alpha, patterns, trials, successes, success_rate, mean_overlap, bit_flip_rate,
-/// seconds). Loads by `alpha` (ln P / N) or `count` (P), each "LO:HI:STEP".
+/// seconds, mean_abs_correlation, min_hamming). Loads by `alpha` (ln P / N) or `count` (P), each "LO:HI:STEP".
 #[pyfunction]
 #[pyo3(signature = (*, dim, patterns="spherical", energy="lse", beta=1.0, degree=2, alpha=None, count=None, trials=100, query="stored", dynamics="one-step", criterion="weight", seed=0, device="auto"))]
 #[allow(clippy::too_many_arguments)]
@@ -596,6 +596,8 @@ fn capacity<'py>(
         d.set_item("mean_overlap", r.mean_overlap)?;
         d.set_item("bit_flip_rate", r.bit_flip_rate)?;
         d.set_item("seconds", r.seconds)?;
+        d.set_item("mean_abs_correlation", r.mean_abs_correlation)?;
+        d.set_item("min_hamming", r.min_hamming)?;
         list.append(d)?;
     }
     Ok(list)

@@ -237,7 +237,8 @@ def test_capacity_rows_have_the_results_csv_columns():
                         beta=1.0, device="cpu")
     assert len(rows) == 3
     assert set(rows[0]) == {"alpha", "patterns", "trials", "successes", "success_rate",
-                            "mean_overlap", "bit_flip_rate", "seconds"}
+                            "mean_overlap", "bit_flip_rate", "seconds",
+                            "mean_abs_correlation", "min_hamming"}
     assert all(r["trials"] == 8 for r in rows)
     with pytest.raises(ValueError, match="patterns"):
         dam.capacity(dim=12, patterns="fractal", count="10")

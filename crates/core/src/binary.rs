@@ -22,7 +22,7 @@
 //!   backends apply the same quantised rule. Nothing depends on floating-point rounding, so
 //!   β·N in the thousands is fine.
 
-use crate::procedural::{key_of, philox4x32_10};
+use crate::procedural::{fill, key_of, philox4x32_10, PatternKind, Stream};
 use crate::{Error, Result};
 
 /// ±1 patterns, bit-packed: bit j of word w of pattern μ is spin 32w + j (1 → +1, 0 → −1);
@@ -159,6 +159,32 @@ impl BinaryPatterns {
             }
         }
         Ok(Self { words, count, dim })
+    }
+
+    /// The first `count` procedural patterns of run `seed` drawn from a ±1 ensemble
+    /// (`Binary` or `Correlated`), packed: the same bits the GPU generator streams.
+    pub fn of_kind(kind: PatternKind, count: usize, dim: usize, seed: u64) -> Result<Self> {
+        match kind {
+            PatternKind::Binary => Self::procedural(count, dim, seed),
+            PatternKind::Correlated { .. } => {
+                if count == 0 || dim == 0 {
+                    return Self::procedural(count, dim, seed);
+                }
+                let w = words_per_state(dim);
+                let mut words = vec![0u32; count * w];
+                let mut row = vec![0.0f32; dim];
+                for mu in 0..count {
+                    fill(kind, seed, Stream::Patterns, mu as u64, &mut row);
+                    pack(&row, &mut words[mu * w..(mu + 1) * w]);
+                }
+                Ok(Self { words, count, dim })
+            }
+            other => Err(Error::InvalidParameter {
+                argument: "binary patterns",
+                value: format!("{other:?}"),
+                reason: "the spin dynamics need a ±1 ensemble (binary or correlated)".into(),
+            }),
+        }
     }
 
     /// Number of patterns P.

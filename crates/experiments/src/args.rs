@@ -249,7 +249,8 @@ mod tests {
 /// A capacity sweep as text, the way `dam capacity` and the Python `dam.capacity` take it.
 #[derive(Debug, Clone)]
 pub struct SweepText<'a> {
-    /// `spherical`, `gaussian` or `binary`.
+    /// `spherical`, `gaussian`, `binary`, `correlated:C`, `separated:D` or `mnist[:DIR]`
+    /// ([`parse_patterns`]).
     pub patterns: &'a str,
     /// Dimension N.
     pub dim: usize,
@@ -265,7 +266,7 @@ pub struct SweepText<'a> {
     pub count: Option<&'a str>,
     /// Trials per point.
     pub trials: usize,
-    /// `stored` or `flip:RHO`.
+    /// `stored`, `flip:RHO` or `random`.
     pub query: &'a str,
     /// `one-step` or `converge:MAX`.
     pub dynamics: &'a str,
@@ -283,18 +284,6 @@ impl SweepText<'_> {
     /// The validated sweep and its loads P.
     pub fn build(&self) -> Result<(crate::Sweep, Vec<u64>)> {
         use crate::{Criterion, DynamicsArg, Energy, QueryKind};
-        let kind = match self.patterns {
-            "spherical" => dam::procedural::PatternKind::Spherical,
-            "gaussian" => dam::procedural::PatternKind::Gaussian,
-            "binary" => dam::procedural::PatternKind::Binary,
-            other => {
-                return Err(invalid(
-                    "--patterns",
-                    other,
-                    "use spherical, gaussian or binary",
-                ))
-            }
-        };
         let energy = match self.energy {
             "lse" => Energy::Lse,
             "exp" => Energy::Exp,
@@ -302,12 +291,14 @@ impl SweepText<'_> {
             "rpoly" => Energy::Rpoly,
             other => return Err(invalid("--energy", other, "use lse, exp, poly or rpoly")),
         };
+        let (kind, set) = parse_patterns(self.patterns, energy)?;
         let query = parse_with_value(
             "--query",
             self.query,
             &[
                 ("stored", None, Some(QueryKind::Stored)),
                 ("flip", Some(QueryKind::Flip), None),
+                ("random", None, Some(QueryKind::Random)),
             ],
         )?;
         let dynamics = parse_with_value(
@@ -341,6 +332,7 @@ impl SweepText<'_> {
         )?;
         let sweep = crate::Sweep {
             kind,
+            set,
             dim: self.dim,
             energy,
             beta: self.beta,
@@ -359,5 +351,81 @@ impl SweepText<'_> {
         };
         sweep.validate()?;
         Ok((sweep, counts))
+    }
+}
+
+/// `--patterns`: the entries' distribution and where the patterns come from.
+/// `spherical`, `gaussian`, `binary` and `correlated:C` (C ∈ [0, 1)) are procedural;
+/// `separated:D` (whole D ≥ 0) is the greedy ±1 set of [`crate::ensembles::separated`];
+/// `mnist` or `mnist:DIR` draws digits (default: the shipped ones), binarised for the spin
+/// energies (`poly`, `rpoly`, `exp`), pixels in [−1, 1] for `lse`.
+pub fn parse_patterns(
+    text: &str,
+    energy: crate::Energy,
+) -> Result<(dam::procedural::PatternKind, crate::capacity::PatternSet)> {
+    use crate::capacity::PatternSet;
+    use dam::procedural::PatternKind;
+    let (name, value) = text
+        .split_once(':')
+        .map_or((text, None), |(a, b)| (a, Some(b)));
+    let number = |v: Option<&str>| -> Result<f64> {
+        let v = v.ok_or_else(|| {
+            invalid(
+                "--patterns",
+                text,
+                format!("`{name}` takes a value: {name}:VALUE"),
+            )
+        })?;
+        v.trim().parse::<f64>().map_err(|e| {
+            invalid(
+                "--patterns",
+                text,
+                format!("bad number after `{name}:` ({e})"),
+            )
+        })
+    };
+    let plain = |kind| match value {
+        None => Ok((kind, PatternSet::Procedural)),
+        Some(_) => Err(invalid(
+            "--patterns",
+            text,
+            format!("`{name}` takes no value"),
+        )),
+    };
+    match name {
+        "spherical" => plain(PatternKind::Spherical),
+        "gaussian" => plain(PatternKind::Gaussian),
+        "binary" => plain(PatternKind::Binary),
+        "correlated" => {
+            let c = number(value)?;
+            let kind = PatternKind::correlated(c)
+                .map_err(|_| invalid("--patterns", text, "the correlation c must be in [0, 1)"))?;
+            Ok((kind, PatternSet::Procedural))
+        }
+        "separated" => {
+            let d = number(value)?;
+            if !(d >= 0.0 && d.fract() == 0.0 && d < 1e9) {
+                return Err(invalid(
+                    "--patterns",
+                    text,
+                    "the distance d must be a whole number ≥ 0",
+                ));
+            }
+            Ok((PatternKind::Binary, PatternSet::Separated(d as usize)))
+        }
+        "mnist" => {
+            let pool = crate::ensembles::DigitPool::load(value.map(std::path::Path::new))?;
+            let kind = if energy == crate::Energy::Lse {
+                PatternKind::Gaussian
+            } else {
+                PatternKind::Binary
+            };
+            Ok((kind, PatternSet::Digits(pool)))
+        }
+        _ => Err(invalid(
+            "--patterns",
+            text,
+            "use spherical, gaussian, binary, correlated:C, separated:D or mnist[:DIR]",
+        )),
     }
 }

@@ -2,7 +2,7 @@
 
 use dam::binary::{overlap, pack, unpack, words_per_state, BinaryPatterns, SpinEnergy, SpinUpdate};
 use dam::procedural::{
-    words, PatternKind, Procedural, Stream, StreamRequest, MAX_PROCEDURAL_COUNT,
+    fill, words, PatternKind, Procedural, Stream, StreamRequest, MAX_PROCEDURAL_COUNT,
 };
 use dam::Device;
 
@@ -30,6 +30,26 @@ pub enum QueryKind {
     Stored,
     /// The stored pattern with the sign of a fraction ρ of its entries flipped.
     Flip(f64),
+    /// A random state, unrelated to the stored patterns: uniform ±1 when the target is ±1,
+    /// else an isotropic Gaussian direction scaled to the target's norm (from the trial's
+    /// `Queries` stream). With it, a criterion measures the target's basin from random
+    /// starts (and `dam census` classifies where random starts end).
+    Random,
+}
+
+/// Where each trial's stored patterns come from. The sweep's `kind` is the entries'
+/// distribution for [`PatternSet::Procedural`]; the other sets are built on the host
+/// ([`crate::ensembles`]), the same values for either device.
+#[derive(Debug, Clone)]
+pub enum PatternSet {
+    /// Procedural patterns of the sweep's `kind`: pattern μ of a trial is a pure function of
+    /// (trial seed, μ), generated where it is used.
+    Procedural,
+    /// ±1 patterns with every pairwise Hamming distance ≥ d ([`crate::ensembles::separated`]).
+    Separated(usize),
+    /// Digits drawn from a pool, a different seeded subset per trial: ±1 (binarised) for
+    /// the spin energies, pixels in [−1, 1] for `lse`.
+    Digits(crate::ensembles::DigitPool),
 }
 
 /// The dynamics applied from the query.
@@ -59,6 +79,8 @@ pub enum Criterion {
 pub struct Sweep {
     /// Pattern distribution.
     pub kind: PatternKind,
+    /// Where the patterns come from (procedural draws of `kind`, or a built set).
+    pub set: PatternSet,
     /// Dimension N.
     pub dim: usize,
     /// Energy.
@@ -100,6 +122,13 @@ pub struct PointResult {
     pub bit_flip_rate: Option<f64>,
     /// Wall-clock seconds for this point (this shard).
     pub seconds: f64,
+    /// Realised mean |pairwise feature correlation| of the stored patterns (trial 0's set,
+    /// its first 1,024 patterns; [`crate::ensembles::realised`]).
+    #[serde(default)]
+    pub mean_abs_correlation: Option<f64>,
+    /// Realised minimum pairwise Hamming distance of the same patterns (±1 sets only).
+    #[serde(default)]
+    pub min_hamming: Option<u64>,
 }
 
 /// splitmix64: the seed of trial `t` at load `patterns` of a sweep seeded `seed`. A pure
@@ -116,6 +145,19 @@ pub fn trial_seed(seed: u64, patterns: u64, trial: u64) -> u64 {
 /// The query of a trial: the target with the signs of round(ρN) entries flipped, chosen
 /// by the smallest Philox keys of the `Queries` stream.
 pub fn make_query(target: &[f32], query: QueryKind, seed: u64) -> Vec<f32> {
+    if query == QueryKind::Random {
+        let n = target.len();
+        let mut x = vec![0.0f32; n];
+        if target.iter().all(|&v| v == 1.0 || v == -1.0) {
+            fill(PatternKind::Binary, seed, Stream::Queries, 1, &mut x);
+        } else {
+            fill(PatternKind::Gaussian, seed, Stream::Queries, 1, &mut x);
+            let norm = |v: &[f32]| v.iter().map(|&a| a as f64 * a as f64).sum::<f64>().sqrt();
+            let scale = norm(target) / norm(&x).max(f64::MIN_POSITIVE);
+            x.iter_mut().for_each(|v| *v = (*v as f64 * scale) as f32);
+        }
+        return x;
+    }
     let mut x = target.to_vec();
     if let QueryKind::Flip(rho) = query {
         let n = x.len();
@@ -188,11 +230,30 @@ impl Sweep {
                 ));
             }
         }
-        if matches!(self.energy, Energy::Poly | Energy::Rpoly) && self.kind != PatternKind::Binary {
+        if matches!(self.energy, Energy::Poly | Energy::Rpoly) && !self.kind.is_binary() {
             return Err(ExperimentError::Unsupported(
-                "--energy poly|rpoly runs the exact binary spin dynamics: use --patterns binary"
+                "--energy poly|rpoly runs the exact binary spin dynamics: use ±1 patterns \
+                 (binary, correlated:c, separated:d or mnist)"
                     .into(),
             ));
+        }
+        if let PatternSet::Digits(_) = self.set {
+            if self.dim != crate::ensembles::DIGIT_DIM {
+                return Err(invalid(
+                    "--dim",
+                    &self.dim.to_string(),
+                    "digits have N = 784 pixels: use --dim 784 with --patterns mnist",
+                ));
+            }
+        }
+        if let PatternSet::Separated(d) = self.set {
+            if d > self.dim {
+                return Err(invalid(
+                    "--patterns",
+                    &format!("separated:{d}"),
+                    &format!("d = {d} exceeds N = {}", self.dim),
+                ));
+            }
         }
         if self.spin_energy().is_some() && self.criterion == Criterion::Weight {
             return Err(invalid(
@@ -202,8 +263,12 @@ impl Sweep {
                  spin dynamics use exact, overlap:THETA or nearest",
             ));
         }
-        if self.criterion == Criterion::Exact && self.kind != PatternKind::Binary {
-            return Err(invalid("--criterion", "exact", "needs --patterns binary"));
+        if self.criterion == Criterion::Exact && !self.kind.is_binary() {
+            return Err(invalid(
+                "--criterion",
+                "exact",
+                "needs ±1 patterns (binary, correlated:c, separated:d; mnist with a spin energy)",
+            ));
         }
         Ok(())
     }
@@ -228,7 +293,7 @@ impl Sweep {
     /// The spin energy when this sweep runs the exact binary dynamics (binary patterns with
     /// poly, rpoly or exp), else `None` (streaming softmax).
     pub fn spin_energy(&self) -> Option<SpinEnergy> {
-        if self.kind != PatternKind::Binary {
+        if !self.kind.is_binary() {
             return None;
         }
         match self.energy {
@@ -237,6 +302,81 @@ impl Sweep {
             Energy::Exp => Some(SpinEnergy::Exponential { beta: self.beta }),
             Energy::Lse => None,
         }
+    }
+
+    /// Trial `seed`'s stored patterns as P×N values, for the sets built on the host
+    /// (`None` for procedural sets, which are generated where they are used).
+    pub fn built_set(&self, patterns: u64, seed: u64) -> Result<Option<Vec<f32>>> {
+        let (p, n) = (patterns as usize, self.dim);
+        let limit = 1u64 << 28;
+        if !matches!(self.set, PatternSet::Procedural) && patterns.saturating_mul(n as u64) > limit
+        {
+            return Err(invalid(
+                "patterns",
+                &patterns.to_string(),
+                "built pattern sets are held in memory: P·N ≤ 2^28",
+            ));
+        }
+        Ok(match &self.set {
+            PatternSet::Procedural => None,
+            PatternSet::Separated(d) => {
+                let set = crate::ensembles::separated(p, n, *d, seed)?;
+                Some((0..p).flat_map(|mu| unpack(set.pattern(mu), n)).collect())
+            }
+            PatternSet::Digits(pool) => Some(pool.draw(p, seed, self.spin_energy().is_some())?),
+        })
+    }
+
+    /// What a set of trial 0 at load P turned out to be ([`crate::ensembles::realised`]).
+    fn realised(&self, patterns: u64) -> Result<crate::ensembles::Realised> {
+        let seed = trial_seed(self.seed, patterns, 0);
+        let rows = match self.built_set(patterns, seed)? {
+            Some(rows) => rows,
+            None => {
+                let m = patterns.min(crate::ensembles::STATS_PATTERNS as u64);
+                let mut rows = vec![0.0f32; m as usize * self.dim];
+                for (mu, row) in rows.chunks_mut(self.dim).enumerate() {
+                    fill(self.kind, seed, Stream::Patterns, mu as u64, row);
+                }
+                rows
+            }
+        };
+        Ok(crate::ensembles::realised(&rows, self.dim))
+    }
+
+    /// The spin dynamics from `query` on `stored`, scored against pattern 0:
+    /// (success, overlap, wrong bits).
+    fn spin_run(
+        &self,
+        device: &Device,
+        energy: SpinEnergy,
+        stored: &BinaryPatterns,
+        query: &[f32],
+        seed: u64,
+    ) -> Result<(bool, f64, usize)> {
+        let n = self.dim;
+        let mut packed = vec![0u32; words_per_state(n)];
+        pack(query, &mut packed);
+        let update = match self.dynamics {
+            DynamicsArg::OneStep => SpinUpdate::Sync { max_steps: 1 },
+            DynamicsArg::Converge(max) => SpinUpdate::Async {
+                max_sweeps: max,
+                seed,
+            },
+        };
+        let result = dam::spin_dynamics(device, stored, energy, update, &packed)?;
+        let state = &result.states;
+        let overlap0 = overlap(stored.pattern(0), state, n);
+        let wrong = ((n as i32 - overlap0) / 2) as usize;
+        let ok = match self.criterion {
+            Criterion::Exact => wrong == 0,
+            Criterion::Overlap(theta) => overlap0 as f64 / n as f64 >= theta,
+            Criterion::Nearest => {
+                (1..stored.count()).all(|mu| overlap(stored.pattern(mu), state, n) < overlap0)
+            }
+            Criterion::Weight => false,
+        };
+        Ok((ok, overlap0 as f64 / n as f64, wrong))
     }
 
     /// One trial of the exact spin dynamics: (success, overlap, wrong bits).
@@ -256,30 +396,81 @@ impl Sweep {
                 "binary spin dynamics keep the packed patterns in memory (P·⌈N/32⌉·4 bytes ≤ 2 GiB)",
             ));
         }
-        let stored = BinaryPatterns::procedural(patterns as usize, n, seed)?;
+        let stored = match self.built_set(patterns, seed)? {
+            Some(rows) => BinaryPatterns::from_signs(patterns as usize, n, &rows)?,
+            None => BinaryPatterns::of_kind(self.kind, patterns as usize, n, seed)?,
+        };
         let target = unpack(stored.pattern(0), n);
-        let mut query = vec![0u32; words_per_state(n)];
-        pack(&make_query(&target, self.query, seed), &mut query);
-        let update = match self.dynamics {
-            DynamicsArg::OneStep => SpinUpdate::Sync { max_steps: 1 },
-            DynamicsArg::Converge(max) => SpinUpdate::Async {
-                max_sweeps: max,
-                seed,
+        self.spin_run(
+            device,
+            energy,
+            &stored,
+            &make_query(&target, self.query, seed),
+            seed,
+        )
+    }
+
+    /// One `lse` trial on a built set (`rows`, P×N): the engine's retriever (dot
+    /// similarity, softmax at β) on the device. (success, overlap, wrong signs).
+    fn built_lse_trial(
+        &self,
+        device: &Device,
+        rows: Vec<f32>,
+        seed: u64,
+    ) -> Result<(bool, f64, usize)> {
+        let n = self.dim;
+        let p = rows.len() / n;
+        let target: Vec<f32> = rows[..n].to_vec();
+        let x0 = make_query(&target, self.query, seed);
+        // The target's softmax weight at the query, in f64 on the host (THEORY §1).
+        let beta = self.beta;
+        let z: Vec<f64> = rows
+            .chunks(n)
+            .map(|r| {
+                beta * r
+                    .iter()
+                    .zip(&x0)
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum::<f64>()
+            })
+            .collect();
+        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        let weight_ok = z[0] - lse >= -std::f64::consts::LN_2;
+        let dynamics = match self.dynamics {
+            DynamicsArg::OneStep => dam::Dynamics::OneStep,
+            DynamicsArg::Converge(max) => dam::Dynamics::Iterate {
+                max_steps: max,
+                tol: 1e-6,
             },
         };
-        let result = dam::spin_dynamics(device, &stored, energy, update, &query)?;
-        let state = &result.states;
-        let overlap0 = overlap(stored.pattern(0), state, n);
-        let wrong = ((n as i32 - overlap0) / 2) as usize;
+        let stored = dam::Patterns::new(
+            ndarray::Array2::from_shape_vec((p, n), rows)
+                .map_err(|e| invalid("patterns", &p.to_string(), &e.to_string()))?,
+        )?;
+        let retriever = dam::Retriever::builder(stored)
+            .similarity(dam::Similarity::Dot)
+            .separation(dam::Separation::Softmax { beta: beta as f32 })
+            .dynamics(dynamics)
+            .device(device.clone())
+            .build()?;
+        let query = ndarray::ArrayView2::from_shape((1, n), &x0[..])
+            .map_err(|e| invalid("query", "", &e.to_string()))?;
+        let result = retriever.retrieve(query)?;
+        let x: Vec<f64> = result.states.row(0).iter().map(|&v| v as f64).collect();
+        let overlap = cosine(&x, &target);
+        let wrong = x
+            .iter()
+            .zip(&target)
+            .filter(|(&v, &t)| (if v >= 0.0 { 1.0 } else { -1.0 }) != t)
+            .count();
         let ok = match self.criterion {
+            Criterion::Weight => weight_ok,
+            Criterion::Overlap(theta) => overlap >= theta,
+            Criterion::Nearest => result.nearest[0] == 0,
             Criterion::Exact => wrong == 0,
-            Criterion::Overlap(theta) => overlap0 as f64 / n as f64 >= theta,
-            Criterion::Nearest => {
-                (1..stored.count()).all(|mu| overlap(stored.pattern(mu), state, n) < overlap0)
-            }
-            Criterion::Weight => false,
         };
-        Ok((ok, overlap0 as f64 / n as f64, wrong))
+        Ok((ok, overlap, wrong))
     }
 
     /// Runs this shard's trials at load P = `patterns`; `progress` is called after each
@@ -306,6 +497,18 @@ impl Sweep {
         let mut successes = 0;
         let mut overlap_sum = 0.0;
         let mut flip_sum = 0.0;
+        let built_lse = self.spin_energy().is_none() && !matches!(self.set, PatternSet::Procedural);
+        if built_lse {
+            for &t in &trials {
+                let seed = trial_seed(self.seed, patterns, t);
+                let rows = self.built_set(patterns, seed)?.unwrap_or_default();
+                let (ok, overlap, wrong) = self.built_lse_trial(device, rows, seed)?;
+                successes += ok as usize;
+                overlap_sum += overlap;
+                flip_sum += wrong as f64 / n as f64;
+                progress(1);
+            }
+        }
         if let Some(energy) = self.spin_energy() {
             for &t in &trials {
                 let seed = trial_seed(self.seed, patterns, t);
@@ -316,7 +519,7 @@ impl Sweep {
                 progress(1);
             }
         }
-        let continuous = if self.spin_energy().is_some() {
+        let continuous = if self.spin_energy().is_some() || built_lse {
             &[][..]
         } else {
             &trials[..]
@@ -404,6 +607,7 @@ impl Sweep {
         }
         let count = trials.len();
         let mean = |v: f64| if count == 0 { 0.0 } else { v / count as f64 };
+        let realised = self.realised(patterns)?;
         Ok(PointResult {
             alpha: (patterns as f64).ln() / n as f64,
             patterns,
@@ -411,8 +615,10 @@ impl Sweep {
             successes,
             success_rate: mean(successes as f64),
             mean_overlap: mean(overlap_sum),
-            bit_flip_rate: (self.kind == PatternKind::Binary).then(|| mean(flip_sum)),
+            bit_flip_rate: self.kind.is_binary().then(|| mean(flip_sum)),
             seconds: start.elapsed().as_secs_f64(),
+            mean_abs_correlation: realised.mean_abs_correlation,
+            min_hamming: realised.min_hamming,
         })
     }
 }

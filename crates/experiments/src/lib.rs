@@ -12,11 +12,12 @@ pub mod bench;
 pub mod capacity;
 pub mod curve;
 pub mod drdam;
+pub mod ensembles;
 pub mod output;
 pub mod search;
 pub mod theory;
 
-pub use capacity::{Criterion, DynamicsArg, Energy, PointResult, QueryKind, Sweep};
+pub use capacity::{Criterion, DynamicsArg, Energy, PatternSet, PointResult, QueryKind, Sweep};
 
 /// Errors of the experiments crate.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use crate::capacity::PointResult;
 use crate::{ExperimentError, Result};
 
 /// The CSV header, in the contract's column order.
-pub const CSV_COLUMNS: [&str; 8] = [
+pub const CSV_COLUMNS: [&str; 10] = [
     "alpha",
     "patterns",
     "trials",
@@ -19,7 +19,12 @@ pub const CSV_COLUMNS: [&str; 8] = [
     "mean_overlap",
     "bit_flip_rate",
     "seconds",
+    "mean_abs_correlation",
+    "min_hamming",
 ];
+
+/// The columns of results.csv files written before the realised-ensemble columns; still read.
+const OLD_CSV_COLUMNS: usize = 8;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExperimentError + '_ {
     move |source| ExperimentError::Io {
@@ -73,6 +78,10 @@ impl CsvSink {
                     .map(|v| format!("{v:.6}"))
                     .unwrap_or_default(),
                 format!("{:.3}", r.seconds),
+                r.mean_abs_correlation
+                    .map(|v| format!("{v:.6}"))
+                    .unwrap_or_default(),
+                r.min_hamming.map(|v| v.to_string()).unwrap_or_default(),
             ])
             .map_err(|e| output(&self.path, e))?;
         self.writer.flush().map_err(io(&self.path))
@@ -83,7 +92,8 @@ impl CsvSink {
 pub fn read_csv(path: &Path) -> Result<Vec<PointResult>> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| output(path, e))?;
     let headers = reader.headers().map_err(|e| output(path, e))?.clone();
-    if headers.iter().collect::<Vec<_>>() != CSV_COLUMNS {
+    let names: Vec<&str> = headers.iter().collect();
+    if names != CSV_COLUMNS && names != CSV_COLUMNS[..OLD_CSV_COLUMNS] {
         return Err(output(
             path,
             format!("columns {headers:?}, expected {CSV_COLUMNS:?}"),
@@ -332,6 +342,8 @@ mod tests {
             mean_overlap: 1.0,
             bit_flip_rate: None,
             seconds: 1.0,
+            mean_abs_correlation: Some(0.012_5),
+            min_hamming: None,
         }
     }
 
@@ -382,10 +394,23 @@ mod tests {
         let b = run_dir(&root, "b", &pts, "1/2");
         // results.csv: the contract's header, rows read back as written (6 decimals).
         let text = std::fs::read_to_string(a.join("results.csv")).unwrap();
+        // The contract's columns first, then the realised-ensemble ones.
         assert_eq!(
             text.lines().next().unwrap(),
-            "alpha,patterns,trials,successes,success_rate,mean_overlap,bit_flip_rate,seconds"
+            "alpha,patterns,trials,successes,success_rate,mean_overlap,bit_flip_rate,seconds,\
+             mean_abs_correlation,min_hamming"
         );
+        // A file from before the realised columns still reads.
+        let old = root.join("old.csv");
+        std::fs::write(
+            &old,
+            "alpha,patterns,trials,successes,success_rate,mean_overlap,bit_flip_rate,seconds\n\
+             0.5,50,10,10,1.0,1.0,,1.0\n",
+        )
+        .unwrap();
+        let read = read_csv(&old).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!((read[0].patterns, read[0].mean_abs_correlation), (50, None));
         assert_eq!(read_csv(&a.join("results.csv")).unwrap(), pts);
         // summary.json reads back (its keys are checked through the binary in tests/cli.rs).
         let summary = CapacitySummary::read(&a.join("summary.json")).unwrap();

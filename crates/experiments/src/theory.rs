@@ -14,6 +14,9 @@ use rand_distr::{Beta, Distribution};
 pub fn prediction(sweep: &Sweep) -> serde_json::Value {
     let weight_from_stored =
         sweep.criterion == Criterion::Weight && sweep.query == QueryKind::Stored;
+    if !matches!(sweep.set, crate::PatternSet::Procedural) {
+        return serde_json::Value::Null;
+    }
     match (sweep.kind, sweep.energy) {
         (PatternKind::Spherical, Energy::Lse | Energy::Exp) if weight_from_stored => json!({
             "alpha_half": spherical_alpha_finite(sweep.dim, sweep.beta),

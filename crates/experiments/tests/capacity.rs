@@ -18,6 +18,7 @@ fn gpu() -> Device {
 fn sweep(dim: usize, trials: usize, criterion: Criterion) -> Sweep {
     Sweep {
         kind: PatternKind::Spherical,
+        set: dam_experiments::PatternSet::Procedural,
         dim,
         energy: Energy::Lse,
         beta: 1.0,
@@ -146,6 +147,7 @@ fn binary_spin_sweeps_agree_across_devices() {
     ] {
         let s = Sweep {
             kind: PatternKind::Binary,
+            set: dam_experiments::PatternSet::Procedural,
             energy,
             degree,
             beta,

@@ -63,7 +63,10 @@ fn capacity_writes_the_contracted_files() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("alpha,patterns,trials,successes,success_rate,mean_overlap,bit_flip_rate,seconds")
+        Some(
+            "alpha,patterns,trials,successes,success_rate,mean_overlap,bit_flip_rate,seconds,\
+             mean_abs_correlation,min_hamming"
+        )
     );
     assert_eq!(lines.count(), 4, "4 points: 0.45, 0.55, 0.65, 0.75");
     let summary: serde_json::Value =
@@ -784,4 +787,180 @@ fn capacity_curve_writes_curve_csv_and_svg() {
         tmp("curve-bad").to_str().unwrap(),
     ]);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// `--patterns correlated:C | separated:D | mnist` and `--query random`: both devices give
+/// the same rows (the generators' bits are equal; the sets built on the host are shared),
+/// and results.csv reports the realised correlation and minimum distance.
+#[test]
+fn capacity_runs_the_new_ensembles_identically_on_both_devices() {
+    let runs: [&[&str]; 5] = [
+        &[
+            "--patterns",
+            "correlated:0.25",
+            "--dim",
+            "40",
+            "--energy",
+            "poly",
+            "--degree",
+            "3",
+            "--criterion",
+            "exact",
+            "--query",
+            "flip:0.05",
+        ],
+        &[
+            "--patterns",
+            "correlated:0.5",
+            "--dim",
+            "24",
+            "--energy",
+            "lse",
+            "--beta",
+            "0.5",
+            "--criterion",
+            "nearest",
+        ],
+        &[
+            "--patterns",
+            "separated:14",
+            "--dim",
+            "40",
+            "--energy",
+            "rpoly",
+            "--degree",
+            "3",
+            "--criterion",
+            "exact",
+        ],
+        &[
+            "--patterns",
+            "mnist",
+            "--dim",
+            "784",
+            "--energy",
+            "lse",
+            "--beta",
+            "0.05",
+            "--criterion",
+            "nearest",
+            "--query",
+            "flip:0.1",
+        ],
+        &[
+            "--patterns",
+            "binary",
+            "--dim",
+            "16",
+            "--energy",
+            "poly",
+            "--degree",
+            "3",
+            "--criterion",
+            "nearest",
+            "--query",
+            "random",
+            "--dynamics",
+            "converge:20",
+        ],
+    ];
+    for extra in runs {
+        let mut rows = Vec::new();
+        for device in ["cpu", "wgpu"] {
+            let out = tmp(&format!("ens-{device}"));
+            let mut args = vec![
+                "capacity",
+                "--count",
+                "20:60:40",
+                "--trials",
+                "12",
+                "--device",
+                device,
+                "--out",
+                out.to_str().unwrap(),
+            ];
+            args.extend_from_slice(extra);
+            let o = dam(&args);
+            assert!(
+                o.status.success(),
+                "{extra:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+            let lines: Vec<Vec<String>> = csv
+                .lines()
+                .skip(1)
+                .map(|l| l.split(',').map(String::from).collect())
+                .collect();
+            assert_eq!(lines.len(), 2, "{extra:?}: {csv}");
+            for f in &lines {
+                assert_eq!(f.len(), 10, "{extra:?}: {csv}");
+                let corr: f64 = f[8].parse().expect("a realised correlation");
+                assert!((0.0..=1.0).contains(&corr), "{extra:?}: {csv}");
+                let binary = !extra.contains(&"lse") || !extra.contains(&"mnist");
+                assert_eq!(f[9].is_empty(), !binary, "{extra:?}: {csv}");
+                if extra[1] == "separated:14" {
+                    assert!(f[9].parse::<u64>().unwrap() >= 14, "{csv}");
+                }
+                if extra[1] == "correlated:0.5" {
+                    assert!(corr > 0.3, "realised correlation {corr}: {csv}");
+                }
+            }
+            // P, trials, successes (the seconds column differs).
+            rows.push(
+                lines
+                    .iter()
+                    .map(|f| (f[1].clone(), f[3].clone(), f[9].clone()))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        assert_eq!(rows[0], rows[1], "{extra:?}: the same rows on both devices");
+    }
+}
+
+#[test]
+fn bad_ensembles_give_a_message_and_exit_2() {
+    let out = tmp("bad-ensembles");
+    let out = out.to_str().unwrap();
+    let base = |patterns: &'static str, dim: &'static str, count: &'static str| {
+        vec![
+            "capacity",
+            "--patterns",
+            patterns,
+            "--dim",
+            dim,
+            "--energy",
+            "poly",
+            "--degree",
+            "3",
+            "--count",
+            count,
+            "--trials",
+            "2",
+            "--criterion",
+            "exact",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+        ]
+    };
+    for (patterns, dim, count) in [
+        ("correlated:1", "20", "5:10:5"),
+        ("correlated:-0.1", "20", "5:10:5"),
+        ("correlated", "20", "5:10:5"),
+        ("separated:21", "20", "5:10:5"),
+        ("separated:2.5", "20", "5:10:5"),
+        ("separated:12", "16", "100:200:100"),
+        ("mnist", "100", "5:10:5"),
+        ("mnist:/no/such/folder", "784", "5:10:5"),
+        ("mnist", "784", "20000:20001:1"),
+        ("binary:3", "20", "5:10:5"),
+        ("fractal", "20", "5:10:5"),
+    ] {
+        assert_usage_error(&base(patterns, dim, count));
+    }
+    let o = dam(&base("separated:12", "16", "100:200:100"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("lower P or d"), "{err}");
 }

@@ -45,6 +45,7 @@ fn n24_success_drops_across_the_finite_n_threshold() {
     assert!((predicted - 0.619).abs() < 1e-3);
     let sweep = Sweep {
         kind: PatternKind::Spherical,
+        set: dam_experiments::PatternSet::Procedural,
         dim: 24,
         energy: Energy::Lse,
         beta: 1.0,

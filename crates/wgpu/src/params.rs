@@ -55,7 +55,8 @@ pub(crate) struct PParams {
     pub base_hi: u32,
     pub wave_len: u32,
     pub beta: f32,
-    pub pad0: u32,
+    /// Kind 3 (correlated): q · 2²⁴.
+    pub share: u32,
     pub pad1: u32,
 }
 
@@ -223,7 +224,7 @@ mod tests {
             true,
             [
                 batch, dim, kind, tile_rows, split_len, splits, base_lo, base_hi, wave_len, beta,
-                pad0, pad1
+                share, pad1
             ]
         );
         mirror!(

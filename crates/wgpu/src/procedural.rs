@@ -24,6 +24,7 @@ fn kind_code(kind: PatternKind) -> u32 {
         PatternKind::Spherical => 0,
         PatternKind::Gaussian => 1,
         PatternKind::Binary => 2,
+        PatternKind::Correlated { .. } => 3,
     }
 }
 
@@ -168,7 +169,10 @@ fn run(
             base_hi: (base >> 32) as u32,
             wave_len: wave_len as u32,
             beta,
-            pad0: 0,
+            share: match kind {
+                PatternKind::Correlated { share } => share,
+                _ => 0,
+            },
             pad1: 0,
         };
         ctx.queue.write_buffer(&params, 0, bytemuck::bytes_of(&p));

@@ -60,15 +60,16 @@ struct CurveArgs {
     #[arg(long, value_enum, default_value_t = SearchArg::Half)]
     search: SearchArg,
     /// Pattern distribution.
-    #[arg(long, value_enum, default_value_t = PatternsArg::Binary)]
-    patterns: PatternsArg,
+    /// `binary`, `correlated:C`, `separated:D`, `mnist[:DIR]`, `spherical` or `gaussian`.
+    #[arg(long, default_value = "binary")]
+    patterns: String,
     /// λ (β on the raw dot product) for `lse`/`exp`.
     #[arg(long, default_value_t = 1.0)]
     beta: f64,
     /// Trials per probe.
     #[arg(long, default_value_t = 100)]
     trials: usize,
-    /// `stored` or `flip:RHO`.
+    /// `stored`, `flip:RHO` or `random`.
     #[arg(long, default_value = "stored")]
     query: String,
     /// `one-step` or `converge:MAX`.
@@ -227,9 +228,12 @@ enum DeviceArg {
 #[derive(Debug, Clone, Args, serde::Serialize)]
 #[command(group(clap::ArgGroup::new("load").required(true).args(["alpha", "count"])))]
 struct CapacityArgs {
-    /// Pattern distribution.
-    #[arg(long, value_enum)]
-    patterns: PatternsArg,
+    /// Stored patterns: `spherical`, `gaussian`, `binary` (procedural i.i.d.),
+    /// `correlated:C` (±1 with pairwise feature correlation C ∈ [0, 1), procedural),
+    /// `separated:D` (±1 with pairwise Hamming distance ≥ D, greedy per trial) or
+    /// `mnist[:DIR]` (digits, default the shipped ones; needs --dim 784).
+    #[arg(long)]
+    patterns: String,
     /// Dimension N.
     #[arg(long)]
     dim: usize,
@@ -251,7 +255,8 @@ struct CapacityArgs {
     /// Trials per point.
     #[arg(long)]
     trials: usize,
-    /// `stored` or `flip:RHO` (flip the sign of a fraction ρ of the entries).
+    /// `stored`, `flip:RHO` (flip the sign of a fraction ρ of the entries) or `random` (a
+    /// random state: ±1 uniform, or an isotropic direction with the target's norm).
     #[arg(long, default_value = "stored")]
     query: String,
     /// `one-step` or `converge:MAX`.
@@ -319,7 +324,7 @@ fn main() {
 
 fn default_sweep() -> CapacityArgs {
     CapacityArgs {
-        patterns: PatternsArg::Spherical,
+        patterns: "spherical".into(),
         dim: 16,
         energy: EnergyArg::Lse,
         beta: 1.0,
@@ -348,9 +353,9 @@ fn value_name<T: ValueEnum>(value: &T) -> String {
 }
 
 fn build_sweep(args: &CapacityArgs) -> Result<(Sweep, Vec<u64>)> {
-    let (patterns, energy) = (value_name(&args.patterns), value_name(&args.energy));
+    let (patterns, energy) = (args.patterns.as_str(), value_name(&args.energy));
     SweepText {
-        patterns: &patterns,
+        patterns,
         dim: args.dim,
         energy: &energy,
         beta: args.beta,
@@ -585,12 +590,11 @@ fn capacity_curve(args: &CurveArgs) -> Result<()> {
         .into_iter()
         .map(|d| d as usize)
         .collect();
-    let patterns = value_name(&args.patterns);
     let spec = CurveSpec {
         dims,
         energies: args.energies.split(',').map(str::trim).collect(),
         template: SweepText {
-            patterns: &patterns,
+            patterns: &args.patterns,
             dim: 1,
             energy: "lse",
             beta: args.beta,
