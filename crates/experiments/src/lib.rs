@@ -10,6 +10,7 @@
 pub mod args;
 pub mod bench;
 pub mod capacity;
+pub mod census;
 pub mod curve;
 pub mod drdam;
 pub mod ensembles;

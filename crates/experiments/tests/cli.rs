@@ -964,3 +964,81 @@ fn bad_ensembles_give_a_message_and_exit_2() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("lower P or d"), "{err}");
 }
+
+/// `dam census`: the contracted files, the same attractors on both devices, basin
+/// fractions summing to 1, and clear errors.
+#[test]
+fn census_classifies_random_starts_on_both_devices() {
+    let mut csvs = Vec::new();
+    for device in ["cpu", "wgpu"] {
+        let out = tmp(&format!("census-{device}"));
+        let o = dam(&[
+            "census",
+            "--patterns",
+            "prototype:3:0.15",
+            "--dim",
+            "70",
+            "--count",
+            "30",
+            "--energy",
+            "poly",
+            "--degree",
+            "2",
+            "--starts",
+            "300",
+            "--seed",
+            "4",
+            "--device",
+            device,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(stdout.starts_with("starts=300 attractors="), "{stdout}");
+        let csv = std::fs::read_to_string(out.join("census.csv")).unwrap();
+        assert_eq!(
+            csv.lines().next(),
+            Some("attractor,class,label,starts,basin_fraction,energy,max_overlap,stability_ratio,converged")
+        );
+        let total: usize = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(3).unwrap().parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(total, 300, "{csv}");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        let classes = &summary["classes"];
+        let share: f64 = ["stored", "prototype", "mixture", "spurious"]
+            .iter()
+            .map(|c| classes[c]["basin_fraction"].as_f64().unwrap())
+            .sum();
+        assert!((share - 1.0).abs() < 1e-9, "{summary}");
+        assert!(
+            classes["prototype"]["starts"].as_u64().unwrap() > 0,
+            "{summary}"
+        );
+        assert_eq!(summary["starts"], 300);
+        assert!(out.join("census.svg").exists());
+        csvs.push(csv);
+    }
+    assert_eq!(csvs[0], csvs[1], "the same census on both devices");
+    let out = tmp("census-bad");
+    let out = out.to_str().unwrap();
+    for bad in [
+        &["--count", "30", "--starts", "0"][..],
+        &["--count", "30", "--energy", "lse"],
+        &["--count", "30", "--patterns", "gaussian"],
+        &["--count", "30", "--patterns", "prototype:0:0.1"],
+        &["--count", "30", "--patterns", "prototype:3"],
+        &["--count", "30", "--patterns", "separated:71"],
+        &["--count", "30", "--max-sweeps", "0"],
+        &["--count", "0"],
+    ] {
+        let mut args = vec!["census", "--dim", "70", "--device", "cpu", "--out", out];
+        args.extend_from_slice(bad);
+        assert_usage_error(&args);
+    }
+}

@@ -37,6 +37,10 @@ enum Command {
     /// List the wgpu adapters (index for DAM_DEVICE=wgpu:N, type, limits) and the device
     /// `--device auto` picks.
     Devices(DevicesArgs),
+    /// Random starts → fixed points of the ±1 spin dynamics, classified (stored, prototype,
+    /// mixture, spurious) with basin fractions and stability ratios: census.csv,
+    /// summary.json, census.svg.
+    Census(CensusArgs),
     /// The capacity search at each N of a range, per energy: curve.csv and curve.svg
     /// (e.g. Krotov–Hopfield Fig. 5 with the paper's estimate).
     CapacityCurve(CurveArgs),
@@ -217,6 +221,45 @@ enum EnergyArg {
     Rpoly,
 }
 
+#[derive(Debug, Clone, Args, serde::Serialize)]
+struct CensusArgs {
+    /// Stored ±1 patterns: `binary`, `correlated:C`, `separated:D`, `mnist[:DIR]` (needs
+    /// --dim 784) or `prototype:K:RHO` (P noisy copies of K prototypes, each entry flipped
+    /// with probability RHO).
+    #[arg(long, default_value = "binary")]
+    patterns: String,
+    /// Dimension N.
+    #[arg(long)]
+    dim: usize,
+    /// Number of stored patterns P.
+    #[arg(long)]
+    count: usize,
+    /// Spin energy: `poly`, `rpoly` or `exp`.
+    #[arg(long, value_enum, default_value_t = EnergyArg::Poly)]
+    energy: EnergyArg,
+    /// Polynomial degree n.
+    #[arg(long, default_value_t = 3)]
+    degree: u32,
+    /// β of `exp`.
+    #[arg(long, default_value_t = 1.0)]
+    beta: f64,
+    /// Random starts R.
+    #[arg(long, default_value_t = 1000)]
+    starts: usize,
+    /// Most asynchronous sweeps per start.
+    #[arg(long, default_value_t = 100)]
+    max_sweeps: usize,
+    /// Seed of the memory, the starts and the sweep order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 enum DeviceArg {
@@ -310,6 +353,7 @@ fn main() {
         Some(Command::Drdam(args)) => drdam(&args),
         Some(Command::Bench(args)) => bench(&args),
         Some(Command::CapacityCurve(args)) => capacity_curve(&args),
+        Some(Command::Census(args)) => census(&args),
         Some(Command::Devices(args)) => devices(&args),
         None => {
             eprintln!("dam: no command given; running the default sweep (spherical patterns, N = 16, λ = 1, log-sum-exp). See `dam --help`.");
@@ -637,6 +681,76 @@ fn capacity_curve(args: &CurveArgs) -> Result<()> {
     println!(
         "points={} wrote {}/curve.csv, curve.svg",
         rows.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `dam census`.
+fn census(args: &CensusArgs) -> Result<()> {
+    use dam::binary::SpinEnergy;
+    use dam_experiments::census::{build_memory, run, CensusInput};
+    let energy = match args.energy {
+        EnergyArg::Poly => SpinEnergy::Polynomial { n: args.degree },
+        EnergyArg::Rpoly => SpinEnergy::RectifiedPolynomial { n: args.degree },
+        EnergyArg::Exp => SpinEnergy::Exponential { beta: args.beta },
+        EnergyArg::Lse => {
+            return Err(dam_experiments::args::invalid(
+                "--energy",
+                "lse",
+                "the census runs the exact ±1 spin dynamics: use poly, rpoly or exp \
+                 (exp decides as softmax does on ±1 states)",
+            ))
+        }
+    };
+    if args.starts == 0 {
+        return Err(dam_experiments::args::invalid(
+            "--starts",
+            "0",
+            "at least one random start",
+        ));
+    }
+    let start = std::time::Instant::now();
+    let (stored, prototypes) = build_memory(&args.patterns, args.dim, args.count, args.seed)?;
+    let device = device_of(args.device)?;
+    let (device_name, adapter) = device.describe()?;
+    prepare_out(&args.out)?;
+    let bar = ProgressBar::new(args.starts as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} starts (ETA {eta})",
+        )
+        .expect("valid template"),
+    );
+    let input = CensusInput {
+        stored: &stored,
+        prototypes: prototypes.as_ref(),
+        energy,
+        starts: args.starts,
+        max_sweeps: args.max_sweeps,
+        seed: args.seed,
+    };
+    let census = run(&device, &input, |k| bar.inc(k as u64))?;
+    bar.finish_and_clear();
+    let summary = json!({
+        "device": device_name,
+        "adapter": adapter,
+        "args": args,
+        "seconds": start.elapsed().as_secs_f64(),
+    });
+    census.write(&args.out, summary)?;
+    let classes = census.classes();
+    let share = |c: &str| classes[c]["basin_fraction"].as_f64().unwrap_or(0.0);
+    println!(
+        "starts={} attractors={} stored={:.3} prototype={:.3} mixture={:.3} spurious={:.3} \
+         device={} wrote {}/census.csv, summary.json, census.svg",
+        census.starts,
+        census.attractors.len(),
+        share("stored"),
+        share("prototype"),
+        share("mixture"),
+        share("spurious"),
+        device_name,
         args.out.display()
     );
     Ok(())
