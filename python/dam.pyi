@@ -103,7 +103,7 @@ def devices() -> list[dict[str, object]]:
 def capacity(
     *,
     dim: int,
-    patterns: Literal["spherical", "gaussian", "binary"] = "spherical",
+    patterns: str = "spherical",
     energy: Literal["lse", "exp", "poly", "rpoly"] = "lse",
     beta: float = 1.0,
     degree: int = 2,
@@ -116,7 +116,11 @@ def capacity(
     seed: int = 0,
     device: Literal["auto", "cpu", "wgpu"] = "auto",
 ) -> list[dict[str, object]]:
-    """A capacity sweep (``dam capacity``): one dict per load with the columns of results.csv."""
+    """A capacity sweep (``dam capacity``): one dict per load with the columns of results.csv.
+
+    ``patterns``: ``spherical``, ``gaussian``, ``binary``, ``correlated:C``, ``separated:D``
+    or ``mnist[:DIR]``; ``query``: ``stored``, ``flip:RHO`` or ``random``.
+    """
 
 def spin_dynamics(
     patterns: ArrayLike,

@@ -540,7 +540,9 @@ fn devices(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
 
 /// A capacity sweep (`dam capacity`): one dict per load with the columns of results.csv
 /// (alpha, patterns, trials, successes, success_rate, mean_overlap, bit_flip_rate,
-/// seconds, mean_abs_correlation, min_hamming). Loads by `alpha` (ln P / N) or `count` (P), each "LO:HI:STEP".
+/// seconds, mean_abs_correlation, min_hamming). Loads by `alpha` (ln P / N) or `count`
+/// (P), each "LO:HI:STEP". `patterns`: spherical, gaussian, binary, correlated:C,
+/// separated:D or mnist[:DIR]; `query`: stored, flip:RHO or random.
 #[pyfunction]
 #[pyo3(signature = (*, dim, patterns="spherical", energy="lse", beta=1.0, degree=2, alpha=None, count=None, trials=100, query="stored", dynamics="one-step", criterion="weight", seed=0, device="auto"))]
 #[allow(clippy::too_many_arguments)]

@@ -244,6 +244,24 @@ def test_capacity_rows_have_the_results_csv_columns():
         dam.capacity(dim=12, patterns="fractal", count="10")
 
 
+def test_capacity_runs_the_correlated_and_separated_ensembles():
+    for patterns in ["correlated:0.4", "separated:12"]:
+        rows = [dam.capacity(dim=32, patterns=patterns, energy="poly", degree=3,
+                             count="40:40:1", trials=6, criterion="exact", query=q,
+                             device=d)[0] for d in ("cpu", "wgpu") for q in ("stored", "random")]
+        assert rows[0]["successes"] == rows[2]["successes"]
+        assert rows[1]["successes"] == rows[3]["successes"]
+        assert rows[0]["min_hamming"] is not None
+        if patterns == "separated:12":
+            assert rows[0]["min_hamming"] >= 12
+        else:
+            assert rows[0]["mean_abs_correlation"] > 0.25
+    for bad in ["correlated:1.0", "separated:33"]:
+        with pytest.raises(ValueError, match="patterns"):
+            dam.capacity(dim=32, patterns=bad, energy="poly", degree=3, count="5:5:1",
+                         criterion="exact")
+
+
 def test_devices_lists_the_adapter_the_wgpu_tests_use():
     listed = dam.devices()
     assert listed, "the wgpu tests need an adapter: install mesa-vulkan-drivers"

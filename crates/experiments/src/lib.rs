@@ -13,6 +13,7 @@ pub mod capacity;
 pub mod census;
 pub mod curve;
 pub mod drdam;
+pub mod ensemble_curve;
 pub mod ensembles;
 pub mod output;
 pub mod search;

@@ -32,8 +32,8 @@ impl Target {
     /// Whether a point meets the target.
     pub fn met(self, point: &PointResult) -> bool {
         match self {
-            Target::Half => 2 * point.successes >= point.trials,
-            Target::All => point.successes == point.trials,
+            Target::Half => point.trials > 0 && 2 * point.successes >= point.trials,
+            Target::All => point.trials > 0 && point.successes == point.trials,
         }
     }
 }
@@ -70,8 +70,34 @@ pub fn bisect(
         ));
     }
     let mut probes = Vec::new();
+    let mut unreachable: Option<String> = None;
     let mut probe = |p: u64| -> Result<bool> {
-        let point = sweep.run_point(device, p, |_| {})?;
+        let point = match sweep.run_point(device, p, |_| {}) {
+            Ok(point) => point,
+            // A built set (`separated:d`) that cannot hold P patterns: the probe runs no
+            // trial and counts as not meeting the target, so the answer is capped by the
+            // largest set that can be built (said in the note).
+            Err(ExperimentError::Invalid {
+                argument: "--patterns",
+                reason,
+                ..
+            }) if matches!(sweep.set, crate::capacity::PatternSet::Separated(_)) => {
+                unreachable.get_or_insert(reason);
+                PointResult {
+                    alpha: (p as f64).ln() / sweep.dim as f64,
+                    patterns: p,
+                    trials: 0,
+                    successes: 0,
+                    success_rate: 0.0,
+                    mean_overlap: 0.0,
+                    bit_flip_rate: None,
+                    seconds: 0.0,
+                    mean_abs_correlation: None,
+                    min_hamming: None,
+                }
+            }
+            Err(e) => return Err(e),
+        };
         progress(&point);
         let met = target.met(&point);
         probes.push(point);
@@ -104,11 +130,17 @@ pub fn bisect(
             hi = mid;
         }
     }
+    let note = unreachable.map(|reason| {
+        format!(
+            "some probes could not build the set ({reason}); they count as not meeting the \
+             target, so the answer may be the largest buildable set, not the capacity"
+        )
+    });
     Ok(Outcome {
         probes,
         patterns: Some(lo),
         bracket: (lo, hi),
-        note: None,
+        note,
     })
 }
 

@@ -1042,3 +1042,94 @@ fn census_classifies_random_starts_on_both_devices() {
         assert_usage_error(&args);
     }
 }
+
+/// `dam capacity-ensembles`: one row per (degree, value), the same answers on both
+/// devices, capacity falling with correlation, and an unreachable separation noted.
+#[test]
+fn capacity_ensembles_writes_its_files_on_both_devices() {
+    let mut answers = Vec::new();
+    for device in ["cpu", "wgpu"] {
+        let out = tmp(&format!("ensembles-{device}"));
+        let o = dam(&[
+            "capacity-ensembles",
+            "--vary",
+            "correlated:0:0.6:0.3",
+            "--dim",
+            "24",
+            "--degrees",
+            "2,3",
+            "--count",
+            "2:400:1",
+            "--trials",
+            "20",
+            "--device",
+            device,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let csv = std::fs::read_to_string(out.join("ensembles.csv")).unwrap();
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some("family,parameter,degree,energy,target,patterns,probes,mean_abs_correlation,min_hamming,seconds,note")
+        );
+        let rows: Vec<Vec<String>> = lines
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect();
+        assert_eq!(rows.len(), 6, "{csv}");
+        let p = |i: usize| rows[i][5].parse::<u64>().unwrap();
+        // n = 3: c = 0 stores more than c = 0.6.
+        assert!(p(3) > p(5), "{csv}");
+        assert!(out.join("ensembles.svg").exists());
+        answers.push(
+            rows.iter()
+                .map(|r| (r[1].clone(), r[2].clone(), r[5].clone()))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(answers[0], answers[1]);
+    let out = tmp("ensembles-sep");
+    let o = dam(&[
+        "capacity-ensembles",
+        "--vary",
+        "separated:9:9:1",
+        "--dim",
+        "16",
+        "--degrees",
+        "3",
+        "--count",
+        "2:200:1",
+        "--trials",
+        "10",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("ensembles.csv")).unwrap();
+    assert!(csv.contains("could not build the set"), "{csv}");
+    for bad in [
+        &["--vary", "fractal:0:1:1"][..],
+        &["--vary", "correlated:0:1.2:0.5"],
+        &["--vary", "separated"],
+        &["--vary", "correlated:0:0.5:0.5", "--degrees", "2,x"],
+    ] {
+        let mut args = vec![
+            "capacity-ensembles",
+            "--dim",
+            "16",
+            "--count",
+            "2:50:1",
+            "--trials",
+            "4",
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(bad);
+        assert_usage_error(&args);
+    }
+}

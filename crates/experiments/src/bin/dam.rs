@@ -41,6 +41,9 @@ enum Command {
     /// mixture, spurious) with basin fractions and stability ratios: census.csv,
     /// summary.json, census.svg.
     Census(CensusArgs),
+    /// The capacity search across `separated:d` or `correlated:c` for several degrees:
+    /// ensembles.csv and ensembles.svg (Bielmeier & Friedland's curves).
+    CapacityEnsembles(EnsemblesArgs),
     /// The capacity search at each N of a range, per energy: curve.csv and curve.svg
     /// (e.g. Krotov–Hopfield Fig. 5 with the paper's estimate).
     CapacityCurve(CurveArgs),
@@ -63,8 +66,8 @@ struct CurveArgs {
     /// P_½ (`half`) or P_all (`all`).
     #[arg(long, value_enum, default_value_t = SearchArg::Half)]
     search: SearchArg,
-    /// Pattern distribution.
-    /// `binary`, `correlated:C`, `separated:D`, `mnist[:DIR]`, `spherical` or `gaussian`.
+    /// Stored patterns: `binary`, `correlated:C`, `separated:D`, `mnist[:DIR]`, `spherical`
+    /// or `gaussian`.
     #[arg(long, default_value = "binary")]
     patterns: String,
     /// λ (β on the raw dot product) for `lse`/`exp`.
@@ -222,6 +225,53 @@ enum EnergyArg {
 }
 
 #[derive(Debug, Clone, Args, serde::Serialize)]
+struct EnsemblesArgs {
+    /// The parameter that varies: `separated:LO:HI:STEP` (distance d) or
+    /// `correlated:LO:HI:STEP` (feature correlation c).
+    #[arg(long)]
+    vary: String,
+    /// Dimension N.
+    #[arg(long)]
+    dim: usize,
+    /// Degrees n, one line each, comma-separated.
+    #[arg(long, default_value = "2,3,4")]
+    degrees: String,
+    /// Energy (`poly`, `rpoly`, `exp`, `lse`).
+    #[arg(long, value_enum, default_value_t = EnergyArg::Poly)]
+    energy: EnergyArg,
+    /// The bracket of every search, `LO:HI:1` (P).
+    #[arg(long)]
+    count: String,
+    /// P_½ (`half`) or P_all (`all`).
+    #[arg(long, value_enum, default_value_t = SearchArg::Half)]
+    search: SearchArg,
+    /// λ (β on the raw dot product) for `lse`/`exp`.
+    #[arg(long, default_value_t = 1.0)]
+    beta: f64,
+    /// Trials per probe.
+    #[arg(long, default_value_t = 100)]
+    trials: usize,
+    /// `stored`, `flip:RHO` or `random`.
+    #[arg(long, default_value = "stored")]
+    query: String,
+    /// `one-step` or `converge:MAX`.
+    #[arg(long, default_value = "one-step")]
+    dynamics: String,
+    /// `weight`, `overlap:THETA`, `nearest` or `exact`.
+    #[arg(long, default_value = "exact")]
+    criterion: String,
+    /// Master seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
 struct CensusArgs {
     /// Stored ±1 patterns: `binary`, `correlated:C`, `separated:D`, `mnist[:DIR]` (needs
     /// --dim 784) or `prototype:K:RHO` (P noisy copies of K prototypes, each entry flipped
@@ -354,6 +404,7 @@ fn main() {
         Some(Command::Bench(args)) => bench(&args),
         Some(Command::CapacityCurve(args)) => capacity_curve(&args),
         Some(Command::Census(args)) => census(&args),
+        Some(Command::CapacityEnsembles(args)) => capacity_ensembles(&args),
         Some(Command::Devices(args)) => devices(&args),
         None => {
             eprintln!("dam: no command given; running the default sweep (spherical patterns, N = 16, λ = 1, log-sum-exp). See `dam --help`.");
@@ -610,10 +661,19 @@ fn capacity(args: &CapacityArgs) -> Result<()> {
         ));
         let r = sweep.run_point(&device, p, |done| bar.inc(done as u64))?;
         sink.push(&r)?;
-        bar.println(format!(
-            "α = {:.4}  P = {:>12}  success {}/{} = {:.3}  overlap {:.4}  {:.2} s",
-            r.alpha, r.patterns, r.successes, r.trials, r.success_rate, r.mean_overlap, r.seconds
-        ));
+        say(
+            &bar,
+            format!(
+                "α = {:.4}  P = {:>12}  success {}/{} = {:.3}  overlap {:.4}  {:.2} s",
+                r.alpha,
+                r.patterns,
+                r.successes,
+                r.trials,
+                r.success_rate,
+                r.mean_overlap,
+                r.seconds
+            ),
+        );
         points.push(r);
     }
     bar.finish_and_clear();
@@ -663,15 +723,18 @@ fn capacity_curve(args: &CurveArgs) -> Result<()> {
     prepare_out(&args.out)?;
     let bar = ProgressBar::new((spec.dims.len() * spec.energies.len()) as u64);
     let rows = run(&spec, &device, |r| {
-        bar.println(format!(
-            "{} N = {:>4}: P = {}  (estimate {})  {} probes, {:.2} s",
-            r.energy,
-            r.dim,
-            r.patterns.map_or("none".into(), |p| p.to_string()),
-            r.estimate.map_or("-".into(), |e| format!("{e:.1}")),
-            r.probes,
-            r.seconds
-        ));
+        say(
+            &bar,
+            format!(
+                "{} N = {:>4}: P = {}  (estimate {})  {} probes, {:.2} s",
+                r.energy,
+                r.dim,
+                r.patterns.map_or("none".into(), |p| p.to_string()),
+                r.estimate.map_or("-".into(), |e| format!("{e:.1}")),
+                r.probes,
+                r.seconds
+            ),
+        );
         bar.inc(1);
     })?;
     bar.finish_and_clear();
@@ -680,6 +743,90 @@ fn capacity_curve(args: &CurveArgs) -> Result<()> {
     write_outputs(&args.out, &rows, &title)?;
     println!(
         "points={} wrote {}/curve.csv, curve.svg",
+        rows.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `dam capacity-ensembles`.
+fn capacity_ensembles(args: &EnsemblesArgs) -> Result<()> {
+    use dam_experiments::ensemble_curve::{parse_vary, run, write_outputs, EnsembleCurveSpec};
+    let (family, values) = parse_vary(&args.vary)?;
+    let degrees = args
+        .degrees
+        .split(',')
+        .map(|d| {
+            d.trim().parse::<u32>().map_err(|e| {
+                dam_experiments::args::invalid("--degrees", &args.degrees, format!("{e}"))
+            })
+        })
+        .collect::<Result<Vec<u32>>>()?;
+    let energy = value_name(&args.energy);
+    let spec = EnsembleCurveSpec {
+        family,
+        values,
+        degrees,
+        template: SweepText {
+            patterns: "binary",
+            dim: args.dim,
+            energy: &energy,
+            beta: args.beta,
+            degree: 2,
+            alpha: None,
+            count: None,
+            trials: args.trials,
+            query: &args.query,
+            dynamics: &args.dynamics,
+            criterion: &args.criterion,
+            seed: args.seed,
+            shard: None,
+            search: true,
+        },
+        count: &args.count,
+        target: match args.search {
+            SearchArg::Half => dam_experiments::search::Target::Half,
+            SearchArg::All => dam_experiments::search::Target::All,
+        },
+    };
+    let device = device_of(args.device)?;
+    prepare_out(&args.out)?;
+    let bar = ProgressBar::new((spec.values.len() * spec.degrees.len()) as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} searches",
+        )
+        .expect("valid template"),
+    );
+    let rows = run(&spec, &device, |r| {
+        say(
+            &bar,
+            format!(
+                "n = {} {:?} {}: P = {}  {} probes, {:.2} s{}",
+                r.degree,
+                r.family,
+                r.parameter,
+                r.patterns.map_or("none".into(), |p| p.to_string()),
+                r.probes,
+                r.seconds,
+                r.note
+                    .as_ref()
+                    .map_or(String::new(), |n| format!("  ({n})"))
+            ),
+        );
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    let title = format!(
+        "P_{}, N = {}, {} energy, vs {}",
+        value_name(&args.search),
+        args.dim,
+        energy,
+        args.vary.split(':').next().unwrap_or("")
+    );
+    write_outputs(&args.out, &rows, &title)?;
+    println!(
+        "points={} wrote {}/ensembles.csv, ensembles.svg",
         rows.len(),
         args.out.display()
     );
@@ -773,10 +920,13 @@ fn capacity_search(
     let bar = ProgressBar::new_spinner();
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let outcome = bisect(sweep, device, target, lo, hi, |r| {
-        bar.println(format!(
-            "P = {:>12}  success {}/{} = {:.3}  {:.2} s",
-            r.patterns, r.successes, r.trials, r.success_rate, r.seconds
-        ));
+        say(
+            &bar,
+            format!(
+                "P = {:>12}  success {}/{} = {:.3}  {:.2} s",
+                r.patterns, r.successes, r.trials, r.success_rate, r.seconds
+            ),
+        );
     })?;
     bar.finish_and_clear();
     let (device_name, adapter) = device.describe()?;
@@ -822,4 +972,14 @@ fn report(out: &Path, summary: CapacitySummary) {
 fn merge(args: &MergeArgs) -> Result<()> {
     report(&args.out, merge_runs(&args.dirs, &args.out)?);
     Ok(())
+}
+
+/// A progress line: above the bar on a terminal, else on stderr (so that a run writing to
+/// a log still reports each point).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
