@@ -49,27 +49,12 @@ enum Command {
     CapacityCurve(CurveArgs),
 }
 
+/// What every capacity search of a curve shares.
 #[derive(Debug, Clone, Args, serde::Serialize)]
-struct CurveArgs {
-    /// Dimensions N, `START:STOP:STEP`.
-    #[arg(long)]
-    dims: String,
-    /// Energies, one line each, comma-separated (`poly`, `rpoly`, `lse`, `exp`).
-    #[arg(long, default_value = "poly,rpoly")]
-    energies: String,
-    /// Polynomial degree n.
-    #[arg(long, default_value_t = 3)]
-    degree: u32,
-    /// The bracket of every search, `LO:HI:1` (P).
-    #[arg(long)]
-    count: String,
+struct SearchCommon {
     /// P_½ (`half`) or P_all (`all`).
     #[arg(long, value_enum, default_value_t = SearchArg::Half)]
     search: SearchArg,
-    /// Stored patterns: `binary`, `correlated:C`, `separated:D`, `mnist[:DIR]`, `spherical`
-    /// or `gaussian`.
-    #[arg(long, default_value = "binary")]
-    patterns: String,
     /// λ (β on the raw dot product) for `lse`/`exp`.
     #[arg(long, default_value_t = 1.0)]
     beta: f64,
@@ -94,6 +79,64 @@ struct CurveArgs {
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
+}
+
+impl SearchCommon {
+    /// The sweep of every point; the caller fills in what varies.
+    fn template<'a>(
+        &'a self,
+        patterns: &'a str,
+        dim: usize,
+        energy: &'a str,
+        degree: u32,
+    ) -> SweepText<'a> {
+        SweepText {
+            patterns,
+            dim,
+            energy,
+            beta: self.beta,
+            degree,
+            alpha: None,
+            count: None,
+            trials: self.trials,
+            query: &self.query,
+            dynamics: &self.dynamics,
+            criterion: &self.criterion,
+            seed: self.seed,
+            shard: None,
+            search: true,
+        }
+    }
+
+    fn target(&self) -> dam_experiments::search::Target {
+        match self.search {
+            SearchArg::Half => dam_experiments::search::Target::Half,
+            SearchArg::All => dam_experiments::search::Target::All,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
+struct CurveArgs {
+    /// Dimensions N, `START:STOP:STEP`.
+    #[arg(long)]
+    dims: String,
+    /// Energies, one line each, comma-separated (`poly`, `rpoly`, `lse`, `exp`).
+    #[arg(long, default_value = "poly,rpoly")]
+    energies: String,
+    /// Polynomial degree n.
+    #[arg(long, default_value_t = 3)]
+    degree: u32,
+    /// The bracket of every search, `LO:HI:1` (P).
+    #[arg(long)]
+    count: String,
+    /// Stored patterns: `binary`, `correlated:C`, `separated:D`, `mnist[:DIR]`, `spherical`
+    /// or `gaussian`.
+    #[arg(long, default_value = "binary")]
+    patterns: String,
+    #[command(flatten)]
+    #[serde(flatten)]
+    common: SearchCommon,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -242,33 +285,9 @@ struct EnsemblesArgs {
     /// The bracket of every search, `LO:HI:1` (P).
     #[arg(long)]
     count: String,
-    /// P_½ (`half`) or P_all (`all`).
-    #[arg(long, value_enum, default_value_t = SearchArg::Half)]
-    search: SearchArg,
-    /// λ (β on the raw dot product) for `lse`/`exp`.
-    #[arg(long, default_value_t = 1.0)]
-    beta: f64,
-    /// Trials per probe.
-    #[arg(long, default_value_t = 100)]
-    trials: usize,
-    /// `stored`, `flip:RHO` or `random`.
-    #[arg(long, default_value = "stored")]
-    query: String,
-    /// `one-step` or `converge:MAX`.
-    #[arg(long, default_value = "one-step")]
-    dynamics: String,
-    /// `weight`, `overlap:THETA`, `nearest` or `exact`.
-    #[arg(long, default_value = "exact")]
-    criterion: String,
-    /// Master seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Device.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    device: DeviceArg,
-    /// Output folder.
-    #[arg(long)]
-    out: PathBuf,
+    #[command(flatten)]
+    #[serde(flatten)]
+    common: SearchCommon,
 }
 
 #[derive(Debug, Clone, Args, serde::Serialize)]
@@ -697,30 +716,12 @@ fn capacity_curve(args: &CurveArgs) -> Result<()> {
     let spec = CurveSpec {
         dims,
         energies: args.energies.split(',').map(str::trim).collect(),
-        template: SweepText {
-            patterns: &args.patterns,
-            dim: 1,
-            energy: "lse",
-            beta: args.beta,
-            degree: args.degree,
-            alpha: None,
-            count: None,
-            trials: args.trials,
-            query: &args.query,
-            dynamics: &args.dynamics,
-            criterion: &args.criterion,
-            seed: args.seed,
-            shard: None,
-            search: true,
-        },
+        template: args.common.template(&args.patterns, 1, "lse", args.degree),
         count: &args.count,
-        target: match args.search {
-            SearchArg::Half => dam_experiments::search::Target::Half,
-            SearchArg::All => dam_experiments::search::Target::All,
-        },
+        target: args.common.target(),
     };
-    let device = device_of(args.device)?;
-    prepare_out(&args.out)?;
+    let device = device_of(args.common.device)?;
+    prepare_out(&args.common.out)?;
     let bar = ProgressBar::new((spec.dims.len() * spec.energies.len()) as u64);
     let rows = run(&spec, &device, |r| {
         say(
@@ -738,13 +739,13 @@ fn capacity_curve(args: &CurveArgs) -> Result<()> {
         bar.inc(1);
     })?;
     bar.finish_and_clear();
-    let target = value_name(&args.search);
+    let target = value_name(&args.common.search);
     let title = format!("P_{target}(N), n = {}, {}", args.degree, args.energies);
-    write_outputs(&args.out, &rows, &title)?;
+    write_outputs(&args.common.out, &rows, &title)?;
     println!(
         "points={} wrote {}/curve.csv, curve.svg",
         rows.len(),
-        args.out.display()
+        args.common.out.display()
     );
     Ok(())
 }
@@ -767,30 +768,12 @@ fn capacity_ensembles(args: &EnsemblesArgs) -> Result<()> {
         family,
         values,
         degrees,
-        template: SweepText {
-            patterns: "binary",
-            dim: args.dim,
-            energy: &energy,
-            beta: args.beta,
-            degree: 2,
-            alpha: None,
-            count: None,
-            trials: args.trials,
-            query: &args.query,
-            dynamics: &args.dynamics,
-            criterion: &args.criterion,
-            seed: args.seed,
-            shard: None,
-            search: true,
-        },
+        template: args.common.template("binary", args.dim, &energy, 2),
         count: &args.count,
-        target: match args.search {
-            SearchArg::Half => dam_experiments::search::Target::Half,
-            SearchArg::All => dam_experiments::search::Target::All,
-        },
+        target: args.common.target(),
     };
-    let device = device_of(args.device)?;
-    prepare_out(&args.out)?;
+    let device = device_of(args.common.device)?;
+    prepare_out(&args.common.out)?;
     let bar = ProgressBar::new((spec.values.len() * spec.degrees.len()) as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -819,16 +802,16 @@ fn capacity_ensembles(args: &EnsemblesArgs) -> Result<()> {
     bar.finish_and_clear();
     let title = format!(
         "P_{}, N = {}, {} energy, vs {}",
-        value_name(&args.search),
+        value_name(&args.common.search),
         args.dim,
         energy,
         args.vary.split(':').next().unwrap_or("")
     );
-    write_outputs(&args.out, &rows, &title)?;
+    write_outputs(&args.common.out, &rows, &title)?;
     println!(
         "points={} wrote {}/ensembles.csv, ensembles.svg",
         rows.len(),
-        args.out.display()
+        args.common.out.display()
     );
     Ok(())
 }
