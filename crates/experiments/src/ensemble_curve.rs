@@ -86,10 +86,10 @@ pub struct EnsemblePoint {
     pub mean_abs_correlation: Option<f64>,
     /// Realised minimum Hamming distance of the same set.
     pub min_hamming: Option<u64>,
-    /// Seconds over the probes.
+    /// Wall-clock seconds of the search (building the sets included).
     pub seconds: f64,
-    /// Why there is no answer (e.g. the set is unreachable at the bracket's HI) or the
-    /// answer is at a bracket end.
+    /// Why there is no answer, whether it is capped by the largest buildable separated
+    /// set (`capped: …`), or why it is at a bracket end.
     pub note: Option<String>,
 }
 
@@ -140,7 +140,7 @@ pub fn run(
                         probes: outcome.probes.len(),
                         mean_abs_correlation: at.and_then(|p| p.mean_abs_correlation),
                         min_hamming: at.and_then(|p| p.min_hamming),
-                        seconds: outcome.probes.iter().map(|p| p.seconds).sum(),
+                        seconds: start.elapsed().as_secs_f64(),
                         note: outcome.note,
                     }
                 }

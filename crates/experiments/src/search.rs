@@ -70,7 +70,9 @@ pub fn bisect(
         ));
     }
     let mut probes = Vec::new();
+    // The first reason a set could not be built, and every P where that happened.
     let mut unreachable: Option<String> = None;
+    let mut unbuilt: Vec<u64> = Vec::new();
     let mut probe = |p: u64| -> Result<bool> {
         let point = match sweep.run_point(device, p, |_| {}) {
             Ok(point) => point,
@@ -83,6 +85,7 @@ pub fn bisect(
                 ..
             }) if matches!(sweep.set, crate::capacity::PatternSet::Separated(_)) => {
                 unreachable.get_or_insert(reason);
+                unbuilt.push(p);
                 PointResult {
                     alpha: (p as f64).ln() / sweep.dim as f64,
                     patterns: p,
@@ -131,10 +134,18 @@ pub fn bisect(
         }
     }
     let note = unreachable.map(|reason| {
-        format!(
-            "some probes could not build the set ({reason}); they count as not meeting the \
-             target, so the answer may be the largest buildable set, not the capacity"
-        )
+        if unbuilt.contains(&hi) {
+            format!(
+                "capped: the set could not be built at P = {hi} ({reason}); unbuilt probes count \
+                 as not meeting the target, so the answer is the largest buildable size found, \
+                 a lower bound on the capacity"
+            )
+        } else {
+            format!(
+                "some probes above the answer could not build the set ({reason}); P = {hi} was \
+                 built and failed, so the answer is the capacity"
+            )
+        }
     });
     Ok(Outcome {
         probes,

@@ -1109,7 +1109,7 @@ fn capacity_ensembles_writes_its_files_on_both_devices() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let csv = std::fs::read_to_string(out.join("ensembles.csv")).unwrap();
-    assert!(csv.contains("could not build the set"), "{csv}");
+    assert!(csv.contains("capped: the set could not be built"), "{csv}");
     for bad in [
         &["--vary", "fractal:0:1:1"][..],
         &["--vary", "correlated:0:1.2:0.5"],
