@@ -428,14 +428,8 @@ impl Census {
                 .label(format!("{class} ({:.1} % of starts)", 100.0 * share))
                 .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
-        root.present()?;
-        Ok(())
+        crate::output::legend_and_present(&mut chart, SeriesLabelPosition::UpperLeft)
+            .map_err(|e| e.to_string().into())
     }
 }
 

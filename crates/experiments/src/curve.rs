@@ -201,14 +201,8 @@ fn draw(
             .label("K–H estimate N^(n−1) / (2 (2n−3)!! ln N)")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    crate::output::legend_and_present(&mut chart, SeriesLabelPosition::UpperLeft)
+        .map_err(|e| e.to_string().into())
 }
 
 #[cfg(test)]

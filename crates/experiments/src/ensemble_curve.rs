@@ -233,12 +233,6 @@ fn draw(
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
         chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    crate::output::legend_and_present(&mut chart, SeriesLabelPosition::UpperLeft)
+        .map_err(|e| e.to_string().into())
 }
