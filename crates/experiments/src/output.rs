@@ -328,6 +328,27 @@ pub fn write_svg(
     draw().map_err(|e| output(path, e))
 }
 
+/// Draws a chart's legend (white box, black border, at `position`) and presents the figure:
+/// the last step of every plot here.
+pub(crate) fn legend_and_present<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), Box<dyn std::error::Error + 'a>>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged,
+    Y: Ranged,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(position)
+        .draw()?;
+    chart.plotting_area().present()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,25 +457,4 @@ mod tests {
         assert!(err.to_string().contains("summary.json"), "{err}");
         std::fs::remove_dir_all(&root).unwrap();
     }
-}
-
-/// Draws a chart's legend (white box, black border, at `position`) and presents the figure:
-/// the last step of every plot here.
-pub(crate) fn legend_and_present<'a, DB, X, Y>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-    position: SeriesLabelPosition,
-) -> std::result::Result<(), Box<dyn std::error::Error + 'a>>
-where
-    DB: DrawingBackend + 'a,
-    X: Ranged,
-    Y: Ranged,
-{
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(position)
-        .draw()?;
-    chart.plotting_area().present()?;
-    Ok(())
 }
