@@ -133,11 +133,13 @@ def spin_dynamics(
     max_sweeps: int = 100,
     seed: int = 0,
     device: Literal["auto", "cpu", "wgpu"] = "auto",
+    clamped: Optional[list[int]] = None,
 ) -> dict[str, object]:
     """Exact binary spin dynamics from ±1 queries (B, N) on ±1 patterns (P, N).
 
     Returns ``states`` (float32 ±1, (B, N)), ``flips`` (per query, the flips of each sweep
     or step) and ``converged`` (bool, (B,)); both devices return identical results.
+    ``clamped``: neuron indices held at their query values.
     """
 
 class RandomFeatures:

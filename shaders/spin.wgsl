@@ -8,7 +8,9 @@
 // `sweep`:  asynchronous updates of spins order[first .. first + count], one workgroup per
 //           query; sigma lives in workgroup memory during the dispatch.
 // `decide`: synchronous step, one workgroup per (spin, query): flip[q, i] = 1 if sigma_i changes.
-// `apply`:  synchronous step, one workgroup per query: apply the flips, count them.
+// `apply`:  synchronous step, one workgroup per query: apply the flips of the free spins
+//           (`free`, packed like a state; clamped spins keep their value), count them.
+//           Asynchronous sweeps leave clamped spins out of `order` on the host.
 
 struct SParams {
     dim: u32,
@@ -29,6 +31,7 @@ struct SParams {
 @group(0) @binding(5) var<storage, read> order: array<u32>;
 @group(0) @binding(6) var<storage, read_write> flips: array<u32>;
 @group(0) @binding(7) var<storage, read_write> decisions: array<u32>;
+@group(0) @binding(8) var<storage, read> free: array<u32>;
 
 const WG: u32 = 64u;
 const MAX_WORDS: u32 = 128u;
@@ -184,6 +187,7 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
                 mask = mask | (1u << b);
             }
         }
+        mask = mask & free[w];
         states[q * sp.words + w] = states[q * sp.words + w] ^ mask;
         flipped += countOneBits(mask);
     }

@@ -830,6 +830,25 @@ pub fn spin_dynamics(
     }
 }
 
+/// [`spin_dynamics`] with some neurons clamped: those outside `clamp.free`
+/// ([`binary::Clamp`]) keep their query values while the free ones follow the exact update
+/// (asynchronous sweeps visit the free neurons in the sweep order; synchronous steps flip
+/// only free neurons). Both devices return identical results.
+pub fn spin_dynamics_clamped(
+    device: &Device,
+    patterns: &binary::BinaryPatterns,
+    energy: binary::SpinEnergy,
+    update: binary::SpinUpdate,
+    queries: &[u32],
+    clamp: &binary::Clamp,
+) -> Result<binary::SpinResult> {
+    match device.placement()? {
+        None => dam_cpu::binary::run_clamped(patterns, energy, update, queries, clamp),
+        #[cfg(feature = "wgpu")]
+        Some(ctx) => dam_wgpu::binary::run_clamped(&ctx, patterns, energy, update, queries, clamp),
+    }
+}
+
 /// Streams the log-sum-exp of dot similarities over procedural patterns (see
 /// [`procedural`]) on `device`: memory O(B·N) for any P; both devices see the same
 /// patterns and agree within f32 rounding.

@@ -608,9 +608,10 @@ fn capacity<'py>(
 /// Exact binary spin dynamics (the Rust `dam::spin_dynamics`): ±1 patterns (P, N) and
 /// queries (B, N) (entries ≥ 0 count as +1). Returns a dict: `states` float32 ±1 (B, N),
 /// `flips` (a list per query of the flips in each sweep or step), `converged` bool (B,).
-/// Both devices return identical results.
+/// Both devices return identical results. `clamped`: indices of neurons held at their query
+/// values (the others follow the update).
 #[pyfunction]
-#[pyo3(signature = (patterns, queries, *, energy="polynomial", degree=3, beta=1.0, update="async", max_sweeps=100, seed=0, device="auto"))]
+#[pyo3(signature = (patterns, queries, *, energy="polynomial", degree=3, beta=1.0, update="async", max_sweeps=100, seed=0, device="auto", clamped=None))]
 #[allow(clippy::too_many_arguments)]
 fn spin_dynamics<'py>(
     py: Python<'py>,
@@ -623,8 +624,11 @@ fn spin_dynamics<'py>(
     max_sweeps: usize,
     seed: u64,
     device: &str,
+    clamped: Option<Vec<usize>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    use engine::binary::{pack, unpack, words_per_state, BinaryPatterns, SpinEnergy, SpinUpdate};
+    use engine::binary::{
+        pack, unpack, words_per_state, BinaryPatterns, Clamp, SpinEnergy, SpinUpdate,
+    };
     let energy = match energy {
         "polynomial" => SpinEnergy::Polynomial { n: degree },
         "rectified-polynomial" => SpinEnergy::RectifiedPolynomial { n: degree },
@@ -658,6 +662,9 @@ fn spin_dynamics<'py>(
     }
     let device_value = device_of(device)?;
     let words = words_per_state(dim);
+    let clamp = Clamp::fixing(dim, clamped.as_deref().unwrap_or(&[])).map_err(|e| {
+        PyValueError::new_err(format!("`clamped`: {e}"))
+    })?;
     let result = compute(py, || {
         let signs: Vec<f32> = pv.iter().copied().collect();
         let stored = BinaryPatterns::from_signs(pv.nrows(), dim, &signs)?;
@@ -665,12 +672,13 @@ fn spin_dynamics<'py>(
         for (row, out) in qv.rows().into_iter().zip(packed.chunks_mut(words.max(1))) {
             pack(&row.to_vec(), out);
         }
-        Ok(engine::spin_dynamics(
+        Ok(engine::spin_dynamics_clamped(
             &device_value,
             &stored,
             energy,
             update,
             &packed,
+            &clamp,
         )?)
     })?;
     let states: Vec<f32> = result

@@ -311,3 +311,17 @@ def test_random_features_on_both_devices():
         dam.RandomFeatures(8, 511, kind="fourier")
     with pytest.raises(ValueError):
         dam.RandomFeatures(8, 64, kind="gabor")
+
+
+def test_spin_dynamics_keeps_clamped_neurons_and_solves_xor_at_degree_3():
+    table = np.array([[-1, -1, -1], [-1, 1, 1], [1, -1, 1], [1, 1, -1]], dtype=np.float32)
+    queries = table.copy()
+    queries[:, 2] = -1
+    for device in ("cpu", "wgpu"):
+        for degree, right in ((2, 2), (3, 4)):
+            r = dam.spin_dynamics(table, queries, degree=degree, update="sync", max_sweeps=1,
+                                  device=device, clamped=[0, 1])
+            assert np.array_equal(r["states"][:, :2], table[:, :2])
+            assert int((r["states"][:, 2] == table[:, 2]).sum()) == right
+    with pytest.raises(ValueError, match="clamped"):
+        dam.spin_dynamics(table, queries, clamped=[3])

@@ -77,6 +77,26 @@ impl BinaryPatterns {
         Ok((b, energy.table(self.dim(), self.count())?))
     }
 
+    /// Checks a clamp mask ([`Clamp`]) against the patterns' dimension.
+    pub fn validate_clamp(&self, clamp: &Clamp) -> Result<()> {
+        let w = words_per_state(self.dim());
+        if clamp.free.len() != w {
+            return Err(Error::DimensionMismatch {
+                argument: "clamp (free mask, ⌈N/32⌉ words)",
+                expected: w,
+                actual: clamp.free.len(),
+            });
+        }
+        if !self.dim().is_multiple_of(32) && clamp.free[w - 1] >> (self.dim() % 32) != 0 {
+            return Err(Error::InvalidParameter {
+                argument: "clamp",
+                value: format!("{:#x}", clamp.free[w - 1]),
+                reason: "bits past N in the last word must be zero".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks a batch of packed queries (B × ⌈N/32⌉ words) against the patterns and
     /// returns B.
     pub fn validate_queries(&self, queries: &[u32]) -> Result<usize> {
@@ -245,6 +265,58 @@ pub enum SpinUpdate {
         /// Most steps.
         max_steps: usize,
     },
+}
+
+/// Which neurons the spin dynamics may change: the others are *clamped* to their value in
+/// the query (inputs held fixed while outputs settle: XOR, label read-out, in-painting).
+/// The same mask applies to every query of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clamp {
+    /// Packed like a state: bit i is 1 when neuron i is free.
+    pub free: Vec<u32>,
+}
+
+impl Clamp {
+    /// Every neuron free (the unclamped dynamics).
+    pub fn none(dim: usize) -> Self {
+        let mut free = vec![u32::MAX; words_per_state(dim)];
+        if !dim.is_multiple_of(32) {
+            if let Some(last) = free.last_mut() {
+                *last = (1u32 << (dim % 32)) - 1;
+            }
+        }
+        Self { free }
+    }
+
+    /// Neurons `clamped` held fixed, the rest free; an index ≥ N is an error.
+    pub fn fixing(dim: usize, clamped: &[usize]) -> Result<Self> {
+        let mut c = Self::none(dim);
+        for &i in clamped {
+            if i >= dim {
+                return Err(Error::InvalidParameter {
+                    argument: "clamped neuron",
+                    value: i.to_string(),
+                    reason: format!("must be below N = {dim}"),
+                });
+            }
+            c.free[i / 32] &= !(1u32 << (i % 32));
+        }
+        Ok(c)
+    }
+
+    /// Whether neuron i may change.
+    pub fn is_free(&self, i: usize) -> bool {
+        (self.free[i / 32] >> (i % 32)) & 1 == 1
+    }
+
+    /// The sweep order with the clamped neurons left out (the free ones keep their order,
+    /// so a run with nothing clamped is the unclamped run).
+    pub fn order(&self, order: Vec<u32>) -> Vec<u32> {
+        order
+            .into_iter()
+            .filter(|&i| self.is_free(i as usize))
+            .collect()
+    }
 }
 
 /// The table W of the update and how it is indexed.

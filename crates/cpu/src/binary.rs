@@ -2,8 +2,8 @@
 //! 64-bit integers; see `dam_core::binary` for the maths and why it is exact.
 
 use dam_core::binary::{
-    overlap, sweep_order, words_per_state, BinaryPatterns, SpinEnergy, SpinResult, SpinTable,
-    SpinUpdate,
+    overlap, sweep_order, words_per_state, BinaryPatterns, Clamp, SpinEnergy, SpinResult,
+    SpinTable, SpinUpdate,
 };
 use dam_core::Result;
 
@@ -44,7 +44,25 @@ pub fn run(
     update: SpinUpdate,
     queries: &[u32],
 ) -> Result<SpinResult> {
+    run_clamped(
+        patterns,
+        energy,
+        update,
+        queries,
+        &Clamp::none(patterns.dim()),
+    )
+}
+
+/// [`run`] with the neurons outside `clamp.free` held at their query values.
+pub fn run_clamped(
+    patterns: &BinaryPatterns,
+    energy: SpinEnergy,
+    update: SpinUpdate,
+    queries: &[u32],
+    clamp: &Clamp,
+) -> Result<SpinResult> {
     let (b, table) = patterns.prepare_run(energy, queries)?;
+    patterns.validate_clamp(clamp)?;
     let (n, w) = (patterns.dim(), words_per_state(patterns.dim()));
     let mut states = queries.to_vec();
     let mut flips = Vec::with_capacity(b);
@@ -60,7 +78,7 @@ pub fn run(
             SpinUpdate::Async { max_sweeps, seed } => {
                 for sweep in 0..max_sweeps {
                     let mut count = 0;
-                    for i in sweep_order(n, seed, sweep) {
+                    for i in clamp.order(sweep_order(n, seed, sweep)) {
                         let i = i as usize;
                         let s = spin(sigma, i);
                         let d = delta(patterns, &table, &h, s, i);
@@ -89,6 +107,7 @@ pub fn run(
             SpinUpdate::Sync { max_steps } => {
                 for _ in 0..max_steps {
                     let flip: Vec<usize> = (0..n)
+                        .filter(|&i| clamp.is_free(i))
                         .filter(|&i| {
                             let s = spin(sigma, i);
                             let d = delta(patterns, &table, &h, s, i);

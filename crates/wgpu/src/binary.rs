@@ -1,7 +1,7 @@
 //! Exact binary spin dynamics on the device (`spin.wgsl`); the twin of `dam_cpu::binary`.
 
 use dam_core::binary::{
-    sweep_order, words_per_state, BinaryPatterns, SpinEnergy, SpinResult, SpinUpdate,
+    sweep_order, words_per_state, BinaryPatterns, Clamp, SpinEnergy, SpinResult, SpinUpdate,
 };
 use dam_core::{Error, Result};
 
@@ -22,7 +22,27 @@ pub fn run(
     update: SpinUpdate,
     queries: &[u32],
 ) -> Result<SpinResult> {
+    run_clamped(
+        ctx,
+        patterns,
+        energy,
+        update,
+        queries,
+        &Clamp::none(patterns.dim()),
+    )
+}
+
+/// [`run`] with the neurons outside `clamp.free` held at their query values.
+pub fn run_clamped(
+    ctx: &WgpuContext,
+    patterns: &BinaryPatterns,
+    energy: SpinEnergy,
+    update: SpinUpdate,
+    queries: &[u32],
+    clamp: &Clamp,
+) -> Result<SpinResult> {
     let (b, table) = patterns.prepare_run(energy, queries)?;
+    patterns.validate_clamp(clamp)?;
     if patterns.dim() > MAX_SPIN_DIM {
         return Err(Error::TooLarge {
             argument: "dim (N) for spin dynamics on wgpu",
@@ -47,7 +67,7 @@ pub fn run(
         .collect();
     let relative = energy_is_relative(energy);
     let out = exec::scoped(ctx, "spin dynamics", || {
-        Spins::new(ctx, patterns, &table, relative, queries, b).run(update)
+        Spins::new(ctx, patterns, &table, relative, queries, b, clamp).run(update)
     })?;
     Ok(out?)
 }
@@ -68,6 +88,8 @@ struct Spins<'a> {
     decisions: wgpu::Buffer,
     patterns: wgpu::Buffer,
     table: wgpu::Buffer,
+    free: wgpu::Buffer,
+    clamp: &'a Clamp,
 }
 
 impl<'a> Spins<'a> {
@@ -78,6 +100,7 @@ impl<'a> Spins<'a> {
         relative: bool,
         queries: &[u32],
         b: usize,
+        clamp: &'a Clamp,
     ) -> Self {
         let init = |label: &str, contents: &[u8]| exec::storage_init(ctx, label, contents);
         let (n, p) = (patterns.dim(), patterns.count());
@@ -106,6 +129,8 @@ impl<'a> Spins<'a> {
                 bytemuck::cast_slice(patterns.words()),
             ),
             table: init("dam spin table", bytemuck::cast_slice(table)),
+            free: init("dam spin free mask", bytemuck::cast_slice(&clamp.free)),
+            clamp,
         }
     }
 
@@ -126,12 +151,13 @@ impl<'a> Spins<'a> {
             (5, &self.order),
             (6, &self.flips),
             (7, &self.decisions),
+            (8, &self.free),
         ];
         let used: &[u32] = match kernel {
             Kernel::SpinInit => &[0, 1, 2, 3],
             Kernel::SpinSweep => &[0, 1, 2, 3, 4, 5, 6],
             Kernel::SpinDecide => &[0, 1, 2, 3, 4, 7],
-            _ => &[0, 2, 6, 7],
+            _ => &[0, 2, 6, 7, 8],
         };
         let buffers: Vec<(u32, &wgpu::Buffer)> =
             all.into_iter().filter(|(i, _)| used.contains(i)).collect();
@@ -153,6 +179,9 @@ impl<'a> Spins<'a> {
         let mut history: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut done = vec![false; b];
         let init = [self.dispatch(Kernel::SpinInit, self.base, (b as u32, 1))?];
+        // Asynchronous sweeps visit the free spins only (clamped ones are left out of the
+        // order); synchronous steps mask the flips in `apply`.
+        let free = (0..n).filter(|&i| self.clamp.is_free(i)).count();
         ctx.queue.submit([exec::commands(ctx, &init)]);
         let rounds = match update {
             SpinUpdate::Async { max_sweeps, .. } => max_sweeps,
@@ -160,7 +189,7 @@ impl<'a> Spins<'a> {
         };
         // The dispatch list of one round, built once.
         let list = match update {
-            SpinUpdate::Async { .. } => exec::slices(n, spins_per_dispatch)
+            SpinUpdate::Async { .. } => exec::slices(free, spins_per_dispatch)
                 .map(|range| {
                     let params = SParams {
                         first: range.start as u32,
@@ -181,7 +210,7 @@ impl<'a> Spins<'a> {
                 ctx.queue.write_buffer(
                     &self.order,
                     0,
-                    bytemuck::cast_slice(&sweep_order(n, seed, round)),
+                    bytemuck::cast_slice(&self.clamp.order(sweep_order(n, seed, round))),
                 );
                 ctx.queue
                     .write_buffer(&self.flips, 0, bytemuck::cast_slice(&vec![0u32; b]));

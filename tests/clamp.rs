@@ -1,0 +1,134 @@
+//! Clamped spin dynamics: clamped neurons never change, both devices give identical
+//! states, nothing clamped is the plain run, and the Krotov–Hopfield XOR table.
+
+mod common;
+
+use dam::binary::{pack, unpack, words_per_state, BinaryPatterns, Clamp, SpinEnergy, SpinUpdate};
+use dam::{Device, Error};
+
+fn random_states(b: usize, n: usize, seed: u64) -> Vec<u32> {
+    let p = BinaryPatterns::procedural(b, n, seed).unwrap();
+    p.words().to_vec()
+}
+
+#[test]
+fn clamped_neurons_never_change_and_devices_agree() {
+    let gpu = common::gpu();
+    let energies = [
+        SpinEnergy::Polynomial { n: 3 },
+        SpinEnergy::RectifiedPolynomial { n: 4 },
+        SpinEnergy::Exponential { beta: 0.3 },
+    ];
+    for (n, p) in [(45usize, 12usize), (70, 40)] {
+        let stored = BinaryPatterns::procedural(p, n, 7).unwrap();
+        let queries = random_states(9, n, 99);
+        // Clamp every third neuron, and a contiguous block crossing a word boundary.
+        let clamped: Vec<usize> = (0..n)
+            .filter(|i| i % 3 == 0 || (28..36).contains(i))
+            .collect();
+        let clamp = Clamp::fixing(n, &clamped).unwrap();
+        for energy in energies {
+            for update in [
+                SpinUpdate::Async {
+                    max_sweeps: 20,
+                    seed: 5,
+                },
+                SpinUpdate::Sync { max_steps: 20 },
+            ] {
+                let run = |device: &Device| {
+                    dam::spin_dynamics_clamped(device, &stored, energy, update, &queries, &clamp)
+                        .unwrap()
+                };
+                let (c, g) = (run(&Device::Cpu), run(&gpu));
+                assert_eq!(c, g, "N={n} {energy:?} {update:?}: devices differ");
+                let w = words_per_state(n);
+                let mut moved = 0;
+                for q in 0..9 {
+                    let before = unpack(&queries[q * w..(q + 1) * w], n);
+                    let after = unpack(&c.states[q * w..(q + 1) * w], n);
+                    for &i in &clamped {
+                        assert_eq!(
+                            before[i], after[i],
+                            "N={n} {energy:?} {update:?}: neuron {i} moved"
+                        );
+                    }
+                    moved += (0..n).filter(|&i| before[i] != after[i]).count();
+                }
+                assert!(
+                    moved > 0,
+                    "N={n} {energy:?} {update:?}: the free neurons never moved"
+                );
+                // Nothing clamped is the plain run.
+                let none = Clamp::none(n);
+                let plain =
+                    dam::spin_dynamics(&Device::Cpu, &stored, energy, update, &queries).unwrap();
+                for device in [&Device::Cpu, &gpu] {
+                    let free = dam::spin_dynamics_clamped(
+                        device, &stored, energy, update, &queries, &none,
+                    )
+                    .unwrap();
+                    assert_eq!(free, plain);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_clamps_are_errors() {
+    let stored = BinaryPatterns::procedural(4, 40, 1).unwrap();
+    let q = random_states(1, 40, 2);
+    let energy = SpinEnergy::Polynomial { n: 2 };
+    let update = SpinUpdate::Sync { max_steps: 2 };
+    assert!(matches!(
+        Clamp::fixing(40, &[40]),
+        Err(Error::InvalidParameter { .. })
+    ));
+    let short = Clamp {
+        free: vec![u32::MAX],
+    };
+    let past_n = Clamp {
+        free: vec![u32::MAX, u32::MAX],
+    };
+    for device in [Device::Cpu, common::gpu()] {
+        for bad in [&short, &past_n] {
+            assert!(dam::spin_dynamics_clamped(&device, &stored, energy, update, &q, bad).is_err());
+        }
+    }
+}
+
+/// Krotov & Hopfield (2016), XOR with K = 4 memories (the truth table, ±1) and N = 3: the
+/// inputs clamped, the output started at −1 and updated once. With F = x² the update of the
+/// output is Σ_μ ξ_y (ξ_1 x_1 + ξ_2 x_2) = 0 for every input (XOR has no pairwise
+/// correlation), so it never moves: 2 of 4; with x³ and max(x, 0)² the table is exact.
+#[test]
+fn xor_needs_a_higher_order_energy() {
+    let table: [[f32; 3]; 4] = [
+        [-1.0, -1.0, -1.0],
+        [-1.0, 1.0, 1.0],
+        [1.0, -1.0, 1.0],
+        [1.0, 1.0, -1.0],
+    ];
+    let stored = BinaryPatterns::from_signs(4, 3, table.as_flattened()).unwrap();
+    let clamp = Clamp::fixing(3, &[0, 1]).unwrap();
+    let mut queries = vec![0u32; 4];
+    for (q, row) in table.iter().enumerate() {
+        pack(&[row[0], row[1], -1.0], &mut queries[q..q + 1]);
+    }
+    let update = SpinUpdate::Sync { max_steps: 1 };
+    for device in [Device::Cpu, common::gpu()] {
+        for (energy, expected) in [
+            (SpinEnergy::Polynomial { n: 2 }, 2),
+            (SpinEnergy::Polynomial { n: 3 }, 4),
+            (SpinEnergy::RectifiedPolynomial { n: 2 }, 4),
+            (SpinEnergy::RectifiedPolynomial { n: 3 }, 4),
+        ] {
+            let r = dam::spin_dynamics_clamped(&device, &stored, energy, update, &queries, &clamp)
+                .unwrap();
+            let right = (0..4)
+                .filter(|&q| unpack(&r.states[q..q + 1], 3)[2] == table[q][2])
+                .count();
+            assert_eq!(right, expected, "{energy:?}");
+        }
+    }
+}
