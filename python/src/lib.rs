@@ -662,9 +662,8 @@ fn spin_dynamics<'py>(
     }
     let device_value = device_of(device)?;
     let words = words_per_state(dim);
-    let clamp = Clamp::fixing(dim, clamped.as_deref().unwrap_or(&[])).map_err(|e| {
-        PyValueError::new_err(format!("`clamped`: {e}"))
-    })?;
+    let clamp = Clamp::fixing(dim, clamped.as_deref().unwrap_or(&[]))
+        .map_err(|e| PyValueError::new_err(format!("`clamped`: {e}")))?;
     let result = compute(py, || {
         let signs: Vec<f32> = pv.iter().copied().collect();
         let stored = BinaryPatterns::from_signs(pv.nrows(), dim, &signs)?;
