@@ -25,6 +25,9 @@
 use std::sync::Arc;
 
 pub use dam_core::binary;
+/// Classifier training (Krotov & Hopfield 2016): the model; its CPU reference is
+/// `dam::cpu::learn`.
+pub use dam_core::learn;
 pub use dam_core::procedural;
 pub use dam_core::{
     Backend, Config, Dynamics, Error, Mismatch, Patterns, Projection, Result, RetrievalResult,

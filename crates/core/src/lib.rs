@@ -22,6 +22,7 @@ pub mod binary;
 mod config;
 mod error;
 pub mod features;
+pub mod learn;
 mod patterns;
 pub mod procedural;
 pub use procedural::{PatternKind, Procedural, StreamRequest, StreamStats};

@@ -8,6 +8,7 @@
 pub mod binary;
 pub mod fast;
 pub mod features;
+pub mod learn;
 pub mod procedural;
 mod retriever;
 pub mod search;

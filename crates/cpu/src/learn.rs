@@ -1,0 +1,294 @@
+//! The CPU reference of the classifier of `dam_core::learn` (Krotov & Hopfield 2016):
+//! outputs, loss and the analytic gradient with respect to the memories, in plain f64 loops.
+//! Every faster path (fused CPU, WGSL) is checked against this one, and this one against
+//! central finite differences.
+
+use dam_core::learn::ClassifierModel;
+use dam_core::{Error, Result};
+use ndarray::{Array2, ArrayView2};
+
+/// Checks shapes and values; returns (K, N, B).
+fn check(
+    model: &ClassifierModel,
+    memories: ArrayView2<'_, f64>,
+    images: ArrayView2<'_, f64>,
+    labels: Option<&[usize]>,
+) -> Result<(usize, usize, usize)> {
+    model.validate()?;
+    let (k, width) = memories.dim();
+    let (b, n) = images.dim();
+    if k == 0 {
+        return Err(Error::Empty {
+            argument: "memories (K)",
+            detail: "K = 0".into(),
+        });
+    }
+    if width != n + model.classes {
+        return Err(Error::DimensionMismatch {
+            argument: "memories (K × (N + C))",
+            expected: n + model.classes,
+            actual: width,
+        });
+    }
+    if b == 0 || n == 0 {
+        return Err(Error::Empty {
+            argument: "images (B × N)",
+            detail: format!("B = {b}, N = {n}"),
+        });
+    }
+    for (name, a) in [("memories", memories), ("images", images)] {
+        if let Some(pos) = a.iter().position(|v| !v.is_finite()) {
+            return Err(Error::InvalidParameter {
+                argument: name,
+                value: a.iter().nth(pos).map_or(String::new(), |v| v.to_string()),
+                reason: format!("entry {pos} is not finite"),
+            });
+        }
+    }
+    if let Some(labels) = labels {
+        if labels.len() != b {
+            return Err(Error::DimensionMismatch {
+                argument: "labels (one per image)",
+                expected: b,
+                actual: labels.len(),
+            });
+        }
+        if let Some(i) = labels.iter().position(|&l| l >= model.classes) {
+            return Err(Error::InvalidParameter {
+                argument: "labels",
+                value: labels[i].to_string(),
+                reason: format!("label of sample {i} is not below C = {}", model.classes),
+            });
+        }
+    }
+    Ok((k, n, b))
+}
+
+/// s (B × K) = images · visible(memories)ᵀ and L (K × C), L_μα = −Σ_{γ≠α} ξ^μ_γ.
+fn similarities(
+    model: &ClassifierModel,
+    memories: ArrayView2<'_, f64>,
+    images: ArrayView2<'_, f64>,
+    n: usize,
+) -> (Array2<f64>, Array2<f64>) {
+    let k = memories.nrows();
+    let visible = memories.slice(ndarray::s![.., ..n]);
+    let s = images.dot(&visible.t());
+    let mut l = Array2::zeros((k, model.classes));
+    for mu in 0..k {
+        let total: f64 = (0..model.classes).map(|g| memories[[mu, n + g]]).sum();
+        for a in 0..model.classes {
+            l[[mu, a]] = -(total - memories[[mu, n + a]]);
+        }
+    }
+    (s, l)
+}
+
+/// The label outputs c (B × C) of every image.
+pub fn outputs(
+    model: &ClassifierModel,
+    memories: ArrayView2<'_, f64>,
+    images: ArrayView2<'_, f64>,
+) -> Result<Array2<f64>> {
+    let (k, n, b) = check(model, memories, images, None)?;
+    let (s, l) = similarities(model, memories, images, n);
+    let beta = model.beta();
+    Ok(Array2::from_shape_fn((b, model.classes), |(q, a)| {
+        let z: f64 = (0..k)
+            .map(|mu| {
+                let base = s[[q, mu]] + l[[mu, a]];
+                let x = memories[[mu, n + a]];
+                model.f(base + x) - model.f(base - x)
+            })
+            .sum();
+        (beta * z).tanh()
+    }))
+}
+
+/// The batch loss Σ_b Σ_α (c − t)^{2m} and its gradient with respect to the memories
+/// (K × (N + C)), as derived in `dam_core::learn`.
+pub fn loss_and_gradient(
+    model: &ClassifierModel,
+    memories: ArrayView2<'_, f64>,
+    images: ArrayView2<'_, f64>,
+    labels: &[usize],
+) -> Result<(f64, Array2<f64>)> {
+    let (k, n, b) = check(model, memories, images, Some(labels))?;
+    let (s, l) = similarities(model, memories, images, n);
+    let (beta, m2) = (model.beta(), 2 * model.loss_power as i32);
+    let mut loss = 0.0;
+    let mut a_mat = Array2::<f64>::zeros((k, b));
+    let mut grad = Array2::<f64>::zeros((k, n + model.classes));
+    for q in 0..b {
+        for a in 0..model.classes {
+            let z: f64 = (0..k)
+                .map(|mu| {
+                    let base = s[[q, mu]] + l[[mu, a]];
+                    let x = memories[[mu, n + a]];
+                    model.f(base + x) - model.f(base - x)
+                })
+                .sum();
+            let c = (beta * z).tanh();
+            let t = if labels[q] == a { 1.0 } else { -1.0 };
+            loss += (c - t).powi(m2);
+            let g = m2 as f64 * (c - t).powi(m2 - 1) * beta * (1.0 - c * c);
+            for mu in 0..k {
+                let base = s[[q, mu]] + l[[mu, a]];
+                let x = memories[[mu, n + a]];
+                let (up, um) = (model.f_prime(base + x), model.f_prime(base - x));
+                a_mat[[mu, q]] += g * (up - um);
+                grad[[mu, n + a]] += 2.0 * g * up;
+            }
+        }
+    }
+    let visible = a_mat.dot(&images);
+    grad.slice_mut(ndarray::s![.., ..n]).assign(&visible);
+    let row_sums = a_mat.sum_axis(ndarray::Axis(1));
+    for mu in 0..k {
+        for a in 0..model.classes {
+            grad[[mu, n + a]] -= row_sums[mu];
+        }
+    }
+    Ok((loss, grad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn uniform(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0..1.0))
+    }
+
+    /// The analytic gradient equals central finite differences of the loss (f64), for
+    /// xⁿ and max(x, 0)ⁿ at several n and m, on a model of K = 3, N = 5, C = 3, B = 4.
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let (k, n, c, b) = (3, 5, 3, 4);
+        let images = uniform(b, n, 1);
+        let labels = [0, 2, 1, 2];
+        for (degree, rectified, loss_power, temperature) in [
+            (2, false, 1, 1.5),
+            (3, false, 1, 2.0),
+            (3, true, 2, 1.7),
+            (4, true, 1, 2.5),
+            (1, false, 3, 0.8),
+        ] {
+            let model = ClassifierModel {
+                degree,
+                rectified,
+                temperature,
+                loss_power,
+                classes: c,
+            };
+            let memories = uniform(k, n + c, 7 + degree as u64);
+            let (_, grad) =
+                loss_and_gradient(&model, memories.view(), images.view(), &labels).unwrap();
+            let h = 1e-6;
+            for mu in 0..k {
+                for i in 0..n + c {
+                    let mut plus = memories.clone();
+                    plus[[mu, i]] += h;
+                    let mut minus = memories.clone();
+                    minus[[mu, i]] -= h;
+                    let lp = loss_and_gradient(&model, plus.view(), images.view(), &labels)
+                        .unwrap()
+                        .0;
+                    let lm = loss_and_gradient(&model, minus.view(), images.view(), &labels)
+                        .unwrap()
+                        .0;
+                    let fd = (lp - lm) / (2.0 * h);
+                    let got = grad[[mu, i]];
+                    assert!(
+                        (fd - got).abs() <= 1e-6 + 1e-5 * fd.abs(),
+                        "n={degree} rectified={rectified} m={loss_power}: ∂/∂ξ[{mu},{i}] \
+                         analytic {got} vs finite differences {fd}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The outputs are those of the loss (one definition of c), in (−1, 1).
+    #[test]
+    fn outputs_are_the_losses_tanh() {
+        let model = ClassifierModel {
+            degree: 3,
+            rectified: true,
+            temperature: 2.0,
+            loss_power: 1,
+            classes: 4,
+        };
+        let memories = uniform(6, 9 + 4, 3);
+        let images = uniform(5, 9, 4);
+        let c = outputs(&model, memories.view(), images.view()).unwrap();
+        assert!(c.iter().all(|v| v.abs() < 1.0));
+        let labels = [0, 1, 2, 3, 0];
+        let (loss, _) = loss_and_gradient(&model, memories.view(), images.view(), &labels).unwrap();
+        let expected: f64 = (0..5)
+            .flat_map(|q| (0..4).map(move |a| (q, a)))
+            .map(|(q, a)| {
+                let t = if labels[q] == a { 1.0 } else { -1.0 };
+                (c[[q, a]] - t).powi(2)
+            })
+            .sum();
+        assert!((loss - expected).abs() < 1e-12 * expected.max(1.0));
+    }
+
+    #[test]
+    fn bad_input_names_the_argument() {
+        let model = ClassifierModel {
+            degree: 3,
+            rectified: false,
+            temperature: 1.0,
+            loss_power: 1,
+            classes: 3,
+        };
+        let memories = uniform(2, 4 + 3, 1);
+        let images = uniform(2, 4, 2);
+        let arg = |r: Result<(f64, Array2<f64>)>| match r.unwrap_err() {
+            Error::InvalidParameter { argument, .. }
+            | Error::DimensionMismatch { argument, .. }
+            | Error::Empty { argument, .. } => argument,
+            other => panic!("{other}"),
+        };
+        let run = |model: &ClassifierModel, m: &Array2<f64>, x: &Array2<f64>, l: &[usize]| {
+            loss_and_gradient(model, m.view(), x.view(), l)
+        };
+        assert_eq!(arg(run(&model, &memories, &images, &[0, 3])), "labels");
+        assert_eq!(
+            arg(run(&model, &memories, &images, &[0])),
+            "labels (one per image)"
+        );
+        assert_eq!(
+            arg(run(&model, &Array2::zeros((0, 7)), &images, &[0, 1])),
+            "memories (K)"
+        );
+        let mut nan = images.clone();
+        nan[[1, 2]] = f64::NAN;
+        assert_eq!(arg(run(&model, &memories, &nan, &[0, 1])), "images");
+        for bad in [
+            ClassifierModel { degree: 0, ..model },
+            ClassifierModel {
+                temperature: 0.0,
+                ..model
+            },
+            ClassifierModel {
+                temperature: f64::NAN,
+                ..model
+            },
+            ClassifierModel {
+                loss_power: 0,
+                ..model
+            },
+        ] {
+            assert!(run(&bad, &memories, &images, &[0, 1]).is_err());
+        }
+        assert_eq!(
+            arg(run(&model, &uniform(2, 8, 1), &images, &[0, 1])),
+            "memories (K × (N + C))"
+        );
+    }
+}
