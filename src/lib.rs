@@ -25,9 +25,6 @@
 use std::sync::Arc;
 
 pub use dam_core::binary;
-/// Classifier training (Krotov & Hopfield 2016): the model; its CPU reference is
-/// `dam::cpu::learn`.
-pub use dam_core::learn;
 pub use dam_core::procedural;
 pub use dam_core::{
     Backend, Config, Dynamics, Error, Mismatch, Patterns, Projection, Result, RetrievalResult,
@@ -49,6 +46,7 @@ pub(crate) type Ctx = Arc<WgpuContext>;
 pub(crate) enum Ctx {}
 
 pub mod features;
+pub mod learn;
 pub mod mnist;
 pub mod persist;
 use ndarray::{Array2, ArrayView2};

@@ -115,6 +115,14 @@ pub enum Error {
         /// What asked for it.
         wanted: String,
     },
+    /// A combination the engine does not run yet.
+    #[error("{what} is not supported yet: {detail}")]
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+        /// What to do instead.
+        detail: String,
+    },
     /// The `DAM_DEVICE` environment variable holds an unknown value.
     #[error("DAM_DEVICE={value:?} is not a device; use `cpu`, `wgpu`, `wgpu:N` (adapter index, see `dam devices`), `wgpu:NAME` or `auto`")]
     UnknownDevice {

@@ -1,0 +1,529 @@
+//! Training dense associative memories as classifiers (Krotov & Hopfield 2016, §3 and
+//! Appendix A). The model, its outputs and the analytic gradient with respect to the
+//! memories are defined in [`ClassifierModel`] (maths in `dam_core::learn`, CPU reference in
+//! `dam::cpu::learn`); [`Classifier`] holds K memories and trains them with the paper's
+//! optimiser:
+//!
+//! * minibatches in a seeded random order (a new order each epoch);
+//! * momentum: V ← p V − ∇, with p = 0.5 + 0.4·min(1, epoch / 100);
+//! * the step of each memory normalised by its largest |V| entry: ξ^μ ← ξ^μ + ε V^μ / max|V^μ|;
+//! * learning rate ε = ε₀ · f^epoch; memories clipped to [−1, 1].
+//!
+//! Memories start from N(−0.3, 0.3²) entries (clipped), drawn from the seed with the
+//! engine's Philox generator. Training runs on the CPU; `Device::Wgpu` is refused with
+//! [`Error::Unsupported`] until the device kernels land.
+
+use ndarray::{Array2, ArrayView2, Axis};
+
+use crate::procedural::{fill, words, PatternKind, Stream};
+use crate::{Device, Error, Result};
+
+pub use dam_core::learn::ClassifierModel;
+
+/// How one epoch is run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochOptions {
+    /// Samples per minibatch (≥ 1).
+    pub batch: usize,
+    /// ε₀.
+    pub lr: f64,
+    /// f: ε = ε₀ · f^epoch.
+    pub lr_decay: f64,
+    /// Seed of the sample order (epoch e uses a permutation derived from (seed, e)).
+    pub seed: u64,
+}
+
+/// K memories being trained, and the optimiser's state.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    model: ClassifierModel,
+    memories: Array2<f64>,
+    velocity: Array2<f64>,
+    epoch: usize,
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The sample order of epoch `epoch`: a Fisher–Yates permutation of 0..len driven by Philox.
+pub fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    let key = splitmix(seed ^ splitmix(epoch as u64));
+    for i in (1..len).rev() {
+        let w = words(key, Stream::Queries, i as u64, 0);
+        let r = (w[0] as u64) << 32 | w[1] as u64;
+        order.swap(i, (r % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+impl Classifier {
+    /// Wraps trained or initial memories (K × (N + C), entries in [−1, 1]) for `model`.
+    pub fn new(model: ClassifierModel, memories: Array2<f64>, device: &Device) -> Result<Self> {
+        model.validate()?;
+        if device.placement()?.is_some() {
+            return Err(Error::Unsupported {
+                what: "training on wgpu",
+                detail: "the classifier's device kernels are not written yet; use Device::Cpu"
+                    .into(),
+            });
+        }
+        let (k, width) = memories.dim();
+        if k == 0 {
+            return Err(Error::Empty {
+                argument: "memories (K)",
+                detail: "K = 0".into(),
+            });
+        }
+        if width <= model.classes {
+            return Err(Error::DimensionMismatch {
+                argument: "memories (K × (N + C), N ≥ 1)",
+                expected: model.classes + 1,
+                actual: width,
+            });
+        }
+        if let Some(pos) = memories
+            .iter()
+            .position(|v| !(v.is_finite() && v.abs() <= 1.0))
+        {
+            return Err(Error::InvalidParameter {
+                argument: "memories",
+                value: memories
+                    .iter()
+                    .nth(pos)
+                    .map_or(String::new(), |v| v.to_string()),
+                reason: format!("entry {pos} is not in [−1, 1]"),
+            });
+        }
+        let velocity = Array2::zeros(memories.dim());
+        Ok(Self {
+            model,
+            memories,
+            velocity,
+            epoch: 0,
+        })
+    }
+
+    /// K memories over N visible neurons, entries N(−0.3, 0.3²) clipped to [−1, 1].
+    pub fn random(
+        model: ClassifierModel,
+        count: usize,
+        visible: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let width = visible + model.classes;
+        let mut row = vec![0.0f32; width];
+        let mut memories = Array2::zeros((count, width));
+        for (mu, mut out) in memories.axis_iter_mut(Axis(0)).enumerate() {
+            fill(
+                PatternKind::Gaussian,
+                seed,
+                Stream::Patterns,
+                mu as u64,
+                &mut row,
+            );
+            for (o, &g) in out.iter_mut().zip(&row) {
+                *o = (-0.3 + 0.3 * g as f64).clamp(-1.0, 1.0);
+            }
+        }
+        Self::new(model, memories, device)
+    }
+
+    /// The model.
+    pub fn model(&self) -> &ClassifierModel {
+        &self.model
+    }
+
+    /// The memories, K × (N + C).
+    pub fn memories(&self) -> ArrayView2<'_, f64> {
+        self.memories.view()
+    }
+
+    /// Epochs trained so far.
+    pub fn epochs(&self) -> usize {
+        self.epoch
+    }
+
+    /// One epoch over `images` (B × N, pixels in [−1, 1]) with `labels` (< C); returns the
+    /// summed loss of its minibatches (each measured before its step).
+    pub fn train_epoch(
+        &mut self,
+        images: ArrayView2<'_, f64>,
+        labels: &[usize],
+        options: &EpochOptions,
+    ) -> Result<f64> {
+        if options.batch == 0 {
+            return Err(Error::InvalidParameter {
+                argument: "batch",
+                value: "0".into(),
+                reason: "at least one sample per minibatch".into(),
+            });
+        }
+        if !(options.lr.is_finite() && options.lr > 0.0) {
+            return Err(Error::InvalidParameter {
+                argument: "lr",
+                value: options.lr.to_string(),
+                reason: "the learning rate must be finite and > 0".into(),
+            });
+        }
+        if !(options.lr_decay.is_finite() && options.lr_decay > 0.0) {
+            return Err(Error::InvalidParameter {
+                argument: "lr_decay",
+                value: options.lr_decay.to_string(),
+                reason: "the decay must be finite and > 0".into(),
+            });
+        }
+        if labels.len() != images.nrows() {
+            return Err(Error::DimensionMismatch {
+                argument: "labels (one per image)",
+                expected: images.nrows(),
+                actual: labels.len(),
+            });
+        }
+        let lr = options.lr * options.lr_decay.powi(self.epoch as i32);
+        let p = 0.5 + 0.4 * (self.epoch as f64 / 100.0).min(1.0);
+        let order = epoch_order(images.nrows(), options.seed, self.epoch);
+        let mut total = 0.0;
+        for chunk in order.chunks(options.batch) {
+            let x = images.select(Axis(0), chunk);
+            let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
+            let (loss, grad) =
+                dam_cpu::learn::loss_and_gradient(&self.model, self.memories.view(), x.view(), &y)?;
+            total += loss;
+            self.velocity *= p;
+            self.velocity -= &grad;
+            for (mut m, v) in self
+                .memories
+                .axis_iter_mut(Axis(0))
+                .zip(self.velocity.axis_iter(Axis(0)))
+            {
+                let scale = v.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+                if scale > 0.0 {
+                    m.zip_mut_with(&v, |a, &b| *a = (*a + lr * b / scale).clamp(-1.0, 1.0));
+                }
+            }
+        }
+        self.epoch += 1;
+        Ok(total)
+    }
+
+    /// The label outputs c (B × C).
+    pub fn outputs(&self, images: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
+        dam_cpu::learn::outputs(&self.model, self.memories.view(), images)
+    }
+
+    /// The predicted class of each image (largest c; ties to the lower class).
+    pub fn predict(&self, images: ArrayView2<'_, f64>) -> Result<Vec<usize>> {
+        let c = self.outputs(images)?;
+        Ok(c.axis_iter(Axis(0))
+            .map(|row| {
+                let mut best = 0;
+                for (a, &v) in row.iter().enumerate() {
+                    if v > row[best] {
+                        best = a;
+                    }
+                }
+                best
+            })
+            .collect())
+    }
+
+    /// Percentage of `images` misclassified, evaluated in blocks of 1,000.
+    pub fn error_percent(&self, images: ArrayView2<'_, f64>, labels: &[usize]) -> Result<f64> {
+        if labels.len() != images.nrows() || labels.is_empty() {
+            return Err(Error::DimensionMismatch {
+                argument: "labels (one per image)",
+                expected: images.nrows(),
+                actual: labels.len(),
+            });
+        }
+        let mut wrong = 0usize;
+        for start in (0..images.nrows()).step_by(1000) {
+            let end = (start + 1000).min(images.nrows());
+            let pred = self.predict(images.slice(ndarray::s![start..end, ..]))?;
+            wrong += pred
+                .iter()
+                .zip(&labels[start..end])
+                .filter(|(p, l)| p != l)
+                .count();
+        }
+        Ok(100.0 * wrong as f64 / labels.len() as f64)
+    }
+
+    /// Per memory, the classes it votes for: those whose label entry is > 0.
+    pub fn votes(&self) -> Vec<usize> {
+        let n = self.memories.ncols() - self.model.classes;
+        self.memories
+            .axis_iter(Axis(0))
+            .map(|m| m.iter().skip(n).filter(|&&v| v > 0.0).count())
+            .collect()
+    }
+
+    /// Fraction of `images` with one dominant memory: in the winning class's sum
+    /// z = Σ_μ [F(u⁺) − F(u⁻)], the largest single term is at least half of the sum of the
+    /// positive terms.
+    pub fn dominant_fraction(&self, images: ArrayView2<'_, f64>) -> Result<f64> {
+        let pred = self.predict(images)?;
+        let n = self.memories.ncols() - self.model.classes;
+        let s = images.dot(&self.memories.slice(ndarray::s![.., ..n]).t());
+        let mut dominant = 0usize;
+        for (q, &a) in pred.iter().enumerate() {
+            let (mut best, mut positive) = (0.0f64, 0.0f64);
+            for mu in 0..self.memories.nrows() {
+                let labels = self.memories.row(mu);
+                let total: f64 = labels.iter().skip(n).sum();
+                let x = labels[n + a];
+                let base = s[[q, mu]] - (total - x);
+                let term = self.model.f(base + x) - self.model.f(base - x);
+                if term > 0.0 {
+                    positive += term;
+                    best = best.max(term);
+                }
+            }
+            dominant += (positive > 0.0 && best >= 0.5 * positive) as usize;
+        }
+        Ok(dominant as f64 / pred.len().max(1) as f64)
+    }
+}
+
+/// `format` of a saved classifier's metadata.
+pub const CLASSIFIER_FORMAT: &str = "dam-classifier";
+
+fn format_error(path: &std::path::Path, reason: String) -> Error {
+    Error::Format {
+        path: path.display().to_string(),
+        format: "dam classifier (safetensors)",
+        reason,
+    }
+}
+
+impl Classifier {
+    /// Writes the memories (tensor `memories`, F32, K × (N + C)) and the model (metadata
+    /// `format=dam-classifier`, `degree`, `rectified`, `temperature`, `loss_power`,
+    /// `classes`, `epochs`) as safetensors, through a temporary file renamed into place.
+    pub fn save_file(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let path = path.as_ref();
+        let data: Vec<f32> = self.memories.iter().map(|&v| v as f32).collect();
+        let bytes: &[u8] = bytemuck::cast_slice(&data);
+        let m = &self.model;
+        let metadata: std::collections::HashMap<String, String> = [
+            ("format", CLASSIFIER_FORMAT.to_string()),
+            ("format_version", "1".into()),
+            ("degree", m.degree.to_string()),
+            ("rectified", m.rectified.to_string()),
+            ("temperature", m.temperature.to_string()),
+            ("loss_power", m.loss_power.to_string()),
+            ("classes", m.classes.to_string()),
+            ("epochs", self.epoch.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let view = safetensors::tensor::TensorView::new(
+            safetensors::Dtype::F32,
+            vec![self.memories.nrows(), self.memories.ncols()],
+            bytes,
+        )
+        .map_err(|e| Error::Backend {
+            backend: "safetensors",
+            source: Box::new(e),
+        })?;
+        let out = safetensors::serialize([("memories", view)], Some(metadata)).map_err(|e| {
+            Error::Backend {
+                backend: "safetensors",
+                source: Box::new(e),
+            }
+        })?;
+        let io = |e: std::io::Error| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        };
+        let tmp = path.with_extension("safetensors.tmp");
+        std::fs::write(&tmp, out).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Reads a file written by [`Classifier::save_file`]; the optimiser starts afresh
+    /// (velocity 0) at the saved epoch count.
+    pub fn load_file(path: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let bad = |reason: String| format_error(path, reason);
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let meta = header
+            .metadata()
+            .clone()
+            .ok_or_else(|| bad("no metadata: not written by dam".into()))?;
+        if meta.get("format").map(String::as_str) != Some(CLASSIFIER_FORMAT) {
+            return Err(bad(format!(
+                "`format` is {:?}, expected {CLASSIFIER_FORMAT:?}",
+                meta.get("format")
+            )));
+        }
+        let get = |key: &str| -> Result<&String> {
+            meta.get(key)
+                .ok_or_else(|| bad(format!("metadata `{key}` is missing")))
+        };
+        let parse_err = |key: &str| bad(format!("metadata `{key}` is malformed"));
+        let model = ClassifierModel {
+            degree: get("degree")?.parse().map_err(|_| parse_err("degree"))?,
+            rectified: get("rectified")?
+                .parse()
+                .map_err(|_| parse_err("rectified"))?,
+            temperature: get("temperature")?
+                .parse()
+                .map_err(|_| parse_err("temperature"))?,
+            loss_power: get("loss_power")?
+                .parse()
+                .map_err(|_| parse_err("loss_power"))?,
+            classes: get("classes")?.parse().map_err(|_| parse_err("classes"))?,
+        };
+        let epochs: usize = get("epochs")?.parse().map_err(|_| parse_err("epochs"))?;
+        let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+        let t = file
+            .tensor("memories")
+            .map_err(|_| bad("tensor `memories` is missing".into()))?;
+        if t.dtype() != safetensors::Dtype::F32 || t.shape().len() != 2 {
+            return Err(bad(format!(
+                "`memories` is {:?} {:?}, expected F32 K × (N + C)",
+                t.dtype(),
+                t.shape()
+            )));
+        }
+        let values: Vec<f64> = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+            .collect();
+        let memories = Array2::from_shape_vec((t.shape()[0], t.shape()[1]), values)
+            .map_err(|e| bad(e.to_string()))?;
+        let mut c = Self::new(model, memories, device)?;
+        c.epoch = epochs;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> ClassifierModel {
+        ClassifierModel {
+            degree: 3,
+            rectified: true,
+            temperature: 3.0,
+            loss_power: 1,
+            classes: 3,
+        }
+    }
+
+    /// A toy problem: three prototypes over 12 pixels, noisy copies; training lowers the
+    /// loss on the training set and classifies it.
+    #[test]
+    fn training_lowers_the_loss_and_learns_a_toy_problem() {
+        let protos: Vec<Vec<f64>> = (0..3)
+            .map(|c| {
+                (0..12)
+                    .map(|i| if (i / 4) == c { 1.0 } else { -1.0 })
+                    .collect()
+            })
+            .collect();
+        let mut images = Array2::zeros((60, 12));
+        let mut labels = Vec::new();
+        for q in 0..60 {
+            let c = q % 3;
+            labels.push(c);
+            for i in 0..12 {
+                let flip = (q * 7 + i * 3) % 11 == 0;
+                images[[q, i]] = if flip { -protos[c][i] } else { protos[c][i] };
+            }
+        }
+        let mut clf = Classifier::random(model(), 6, 12, 1, &Device::Cpu).unwrap();
+        let opts = EpochOptions {
+            batch: 10,
+            lr: 0.05,
+            lr_decay: 0.99,
+            seed: 4,
+        };
+        let first = clf.train_epoch(images.view(), &labels, &opts).unwrap();
+        let mut last = first;
+        for _ in 0..40 {
+            last = clf.train_epoch(images.view(), &labels, &opts).unwrap();
+        }
+        assert!(last < 0.5 * first, "loss {first} → {last}");
+        assert_eq!(clf.error_percent(images.view(), &labels).unwrap(), 0.0);
+        assert!(clf.memories().iter().all(|v| v.abs() <= 1.0));
+        assert_eq!(clf.epochs(), 41);
+        // Saved and loaded: the same predictions.
+        let path = std::env::temp_dir().join(format!("dam-clf-{}.safetensors", std::process::id()));
+        clf.save_file(&path).unwrap();
+        let back = Classifier::load_file(&path, &Device::Cpu).unwrap();
+        assert_eq!(
+            back.predict(images.view()).unwrap(),
+            clf.predict(images.view()).unwrap()
+        );
+        assert_eq!((back.epochs(), back.model()), (41, clf.model()));
+        std::fs::write(&path, b"not a safetensors file").unwrap();
+        assert!(matches!(
+            Classifier::load_file(&path, &Device::Cpu),
+            Err(Error::Format { .. })
+        ));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn epoch_orders_are_seeded_permutations() {
+        let a = epoch_order(100, 3, 0);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        assert_eq!(a, epoch_order(100, 3, 0));
+        assert_ne!(a, epoch_order(100, 3, 1));
+        assert_ne!(a, epoch_order(100, 4, 0));
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let mem = Array2::from_elem((2, 5), 0.5);
+        assert!(matches!(
+            Classifier::new(model(), Array2::zeros((0, 5)), &Device::Cpu),
+            Err(Error::Empty { .. })
+        ));
+        assert!(matches!(
+            Classifier::new(model(), Array2::from_elem((2, 5), 1.5), &Device::Cpu),
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            Classifier::new(
+                ClassifierModel {
+                    degree: 0,
+                    ..model()
+                },
+                mem.clone(),
+                &Device::Cpu
+            ),
+            Err(Error::InvalidParameter { .. })
+        ));
+        let mut clf = Classifier::new(model(), mem, &Device::Cpu).unwrap();
+        let x = Array2::zeros((3, 2));
+        let opts = EpochOptions {
+            batch: 0,
+            lr: 0.1,
+            lr_decay: 1.0,
+            seed: 0,
+        };
+        assert!(clf.train_epoch(x.view(), &[0, 1, 2], &opts).is_err());
+        let opts = EpochOptions { batch: 2, ..opts };
+        assert!(clf.train_epoch(x.view(), &[0, 1], &opts).is_err());
+        assert!(clf.train_epoch(x.view(), &[0, 1, 3], &opts).is_err());
+    }
+}
