@@ -18,6 +18,7 @@ pub mod ensembles;
 pub mod output;
 pub mod search;
 pub mod theory;
+pub mod train;
 
 pub use capacity::{Criterion, DynamicsArg, Energy, PatternSet, PointResult, QueryKind, Sweep};
 

@@ -1133,3 +1133,178 @@ fn capacity_ensembles_writes_its_files_on_both_devices() {
         assert_usage_error(&args);
     }
 }
+
+fn write_idx(path: &Path, dims: &[u32], data: &[u8], type_code: u8) {
+    let mut bytes = vec![0, 0, type_code, dims.len() as u8];
+    for d in dims {
+        bytes.extend_from_slice(&d.to_be_bytes());
+    }
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `dam train`: the contracted files, a row per epoch, resuming with --init, and clear
+/// errors (exit 2) for bad arguments and bad data.
+#[test]
+fn train_writes_the_contracted_files_and_refuses_bad_input() {
+    let out = tmp("train");
+    let o = dam(&[
+        "train",
+        "--memories",
+        "12",
+        "--degree",
+        "3",
+        "--rectified",
+        "--temperature",
+        "60",
+        "--lr",
+        "0.1",
+        "--epochs",
+        "2",
+        "--batch",
+        "200",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("test_error="));
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "epoch,loss,train_error,test_error,seconds");
+    assert_eq!(lines.len(), 3, "{csv}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    for key in [
+        "test_error",
+        "train_error",
+        "epochs",
+        "device",
+        "adapter",
+        "args",
+        "votes_per_memory",
+        "dominant_memory_fraction",
+    ] {
+        assert!(!summary[key].is_null(), "{key}: {summary}");
+    }
+    assert_eq!(summary["epochs"], 2);
+    assert_eq!(summary["votes_per_memory"].as_array().unwrap().len(), 11);
+    let png = std::fs::read(out.join("memories.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    // Resume from the saved memories: the epoch count continues.
+    let out2 = tmp("train-resume");
+    let init = out.join("memories.safetensors");
+    let o = dam(&[
+        "train",
+        "--memories",
+        "12",
+        "--degree",
+        "3",
+        "--rectified",
+        "--temperature",
+        "60",
+        "--lr",
+        "0.1",
+        "--epochs",
+        "1",
+        "--batch",
+        "200",
+        "--device",
+        "cpu",
+        "--init",
+        init.to_str().unwrap(),
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out2.join("metrics.csv")).unwrap();
+    assert!(csv.lines().nth(1).unwrap().starts_with("3,"), "{csv}");
+
+    // Bad data: counts that disagree, a label out of range, a truncated file.
+    let data = tmp("train-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let images: Vec<u8> = (0..3 * 784).map(|i| (i % 251) as u8).collect();
+    for prefix in ["train", "t10k"] {
+        write_idx(
+            &data.join(format!("{prefix}-images-idx3-ubyte")),
+            &[3, 28, 28],
+            &images,
+            8,
+        );
+        write_idx(
+            &data.join(format!("{prefix}-labels-idx1-ubyte")),
+            &[3],
+            &[0, 1, 2],
+            8,
+        );
+    }
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--memories",
+            "4",
+            "--degree",
+            "3",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            out2.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: Vec<String>| dam(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        run(base(&[])).status.success(),
+        "a well-formed tiny set trains"
+    );
+    write_idx(&data.join("train-labels-idx1-ubyte"), &[2], &[0, 1], 8);
+    let o = run(base(&[]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("2 labels for 3 images"));
+    write_idx(&data.join("train-labels-idx1-ubyte"), &[3], &[0, 1, 12], 8);
+    let o = run(base(&[]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not below 10"));
+    write_idx(&data.join("train-labels-idx1-ubyte"), &[3], &[0, 1, 2], 8);
+    write_idx(
+        &data.join("train-images-idx3-ubyte"),
+        &[3, 28, 28],
+        &images[..100],
+        8,
+    );
+    assert_eq!(run(base(&[])).status.code(), Some(2));
+    // Bad arguments.
+    let o2 = out2.to_str().unwrap();
+    for bad in [
+        &["--memories", "0", "--degree", "3"][..],
+        &["--memories", "4", "--degree", "0"],
+        &["--memories", "4", "--degree", "3", "--temperature", "0"],
+        &["--memories", "4", "--degree", "3", "--temperature=-2"],
+        &["--memories", "4", "--degree", "3", "--loss-power", "0"],
+        &["--memories", "4", "--degree", "3", "--batch", "0"],
+        &["--memories", "4", "--degree", "3", "--device", "wgpu"],
+        &[
+            "--memories",
+            "4",
+            "--degree",
+            "3",
+            "--init",
+            "/no/such/file",
+        ],
+    ] {
+        let mut args = vec!["train", "--epochs", "1", "--out", o2];
+        args.extend_from_slice(bad);
+        assert_usage_error(&args);
+    }
+}

@@ -41,6 +41,9 @@ enum Command {
     /// mixture, spurious) with basin fractions and stability ratios: census.csv,
     /// summary.json, census.svg.
     Census(CensusArgs),
+    /// Train a Krotov–Hopfield classifier on IDX digits: metrics.csv, memories.safetensors,
+    /// memories.png, summary.json.
+    Train(TrainArgs),
     /// The capacity search across `separated:d` or `correlated:c` for several degrees:
     /// ensembles.csv and ensembles.svg (Bielmeier & Friedland's curves).
     CapacityEnsembles(EnsemblesArgs),
@@ -291,6 +294,52 @@ struct EnsemblesArgs {
 }
 
 #[derive(Debug, Clone, Args, serde::Serialize)]
+struct TrainArgs {
+    /// Folder of IDX files (train-* and t10k-*, gzipped or raw); default the shipped digits.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Number of memories K.
+    #[arg(long)]
+    memories: usize,
+    /// Degree n of F.
+    #[arg(long)]
+    degree: u32,
+    /// F = max(x, 0)ⁿ instead of xⁿ.
+    #[arg(long)]
+    rectified: bool,
+    /// m in the loss Σ (c − t)^{2m}.
+    #[arg(long, default_value_t = 3)]
+    loss_power: u32,
+    /// Temperature T (β = 1/Tⁿ).
+    #[arg(long, default_value_t = 100.0)]
+    temperature: f64,
+    /// Epochs.
+    #[arg(long)]
+    epochs: usize,
+    /// Minibatch size.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Initial learning rate ε₀.
+    #[arg(long, default_value_t = 0.01)]
+    lr: f64,
+    /// Learning-rate decay f per epoch (ε = ε₀ f^epoch).
+    #[arg(long, default_value_t = 0.998)]
+    lr_decay: f64,
+    /// Seed of the initial memories and of the sample order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Device (training runs on the CPU; `auto` picks it).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Start from the memories of a memories.safetensors written by `dam train`.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args, serde::Serialize)]
 struct CensusArgs {
     /// Stored ±1 patterns: `binary`, `correlated:C`, `separated:D`, `mnist[:DIR]` (needs
     /// --dim 784) or `prototype:K:RHO` (P noisy copies of K prototypes, each entry flipped
@@ -423,6 +472,7 @@ fn main() {
         Some(Command::Bench(args)) => bench(&args),
         Some(Command::CapacityCurve(args)) => capacity_curve(&args),
         Some(Command::Census(args)) => census(&args),
+        Some(Command::Train(args)) => train(&args),
         Some(Command::CapacityEnsembles(args)) => capacity_ensembles(&args),
         Some(Command::Devices(args)) => devices(&args),
         None => {
@@ -812,6 +862,133 @@ fn capacity_ensembles(args: &EnsemblesArgs) -> Result<()> {
         "points={} wrote {}/ensembles.csv, ensembles.svg",
         rows.len(),
         args.common.out.display()
+    );
+    Ok(())
+}
+
+/// `dam train`.
+fn train(args: &TrainArgs) -> Result<()> {
+    use dam::learn::{Classifier, ClassifierModel, EpochOptions};
+    use dam_experiments::train::{
+        load_digits, votes_histogram, write_memories_png, write_summary, EpochRow, Metrics,
+    };
+    let classes = 10;
+    let model = ClassifierModel {
+        degree: args.degree,
+        rectified: args.rectified,
+        temperature: args.temperature,
+        loss_power: args.loss_power,
+        classes,
+    };
+    model.validate()?;
+    if args.epochs == 0 {
+        return Err(dam_experiments::args::invalid(
+            "--epochs",
+            "0",
+            "at least one epoch",
+        ));
+    }
+    if args.memories == 0 {
+        return Err(dam_experiments::args::invalid(
+            "--memories",
+            "0",
+            "K must be at least 1",
+        ));
+    }
+    let device = match args.device {
+        DeviceArg::Auto => {
+            eprintln!("dam: training runs on the CPU (the device kernels are not written yet)");
+            dam::Device::Cpu
+        }
+        other => device_of(other)?,
+    };
+    let data = args.data.clone().unwrap_or_else(dam::mnist::data_dir);
+    let train_set = load_digits(&data, "train", classes)?;
+    let test_set = load_digits(&data, "t10k", classes)?;
+    let visible = train_set.images.ncols();
+    let mut clf = match &args.init {
+        Some(path) => {
+            let c = Classifier::load_file(path, &device)?;
+            if c.memories().ncols() != visible + classes || c.model() != &model {
+                return Err(dam_experiments::args::invalid(
+                    "--init",
+                    &path.display().to_string(),
+                    format!(
+                        "holds K × {} memories of {:?}; this run asks N + C = {} and {model:?}",
+                        c.memories().ncols(),
+                        c.model(),
+                        visible + classes
+                    ),
+                ));
+            }
+            c
+        }
+        None => Classifier::random(model, args.memories, visible, args.seed, &device)?,
+    };
+    let (device_name, adapter) = device.describe()?;
+    prepare_out(&args.out)?;
+    let mut metrics = Metrics::create(&args.out)?;
+    let options = EpochOptions {
+        batch: args.batch,
+        lr: args.lr,
+        lr_decay: args.lr_decay,
+        seed: args.seed,
+    };
+    let bar = ProgressBar::new(args.epochs as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} epochs, {msg} (ETA {eta})",
+        )
+        .expect("valid template"),
+    );
+    let memories_path = args.out.join("memories.safetensors");
+    let mut last: Option<EpochRow> = None;
+    for _ in 0..args.epochs {
+        let start = std::time::Instant::now();
+        let loss = clf.train_epoch(train_set.images.view(), &train_set.labels, &options)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let row = EpochRow {
+            epoch: clf.epochs(),
+            loss,
+            train_error: clf.error_percent(train_set.images.view(), &train_set.labels)?,
+            test_error: clf.error_percent(test_set.images.view(), &test_set.labels)?,
+            seconds,
+        };
+        metrics.push(&row)?;
+        clf.save_file(&memories_path)?;
+        bar.set_message(format!("test error {:.2} %", row.test_error));
+        say(
+            &bar,
+            format!(
+                "epoch {:>4}: loss {:.4e}  train {:.2} %  test {:.2} %  {:.2} s",
+                row.epoch, row.loss, row.train_error, row.test_error, row.seconds
+            ),
+        );
+        bar.inc(1);
+        last = Some(row);
+    }
+    bar.finish_and_clear();
+    write_memories_png(&args.out, &clf)?;
+    let last = last.expect("at least one epoch");
+    let summary = json!({
+        "test_error": last.test_error,
+        "train_error": last.train_error,
+        "epochs": clf.epochs(),
+        "device": device_name,
+        "adapter": adapter,
+        "args": args,
+        "votes_per_memory": votes_histogram(&clf),
+        "dominant_memory_fraction": clf.dominant_fraction(test_set.images.view())?,
+        "seconds_per_epoch": last.seconds,
+    });
+    write_summary(&args.out, &summary)?;
+    println!(
+        "test_error={:.2} train_error={:.2} epochs={} device={} wrote {}/metrics.csv, memories.safetensors, memories.png, summary.json",
+        last.test_error,
+        last.train_error,
+        clf.epochs(),
+        device_name,
+        args.out.display()
     );
     Ok(())
 }
