@@ -38,6 +38,8 @@ pub struct EpochOptions {
 pub struct Classifier {
     model: ClassifierModel,
     memories: Array2<f64>,
+    /// The memories in f32, for the fast path's products (kept equal to `memories`).
+    memories32: Array2<f32>,
     velocity: Array2<f64>,
     epoch: usize,
 }
@@ -102,6 +104,7 @@ impl Classifier {
         let velocity = Array2::zeros(memories.dim());
         Ok(Self {
             model,
+            memories32: memories.mapv(|v| v as f32),
             memories,
             velocity,
             epoch: 0,
@@ -188,23 +191,36 @@ impl Classifier {
         let lr = options.lr * options.lr_decay.powi(self.epoch as i32);
         let p = 0.5 + 0.4 * (self.epoch as f64 / 100.0).min(1.0);
         let order = epoch_order(images.nrows(), options.seed, self.epoch);
+        let images32 = images.mapv(|v| v as f32);
+        dam_cpu::learn::fast::check_fast(
+            &self.model,
+            self.memories32.view(),
+            images32.view(),
+            Some(labels),
+        )?;
         let mut total = 0.0;
         for chunk in order.chunks(options.batch) {
-            let x = images.select(Axis(0), chunk);
+            let x = images32.select(Axis(0), chunk);
             let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let (loss, grad) =
-                dam_cpu::learn::loss_and_gradient(&self.model, self.memories.view(), x.view(), &y)?;
+            let (loss, grad) = dam_cpu::learn::fast::loss_and_gradient(
+                &self.model,
+                self.memories32.view(),
+                x.view(),
+                &y,
+            );
             total += loss;
-            self.velocity *= p;
-            self.velocity -= &grad;
-            for (mut m, v) in self
+            self.velocity
+                .zip_mut_with(&grad, |v, &g| *v = p * *v - g as f64);
+            for ((mut m, mut m32), v) in self
                 .memories
                 .axis_iter_mut(Axis(0))
+                .zip(self.memories32.axis_iter_mut(Axis(0)))
                 .zip(self.velocity.axis_iter(Axis(0)))
             {
                 let scale = v.iter().fold(0.0f64, |a, b| a.max(b.abs()));
                 if scale > 0.0 {
                     m.zip_mut_with(&v, |a, &b| *a = (*a + lr * b / scale).clamp(-1.0, 1.0));
+                    m32.zip_mut_with(&m, |a, &b| *a = b as f32);
                 }
             }
         }
@@ -212,9 +228,15 @@ impl Classifier {
         Ok(total)
     }
 
-    /// The label outputs c (B × C).
+    /// The label outputs c (B × C), on the fast path (f32 products).
     pub fn outputs(&self, images: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
-        dam_cpu::learn::outputs(&self.model, self.memories.view(), images)
+        let x = images.mapv(|v| v as f32);
+        dam_cpu::learn::fast::check_fast(&self.model, self.memories32.view(), x.view(), None)?;
+        Ok(dam_cpu::learn::fast::outputs(
+            &self.model,
+            self.memories32.view(),
+            x.view(),
+        ))
     }
 
     /// The predicted class of each image (largest c; ties to the lower class).

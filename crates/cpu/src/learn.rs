@@ -292,3 +292,154 @@ mod tests {
         );
     }
 }
+
+/// The fast path of [`outputs`] and [`loss_and_gradient`]: the two matrix products in f32
+/// through `matrixmultiply` (threads over contiguous ranges of memories, merged in range
+/// order, so results do not depend on timing), the F/F′/tanh epilogues in f64. Inputs must
+/// already be validated ([`check_fast`]). Tested against the reference in
+/// `tests/learn.rs` with a named tolerance.
+pub mod fast {
+    use super::*;
+    use ndarray::linalg::general_mat_mul;
+    use ndarray::{s, Axis};
+
+    /// Checks shapes and values as the reference does; returns (K, N, B).
+    pub fn check_fast(
+        model: &ClassifierModel,
+        memories: ArrayView2<'_, f32>,
+        images: ArrayView2<'_, f32>,
+        labels: Option<&[usize]>,
+    ) -> Result<(usize, usize, usize)> {
+        let m = memories.mapv(|v| v as f64);
+        let x = images.mapv(|v| v as f64);
+        check(model, m.view(), x.view(), labels)
+    }
+
+    /// Per memory range: s (B × K_r) and the partial sums z (B × C) of its memories.
+    struct Range {
+        s: Array2<f32>,
+        z: Array2<f64>,
+    }
+
+    fn label_terms(
+        model: &ClassifierModel,
+        memories: ArrayView2<'_, f32>,
+        n: usize,
+    ) -> Array2<f64> {
+        let c = model.classes;
+        Array2::from_shape_fn((memories.nrows(), c), |(mu, a)| {
+            let total: f64 = (0..c).map(|g| memories[[mu, n + g]] as f64).sum();
+            -(total - memories[[mu, n + a]] as f64)
+        })
+    }
+
+    fn forward_ranges(
+        model: &ClassifierModel,
+        memories: ArrayView2<'_, f32>,
+        images: ArrayView2<'_, f32>,
+        n: usize,
+    ) -> (Vec<Range>, Array2<f64>, Array2<f64>) {
+        let c = model.classes;
+        let l = label_terms(model, memories, n);
+        let block = crate::fast::block_rows(n + c);
+        let ranges = crate::fast::per_range(memories, block, 0, |rows, first| {
+            let mut sr = Array2::<f32>::zeros((images.nrows(), rows.nrows()));
+            general_mat_mul(1.0, &images, &rows.slice(s![.., ..n]).t(), 0.0, &mut sr);
+            let mut z = Array2::<f64>::zeros((images.nrows(), c));
+            for (q, srow) in sr.axis_iter(Axis(0)).enumerate() {
+                for (j, &sv) in srow.iter().enumerate() {
+                    for a in 0..c {
+                        let base = sv as f64 + l[[first + j, a]];
+                        let x = rows[[j, n + a]] as f64;
+                        z[[q, a]] += model.f(base + x) - model.f(base - x);
+                    }
+                }
+            }
+            Range { s: sr, z }
+        });
+        let mut z = Array2::<f64>::zeros((images.nrows(), c));
+        for r in &ranges {
+            z += &r.z;
+        }
+        (ranges, z, l)
+    }
+
+    /// [`outputs`](super::outputs) in f32 products: c (B × C).
+    pub fn outputs(
+        model: &ClassifierModel,
+        memories: ArrayView2<'_, f32>,
+        images: ArrayView2<'_, f32>,
+    ) -> Array2<f64> {
+        let n = images.ncols();
+        let beta = model.beta();
+        let (_, z, _) = forward_ranges(model, memories, images, n);
+        z.mapv(|v| (beta * v).tanh())
+    }
+
+    /// [`loss_and_gradient`](super::loss_and_gradient) in f32 products: (loss, gradient
+    /// K × (N + C) in f32).
+    pub fn loss_and_gradient(
+        model: &ClassifierModel,
+        memories: ArrayView2<'_, f32>,
+        images: ArrayView2<'_, f32>,
+        labels: &[usize],
+    ) -> (f64, Array2<f32>) {
+        let (n, c) = (images.ncols(), model.classes);
+        let (beta, m2) = (model.beta(), 2 * model.loss_power as i32);
+        let (ranges, z, l) = forward_ranges(model, memories, images, n);
+        let mut loss = 0.0;
+        let g = Array2::from_shape_fn(z.dim(), |(q, a)| {
+            let cv = (beta * z[[q, a]]).tanh();
+            let t = if labels[q] == a { 1.0 } else { -1.0 };
+            loss += (cv - t).powi(m2);
+            m2 as f64 * (cv - t).powi(m2 - 1) * beta * (1.0 - cv * cv)
+        });
+        let block = crate::fast::block_rows(n + c);
+        let starts: Vec<usize> = {
+            let mut acc = 0;
+            ranges
+                .iter()
+                .map(|r| {
+                    let s = acc;
+                    acc += r.s.ncols();
+                    s
+                })
+                .collect()
+        };
+        let parts = crate::fast::per_range(memories, block, 0, |rows, first| {
+            let r = starts
+                .iter()
+                .position(|&s| s == first)
+                .expect("same ranges");
+            let sr = &ranges[r].s;
+            let k = rows.nrows();
+            let mut a_mat = Array2::<f32>::zeros((k, images.nrows()));
+            let mut grad = Array2::<f32>::zeros((k, n + c));
+            let mut lab = Array2::<f64>::zeros((k, c));
+            for (q, srow) in sr.axis_iter(Axis(0)).enumerate() {
+                for (j, &sv) in srow.iter().enumerate() {
+                    let mut acc = 0.0f64;
+                    for a in 0..c {
+                        let base = sv as f64 + l[[first + j, a]];
+                        let x = rows[[j, n + a]] as f64;
+                        let (up, um) = (model.f_prime(base + x), model.f_prime(base - x));
+                        acc += g[[q, a]] * (up - um);
+                        lab[[j, a]] += 2.0 * g[[q, a]] * up;
+                    }
+                    a_mat[[j, q]] = acc as f32;
+                }
+            }
+            general_mat_mul(1.0, &a_mat, &images, 0.0, &mut grad.slice_mut(s![.., ..n]));
+            let sums = a_mat.mapv(|v| v as f64).sum_axis(Axis(1));
+            for j in 0..k {
+                for a in 0..c {
+                    grad[[j, n + a]] = (lab[[j, a]] - sums[j]) as f32;
+                }
+            }
+            grad
+        });
+        let views: Vec<ArrayView2<'_, f32>> = parts.iter().map(|p| p.view()).collect();
+        let grad = ndarray::concatenate(Axis(0), &views).expect("same widths");
+        (loss, grad)
+    }
+}
