@@ -970,6 +970,11 @@ fn train(args: &TrainArgs) -> Result<()> {
     bar.finish_and_clear();
     write_memories_png(&args.out, &clf)?;
     let last = last.expect("at least one epoch");
+    // The fraction of test digits on which the feed-forward dual predicts the same class.
+    let mine = clf.predict(test_set.images.view())?;
+    let dual = clf.dual().predict(test_set.images.view())?;
+    let dual_agreement =
+        mine.iter().zip(&dual).filter(|(a, b)| a == b).count() as f64 / mine.len() as f64;
     let summary = json!({
         "test_error": last.test_error,
         "train_error": last.train_error,
@@ -979,6 +984,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         "args": args,
         "votes_per_memory": votes_histogram(&clf),
         "dominant_memory_fraction": clf.dominant_fraction(test_set.images.view())?,
+        "dual_agreement": dual_agreement,
         "seconds_per_epoch": last.seconds,
     });
     write_summary(&args.out, &summary)?;
