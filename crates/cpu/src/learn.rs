@@ -333,6 +333,37 @@ pub mod fast {
         })
     }
 
+    /// xⁿ for the small degrees without a call, else `powi`.
+    #[inline(always)]
+    fn pow_n(x: f64, n: u32) -> f64 {
+        match n {
+            1 => x,
+            2 => x * x,
+            3 => x * x * x,
+            4 => {
+                let y = x * x;
+                y * y
+            }
+            _ => x.powi(n as i32),
+        }
+    }
+
+    /// Per memory of a range (row-major K_r × C): its label entries and its L terms.
+    fn label_rows(
+        rows: ArrayView2<'_, f32>,
+        l: &Array2<f64>,
+        first: usize,
+        n: usize,
+        c: usize,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let k = rows.nrows();
+        let xs = (0..k * c)
+            .map(|i| rows[[i / c, n + i % c]] as f64)
+            .collect();
+        let ls = (0..k * c).map(|i| l[[first + i / c, i % c]]).collect();
+        (xs, ls)
+    }
+
     fn forward_ranges(
         model: &ClassifierModel,
         memories: ArrayView2<'_, f32>,
@@ -340,18 +371,26 @@ pub mod fast {
         n: usize,
     ) -> (Vec<Range>, Array2<f64>, Array2<f64>) {
         let c = model.classes;
+        let (degree, rectified) = (model.degree, model.rectified);
+        let f = move |x: f64| pow_n(if rectified { x.max(0.0) } else { x }, degree);
         let l = label_terms(model, memories, n);
         let block = crate::fast::block_rows(n + c);
         let ranges = crate::fast::per_range(memories, block, 0, |rows, first| {
             let mut sr = Array2::<f32>::zeros((images.nrows(), rows.nrows()));
             general_mat_mul(1.0, &images, &rows.slice(s![.., ..n]).t(), 0.0, &mut sr);
+            let (xs, ls) = label_rows(rows, &l, first, n, c);
             let mut z = Array2::<f64>::zeros((images.nrows(), c));
-            for (q, srow) in sr.axis_iter(Axis(0)).enumerate() {
-                for (j, &sv) in srow.iter().enumerate() {
+            let zs = z.as_slice_mut().expect("standard layout");
+            let ss = sr.as_slice().expect("standard layout");
+            let k = rows.nrows();
+            for q in 0..images.nrows() {
+                let zq = &mut zs[q * c..(q + 1) * c];
+                for j in 0..k {
+                    let sv = ss[q * k + j] as f64;
+                    let (xj, lj) = (&xs[j * c..(j + 1) * c], &ls[j * c..(j + 1) * c]);
                     for a in 0..c {
-                        let base = sv as f64 + l[[first + j, a]];
-                        let x = rows[[j, n + a]] as f64;
-                        z[[q, a]] += model.f(base + x) - model.f(base - x);
+                        let base = sv + lj[a];
+                        zq[a] += f(base + xj[a]) - f(base - xj[a]);
                     }
                 }
             }
@@ -386,6 +425,15 @@ pub mod fast {
     ) -> (f64, Array2<f32>) {
         let (n, c) = (images.ncols(), model.classes);
         let (beta, m2) = (model.beta(), 2 * model.loss_power as i32);
+        let (degree, rectified) = (model.degree, model.rectified);
+        // F′(x) = n xⁿ⁻¹ (0 at and below zero when rectified), as ClassifierModel::f_prime.
+        let fp = move |x: f64| {
+            if rectified && x <= 0.0 {
+                0.0
+            } else {
+                degree as f64 * pow_n(x, degree - 1)
+            }
+        };
         let (ranges, z, l) = forward_ranges(model, memories, images, n);
         let mut loss = 0.0;
         let g = Array2::from_shape_fn(z.dim(), |(q, a)| {
@@ -415,25 +463,32 @@ pub mod fast {
             let k = rows.nrows();
             let mut a_mat = Array2::<f32>::zeros((k, images.nrows()));
             let mut grad = Array2::<f32>::zeros((k, n + c));
-            let mut lab = Array2::<f64>::zeros((k, c));
-            for (q, srow) in sr.axis_iter(Axis(0)).enumerate() {
-                for (j, &sv) in srow.iter().enumerate() {
+            let mut lab = vec![0.0f64; k * c];
+            let (xs, ls) = label_rows(rows, &l, first, n, c);
+            let (bq, ss) = (images.nrows(), sr.as_slice().expect("standard layout"));
+            let gs = g.as_slice().expect("standard layout");
+            let am = a_mat.as_slice_mut().expect("standard layout");
+            for q in 0..bq {
+                let gq = &gs[q * c..(q + 1) * c];
+                for j in 0..k {
+                    let sv = ss[q * k + j] as f64;
+                    let (xj, lj) = (&xs[j * c..(j + 1) * c], &ls[j * c..(j + 1) * c]);
+                    let labj = &mut lab[j * c..(j + 1) * c];
                     let mut acc = 0.0f64;
                     for a in 0..c {
-                        let base = sv as f64 + l[[first + j, a]];
-                        let x = rows[[j, n + a]] as f64;
-                        let (up, um) = (model.f_prime(base + x), model.f_prime(base - x));
-                        acc += g[[q, a]] * (up - um);
-                        lab[[j, a]] += 2.0 * g[[q, a]] * up;
+                        let base = sv + lj[a];
+                        let (up, um) = (fp(base + xj[a]), fp(base - xj[a]));
+                        acc += gq[a] * (up - um);
+                        labj[a] += 2.0 * gq[a] * up;
                     }
-                    a_mat[[j, q]] = acc as f32;
+                    am[j * bq + q] = acc as f32;
                 }
             }
             general_mat_mul(1.0, &a_mat, &images, 0.0, &mut grad.slice_mut(s![.., ..n]));
             let sums = a_mat.mapv(|v| v as f64).sum_axis(Axis(1));
             for j in 0..k {
                 for a in 0..c {
-                    grad[[j, n + a]] = (lab[[j, a]] - sums[j]) as f32;
+                    grad[[j, n + a]] = (lab[j * c + a] - sums[j]) as f32;
                 }
             }
             grad
