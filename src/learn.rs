@@ -602,6 +602,33 @@ mod tests {
         assert!(gaps[2] < 1e-2, "{gaps:?}");
     }
 
+    /// On one fixed batch (the whole set) with a small rate, every step lowers the loss.
+    #[test]
+    fn small_steps_on_a_fixed_batch_never_raise_the_loss() {
+        let images = Array2::from_shape_fn((30, 16), |(q, i)| ((q * 16 + i) as f64 * 0.61).sin());
+        let labels: Vec<usize> = (0..30).map(|q| q % 3).collect();
+        for rectified in [false, true] {
+            let m = ClassifierModel {
+                rectified,
+                ..model()
+            };
+            let mut clf = Classifier::random(m, 8, 16, 2, &Device::Cpu).unwrap();
+            let opts = EpochOptions {
+                batch: 30,
+                lr: 1e-4,
+                lr_decay: 1.0,
+                seed: 0,
+            };
+            let losses: Vec<f64> = (0..12)
+                .map(|_| clf.train_epoch(images.view(), &labels, &opts).unwrap())
+                .collect();
+            for w in losses.windows(2) {
+                assert!(w[1] <= w[0], "rectified={rectified}: {losses:?}");
+            }
+            assert!(losses[11] < losses[0], "rectified={rectified}: {losses:?}");
+        }
+    }
+
     #[test]
     fn epoch_orders_are_seeded_permutations() {
         let a = epoch_order(100, 3, 0);
