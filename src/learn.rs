@@ -10,8 +10,9 @@
 //! * learning rate ε = ε₀ · f^epoch; memories clipped to [−1, 1].
 //!
 //! Memories start from N(−0.3, 0.3²) entries (clipped), drawn from the seed with the
-//! engine's Philox generator. Training runs on the CPU; `Device::Wgpu` is refused with
-//! [`Error::Unsupported`] until the device kernels land.
+//! engine's Philox generator. On the CPU the gradient runs on the fused path
+//! (`dam::cpu::learn::fast`); on wgpu its two matrix products run on the device's generic
+//! matrix product (`dam::wgpu_backend::learn`), the epilogues between them on the host.
 
 use ndarray::{Array2, ArrayView2, Axis};
 
@@ -37,6 +38,7 @@ pub struct EpochOptions {
 #[derive(Debug, Clone)]
 pub struct Classifier {
     model: ClassifierModel,
+    device: Device,
     memories: Array2<f64>,
     /// The memories in f32, for the fast path's products (kept equal to `memories`).
     memories32: Array2<f32>,
@@ -67,13 +69,7 @@ impl Classifier {
     /// Wraps trained or initial memories (K × (N + C), entries in [−1, 1]) for `model`.
     pub fn new(model: ClassifierModel, memories: Array2<f64>, device: &Device) -> Result<Self> {
         model.validate()?;
-        if device.placement()?.is_some() {
-            return Err(Error::Unsupported {
-                what: "training on wgpu",
-                detail: "the classifier's device kernels are not written yet; use Device::Cpu"
-                    .into(),
-            });
-        }
+        device.placement()?;
         let (k, width) = memories.dim();
         if k == 0 {
             return Err(Error::Empty {
@@ -104,6 +100,7 @@ impl Classifier {
         let velocity = Array2::zeros(memories.dim());
         Ok(Self {
             model,
+            device: device.clone(),
             memories32: memories.mapv(|v| v as f32),
             memories,
             velocity,
@@ -145,6 +142,11 @@ impl Classifier {
     /// The memories, K × (N + C).
     pub fn memories(&self) -> ArrayView2<'_, f64> {
         self.memories.view()
+    }
+
+    /// The device the gradient runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Epochs trained so far.
@@ -199,15 +201,26 @@ impl Classifier {
             Some(labels),
         )?;
         let mut total = 0.0;
+        let placement = self.device.placement()?;
         for chunk in order.chunks(options.batch) {
             let x = images32.select(Axis(0), chunk);
             let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let (loss, grad) = dam_cpu::learn::fast::loss_and_gradient(
-                &self.model,
-                self.memories32.view(),
-                x.view(),
-                &y,
-            );
+            let (loss, grad) = match placement.clone() {
+                None => dam_cpu::learn::fast::loss_and_gradient(
+                    &self.model,
+                    self.memories32.view(),
+                    x.view(),
+                    &y,
+                ),
+                #[cfg(feature = "wgpu")]
+                Some(ctx) => dam_wgpu::learn::loss_and_gradient(
+                    &ctx,
+                    &self.model,
+                    self.memories32.view(),
+                    x.view(),
+                    &y,
+                )?,
+            };
             total += loss;
             self.velocity
                 .zip_mut_with(&grad, |v, &g| *v = p * *v - g as f64);
@@ -232,11 +245,17 @@ impl Classifier {
     pub fn outputs(&self, images: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
         let x = images.mapv(|v| v as f32);
         dam_cpu::learn::fast::check_fast(&self.model, self.memories32.view(), x.view(), None)?;
-        Ok(dam_cpu::learn::fast::outputs(
-            &self.model,
-            self.memories32.view(),
-            x.view(),
-        ))
+        match self.device.placement()? {
+            None => Ok(dam_cpu::learn::fast::outputs(
+                &self.model,
+                self.memories32.view(),
+                x.view(),
+            )),
+            #[cfg(feature = "wgpu")]
+            Some(ctx) => {
+                dam_wgpu::learn::outputs(&ctx, &self.model, self.memories32.view(), x.view())
+            }
+        }
     }
 
     /// The predicted class of each image (largest c; ties to the lower class).

@@ -1,9 +1,13 @@
-//! The classifier's fast CPU path (f32 products, threads over memory ranges) against the
-//! f64 reference, on sizes that are not multiples of the blocks, for xⁿ and max(x, 0)ⁿ.
+//! The classifier's fast CPU path (f32 products, threads over memory ranges) and its wgpu
+//! path (the generic matrix product) against the f64 reference, on sizes that are not
+//! multiples of the blocks or tiles, for xⁿ and max(x, 0)ⁿ; and one training epoch on both
+//! devices.
+
+mod common;
 
 use dam::cpu::learn::{self, fast};
-use dam::learn::ClassifierModel;
-use dam::Tolerance;
+use dam::learn::{Classifier, ClassifierModel, EpochOptions};
+use dam::{Device, Tolerance, WgpuContext, WgpuOptions};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 
@@ -41,6 +45,17 @@ fn fast_path_matches_the_reference() {
         fast::check_fast(&model, m32.view(), x32.view(), Some(&labels)).unwrap();
         let (fl, fg) = fast::loss_and_gradient(&model, m32.view(), x32.view(), &labels);
         let fc = fast::outputs(&model, m32.view(), x32.view());
+        common::gpu();
+        let ctx = WgpuContext::shared(&WgpuOptions::default()).expect("adapter");
+        let (gl, gg) = dam::wgpu_backend::learn::loss_and_gradient(
+            &ctx,
+            &model,
+            m32.view(),
+            x32.view(),
+            &labels,
+        )
+        .unwrap();
+        let gc = dam::wgpu_backend::learn::outputs(&ctx, &model, m32.view(), x32.view()).unwrap();
         let label = format!("K={k} N={n} B={b} n={degree} rectified={rectified}");
         assert!(
             c.iter().any(|v| v.abs() > 0.05 && v.abs() < 0.95),
@@ -55,12 +70,68 @@ fn fast_path_matches_the_reference() {
             );
         }
         assert_eq!(fg.dim(), grad.dim());
-        for (got, want) in fc.iter().zip(c.iter()) {
+        assert_eq!(gg.dim(), grad.dim());
+        for (got, want) in gg.iter().zip(grad.iter()) {
+            assert!(
+                LEARN_TOL.accepts(*got as f64 / gs, *want / gs),
+                "{label}: wgpu gradient {got} vs {want} (scale {gs})"
+            );
+        }
+        assert_eq!((fc.dim(), gc.dim()), (c.dim(), c.dim()));
+        for ((got, dev), want) in fc.iter().zip(gc.iter()).zip(c.iter()) {
             assert!(
                 LEARN_TOL.accepts(*got, *want),
                 "{label}: output {got} vs {want}"
             );
+            assert!(
+                LEARN_TOL.accepts(*dev, *want),
+                "{label}: wgpu output {dev} vs {want}"
+            );
         }
         assert!(LEARN_TOL.accepts(fl, loss), "{label}: loss {fl} vs {loss}");
+        assert!(
+            LEARN_TOL.accepts(gl, loss),
+            "{label}: wgpu loss {gl} vs {loss}"
+        );
     }
+}
+
+/// One epoch from the same seed on both devices ends with the same memories (within f32
+/// rounding of the products, amplified by one normalised step) and the same predictions.
+#[test]
+fn one_epoch_gives_the_same_memories_on_both_devices() {
+    let gpu = common::gpu();
+    let model = ClassifierModel {
+        degree: 3,
+        rectified: true,
+        temperature: 9.0,
+        loss_power: 2,
+        classes: 10,
+    };
+    let images = uniform(150, 70, 5);
+    let labels: Vec<usize> = (0..150).map(|q| (q * 3) % 10).collect();
+    let opts = EpochOptions {
+        batch: 40,
+        lr: 0.01,
+        lr_decay: 1.0,
+        seed: 2,
+    };
+    let run = |device: &Device| {
+        let mut clf = Classifier::random(model, 77, 70, 9, device).unwrap();
+        let loss = clf.train_epoch(images.view(), &labels, &opts).unwrap();
+        (loss, clf)
+    };
+    let (lc, cpu) = run(&Device::Cpu);
+    let (lg, dev) = run(&gpu);
+    assert!(LEARN_TOL.accepts(lg, lc), "loss {lg} vs {lc}");
+    let worst = cpu
+        .memories()
+        .iter()
+        .zip(dev.memories().iter())
+        .fold(0.0f64, |w, (a, b)| w.max((a - b).abs()));
+    assert!(worst < 1e-3, "memories differ by {worst}");
+    assert_eq!(
+        cpu.predict(images.view()).unwrap(),
+        dev.predict(images.view()).unwrap()
+    );
 }

@@ -89,3 +89,112 @@ impl ClassifierModel {
         self.degree as f64 * x.powi(self.degree as i32 - 1)
     }
 }
+
+/// xⁿ for the small degrees without a call, else `powi`.
+#[inline(always)]
+pub fn pow_n(x: f64, n: u32) -> f64 {
+    match n {
+        0 => 1.0,
+        1 => x,
+        2 => x * x,
+        3 => x * x * x,
+        4 => {
+            let y = x * x;
+            y * y
+        }
+        _ => x.powi(n as i32),
+    }
+}
+
+/// The label side of memories `first..first + k` of a K × (N + C) matrix (row-major, f32):
+/// per memory, its label entries ξ^μ_α and its terms L_μα = −Σ_{γ≠α} ξ^μ_γ, each k × C.
+pub fn label_rows(memories: &[f32], width: usize, classes: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = width - classes;
+    let k = memories.len() / width;
+    let mut xs = Vec::with_capacity(k * classes);
+    let mut ls = Vec::with_capacity(k * classes);
+    for row in memories.chunks(width) {
+        let labels = &row[n..];
+        let total: f64 = labels.iter().map(|&v| v as f64).sum();
+        for &x in labels {
+            xs.push(x as f64);
+            ls.push(-(total - x as f64));
+        }
+    }
+    (xs, ls)
+}
+
+impl ClassifierModel {
+    /// Forward epilogue: z_bα += Σ_μ [F(s_bμ + L_μα + ξ^μ_α) − F(s_bμ + L_μα − ξ^μ_α)] over the
+    /// k memories of `s` (B × k, row-major), `xs`/`ls` from [`label_rows`], into z (B × C).
+    pub fn accumulate_z(&self, s: &[f32], k: usize, xs: &[f64], ls: &[f64], z: &mut [f64]) {
+        let (c, degree, rectified) = (self.classes, self.degree, self.rectified);
+        let f = move |x: f64| pow_n(if rectified { x.max(0.0) } else { x }, degree);
+        for (srow, zq) in s.chunks(k).zip(z.chunks_mut(c)) {
+            for (j, &sv) in srow.iter().enumerate() {
+                let (xj, lj) = (&xs[j * c..(j + 1) * c], &ls[j * c..(j + 1) * c]);
+                for a in 0..c {
+                    let base = sv as f64 + lj[a];
+                    zq[a] += f(base + xj[a]) - f(base - xj[a]);
+                }
+            }
+        }
+    }
+
+    /// The loss Σ (c − t)^{2m} of sums z (B × C) and g = ∂loss/∂z (B × C).
+    pub fn loss_and_output_gradient(&self, z: &[f64], labels: &[usize]) -> (f64, Vec<f64>) {
+        let (beta, m2, c) = (self.beta(), 2 * self.loss_power as i32, self.classes);
+        let mut loss = 0.0;
+        let g = z
+            .iter()
+            .enumerate()
+            .map(|(i, &zv)| {
+                let cv = (beta * zv).tanh();
+                let t = if labels[i / c] == i % c { 1.0 } else { -1.0 };
+                loss += (cv - t).powi(m2);
+                m2 as f64 * (cv - t).powi(m2 - 1) * beta * (1.0 - cv * cv)
+            })
+            .collect();
+        (loss, g)
+    }
+
+    /// Backward epilogue for the k memories of `s` (B × k): A_μb = Σ_α g_bα D_bαμ into
+    /// `a` (k × B, f32) and 2 Σ_b g_bγ F′(u⁺) into `lab` (k × C); the label gradient is then
+    /// `lab − Σ_b A_μb` and the visible gradient A · X.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_epilogue(
+        &self,
+        s: &[f32],
+        k: usize,
+        xs: &[f64],
+        ls: &[f64],
+        g: &[f64],
+        a: &mut [f32],
+        lab: &mut [f64],
+    ) {
+        let (c, degree, rectified) = (self.classes, self.degree, self.rectified);
+        let bq = s.len() / k;
+        let fp = move |x: f64| {
+            if rectified && x <= 0.0 {
+                0.0
+            } else {
+                degree as f64 * pow_n(x, degree - 1)
+            }
+        };
+        for (q, srow) in s.chunks(k).enumerate() {
+            let gq = &g[q * c..(q + 1) * c];
+            for (j, &sv) in srow.iter().enumerate() {
+                let (xj, lj) = (&xs[j * c..(j + 1) * c], &ls[j * c..(j + 1) * c]);
+                let labj = &mut lab[j * c..(j + 1) * c];
+                let mut acc = 0.0f64;
+                for al in 0..c {
+                    let base = sv as f64 + lj[al];
+                    let (up, um) = (fp(base + xj[al]), fp(base - xj[al]));
+                    acc += gq[al] * (up - um);
+                    labj[al] += 2.0 * gq[al] * up;
+                }
+                a[j * bq + q] = acc as f32;
+            }
+        }
+    }
+}

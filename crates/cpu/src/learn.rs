@@ -295,11 +295,12 @@ mod tests {
 
 /// The fast path of [`outputs`] and [`loss_and_gradient`]: the two matrix products in f32
 /// through `matrixmultiply` (threads over contiguous ranges of memories, merged in range
-/// order, so results do not depend on timing), the F/F′/tanh epilogues in f64. Inputs must
-/// already be validated ([`check_fast`]). Tested against the reference in
-/// `tests/learn.rs` with a named tolerance.
+/// order, so results do not depend on timing), the F/F′/tanh epilogues of
+/// `dam_core::learn` in f64. Inputs must already be validated ([`fast::check_fast`]).
+/// Tested against the reference in `tests/learn.rs` with a named tolerance.
 pub mod fast {
     use super::*;
+    use dam_core::learn::label_rows;
     use ndarray::linalg::general_mat_mul;
     use ndarray::{s, Axis};
 
@@ -315,92 +316,43 @@ pub mod fast {
         check(model, m.view(), x.view(), labels)
     }
 
-    /// Per memory range: s (B × K_r) and the partial sums z (B × C) of its memories.
+    /// Per memory range: s (B × K_r), its label rows, and the partial sums z (B × C).
     struct Range {
         s: Array2<f32>,
-        z: Array2<f64>,
-    }
-
-    fn label_terms(
-        model: &ClassifierModel,
-        memories: ArrayView2<'_, f32>,
-        n: usize,
-    ) -> Array2<f64> {
-        let c = model.classes;
-        Array2::from_shape_fn((memories.nrows(), c), |(mu, a)| {
-            let total: f64 = (0..c).map(|g| memories[[mu, n + g]] as f64).sum();
-            -(total - memories[[mu, n + a]] as f64)
-        })
-    }
-
-    /// xⁿ for the small degrees without a call, else `powi`.
-    #[inline(always)]
-    fn pow_n(x: f64, n: u32) -> f64 {
-        match n {
-            1 => x,
-            2 => x * x,
-            3 => x * x * x,
-            4 => {
-                let y = x * x;
-                y * y
-            }
-            _ => x.powi(n as i32),
-        }
-    }
-
-    /// Per memory of a range (row-major K_r × C): its label entries and its L terms.
-    fn label_rows(
-        rows: ArrayView2<'_, f32>,
-        l: &Array2<f64>,
-        first: usize,
-        n: usize,
-        c: usize,
-    ) -> (Vec<f64>, Vec<f64>) {
-        let k = rows.nrows();
-        let xs = (0..k * c)
-            .map(|i| rows[[i / c, n + i % c]] as f64)
-            .collect();
-        let ls = (0..k * c).map(|i| l[[first + i / c, i % c]]).collect();
-        (xs, ls)
+        xs: Vec<f64>,
+        ls: Vec<f64>,
+        z: Vec<f64>,
     }
 
     fn forward_ranges(
         model: &ClassifierModel,
         memories: ArrayView2<'_, f32>,
         images: ArrayView2<'_, f32>,
-        n: usize,
-    ) -> (Vec<Range>, Array2<f64>, Array2<f64>) {
-        let c = model.classes;
-        let (degree, rectified) = (model.degree, model.rectified);
-        let f = move |x: f64| pow_n(if rectified { x.max(0.0) } else { x }, degree);
-        let l = label_terms(model, memories, n);
+    ) -> (Vec<Range>, Vec<f64>) {
+        let (n, c, b) = (images.ncols(), model.classes, images.nrows());
         let block = crate::fast::block_rows(n + c);
-        let ranges = crate::fast::per_range(memories, block, 0, |rows, first| {
-            let mut sr = Array2::<f32>::zeros((images.nrows(), rows.nrows()));
+        let ranges = crate::fast::per_range(memories, block, 0, |rows, _| {
+            let mut sr = Array2::<f32>::zeros((b, rows.nrows()));
             general_mat_mul(1.0, &images, &rows.slice(s![.., ..n]).t(), 0.0, &mut sr);
-            let (xs, ls) = label_rows(rows, &l, first, n, c);
-            let mut z = Array2::<f64>::zeros((images.nrows(), c));
-            let zs = z.as_slice_mut().expect("standard layout");
-            let ss = sr.as_slice().expect("standard layout");
-            let k = rows.nrows();
-            for q in 0..images.nrows() {
-                let zq = &mut zs[q * c..(q + 1) * c];
-                for j in 0..k {
-                    let sv = ss[q * k + j] as f64;
-                    let (xj, lj) = (&xs[j * c..(j + 1) * c], &ls[j * c..(j + 1) * c]);
-                    for a in 0..c {
-                        let base = sv + lj[a];
-                        zq[a] += f(base + xj[a]) - f(base - xj[a]);
-                    }
-                }
-            }
-            Range { s: sr, z }
+            let owned = rows.as_standard_layout();
+            let (xs, ls) = label_rows(owned.as_slice().expect("standard layout"), n + c, c);
+            let mut z = vec![0.0f64; b * c];
+            model.accumulate_z(
+                sr.as_slice().expect("standard layout"),
+                rows.nrows(),
+                &xs,
+                &ls,
+                &mut z,
+            );
+            Range { s: sr, xs, ls, z }
         });
-        let mut z = Array2::<f64>::zeros((images.nrows(), c));
+        let mut z = vec![0.0f64; b * c];
         for r in &ranges {
-            z += &r.z;
+            for (a, v) in z.iter_mut().zip(&r.z) {
+                *a += v;
+            }
         }
-        (ranges, z, l)
+        (ranges, z)
     }
 
     /// [`outputs`](super::outputs) in f32 products: c (B × C).
@@ -409,10 +361,11 @@ pub mod fast {
         memories: ArrayView2<'_, f32>,
         images: ArrayView2<'_, f32>,
     ) -> Array2<f64> {
-        let n = images.ncols();
         let beta = model.beta();
-        let (_, z, _) = forward_ranges(model, memories, images, n);
-        z.mapv(|v| (beta * v).tanh())
+        let (_, z) = forward_ranges(model, memories, images);
+        Array2::from_shape_vec((images.nrows(), model.classes), z)
+            .expect("B × C")
+            .mapv(|v| (beta * v).tanh())
     }
 
     /// [`loss_and_gradient`](super::loss_and_gradient) in f32 products: (loss, gradient
@@ -423,67 +376,36 @@ pub mod fast {
         images: ArrayView2<'_, f32>,
         labels: &[usize],
     ) -> (f64, Array2<f32>) {
-        let (n, c) = (images.ncols(), model.classes);
-        let (beta, m2) = (model.beta(), 2 * model.loss_power as i32);
-        let (degree, rectified) = (model.degree, model.rectified);
-        // F′(x) = n xⁿ⁻¹ (0 at and below zero when rectified), as ClassifierModel::f_prime.
-        let fp = move |x: f64| {
-            if rectified && x <= 0.0 {
-                0.0
-            } else {
-                degree as f64 * pow_n(x, degree - 1)
-            }
-        };
-        let (ranges, z, l) = forward_ranges(model, memories, images, n);
-        let mut loss = 0.0;
-        let g = Array2::from_shape_fn(z.dim(), |(q, a)| {
-            let cv = (beta * z[[q, a]]).tanh();
-            let t = if labels[q] == a { 1.0 } else { -1.0 };
-            loss += (cv - t).powi(m2);
-            m2 as f64 * (cv - t).powi(m2 - 1) * beta * (1.0 - cv * cv)
-        });
+        let (n, c, b) = (images.ncols(), model.classes, images.nrows());
+        let (ranges, z) = forward_ranges(model, memories, images);
+        let (loss, g) = model.loss_and_output_gradient(&z, labels);
         let block = crate::fast::block_rows(n + c);
-        let starts: Vec<usize> = {
-            let mut acc = 0;
-            ranges
-                .iter()
-                .map(|r| {
-                    let s = acc;
-                    acc += r.s.ncols();
-                    s
-                })
-                .collect()
-        };
+        let starts: Vec<usize> = ranges
+            .iter()
+            .scan(0, |acc, r| {
+                let s = *acc;
+                *acc += r.s.ncols();
+                Some(s)
+            })
+            .collect();
         let parts = crate::fast::per_range(memories, block, 0, |rows, first| {
-            let r = starts
+            let r = &ranges[starts
                 .iter()
                 .position(|&s| s == first)
-                .expect("same ranges");
-            let sr = &ranges[r].s;
+                .expect("same ranges")];
             let k = rows.nrows();
-            let mut a_mat = Array2::<f32>::zeros((k, images.nrows()));
-            let mut grad = Array2::<f32>::zeros((k, n + c));
+            let mut a_mat = Array2::<f32>::zeros((k, b));
             let mut lab = vec![0.0f64; k * c];
-            let (xs, ls) = label_rows(rows, &l, first, n, c);
-            let (bq, ss) = (images.nrows(), sr.as_slice().expect("standard layout"));
-            let gs = g.as_slice().expect("standard layout");
-            let am = a_mat.as_slice_mut().expect("standard layout");
-            for q in 0..bq {
-                let gq = &gs[q * c..(q + 1) * c];
-                for j in 0..k {
-                    let sv = ss[q * k + j] as f64;
-                    let (xj, lj) = (&xs[j * c..(j + 1) * c], &ls[j * c..(j + 1) * c]);
-                    let labj = &mut lab[j * c..(j + 1) * c];
-                    let mut acc = 0.0f64;
-                    for a in 0..c {
-                        let base = sv + lj[a];
-                        let (up, um) = (fp(base + xj[a]), fp(base - xj[a]));
-                        acc += gq[a] * (up - um);
-                        labj[a] += 2.0 * gq[a] * up;
-                    }
-                    am[j * bq + q] = acc as f32;
-                }
-            }
+            model.backward_epilogue(
+                r.s.as_slice().expect("standard layout"),
+                k,
+                &r.xs,
+                &r.ls,
+                &g,
+                a_mat.as_slice_mut().expect("standard layout"),
+                &mut lab,
+            );
+            let mut grad = Array2::<f32>::zeros((k, n + c));
             general_mat_mul(1.0, &a_mat, &images, 0.0, &mut grad.slice_mut(s![.., ..n]));
             let sums = a_mat.mapv(|v| v as f64).sum_axis(Axis(1));
             for j in 0..k {

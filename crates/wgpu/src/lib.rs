@@ -19,6 +19,7 @@ mod context;
 mod error;
 pub mod exec;
 pub mod features;
+pub mod learn;
 pub mod matmul;
 mod params;
 pub mod procedural;

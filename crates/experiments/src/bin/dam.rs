@@ -328,7 +328,7 @@ struct TrainArgs {
     /// Seed of the initial memories and of the sample order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Device (training runs on the CPU; `auto` picks it).
+    /// Device: `cpu` (the fused CPU path) or `wgpu` (the matrix products on the device).
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
     /// Start from the memories of a memories.safetensors written by `dam train`.
@@ -895,13 +895,7 @@ fn train(args: &TrainArgs) -> Result<()> {
             "K must be at least 1",
         ));
     }
-    let device = match args.device {
-        DeviceArg::Auto => {
-            eprintln!("dam: training runs on the CPU (the device kernels are not written yet)");
-            dam::Device::Cpu
-        }
-        other => device_of(other)?,
-    };
+    let device = device_of(args.device)?;
     let data = args.data.clone().unwrap_or_else(dam::mnist::data_dir);
     let train_set = load_digits(&data, "train", classes)?;
     let test_set = load_digits(&data, "t10k", classes)?;
