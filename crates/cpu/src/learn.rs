@@ -84,6 +84,25 @@ fn similarities(
     (s, l)
 }
 
+/// z_qα = Σ_μ [F(s_qμ + L_μα + ξ^μ_α) − F(s_qμ + L_μα − ξ^μ_α)], term by term in f64.
+fn label_sum(
+    model: &ClassifierModel,
+    memories: ArrayView2<'_, f64>,
+    s: &Array2<f64>,
+    l: &Array2<f64>,
+    (k, n): (usize, usize),
+    q: usize,
+    a: usize,
+) -> f64 {
+    (0..k)
+        .map(|mu| {
+            let base = s[[q, mu]] + l[[mu, a]];
+            let x = memories[[mu, n + a]];
+            model.f(base + x) - model.f(base - x)
+        })
+        .sum()
+}
+
 /// The label outputs c (B × C) of every image.
 pub fn outputs(
     model: &ClassifierModel,
@@ -94,14 +113,7 @@ pub fn outputs(
     let (s, l) = similarities(model, memories, images, n);
     let beta = model.beta();
     Ok(Array2::from_shape_fn((b, model.classes), |(q, a)| {
-        let z: f64 = (0..k)
-            .map(|mu| {
-                let base = s[[q, mu]] + l[[mu, a]];
-                let x = memories[[mu, n + a]];
-                model.f(base + x) - model.f(base - x)
-            })
-            .sum();
-        (beta * z).tanh()
+        (beta * label_sum(model, memories, &s, &l, (k, n), q, a)).tanh()
     }))
 }
 
@@ -121,13 +133,7 @@ pub fn loss_and_gradient(
     let mut grad = Array2::<f64>::zeros((k, n + model.classes));
     for q in 0..b {
         for a in 0..model.classes {
-            let z: f64 = (0..k)
-                .map(|mu| {
-                    let base = s[[q, mu]] + l[[mu, a]];
-                    let x = memories[[mu, n + a]];
-                    model.f(base + x) - model.f(base - x)
-                })
-                .sum();
+            let z = label_sum(model, memories, &s, &l, (k, n), q, a);
             let c = (beta * z).tanh();
             let t = if labels[q] == a { 1.0 } else { -1.0 };
             loss += (c - t).powi(m2);
