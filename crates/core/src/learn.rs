@@ -106,10 +106,33 @@ pub fn pow_n(x: f64, n: u32) -> f64 {
     }
 }
 
-/// The label side of memories `first..first + k` of a K × (N + C) matrix (row-major, f32):
-/// per memory, its label entries ξ^μ_α and its terms L_μα = −Σ_{γ≠α} ξ^μ_γ, each k × C.
-pub fn label_rows(memories: &[f32], width: usize, classes: usize) -> (Vec<f64>, Vec<f64>) {
+/// [`pow_n`] in f32.
+#[inline(always)]
+fn pow_n32(x: f32, n: u32) -> f32 {
+    match n {
+        0 => 1.0,
+        1 => x,
+        2 => x * x,
+        3 => x * x * x,
+        4 => {
+            let y = x * x;
+            y * y
+        }
+        _ => x.powi(n as i32),
+    }
+}
+
+/// The label side of a K × (N + C) matrix of memories (row-major, f32), in units of T:
+/// per memory, its label entries ξ^μ_α / T and its terms L_μα / T, L_μα = −Σ_{γ≠α} ξ^μ_γ,
+/// each K × C.
+///
+/// The fast paths' epilogues work in these units: with w = u / T, β F(u) = F(w) (F is
+/// homogeneous of degree n), so β z is a sum of O(1) terms for any n and stays in f32 range
+/// (x³⁰ of a raw similarity in the hundreds would not).
+pub fn label_rows(memories: &[f32], width: usize, model: &ClassifierModel) -> (Vec<f32>, Vec<f32>) {
+    let classes = model.classes;
     let n = width - classes;
+    let inv_t = 1.0 / model.temperature;
     let k = memories.len() / width;
     let mut xs = Vec::with_capacity(k * classes);
     let mut ls = Vec::with_capacity(k * classes);
@@ -117,84 +140,103 @@ pub fn label_rows(memories: &[f32], width: usize, classes: usize) -> (Vec<f64>, 
         let labels = &row[n..];
         let total: f64 = labels.iter().map(|&v| v as f64).sum();
         for &x in labels {
-            xs.push(x as f64);
-            ls.push(-(total - x as f64));
+            xs.push((x as f64 * inv_t) as f32);
+            ls.push((-(total - x as f64) * inv_t) as f32);
         }
     }
     (xs, ls)
 }
 
 impl ClassifierModel {
-    /// Forward epilogue: z_bα += Σ_μ [F(s_bμ + L_μα + ξ^μ_α) − F(s_bμ + L_μα − ξ^μ_α)] over the
-    /// k memories of `s` (B × k, row-major), `xs`/`ls` from [`label_rows`], into z (B × C).
-    pub fn accumulate_z(&self, s: &[f32], k: usize, xs: &[f64], ls: &[f64], z: &mut [f64]) {
+    /// Forward epilogue in units of T ([`label_rows`]): adds to `bz` (B × C) the sums
+    /// β z_bα = Σ_μ [F(w_bμα + x_μα) − F(w_bμα − x_μα)], w = s_bμ / T + L_μα / T, over the k
+    /// memories of `s` (B × k raw similarities, row-major). f32 terms, f64 totals.
+    pub fn accumulate_z(&self, s: &[f32], k: usize, xs: &[f32], ls: &[f32], bz: &mut [f64]) {
         let (c, degree, rectified) = (self.classes, self.degree, self.rectified);
-        let f = move |x: f64| pow_n(if rectified { x.max(0.0) } else { x }, degree);
-        for (srow, zq) in s.chunks(k).zip(z.chunks_mut(c)) {
+        let inv_t = (1.0 / self.temperature) as f32;
+        let f = move |x: f32| pow_n32(if rectified { x.max(0.0) } else { x }, degree);
+        let mut acc = vec![0.0f32; c];
+        for (srow, zq) in s.chunks(k).zip(bz.chunks_mut(c)) {
+            acc.iter_mut().for_each(|v| *v = 0.0);
             for (j, &sv) in srow.iter().enumerate() {
+                let w0 = sv * inv_t;
                 let (xj, lj) = (&xs[j * c..(j + 1) * c], &ls[j * c..(j + 1) * c]);
                 for a in 0..c {
-                    let base = sv as f64 + lj[a];
-                    zq[a] += f(base + xj[a]) - f(base - xj[a]);
+                    let w = w0 + lj[a];
+                    acc[a] += f(w + xj[a]) - f(w - xj[a]);
                 }
+            }
+            for (z, v) in zq.iter_mut().zip(&acc) {
+                *z += *v as f64;
             }
         }
     }
 
-    /// The loss Σ (c − t)^{2m} of sums z (B × C) and g = ∂loss/∂z (B × C).
-    pub fn loss_and_output_gradient(&self, z: &[f64], labels: &[usize]) -> (f64, Vec<f64>) {
-        let (beta, m2, c) = (self.beta(), 2 * self.loss_power as i32, self.classes);
+    /// The loss Σ (c − t)^{2m} of the sums β z (B × C) and h = ∂loss/∂(βz) (B × C).
+    pub fn loss_and_output_gradient(&self, bz: &[f64], labels: &[usize]) -> (f64, Vec<f64>) {
+        let (m2, c) = (2 * self.loss_power as i32, self.classes);
         let mut loss = 0.0;
-        let g = z
+        let h = bz
             .iter()
             .enumerate()
             .map(|(i, &zv)| {
-                let cv = (beta * zv).tanh();
+                let cv = zv.tanh();
                 let t = if labels[i / c] == i % c { 1.0 } else { -1.0 };
                 loss += (cv - t).powi(m2);
-                m2 as f64 * (cv - t).powi(m2 - 1) * beta * (1.0 - cv * cv)
+                m2 as f64 * (cv - t).powi(m2 - 1) * (1.0 - cv * cv)
             })
             .collect();
-        (loss, g)
+        (loss, h)
     }
 
-    /// Backward epilogue for the k memories of `s` (B × k): A_μb = Σ_α g_bα D_bαμ into
-    /// `a` (k × B, f32) and 2 Σ_b g_bγ F′(u⁺) into `lab` (k × C); the label gradient is then
+    /// Backward epilogue for the k memories of `s` (B × k), in units of T: with
+    /// ∂(βz)/∂u = F′(w) / T, A_μb = Σ_α h_bα [F′(w⁺) − F′(w⁻)] / T into `a` (k × B, f32) and
+    /// 2 Σ_b h_bγ F′(w⁺) / T into `lab` (k × C); the label gradient is then
     /// `lab − Σ_b A_μb` and the visible gradient A · X.
     #[allow(clippy::too_many_arguments)]
     pub fn backward_epilogue(
         &self,
         s: &[f32],
         k: usize,
-        xs: &[f64],
-        ls: &[f64],
-        g: &[f64],
+        xs: &[f32],
+        ls: &[f32],
+        h: &[f64],
         a: &mut [f32],
         lab: &mut [f64],
     ) {
         let (c, degree, rectified) = (self.classes, self.degree, self.rectified);
+        let inv_t = (1.0 / self.temperature) as f32;
         let bq = s.len() / k;
-        let fp = move |x: f64| {
+        let nf = degree as f32;
+        let fp = move |x: f32| {
             if rectified && x <= 0.0 {
                 0.0
             } else {
-                degree as f64 * pow_n(x, degree - 1)
+                nf * pow_n32(x, degree - 1)
             }
         };
+        let mut lab32 = vec![0.0f32; k * c];
         for (q, srow) in s.chunks(k).enumerate() {
-            let gq = &g[q * c..(q + 1) * c];
+            let hq: Vec<f32> = h[q * c..(q + 1) * c]
+                .iter()
+                .map(|&v| (v * inv_t as f64) as f32)
+                .collect();
             for (j, &sv) in srow.iter().enumerate() {
+                let w0 = sv * inv_t;
                 let (xj, lj) = (&xs[j * c..(j + 1) * c], &ls[j * c..(j + 1) * c]);
-                let labj = &mut lab[j * c..(j + 1) * c];
-                let mut acc = 0.0f64;
+                let labj = &mut lab32[j * c..(j + 1) * c];
+                let mut acc = 0.0f32;
                 for al in 0..c {
-                    let base = sv as f64 + lj[al];
-                    let (up, um) = (fp(base + xj[al]), fp(base - xj[al]));
-                    acc += gq[al] * (up - um);
-                    labj[al] += 2.0 * gq[al] * up;
+                    let w = w0 + lj[al];
+                    let (up, um) = (fp(w + xj[al]), fp(w - xj[al]));
+                    acc += hq[al] * (up - um);
+                    labj[al] += 2.0 * hq[al] * up;
                 }
-                a[j * bq + q] = acc as f32;
+                a[j * bq + q] = acc;
             }
+        }
+        for (l, v) in lab.iter_mut().zip(&lab32) {
+            *l += *v as f64;
         }
     }
 }

@@ -325,8 +325,8 @@ pub mod fast {
     /// Per memory range: s (B × K_r), its label rows, and the partial sums z (B × C).
     struct Range {
         s: Array2<f32>,
-        xs: Vec<f64>,
-        ls: Vec<f64>,
+        xs: Vec<f32>,
+        ls: Vec<f32>,
         z: Vec<f64>,
     }
 
@@ -341,7 +341,7 @@ pub mod fast {
             let mut sr = Array2::<f32>::zeros((b, rows.nrows()));
             general_mat_mul(1.0, &images, &rows.slice(s![.., ..n]).t(), 0.0, &mut sr);
             let owned = rows.as_standard_layout();
-            let (xs, ls) = label_rows(owned.as_slice().expect("standard layout"), n + c, c);
+            let (xs, ls) = label_rows(owned.as_slice().expect("standard layout"), n + c, model);
             let mut z = vec![0.0f64; b * c];
             model.accumulate_z(
                 sr.as_slice().expect("standard layout"),
@@ -367,11 +367,10 @@ pub mod fast {
         memories: ArrayView2<'_, f32>,
         images: ArrayView2<'_, f32>,
     ) -> Array2<f64> {
-        let beta = model.beta();
-        let (_, z) = forward_ranges(model, memories, images);
-        Array2::from_shape_vec((images.nrows(), model.classes), z)
+        let (_, bz) = forward_ranges(model, memories, images);
+        Array2::from_shape_vec((images.nrows(), model.classes), bz)
             .expect("B × C")
-            .mapv(|v| (beta * v).tanh())
+            .mapv(f64::tanh)
     }
 
     /// [`loss_and_gradient`](super::loss_and_gradient) in f32 products: (loss, gradient

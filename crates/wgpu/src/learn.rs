@@ -44,7 +44,7 @@ fn similarities(
     model: &ClassifierModel,
     memories: ArrayView2<'_, f32>,
     images: ArrayView2<'_, f32>,
-) -> Result<(Vec<f32>, Vec<f64>, Vec<f64>)> {
+) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
     let (k, n, b) = shapes(model, memories, images)?;
     let mem = memories.as_standard_layout();
     let x = images.as_standard_layout();
@@ -60,7 +60,7 @@ fn similarities(
         mem,
         None,
     )?;
-    let (xs, ls) = label_rows(mem, n + model.classes, model.classes);
+    let (xs, ls) = label_rows(mem, n + model.classes, model);
     Ok((s, xs, ls))
 }
 
@@ -75,10 +75,9 @@ pub fn outputs(
     let (s, xs, ls) = similarities(ctx, model, memories, images)?;
     let mut z = vec![0.0f64; b * c];
     model.accumulate_z(&s, k, &xs, &ls, &mut z);
-    let beta = model.beta();
     Ok(Array2::from_shape_vec((b, c), z)
         .expect("B × C")
-        .mapv(|v| (beta * v).tanh()))
+        .mapv(f64::tanh))
 }
 
 /// The batch loss and its gradient with respect to the memories (K × (N + C), f32).
