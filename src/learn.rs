@@ -11,8 +11,9 @@
 //!
 //! Memories start from N(−0.3, 0.3²) entries (clipped), drawn from the seed with the
 //! engine's Philox generator. On the CPU the gradient runs on the fused path
-//! (`dam::cpu::learn::fast`); on wgpu its two matrix products run on the device's generic
-//! matrix product (`dam::wgpu_backend::learn`), the epilogues between them on the host.
+//! (`dam::cpu::learn::fast`); on wgpu a whole epoch runs on the device
+//! (`dam::wgpu_backend::learn::Trainer`: the two matrix products on the generic matrix
+//! product, the epilogues and the optimiser step as WGSL kernels, memories resident).
 
 use ndarray::{Array2, ArrayView2, Axis};
 
@@ -32,6 +33,17 @@ pub struct EpochOptions {
     pub lr_decay: f64,
     /// Seed of the sample order (epoch e uses a permutation derived from (seed, e)).
     pub seed: u64,
+    /// Momentum p ∈ [0, 1); `None` is the ramp p = 0.5 + 0.4·min(1, epoch / 100).
+    pub momentum: Option<f64>,
+}
+
+/// A linear ramp from `start` (epoch 0) to `end` (epoch `length` and after), as the
+/// paper's temperature and momentum schedules (Appendix A): the value at `epoch`.
+pub fn ramp(start: f64, end: f64, length: usize, epoch: usize) -> f64 {
+    if length == 0 || epoch >= length {
+        return end;
+    }
+    start + (end - start) * epoch as f64 / length as f64
 }
 
 /// K memories being trained, and the optimiser's state.
@@ -139,6 +151,18 @@ impl Classifier {
         &self.model
     }
 
+    /// Sets the temperature T (β = 1/Tⁿ) for the epochs that follow: a temperature
+    /// schedule ([`ramp`]) calls this before each epoch. The memories are unchanged.
+    pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        let model = ClassifierModel {
+            temperature,
+            ..self.model
+        };
+        model.validate()?;
+        self.model = model;
+        Ok(())
+    }
+
     /// The memories, K × (N + C).
     pub fn memories(&self) -> ArrayView2<'_, f64> {
         self.memories.view()
@@ -190,8 +214,19 @@ impl Classifier {
                 actual: labels.len(),
             });
         }
+        if let Some(p) = options.momentum {
+            if !(p.is_finite() && (0.0..1.0).contains(&p)) {
+                return Err(Error::InvalidParameter {
+                    argument: "momentum",
+                    value: p.to_string(),
+                    reason: "the momentum must be in [0, 1)".into(),
+                });
+            }
+        }
         let lr = options.lr * options.lr_decay.powi(self.epoch as i32);
-        let p = 0.5 + 0.4 * (self.epoch as f64 / 100.0).min(1.0);
+        let p = options
+            .momentum
+            .unwrap_or_else(|| ramp(0.5, 0.9, 100, self.epoch));
         let order = epoch_order(images.nrows(), options.seed, self.epoch);
         let images32 = images.mapv(|v| v as f32);
         dam_cpu::learn::fast::check_fast(
@@ -200,45 +235,90 @@ impl Classifier {
             images32.view(),
             Some(labels),
         )?;
-        let mut total = 0.0;
         let placement = self.device.placement()?;
-        for chunk in order.chunks(options.batch) {
-            let x = images32.select(Axis(0), chunk);
-            let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let (loss, grad) = match placement.clone() {
-                None => dam_cpu::learn::fast::loss_and_gradient(
-                    &self.model,
-                    self.memories32.view(),
-                    x.view(),
-                    &y,
-                ),
-                #[cfg(feature = "wgpu")]
-                Some(ctx) => dam_wgpu::learn::loss_and_gradient(
+        let total = match placement {
+            None => {
+                let mut total = 0.0;
+                for chunk in order.chunks(options.batch) {
+                    let x = images32.select(Axis(0), chunk);
+                    let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
+                    let (loss, grad) = dam_cpu::learn::fast::loss_and_gradient(
+                        &self.model,
+                        self.memories32.view(),
+                        x.view(),
+                        &y,
+                    );
+                    total += loss;
+                    self.step(grad.view(), lr, p);
+                }
+                total
+            }
+            #[cfg(feature = "wgpu")]
+            Some(ctx) => {
+                // Memories and velocity stay on the device for the whole epoch.
+                let velocity = self.velocity.mapv(|v| v as f32);
+                let mut trainer = dam_wgpu::learn::Trainer::new(
                     &ctx,
                     &self.model,
                     self.memories32.view(),
-                    x.view(),
-                    &y,
-                )?,
-            };
-            total += loss;
-            self.velocity
-                .zip_mut_with(&grad, |v, &g| *v = p * *v - g as f64);
-            for ((mut m, mut m32), v) in self
-                .memories
-                .axis_iter_mut(Axis(0))
-                .zip(self.memories32.axis_iter_mut(Axis(0)))
-                .zip(self.velocity.axis_iter(Axis(0)))
-            {
-                let scale = v.iter().fold(0.0f64, |a, b| a.max(b.abs()));
-                if scale > 0.0 {
-                    m.zip_mut_with(&v, |a, &b| *a = (*a + lr * b / scale).clamp(-1.0, 1.0));
-                    m32.zip_mut_with(&m, |a, &b| *a = b as f32);
+                    velocity.view(),
+                    options.batch,
+                    images.nrows(),
+                )?;
+                for chunk in order.chunks(options.batch) {
+                    let x = images32.select(Axis(0), chunk);
+                    let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
+                    trainer.step(x.view(), &y, lr, p)?;
                 }
+                let (memories, velocity, loss) = trainer.finish()?;
+                self.memories = memories.mapv(|v| v as f64);
+                self.memories32 = memories;
+                self.velocity = velocity.mapv(|v| v as f64);
+                loss
             }
-        }
+        };
         self.epoch += 1;
         Ok(total)
+    }
+
+    /// The optimiser step for one gradient (K × (N + C)): V ← p V − ∇, then each memory
+    /// moves by ε V / max|V| (when V ≠ 0) and is clipped to [−1, 1]. Row by row, on two
+    /// threads over halves of the memories.
+    fn step(&mut self, grad: ArrayView2<'_, f32>, lr: f64, p: f64) {
+        let rows = self.memories.nrows();
+        let half = rows.div_ceil(2).max(1);
+        let update = |mut mem: ndarray::ArrayViewMut2<'_, f64>,
+                      mut m32: ndarray::ArrayViewMut2<'_, f32>,
+                      mut vel: ndarray::ArrayViewMut2<'_, f64>,
+                      g: ArrayView2<'_, f32>| {
+            for (((mut m, mut m32), mut v), g) in mem
+                .axis_iter_mut(Axis(0))
+                .zip(m32.axis_iter_mut(Axis(0)))
+                .zip(vel.axis_iter_mut(Axis(0)))
+                .zip(g.axis_iter(Axis(0)))
+            {
+                let mut scale = 0.0f64;
+                v.zip_mut_with(&g, |v, &g| {
+                    *v = p * *v - g as f64;
+                    scale = scale.max(v.abs());
+                });
+                if scale > 0.0 {
+                    let step = lr / scale;
+                    for ((a, a32), &b) in m.iter_mut().zip(m32.iter_mut()).zip(v.iter()) {
+                        *a = (*a + step * b).clamp(-1.0, 1.0);
+                        *a32 = *a as f32;
+                    }
+                }
+            }
+        };
+        let (m0, m1) = self.memories.view_mut().split_at(Axis(0), half.min(rows));
+        let (s0, s1) = self.memories32.view_mut().split_at(Axis(0), half.min(rows));
+        let (v0, v1) = self.velocity.view_mut().split_at(Axis(0), half.min(rows));
+        let (g0, g1) = grad.split_at(Axis(0), half.min(rows));
+        std::thread::scope(|scope| {
+            scope.spawn(|| update(m1, s1, v1, g1));
+            update(m0, s0, v0, g0);
+        });
     }
 
     /// The label outputs c (B × C), on the fast path (f32 products).
@@ -558,6 +638,7 @@ mod tests {
             lr: 0.05,
             lr_decay: 0.99,
             seed: 4,
+            momentum: None,
         };
         let first = clf.train_epoch(images.view(), &labels, &opts).unwrap();
         let mut last = first;
@@ -637,6 +718,7 @@ mod tests {
                 lr: 1e-4,
                 lr_decay: 1.0,
                 seed: 0,
+                momentum: None,
             };
             let losses: Vec<f64> = (0..12)
                 .map(|_| clf.train_epoch(images.view(), &labels, &opts).unwrap())
@@ -688,10 +770,36 @@ mod tests {
             lr: 0.1,
             lr_decay: 1.0,
             seed: 0,
+            momentum: None,
         };
         assert!(clf.train_epoch(x.view(), &[0, 1, 2], &opts).is_err());
         let opts = EpochOptions { batch: 2, ..opts };
         assert!(clf.train_epoch(x.view(), &[0, 1], &opts).is_err());
         assert!(clf.train_epoch(x.view(), &[0, 1, 3], &opts).is_err());
+        let opts = EpochOptions {
+            momentum: Some(1.0),
+            ..opts
+        };
+        assert!(matches!(
+            clf.train_epoch(x.view(), &[0, 1], &opts),
+            Err(Error::InvalidParameter {
+                argument: "momentum",
+                ..
+            })
+        ));
+        assert!(matches!(
+            clf.set_temperature(-1.0),
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert_eq!(clf.model().temperature, 3.0);
+    }
+
+    #[test]
+    fn ramps_are_linear_then_flat() {
+        assert_eq!(ramp(400.0, 100.0, 100, 0), 400.0);
+        assert_eq!(ramp(400.0, 100.0, 100, 50), 250.0);
+        assert_eq!(ramp(400.0, 100.0, 100, 100), 100.0);
+        assert_eq!(ramp(400.0, 100.0, 100, 500), 100.0);
+        assert_eq!(ramp(400.0, 100.0, 0, 0), 100.0);
     }
 }

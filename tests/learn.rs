@@ -115,6 +115,7 @@ fn one_epoch_gives_the_same_memories_on_both_devices() {
         lr: 0.01,
         lr_decay: 1.0,
         seed: 2,
+        momentum: None,
     };
     let run = |device: &Device| {
         let mut clf = Classifier::random(model, 77, 70, 9, device).unwrap();

@@ -134,6 +134,28 @@ pub(crate) struct RowParams {
     pub tiles: u32,
 }
 
+/// Mirrors `LearnParams` in `shaders/learn.wgsl`; see [`crate::learn`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
+pub(crate) struct LearnParams {
+    pub b: u32,
+    pub k: u32,
+    pub n: u32,
+    pub c: u32,
+    pub chunk: u32,
+    pub chunks: u32,
+    pub degree: u32,
+    pub rectified: u32,
+    pub m2: u32,
+    pub loss_off: u32,
+    pub inv_t: f32,
+    pub lr: f32,
+    pub momentum: f32,
+    pub pad0: u32,
+    pub pad1: u32,
+    pub pad2: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +286,16 @@ mod tests {
             RowParams,
             true,
             [rows, cols, ldc, tiles]
+        );
+        mirror!(
+            Kernel::LearnForward,
+            "LearnParams",
+            LearnParams,
+            true,
+            [
+                b, k, n, c, chunk, chunks, degree, rectified, m2, loss_off, inv_t, lr, momentum,
+                pad0, pad1, pad2
+            ]
         );
     }
 

@@ -45,6 +45,20 @@ pub enum Kernel {
     /// Row-wise softmax of a score matrix from the matrix product's partials
     /// (`softmax_rows.wgsl`).
     SoftmaxRows,
+    /// Classifier training: the memories' label rows in units of T (`learn.wgsl`, `rows`).
+    LearnRows,
+    /// Classifier forward epilogue, F(w⁺) − F(w⁻) summed per memory chunk
+    /// (`learn.wgsl`, `forward`).
+    LearnForward,
+    /// Classifier outputs, loss terms and output gradient (`learn.wgsl`, `loss`).
+    LearnLoss,
+    /// Classifier backward epilogue A = Σ_α h [F′(w⁺) − F′(w⁻)] (`learn.wgsl`, `backward`).
+    LearnBackward,
+    /// Classifier gradient of the label entries (`learn.wgsl`, `label_grad`).
+    LearnLabelGrad,
+    /// The optimiser step: momentum, per-memory normalisation, clipping (`learn.wgsl`,
+    /// `update`).
+    LearnUpdate,
 }
 
 /// How a pattern-reading kernel reads the stored patterns (binding 1): the loader file
@@ -104,7 +118,7 @@ const ENABLE_F16: &str = include_str!("../shaders/enable_f16.wgsl");
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 22] = [
         Kernel::Similarity,
         Kernel::StreamPartial,
         Kernel::StreamMerge,
@@ -121,6 +135,12 @@ impl Kernel {
         Kernel::FeatureValueGrad,
         Kernel::MatMul,
         Kernel::SoftmaxRows,
+        Kernel::LearnRows,
+        Kernel::LearnForward,
+        Kernel::LearnLoss,
+        Kernel::LearnBackward,
+        Kernel::LearnLabelGrad,
+        Kernel::LearnUpdate,
     ];
 
     /// Whether the kernel reads stored patterns through a [`Loader`].
@@ -155,6 +175,12 @@ impl Kernel {
             }
             Kernel::MatMul => (&[SIM], include_str!("../shaders/matmul.wgsl")),
             Kernel::SoftmaxRows => (&[], include_str!("../shaders/softmax_rows.wgsl")),
+            Kernel::LearnRows
+            | Kernel::LearnForward
+            | Kernel::LearnLoss
+            | Kernel::LearnBackward
+            | Kernel::LearnLabelGrad
+            | Kernel::LearnUpdate => (&[], include_str!("../shaders/learn.wgsl")),
         }
     }
 
@@ -200,6 +226,12 @@ impl Kernel {
             Kernel::FeatureSum => "feature_sum",
             Kernel::FeatureValueGrad => "value_grad",
             Kernel::SoftmaxRows => "softmax_rows",
+            Kernel::LearnRows => "rows",
+            Kernel::LearnForward => "forward",
+            Kernel::LearnLoss => "loss",
+            Kernel::LearnBackward => "backward",
+            Kernel::LearnLabelGrad => "label_grad",
+            Kernel::LearnUpdate => "update",
             _ => "main",
         }
     }
@@ -223,6 +255,12 @@ impl Kernel {
             Kernel::FeatureValueGrad => "features.value_grad",
             Kernel::MatMul => "matmul",
             Kernel::SoftmaxRows => "matmul.softmax_rows",
+            Kernel::LearnRows => "learn.rows",
+            Kernel::LearnForward => "learn.forward",
+            Kernel::LearnLoss => "learn.loss",
+            Kernel::LearnBackward => "learn.backward",
+            Kernel::LearnLabelGrad => "learn.label_grad",
+            Kernel::LearnUpdate => "learn.update",
         }
     }
 }
@@ -285,6 +323,6 @@ mod tests {
             );
             count += 1;
         }
-        assert_eq!(count, 12 + 4 * 3, "every kernel × loader unit was checked");
+        assert_eq!(count, 18 + 4 * 3, "every kernel × loader unit was checked");
     }
 }

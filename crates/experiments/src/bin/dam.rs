@@ -310,9 +310,19 @@ struct TrainArgs {
     /// m in the loss Σ (c − t)^{2m}.
     #[arg(long, default_value_t = 3)]
     loss_power: u32,
-    /// Temperature T (β = 1/Tⁿ).
+    /// Temperature T (β = 1/Tⁿ); with --temperature-final, the first epoch's.
     #[arg(long, default_value_t = 100.0)]
     temperature: f64,
+    /// Final temperature: T ramps linearly from --temperature to this over --ramp-epochs
+    /// (Krotov–Hopfield Appendix A); default: T stays fixed.
+    #[arg(long)]
+    temperature_final: Option<f64>,
+    /// Length in epochs of the temperature ramp.
+    #[arg(long, default_value_t = 100)]
+    ramp_epochs: usize,
+    /// Fixed momentum p ∈ [0, 1); default: the ramp 0.5 → 0.9 over the first 100 epochs.
+    #[arg(long)]
+    momentum: Option<f64>,
     /// Epochs.
     #[arg(long)]
     epochs: usize,
@@ -881,6 +891,23 @@ fn train(args: &TrainArgs) -> Result<()> {
         classes,
     };
     model.validate()?;
+    let final_temperature = args.temperature_final.unwrap_or(args.temperature);
+    if !(final_temperature.is_finite() && final_temperature > 0.0) {
+        return Err(dam_experiments::args::invalid(
+            "--temperature-final",
+            &final_temperature.to_string(),
+            "T must be finite and > 0",
+        ));
+    }
+    if let Some(p) = args.momentum {
+        if !(p.is_finite() && (0.0..1.0).contains(&p)) {
+            return Err(dam_experiments::args::invalid(
+                "--momentum",
+                &p.to_string(),
+                "the momentum must be in [0, 1)",
+            ));
+        }
+    }
     if args.epochs == 0 {
         return Err(dam_experiments::args::invalid(
             "--epochs",
@@ -903,7 +930,12 @@ fn train(args: &TrainArgs) -> Result<()> {
     let mut clf = match &args.init {
         Some(path) => {
             let c = Classifier::load_file(path, &device)?;
-            if c.memories().ncols() != visible + classes || c.model() != &model {
+            // The temperature follows this run's schedule; the rest of the model must match.
+            let same = ClassifierModel {
+                temperature: model.temperature,
+                ..*c.model()
+            } == model;
+            if c.memories().ncols() != visible + classes || !same {
                 return Err(dam_experiments::args::invalid(
                     "--init",
                     &path.display().to_string(),
@@ -927,6 +959,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         lr: args.lr,
         lr_decay: args.lr_decay,
         seed: args.seed,
+        momentum: args.momentum,
     };
     let bar = ProgressBar::new(args.epochs as u64);
     bar.set_style(
@@ -938,6 +971,12 @@ fn train(args: &TrainArgs) -> Result<()> {
     let memories_path = args.out.join("memories.safetensors");
     let mut last: Option<EpochRow> = None;
     for _ in 0..args.epochs {
+        clf.set_temperature(dam::learn::ramp(
+            args.temperature,
+            final_temperature,
+            args.ramp_epochs,
+            clf.epochs(),
+        ))?;
         let start = std::time::Instant::now();
         let loss = clf.train_epoch(train_set.images.view(), &train_set.labels, &options)?;
         let seconds = start.elapsed().as_secs_f64();
