@@ -27,6 +27,8 @@ fn fast_path_matches_the_reference() {
         (301, 97, 23, 2, false, 12.0),
         (1100, 200, 13, 3, true, 14.0),
         (90, 784, 5, 4, true, 25.0),
+        (70, 41, 6, 6, true, 4.0),
+        (45, 33, 9, 1, false, 3.0),
     ] {
         let model = ClassifierModel {
             degree,

@@ -399,7 +399,7 @@ pub mod fast {
                 .position(|&s| s == first)
                 .expect("same ranges")];
             let k = rows.nrows();
-            let mut a_mat = Array2::<f32>::zeros((k, b));
+            let mut a_t = Array2::<f32>::zeros((b, k));
             let mut lab = vec![0.0f64; k * c];
             model.backward_epilogue(
                 r.s.as_slice().expect("standard layout"),
@@ -407,15 +407,21 @@ pub mod fast {
                 &r.xs,
                 &r.ls,
                 &g,
-                a_mat.as_slice_mut().expect("standard layout"),
+                a_t.as_slice_mut().expect("standard layout"),
                 &mut lab,
             );
             let mut grad = Array2::<f32>::zeros((k, n + c));
-            general_mat_mul(1.0, &a_mat, &images, 0.0, &mut grad.slice_mut(s![.., ..n]));
-            let sums = a_mat.mapv(|v| v as f64).sum_axis(Axis(1));
+            general_mat_mul(
+                1.0,
+                &a_t.t(),
+                &images,
+                0.0,
+                &mut grad.slice_mut(s![.., ..n]),
+            );
+            let sums = a_t.mapv(|v| v as f64).sum_axis(Axis(0));
             for j in 0..k {
                 for a in 0..c {
-                    grad[[j, n + a]] = (lab[j * c + a] - sums[j]) as f32;
+                    grad[[j, n + a]] = (lab[a * k + j] - sums[j]) as f32;
                 }
             }
             grad
