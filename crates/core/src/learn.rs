@@ -217,6 +217,7 @@ fn z_row<P: Poly>(poly: P, s: &[f32], xs: &[f32], ls: &[f32], inv_t: f32) -> f32
 }
 
 /// Per memory μ: a_μ += h (F′(w⁺) − F′(w⁻)) and lab_μ += 2 h F′(w⁺).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn backward_row<P: Poly>(
     poly: P,
@@ -243,6 +244,7 @@ fn backward_row<P: Poly>(
 }
 
 /// The forward epilogue over every sample (see [`ClassifierModel::accumulate_z`]).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_all<P: Poly>(
     poly: P,

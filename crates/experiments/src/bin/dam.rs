@@ -338,7 +338,8 @@ struct TrainArgs {
     /// Seed of the initial memories and of the sample order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Device: `cpu` (the fused CPU path) or `wgpu` (the matrix products on the device).
+    /// Device: `cpu` (the fused CPU path) or `wgpu` (each epoch on the device: products,
+    /// epilogues and optimiser steps as kernels, memories resident).
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
     /// Start from the memories of a memories.safetensors written by `dam train`.
