@@ -49,7 +49,7 @@ pub mod features;
 pub mod learn;
 pub mod mnist;
 pub mod persist;
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, Axis};
 
 /// Where a [`Retriever`] runs.
 #[derive(Debug, Clone, Default)]
@@ -424,7 +424,12 @@ impl Retriever {
 
     /// Runs the dynamics from each query (B×N); see [`RetrievalResult`].
     pub fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
-        let mut result = self.backend.retrieve(queries)?;
+        let result = self.backend.retrieve(queries)?;
+        self.finish(result)
+    }
+
+    /// Ids, abstention and the reported top patterns of a backend's result.
+    fn finish(&self, mut result: RetrievalResult) -> Result<RetrievalResult> {
         result.nearest_id = result.nearest.iter().map(|&r| self.ids[r]).collect();
         result.matched = match (&result.confidence, self.abstain) {
             (Some(confidence), Some(threshold)) => result
@@ -441,6 +446,126 @@ impl Retriever {
             result.participation = Some(participation);
         }
         Ok(result)
+    }
+
+    /// [`Retriever::retrieve`] with some coordinates *clamped*: those outside `clamp.free`
+    /// hold their query values at every step while the free ones follow the update
+    /// (in-painting, read-out of some neurons given the others). Each step is the
+    /// configured update and projection ([`Retriever::step`], on the retriever's device),
+    /// after which the clamped coordinates are set back; convergence, steps, the energy
+    /// trace, nearest pattern, energy and confidence are then as in
+    /// [`Retriever::retrieve`]. With nothing clamped it is the plain run.
+    pub fn retrieve_clamped(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        clamp: &binary::Clamp,
+    ) -> Result<RetrievalResult> {
+        let (b, n) = queries.dim();
+        if n != self.patterns().dim() {
+            return Err(Error::DimensionMismatch {
+                argument: "queries (B × N)",
+                expected: self.patterns().dim(),
+                actual: n,
+            });
+        }
+        if clamp.free.len() != binary::words_per_state(n) {
+            return Err(Error::DimensionMismatch {
+                argument: "clamp (packed free mask)",
+                expected: binary::words_per_state(n),
+                actual: clamp.free.len(),
+            });
+        }
+        if b == 0 {
+            return Err(Error::Empty {
+                argument: "queries",
+                detail: "B = 0".into(),
+            });
+        }
+        let clamped: Vec<usize> = (0..n).filter(|&i| !clamp.is_free(i)).collect();
+        let (max_steps, tol) = match self.config.dynamics {
+            Dynamics::OneStep => (1, None),
+            Dynamics::Iterate { max_steps, tol } => (max_steps, Some(tol)),
+        };
+        let mut states = queries.to_owned();
+        let mut steps = vec![0usize; b];
+        let mut converged = vec![false; b];
+        let mut trace: Option<Vec<Vec<f64>>> = if self.config.energy_trace {
+            Some(self.energy(queries)?.into_iter().map(|e| vec![e]).collect())
+        } else {
+            None
+        };
+        let mut active: Vec<usize> = (0..b).collect();
+        for _ in 0..max_steps {
+            if active.is_empty() {
+                break;
+            }
+            let x = states.select(Axis(0), &active);
+            let mut next = self.step(x.view())?;
+            for (mut row, old) in next.axis_iter_mut(Axis(0)).zip(x.axis_iter(Axis(0))) {
+                for &i in &clamped {
+                    row[i] = old[i];
+                }
+            }
+            let energies = match trace {
+                Some(_) => Some(self.energy(next.view())?),
+                None => None,
+            };
+            let mut still = Vec::with_capacity(active.len());
+            for (r, &q) in active.iter().enumerate() {
+                let change = next
+                    .row(r)
+                    .iter()
+                    .zip(x.row(r))
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                states.row_mut(q).assign(&next.row(r));
+                steps[q] += 1;
+                if let (Some(t), Some(e)) = (trace.as_mut(), energies.as_ref()) {
+                    t[q].push(e[r]);
+                }
+                converged[q] = change <= tol.unwrap_or(0.0);
+                if tol.is_some() && !converged[q] {
+                    still.push(q);
+                }
+            }
+            active = still;
+        }
+        let energy = self.energy(states.view())?;
+        let (mut nearest, mut confidence) = (Vec::with_capacity(b), Vec::with_capacity(b));
+        let per_pass = ((256usize << 20) / (8 * self.len().max(1))).max(1);
+        for start in (0..b).step_by(per_pass) {
+            let end = (start + per_pass).min(b);
+            let s = self
+                .backend
+                .similarities(states.slice(ndarray::s![start..end, ..]))?;
+            for row in s.rows() {
+                let mut best = 0;
+                for (mu, &v) in row.iter().enumerate() {
+                    if v > row[best] {
+                        best = mu;
+                    }
+                }
+                nearest.push(best);
+                if let Separation::Softmax { .. } = self.config.separation {
+                    let (w, _) = dam_core::weights::weights(self.config.separation, &row.to_vec());
+                    confidence.push(w[best]);
+                }
+            }
+        }
+        let confidence =
+            matches!(self.config.separation, Separation::Softmax { .. }).then_some(confidence);
+        self.finish(RetrievalResult {
+            states,
+            steps,
+            converged,
+            nearest,
+            nearest_id: Vec::new(),
+            energy,
+            energy_trace: trace,
+            confidence,
+            matched: Vec::new(),
+            top: None,
+            participation: None,
+        })
     }
 
     /// The top-k patterns by softmax weight and the participation ratio of each state.

@@ -132,3 +132,93 @@ fn xor_needs_a_higher_order_energy() {
         }
     }
 }
+
+/// Continuous retrieval with clamped coordinates: they keep their query values at every
+/// step on both devices, the free ones agree across devices, nothing clamped is the plain
+/// run, and half of a stored pattern clamped completes the other half (in-painting).
+#[test]
+fn clamped_coordinates_never_change_in_continuous_retrieval() {
+    use dam::{Dynamics, Patterns, Retriever, Separation};
+    use ndarray::Array2;
+    use rand::{Rng, SeedableRng};
+    let gpu = common::gpu();
+    let (p, n, b) = (37usize, 70usize, 6usize);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let stored =
+        Array2::from_shape_fn((p, n), |_| if rng.random_bool(0.5) { 1.0f32 } else { -1.0 });
+    // Queries: stored patterns 0..b with their second half replaced by noise.
+    let mut queries = stored.slice(ndarray::s![..b, ..]).to_owned();
+    for q in 0..b {
+        for i in n / 2..n {
+            queries[[q, i]] = rng.random_range(-1.0..1.0);
+        }
+    }
+    let clamped: Vec<usize> = (0..n / 2).collect();
+    let clamp = Clamp::fixing(n, &clamped).unwrap();
+    let build = |device: &Device| {
+        Retriever::builder(Patterns::new(stored.clone()).unwrap())
+            .separation(Separation::Softmax { beta: 0.2 })
+            .dynamics(Dynamics::Iterate {
+                max_steps: 30,
+                tol: 1e-6,
+            })
+            .energy_trace(true)
+            .device(device.clone())
+            .build()
+            .unwrap()
+    };
+    let (cpu, dev) = (build(&Device::Cpu), build(&gpu));
+    let rc = cpu.retrieve_clamped(queries.view(), &clamp).unwrap();
+    let rg = dev.retrieve_clamped(queries.view(), &clamp).unwrap();
+    for r in [&rc, &rg] {
+        assert_eq!(r.states.dim(), (b, n));
+        for q in 0..b {
+            for &i in &clamped {
+                assert_eq!(r.states[[q, i]], queries[[q, i]], "query {q}: {i} moved");
+            }
+            // The free half is completed to the stored pattern.
+            for i in n / 2..n {
+                assert!(
+                    (r.states[[q, i]] - stored[[q, i]]).abs() < 0.05,
+                    "query {q}, coordinate {i}: {} vs stored {}",
+                    r.states[[q, i]],
+                    stored[[q, i]]
+                );
+            }
+            let trace = &r.energy_trace.as_ref().unwrap()[q];
+            assert_eq!(trace.len(), r.steps[q] + 1);
+            assert!(r.steps[q] >= 1 && r.converged[q]);
+        }
+        assert_eq!(r.nearest, (0..b).collect::<Vec<_>>());
+        assert_eq!(r.matched, (0..b as u64).map(Some).collect::<Vec<_>>());
+        assert!(r.confidence.as_ref().unwrap().iter().all(|&c| c > 0.5));
+    }
+    assert_eq!(rc.states.dim(), rg.states.dim());
+    for (a, g) in rc.states.iter().zip(rg.states.iter()) {
+        assert!(
+            common::STATE_TOL.accepts(*g as f64, *a as f64),
+            "{g} vs {a}"
+        );
+    }
+    // Nothing clamped: the plain run.
+    let plain = cpu.retrieve(queries.view()).unwrap();
+    let free = cpu
+        .retrieve_clamped(queries.view(), &Clamp::none(n))
+        .unwrap();
+    assert_eq!(plain.steps, free.steps);
+    assert_eq!(plain.nearest, free.nearest);
+    for (a, f) in plain.states.iter().zip(free.states.iter()) {
+        assert!(
+            common::STATE_TOL.accepts(*f as f64, *a as f64),
+            "{f} vs {a}"
+        );
+    }
+    // A mask of the wrong size is an error naming it.
+    assert!(matches!(
+        cpu.retrieve_clamped(queries.view(), &Clamp::none(n + 40)),
+        Err(Error::DimensionMismatch {
+            argument: "clamp (packed free mask)",
+            ..
+        })
+    ));
+}
