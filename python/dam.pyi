@@ -65,8 +65,9 @@ class Retriever:
         dtype: Literal["float32", "float16"] = "float32",
         report_top: Optional[int] = None,
     ) -> None: ...
-    def retrieve(self, queries: ArrayLike) -> RetrievalResult:
-        """Runs the dynamics from each query (B, N)."""
+    def retrieve(self, queries: ArrayLike, *, clamped: Optional[list[int]] = None) -> RetrievalResult:
+        """Runs the dynamics from each query (B, N); ``clamped``: coordinates held at their
+        query values at every step."""
     def step(self, queries: ArrayLike) -> npt.NDArray[np.float32]:
         """One update of the rule from each query (B, N) → (B, N)."""
     def energy(self, states: ArrayLike) -> npt.NDArray[np.float64]:

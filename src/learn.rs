@@ -781,7 +781,7 @@ mod tests {
             ..opts
         };
         assert!(matches!(
-            clf.train_epoch(x.view(), &[0, 1], &opts),
+            clf.train_epoch(x.view(), &[0, 1, 2], &opts),
             Err(Error::InvalidParameter {
                 argument: "momentum",
                 ..

@@ -328,12 +328,29 @@ impl Retriever {
         })
     }
 
-    /// Runs the dynamics from each query (B, N) → RetrievalResult.
-    fn retrieve(&self, py: Python<'_>, queries: &Bound<'_, PyAny>) -> PyResult<RetrievalResult> {
+    /// Runs the dynamics from each query (B, N) → RetrievalResult. `clamped`: coordinate
+    /// indices held at their query values at every step (in-painting).
+    #[pyo3(signature = (queries, *, clamped=None))]
+    fn retrieve(
+        &self,
+        py: Python<'_>,
+        queries: &Bound<'_, PyAny>,
+        clamped: Option<Vec<usize>>,
+    ) -> PyResult<RetrievalResult> {
         let q = matrix(queries, "queries")?;
         let view: ArrayView2<'_, f32> = q.as_array();
         let inner = &self.inner;
-        let r = compute(py, || Ok(inner.retrieve(view)?))?;
+        let clamp = match clamped {
+            Some(list) => Some(
+                engine::binary::Clamp::fixing(view.ncols(), &list)
+                    .map_err(|e| PyValueError::new_err(format!("`clamped`: {e}")))?,
+            ),
+            None => None,
+        };
+        let r = compute(py, || match &clamp {
+            Some(c) => Ok(inner.retrieve_clamped(view, c)?),
+            None => Ok(inner.retrieve(view)?),
+        })?;
         let steps: Vec<i64> = r.steps.iter().map(|&s| s as i64).collect();
         Ok(RetrievalResult {
             states: r.states.into_pyarray(py).into_any().unbind(),

@@ -325,3 +325,18 @@ def test_spin_dynamics_keeps_clamped_neurons_and_solves_xor_at_degree_3():
             assert int((r["states"][:, 2] == table[:, 2]).sum()) == right
     with pytest.raises(ValueError, match="clamped"):
         dam.spin_dynamics(table, queries, clamped=[3])
+
+
+@pytest.mark.parametrize("device", ["cpu", "wgpu"])
+def test_retrieve_with_clamped_coordinates_completes_the_rest(device):
+    rng = np.random.default_rng(3)
+    stored = np.where(rng.random((30, 40)) < 0.5, -1.0, 1.0).astype(np.float32)
+    queries = stored[:4].copy()
+    queries[:, 20:] = rng.uniform(-1, 1, (4, 20)).astype(np.float32)
+    memory = dam.Retriever(stored, separation="softmax", beta=0.3, device=device)
+    r = memory.retrieve(queries, clamped=list(range(20)))
+    assert np.array_equal(r.states[:, :20], queries[:, :20])
+    assert np.allclose(r.states[:, 20:], stored[:4, 20:], atol=0.05)
+    assert list(r.nearest) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="clamped"):
+        memory.retrieve(queries, clamped=[40])
