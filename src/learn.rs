@@ -5,9 +5,12 @@
 //! optimiser:
 //!
 //! * minibatches in a seeded random order (a new order each epoch);
-//! * momentum: V ← p V − ∇, with p = 0.5 + 0.4·min(1, epoch / 100);
+//! * momentum: V ← p V − ∇, with p = 0.5 + 0.4·min(1, epoch / 100) or a fixed p;
 //! * the step of each memory normalised by its largest |V| entry: ξ^μ ← ξ^μ + ε V^μ / max|V^μ|;
-//! * learning rate ε = ε₀ · f^epoch; memories clipped to [−1, 1].
+//! * learning rate ε = ε₀ · f^epoch; memories clipped to [−1, 1];
+//! * a temperature schedule, when the caller sets one ([`ramp`], [`Classifier::set_temperature`]).
+//!
+//! Memories and velocity are f32 (as stored in the saved file), the optimiser step too.
 //!
 //! Memories start from N(−0.3, 0.3²) entries (clipped), drawn from the seed with the
 //! engine's Philox generator. On the CPU the gradient runs on the fused path
@@ -51,10 +54,12 @@ pub fn ramp(start: f64, end: f64, length: usize, epoch: usize) -> f64 {
 pub struct Classifier {
     model: ClassifierModel,
     device: Device,
+    /// The memories in f64, refreshed from `memories32` after every epoch.
     memories: Array2<f64>,
-    /// The memories in f32, for the fast path's products (kept equal to `memories`).
+    /// The memories in f32: what every product reads and the optimiser moves.
     memories32: Array2<f32>,
-    velocity: Array2<f64>,
+    /// The optimiser's velocity, in f32 like the memories it moves.
+    velocity: Array2<f32>,
     epoch: usize,
 }
 
@@ -110,11 +115,12 @@ impl Classifier {
             });
         }
         let velocity = Array2::zeros(memories.dim());
+        let memories32 = memories.mapv(|v| v as f32);
         Ok(Self {
             model,
             device: device.clone(),
-            memories32: memories.mapv(|v| v as f32),
-            memories,
+            memories: memories32.mapv(|v| v as f64),
+            memories32,
             velocity,
             epoch: 0,
         })
@@ -242,26 +248,25 @@ impl Classifier {
                 for chunk in order.chunks(options.batch) {
                     let x = images32.select(Axis(0), chunk);
                     let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-                    let (loss, grad) = dam_cpu::learn::fast::loss_and_gradient(
+                    let (loss, parts) = dam_cpu::learn::fast::loss_and_gradient_parts(
                         &self.model,
                         self.memories32.view(),
                         x.view(),
                         &y,
                     );
                     total += loss;
-                    self.step(grad.view(), lr, p);
+                    self.step(&parts, lr, p);
                 }
                 total
             }
             #[cfg(feature = "wgpu")]
             Some(ctx) => {
                 // Memories and velocity stay on the device for the whole epoch.
-                let velocity = self.velocity.mapv(|v| v as f32);
                 let mut trainer = dam_wgpu::learn::Trainer::new(
                     &ctx,
                     &self.model,
                     self.memories32.view(),
-                    velocity.view(),
+                    self.velocity.view(),
                     options.batch,
                     images.nrows(),
                 )?;
@@ -271,53 +276,66 @@ impl Classifier {
                     trainer.step(x.view(), &y, lr, p)?;
                 }
                 let (memories, velocity, loss) = trainer.finish()?;
-                self.memories = memories.mapv(|v| v as f64);
                 self.memories32 = memories;
-                self.velocity = velocity.mapv(|v| v as f64);
+                self.velocity = velocity;
                 loss
             }
         };
+        self.memories = self.memories32.mapv(|v| v as f64);
         self.epoch += 1;
         Ok(total)
     }
 
-    /// The optimiser step for one gradient (K × (N + C)): V ← p V − ∇, then each memory
-    /// moves by ε V / max|V| (when V ≠ 0) and is clipped to [−1, 1]. Row by row, on two
-    /// threads over halves of the memories.
-    fn step(&mut self, grad: ArrayView2<'_, f32>, lr: f64, p: f64) {
-        let rows = self.memories.nrows();
-        let half = rows.div_ceil(2).max(1);
-        let update = |mut mem: ndarray::ArrayViewMut2<'_, f64>,
-                      mut m32: ndarray::ArrayViewMut2<'_, f32>,
-                      mut vel: ndarray::ArrayViewMut2<'_, f64>,
+    /// The optimiser step for one gradient, given as pieces (first memory, rows) in order
+    /// of the memories (K × (N + C) in all), in f32: V ← p V − ∇, then each memory moves by
+    /// ε V / max|V| (when V ≠ 0) and is clipped to [−1, 1]. Row by row, one thread per
+    /// piece.
+    fn step(&mut self, parts: &[(usize, Array2<f32>)], lr: f64, p: f64) {
+        let (lr, p) = (lr as f32, p as f32);
+        let update = |mut mem: ndarray::ArrayViewMut2<'_, f32>,
+                      mut vel: ndarray::ArrayViewMut2<'_, f32>,
                       g: ArrayView2<'_, f32>| {
-            for (((mut m, mut m32), mut v), g) in mem
+            for ((mut m, mut v), g) in mem
                 .axis_iter_mut(Axis(0))
-                .zip(m32.axis_iter_mut(Axis(0)))
                 .zip(vel.axis_iter_mut(Axis(0)))
                 .zip(g.axis_iter(Axis(0)))
             {
-                let mut scale = 0.0f64;
+                let mut scale = 0.0f32;
                 v.zip_mut_with(&g, |v, &g| {
-                    *v = p * *v - g as f64;
+                    *v = p * *v - g;
                     scale = scale.max(v.abs());
                 });
                 if scale > 0.0 {
                     let step = lr / scale;
-                    for ((a, a32), &b) in m.iter_mut().zip(m32.iter_mut()).zip(v.iter()) {
-                        *a = (*a + step * b).clamp(-1.0, 1.0);
-                        *a32 = *a as f32;
-                    }
+                    m.zip_mut_with(&v, |a, &b| *a = (*a + step * b).clamp(-1.0, 1.0));
                 }
             }
         };
-        let (m0, m1) = self.memories.view_mut().split_at(Axis(0), half.min(rows));
-        let (s0, s1) = self.memories32.view_mut().split_at(Axis(0), half.min(rows));
-        let (v0, v1) = self.velocity.view_mut().split_at(Axis(0), half.min(rows));
-        let (g0, g1) = grad.split_at(Axis(0), half.min(rows));
+        let mut mem = self.memories32.view_mut();
+        let mut vel = self.velocity.view_mut();
+        let mut pieces = Vec::with_capacity(parts.len());
+        for (first, g) in parts {
+            debug_assert_eq!(
+                *first,
+                self.memories.nrows() - mem.nrows(),
+                "gradient pieces in order of the memories"
+            );
+            let (m_here, m_rest) = mem.split_at(Axis(0), g.nrows());
+            let (v_here, v_rest) = vel.split_at(Axis(0), g.nrows());
+            pieces.push((m_here, v_here, g.view()));
+            (mem, vel) = (m_rest, v_rest);
+        }
+        debug_assert_eq!(mem.nrows(), 0, "the gradient covers every memory");
         std::thread::scope(|scope| {
-            scope.spawn(|| update(m1, s1, v1, g1));
-            update(m0, s0, v0, g0);
+            let update = &update;
+            let mut rest = pieces.into_iter();
+            let first = rest.next();
+            for (m, v, g) in rest {
+                scope.spawn(move || update(m, v, g));
+            }
+            if let Some((m, v, g)) = first {
+                update(m, v, g);
+            }
         });
     }
 
@@ -636,7 +654,9 @@ mod tests {
         let opts = EpochOptions {
             batch: 10,
             lr: 0.05,
-            lr_decay: 0.99,
+            // A decaying rate: once the loss is 0 the normalised step still moves each
+            // memory by ε along its (decaying) velocity.
+            lr_decay: 0.9,
             seed: 4,
             momentum: None,
         };

@@ -381,6 +381,21 @@ pub mod fast {
         images: ArrayView2<'_, f32>,
         labels: &[usize],
     ) -> (f64, Array2<f32>) {
+        let (loss, parts) = loss_and_gradient_parts(model, memories, images, labels);
+        let views: Vec<ArrayView2<'_, f32>> = parts.iter().map(|(_, p)| p.view()).collect();
+        let grad = ndarray::concatenate(Axis(0), &views).expect("same widths");
+        (loss, grad)
+    }
+
+    /// [`loss_and_gradient`] with the gradient left in the pieces the threads computed:
+    /// (first memory, its rows of the gradient), in order of the memories, so that an
+    /// optimiser can apply each piece where it was made without joining them.
+    pub fn loss_and_gradient_parts(
+        model: &ClassifierModel,
+        memories: ArrayView2<'_, f32>,
+        images: ArrayView2<'_, f32>,
+        labels: &[usize],
+    ) -> (f64, Vec<(usize, Array2<f32>)>) {
         let (n, c, b) = (images.ncols(), model.classes, images.nrows());
         let (ranges, z) = forward_ranges(model, memories, images);
         let (loss, g) = model.loss_and_output_gradient(&z, labels);
@@ -424,10 +439,8 @@ pub mod fast {
                     grad[[j, n + a]] = (lab[a * k + j] - sums[j]) as f32;
                 }
             }
-            grad
+            (first, grad)
         });
-        let views: Vec<ArrayView2<'_, f32>> = parts.iter().map(|p| p.view()).collect();
-        let grad = ndarray::concatenate(Axis(0), &views).expect("same widths");
-        (loss, grad)
+        (loss, parts)
     }
 }
