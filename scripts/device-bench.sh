@@ -36,3 +36,15 @@ done
 for e in 10 12 14 16 18 20 22 24; do
   run "$D" bench --patterns $((1 << e)) --dim 64 --batch 64 --device wgpu --steps 10 --json
 done
+# Classifier training, K = 2000, n = 3 (BENCHMARKS.md, training): seconds per epoch in the
+# `seconds` column of each metrics.csv, the whole epoch on the device against the CPU path
+# and the NumPy peer.
+for DEV in wgpu cpu; do
+  run "$D" train --memories 2000 --degree 3 --rectified --temperature 400 --lr 0.1 \
+    --epochs 3 --device $DEV --out "$OUT/train-$DEV"
+done
+if python3 -c 'import numpy' 2>/dev/null; then
+  run python3 benches/peers/numpy_kh_train.py --epochs 3 --degree 3 --temperature 400 --lr 0.1
+else
+  echo "skipping numpy_kh_train.py: no numpy" >&2
+fi
