@@ -70,6 +70,25 @@ impl ClassifierModel {
         Ok(())
     }
 
+    /// Checks that there is one label per sample (`samples` of them), each below C.
+    pub fn check_labels(&self, labels: &[usize], samples: usize) -> Result<()> {
+        if labels.len() != samples {
+            return Err(Error::DimensionMismatch {
+                argument: "labels (one per image)",
+                expected: samples,
+                actual: labels.len(),
+            });
+        }
+        if let Some(i) = labels.iter().position(|&l| l >= self.classes) {
+            return Err(Error::InvalidParameter {
+                argument: "labels",
+                value: labels[i].to_string(),
+                reason: format!("label of sample {i} is not below C = {}", self.classes),
+            });
+        }
+        Ok(())
+    }
+
     /// β = 1/Tⁿ.
     pub fn beta(&self) -> f64 {
         1.0 / self.temperature.powi(self.degree as i32)

@@ -46,20 +46,7 @@ fn check(
         }
     }
     if let Some(labels) = labels {
-        if labels.len() != b {
-            return Err(Error::DimensionMismatch {
-                argument: "labels (one per image)",
-                expected: b,
-                actual: labels.len(),
-            });
-        }
-        if let Some(i) = labels.iter().position(|&l| l >= model.classes) {
-            return Err(Error::InvalidParameter {
-                argument: "labels",
-                value: labels[i].to_string(),
-                reason: format!("label of sample {i} is not below C = {}", model.classes),
-            });
-        }
+        model.check_labels(labels, b)?;
     }
     Ok((k, n, b))
 }

@@ -1266,6 +1266,19 @@ fn train_writes_the_contracted_files_and_refuses_bad_input() {
         run(base(&[])).status.success(),
         "a well-formed tiny set trains"
     );
+    let o = run(base(&[
+        "--temperature-final",
+        "30",
+        "--ramp-epochs",
+        "2",
+        "--momentum",
+        "0.6",
+    ]));
+    assert!(
+        o.status.success(),
+        "with a temperature ramp and a fixed momentum: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = run(base(&["--device", "wgpu"]));
     assert!(
         o.status.success(),
@@ -1297,6 +1310,16 @@ fn train_writes_the_contracted_files_and_refuses_bad_input() {
         &["--memories", "4", "--degree", "3", "--temperature=-2"],
         &["--memories", "4", "--degree", "3", "--loss-power", "0"],
         &["--memories", "4", "--degree", "3", "--batch", "0"],
+        &[
+            "--memories",
+            "4",
+            "--degree",
+            "3",
+            "--temperature-final",
+            "0",
+        ],
+        &["--memories", "4", "--degree", "3", "--momentum", "1"],
+        &["--memories", "4", "--degree", "3", "--momentum=-0.1"],
         &[
             "--memories",
             "4",

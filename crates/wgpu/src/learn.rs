@@ -381,24 +381,6 @@ impl<'a> Session<'a> {
     }
 }
 
-fn labels_ok(model: &ClassifierModel, labels: &[usize], b: usize) -> Result<()> {
-    if labels.len() != b {
-        return Err(Error::DimensionMismatch {
-            argument: "labels (one per image)",
-            expected: b,
-            actual: labels.len(),
-        });
-    }
-    if let Some(i) = labels.iter().position(|&l| l >= model.classes) {
-        return Err(Error::InvalidParameter {
-            argument: "labels",
-            value: labels[i].to_string(),
-            reason: format!("label of sample {i} is not below C = {}", model.classes),
-        });
-    }
-    Ok(())
-}
-
 /// The label outputs c (B × C).
 pub fn outputs(
     ctx: &WgpuContext,
@@ -427,7 +409,7 @@ pub fn loss_and_gradient(
     labels: &[usize],
 ) -> Result<(f64, Array2<f32>)> {
     let (k, n, b) = shapes(model, memories, images)?;
-    labels_ok(model, labels, b)?;
+    model.check_labels(labels, b)?;
     let session = Session::new(ctx, model, memories, None, b, b)?;
     exec::scoped(ctx, "classifier gradient", || {
         session.submit(
@@ -501,7 +483,7 @@ impl<'a> Trainer<'a> {
         momentum: f64,
     ) -> Result<()> {
         let b = images.nrows();
-        labels_ok(&self.session.model, labels, b)?;
+        self.session.model.check_labels(labels, b)?;
         if self.seen + b > self.samples {
             return Err(too_large(
                 "samples of the epoch",
