@@ -138,3 +138,29 @@ fn one_epoch_gives_the_same_memories_on_both_devices() {
         dev.predict(images.view()).unwrap()
     );
 }
+
+/// More samples than one pass of the device's outputs (1,024): every pass is filled in.
+#[test]
+fn outputs_of_many_samples_run_in_passes() {
+    common::gpu();
+    let ctx = WgpuContext::shared(&WgpuOptions::default()).expect("adapter");
+    let model = ClassifierModel {
+        degree: 3,
+        rectified: true,
+        temperature: 5.0,
+        loss_power: 1,
+        classes: 4,
+    };
+    let memories = uniform(9, 13 + 4, 21).mapv(|v| v as f32);
+    let images = uniform(2500, 13, 22).mapv(|v| v as f32);
+    let cpu = fast::outputs(&model, memories.view(), images.view());
+    let dev =
+        dam::wgpu_backend::learn::outputs(&ctx, &model, memories.view(), images.view()).unwrap();
+    assert_eq!(cpu.dim(), (2500, 4));
+    assert_eq!(dev.dim(), cpu.dim());
+    for (q, (d, c)) in dev.rows().into_iter().zip(cpu.rows()).enumerate() {
+        for (a, b) in d.iter().zip(c.iter()) {
+            assert!(LEARN_TOL.accepts(*a, *b), "sample {q}: {a} vs {b}");
+        }
+    }
+}

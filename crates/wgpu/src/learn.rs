@@ -381,7 +381,10 @@ impl<'a> Session<'a> {
     }
 }
 
-/// The label outputs c (B × C).
+/// Samples per pass of [`outputs`] (the memories are uploaded once for all passes).
+const OUTPUT_BLOCK: usize = 1024;
+
+/// The label outputs c (B × C), in passes of 1,024 samples.
 pub fn outputs(
     ctx: &WgpuContext,
     model: &ClassifierModel,
@@ -389,15 +392,24 @@ pub fn outputs(
     images: ArrayView2<'_, f32>,
 ) -> Result<Array2<f64>> {
     let (_, _, b) = shapes(model, memories, images)?;
-    let session = Session::new(ctx, model, memories, None, b, b)?;
-    exec::scoped(ctx, "classifier outputs", || {
-        session.submit(images, None, session.params(b, 0, 0.0, 0.0), Work::Outputs)
-    })??;
-    let out = session.read(&[(&session.buf.outc, "classifier outputs")])?;
+    let block = b.min(OUTPUT_BLOCK);
+    let session = Session::new(ctx, model, memories, None, block, block)?;
     let c = model.classes;
-    Ok(Array2::from_shape_fn((b, c), |(q, a)| {
-        out[0][q * c + a] as f64
-    }))
+    let mut out = Array2::zeros((b, c));
+    for start in (0..b).step_by(block) {
+        let rows = images.slice(ndarray::s![start..(start + block).min(b), ..]);
+        let params = session.params(rows.nrows(), 0, 0.0, 0.0);
+        exec::scoped(ctx, "classifier outputs", || {
+            session.submit(rows, None, params, Work::Outputs)
+        })??;
+        let got = session.read(&[(&session.buf.outc, "classifier outputs")])?;
+        for q in 0..rows.nrows() {
+            for a in 0..c {
+                out[[start + q, a]] = got[0][q * c + a] as f64;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The batch loss and its gradient with respect to the memories (K × (N + C), f32).
