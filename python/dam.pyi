@@ -6,7 +6,7 @@ Errors: ``ValueError`` for bad arguments (shapes, NaN/Inf, names, ranges) and ba
 ``OSError`` for I/O, ``DeviceError`` for device failures. Engine work releases the GIL.
 """
 from os import PathLike
-from typing import Literal, Optional, Union
+from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -169,3 +169,53 @@ class RandomFeatures:
     @property
     def stored(self) -> int:
         """Patterns inserted minus patterns removed."""
+
+class Classifier:
+    """A Krotov–Hopfield classifier: K memories over N visible and C label neurons."""
+
+    def __init__(
+        self,
+        memories: int,
+        visible: int,
+        *,
+        classes: int = 10,
+        degree: int = 3,
+        rectified: bool = True,
+        temperature: float = 100.0,
+        loss_power: int = 3,
+        seed: int = 0,
+        device: Literal["auto", "cpu", "wgpu"] = "auto",
+    ) -> None: ...
+    def train_epoch(
+        self,
+        images: ArrayLike,
+        labels: Sequence[int],
+        *,
+        batch: int = 100,
+        lr: float = 0.01,
+        lr_decay: float = 0.998,
+        seed: int = 0,
+        momentum: Optional[float] = None,
+        temperature: Optional[float] = None,
+    ) -> float:
+        """One epoch over ``images`` (B, N) in [−1, 1]; returns the summed minibatch loss."""
+    def outputs(self, images: ArrayLike) -> npt.NDArray[np.float64]:
+        """The label outputs c (B, C)."""
+    def predict(self, images: ArrayLike) -> npt.NDArray[np.int64]:
+        """The predicted class of each image (B,)."""
+    def error(self, images: ArrayLike, labels: Sequence[int]) -> float:
+        """Percentage of ``images`` misclassified."""
+    @property
+    def memories(self) -> npt.NDArray[np.float64]:
+        """The memories (K, N + C)."""
+    @property
+    def epochs(self) -> int:
+        """Epochs trained so far."""
+    @property
+    def temperature(self) -> float:
+        """The current temperature T."""
+    def save(self, path: Union[str, PathLike[str]]) -> None:
+        """Writes the memories and the model as safetensors."""
+    @staticmethod
+    def load(path: Union[str, PathLike[str]], *, device: Literal["auto", "cpu", "wgpu"] = "auto") -> "Classifier":
+        """Loads a classifier saved with ``save`` or by ``dam train``."""

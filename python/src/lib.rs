@@ -819,6 +819,164 @@ impl RandomFeatures {
     }
 }
 
+/// A Krotov–Hopfield classifier (the Rust `dam::learn::Classifier`): K memories over N
+/// visible neurons and C label neurons, trained with the paper's optimiser on either device.
+#[pyclass(module = "dam")]
+struct Classifier {
+    inner: engine::learn::Classifier,
+}
+
+fn images_f64(obj: &Bound<'_, PyAny>) -> PyResult<ndarray::Array2<f64>> {
+    let rows = matrix(obj, "images")?;
+    Ok(rows.as_array().mapv(|v| v as f64))
+}
+
+#[pymethods]
+impl Classifier {
+    /// K = `memories` random memories (entries N(−0.3, 0.3²), clipped) over `visible`
+    /// pixels in [−1, 1]; F = max(x, 0)ⁿ (`rectified`) or xⁿ, β = 1/Tⁿ, loss Σ (c − t)^{2m}.
+    #[new]
+    #[pyo3(signature = (memories, visible, *, classes=10, degree=3, rectified=true, temperature=100.0, loss_power=3, seed=0, device="auto"))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        memories: usize,
+        visible: usize,
+        classes: usize,
+        degree: u32,
+        rectified: bool,
+        temperature: f64,
+        loss_power: u32,
+        seed: u64,
+        device: &str,
+    ) -> PyResult<Self> {
+        let model = engine::learn::ClassifierModel {
+            degree,
+            rectified,
+            temperature,
+            loss_power,
+            classes,
+        };
+        let device_value = device_of(device)?;
+        let inner = compute(py, move || {
+            Ok(engine::learn::Classifier::random(
+                model,
+                memories,
+                visible,
+                seed,
+                &device_value,
+            )?)
+        })?;
+        Ok(Self { inner })
+    }
+
+    /// One epoch over `images` (B, N) and integer `labels` (B,) in minibatches of `batch`
+    /// (rate lr·lr_decay^epoch, momentum the 0.5 → 0.9 ramp unless given; `temperature`
+    /// sets T from this epoch on). Returns the summed minibatch loss.
+    #[pyo3(signature = (images, labels, *, batch=100, lr=0.01, lr_decay=0.998, seed=0, momentum=None, temperature=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn train_epoch(
+        &mut self,
+        py: Python<'_>,
+        images: &Bound<'_, PyAny>,
+        labels: Vec<usize>,
+        batch: usize,
+        lr: f64,
+        lr_decay: f64,
+        seed: u64,
+        momentum: Option<f64>,
+        temperature: Option<f64>,
+    ) -> PyResult<f64> {
+        let x = images_f64(images)?;
+        let options = engine::learn::EpochOptions {
+            batch,
+            lr,
+            lr_decay,
+            seed,
+            momentum,
+        };
+        let inner = &mut self.inner;
+        compute(py, move || {
+            if let Some(t) = temperature {
+                inner.set_temperature(t)?;
+            }
+            Ok(inner.train_epoch(x.view(), &labels, &options)?)
+        })
+    }
+
+    /// The label outputs c (B, C) in (−1, 1) → float64.
+    fn outputs<'py>(
+        &self,
+        py: Python<'py>,
+        images: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let x = images_f64(images)?;
+        let inner = &self.inner;
+        let out = compute(py, || Ok(inner.outputs(x.view())?))?;
+        Ok(out.into_pyarray(py).into_any())
+    }
+
+    /// The predicted class of each image (B, N) → int64 (B,).
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        images: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let x = images_f64(images)?;
+        let inner = &self.inner;
+        let out = compute(py, || Ok(inner.predict(x.view())?))?;
+        let out: Vec<i64> = out.into_iter().map(|v| v as i64).collect();
+        Ok(out.into_pyarray(py).into_any())
+    }
+
+    /// Percentage of `images` misclassified against `labels`.
+    fn error(
+        &self,
+        py: Python<'_>,
+        images: &Bound<'_, PyAny>,
+        labels: Vec<usize>,
+    ) -> PyResult<f64> {
+        let x = images_f64(images)?;
+        let inner = &self.inner;
+        compute(py, move || Ok(inner.error_percent(x.view(), &labels)?))
+    }
+
+    /// The memories (K, N + C) → float64 (visible part first, then the label entries).
+    #[getter]
+    fn memories<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.inner.memories().to_owned().into_pyarray(py).into_any()
+    }
+
+    /// Epochs trained so far.
+    #[getter]
+    fn epochs(&self) -> usize {
+        self.inner.epochs()
+    }
+
+    /// The current temperature T.
+    #[getter]
+    fn temperature(&self) -> f64 {
+        self.inner.model().temperature
+    }
+
+    /// Writes the memories and the model as safetensors (what `dam train` writes).
+    fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+        let inner = &self.inner;
+        compute(py, || Ok(inner.save_file(&path)?))
+    }
+
+    /// Loads a classifier saved with `save` or by `dam train` onto `device`.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, device="auto"))]
+    fn load(py: Python<'_>, path: std::path::PathBuf, device: &str) -> PyResult<Self> {
+        let device_value = device_of(device)?;
+        let inner = compute(py, move || {
+            Ok(engine::learn::Classifier::load_file(&path, &device_value)?)
+        })?;
+        Ok(Self { inner })
+    }
+}
+
 /// Dense associative memories (modern Hopfield networks) on any GPU via wgpu, with a CPU
 /// reference.
 #[pymodule]
@@ -826,6 +984,7 @@ fn dam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Retriever>()?;
     m.add_class::<RetrievalResult>()?;
     m.add_class::<RandomFeatures>()?;
+    m.add_class::<Classifier>()?;
     m.add_function(wrap_pyfunction!(spin_dynamics, m)?)?;
     m.add("DeviceError", m.py().get_type::<DeviceError>())?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;

@@ -340,3 +340,33 @@ def test_retrieve_with_clamped_coordinates_completes_the_rest(device):
     assert list(r.nearest) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="clamped"):
         memory.retrieve(queries, clamped=[40])
+
+
+@pytest.mark.parametrize("device", ["cpu", "wgpu"])
+def test_classifier_learns_a_toy_problem_and_round_trips(device, tmp_path):
+    # Three prototypes over 24 pixels, noisy copies (8 % of the pixels flipped).
+    rng = np.random.default_rng(5)
+    protos = np.where(np.arange(24)[None, :] // 8 == np.arange(3)[:, None], 1.0, -1.0)
+    labels = np.arange(90) % 3
+    images = protos[labels] * np.where(rng.random((90, 24)) < 0.08, -1.0, 1.0)
+    clf = dam.Classifier(6, 24, classes=3, degree=3, temperature=3.0, loss_power=1,
+                         seed=1, device=device)
+    first = clf.train_epoch(images, labels, batch=10, lr=0.05, lr_decay=0.9, seed=2)
+    for _ in range(30):
+        last = clf.train_epoch(images, labels, batch=10, lr=0.05, lr_decay=0.9, seed=2)
+    assert last < 0.5 * first
+    assert clf.epochs == 31
+    assert clf.error(images, labels) == 0.0
+    assert list(clf.predict(images)) == list(labels)
+    assert clf.outputs(images).shape == (90, 3)
+    assert clf.memories.shape == (6, 27) and np.abs(clf.memories).max() <= 1.0
+    clf.train_epoch(images, labels, batch=10, lr=0.05, temperature=2.5)
+    assert clf.temperature == 2.5
+    path = tmp_path / "clf.safetensors"
+    clf.save(path)
+    back = dam.Classifier.load(path, device="cpu")
+    assert np.array_equal(back.predict(images), clf.predict(images))
+    with pytest.raises(ValueError, match="labels"):
+        clf.train_epoch(images, np.full(90, 3), batch=10)
+    with pytest.raises(ValueError, match="degree"):
+        dam.Classifier(4, 24, degree=0)
