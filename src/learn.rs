@@ -40,6 +40,44 @@ pub struct EpochOptions {
     pub momentum: Option<f64>,
 }
 
+impl EpochOptions {
+    /// Checks every option, naming the one out of range: batch ≥ 1, ε₀ and f finite and
+    /// > 0, momentum (when fixed) in [0, 1).
+    pub fn validate(&self) -> Result<()> {
+        if self.batch == 0 {
+            return Err(Error::InvalidParameter {
+                argument: "batch",
+                value: "0".into(),
+                reason: "at least one sample per minibatch".into(),
+            });
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::InvalidParameter {
+                argument: "lr",
+                value: self.lr.to_string(),
+                reason: "the learning rate must be finite and > 0".into(),
+            });
+        }
+        if !(self.lr_decay.is_finite() && self.lr_decay > 0.0) {
+            return Err(Error::InvalidParameter {
+                argument: "lr_decay",
+                value: self.lr_decay.to_string(),
+                reason: "the decay must be finite and > 0".into(),
+            });
+        }
+        if let Some(p) = self.momentum {
+            if !(p.is_finite() && (0.0..1.0).contains(&p)) {
+                return Err(Error::InvalidParameter {
+                    argument: "momentum",
+                    value: p.to_string(),
+                    reason: "the momentum must be in [0, 1)".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A linear ramp from `start` (epoch 0) to `end` (epoch `length` and after), as the
 /// paper's temperature and momentum schedules (Appendix A): the value at `epoch`.
 pub fn ramp(start: f64, end: f64, length: usize, epoch: usize) -> f64 {
@@ -192,42 +230,13 @@ impl Classifier {
         labels: &[usize],
         options: &EpochOptions,
     ) -> Result<f64> {
-        if options.batch == 0 {
-            return Err(Error::InvalidParameter {
-                argument: "batch",
-                value: "0".into(),
-                reason: "at least one sample per minibatch".into(),
-            });
-        }
-        if !(options.lr.is_finite() && options.lr > 0.0) {
-            return Err(Error::InvalidParameter {
-                argument: "lr",
-                value: options.lr.to_string(),
-                reason: "the learning rate must be finite and > 0".into(),
-            });
-        }
-        if !(options.lr_decay.is_finite() && options.lr_decay > 0.0) {
-            return Err(Error::InvalidParameter {
-                argument: "lr_decay",
-                value: options.lr_decay.to_string(),
-                reason: "the decay must be finite and > 0".into(),
-            });
-        }
+        options.validate()?;
         if labels.len() != images.nrows() {
             return Err(Error::DimensionMismatch {
                 argument: "labels (one per image)",
                 expected: images.nrows(),
                 actual: labels.len(),
             });
-        }
-        if let Some(p) = options.momentum {
-            if !(p.is_finite() && (0.0..1.0).contains(&p)) {
-                return Err(Error::InvalidParameter {
-                    argument: "momentum",
-                    value: p.to_string(),
-                    reason: "the momentum must be in [0, 1)".into(),
-                });
-            }
         }
         let lr = options.lr * options.lr_decay.powi(self.epoch as i32);
         let p = options

@@ -900,15 +900,14 @@ fn train(args: &TrainArgs) -> Result<()> {
             "T must be finite and > 0",
         ));
     }
-    if let Some(p) = args.momentum {
-        if !(p.is_finite() && (0.0..1.0).contains(&p)) {
-            return Err(dam_experiments::args::invalid(
-                "--momentum",
-                &p.to_string(),
-                "the momentum must be in [0, 1)",
-            ));
-        }
-    }
+    let options = EpochOptions {
+        batch: args.batch,
+        lr: args.lr,
+        lr_decay: args.lr_decay,
+        seed: args.seed,
+        momentum: args.momentum,
+    };
+    options.validate()?;
     if args.epochs == 0 {
         return Err(dam_experiments::args::invalid(
             "--epochs",
@@ -955,13 +954,6 @@ fn train(args: &TrainArgs) -> Result<()> {
     let (device_name, adapter) = device.describe()?;
     prepare_out(&args.out)?;
     let mut metrics = Metrics::create(&args.out)?;
-    let options = EpochOptions {
-        batch: args.batch,
-        lr: args.lr,
-        lr_decay: args.lr_decay,
-        seed: args.seed,
-        momentum: args.momentum,
-    };
     let bar = ProgressBar::new(args.epochs as u64);
     bar.set_style(
         ProgressStyle::with_template(
