@@ -116,6 +116,9 @@ fn shapes(
     Ok((k, n, b))
 }
 
+/// Which dispatch list: (batch size, work).
+type ListKey = (usize, Work);
+
 /// The device buffers of one classifier and its batches (sized for the largest batch).
 struct Buffers {
     memories: wgpu::Buffer,
@@ -144,6 +147,10 @@ struct Session<'a> {
     chunk: u32,
     chunks: u32,
     buf: Buffers,
+    /// Dispatch lists already built, by (batch size, work): the bind groups and the
+    /// matrix products' shapes depend on nothing else (parameters go through
+    /// `buf.uniform`), so an epoch builds at most two (full and last batch).
+    lists: std::cell::RefCell<Vec<(ListKey, Vec<Dispatch>)>>,
 }
 
 /// What a batch runs: the forward pass only, the gradient, or a whole training step.
@@ -208,6 +215,7 @@ impl<'a> Session<'a> {
             chunk,
             chunks,
             buf,
+            lists: Default::default(),
         })
     }
 
@@ -370,8 +378,15 @@ impl<'a> Session<'a> {
         };
         q.write_buffer(&self.buf.labels, 0, bytemuck::cast_slice(&labels));
         q.write_buffer(&self.buf.uniform, 0, bytemuck::bytes_of(&params));
-        let list = self.dispatches(b, work)?;
-        q.submit([exec::commands(self.ctx, &list)]);
+        let mut lists = self.lists.borrow_mut();
+        let at = match lists.iter().position(|(key, _)| *key == (b, work)) {
+            Some(at) => at,
+            None => {
+                lists.push(((b, work), self.dispatches(b, work)?));
+                lists.len() - 1
+            }
+        };
+        q.submit([exec::commands(self.ctx, &lists[at].1)]);
         Ok(())
     }
 
