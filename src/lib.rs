@@ -531,26 +531,19 @@ impl Retriever {
         }
         let energy = self.energy(states.view())?;
         let (mut nearest, mut confidence) = (Vec::with_capacity(b), Vec::with_capacity(b));
-        let per_pass = ((256usize << 20) / (8 * self.len().max(1))).max(1);
-        for start in (0..b).step_by(per_pass) {
-            let end = (start + per_pass).min(b);
-            let s = self
-                .backend
-                .similarities(states.slice(ndarray::s![start..end, ..]))?;
-            for row in s.rows() {
-                let mut best = 0;
-                for (mu, &v) in row.iter().enumerate() {
-                    if v > row[best] {
-                        best = mu;
-                    }
-                }
-                nearest.push(best);
-                if let Separation::Softmax { .. } = self.config.separation {
-                    let (w, _) = dam_core::weights::weights(self.config.separation, &row.to_vec());
-                    confidence.push(w[best]);
+        self.similarity_rows(states.view(), |scores| {
+            let mut best = 0;
+            for (mu, &v) in scores.iter().enumerate() {
+                if v > scores[best] {
+                    best = mu;
                 }
             }
-        }
+            nearest.push(best);
+            if let Separation::Softmax { .. } = self.config.separation {
+                let (w, _) = dam_core::weights::weights(self.config.separation, scores);
+                confidence.push(w[best]);
+            }
+        })?;
         let confidence =
             matches!(self.config.separation, Separation::Softmax { .. }).then_some(confidence);
         self.finish(RetrievalResult {
@@ -576,32 +569,44 @@ impl Retriever {
         k: usize,
     ) -> Result<(Vec<Vec<dam_core::TopEntry>>, Vec<f64>)> {
         let p = self.len();
-        let per_pass = ((256usize << 20) / (8 * p)).max(1);
         let (mut top, mut participation) = (Vec::new(), Vec::new());
+        self.similarity_rows(states, |scores| {
+            let (w, _) =
+                dam_core::weights::weights(Separation::Softmax { beta: beta as f32 }, scores);
+            participation.push(1.0 / w.iter().map(|v| v * v).sum::<f64>());
+            let order = dam_core::weights::top_k(scores, k.min(p));
+            top.push(
+                order
+                    .into_iter()
+                    .map(|mu| dam_core::TopEntry {
+                        id: self.ids[mu],
+                        weight: w[mu],
+                        similarity: scores[mu],
+                    })
+                    .collect(),
+            );
+        })?;
+        Ok((top, participation))
+    }
+
+    /// Calls `row` with the similarities (f64, one per stored pattern) of each state in
+    /// order, computed on the device in passes of at most 256 MiB of scores.
+    fn similarity_rows(
+        &self,
+        states: ArrayView2<'_, f32>,
+        mut row: impl FnMut(&[f64]),
+    ) -> Result<()> {
+        let per_pass = ((256usize << 20) / (8 * self.len().max(1))).max(1);
         for start in (0..states.nrows()).step_by(per_pass) {
             let end = (start + per_pass).min(states.nrows());
             let s = self
                 .backend
                 .similarities(states.slice(ndarray::s![start..end, ..]))?;
-            for row in s.rows() {
-                let scores = row.to_vec();
-                let (w, _) =
-                    dam_core::weights::weights(Separation::Softmax { beta: beta as f32 }, &scores);
-                participation.push(1.0 / w.iter().map(|v| v * v).sum::<f64>());
-                let order = dam_core::weights::top_k(&scores, k.min(p));
-                top.push(
-                    order
-                        .into_iter()
-                        .map(|mu| dam_core::TopEntry {
-                            id: self.ids[mu],
-                            weight: w[mu],
-                            similarity: scores[mu],
-                        })
-                        .collect(),
-                );
+            for r in s.rows() {
+                row(&r.to_vec());
             }
         }
-        Ok((top, participation))
+        Ok(())
     }
 
     /// One update of the configured rule from each query (B×N): proj(f · Σ_μ w_μ ξ^μ),
