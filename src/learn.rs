@@ -520,8 +520,8 @@ impl Classifier {
     /// `classes`, `epochs`) as safetensors, through a temporary file renamed into place.
     pub fn save_file(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
         let path = path.as_ref();
-        let data: Vec<f32> = self.memories.iter().map(|&v| v as f32).collect();
-        let bytes: &[u8] = bytemuck::cast_slice(&data);
+        let data = self.memories32.as_standard_layout();
+        let bytes: &[u8] = bytemuck::cast_slice(data.as_slice().expect("standard layout"));
         let m = &self.model;
         let metadata: std::collections::HashMap<String, String> = [
             ("format", CLASSIFIER_FORMAT.to_string()),
