@@ -10,6 +10,7 @@ pub mod fast;
 pub mod features;
 pub mod learn;
 pub mod procedural;
+pub mod reference;
 mod retriever;
 pub mod search;
 
