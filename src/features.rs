@@ -5,7 +5,7 @@ use ndarray::{Array2, ArrayView2};
 
 pub use dam_core::features::{FeatureKind, FeatureSpec};
 
-use crate::{Ctx, Device, Error, Result};
+use crate::{Device, Error, Placement, Result};
 
 /// A random-feature memory: its feature map, the frequencies Ω and the weights T (f64).
 /// Same method names as [`crate::Retriever`] (`energy`, `retrieve`) and the same
@@ -16,7 +16,7 @@ pub struct RandomFeatures {
     omega: Vec<f32>,
     weights: Vec<f64>,
     stored: i64,
-    ctx: Option<Ctx>,
+    ctx: Placement,
 }
 
 impl RandomFeatures {
@@ -55,15 +55,15 @@ impl RandomFeatures {
 
     fn feature_sum(&self, rows: &[f32]) -> Result<Vec<f64>> {
         match &self.ctx {
-            None => Ok(dam_cpu::features::feature_sum(
+            Placement::Cpu | Placement::Reference => Ok(dam_cpu::features::feature_sum(
                 &self.spec,
                 &self.omega,
                 rows,
             )),
             #[cfg(not(feature = "wgpu"))]
-            Some(never) => match *never {},
+            Placement::Wgpu(never) => match *never {},
             #[cfg(feature = "wgpu")]
-            Some(ctx) => dam_wgpu::features::feature_sum(ctx, &self.spec, &self.omega, rows),
+            Placement::Wgpu(ctx) => dam_wgpu::features::feature_sum(ctx, &self.spec, &self.omega, rows),
         }
     }
 
@@ -88,7 +88,7 @@ impl RandomFeatures {
     /// s(x) = φ(x)·T and ∇s for each state (B×N).
     fn value_and_grad(&self, states: &[f32]) -> Result<(Vec<f64>, Vec<f64>)> {
         match &self.ctx {
-            None => {
+            Placement::Cpu | Placement::Reference => {
                 let (mut v, mut g) = (Vec::new(), Vec::new());
                 for x in states.chunks(self.spec.dim) {
                     let (s, grad) = dam_cpu::features::value_and_grad(
@@ -103,9 +103,9 @@ impl RandomFeatures {
                 Ok((v, g))
             }
             #[cfg(not(feature = "wgpu"))]
-            Some(never) => match *never {},
+            Placement::Wgpu(never) => match *never {},
             #[cfg(feature = "wgpu")]
-            Some(ctx) => dam_wgpu::features::value_and_grad(
+            Placement::Wgpu(ctx) => dam_wgpu::features::value_and_grad(
                 ctx,
                 &self.spec,
                 &self.omega,

@@ -21,7 +21,7 @@
 use ndarray::{Array2, ArrayView2, Axis};
 
 use crate::procedural::{fill, words, PatternKind, Stream};
-use crate::{Device, Error, Result};
+use crate::{Device, Error, Placement, Result};
 
 pub use dam_core::learn::ClassifierModel;
 
@@ -252,7 +252,30 @@ impl Classifier {
         )?;
         let placement = self.device.placement()?;
         let total = match placement {
-            None => {
+            Placement::Reference => {
+                let mut total = 0.0;
+                for chunk in order.chunks(options.batch) {
+                    let x = images.select(Axis(0), chunk);
+                    let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
+                    let memories = self.memories32.mapv(|v| v as f64);
+                    let (loss, gradient) = dam_cpu::learn::loss_and_gradient(
+                        &self.model,
+                        memories.view(),
+                        x.view(),
+                        &y,
+                    )?;
+                    total += loss;
+                    dam_cpu::learn::fast::optimiser_step(
+                        self.memories32.view_mut(),
+                        self.velocity.view_mut(),
+                        &[(0, gradient.mapv(|v| v as f32))],
+                        lr,
+                        p,
+                    );
+                }
+                total
+            }
+            Placement::Cpu => {
                 let mut total = 0.0;
                 for chunk in order.chunks(options.batch) {
                     let x = images32.select(Axis(0), chunk);
@@ -264,12 +287,20 @@ impl Classifier {
                         &y,
                     );
                     total += loss;
-                    self.step(&parts, lr, p);
+                    dam_cpu::learn::fast::optimiser_step(
+                        self.memories32.view_mut(),
+                        self.velocity.view_mut(),
+                        &parts,
+                        lr,
+                        p,
+                    );
                 }
                 total
             }
+            #[cfg(not(feature = "wgpu"))]
+            Placement::Wgpu(ctx) => match ctx {},
             #[cfg(feature = "wgpu")]
-            Some(ctx) => {
+            Placement::Wgpu(ctx) => {
                 // Memories and velocity stay on the device for the whole epoch.
                 let mut trainer = dam_wgpu::learn::Trainer::new(
                     &ctx,
@@ -295,71 +326,25 @@ impl Classifier {
         Ok(total)
     }
 
-    /// The optimiser step for one gradient, given as pieces (first memory, rows) in order
-    /// of the memories (K × (N + C) in all), in f32: V ← p V − ∇, then each memory moves by
-    /// ε V / max|V| (when V ≠ 0) and is clipped to [−1, 1]. Row by row, one thread per
-    /// piece.
-    fn step(&mut self, parts: &[(usize, Array2<f32>)], lr: f64, p: f64) {
-        let (lr, p) = (lr as f32, p as f32);
-        let update = |mut mem: ndarray::ArrayViewMut2<'_, f32>,
-                      mut vel: ndarray::ArrayViewMut2<'_, f32>,
-                      g: ArrayView2<'_, f32>| {
-            for ((mut m, mut v), g) in mem
-                .axis_iter_mut(Axis(0))
-                .zip(vel.axis_iter_mut(Axis(0)))
-                .zip(g.axis_iter(Axis(0)))
-            {
-                let mut scale = 0.0f32;
-                v.zip_mut_with(&g, |v, &g| {
-                    *v = p * *v - g;
-                    scale = scale.max(v.abs());
-                });
-                if scale > 0.0 {
-                    let step = lr / scale;
-                    m.zip_mut_with(&v, |a, &b| *a = (*a + step * b).clamp(-1.0, 1.0));
-                }
-            }
-        };
-        let mut mem = self.memories32.view_mut();
-        let mut vel = self.velocity.view_mut();
-        let mut pieces = Vec::with_capacity(parts.len());
-        for (first, g) in parts {
-            debug_assert_eq!(
-                *first,
-                self.memories.nrows() - mem.nrows(),
-                "gradient pieces in order of the memories"
-            );
-            let (m_here, m_rest) = mem.split_at(Axis(0), g.nrows());
-            let (v_here, v_rest) = vel.split_at(Axis(0), g.nrows());
-            pieces.push((m_here, v_here, g.view()));
-            (mem, vel) = (m_rest, v_rest);
-        }
-        debug_assert_eq!(mem.nrows(), 0, "the gradient covers every memory");
-        std::thread::scope(|scope| {
-            let update = &update;
-            let mut rest = pieces.into_iter();
-            let first = rest.next();
-            for (m, v, g) in rest {
-                scope.spawn(move || update(m, v, g));
-            }
-            if let Some((m, v, g)) = first {
-                update(m, v, g);
-            }
-        });
-    }
-
     /// The label outputs c (B × C), on the fast path (f32 products).
     pub fn outputs(&self, images: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
         let x = images.mapv(|v| v as f32);
         dam_cpu::learn::fast::check_fast(&self.model, self.memories32.view(), x.view(), None)?;
         match self.device.placement()? {
-            None => Ok(dam_cpu::learn::fast::outputs(
+            Placement::Reference => dam_cpu::learn::outputs(
+                &self.model,
+                self.memories32.mapv(|v| v as f64).view(),
+                images,
+            ),
+            Placement::Cpu => Ok(dam_cpu::learn::fast::outputs(
                 &self.model,
                 self.memories32.view(),
                 x.view(),
             )),
+            #[cfg(not(feature = "wgpu"))]
+            Placement::Wgpu(ctx) => match ctx {},
             #[cfg(feature = "wgpu")]
-            Some(ctx) => {
+            Placement::Wgpu(ctx) => {
                 dam_wgpu::learn::outputs(&ctx, &self.model, self.memories32.view(), x.view())
             }
         }

@@ -49,16 +49,18 @@ pub mod features;
 pub mod learn;
 pub mod mnist;
 pub mod persist;
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2};
 
 /// Where a [`Retriever`] runs.
 #[derive(Debug, Clone, Default)]
 pub enum Device {
-    /// The CPU: the plain reference (f64 accumulation) for `retrieve` and `energy`, and
-    /// the fused multi-threaded path of [`cpu::fast`] for [`Retriever::step`] with dot
-    /// similarity and softmax.
+    /// The fast CPU backend ([`cpu::CpuRetriever`]): every operation cache-blocked on all
+    /// cores with f32 products and SIMD epilogues, tested against [`Device::Reference`].
     #[default]
     Cpu,
+    /// The plain f64 reference ([`cpu::ReferenceRetriever`]): one query and one pattern at
+    /// a time, slow on purpose — the oracle every other device is tested against.
+    Reference,
     /// A wgpu adapter, found and opened once per process for these options.
     #[cfg(feature = "wgpu")]
     Wgpu(WgpuOptions),
@@ -68,37 +70,52 @@ pub enum Device {
     Context(Arc<WgpuContext>),
 }
 
+/// Where the work of a [`Device`] runs.
+#[derive(Debug, Clone)]
+pub(crate) enum Placement {
+    /// The plain f64 reference.
+    Reference,
+    /// The fast CPU backend.
+    Cpu,
+    /// A wgpu context.
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+    Wgpu(Ctx),
+}
+
 impl PartialEq for Device {
     /// Options compare by value, contexts by identity.
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (Device::Cpu, Device::Cpu) => true,
+            (Device::Cpu, Device::Cpu) | (Device::Reference, Device::Reference) => true,
             #[cfg(feature = "wgpu")]
             (Device::Wgpu(a), Device::Wgpu(b)) => a == b,
             #[cfg(feature = "wgpu")]
             (Device::Context(a), Device::Context(b)) => Arc::ptr_eq(a, b),
-            #[allow(unreachable_patterns)]
             _ => false,
         }
     }
 }
 
 impl Device {
-    /// The wgpu context this device runs on (`None` for the CPU), opened on first use.
+    /// The wgpu context this device runs on (`None` for the CPU devices), opened on first
+    /// use.
     #[cfg(feature = "wgpu")]
     pub fn context(&self) -> Result<Option<Arc<WgpuContext>>> {
-        self.placement()
+        Ok(match self.placement()? {
+            Placement::Wgpu(ctx) => Some(ctx),
+            _ => None,
+        })
     }
 
-    /// Where work on this device runs: `None` on the CPU, else its wgpu context (opened on
-    /// first use).
-    pub(crate) fn placement(&self) -> Result<Option<Ctx>> {
+    /// Where work on this device runs (a wgpu context is opened on first use).
+    pub(crate) fn placement(&self) -> Result<Placement> {
         Ok(match self {
-            Device::Cpu => None,
+            Device::Cpu => Placement::Cpu,
+            Device::Reference => Placement::Reference,
             #[cfg(feature = "wgpu")]
-            Device::Wgpu(options) => Some(WgpuContext::shared(options)?),
+            Device::Wgpu(options) => Placement::Wgpu(WgpuContext::shared(options)?),
             #[cfg(feature = "wgpu")]
-            Device::Context(ctx) => Some(ctx.clone()),
+            Device::Context(ctx) => Placement::Wgpu(ctx.clone()),
         })
     }
 
@@ -108,15 +125,70 @@ impl Device {
         Device::Wgpu(WgpuOptions::default())
     }
 
-    /// The device to run on: `DAM_DEVICE` if set, else the fast one for this machine.
+    /// The device a name asks for — the one vocabulary of `DAM_DEVICE`, the CLI's
+    /// `--device` and Python's `device=` (case and surrounding spaces ignored):
     ///
-    /// * `DAM_DEVICE=cpu`: the CPU.
-    /// * `DAM_DEVICE=wgpu`: wgpu's preferred adapter, even a software rasterizer;
+    /// * `cpu`: the fast CPU backend; `reference`: the plain f64 reference;
+    /// * `wgpu` (or `gpu`): wgpu's preferred adapter, even a software rasterizer;
     ///   `wgpu:N` the adapter at index N of [`WgpuContext::adapters`] (`dam devices`),
-    ///   `wgpu:NAME` the first whose name contains NAME. No such adapter is an error.
-    /// * unset, empty or `auto`: wgpu on a hardware adapter; the CPU when there is none or
-    ///   when the only adapter is a software rasterizer (device type Cpu, e.g. lavapipe),
-    ///   which is slower than the CPU's own path.
+    ///   `wgpu:NAME` the first whose name contains NAME (opened here: no such adapter is an
+    ///   error);
+    /// * empty or `auto`: [`Device::auto`] without the environment — wgpu on a hardware
+    ///   adapter, else the CPU.
+    ///
+    /// Returns the device and one line saying which it is and why. Unknown names are
+    /// [`Error::UnknownDevice`]; wgpu names in a build without the `wgpu` feature are
+    /// [`Error::FeatureDisabled`].
+    pub fn parse(value: &str) -> Result<(Self, String)> {
+        let trimmed = value.trim();
+        let lower = trimmed.to_ascii_lowercase();
+        match lower.as_str() {
+            "cpu" => return Ok((Device::Cpu, format!("cpu ({trimmed})"))),
+            "reference" => return Ok((Device::Reference, format!("cpu reference ({trimmed})"))),
+            "auto" | "" => return Ok(Self::probe()),
+            _ => {}
+        }
+        let adapter = match lower.as_str() {
+            "wgpu" | "gpu" => None,
+            other => match other.strip_prefix("wgpu:") {
+                Some(sel) if !sel.trim().is_empty() => Some(trimmed[5..].trim().to_string()),
+                _ => {
+                    return Err(Error::UnknownDevice {
+                        value: value.to_string(),
+                    })
+                }
+            },
+        };
+        #[cfg(not(feature = "wgpu"))]
+        {
+            let _ = adapter;
+            Err(Error::FeatureDisabled {
+                feature: "wgpu",
+                wanted: trimmed.to_string(),
+            })
+        }
+        #[cfg(feature = "wgpu")]
+        {
+            let options = WgpuOptions {
+                adapter: match adapter {
+                    None => AdapterChoice::Preferred,
+                    Some(sel) => match sel.parse::<usize>() {
+                        Ok(i) => AdapterChoice::Index(i),
+                        Err(_) => AdapterChoice::Name(sel),
+                    },
+                },
+                ..WgpuOptions::default()
+            };
+            let ctx = WgpuContext::shared(&options)?;
+            let reason = format!("wgpu: {} ({trimmed})", ctx.describe());
+            Ok((Device::Wgpu(options), reason))
+        }
+    }
+
+    /// The device to run on: `DAM_DEVICE` if set (any name of [`Device::parse`]), else the
+    /// fast one for this machine: wgpu on a hardware adapter; the CPU when there is none or
+    /// when the only adapter is a software rasterizer (device type Cpu, e.g. lavapipe),
+    /// which is slower than the CPU's own path.
     ///
     /// Unknown values are [`Error::UnknownDevice`]. The choice and its reason are logged
     /// (`log::info!`); [`Device::choose`] returns them.
@@ -129,66 +201,42 @@ impl Device {
     /// [`Device::auto`] and one line saying which device it chose and why (the CLI prints
     /// it on stderr).
     pub fn choose() -> Result<(Self, String)> {
-        #[cfg(not(feature = "wgpu"))]
-        {
-            let value = std::env::var("DAM_DEVICE").unwrap_or_default();
-            match value.trim().to_ascii_lowercase().as_str() {
-                "cpu" => Ok((Device::Cpu, "cpu (DAM_DEVICE=cpu)".into())),
-                "auto" | "" => Ok((
-                    Device::Cpu,
-                    "cpu: this build has no wgpu support (the `wgpu` feature is off)".into(),
-                )),
-                other if other == "wgpu" || other == "gpu" || other.starts_with("wgpu:") => {
-                    Err(Error::FeatureDisabled {
-                        feature: "wgpu",
-                        wanted: format!("DAM_DEVICE={}", value.trim()),
-                    })
-                }
-                _ => Err(Error::UnknownDevice { value }),
-            }
-        }
-        #[cfg(feature = "wgpu")]
-        Self::choose_wgpu()
-    }
-
-    #[cfg(feature = "wgpu")]
-    fn choose_wgpu() -> Result<(Self, String)> {
         let value = std::env::var("DAM_DEVICE").unwrap_or_default();
-        let lower = value.trim().to_ascii_lowercase();
-        let selected = |adapter: AdapterChoice| -> Result<(Self, String)> {
-            let options = WgpuOptions {
-                adapter,
-                ..WgpuOptions::default()
-            };
-            let ctx = WgpuContext::shared(&options)?;
-            let reason = format!("wgpu: {} (DAM_DEVICE={})", ctx.describe(), value.trim());
-            Ok((Device::Wgpu(options), reason))
-        };
-        match lower.as_str() {
-            "cpu" => Ok((Device::Cpu, "cpu (DAM_DEVICE=cpu)".into())),
-            "wgpu" | "gpu" => selected(AdapterChoice::Preferred),
-            "auto" | "" => Ok(Self::probe()),
-            other => match other.strip_prefix("wgpu:") {
-                Some(sel) if !sel.trim().is_empty() => {
-                    let sel = value.trim()[5..].trim();
-                    selected(match sel.parse::<usize>() {
-                        Ok(i) => AdapterChoice::Index(i),
-                        Err(_) => AdapterChoice::Name(sel.to_string()),
-                    })
-                }
-                _ => Err(Error::UnknownDevice { value }),
-            },
+        if value.trim().is_empty() || value.trim().eq_ignore_ascii_case("auto") {
+            return Ok(Self::probe());
         }
+        let (device, reason) = Self::parse(&value).map_err(|e| match e {
+            Error::UnknownDevice { .. } => Error::UnknownDevice {
+                value: value.clone(),
+            },
+            Error::FeatureDisabled { feature, .. } => Error::FeatureDisabled {
+                feature,
+                wanted: format!("DAM_DEVICE={}", value.trim()),
+            },
+            other => other,
+        })?;
+        Ok((device, format!("{reason} from DAM_DEVICE")))
     }
 
-    /// (`cpu`, `cpu reference`) or (`wgpu`, the adapter's description), as the CLI
-    /// reports them.
+    /// (`cpu`, `cpu (2 threads, avx2)`), (`reference`, `cpu reference (f64)`) or (`wgpu`,
+    /// the adapter's description), as the CLI reports them.
     pub fn describe(&self) -> Result<(String, String)> {
         Ok(match self.placement()? {
-            None => ("cpu".into(), "cpu reference".into()),
+            Placement::Cpu => ("cpu".into(), cpu::fast::describe(0)),
+            Placement::Reference => ("reference".into(), "cpu reference (f64)".into()),
             #[cfg(feature = "wgpu")]
-            Some(ctx) => ("wgpu".into(), ctx.describe()),
+            Placement::Wgpu(ctx) => ("wgpu".into(), ctx.describe()),
+            #[cfg(not(feature = "wgpu"))]
+            Placement::Wgpu(ctx) => match ctx {},
         })
+    }
+
+    #[cfg(not(feature = "wgpu"))]
+    fn probe() -> (Self, String) {
+        (
+            Device::Cpu,
+            "cpu: this build has no wgpu support (the `wgpu` feature is off)".into(),
+        )
     }
 
     #[cfg(feature = "wgpu")]
@@ -382,13 +430,20 @@ impl RetrieverBuilder {
         };
         let patterns = Arc::new(patterns);
         let backend: Box<dyn Backend> = match self.device.placement()? {
-            None => Box::new(dam_cpu::CpuRetriever::with_storage(
+            Placement::Cpu => Box::new(dam_cpu::CpuRetriever::new(
                 patterns,
                 self.config,
                 self.storage,
             )?),
+            Placement::Reference => Box::new(dam_cpu::ReferenceRetriever::new(
+                patterns,
+                self.config,
+                self.storage,
+            )?),
+            #[cfg(not(feature = "wgpu"))]
+            Placement::Wgpu(ctx) => match ctx {},
             #[cfg(feature = "wgpu")]
-            Some(ctx) => Box::new(dam_wgpu::WgpuRetriever::shared(
+            Placement::Wgpu(ctx) => Box::new(dam_wgpu::WgpuRetriever::shared(
                 ctx,
                 patterns,
                 self.config,
@@ -441,7 +496,10 @@ impl Retriever {
             _ => result.nearest_id.iter().map(|&id| Some(id)).collect(),
         };
         if let (Some(k), Separation::Softmax { beta }) = (self.report_top, self.config.separation) {
-            let (top, participation) = self.top_of(result.states.view(), beta as f64, k)?;
+            let (mut top, participation) = self.backend.top(result.states.view(), beta, k)?;
+            for entry in top.iter_mut().flatten() {
+                entry.id = self.ids[entry.id as usize];
+            }
             result.top = Some(top);
             result.participation = Some(participation);
         }
@@ -451,10 +509,11 @@ impl Retriever {
     /// [`Retriever::retrieve`] with some coordinates *clamped*: those outside `clamp.free`
     /// hold their query values at every step while the free ones follow the update
     /// (in-painting, read-out of some neurons given the others). Each step is the
-    /// configured update and projection ([`Retriever::step`], on the retriever's device),
-    /// after which the clamped coordinates are set back; convergence, steps, the energy
-    /// trace, nearest pattern, energy and confidence are then as in
-    /// [`Retriever::retrieve`]. With nothing clamped it is the plain run.
+    /// configured update and projection, after which the clamped coordinates are set back;
+    /// convergence, steps, the energy trace, nearest pattern, energy and confidence are
+    /// then as in [`Retriever::retrieve`]. With nothing clamped it is the plain run. On
+    /// the CPU every step is one pass of the fast path; elsewhere the loop of
+    /// [`dam_core::dynamics`] runs on the device's step and similarities.
     pub fn retrieve_clamped(
         &self,
         queries: ArrayView2<'_, f32>,
@@ -482,142 +541,19 @@ impl Retriever {
             });
         }
         let clamped: Vec<usize> = (0..n).filter(|&i| !clamp.is_free(i)).collect();
-        let (max_steps, tol) = match self.config.dynamics {
-            Dynamics::OneStep => (1, None),
-            Dynamics::Iterate { max_steps, tol } => (max_steps, Some(tol)),
-        };
-        let mut states = queries.to_owned();
-        let mut steps = vec![0usize; b];
-        let mut converged = vec![false; b];
-        let mut trace: Option<Vec<Vec<f64>>> = if self.config.energy_trace {
-            Some(self.energy(queries)?.into_iter().map(|e| vec![e]).collect())
-        } else {
-            None
-        };
-        let mut active: Vec<usize> = (0..b).collect();
-        for _ in 0..max_steps {
-            if active.is_empty() {
-                break;
-            }
-            let x = states.select(Axis(0), &active);
-            let mut next = self.step(x.view())?;
-            for (mut row, old) in next.axis_iter_mut(Axis(0)).zip(x.axis_iter(Axis(0))) {
-                for &i in &clamped {
-                    row[i] = old[i];
-                }
-            }
-            let energies = match trace {
-                Some(_) => Some(self.energy(next.view())?),
-                None => None,
-            };
-            let mut still = Vec::with_capacity(active.len());
-            for (r, &q) in active.iter().enumerate() {
-                let change = next
-                    .row(r)
-                    .iter()
-                    .zip(x.row(r))
-                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-                states.row_mut(q).assign(&next.row(r));
-                steps[q] += 1;
-                if let (Some(t), Some(e)) = (trace.as_mut(), energies.as_ref()) {
-                    t[q].push(e[r]);
-                }
-                converged[q] = change <= tol.unwrap_or(0.0);
-                if tol.is_some() && !converged[q] {
-                    still.push(q);
-                }
-            }
-            active = still;
-        }
-        let energy = self.energy(states.view())?;
-        let (mut nearest, mut confidence) = (Vec::with_capacity(b), Vec::with_capacity(b));
-        self.similarity_rows(states.view(), |scores| {
-            let mut best = 0;
-            for (mu, &v) in scores.iter().enumerate() {
-                if v > scores[best] {
-                    best = mu;
-                }
-            }
-            nearest.push(best);
-            if let Separation::Softmax { .. } = self.config.separation {
-                let (w, _) = dam_core::weights::weights(self.config.separation, scores);
-                confidence.push(w[best]);
-            }
-        })?;
-        let confidence =
-            matches!(self.config.separation, Separation::Softmax { .. }).then_some(confidence);
-        self.finish(RetrievalResult {
-            states,
-            steps,
-            converged,
-            nearest,
-            nearest_id: Vec::new(),
-            energy,
-            energy_trace: trace,
-            confidence,
-            matched: Vec::new(),
-            top: None,
-            participation: None,
-        })
-    }
-
-    /// The top-k patterns by softmax weight and the participation ratio of each state.
-    fn top_of(
-        &self,
-        states: ArrayView2<'_, f32>,
-        beta: f64,
-        k: usize,
-    ) -> Result<(Vec<Vec<dam_core::TopEntry>>, Vec<f64>)> {
-        let p = self.len();
-        let (mut top, mut participation) = (Vec::new(), Vec::new());
-        self.similarity_rows(states, |scores| {
-            let (w, _) =
-                dam_core::weights::weights(Separation::Softmax { beta: beta as f32 }, scores);
-            participation.push(1.0 / w.iter().map(|v| v * v).sum::<f64>());
-            let order = dam_core::weights::top_k(scores, k.min(p));
-            top.push(
-                order
-                    .into_iter()
-                    .map(|mu| dam_core::TopEntry {
-                        id: self.ids[mu],
-                        weight: w[mu],
-                        similarity: scores[mu],
-                    })
-                    .collect(),
-            );
-        })?;
-        Ok((top, participation))
-    }
-
-    /// Calls `row` with the similarities (f64, one per stored pattern) of each state in
-    /// order, computed on the device in passes of at most 256 MiB of scores.
-    fn similarity_rows(
-        &self,
-        states: ArrayView2<'_, f32>,
-        mut row: impl FnMut(&[f64]),
-    ) -> Result<()> {
-        let per_pass = ((256usize << 20) / (8 * self.len().max(1))).max(1);
-        for start in (0..states.nrows()).step_by(per_pass) {
-            let end = (start + per_pass).min(states.nrows());
-            let s = self
-                .backend
-                .similarities(states.slice(ndarray::s![start..end, ..]))?;
-            for r in s.rows() {
-                row(&r.to_vec());
-            }
-        }
-        Ok(())
+        let result = self.backend.retrieve_clamped(queries, &clamped)?;
+        self.finish(result)
     }
 
     /// One update of the configured rule from each query (B×N): proj(f · Σ_μ w_μ ξ^μ),
     /// whatever [`Dynamics`] says, without energies, nearest patterns or convergence
     /// bookkeeping. This is the unit `dam bench` times.
     ///
-    /// On [`Device::Cpu`], dot similarity with softmax runs the fused, cache-blocked,
-    /// multi-threaded path of [`cpu::fast`] (f32 GEMM sums; tested against the reference
-    /// within `STATE_TOL`); every other rule runs the reference update. On wgpu it is the
-    /// same kernels as one step of [`Retriever::retrieve`], or for softmax at large batches
-    /// on GPUs the generic matrix product ([`WgpuOptions::gemm_min_batch`]).
+    /// On [`Device::Cpu`] every rule runs the fused, cache-blocked, multi-threaded pass of
+    /// [`cpu::fast`] (f32 GEMM sums; tested against the reference within `STATE_TOL`); on
+    /// [`Device::Reference`] the plain f64 update. On wgpu it is the same kernels as one
+    /// step of [`Retriever::retrieve`], or for softmax at large batches on GPUs the generic
+    /// matrix product ([`WgpuOptions::gemm_min_batch`]).
     pub fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         self.backend.step(queries)
     }
@@ -815,47 +751,14 @@ impl Retriever {
     /// Hetero-association: for each query (B×N), Σ_μ w_μ v^μ (B×M), where w are the
     /// weights of one update of the configured rule at the query (softmax(βs) for
     /// `Softmax`, F′(s) for the others, the factor of `Exponential` included) and v^μ the
-    /// value of pattern μ. No projection is applied. The similarities run on the device
-    /// ([`Backend::similarities`]); the weights and the weighted sum of values are
-    /// computed on the host in f64 ([`dam_core::weights::weights`]), in passes of queries
-    /// whose B×P similarities take at most 256 MiB. A sum beyond f32 is
+    /// value of pattern μ. No projection is applied. On the CPU it is the update's fused
+    /// pass with the values in place of the patterns (weights × values as a product); on
+    /// the reference and wgpu the similarities come from the device and the weighted sum
+    /// is taken on the host in f64 ([`Backend::weighted_values`]). A sum beyond f32 is
     /// [`Error::Overflow`]; a memory without values is [`Error::InvalidParameter`].
     pub fn retrieve_values(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         let values = self.values.as_ref().ok_or_else(no_values)?;
-        let (p, m) = (values.count(), values.dim());
-        let mut out = Array2::<f32>::zeros((queries.nrows(), m));
-        let per_pass = ((256usize << 20) / (8 * p)).max(1);
-        let v = values.view();
-        for start in (0..queries.nrows().max(1)).step_by(per_pass) {
-            let end = (start + per_pass).min(queries.nrows());
-            let s = self
-                .backend
-                .similarities(queries.slice(ndarray::s![start..end, ..]))?;
-            for (q, scores) in s.rows().into_iter().enumerate() {
-                let scores = scores.to_vec();
-                let (w, factor) = dam_core::weights::weights(self.config.separation, &scores);
-                let mut acc = vec![0.0f64; m];
-                for (row, &wm) in v.rows().into_iter().zip(&w) {
-                    if wm != 0.0 {
-                        acc.iter_mut()
-                            .zip(row)
-                            .for_each(|(a, &x)| *a += wm * x as f64);
-                    }
-                }
-                for (o, a) in out.row_mut(start + q).iter_mut().zip(&acc) {
-                    *o = (a * factor) as f32;
-                    if !o.is_finite() {
-                        return Err(Error::Overflow {
-                            what: "value",
-                            query: start + q,
-                            steps: 1,
-                            hint: "the weighted sum of values left f32; lower β or rescale",
-                        });
-                    }
-                }
-            }
-        }
-        Ok(out)
+        self.backend.weighted_values(queries, values.view())
     }
 
     /// The retrieval rule.
@@ -955,9 +858,12 @@ pub fn spin_dynamics(
     queries: &[u32],
 ) -> Result<binary::SpinResult> {
     match device.placement()? {
-        None => dam_cpu::binary::run(patterns, energy, update, queries),
+        Placement::Cpu => dam_cpu::binary::run(patterns, energy, update, queries),
+        Placement::Reference => dam_cpu::reference::binary::run(patterns, energy, update, queries),
+        #[cfg(not(feature = "wgpu"))]
+        Placement::Wgpu(ctx) => match ctx {},
         #[cfg(feature = "wgpu")]
-        Some(ctx) => dam_wgpu::binary::run(&ctx, patterns, energy, update, queries),
+        Placement::Wgpu(ctx) => dam_wgpu::binary::run(&ctx, patterns, energy, update, queries),
     }
 }
 
@@ -974,9 +880,16 @@ pub fn spin_dynamics_clamped(
     clamp: &binary::Clamp,
 ) -> Result<binary::SpinResult> {
     match device.placement()? {
-        None => dam_cpu::binary::run_clamped(patterns, energy, update, queries, clamp),
+        Placement::Cpu => dam_cpu::binary::run_clamped(patterns, energy, update, queries, clamp),
+        Placement::Reference => {
+            dam_cpu::reference::binary::run_clamped(patterns, energy, update, queries, clamp)
+        }
+        #[cfg(not(feature = "wgpu"))]
+        Placement::Wgpu(ctx) => match ctx {},
         #[cfg(feature = "wgpu")]
-        Some(ctx) => dam_wgpu::binary::run_clamped(&ctx, patterns, energy, update, queries, clamp),
+        Placement::Wgpu(ctx) => {
+            dam_wgpu::binary::run_clamped(&ctx, patterns, energy, update, queries, clamp)
+        }
     }
 }
 
@@ -988,9 +901,12 @@ pub fn stream_procedural(
     request: &procedural::StreamRequest<'_>,
 ) -> Result<Vec<procedural::StreamStats>> {
     match device.placement()? {
-        None => Ok(dam_cpu::procedural::stream_dot(request)),
+        Placement::Cpu => Ok(dam_cpu::procedural::stream_dot(request)),
+        Placement::Reference => Ok(dam_cpu::reference::procedural::stream_dot(request)),
+        #[cfg(not(feature = "wgpu"))]
+        Placement::Wgpu(ctx) => match ctx {},
         #[cfg(feature = "wgpu")]
-        Some(ctx) => dam_wgpu::procedural::stream_dot(&ctx, request),
+        Placement::Wgpu(ctx) => dam_wgpu::procedural::stream_dot(&ctx, request),
     }
 }
 

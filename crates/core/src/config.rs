@@ -108,6 +108,25 @@ pub enum Projection {
     Sign,
 }
 
+impl Projection {
+    /// Applies the projection to a state in place.
+    pub fn apply(self, x: &mut [f64]) {
+        match self {
+            Projection::None => {}
+            Projection::Sphere => {
+                let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+                if norm > 0.0 {
+                    let scale = (x.len() as f64).sqrt() / norm;
+                    x.iter_mut().for_each(|v| *v *= scale);
+                }
+            }
+            Projection::Sign => x
+                .iter_mut()
+                .for_each(|v| *v = if *v >= 0.0 { 1.0 } else { -1.0 }),
+        }
+    }
+}
+
 /// A full description of a retrieval.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

@@ -17,9 +17,10 @@
 //!   w = F′(s) otherwise.
 #![warn(missing_docs)]
 
-mod backend;
+pub mod backend;
 pub mod binary;
 mod config;
+pub mod dynamics;
 mod error;
 pub mod features;
 pub mod learn;

@@ -90,8 +90,7 @@ impl RetrievalResult {
                                 .of(pattern.as_slice().expect("standard layout"), &x);
                             let half_norm: f64 =
                                 0.5 * x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
-                            let lse = beta * (half_norm - e);
-                            (beta * s - lse).exp().clamp(0.0, 1.0)
+                            crate::weights::confidence(beta, s, beta * (half_norm - e))
                         })
                         .collect(),
                 )

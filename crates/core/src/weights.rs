@@ -4,6 +4,63 @@
 
 use crate::Separation;
 
+/// log Σ e^{v}, with the max subtracted (−∞ for no values or all −∞).
+pub fn log_sum_exp(values: &[f64]) -> f64 {
+    let m = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    m + values.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}
+
+/// xⁿ for a non-negative integer power (the one integer power of the separations).
+#[inline(always)]
+pub fn power(x: f64, n: u32) -> f64 {
+    x.powi(n as i32)
+}
+
+/// Index of the largest score; ties resolve to the lowest index (the nearest pattern).
+pub fn argmax(scores: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &s) in scores.iter().enumerate() {
+        if s > scores[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// E(x) = −Σ_μ F(s_μ) from the scores s_μ(x) of a state x (the log-sum-exp energy adds
+/// ½‖x‖²), in f64.
+pub fn energy(separation: Separation, scores: &[f64], x: &[f32]) -> f64 {
+    match separation {
+        Separation::Polynomial { n } => -scores.iter().map(|&s| power(s, n)).sum::<f64>(),
+        Separation::RectifiedPolynomial { n } => {
+            -scores.iter().map(|&s| power(s.max(0.0), n)).sum::<f64>()
+        }
+        Separation::Exponential { beta } => {
+            let scaled: Vec<f64> = scores.iter().map(|s| beta as f64 * s).collect();
+            -log_sum_exp(&scaled).exp()
+        }
+        Separation::Softmax { beta } => {
+            let beta = beta as f64;
+            let scaled: Vec<f64> = scores.iter().map(|s| beta * s).collect();
+            let half_norm: f64 = 0.5 * x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+            -log_sum_exp(&scaled) / beta + half_norm
+        }
+        Separation::Max => -scores[argmax(scores)],
+        Separation::TopK { k } => {
+            -top_k(scores, k).iter().map(|&i| scores[i]).sum::<f64>() / k as f64
+        }
+    }
+}
+
+/// The confidence of a softmax retrieval: the weight e^{β s − lse} of a pattern with
+/// similarity `s`, where lse = log Σ_μ e^{β s_μ}; clamped to [0, 1] against rounding.
+pub fn confidence(beta: f64, s: f64, lse: f64) -> f64 {
+    (beta * s - lse).exp().clamp(0.0, 1.0)
+}
+
 /// Indices of the k largest scores, ordered by score (desc) then index (asc).
 pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
@@ -16,7 +73,7 @@ pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
 /// proj(factor · Σ_μ w_μ ξ^μ). The factor only differs from 1 for `Exponential`, where
 /// w_μ = e^{βs_μ − max βs} and factor = β·e^{max βs} (log domain).
 pub fn weights(separation: Separation, scores: &[f64]) -> (Vec<f64>, f64) {
-    let poly = |n: u32, s: f64| n as f64 * s.powi(n as i32 - 1);
+    let poly = |n: u32, s: f64| n as f64 * power(s, n - 1);
     match separation {
         Separation::Polynomial { n } => (scores.iter().map(|&s| poly(n, s)).collect(), 1.0),
         Separation::RectifiedPolynomial { n } => (

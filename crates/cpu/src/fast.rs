@@ -1,119 +1,425 @@
-//! The fast CPU path for one dot-product softmax update: fused, cache-blocked and
-//! multi-threaded. It is *not* the reference (that is the rest of this crate): it sums in
-//! f32 through `matrixmultiply`'s GEMM kernels and is tested against the reference with a
-//! named tolerance (`tests/fast_cpu.rs`).
+//! The fast CPU backend's one pass over the stored patterns, for every similarity and
+//! separation: cache-blocked, multi-threaded, f32 products, f64 where a sum needs it. It is
+//! *not* the reference (that is [`crate::reference`]); every result is tested against the
+//! reference with a named tolerance.
 //!
-//! For each thread's contiguous range of patterns, blocks of `block_rows` patterns are
-//! processed in turn: S = β·Q·Ξ_bᵀ (B×block, one GEMM), an online softmax per query
-//! (running max m, l = Σ e^{z−m}, accumulator rescaled by e^{m_old−m_new} when m grows),
-//! then acc += e^{S−m}·Ξ_b (a second GEMM). The B×P matrix is never materialised; the
-//! per-thread (m, l, acc) are merged in a fixed order, so results do not depend on timing.
+//! For each thread's contiguous range of patterns, blocks of [`block_rows`] patterns are
+//! processed in turn:
+//! 1. similarities S (B×block, f32): dot as one GEMM; negative Euclidean from the norms
+//!    and the same GEMM, −√(‖x‖² + ‖ξ‖² − 2x·ξ), recomputed directly where the two
+//!    vectors are so close that the expansion would cancel; negative Manhattan by a
+//!    blocked L1 kernel in eight f32 lanes;
+//! 2. an epilogue per query that turns S into scaled update weights in place — softmax and
+//!    exponential with a running max m (w = e^{βs−m}), polynomials with a running peak
+//!    (w = F′(s)/peak, F′ in f64) — and keeps the energy terms, the most similar pattern
+//!    and, for max / top-k, the selection;
+//! 3. acc += W·T_b, a second GEMM over the same block while it is in cache (T = the
+//!    patterns for an update, or the values of a key → value memory).
+//!
+//! The per-thread states are merged in range order, so results do not depend on timing,
+//! and the B×P matrix is never materialised. When there are fewer blocks than threads the
+//! queries are split across threads instead.
 
-use dam_core::{Patterns, Projection};
+use dam_core::weights::confidence;
+use dam_core::{Projection, Separation, Similarity, TopK};
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView2, Axis};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis};
 
-/// Online-softmax state of one range of patterns for a batch of B queries.
-struct Partial {
-    m: Vec<f32>,
-    l: Vec<f32>,
-    acc: Array2<f32>,
-    best: Vec<(f32, usize)>,
-}
+use crate::simd;
 
 /// Patterns per block: about 256 KiB of patterns, so a block stays in L2 between the two
-/// GEMMs that read it.
+/// products that read it.
 pub fn block_rows(dim: usize) -> usize {
     ((256 << 10) / (4 * dim.max(1))).clamp(32, 4096)
 }
 
-fn partial(
-    patterns: ArrayView2<'_, f32>,
-    first: usize,
-    queries: ArrayView2<'_, f32>,
-    beta: f32,
-    block: usize,
-) -> Partial {
-    let (b, n) = queries.dim();
-    let mut out = Partial {
-        m: vec![f32::NEG_INFINITY; b],
-        l: vec![0.0; b],
-        acc: Array2::zeros((b, n)),
-        best: vec![(f32::NEG_INFINITY, usize::MAX); b],
-    };
-    let mut scores = Array2::<f32>::zeros((b, block));
-    let mut start = 0;
-    while start < patterns.nrows() {
-        let end = (start + block).min(patterns.nrows());
-        let xb = patterns.slice(s![start..end, ..]);
-        let mut sb = scores.slice_mut(s![.., ..end - start]);
-        general_mat_mul(1.0, &queries, &xb.t(), 0.0, &mut sb);
-        for (q, mut row) in sb.axis_iter_mut(Axis(0)).enumerate() {
-            let mut tile_max = f32::NEG_INFINITY;
-            for (j, s) in row.iter().enumerate() {
-                // Nearest: the most similar pattern, ties to the lower index.
-                if *s > out.best[q].0 {
-                    out.best[q] = (*s, first + start + j);
-                }
-                tile_max = tile_max.max(beta * s);
-            }
-            let m_new = out.m[q].max(tile_max);
-            let scale = (out.m[q] - m_new).exp(); // 0 for the first block (m = −∞)
-            let mut sum = 0.0;
-            for s in row.iter_mut() {
-                *s = (beta * *s - m_new).exp();
-                sum += *s;
-            }
-            out.l[q] = out.l[q] * scale + sum;
-            out.m[q] = m_new;
-            if scale != 1.0 {
-                out.acc.row_mut(q).mapv_inplace(|a| a * scale);
-            }
-        }
-        general_mat_mul(1.0, &sb.view(), &xb, 1.0, &mut out.acc);
-        start = end;
-    }
-    out
-}
+/// Queries per pass: bounds the per-thread scratch (B×block scores, B×M accumulator).
+pub const QUERY_CHUNK: usize = 1024;
 
-/// What one fused step returns.
-#[derive(Debug, Clone)]
-pub struct Step {
-    /// proj(Σ_μ softmax(β s)_μ ξ^μ) for each query (B×N).
-    pub states: Array2<f32>,
-    /// log Σ_μ e^{β s_μ} for each query (f32 sums).
-    pub lse: Vec<f64>,
-    /// Index of the most similar pattern (ties to the lowest index).
-    pub nearest: Vec<usize>,
-}
-
-/// Queries per pass: bounds the per-thread scratch (B×block scores, B×N accumulator).
-pub(crate) const QUERY_CHUNK: usize = 1024;
-
-/// Runs `work(rows, first row)` over contiguous ranges of whole `block`s of `patterns`, one
-/// range per thread (`threads` = 0: all cores), and returns the results in range order,
-/// so that merging them does not depend on timing.
-pub(crate) fn per_range<T: Send>(
-    patterns: ArrayView2<'_, f32>,
-    block: usize,
-    threads: usize,
-    work: impl Fn(ArrayView2<'_, f32>, usize) -> T + Sync,
-) -> Vec<T> {
-    let p = patterns.nrows();
-    let threads = match threads {
+/// Threads for a request of `requested` (0 = every core).
+pub fn thread_count(requested: usize) -> usize {
+    match requested {
         0 => std::thread::available_parallelism().map_or(1, |t| t.get()),
         t => t,
-    };
+    }
+}
+
+/// How the fast CPU backend describes itself: `cpu (2 threads, avx2)`.
+pub fn describe(threads: usize) -> String {
+    format!(
+        "cpu ({} threads, {})",
+        thread_count(threads),
+        simd::instruction_set()
+    )
+}
+
+/// ‖ξ‖² of every row (summed in f64), what negative Euclidean similarity needs.
+pub fn squared_norms(rows: ArrayView2<'_, f32>) -> Vec<f32> {
+    rows.rows()
+        .into_iter()
+        .map(|r| r.iter().map(|&v| v as f64 * v as f64).sum::<f64>() as f32)
+        .collect()
+}
+
+/// The stored patterns as the fast paths read them.
+#[derive(Debug, Clone, Copy)]
+pub struct Stored<'a> {
+    /// P×N, standard layout.
+    pub patterns: ArrayView2<'a, f32>,
+    /// ‖ξ‖² of each pattern ([`squared_norms`]) when the similarity is negative Euclidean;
+    /// may be empty otherwise.
+    pub squared_norms: &'a [f32],
+}
+
+/// One pass over the stored patterns for a batch of states: what to compute.
+#[derive(Debug, Clone, Copy)]
+pub struct Pass<'a> {
+    /// Similarity between states and patterns.
+    pub similarity: Similarity,
+    /// Separation: the weights of the update and the energy.
+    pub separation: Separation,
+    /// Projection of each update (use [`Projection::None`] for values).
+    pub projection: Projection,
+    /// The stored patterns.
+    pub stored: Stored<'a>,
+    /// P×M rows summed with the update weights: the patterns for an update, the values of
+    /// a key → value memory for a read-out.
+    pub targets: ArrayView2<'a, f32>,
+    /// For softmax: also keep the k patterns of largest weight and the participation ratio.
+    pub report_top: Option<usize>,
+    /// Threads (0 = every core).
+    pub threads: usize,
+}
+
+/// What one pass gives for B states.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// The update of each of the first `updates` states: proj(f · Σ_μ w_μ T^μ) (updates×M);
+    /// a row that left f32 holds non-finite values.
+    pub next: Array2<f32>,
+    /// E(x) of every state (f64; unchecked).
+    pub energy: Vec<f64>,
+    /// The most similar pattern of every state (ties → lowest row).
+    pub nearest: Vec<usize>,
+    /// Its similarity.
+    pub best: Vec<f32>,
+    /// log Σ_μ e^{β s_μ} (softmax and exponential; NaN otherwise).
+    pub lse: Vec<f64>,
+    /// With `report_top`: per state the k best (similarity, row), best first.
+    pub top: Vec<Vec<(f32, u64)>>,
+    /// With `report_top`: per state 1 / Σ_μ p_μ² of the softmax weights p.
+    pub participation: Vec<f64>,
+}
+
+impl Output {
+    fn empty(m: usize) -> Self {
+        Self {
+            next: Array2::zeros((0, m)),
+            energy: Vec::new(),
+            nearest: Vec::new(),
+            best: Vec::new(),
+            lse: Vec::new(),
+            top: Vec::new(),
+            participation: Vec::new(),
+        }
+    }
+
+    fn append(&mut self, other: Output) {
+        self.next
+            .append(Axis(0), other.next.view())
+            .expect("update rows share the target width");
+        self.energy.extend(other.energy);
+        self.nearest.extend(other.nearest);
+        self.best.extend(other.best);
+        self.lse.extend(other.lse);
+        self.top.extend(other.top);
+        self.participation.extend(other.participation);
+    }
+
+    /// The softmax confidence of each state (e^{β s_nearest − lse}), for `Softmax`.
+    pub fn confidence(&self, separation: Separation) -> Option<Vec<f64>> {
+        match separation {
+            Separation::Softmax { beta } => Some(
+                self.best
+                    .iter()
+                    .zip(&self.lse)
+                    .map(|(&s, &lse)| confidence(beta as f64, s as f64, lse))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// The running state of one range of patterns for a batch of B states.
+struct Partial {
+    /// Log of the running scale of the weights (−∞ until a weight is non-zero).
+    m: Vec<f64>,
+    /// Σ w e^{−m} (softmax, exponential).
+    l: Vec<f64>,
+    /// Σ (w e^{−m})² (softmax, when the participation ratio is asked for).
+    sq: Vec<f64>,
+    /// Σ F(s) (polynomials).
+    energy: Vec<f64>,
+    /// Σ w e^{−m} T (updates×M).
+    acc: Array2<f32>,
+    best: Vec<(f32, usize)>,
+    top: Vec<TopK>,
+}
+
+/// The selection a separation keeps per state, if any.
+fn kept(separation: Separation, report_top: Option<usize>) -> Option<usize> {
+    match separation {
+        Separation::Max => Some(1),
+        Separation::TopK { k } => Some(k),
+        Separation::Softmax { .. } => report_top,
+        _ => None,
+    }
+}
+
+fn accumulates(separation: Separation) -> bool {
+    !matches!(separation, Separation::Max | Separation::TopK { .. })
+}
+
+impl Partial {
+    fn new(b: usize, updates: usize, m: usize, keep: Option<usize>) -> Self {
+        Self {
+            m: vec![f64::NEG_INFINITY; b],
+            l: vec![0.0; b],
+            sq: vec![0.0; b],
+            energy: vec![0.0; b],
+            acc: Array2::zeros((updates, m)),
+            best: vec![(f32::NEG_INFINITY, usize::MAX); b],
+            top: keep.map_or_else(Vec::new, |k| (0..b).map(|_| TopK::new(k)).collect()),
+        }
+    }
+
+    /// Moves the scale of state `q` to `m_new` (≥ the current one).
+    fn rescale(&mut self, q: usize, m_new: f64, square: bool) {
+        let m_old = self.m[q];
+        if m_old == m_new {
+            return;
+        }
+        let r = if m_old == f64::NEG_INFINITY {
+            0.0
+        } else {
+            (m_old - m_new).exp()
+        };
+        self.l[q] *= r;
+        if square {
+            self.sq[q] *= r * r;
+        }
+        if q < self.acc.nrows() {
+            let r = r as f32;
+            self.acc.row_mut(q).mapv_inplace(|a| a * r);
+        }
+        self.m[q] = m_new;
+    }
+
+    /// Folds one row of similarities (patterns `base..`) of state `q` in, leaving in `row`
+    /// the scaled weights of the patterns (when the separation sums weights).
+    fn absorb(
+        &mut self,
+        separation: Separation,
+        q: usize,
+        row: &mut [f32],
+        base: usize,
+        scratch: &mut [f64],
+        square: bool,
+    ) {
+        let (mut bs, mut bi) = self.best[q];
+        for (j, &s) in row.iter().enumerate() {
+            if s > bs {
+                (bs, bi) = (s, base + j);
+            }
+        }
+        self.best[q] = (bs, bi);
+        if let Some(top) = self.top.get_mut(q) {
+            let mut threshold = top.threshold();
+            for (j, &s) in row.iter().enumerate() {
+                // Rows arrive in increasing order, so a tie never displaces a held item.
+                if s > threshold {
+                    top.push((base + j) as u64, s);
+                    threshold = top.threshold();
+                }
+            }
+        }
+        match separation {
+            Separation::Softmax { beta } | Separation::Exponential { beta } => {
+                let z_max = row
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &s| m.max(beta * s));
+                let m_new = self.m[q].max(z_max as f64);
+                self.rescale(q, m_new, square);
+                let m32 = m_new as f32;
+                let (mut sum, mut sum_sq) = (0.0f64, 0.0f64);
+                for s in row.iter_mut() {
+                    let w = (beta * *s - m32).exp();
+                    *s = w;
+                    sum += w as f64;
+                    if square {
+                        sum_sq += (w as f64) * (w as f64);
+                    }
+                }
+                self.l[q] += sum;
+                self.sq[q] += sum_sq;
+            }
+            Separation::Polynomial { n } | Separation::RectifiedPolynomial { n } => {
+                let rectified = matches!(separation, Separation::RectifiedPolynomial { .. });
+                let (mut peak, mut f_sum) = (0.0f64, 0.0f64);
+                for (w, &s) in scratch.iter_mut().zip(row.iter()) {
+                    let v = if rectified { s.max(0.0) } else { s } as f64;
+                    let p = dam_core::weights::power(v, n - 1);
+                    f_sum += p * v;
+                    *w = n as f64 * p;
+                    peak = peak.max(w.abs());
+                }
+                self.energy[q] += f_sum;
+                if peak > 0.0 {
+                    let m_new = self.m[q].max(peak.ln());
+                    self.rescale(q, m_new, false);
+                }
+                let inv = (-self.m[q]).exp();
+                for (s, &w) in row.iter_mut().zip(scratch.iter()) {
+                    *s = if w == 0.0 { 0.0 } else { (w * inv) as f32 };
+                }
+            }
+            Separation::Max | Separation::TopK { .. } => {}
+        }
+    }
+
+    /// Folds in the state of the next range of patterns.
+    fn merge(&mut self, other: Partial, square: bool) {
+        for q in 0..self.m.len() {
+            let m_new = self.m[q].max(other.m[q]);
+            if m_new != f64::NEG_INFINITY {
+                self.rescale(q, m_new, square);
+                let r = (other.m[q] - m_new).exp();
+                self.l[q] += other.l[q] * r;
+                self.sq[q] += other.sq[q] * r * r;
+                if q < self.acc.nrows() {
+                    let r = r as f32;
+                    self.acc
+                        .row_mut(q)
+                        .zip_mut_with(&other.acc.row(q), |a, &b| *a += b * r);
+                }
+            }
+            self.energy[q] += other.energy[q];
+            // Ranges are in index order: a strict > keeps the lowest index on ties.
+            if other.best[q].0 > self.best[q].0 {
+                self.best[q] = other.best[q];
+            }
+        }
+        for (into, from) in self.top.iter_mut().zip(other.top) {
+            for &(s, row) in from.items() {
+                into.push(row, s);
+            }
+        }
+    }
+}
+
+/// s(ξ, x) for every state of `x` (B×N, standard layout; `x_norms` its squared norms for
+/// negative Euclidean) and every pattern of `block` (rows×N, standard layout; `norms`
+/// likewise) into the first `rows` columns of `out` (B×width).
+fn similarity_block(
+    similarity: Similarity,
+    x: ArrayView2<'_, f32>,
+    x_norms: &[f32],
+    block: ArrayView2<'_, f32>,
+    norms: &[f32],
+    out: &mut Array2<f32>,
+) {
+    let rows = block.nrows();
+    let n = x.ncols();
+    match similarity {
+        Similarity::Dot => {
+            general_mat_mul(1.0, &x, &block.t(), 0.0, &mut out.slice_mut(s![.., ..rows]));
+        }
+        Similarity::NegEuclidean => {
+            general_mat_mul(1.0, &x, &block.t(), 0.0, &mut out.slice_mut(s![.., ..rows]));
+            let xs = x.as_slice().expect("standard layout");
+            let ps = block.as_slice().expect("standard layout");
+            simd::wide(|| {
+                for (q, mut row) in out.slice_mut(s![.., ..rows]).rows_mut().into_iter().enumerate()
+                {
+                    for (j, s) in row.iter_mut().enumerate() {
+                        let total = x_norms[q] + norms[j];
+                        let mut d2 = total - 2.0 * *s;
+                        // Close vectors: the expansion cancels, so sum the differences.
+                        if d2 < 0.5 * total {
+                            d2 = simd::squared_distance(
+                                &xs[q * n..(q + 1) * n],
+                                &ps[j * n..(j + 1) * n],
+                            );
+                        }
+                        *s = -d2.max(0.0).sqrt();
+                    }
+                }
+            });
+        }
+        Similarity::NegManhattan => {
+            let width = out.ncols();
+            let xs = x.as_slice().expect("standard layout");
+            let ps = block.as_slice().expect("standard layout");
+            let o = out.as_slice_mut().expect("standard layout");
+            simd::wide(|| simd::neg_manhattan_block(xs, ps, n, o, width));
+        }
+    }
+}
+
+/// Calls `each(first row, similarities)` for the blocks of `range` (patterns `first..` of
+/// `stored`), with the B×rows similarities of `x` (standard layout) in a reused scratch.
+fn for_blocks(
+    similarity: Similarity,
+    stored: Stored<'_>,
+    range: (usize, usize),
+    x: ArrayView2<'_, f32>,
+    x_norms: &[f32],
+    mut each: impl FnMut(usize, ArrayViewMut2<'_, f32>),
+) {
+    let block = block_rows(x.ncols());
+    let mut scores = Array2::<f32>::zeros((x.nrows(), block.min(range.1 - range.0).max(1)));
+    let mut start = range.0;
+    while start < range.1 {
+        let end = (start + block).min(range.1);
+        let norms = if stored.squared_norms.is_empty() {
+            &[][..]
+        } else {
+            &stored.squared_norms[start..end]
+        };
+        similarity_block(
+            similarity,
+            x,
+            x_norms,
+            stored.patterns.slice(s![start..end, ..]),
+            norms,
+            &mut scores,
+        );
+        each(start, scores.slice_mut(s![.., ..end - start]));
+        start = end;
+    }
+}
+
+/// Splits `0..p` into contiguous ranges of whole blocks, one per thread, runs `work` on
+/// each and returns the results in range order (so merging them does not depend on
+/// timing).
+pub(crate) fn per_range<T: Send>(
+    p: usize,
+    block: usize,
+    threads: usize,
+    work: impl Fn((usize, usize)) -> T + Sync,
+) -> Vec<T> {
+    let threads = thread_count(threads);
     let per = p.div_ceil(threads).div_ceil(block).max(1) * block;
     let ranges: Vec<(usize, usize)> = (0..p).step_by(per).map(|a| (a, (a + per).min(p))).collect();
-    if ranges.len() == 1 {
-        return vec![work(patterns, 0)];
+    if ranges.len() <= 1 {
+        return vec![work((0, p))];
     }
     let work = &work;
     std::thread::scope(|scope| {
         let handles: Vec<_> = ranges
             .iter()
-            .map(|&(a, e)| scope.spawn(move || work(patterns.slice(s![a..e, ..]), a)))
+            .map(|&r| scope.spawn(move || work(r)))
             .collect();
         handles
             .into_iter()
@@ -122,94 +428,288 @@ pub(crate) fn per_range<T: Send>(
     })
 }
 
-/// One softmax update with dot similarity for every query (B×N), on `threads` threads
-/// (0 = all cores). Inputs must already be validated (finite, matching N, in range).
-/// Batches beyond 1,024 queries run in passes of 1,024 (queries never interact).
-pub fn softmax_dot_step(
-    patterns: &Patterns,
-    queries: ArrayView2<'_, f32>,
-    beta: f32,
-    projection: Projection,
-    threads: usize,
-) -> Step {
-    if queries.nrows() <= QUERY_CHUNK {
-        return step_chunk(patterns, queries, beta, projection, threads);
-    }
-    let mut states = Array2::<f32>::zeros(queries.dim());
-    let (mut lse, mut nearest) = (Vec::new(), Vec::new());
-    for start in (0..queries.nrows()).step_by(QUERY_CHUNK) {
-        let end = (start + QUERY_CHUNK).min(queries.nrows());
-        let part = step_chunk(
-            patterns,
-            queries.slice(s![start..end, ..]),
-            beta,
-            projection,
-            threads,
-        );
-        states.slice_mut(s![start..end, ..]).assign(&part.states);
-        lse.extend(part.lse);
-        nearest.extend(part.nearest);
-    }
-    Step {
-        states,
-        lse,
-        nearest,
-    }
+/// Whether to split the queries rather than the patterns across threads: there are fewer
+/// blocks of patterns than threads and enough queries to share.
+fn split_queries(p: usize, n: usize, b: usize, threads: usize) -> bool {
+    let threads = thread_count(threads);
+    threads > 1 && p.div_ceil(block_rows(n)) < threads && b >= 2 * threads
 }
 
-fn step_chunk(
-    patterns: &Patterns,
-    queries: ArrayView2<'_, f32>,
-    beta: f32,
-    projection: Projection,
+/// Runs `work(query range)` on contiguous query ranges, one per thread, in order.
+fn per_query_range<T: Send>(
+    b: usize,
     threads: usize,
-) -> Step {
-    let view = patterns.view();
-    let n = view.ncols();
-    let block = block_rows(n);
-    let parts = per_range(view, block, threads, |range, first| {
-        partial(range, first, queries, beta, block)
-    });
-    merge(parts, projection, n)
+    work: impl Fn(usize, usize) -> T + Sync,
+) -> Vec<T> {
+    let per = b.div_ceil(thread_count(threads)).max(1);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..b)
+            .step_by(per)
+            .map(|a| scope.spawn(move || work(a, (a + per).min(b))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("CPU worker panicked"))
+            .collect()
+    })
 }
 
-fn merge(parts: Vec<Partial>, projection: Projection, n: usize) -> Step {
-    let b = parts[0].m.len();
-    let mut states = Array2::<f32>::zeros((b, n));
-    let mut lse = Vec::with_capacity(b);
-    let mut nearest = Vec::with_capacity(b);
-    for q in 0..b {
-        let big_m = parts
-            .iter()
-            .map(|p| p.m[q])
-            .fold(f32::NEG_INFINITY, f32::max);
-        let mut big_l = 0.0f64;
-        let mut acc = vec![0.0f64; n];
-        let mut best = (f32::NEG_INFINITY, usize::MAX);
-        for part in &parts {
-            let w = ((part.m[q] - big_m) as f64).exp();
-            big_l += part.l[q] as f64 * w;
-            for (a, v) in acc.iter_mut().zip(part.acc.row(q)) {
-                *a += *v as f64 * w;
+impl Pass<'_> {
+    /// Evaluates every state of `states` (B×N): energy, nearest pattern, log-sum-exp and,
+    /// for the first `updates` states, the update. Inputs must already be validated.
+    pub fn run(&self, states: ArrayView2<'_, f32>, updates: usize) -> Output {
+        let mut out = Output::empty(self.targets.ncols());
+        for start in (0..states.nrows()).step_by(QUERY_CHUNK) {
+            let end = (start + QUERY_CHUNK).min(states.nrows());
+            let x = states.slice(s![start..end, ..]);
+            let x = x.as_standard_layout();
+            let u = updates.saturating_sub(start).min(end - start);
+            out.append(self.chunk(x.view(), u));
+        }
+        out
+    }
+
+    fn chunk(&self, x: ArrayView2<'_, f32>, updates: usize) -> Output {
+        let (b, n) = x.dim();
+        let p = self.stored.patterns.nrows();
+        let x_norms = match self.similarity {
+            Similarity::NegEuclidean => squared_norms(x),
+            _ => Vec::new(),
+        };
+        if split_queries(p, n, b, self.threads) {
+            let parts = per_query_range(b, self.threads, |a, e| {
+                let xq = x.slice(s![a..e, ..]);
+                let norms = if x_norms.is_empty() {
+                    &[][..]
+                } else {
+                    &x_norms[a..e]
+                };
+                let u = updates.saturating_sub(a).min(e - a);
+                let part = self.range((0, p), xq, norms, u);
+                self.finish(part, xq, u)
+            });
+            let mut out = Output::empty(self.targets.ncols());
+            for part in parts {
+                out.append(part);
             }
-            // Ranges are in index order, so a strict > keeps the lowest index on ties.
-            if part.best[q].0 > best.0 {
-                best = part.best[q];
+            return out;
+        }
+        let square = self.report_top.is_some();
+        let parts = per_range(p, block_rows(n), self.threads, |range| {
+            self.range(range, x, &x_norms, updates)
+        });
+        let mut parts = parts.into_iter();
+        let mut merged = parts.next().expect("at least one range");
+        for part in parts {
+            merged.merge(part, square);
+        }
+        self.finish(merged, x, updates)
+    }
+
+    /// The state of one range of patterns.
+    fn range(
+        &self,
+        range: (usize, usize),
+        x: ArrayView2<'_, f32>,
+        x_norms: &[f32],
+        updates: usize,
+    ) -> Partial {
+        let b = x.nrows();
+        let keep = kept(self.separation, self.report_top);
+        let square = self.report_top.is_some();
+        let mut part = Partial::new(b, updates, self.targets.ncols(), keep);
+        let mut scratch = vec![0.0f64; block_rows(x.ncols())];
+        for_blocks(
+            self.similarity,
+            self.stored,
+            range,
+            x,
+            x_norms,
+            |start, mut scores| {
+                let rows = scores.ncols();
+                for (q, mut row) in scores.rows_mut().into_iter().enumerate() {
+                    let row = row.as_slice_mut().expect("rows of the scratch are contiguous");
+                    part.absorb(
+                        self.separation,
+                        q,
+                        row,
+                        start,
+                        &mut scratch[..rows],
+                        square,
+                    );
+                }
+                if updates > 0 && accumulates(self.separation) {
+                    general_mat_mul(
+                        1.0,
+                        &scores.slice(s![..updates, ..]),
+                        &self.targets.slice(s![start..start + rows, ..]),
+                        1.0,
+                        &mut part.acc,
+                    );
+                }
+            },
+        );
+        part
+    }
+
+    /// Energies, nearest patterns and updates from the merged state of all patterns.
+    fn finish(&self, part: Partial, x: ArrayView2<'_, f32>, updates: usize) -> Output {
+        let b = x.nrows();
+        let m_cols = self.targets.ncols();
+        let mut out = Output::empty(m_cols);
+        out.next = Array2::zeros((updates, m_cols));
+        for q in 0..b {
+            let lse = part.m[q] + part.l[q].ln();
+            let (energy, lse) = match self.separation {
+                Separation::Softmax { beta } => {
+                    let half_norm: f64 =
+                        0.5 * x.row(q).iter().map(|&v| v as f64 * v as f64).sum::<f64>();
+                    (-lse / beta as f64 + half_norm, lse)
+                }
+                Separation::Exponential { .. } => (-lse.exp(), lse),
+                Separation::Polynomial { .. } | Separation::RectifiedPolynomial { .. } => {
+                    (-part.energy[q], f64::NAN)
+                }
+                Separation::Max | Separation::TopK { .. } => {
+                    let items = part.top[q].items();
+                    let sum: f64 = items.iter().map(|&(s, _)| s as f64).sum();
+                    (-sum / items.len() as f64, f64::NAN)
+                }
+            };
+            out.energy.push(energy);
+            out.lse.push(lse);
+            out.best.push(part.best[q].0);
+            out.nearest.push(part.best[q].1);
+            if self.report_top.is_some() {
+                out.top.push(part.top[q].items().to_vec());
+                out.participation
+                    .push(part.l[q] * part.l[q] / part.sq[q].max(f64::MIN_POSITIVE));
+            }
+            if q < updates {
+                let mut v: Vec<f64> = match self.separation {
+                    Separation::Max | Separation::TopK { .. } => {
+                        let items = part.top[q].items();
+                        let mut sum = vec![0.0f64; m_cols];
+                        for &(_, row) in items {
+                            for (a, &t) in sum.iter_mut().zip(self.targets.row(row as usize)) {
+                                *a += t as f64;
+                            }
+                        }
+                        sum.iter().map(|a| a / items.len() as f64).collect()
+                    }
+                    Separation::Softmax { .. } => {
+                        part.acc.row(q).iter().map(|&a| a as f64 / part.l[q]).collect()
+                    }
+                    _ => part.acc.row(q).iter().map(|&a| a as f64).collect(),
+                };
+                // Sphere and Sign are scale invariant: the (possibly huge) factor of the
+                // exponential and polynomial weights only matters without a projection.
+                if self.projection == Projection::None {
+                    let factor = match self.separation {
+                        Separation::Exponential { beta } => beta as f64 * part.m[q].exp(),
+                        Separation::Polynomial { .. } | Separation::RectifiedPolynomial { .. } => {
+                            part.m[q].exp()
+                        }
+                        _ => 1.0,
+                    };
+                    if factor != 1.0 {
+                        v.iter_mut().for_each(|a| *a *= factor);
+                    }
+                } else {
+                    self.projection.apply(&mut v);
+                }
+                out.next
+                    .row_mut(q)
+                    .iter_mut()
+                    .zip(&v)
+                    .for_each(|(o, &a)| *o = a as f32);
             }
         }
-        acc.iter_mut().for_each(|a| *a /= big_l);
-        crate::project(projection, &mut acc);
-        states
-            .row_mut(q)
-            .iter_mut()
-            .zip(&acc)
-            .for_each(|(x, a)| *x = *a as f32);
-        lse.push(big_m as f64 + big_l.ln());
-        nearest.push(best.1);
+        out
     }
-    Step {
-        states,
-        lse,
-        nearest,
+}
+
+/// s(ξ^μ, x) for every state (B×N) and pattern: B×P in f64 (f32 sums), blocked and on
+/// every core. Inputs must already be validated.
+pub fn similarities(
+    similarity: Similarity,
+    stored: Stored<'_>,
+    states: ArrayView2<'_, f32>,
+    threads: usize,
+) -> Array2<f64> {
+    let p = stored.patterns.nrows();
+    let mut out = Array2::<f64>::zeros((states.nrows(), p));
+    for start in (0..states.nrows()).step_by(QUERY_CHUNK) {
+        let end = (start + QUERY_CHUNK).min(states.nrows());
+        let x = states.slice(s![start..end, ..]);
+        let x = x.as_standard_layout();
+        let x_norms = match similarity {
+            Similarity::NegEuclidean => squared_norms(x.view()),
+            _ => Vec::new(),
+        };
+        let parts = per_range(p, block_rows(x.ncols()), threads, |range| {
+            let mut part = Array2::<f32>::zeros((end - start, range.1 - range.0));
+            for_blocks(similarity, stored, range, x.view(), &x_norms, |first, s| {
+                let a = first - range.0;
+                part.slice_mut(s![.., a..a + s.ncols()]).assign(&s);
+            });
+            (range.0, part)
+        });
+        for (first, part) in parts {
+            out.slice_mut(s![start..end, first..first + part.ncols()])
+                .zip_mut_with(&part, |o, &v| *o = v as f64);
+        }
     }
+    out
+}
+
+/// Exact top-k by `similarity`: for each thread's range of patterns, the similarities of
+/// one block at a time, each offered to the state's [`TopK`] only when it beats the k-th;
+/// the selections are merged in range order. Inputs must already be validated; `k` ≥ 1.
+pub fn search(
+    similarity: Similarity,
+    stored: Stored<'_>,
+    states: ArrayView2<'_, f32>,
+    k: usize,
+    threads: usize,
+) -> Vec<TopK> {
+    let p = stored.patterns.nrows();
+    let mut selections = Vec::with_capacity(states.nrows());
+    for start in (0..states.nrows()).step_by(QUERY_CHUNK) {
+        let end = (start + QUERY_CHUNK).min(states.nrows());
+        let x = states.slice(s![start..end, ..]);
+        let x = x.as_standard_layout();
+        let x_norms = match similarity {
+            Similarity::NegEuclidean => squared_norms(x.view()),
+            _ => Vec::new(),
+        };
+        let parts = per_range(p, block_rows(x.ncols()), threads, |range| {
+            let mut tops: Vec<TopK> = (0..end - start).map(|_| TopK::new(k)).collect();
+            for_blocks(similarity, stored, range, x.view(), &x_norms, |first, s| {
+                for (top, row) in tops.iter_mut().zip(s.rows()) {
+                    let mut threshold = top.threshold();
+                    for (j, &v) in row.iter().enumerate() {
+                        // Rows arrive in increasing order: a tie never displaces a held item.
+                        if v > threshold {
+                            top.push((first + j) as u64, v);
+                            threshold = top.threshold();
+                        }
+                    }
+                }
+            });
+            tops
+        });
+        let mut parts = parts.into_iter();
+        let mut merged = parts.next().expect("at least one range");
+        for part in parts {
+            for (into, from) in merged.iter_mut().zip(part) {
+                for &(s, row) in from.items() {
+                    into.push(row, s);
+                }
+            }
+        }
+        selections.extend(merged);
+    }
+    selections
 }

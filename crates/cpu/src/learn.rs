@@ -295,7 +295,7 @@ pub mod fast {
     use super::*;
     use dam_core::learn::label_rows;
     use ndarray::linalg::general_mat_mul;
-    use ndarray::{s, Axis};
+    use ndarray::{s, ArrayViewMut2, Axis};
 
     /// Checks shapes and values as the reference does; returns (K, N, B).
     pub fn check_fast(
@@ -324,7 +324,8 @@ pub mod fast {
     ) -> (Vec<Range>, Vec<f64>) {
         let (n, c, b) = (images.ncols(), model.classes, images.nrows());
         let block = crate::fast::block_rows(n + c);
-        let ranges = crate::fast::per_range(memories, block, 0, |rows, _| {
+        let ranges = crate::fast::per_range(memories.nrows(), block, 0, |(a, e)| {
+            let rows = memories.slice(s![a..e, ..]);
             let mut sr = Array2::<f32>::zeros((b, rows.nrows()));
             general_mat_mul(1.0, &images, &rows.slice(s![.., ..n]).t(), 0.0, &mut sr);
             let owned = rows.as_standard_layout();
@@ -395,7 +396,8 @@ pub mod fast {
                 Some(s)
             })
             .collect();
-        let parts = crate::fast::per_range(memories, block, 0, |rows, first| {
+        let parts = crate::fast::per_range(memories.nrows(), block, 0, |(first, e)| {
+            let rows = memories.slice(s![first..e, ..]);
             let r = &ranges[starts
                 .iter()
                 .position(|&s| s == first)
@@ -430,4 +432,64 @@ pub mod fast {
         });
         (loss, parts)
     }
+
+    /// The optimiser step for one gradient, given as pieces (first memory, rows) in order
+    /// of the memories (K × (N + C) in all), in f32: V ← p V − ∇, then each memory moves by
+    /// ε V / max|V| (when V ≠ 0) and is clipped to [−1, 1]. Row by row, one thread per
+    /// piece.
+    pub fn optimiser_step(
+        memories: ArrayViewMut2<'_, f32>,
+        velocity: ArrayViewMut2<'_, f32>,
+        parts: &[(usize, Array2<f32>)],
+        lr: f64,
+        p: f64,
+    ) {
+        let (lr, p) = (lr as f32, p as f32);
+        let update = |mut mem: ndarray::ArrayViewMut2<'_, f32>,
+                      mut vel: ndarray::ArrayViewMut2<'_, f32>,
+                      g: ArrayView2<'_, f32>| {
+            for ((mut m, mut v), g) in mem
+                .axis_iter_mut(Axis(0))
+                .zip(vel.axis_iter_mut(Axis(0)))
+                .zip(g.axis_iter(Axis(0)))
+            {
+                let mut scale = 0.0f32;
+                v.zip_mut_with(&g, |v, &g| {
+                    *v = p * *v - g;
+                    scale = scale.max(v.abs());
+                });
+                if scale > 0.0 {
+                    let step = lr / scale;
+                    m.zip_mut_with(&v, |a, &b| *a = (*a + step * b).clamp(-1.0, 1.0));
+                }
+            }
+        };
+        let total = memories.nrows();
+        let (mut mem, mut vel) = (memories, velocity);
+        let mut pieces = Vec::with_capacity(parts.len());
+        for (first, g) in parts {
+            debug_assert_eq!(
+                *first,
+                total - mem.nrows(),
+                "gradient pieces in order of the memories"
+            );
+            let (m_here, m_rest) = mem.split_at(Axis(0), g.nrows());
+            let (v_here, v_rest) = vel.split_at(Axis(0), g.nrows());
+            pieces.push((m_here, v_here, g.view()));
+            (mem, vel) = (m_rest, v_rest);
+        }
+        debug_assert_eq!(mem.nrows(), 0, "the gradient covers every memory");
+        std::thread::scope(|scope| {
+            let update = &update;
+            let mut rest = pieces.into_iter();
+            let first = rest.next();
+            for (m, v, g) in rest {
+                scope.spawn(move || update(m, v, g));
+            }
+            if let Some((m, v, g)) = first {
+                update(m, v, g);
+            }
+        });
+    }
+
 }

@@ -1,124 +1,208 @@
-//! The CPU twin of `dam_wgpu::WgpuRetriever`: stored patterns and a rule, behind the
-//! [`Backend`] seam. `retrieve` and `energy` run the plain reference; `step` chooses the
-//! fused multi-threaded path of [`crate::fast`] for dot similarity with softmax and the
-//! reference update otherwise.
+//! The fast CPU backend behind the [`Backend`] seam: every operation is one or more
+//! passes of [`crate::fast`] (f32 products, all cores), tested against the reference.
 
 use std::sync::Arc;
 
+use dam_core::backend::value_overflow;
+use dam_core::dynamics::Evaluated;
 use dam_core::{
-    validate_queries, Backend, Config, Edit, Patterns, Result, RetrievalResult, SearchResult,
-    Separation, Similarity, Storage,
+    checked_energy, validate_queries, Backend, Config, Edit, Error, Patterns, Projection, Result,
+    SearchResult, Similarity, Storage, TopEntry,
 };
 use ndarray::{Array2, ArrayView2};
 
-/// Stored patterns and a retrieval rule on the CPU.
+use crate::fast::{self, Pass, Stored};
+use crate::reference::retriever::check_plain;
+
+/// Stored patterns and a retrieval rule on the fast CPU backend.
 #[derive(Debug, Clone)]
 pub struct CpuRetriever {
     patterns: Arc<Patterns>,
+    /// ‖ξ‖² of every pattern, for negative Euclidean similarity (empty otherwise).
+    norms: Vec<f32>,
     config: Config,
     storage: Storage,
+    threads: usize,
 }
 
 impl CpuRetriever {
-    /// Validates `config` for these patterns.
-    pub fn new(patterns: Arc<Patterns>, config: Config) -> Result<Self> {
-        Self::with_storage(patterns, config, Storage::F32)
-    }
-
-    /// Same, for patterns held as `storage` (already rounded, e.g. by
-    /// [`Patterns::rounded_to_f16`]): patterns added by [`Backend::edit`] are rounded
-    /// the same way.
-    pub fn with_storage(patterns: Arc<Patterns>, config: Config, storage: Storage) -> Result<Self> {
+    /// Validates `config` for these patterns, held as `storage` (already rounded, e.g. by
+    /// [`Patterns::rounded_to_f16`]; patterns added by [`Backend::edit`] are rounded the
+    /// same way), on every core.
+    pub fn new(patterns: Arc<Patterns>, config: Config, storage: Storage) -> Result<Self> {
         config.validate(patterns.count())?;
-        Ok(Self {
+        let mut out = Self {
             patterns,
+            norms: Vec::new(),
             config,
             storage,
-        })
-    }
-
-    /// The stored patterns.
-    pub fn patterns(&self) -> &Patterns {
-        &self.patterns
-    }
-
-    /// The retrieval rule.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-}
-
-impl CpuRetriever {
-    /// Checks queries for a computation of similarities alone (no separation applied, so
-    /// only the similarities must stay finite).
-    fn check_plain(&self, queries: ArrayView2<'_, f32>) -> Result<()> {
-        validate_queries(queries, self.patterns.dim())?;
-        let plain = Config {
-            separation: Separation::Max,
-            ..self.config
+            threads: 0,
         };
-        self.patterns.check_range(&plain, queries)
+        out.refresh();
+        Ok(out)
+    }
+
+    /// Runs on `threads` threads (0 = every core).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    fn refresh(&mut self) {
+        self.norms = match self.config.similarity {
+            Similarity::NegEuclidean => fast::squared_norms(self.patterns.view()),
+            _ => Vec::new(),
+        };
+    }
+
+    fn stored(&self) -> Stored<'_> {
+        Stored {
+            patterns: self.patterns.view(),
+            squared_norms: &self.norms,
+        }
+    }
+
+    fn pass<'a>(&'a self, targets: ArrayView2<'a, f32>, projection: Projection) -> Pass<'a> {
+        Pass {
+            similarity: self.config.similarity,
+            separation: self.config.separation,
+            projection,
+            stored: self.stored(),
+            targets,
+            report_top: None,
+            threads: self.threads,
+        }
+    }
+
+    fn checked(&self, queries: ArrayView2<'_, f32>) -> Result<()> {
+        validate_queries(queries, self.patterns.dim())?;
+        self.patterns.check_range(&self.config, queries)
     }
 }
 
 impl Backend for CpuRetriever {
-    fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
-        crate::retrieve(&self.config, &self.patterns, queries)
+    fn config(&self) -> &Config {
+        &self.config
     }
 
-    /// The fused path for dot + softmax (f32 GEMM sums, tested against the reference
-    /// within `STATE_TOL`); the reference update for every other rule.
-    fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        validate_queries(queries, self.patterns.dim())?;
-        self.patterns.check_range(&self.config, queries)?;
-        if let (Similarity::Dot, Separation::Softmax { beta }) =
-            (self.config.similarity, self.config.separation)
-        {
-            let out = crate::fast::softmax_dot_step(
-                &self.patterns,
-                queries,
-                beta,
-                self.config.projection,
-                0,
-            );
-            return Ok(out.states);
-        }
-        crate::step(&self.config, &self.patterns, queries)
-    }
-
-    fn step_timed(&self, queries: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Option<f64>)> {
-        Ok((self.step(queries)?, None))
-    }
-
-    fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
-        crate::energy(&self.config, &self.patterns, states)
-    }
-
-    fn describe(&self) -> String {
-        "cpu (reference)".into()
-    }
-
-    /// Dot similarity: the blocked multi-threaded path ([`crate::search::search_dot`]);
-    /// the others: the reference.
-    fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<SearchResult> {
-        self.check_plain(queries)?;
-        dam_core::search::search_width(k, self.patterns.count())?;
-        Ok(match self.config.similarity {
-            Similarity::Dot => crate::search::search_dot(&self.patterns, queries, k, 0),
-            other => crate::search::search_reference(other, &self.patterns, queries, k),
+    fn evaluate(&self, states: ArrayView2<'_, f32>, updates: usize) -> Result<Evaluated> {
+        let out = self
+            .pass(self.patterns.view(), self.config.projection)
+            .run(states, updates);
+        Ok(Evaluated {
+            confidence: out.confidence(self.config.separation),
+            next: out.next,
+            energy: out.energy,
+            nearest: out.nearest,
         })
     }
 
-    /// The reference similarities (f64 sums).
-    fn similarities(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
-        self.check_plain(queries)?;
-        let mut out = Array2::zeros((queries.nrows(), self.patterns.count()));
-        for (x, mut row) in queries.rows().into_iter().zip(out.rows_mut()) {
-            let x = x.to_vec();
-            let s = crate::scores(self.config.similarity, &self.patterns, &x);
-            row.assign(&ndarray::ArrayView1::from(&s));
+    fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        self.checked(queries)?;
+        let out = self
+            .pass(self.patterns.view(), self.config.projection)
+            .run(queries, queries.nrows());
+        match out
+            .next
+            .rows()
+            .into_iter()
+            .position(|r| r.iter().any(|v| !v.is_finite()))
+        {
+            Some(q) => Err(Error::state_overflow(q, 1)),
+            None => Ok(out.next),
         }
-        Ok(out)
+    }
+
+    fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
+        self.checked(states)?;
+        let out = self
+            .pass(self.patterns.view(), self.config.projection)
+            .run(states, 0);
+        out.energy
+            .iter()
+            .enumerate()
+            .map(|(q, &e)| checked_energy(self.config.separation, e, q, 0))
+            .collect()
+    }
+
+    fn describe(&self) -> String {
+        fast::describe(self.threads)
+    }
+
+    fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<SearchResult> {
+        check_plain(&self.patterns, &self.config, queries)?;
+        let width = dam_core::search::search_width(k, self.patterns.count())?;
+        let selections = fast::search(
+            self.config.similarity,
+            self.stored(),
+            queries,
+            width,
+            self.threads,
+        );
+        Ok(SearchResult::from_selections(selections, width))
+    }
+
+    fn similarities(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
+        check_plain(&self.patterns, &self.config, queries)?;
+        Ok(fast::similarities(
+            self.config.similarity,
+            self.stored(),
+            queries,
+            self.threads,
+        ))
+    }
+
+    fn top(
+        &self,
+        states: ArrayView2<'_, f32>,
+        beta: f32,
+        k: usize,
+    ) -> Result<(Vec<Vec<TopEntry>>, Vec<f64>)> {
+        self.checked(states)?;
+        let separation = dam_core::Separation::Softmax { beta };
+        let pass = Pass {
+            separation,
+            report_top: Some(k.min(self.patterns.count())),
+            ..self.pass(self.patterns.view(), Projection::None)
+        };
+        let out = pass.run(states, 0);
+        let top = out
+            .top
+            .iter()
+            .zip(&out.lse)
+            .map(|(items, &lse)| {
+                items
+                    .iter()
+                    .map(|&(s, row)| TopEntry {
+                        id: row,
+                        weight: dam_core::weights::confidence(beta as f64, s as f64, lse),
+                        similarity: s as f64,
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok((top, out.participation))
+    }
+
+    fn weighted_values(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        values: ArrayView2<'_, f32>,
+    ) -> Result<Array2<f32>> {
+        self.checked(queries)?;
+        let values = values.as_standard_layout();
+        let out = self
+            .pass(values.view(), Projection::None)
+            .run(queries, queries.nrows());
+        match out
+            .next
+            .rows()
+            .into_iter()
+            .position(|r| r.iter().any(|v| !v.is_finite()))
+        {
+            Some(q) => Err(value_overflow(q)),
+            None => Ok(out.next),
+        }
     }
 
     fn patterns(&self) -> &Patterns {
@@ -129,6 +213,7 @@ impl Backend for CpuRetriever {
         self.config
             .validate(edit.count_after(self.patterns.count()))?;
         Arc::make_mut(&mut self.patterns).apply(edit, self.storage)?;
+        self.refresh();
         Ok(())
     }
 }

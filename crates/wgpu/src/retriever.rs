@@ -1114,6 +1114,10 @@ impl WgpuRetriever {
 }
 
 impl dam_core::Backend for WgpuRetriever {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
     fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
         WgpuRetriever::retrieve(self, queries)
     }
