@@ -33,8 +33,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dam_core::binary::{
-    overlap, sweep_order, words_per_state, BinaryPatterns, Clamp, SpinEnergy, SpinResult,
-    SpinTable, SpinUpdate,
+    sweep_order, words_per_state, BinaryPatterns, Clamp, SpinEnergy, SpinResult, SpinTable,
+    SpinUpdate,
 };
 use dam_core::Result;
 
@@ -166,21 +166,25 @@ struct Memory<'a> {
     row_words: usize,
 }
 
+/// One stage of [`transpose32`]: swaps the J×J off-diagonal blocks of every 2J×2J block.
+#[inline(always)]
+fn transpose_stage<const J: usize>(a: &mut [u32; 32], m: u32) {
+    for base in (0..32).step_by(2 * J) {
+        for k in base..base + J {
+            let t = ((a[k] >> J) ^ a[k + J]) & m;
+            a[k + J] ^= t;
+            a[k] ^= t << J;
+        }
+    }
+}
+
 /// Transposes a 32×32 bit matrix in place: bit k of word j moves to bit j of word k.
 fn transpose32(a: &mut [u32; 32]) {
-    let mut j = 16;
-    let mut m: u32 = 0x0000_ffff;
-    while j != 0 {
-        for k in 0..32 {
-            if k & j == 0 {
-                let t = ((a[k] >> j) ^ a[k + j]) & m;
-                a[k + j] ^= t;
-                a[k] ^= t << j;
-            }
-        }
-        j >>= 1;
-        m ^= m << j;
-    }
+    transpose_stage::<16>(a, 0x0000_ffff);
+    transpose_stage::<8>(a, 0x00ff_00ff);
+    transpose_stage::<4>(a, 0x0f0f_0f0f);
+    transpose_stage::<2>(a, 0x3333_3333);
+    transpose_stage::<1>(a, 0x5555_5555);
 }
 
 impl<'a> Memory<'a> {
@@ -189,23 +193,32 @@ impl<'a> Memory<'a> {
         let w = words_per_state(n);
         let row_words = p.div_ceil(32);
         let mut rows = vec![0u32; n * row_words];
-        let mut block = [0u32; 32];
+        // blocks[word]: word `word` of 32 consecutive patterns (0 past P).
+        let mut blocks = vec![[0u32; 32]; w];
+        assert_eq!(
+            patterns.words().len(),
+            p * w,
+            "P packed patterns of w words"
+        );
         for pb in 0..row_words {
-            for word in 0..w {
-                for (j, b) in block.iter_mut().enumerate() {
-                    let mu = 32 * pb + j;
-                    *b = if mu < p {
-                        patterns.pattern(mu)[word]
-                    } else {
-                        0
-                    };
+            let first = 32 * pb;
+            let last = (first + 32).min(p);
+            for block in blocks.iter_mut() {
+                *block = [0; 32];
+            }
+            for (j, xi) in patterns.words()[first * w..last * w]
+                .chunks_exact(w)
+                .enumerate()
+            {
+                // xi and blocks both have w entries.
+                for (block, &bits) in blocks.iter_mut().zip(xi) {
+                    block[j] = bits;
                 }
-                transpose32(&mut block);
-                for (k, &bits) in block.iter().enumerate() {
-                    let i = 32 * word + k;
-                    if i < n {
-                        rows[i * row_words + pb] = bits;
-                    }
+            }
+            for (word, block) in blocks.iter_mut().enumerate() {
+                transpose32(block);
+                for (k, &bits) in block.iter().enumerate().take(n - 32 * word) {
+                    rows[(32 * word + k) * row_words + pb] = bits;
                 }
             }
         }
@@ -357,6 +370,7 @@ fn refresh<L: Lane>(tables: &Tables<L>, s: &mut Scratch<L>, p: usize) {
     for v in 0..tables.variants() {
         let (ct, bt) = (&tables.c[v][..], &tables.b[v][..]);
         let c = &mut s.c[v][..p];
+        assert_eq!(c.len(), h.len(), "a C per overlap");
         let (mut t, mut total) = (L::default(), L::default());
         for (cm, &hm) in c.iter_mut().zip(h) {
             let j = if tables.relative_to_top {
@@ -428,9 +442,20 @@ fn run_query<L: Lane>(
 ) -> (Vec<u32>, bool) {
     let patterns = memory.patterns;
     let (p, n) = (patterns.count(), patterns.dim());
+    let w = sigma.len();
+    assert_eq!(w, words_per_state(n), "one packed state");
+    assert_eq!(patterns.words().len(), p * w, "P packed patterns");
+    assert!(s.h.len() >= p, "an overlap per pattern");
+    // h_μ = N − 2·Hamming(ξ^μ, σ), written here so that it is compiled with the caller's
+    // features (POPCNT in the AVX2 twin).
     let set_overlaps = |s: &mut Scratch<L>, sigma: &[u32]| {
-        for (mu, hm) in s.h[..p].iter_mut().enumerate() {
-            *hm = overlap(patterns.pattern(mu), sigma, n);
+        for (hm, xi) in s.h[..p].iter_mut().zip(patterns.words().chunks_exact(w)) {
+            let hamming: u32 = xi
+                .iter()
+                .zip(sigma)
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum();
+            *hm = n as i32 - 2 * hamming as i32;
         }
     };
     let mut history = Vec::new();
@@ -470,6 +495,7 @@ fn run_query<L: Lane>(
                     }
                 }
                 let mut count = 0;
+                assert_eq!(sigma.len(), flip.len(), "a flip mask per state word");
                 for (word, f) in sigma.iter_mut().zip(&flip) {
                     *word ^= f;
                     count += f.count_ones();
@@ -497,9 +523,9 @@ fn run_query_baseline<L: Lane>(
     run_query(memory, tables, update, clamp, orders, s, sigma)
 }
 
-/// [`run_query`] compiled with AVX2 (256-bit lanes for the masked sums).
+/// [`run_query`] compiled with AVX2 (256-bit lanes for the masked sums) and POPCNT.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt")]
 fn run_query_avx2<L: Lane>(
     memory: &Memory<'_>,
     tables: &Tables<L>,
@@ -536,7 +562,7 @@ fn worker<L: Lane>(
         made: Vec::new(),
     };
     #[cfg(target_arch = "x86_64")]
-    let avx2 = is_x86_feature_detected!("avx2");
+    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("popcnt");
     let mut out = Vec::new();
     loop {
         let q = next.fetch_add(1, Ordering::Relaxed);
@@ -546,7 +572,7 @@ fn worker<L: Lane>(
         let mut sigma = queries[q * w..(q + 1) * w].to_vec();
         #[cfg(target_arch = "x86_64")]
         let (history, done) = if avx2 {
-            // SAFETY: the CPU supports AVX2 (checked just above at run time).
+            // SAFETY: the CPU supports AVX2 and POPCNT (checked above at run time).
             unsafe {
                 run_query_avx2(
                     memory,
