@@ -31,6 +31,7 @@
 //! is compiled a second time for AVX2 and chosen at run time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use dam_core::binary::{
     sweep_order, words_per_state, BinaryPatterns, Clamp, SpinEnergy, SpinResult, SpinTable,
@@ -618,8 +619,10 @@ fn run_all<L: Lane>(
     b: usize,
     threads: usize,
 ) -> SpinResult {
+    // Asked once: on Linux it reads the cgroup quota, which costs more than a small run.
+    static CORES: OnceLock<usize> = OnceLock::new();
     let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |t| t.get()),
+        0 => *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |t| t.get())),
         t => t,
     }
     .min(b);
