@@ -330,3 +330,31 @@ fn run_without_a_clamp_is_the_reference_run_and_errors_agree() {
     assert!(fast::run(&patterns, zero, update, &q).is_err());
     assert!(reference::run(&patterns, zero, update, &q).is_err());
 }
+
+#[test]
+fn fields_near_the_32_bit_bound_stay_exact() {
+    // N = 100, F = x⁵: max|W| = W(±101) ≈ 1.04·10⁹, so P = 2 runs in 32-bit lanes and
+    // P = 3 in 64-bit ones. P copies of ξ from −ξ: D_i = −P·W(−99) ≈ −0.96·10⁹·P, below
+    // −2³¹ at P = 3, where 32-bit lanes would wrap and keep the spin.
+    let mut rng = StdRng::seed_from_u64(18);
+    let dim = 100;
+    let xi = unpack(random_patterns(&mut rng, 1, dim).pattern(0), dim);
+    let w = words_per_state(dim);
+    let mut start = vec![0u32; w];
+    pack(&xi.iter().map(|v| -v).collect::<Vec<f32>>(), &mut start);
+    for count in [2, 3] {
+        let values: Vec<f32> = (0..count).flat_map(|_| xi.iter().copied()).collect();
+        let patterns = BinaryPatterns::from_signs(count, dim, &values).unwrap();
+        let energy = SpinEnergy::Polynomial { n: 5 };
+        for update in [
+            SpinUpdate::Sync { max_steps: 1 },
+            SpinUpdate::Async {
+                max_sweeps: 3,
+                seed: 0,
+            },
+        ] {
+            let r = same(&patterns, energy, update, &start, &Clamp::none(dim));
+            assert_eq!(&r.states[..], patterns.pattern(0), "P={count} {update:?}");
+        }
+    }
+}
