@@ -76,6 +76,40 @@ pub fn run_clamped_on(
     clamp: &Clamp,
     threads: usize,
 ) -> Result<SpinResult> {
+    run_with(
+        patterns,
+        energy,
+        update,
+        queries,
+        clamp,
+        threads,
+        simd_available(),
+    )
+}
+
+/// Whether the AVX2 twin of the per-query loop can run here.
+fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("popcnt")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// [`run_clamped_on`], with the AVX2 twin only where `avx2` (which must be false where the
+/// CPU lacks AVX2 or POPCNT).
+fn run_with(
+    patterns: &BinaryPatterns,
+    energy: SpinEnergy,
+    update: SpinUpdate,
+    queries: &[u32],
+    clamp: &Clamp,
+    threads: usize,
+    avx2: bool,
+) -> Result<SpinResult> {
     let (b, table) = patterns.prepare_run(energy, queries)?;
     patterns.validate_clamp(clamp)?;
     if patterns.count() > u32::MAX as usize || patterns.dim() > (i32::MAX / 4) as usize {
@@ -92,12 +126,30 @@ pub fn run_clamped_on(
     if !table.relative_to_top && worst * patterns.count() as u128 <= i32::MAX as u128 {
         let tables = Tables::<i32>::new(&table, patterns.dim());
         Ok(run_all(
-            &memory, &tables, update, queries, clamp, b, threads,
+            &Job {
+                memory: &memory,
+                tables: &tables,
+                update,
+                queries,
+                clamp,
+                avx2,
+            },
+            b,
+            threads,
         ))
     } else {
         let tables = Tables::<i64>::new(&table, patterns.dim());
         Ok(run_all(
-            &memory, &tables, update, queries, clamp, b, threads,
+            &Job {
+                memory: &memory,
+                tables: &tables,
+                update,
+                queries,
+                clamp,
+                avx2,
+            },
+            b,
+            threads,
         ))
     }
 }
@@ -539,17 +591,29 @@ fn run_query_avx2<L: Lane>(
     run_query(memory, tables, update, clamp, orders, s, sigma)
 }
 
+/// What every query of a run shares.
+struct Job<'a, L> {
+    memory: &'a Memory<'a>,
+    tables: &'a Tables<L>,
+    update: SpinUpdate,
+    queries: &'a [u32],
+    clamp: &'a Clamp,
+    /// Run the AVX2 twin (only where the CPU has AVX2 and POPCNT).
+    avx2: bool,
+}
+
 /// Runs queries handed out by `next` until none are left: (query, final state, flips,
 /// converged) for each.
 #[allow(clippy::type_complexity)]
-fn worker<L: Lane>(
-    memory: &Memory<'_>,
-    tables: &Tables<L>,
-    update: SpinUpdate,
-    queries: &[u32],
-    clamp: &Clamp,
-    next: &AtomicUsize,
-) -> Vec<(usize, Vec<u32>, Vec<u32>, bool)> {
+fn worker<L: Lane>(job: &Job<'_, L>, next: &AtomicUsize) -> Vec<(usize, Vec<u32>, Vec<u32>, bool)> {
+    let Job {
+        memory,
+        tables,
+        update,
+        queries,
+        clamp,
+        avx2,
+    } = *job;
     let w = words_per_state(memory.patterns.dim());
     let b = queries.len() / w;
     let mut s = Scratch::<L>::new(memory.row_words);
@@ -562,8 +626,6 @@ fn worker<L: Lane>(
         clamp,
         made: Vec::new(),
     };
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("popcnt");
     let mut out = Vec::new();
     loop {
         let q = next.fetch_add(1, Ordering::Relaxed);
@@ -571,54 +633,25 @@ fn worker<L: Lane>(
             return out;
         }
         let mut sigma = queries[q * w..(q + 1) * w].to_vec();
+        let (o, sc, sg) = (&mut orders, &mut s, &mut sigma[..]);
         #[cfg(target_arch = "x86_64")]
         let (history, done) = if avx2 {
-            // SAFETY: the CPU supports AVX2 and POPCNT (checked above at run time).
-            unsafe {
-                run_query_avx2(
-                    memory,
-                    tables,
-                    update,
-                    clamp,
-                    &mut orders,
-                    &mut s,
-                    &mut sigma,
-                )
-            }
+            // SAFETY: `avx2` is true only where the CPU has AVX2 and POPCNT
+            // (`simd_available`, checked at run time).
+            unsafe { run_query_avx2(memory, tables, update, clamp, o, sc, sg) }
         } else {
-            run_query_baseline(
-                memory,
-                tables,
-                update,
-                clamp,
-                &mut orders,
-                &mut s,
-                &mut sigma,
-            )
+            run_query_baseline(memory, tables, update, clamp, o, sc, sg)
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let (history, done) = run_query_baseline(
-            memory,
-            tables,
-            update,
-            clamp,
-            &mut orders,
-            &mut s,
-            &mut sigma,
-        );
+        let (history, done) = {
+            let _ = avx2;
+            run_query_baseline(memory, tables, update, clamp, o, sc, sg)
+        };
         out.push((q, sigma, history, done));
     }
 }
 
-fn run_all<L: Lane>(
-    memory: &Memory<'_>,
-    tables: &Tables<L>,
-    update: SpinUpdate,
-    queries: &[u32],
-    clamp: &Clamp,
-    b: usize,
-    threads: usize,
-) -> SpinResult {
+fn run_all<L: Lane>(job: &Job<'_, L>, b: usize, threads: usize) -> SpinResult {
     // Asked once: on Linux it reads the cgroup quota, which costs more than a small run.
     static CORES: OnceLock<usize> = OnceLock::new();
     let threads = match threads {
@@ -628,12 +661,12 @@ fn run_all<L: Lane>(
     .min(b);
     let next = AtomicUsize::new(0);
     let done: Vec<_> = if threads <= 1 {
-        worker(memory, tables, update, queries, clamp, &next)
+        worker(job, &next)
     } else {
         let next = &next;
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
-                .map(|_| scope.spawn(move || worker(memory, tables, update, queries, clamp, next)))
+                .map(|_| scope.spawn(move || worker(job, next)))
                 .collect();
             handles
                 .into_iter()
@@ -641,7 +674,7 @@ fn run_all<L: Lane>(
                 .collect()
         })
     };
-    let w = words_per_state(memory.patterns.dim());
+    let w = words_per_state(job.memory.patterns.dim());
     let mut states = vec![0u32; b * w];
     let mut flips = vec![Vec::new(); b];
     let mut converged = vec![false; b];
@@ -660,6 +693,47 @@ fn run_all<L: Lane>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dam_core::binary::{pack, unpack};
+
+    /// The baseline loop (the AVX2 twin is what `tests/spin_fast.rs` runs on a CPU with
+    /// AVX2) against the reference: 32- and 64-bit lanes, the exponential, both updates.
+    #[test]
+    fn baseline_loop_matches_the_reference() {
+        let (n, p, b) = (70, 45, 6);
+        let patterns = BinaryPatterns::procedural(p, n, 3).unwrap();
+        let w = words_per_state(n);
+        let mut queries = vec![0u32; b * w];
+        for q in 0..b {
+            // Pattern q with every third spin from q on flipped.
+            let mut x = unpack(patterns.pattern(q), n);
+            for i in (q..n).step_by(3) {
+                x[i] = -x[i];
+            }
+            pack(&x, &mut queries[q * w..(q + 1) * w]);
+        }
+        let clamp = Clamp::fixing(n, &[0, 5, 33, 69]).unwrap();
+        for energy in [
+            SpinEnergy::Polynomial { n: 3 },
+            SpinEnergy::Polynomial { n: 8 },
+            SpinEnergy::RectifiedPolynomial { n: 2 },
+            SpinEnergy::Exponential { beta: 0.7 },
+        ] {
+            for update in [
+                SpinUpdate::Sync { max_steps: 4 },
+                SpinUpdate::Async {
+                    max_sweeps: 20,
+                    seed: 8,
+                },
+            ] {
+                let want = crate::reference::binary::run_clamped(
+                    &patterns, energy, update, &queries, &clamp,
+                )
+                .unwrap();
+                let got = run_with(&patterns, energy, update, &queries, &clamp, 2, false).unwrap();
+                assert_eq!(got, want, "{energy:?} {update:?}");
+            }
+        }
+    }
 
     #[test]
     fn transpose32_moves_bit_k_of_word_j_to_bit_j_of_word_k() {
