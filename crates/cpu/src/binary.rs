@@ -397,7 +397,8 @@ fn shift_overlaps(bits: &[u32], h: &mut [i32], up: bool) {
     let d = if up { 2 } else { -2 };
     for (&word, lanes) in bits.iter().zip(h.chunks_exact_mut(32)) {
         for (k, lane) in lanes.iter_mut().enumerate() {
-            *lane += if word & (1 << k) != 0 { d } else { -d };
+            // Wrapping: the lanes past P drift with every flip and are never read.
+            *lane = lane.wrapping_add(if word & (1 << k) != 0 { d } else { -d });
         }
     }
 }
