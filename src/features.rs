@@ -63,7 +63,9 @@ impl RandomFeatures {
             #[cfg(not(feature = "wgpu"))]
             Placement::Wgpu(never) => match *never {},
             #[cfg(feature = "wgpu")]
-            Placement::Wgpu(ctx) => dam_wgpu::features::feature_sum(ctx, &self.spec, &self.omega, rows),
+            Placement::Wgpu(ctx) => {
+                dam_wgpu::features::feature_sum(ctx, &self.spec, &self.omega, rows)
+            }
         }
     }
 

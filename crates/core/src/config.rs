@@ -108,6 +108,99 @@ pub enum Projection {
     Sign,
 }
 
+impl Similarity {
+    /// Every similarity, in documentation order.
+    pub const ALL: [Similarity; 3] = [
+        Similarity::Dot,
+        Similarity::NegEuclidean,
+        Similarity::NegManhattan,
+    ];
+
+    /// The name the CLI, the Python package and the files use: `dot`, `euclidean`,
+    /// `manhattan`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Similarity::Dot => "dot",
+            Similarity::NegEuclidean => "euclidean",
+            Similarity::NegManhattan => "manhattan",
+        }
+    }
+
+    /// Reads [`Similarity::name`] (case ignored; `neg-euclidean`, `neg-manhattan` too).
+    pub fn parse(name: &str) -> Result<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "dot" => Ok(Similarity::Dot),
+            "euclidean" | "neg-euclidean" => Ok(Similarity::NegEuclidean),
+            "manhattan" | "neg-manhattan" => Ok(Similarity::NegManhattan),
+            _ => Err(Error::InvalidParameter {
+                argument: "similarity",
+                value: name.to_string(),
+                reason: "use dot, euclidean or manhattan".into(),
+            }),
+        }
+    }
+}
+
+impl Separation {
+    /// The name the CLI, the Python package and the files use: `softmax`, `exponential`,
+    /// `polynomial:N`, `rectified:N`, `max`, `top-k:K`.
+    pub fn name(&self) -> String {
+        match *self {
+            Separation::Softmax { .. } => "softmax".into(),
+            Separation::Exponential { .. } => "exponential".into(),
+            Separation::Polynomial { n } => format!("polynomial:{n}"),
+            Separation::RectifiedPolynomial { n } => format!("rectified:{n}"),
+            Separation::Max => "max".into(),
+            Separation::TopK { k } => format!("top-k:{k}"),
+        }
+    }
+
+    /// Reads [`Separation::name`] with `beta` for softmax and exponential (case ignored).
+    /// Aliases: `lse` for softmax, `exp` for exponential, `poly:N` and
+    /// `rectified-polynomial:N` / `rpoly:N`, `topk:K`. Not validated here
+    /// ([`Config::validate`] checks the domains).
+    pub fn parse(name: &str, beta: f32) -> Result<Self> {
+        let lower = name.trim().to_ascii_lowercase();
+        let (head, tail) = match lower.split_once(':') {
+            Some((h, t)) => (h, Some(t)),
+            None => (lower.as_str(), None),
+        };
+        let bad = |reason: &str| Error::InvalidParameter {
+            argument: "separation",
+            value: name.to_string(),
+            reason: reason.to_string(),
+        };
+        let number = |what: &str| -> Result<usize> {
+            tail.ok_or_else(|| bad(&format!("{head} needs its {what}, e.g. {head}:3")))?
+                .parse::<usize>()
+                .map_err(|_| bad(&format!("the {what} must be a whole number")))
+        };
+        let degree = || -> Result<u32> {
+            u32::try_from(number("degree")?).map_err(|_| bad("the degree is too large"))
+        };
+        let plain = |s: Separation| {
+            if tail.is_some() {
+                Err(bad(&format!("{head} takes no parameter")))
+            } else {
+                Ok(s)
+            }
+        };
+        match head {
+            "softmax" | "lse" => plain(Separation::Softmax { beta }),
+            "exponential" | "exp" => plain(Separation::Exponential { beta }),
+            "polynomial" | "poly" => Ok(Separation::Polynomial { n: degree()? }),
+            "rectified" | "rectified-polynomial" | "rpoly" => {
+                Ok(Separation::RectifiedPolynomial { n: degree()? })
+            }
+            "max" => plain(Separation::Max),
+            "top-k" | "topk" => Ok(Separation::TopK { k: number("k")? }),
+            _ => Err(bad(
+                "use softmax, exponential, polynomial:N, rectified:N, max or top-k:K",
+            )),
+        }
+    }
+}
+
 impl Projection {
     /// Applies the projection to a state in place.
     pub fn apply(self, x: &mut [f64]) {
@@ -212,6 +305,49 @@ mod tests {
             separation,
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn rule_names_round_trip_and_aliases_parse() {
+        for similarity in Similarity::ALL {
+            assert_eq!(Similarity::parse(similarity.name()).unwrap(), similarity);
+        }
+        let all = [
+            Separation::Softmax { beta: 2.0 },
+            Separation::Exponential { beta: 2.0 },
+            Separation::Polynomial { n: 3 },
+            Separation::RectifiedPolynomial { n: 30 },
+            Separation::Max,
+            Separation::TopK { k: 7 },
+        ];
+        for separation in all {
+            assert_eq!(
+                Separation::parse(&separation.name(), 2.0).unwrap(),
+                separation
+            );
+        }
+        assert_eq!(
+            Separation::parse("poly:4", 1.0).unwrap(),
+            Separation::Polynomial { n: 4 }
+        );
+        assert_eq!(
+            Separation::parse("RPOLY:2", 1.0).unwrap(),
+            Separation::RectifiedPolynomial { n: 2 }
+        );
+        assert_eq!(
+            Separation::parse("lse", 0.5).unwrap(),
+            Separation::Softmax { beta: 0.5 }
+        );
+        for bad in ["polynomial", "poly:x", "max:2", "entropy", "top-k:-1"] {
+            assert!(
+                matches!(
+                    Separation::parse(bad, 1.0),
+                    Err(Error::InvalidParameter { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(Similarity::parse("cosine").is_err());
     }
 
     #[test]

@@ -31,7 +31,6 @@
 //! is compiled a second time for AVX2 and chosen at run time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 use dam_core::binary::{
     sweep_order, words_per_state, BinaryPatterns, Clamp, SpinEnergy, SpinResult, SpinTable,
@@ -653,13 +652,7 @@ fn worker<L: Lane>(job: &Job<'_, L>, next: &AtomicUsize) -> Vec<(usize, Vec<u32>
 }
 
 fn run_all<L: Lane>(job: &Job<'_, L>, b: usize, threads: usize) -> SpinResult {
-    // Asked once: on Linux it reads the cgroup quota, which costs more than a small run.
-    static CORES: OnceLock<usize> = OnceLock::new();
-    let threads = match threads {
-        0 => *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |t| t.get())),
-        t => t,
-    }
-    .min(b);
+    let threads = crate::fast::thread_count(threads).min(b);
     let next = AtomicUsize::new(0);
     let done: Vec<_> = if threads <= 1 {
         worker(job, &next)

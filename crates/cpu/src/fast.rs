@@ -36,10 +36,12 @@ pub fn block_rows(dim: usize) -> usize {
 /// Queries per pass: bounds the per-thread scratch (B×block scores, B×M accumulator).
 pub const QUERY_CHUNK: usize = 1024;
 
-/// Threads for a request of `requested` (0 = every core).
+/// Threads for a request of `requested` (0 = every core). The core count is asked once:
+/// on Linux it reads the cgroup quota, which costs more than a small pass.
 pub fn thread_count(requested: usize) -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     match requested {
-        0 => std::thread::available_parallelism().map_or(1, |t| t.get()),
+        0 => *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |t| t.get())),
         t => t,
     }
 }
@@ -246,9 +248,7 @@ impl Partial {
         }
         match separation {
             Separation::Softmax { beta } | Separation::Exponential { beta } => {
-                let z_max = row
-                    .iter()
-                    .fold(f32::NEG_INFINITY, |m, &s| m.max(beta * s));
+                let z_max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(beta * s));
                 let m_new = self.m[q].max(z_max as f64);
                 self.rescale(q, m_new, square);
                 let m32 = m_new as f32;
@@ -340,7 +340,11 @@ fn similarity_block(
             let xs = x.as_slice().expect("standard layout");
             let ps = block.as_slice().expect("standard layout");
             simd::wide(|| {
-                for (q, mut row) in out.slice_mut(s![.., ..rows]).rows_mut().into_iter().enumerate()
+                for (q, mut row) in out
+                    .slice_mut(s![.., ..rows])
+                    .rows_mut()
+                    .into_iter()
+                    .enumerate()
                 {
                     for (j, s) in row.iter_mut().enumerate() {
                         let total = x_norms[q] + norms[j];
@@ -529,15 +533,10 @@ impl Pass<'_> {
             |start, mut scores| {
                 let rows = scores.ncols();
                 for (q, mut row) in scores.rows_mut().into_iter().enumerate() {
-                    let row = row.as_slice_mut().expect("rows of the scratch are contiguous");
-                    part.absorb(
-                        self.separation,
-                        q,
-                        row,
-                        start,
-                        &mut scratch[..rows],
-                        square,
-                    );
+                    let row = row
+                        .as_slice_mut()
+                        .expect("rows of the scratch are contiguous");
+                    part.absorb(self.separation, q, row, start, &mut scratch[..rows], square);
                 }
                 if updates > 0 && accumulates(self.separation) {
                     general_mat_mul(
@@ -598,9 +597,12 @@ impl Pass<'_> {
                         }
                         sum.iter().map(|a| a / items.len() as f64).collect()
                     }
-                    Separation::Softmax { .. } => {
-                        part.acc.row(q).iter().map(|&a| a as f64 / part.l[q]).collect()
-                    }
+                    Separation::Softmax { .. } => part
+                        .acc
+                        .row(q)
+                        .iter()
+                        .map(|&a| a as f64 / part.l[q])
+                        .collect(),
                     _ => part.acc.row(q).iter().map(|&a| a as f64).collect(),
                 };
                 // Sphere and Sign are scale invariant: the (possibly huge) factor of the

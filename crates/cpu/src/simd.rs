@@ -86,13 +86,7 @@ pub fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
 /// B queries (`queries`, B×N row-major) and the rows of `block` (rows×N row-major). Each
 /// pattern chunk is loaded once for four queries.
 #[inline(always)]
-pub fn neg_manhattan_block(
-    queries: &[f32],
-    block: &[f32],
-    n: usize,
-    out: &mut [f32],
-    ld: usize,
-) {
+pub fn neg_manhattan_block(queries: &[f32], block: &[f32], n: usize, out: &mut [f32], ld: usize) {
     let b = queries.len() / n.max(1);
     let rows = block.len() / n.max(1);
     for j in 0..rows {

@@ -1,26 +1,41 @@
-//! `dam bench`: seconds per retrieval step (dot similarity, softmax, Gaussian patterns from
-//! seed 0), the same workload as `benches/peers/{numpy,torch}_retrieval.py`; with
-//! `--search`, seconds per exact top-k search of the batch (`benches/peers/faiss_search.py`).
+//! `dam bench`: seconds per call of the engine — one step, a retrieval, energies or an exact
+//! top-k search — for any similarity and separation, on Gaussian patterns from seed 0 with
+//! the first B patterns plus noise as queries: the workload of
+//! `benches/peers/{numpy_retrieval,numpy_rules,torch_retrieval,faiss_search}.py`.
 
 use dam::procedural::{fill, PatternKind, Stream};
-use dam::{Config, Device, Dynamics, Patterns, Projection, Retriever, Separation, Similarity};
+use dam::{Config, Device, Dynamics, Patterns, Retriever, Separation};
 use ndarray::Array2;
 
 use crate::{ExperimentError, Result};
 
-/// Which implementation of the step is timed.
+/// What call is timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BenchPath {
-    /// `Retriever::step` on the chosen device (fused fast path on the CPU).
-    Engine,
-    /// The plain CPU reference update, one query and one pattern at a time (f64 sums).
-    Reference,
-    /// `Retriever::search(queries, k)`: exact top-k by dot similarity (one search of the
-    /// batch per timed step).
+pub enum BenchCall {
+    /// `Retriever::step`: one update of the batch.
+    Step,
+    /// `Retriever::retrieve`: the configured dynamics, then the nearest pattern, energy and
+    /// confidence at the final states.
+    Retrieve,
+    /// `Retriever::energy` of the batch.
+    Energy,
+    /// `Retriever::search(queries, k)`: exact top-k by the similarity.
     Search {
         /// Patterns returned per query.
         k: usize,
     },
+}
+
+impl BenchCall {
+    /// `step`, `retrieve`, `energy` or `search` (the JSON key `call`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            BenchCall::Step => "step",
+            BenchCall::Retrieve => "retrieve",
+            BenchCall::Energy => "energy",
+            BenchCall::Search { .. } => "search",
+        }
+    }
 }
 
 /// What to time.
@@ -32,32 +47,44 @@ pub struct BenchConfig {
     pub dim: usize,
     /// Queries per step B.
     pub batch: usize,
-    /// Softmax β (the peers' default is 1/√N).
-    pub beta: f32,
-    /// Timed steps (after one warm-up step); the median is reported.
+    /// Timed calls (after one warm-up call); the median is reported.
     pub steps: usize,
     /// Pattern storage on the device.
     pub storage: dam::Storage,
-    /// Engine or plain reference.
-    pub path: BenchPath,
+    /// The retrieval rule (the peers' default: dot similarity, softmax at β = 1/√N, one
+    /// step, no projection).
+    pub config: Config,
+    /// The call timed.
+    pub call: BenchCall,
+}
+
+impl BenchConfig {
+    /// β of softmax or exponential, if the separation has one.
+    pub fn beta(&self) -> Option<f32> {
+        match self.config.separation {
+            Separation::Softmax { beta } | Separation::Exponential { beta } => Some(beta),
+            _ => None,
+        }
+    }
 }
 
 /// Timings of one configuration.
 #[derive(Debug, Clone)]
 pub struct BenchResult {
-    /// Every timed step, in seconds, in order.
+    /// Every timed call, in seconds, in order.
     pub seconds: Vec<f64>,
     /// Median of `seconds`.
     pub median: f64,
     /// Median device time of the timed steps from timestamp queries (wgpu adapters with
     /// `TIMESTAMP_QUERY`), in seconds; `None` elsewhere.
     pub gpu_median: Option<f64>,
-    /// 4·B·P·N / median (a step: two products), or 2·B·P·N / median (a search), in 10⁹
-    /// per second.
+    /// 4·B·P·N / median (a step or a retrieval: two products per pass), or 2·B·P·N /
+    /// median (energy, search: one), in 10⁹ per second.
     pub gflops: f64,
     /// P·N·bytes per element / median, in GB/s.
     pub pattern_gbps: f64,
-    /// Σ |x'| over the output of the last step (compare devices on the same sizes).
+    /// Σ |x'| over the output of the last call (states; energies; search scores), to
+    /// compare devices on the same sizes.
     pub checksum: f64,
     /// Seconds to generate the patterns and build the retriever (upload).
     pub setup_seconds: f64,
@@ -66,21 +93,25 @@ pub struct BenchResult {
     /// Search only: |top-k ∩ exact top-k| / k over the first [`RECALL_QUERIES`] queries,
     /// against the f64 reference.
     pub recall: Option<f64>,
+    /// Retrieve only: the mean number of steps per query.
+    pub mean_steps: Option<f64>,
 }
 
 /// Queries whose search results are checked against the f64 reference (`recall`).
 pub const RECALL_QUERIES: usize = 16;
 
-/// The `path` of the JSON line: `cpu-reference`, `cpu-fast`, `wgpu` (streaming kernel) or
-/// `wgpu-gemm` (the matrix product, see `WgpuOptions::gemm_min_batch`).
+/// The `path` of the JSON line: `cpu-fast`, `cpu-reference`, `wgpu` (streaming kernel),
+/// `wgpu-gemm` (the matrix product, see `WgpuOptions::gemm_min_batch`), or for a search
+/// `cpu-search` / `wgpu-search`.
 pub fn path_name(cfg: &BenchConfig, device: &Device) -> Result<&'static str> {
-    Ok(match (cfg.path, device.context()?) {
-        (BenchPath::Reference, _) => "cpu-reference",
-        (BenchPath::Search { .. }, None) => "cpu-search",
-        (BenchPath::Search { .. }, Some(_)) => "wgpu-search",
-        (BenchPath::Engine, None) => "cpu-fast",
-        (BenchPath::Engine, Some(ctx)) if ctx.gemm_for(cfg.batch) => "wgpu-gemm",
-        (BenchPath::Engine, Some(_)) => "wgpu",
+    let search = matches!(cfg.call, BenchCall::Search { .. });
+    Ok(match (device, device.context()?) {
+        (Device::Reference, _) => "cpu-reference",
+        (_, None) if search => "cpu-search",
+        (_, None) => "cpu-fast",
+        (_, Some(_)) if search => "wgpu-search",
+        (_, Some(ctx)) if cfg.call == BenchCall::Step && ctx.gemm_for(cfg.batch) => "wgpu-gemm",
+        (_, Some(_)) => "wgpu",
     })
 }
 
@@ -91,10 +122,7 @@ pub fn json_line(
     result: &BenchResult,
     device: &Device,
 ) -> Result<serde_json::Value> {
-    let (kind, adapter) = match device.context()? {
-        Some(ctx) => ("wgpu", ctx.describe()),
-        None => ("cpu", "cpu".to_string()),
-    };
+    let (kind, adapter) = device.describe()?;
     let dtype = match cfg.storage {
         dam::Storage::F32 => "f32",
         dam::Storage::F16 => "f16",
@@ -108,8 +136,16 @@ pub fn json_line(
         "patterns": cfg.patterns,
         "dim": cfg.dim,
         "batch": cfg.batch,
-        "beta": cfg.beta,
+        "beta": cfg.beta(),
         "steps": cfg.steps,
+        "similarity": cfg.config.similarity.name(),
+        "separation": cfg.config.separation.name(),
+        "call": cfg.call.name(),
+        "dynamics": match cfg.config.dynamics {
+            Dynamics::OneStep => "one-step",
+            Dynamics::Iterate { .. } => "iterate",
+        },
+        "projection": format!("{:?}", cfg.config.projection).to_ascii_lowercase(),
         "seconds_per_step": result.median,
         "gpu_seconds_per_step": result.gpu_median,
         "seconds_min": result.seconds.iter().cloned().fold(f64::INFINITY, f64::min),
@@ -117,13 +153,14 @@ pub fn json_line(
         "gflops": result.gflops,
         "pattern_gbps": result.pattern_gbps,
         "setup_seconds": result.setup_seconds,
-        "threads": std::thread::available_parallelism().map_or(1, |t| t.get()),
+        "threads": dam::cpu::fast::thread_count(0),
         "checksum": result.checksum,
-        "k": match cfg.path {
-            BenchPath::Search { k } => Some(k),
+        "k": match cfg.call {
+            BenchCall::Search { k } => Some(k),
             _ => None,
         },
         "recall": result.recall,
+        "mean_steps": result.mean_steps,
     }))
 }
 
@@ -200,13 +237,6 @@ pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
             reason: "all must be ≥ 1".into(),
         });
     }
-    if cfg.path == BenchPath::Reference && !matches!(device, Device::Cpu) {
-        return Err(ExperimentError::Invalid {
-            argument: "--reference",
-            value: format!("{device:?}"),
-            reason: "the plain reference runs on --device cpu only".into(),
-        });
-    }
     let (p, n, b) = (cfg.patterns, cfg.dim, cfg.batch);
     let setup = std::time::Instant::now();
     let raw = gaussian_patterns(p, n)?;
@@ -225,28 +255,41 @@ pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
             .zip(target.iter().zip(&noise))
             .for_each(|(x, (t, e))| *x = t + 0.5 * e);
     }
-    let config = Config {
-        similarity: Similarity::Dot,
-        separation: Separation::Softmax { beta: cfg.beta },
-        dynamics: Dynamics::OneStep,
-        projection: Projection::None,
-        ..Config::default()
-    };
     let retriever = Retriever::builder(Patterns::new(raw)?)
-        .config(config)
+        .config(cfg.config)
         .storage(cfg.storage)
         .device(device.clone())
         .build()?;
     let setup_seconds = setup.elapsed().as_secs_f64();
-    let step = |q: &Array2<f32>| -> Result<(Array2<f32>, Option<f64>)> {
-        match cfg.path {
-            BenchPath::Engine => Ok(retriever.step_timed(q.view())?),
-            BenchPath::Search { k } => Ok((retriever.search(q.view(), k)?.scores, None)),
-            BenchPath::Reference => Ok((
-                dam::cpu::step(&config, retriever.patterns(), q.view())?,
+    let mut steps_taken = Vec::new();
+    let mut step = |q: &Array2<f32>| -> Result<(Vec<f32>, Option<f64>)> {
+        Ok(match cfg.call {
+            BenchCall::Step => {
+                let (x, t) = retriever.step_timed(q.view())?;
+                (x.into_raw_vec_and_offset().0, t)
+            }
+            BenchCall::Retrieve => {
+                let r = retriever.retrieve(q.view())?;
+                steps_taken = r.steps;
+                (r.states.into_raw_vec_and_offset().0, None)
+            }
+            BenchCall::Energy => (
+                retriever
+                    .energy(q.view())?
+                    .into_iter()
+                    .map(|e| e as f32)
+                    .collect(),
                 None,
-            )),
-        }
+            ),
+            BenchCall::Search { k } => (
+                retriever
+                    .search(q.view(), k)?
+                    .scores
+                    .into_raw_vec_and_offset()
+                    .0,
+                None,
+            ),
+        })
     };
     let (mut last, _) = step(&queries)?; // warm-up: pipelines, buffers, caches
     let mut seconds = Vec::with_capacity(cfg.steps);
@@ -264,16 +307,14 @@ pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
         dam::Storage::F32 => 4.0,
         dam::Storage::F16 => 2.0,
     };
-    let recall = match cfg.path {
-        BenchPath::Search { k } => {
+    let mean_steps = (cfg.call == BenchCall::Retrieve)
+        .then(|| steps_taken.iter().sum::<usize>() as f64 / steps_taken.len().max(1) as f64);
+    let recall = match cfg.call {
+        BenchCall::Search { k } => {
             let sample = queries.slice(ndarray::s![..b.min(RECALL_QUERIES), ..]);
             let got = retriever.search(sample, k)?;
-            let exact = dam::cpu::search::search_reference(
-                Similarity::Dot,
-                retriever.patterns(),
-                sample,
-                k,
-            );
+            let exact =
+                dam::cpu::reference::search(cfg.config.similarity, retriever.patterns(), sample, k);
             let hits: usize = got
                 .ids
                 .rows()
@@ -285,18 +326,16 @@ pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
         }
         _ => None,
     };
-    let flops = match cfg.path {
-        BenchPath::Search { .. } => 2.0,
-        _ => 4.0,
+    let flops = match cfg.call {
+        BenchCall::Search { .. } | BenchCall::Energy => 2.0,
+        BenchCall::Step | BenchCall::Retrieve => 4.0,
     };
-    let device_name = match cfg.path {
-        BenchPath::Engine | BenchPath::Search { .. } => retriever.device_name(),
-        BenchPath::Reference => "cpu (reference, plain)".into(),
-    };
+    let device_name = retriever.device_name();
     Ok(BenchResult {
         gflops: flops * (b * p * n) as f64 / median / 1e9,
         pattern_gbps: (p * n) as f64 * bytes / median / 1e9,
         checksum: last.iter().map(|v| v.abs() as f64).sum(),
+        mean_steps,
         seconds,
         median,
         gpu_median,
@@ -309,6 +348,7 @@ pub fn run(cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dam::{Projection, Similarity};
 
     #[test]
     fn the_json_line_has_the_contracts_keys_and_names_the_path() {
@@ -316,10 +356,14 @@ mod tests {
             patterns: 300,
             dim: 16,
             batch: 3,
-            beta: 0.25,
             steps: 2,
             storage: dam::Storage::F32,
-            path: BenchPath::Engine,
+            config: Config {
+                separation: Separation::Softmax { beta: 0.25 },
+                dynamics: Dynamics::OneStep,
+                ..Config::default()
+            },
+            call: BenchCall::Step,
         };
         let r = run(&cfg, &Device::Cpu).unwrap();
         assert_eq!(r.seconds.len(), 2);
@@ -329,8 +373,11 @@ mod tests {
         assert!(line["seconds_per_step"].as_f64().is_some_and(|v| v > 0.0));
         assert_eq!(line["path"], "cpu-fast");
         assert_eq!(line["device"], "cpu");
+        assert_eq!(line["similarity"], "dot");
+        assert_eq!(line["separation"], "softmax");
+        assert_eq!(line["call"], "step");
         let search = BenchConfig {
-            path: BenchPath::Search { k: 4 },
+            call: BenchCall::Search { k: 4 },
             ..cfg.clone()
         };
         let r = run(&search, &Device::Cpu).unwrap();
@@ -339,13 +386,30 @@ mod tests {
         assert_eq!(line["k"], 4);
         assert_eq!(line["recall"], 1.0);
         assert_eq!(line["seconds_per_step"].as_f64(), Some(r.median));
-        let reference = BenchConfig {
-            path: BenchPath::Reference,
-            ..cfg
+        let retrieve = BenchConfig {
+            call: BenchCall::Retrieve,
+            config: Config {
+                similarity: Similarity::NegManhattan,
+                separation: Separation::Polynomial { n: 3 },
+                projection: Projection::Sphere,
+                ..cfg.config
+            },
+            ..cfg.clone()
         };
-        assert_eq!(
-            path_name(&reference, &Device::Cpu).unwrap(),
-            "cpu-reference"
+        let fast = run(&retrieve, &Device::Cpu).unwrap();
+        let plain = run(&retrieve, &Device::Reference).unwrap();
+        assert_eq!(fast.mean_steps, Some(1.0));
+        assert!(
+            (fast.checksum - plain.checksum).abs() <= 1e-4 * plain.checksum,
+            "fast {} vs reference {}",
+            fast.checksum,
+            plain.checksum
         );
+        let line = json_line(&retrieve, &plain, &Device::Reference).unwrap();
+        assert_eq!(line["path"], "cpu-reference");
+        assert_eq!(line["device"], "reference");
+        assert_eq!(line["separation"], "polynomial:3");
+        assert_eq!(line["similarity"], "manhattan");
+        assert_eq!(line["call"], "retrieve");
     }
 }

@@ -167,9 +167,25 @@ struct BenchArgs {
     /// Queries per step B.
     #[arg(long)]
     batch: usize,
-    /// Softmax β (default 1/√N, as the NumPy and PyTorch peers).
+    /// β of softmax and exponential (default 1/√N, as the NumPy and PyTorch peers).
     #[arg(long)]
     beta: Option<f32>,
+    /// Similarity: dot, euclidean or manhattan.
+    #[arg(long, default_value = "dot")]
+    similarity: String,
+    /// Separation: softmax, exponential, polynomial:N, rectified:N, max or top-k:K.
+    #[arg(long, default_value = "softmax")]
+    separation: String,
+    /// The call timed: step (one update), retrieve (the dynamics plus nearest pattern,
+    /// energy and confidence), energy, or search (exact top-k, as --search).
+    #[arg(long, value_enum, default_value_t = CallArg::Step)]
+    call: CallArg,
+    /// Dynamics of retrieve: one-step, or iterate (to ‖Δx‖∞ ≤ 1e-5, at most 100 steps).
+    #[arg(long, value_enum, default_value_t = BenchDynamicsArg::OneStep)]
+    dynamics: BenchDynamicsArg,
+    /// Projection after each update: none, sphere or sign.
+    #[arg(long, value_enum, default_value_t = ProjectionArg::None)]
+    projection: ProjectionArg,
     /// Timed steps after one warm-up step (the median is reported).
     #[arg(long, default_value_t = 5)]
     steps: usize,
@@ -179,8 +195,8 @@ struct BenchArgs {
     /// Pattern storage: f32, or f16 (2 bytes per entry, f32 arithmetic).
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     dtype: DtypeArg,
-    /// Time the plain CPU reference (one query, one pattern at a time, f64) instead of the
-    /// fused path; `--device cpu` only.
+    /// Time the plain f64 reference (one query, one pattern at a time), the same as
+    /// `--device reference`; not with `--device wgpu`.
     #[arg(long)]
     reference: bool,
     /// Print one JSON line instead of a sentence.
@@ -197,8 +213,32 @@ struct BenchArgs {
     #[arg(long)]
     search: bool,
     /// Patterns returned per query with `--search`.
-    #[arg(long, default_value_t = 10, requires = "search")]
+    #[arg(long, default_value_t = 10)]
     k: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum CallArg {
+    Step,
+    Retrieve,
+    Energy,
+    Search,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum BenchDynamicsArg {
+    OneStep,
+    Iterate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum ProjectionArg {
+    None,
+    Sphere,
+    Sign,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum, serde::Serialize)]
@@ -394,6 +434,7 @@ struct CensusArgs {
 enum DeviceArg {
     Auto,
     Cpu,
+    Reference,
     Wgpu,
 }
 
@@ -564,6 +605,7 @@ fn device_of(arg: DeviceArg) -> Result<dam::Device> {
             device
         }
         DeviceArg::Cpu => dam::Device::Cpu,
+        DeviceArg::Reference => dam::Device::Reference,
         DeviceArg::Wgpu => dam::Device::wgpu(),
     })
 }
@@ -608,32 +650,69 @@ fn devices(args: &DevicesArgs) -> Result<()> {
 }
 
 fn bench(args: &BenchArgs) -> Result<()> {
-    use dam_experiments::bench::{json_line, run, BenchConfig, BenchPath};
+    use dam_experiments::bench::{json_line, run, BenchCall, BenchConfig};
     let beta = args.beta.unwrap_or(1.0 / (args.dim.max(1) as f32).sqrt());
+    let invalid = |argument: &'static str, value: &str, e: dam::Error| {
+        dam_experiments::ExperimentError::Invalid {
+            argument,
+            value: value.to_string(),
+            reason: e.to_string(),
+        }
+    };
+    let similarity = dam::Similarity::parse(&args.similarity)
+        .map_err(|e| invalid("--similarity", &args.similarity, e))?;
+    let separation = dam::Separation::parse(&args.separation, beta)
+        .map_err(|e| invalid("--separation", &args.separation, e))?;
+    let call = match (args.call, args.search) {
+        (CallArg::Search, _) | (CallArg::Step, true) => BenchCall::Search { k: args.k },
+        (_, true) => {
+            return Err(dam_experiments::ExperimentError::Invalid {
+                argument: "--search",
+                value: format!("with --call {:?}", args.call).to_lowercase(),
+                reason: "--search is --call search; give one call".into(),
+            })
+        }
+        (CallArg::Step, false) => BenchCall::Step,
+        (CallArg::Retrieve, false) => BenchCall::Retrieve,
+        (CallArg::Energy, false) => BenchCall::Energy,
+    };
     let cfg = BenchConfig {
         patterns: args.patterns,
         dim: args.dim,
         batch: args.batch,
-        beta,
         steps: args.steps,
         storage: match args.dtype {
             DtypeArg::F32 => dam::Storage::F32,
             DtypeArg::F16 => dam::Storage::F16,
         },
-        path: match (args.reference, args.search) {
-            (true, true) => {
-                return Err(dam_experiments::ExperimentError::Invalid {
-                    argument: "--reference",
-                    value: "with --search".into(),
-                    reason: "--search times the engine's search; --reference a plain step".into(),
-                })
-            }
-            (true, false) => BenchPath::Reference,
-            (false, true) => BenchPath::Search { k: args.k },
-            (false, false) => BenchPath::Engine,
+        config: dam::Config {
+            similarity,
+            separation,
+            dynamics: match args.dynamics {
+                BenchDynamicsArg::OneStep => dam::Dynamics::OneStep,
+                BenchDynamicsArg::Iterate => dam::Dynamics::default(),
+            },
+            projection: match args.projection {
+                ProjectionArg::None => dam::Projection::None,
+                ProjectionArg::Sphere => dam::Projection::Sphere,
+                ProjectionArg::Sign => dam::Projection::Sign,
+            },
+            energy_trace: false,
         },
+        call,
     };
-    let device = match (device_of(args.device)?, args.kernel) {
+    let device = match (args.reference, args.device) {
+        (false, device) => device,
+        (true, DeviceArg::Cpu | DeviceArg::Reference | DeviceArg::Auto) => DeviceArg::Reference,
+        (true, DeviceArg::Wgpu) => {
+            return Err(dam_experiments::ExperimentError::Invalid {
+                argument: "--reference",
+                value: "with --device wgpu".into(),
+                reason: "the reference runs on the CPU (--device reference)".into(),
+            })
+        }
+    };
+    let device = match (device_of(device)?, args.kernel) {
         (dam::Device::Wgpu(options), kernel) if kernel != KernelArg::Auto => {
             dam::Device::Wgpu(dam::WgpuOptions {
                 gemm_min_batch: Some(if kernel == KernelArg::Gemm {
