@@ -61,7 +61,7 @@ class Retriever:
         max_steps: int = 100,
         tol: float = 1e-5,
         projection: Literal["none", "sphere", "sign"] = "none",
-        device: Literal["auto", "cpu", "wgpu"] = "auto",
+        device: Literal["auto", "cpu", "reference", "wgpu"] = "auto",
         dtype: Literal["float32", "float16"] = "float32",
         report_top: Optional[int] = None,
     ) -> None: ...
@@ -90,12 +90,12 @@ class Retriever:
         """The stored patterns (P, N)."""
     @property
     def device(self) -> str:
-        """``cpu (reference)`` or ``wgpu: <adapter> (<backend>, <device type>)``."""
+        """``cpu (2 threads, avx2)``, ``cpu reference (f64)`` or ``wgpu: <adapter> (<backend>, <device type>)``."""
     def __len__(self) -> int: ...
     def save(self, path: Union[str, PathLike[str]]) -> None:
         """Saves the memory (safetensors, atomic)."""
     @staticmethod
-    def load(path: Union[str, PathLike[str]], *, device: Literal["auto", "cpu", "wgpu"] = "auto") -> "Retriever":
+    def load(path: Union[str, PathLike[str]], *, device: Literal["auto", "cpu", "reference", "wgpu"] = "auto") -> "Retriever":
         """Loads a memory saved with ``save`` (or by the Rust engine)."""
 
 def devices() -> list[dict[str, object]]:
@@ -115,7 +115,7 @@ def capacity(
     dynamics: str = "one-step",
     criterion: str = "weight",
     seed: int = 0,
-    device: Literal["auto", "cpu", "wgpu"] = "auto",
+    device: Literal["auto", "cpu", "reference", "wgpu"] = "auto",
 ) -> list[dict[str, object]]:
     """A capacity sweep (``dam capacity``): one dict per load with the columns of results.csv.
 
@@ -133,7 +133,7 @@ def spin_dynamics(
     update: Literal["async", "sync"] = "async",
     max_sweeps: int = 100,
     seed: int = 0,
-    device: Literal["auto", "cpu", "wgpu"] = "auto",
+    device: Literal["auto", "cpu", "reference", "wgpu"] = "auto",
     clamped: Optional[list[int]] = None,
 ) -> dict[str, object]:
     """Exact binary spin dynamics from ±1 queries (B, N) on ±1 patterns (P, N).
@@ -154,7 +154,7 @@ class RandomFeatures:
         kind: Literal["fourier", "positive"] = "fourier",
         beta: float = 1.0,
         seed: int = 0,
-        device: Literal["auto", "cpu", "wgpu"] = "auto",
+        device: Literal["auto", "cpu", "reference", "wgpu"] = "auto",
     ) -> None: ...
     def insert(self, patterns: ArrayLike) -> None:
         """Adds patterns (P, N) to the feature weights."""
@@ -184,7 +184,7 @@ class Classifier:
         temperature: float = 100.0,
         loss_power: int = 3,
         seed: int = 0,
-        device: Literal["auto", "cpu", "wgpu"] = "auto",
+        device: Literal["auto", "cpu", "reference", "wgpu"] = "auto",
     ) -> None: ...
     def train_epoch(
         self,
@@ -217,5 +217,5 @@ class Classifier:
     def save(self, path: Union[str, PathLike[str]]) -> None:
         """Writes the memories and the model as safetensors."""
     @staticmethod
-    def load(path: Union[str, PathLike[str]], *, device: Literal["auto", "cpu", "wgpu"] = "auto") -> "Classifier":
+    def load(path: Union[str, PathLike[str]], *, device: Literal["auto", "cpu", "reference", "wgpu"] = "auto") -> "Classifier":
         """Loads a classifier saved with ``save`` or by ``dam train``."""

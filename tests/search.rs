@@ -4,7 +4,7 @@
 
 mod common;
 
-use dam::cpu::search::search_reference;
+use dam::cpu::reference::search as search_reference;
 use dam::{
     Config, Device, Error, Patterns, Retriever, SearchResult, Similarity, Storage, Tolerance,
     WgpuOptions,

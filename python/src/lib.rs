@@ -127,17 +127,9 @@ fn vector<'py>(obj: &Bound<'py, PyAny>, argument: &str) -> PyResult<PyReadonlyAr
 }
 
 fn device_of(name: &str) -> PyResult<Device> {
-    match name {
+    match name.trim() {
         "auto" => Device::auto().map_err(py_err),
-        "cpu" => Ok(Device::Cpu),
-        "wgpu" => {
-            let device = Device::wgpu();
-            device.context().map_err(py_err)?;
-            Ok(device)
-        }
-        other => Err(PyValueError::new_err(format!(
-            "unknown device {other:?}; use \"auto\", \"cpu\" or \"wgpu\""
-        ))),
+        other => Device::parse(other).map(|(device, _)| device).map_err(py_err),
     }
 }
 

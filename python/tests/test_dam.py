@@ -12,7 +12,7 @@ import pytest
 
 import dam
 
-DEVICES = ["cpu", "wgpu"]
+DEVICES = ["cpu", "reference", "wgpu"]
 SIMILARITIES = ["dot", "euclidean", "manhattan"]
 SEPARATIONS = [
     ("softmax", dict(beta=3.0)),
