@@ -161,7 +161,11 @@ fn step(c: &mut Criterion) {
     group.bench_function("cpu-reference/F32", |bench| {
         bench.iter(|| {
             for row in queries.rows() {
-                std::hint::black_box(dam::cpu::reference::update(&config, &patterns, &row.to_vec()));
+                std::hint::black_box(dam::cpu::reference::update(
+                    &config,
+                    &patterns,
+                    &row.to_vec(),
+                ));
             }
         })
     });

@@ -14,7 +14,7 @@ fn send_static<T: Send + 'static>(value: T) -> T {
 #[test]
 fn async_calls_equal_blocking_ones_on_both_devices() {
     let rows = common::unit_patterns(200, 24, 41);
-    for device in [Device::Cpu, common::gpu()] {
+    for device in [Device::Reference, Device::Cpu, common::gpu()] {
         let memory = Arc::new(
             Retriever::builder(Patterns::new(rows.clone()).unwrap())
                 .separation(Separation::Softmax { beta: 8.0 })

@@ -39,8 +39,14 @@ fn clamped_neurons_never_change_and_devices_agree() {
                     dam::spin_dynamics_clamped(device, &stored, energy, update, &queries, &clamp)
                         .unwrap()
                 };
-                let (c, g) = (run(&Device::Cpu), run(&gpu));
-                assert_eq!(c, g, "N={n} {energy:?} {update:?}: devices differ");
+                let c = run(&Device::Reference);
+                for device in [&Device::Cpu, &gpu] {
+                    assert_eq!(
+                        run(device),
+                        c,
+                        "N={n} {energy:?} {update:?}: {device:?} differs"
+                    );
+                }
                 let w = words_per_state(n);
                 let mut moved = 0;
                 for q in 0..9 {
@@ -61,8 +67,9 @@ fn clamped_neurons_never_change_and_devices_agree() {
                 // Nothing clamped is the plain run.
                 let none = Clamp::none(n);
                 let plain =
-                    dam::spin_dynamics(&Device::Cpu, &stored, energy, update, &queries).unwrap();
-                for device in [&Device::Cpu, &gpu] {
+                    dam::spin_dynamics(&Device::Reference, &stored, energy, update, &queries)
+                        .unwrap();
+                for device in [&Device::Reference, &Device::Cpu, &gpu] {
                     let free = dam::spin_dynamics_clamped(
                         device, &stored, energy, update, &queries, &none,
                     )
@@ -167,10 +174,11 @@ fn clamped_coordinates_never_change_in_continuous_retrieval() {
             .build()
             .unwrap()
     };
-    let (cpu, dev) = (build(&Device::Cpu), build(&gpu));
+    let (cpu, fast, dev) = (build(&Device::Reference), build(&Device::Cpu), build(&gpu));
     let rc = cpu.retrieve_clamped(queries.view(), &clamp).unwrap();
+    let rf = fast.retrieve_clamped(queries.view(), &clamp).unwrap();
     let rg = dev.retrieve_clamped(queries.view(), &clamp).unwrap();
-    for r in [&rc, &rg] {
+    for r in [&rc, &rf, &rg] {
         assert_eq!(r.states.dim(), (b, n));
         for q in 0..b {
             for &i in &clamped {
@@ -193,12 +201,14 @@ fn clamped_coordinates_never_change_in_continuous_retrieval() {
         assert_eq!(r.matched, (0..b as u64).map(Some).collect::<Vec<_>>());
         assert!(r.confidence.as_ref().unwrap().iter().all(|&c| c > 0.5));
     }
-    assert_eq!(rc.states.dim(), rg.states.dim());
-    for (a, g) in rc.states.iter().zip(rg.states.iter()) {
-        assert!(
-            common::STATE_TOL.accepts(*g as f64, *a as f64),
-            "{g} vs {a}"
-        );
+    for other in [&rf, &rg] {
+        assert_eq!(rc.states.dim(), other.states.dim());
+        for (a, g) in rc.states.iter().zip(other.states.iter()) {
+            assert!(
+                common::STATE_TOL.accepts(*g as f64, *a as f64),
+                "{g} vs {a}"
+            );
+        }
     }
     // Nothing clamped: the plain run.
     let plain = cpu.retrieve(queries.view()).unwrap();

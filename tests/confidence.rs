@@ -28,7 +28,7 @@ fn confidence_is_the_top_softmax_weight_and_abstaining_says_none() {
     queries
         .append(Axis(0), common::gaussian(5, 32, 0.02, 5).view())
         .unwrap();
-    for device in [Device::Cpu, common::gpu()] {
+    for device in [Device::Reference, Device::Cpu, common::gpu()] {
         for sim in [Similarity::Dot, Similarity::NegEuclidean] {
             let beta = 12.0;
             let memory = Retriever::builder(Patterns::new(rows.clone()).unwrap())

@@ -46,7 +46,7 @@ fn compare(
 ) -> (f64, f64) {
     let cpu = builder
         .clone()
-        .device(Device::Cpu)
+        .device(Device::Reference)
         .build()
         .unwrap_or_else(|e| panic!("{label}: cpu build: {e}"))
         .retrieve(queries.view());
@@ -264,7 +264,7 @@ fn ties_resolve_to_the_lowest_index_on_both_devices() {
     let patterns = Patterns::from_vec(6, 4, rows.concat()).unwrap();
     // A query at equal dot product (6) to a and b (a·q = b·q = 6 with q = (2, 2, 0, 0)).
     let queries = array![[2.0f32, 2.0, 0.0, 0.0], [1.0, 2.0, -1.0, 0.0]];
-    for device in [Device::Cpu, gpu()] {
+    for device in [Device::Reference, Device::Cpu, gpu()] {
         let run = |separation| {
             Retriever::builder(patterns.clone())
                 .separation(separation)
@@ -320,7 +320,7 @@ fn bad_input_is_an_error_naming_the_argument_on_both_devices() {
         Patterns::from_vec(2, 3, vec![0.0; 5]),
         Err(Error::DimensionMismatch { .. })
     ));
-    for device in [Device::Cpu, gpu()] {
+    for device in [Device::Reference, Device::Cpu, gpu()] {
         let build = |separation| {
             Retriever::builder(good.clone())
                 .separation(separation)
@@ -387,7 +387,7 @@ fn a_pattern_anywhere_in_a_large_set_is_retrieved() {
         raw.row_mut(row).assign(&strong.row(k));
     }
     let patterns = Patterns::new(raw).unwrap();
-    for device in [gpu(), Device::Cpu] {
+    for device in [gpu(), Device::Cpu, Device::Reference] {
         for separation in [Separation::Max, Separation::Softmax { beta: 50.0 }] {
             let r = Retriever::builder(patterns.clone())
                 .separation(separation)
@@ -414,7 +414,7 @@ fn assert_invalid(err: &Error, argument: &str) {
 fn similarities_or_beta_beyond_f32_are_rejected_on_both_devices() {
     let patterns = Patterns::new(array![[1.0e20f32, 0.0], [0.0, 1.0]]).unwrap();
     let queries = array![[1.0e20f32, 0.0]];
-    for device in [Device::Cpu, gpu()] {
+    for device in [Device::Reference, Device::Cpu, gpu()] {
         let build = |separation| {
             Retriever::builder(patterns.clone())
                 .separation(separation)

@@ -52,6 +52,7 @@ proptest! {
         p in 1usize..200, n in 1usize..40, b in 1usize..6, beta in 0.01f32..4.0, seed in 0u64..1000
     ) {
         check_descent(Device::Cpu, p, n, b, beta, seed);
+        check_descent(Device::Reference, p, n, b, beta, seed);
     }
 
     #[test]

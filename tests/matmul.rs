@@ -310,8 +310,9 @@ fn retrieval_step_on_the_matrix_product_matches_the_reference() {
                 .unwrap()
         };
         let on_gpu = build(device.clone()).step(queries.view()).unwrap();
-        let cpu = build(Device::Cpu);
-        let reference = dam::cpu::reference::step(cpu.config(), cpu.patterns(), queries.view()).unwrap();
+        let cpu = build(Device::Reference);
+        let reference =
+            dam::cpu::reference::step(cpu.config(), cpu.patterns(), queries.view()).unwrap();
         compare_states(
             &format!("{similarity:?} β={beta} {storage:?} {projection:?} B={b}"),
             &on_gpu,

@@ -129,11 +129,11 @@ fn check(memory: &Retriever, model: &[(u64, Vec<f32>)], device: &Device, storage
     assert_eq!(got.nearest_id, expect_ids, "results report ids");
     let step = memory.step(queries.view()).unwrap();
     assert_eq!(step, fresh.step(queries.view()).unwrap());
-    if !matches!(device, Device::Cpu) {
-        // One update against the CPU reference (iterated runs may stop a step apart
-        // near the convergence threshold, so the iterated results are compared above
-        // with a fresh build on the same device).
-        let reference = build(&rows, &Device::Cpu, storage)
+    if !matches!(device, Device::Reference) {
+        // One update against the reference (iterated runs may stop a step apart near the
+        // convergence threshold, so the iterated results are compared above with a fresh
+        // build on the same device).
+        let reference = build(&rows, &Device::Reference, storage)
             .step(queries.view())
             .unwrap();
         common::STATE_TOL
@@ -161,6 +161,7 @@ proptest! {
     #[test]
     fn edits_on_cpu_equal_a_fresh_build(ops in proptest::collection::vec(op(), 1..12)) {
         run(&ops, &Device::Cpu, Storage::F32);
+        run(&ops, &Device::Reference, Storage::F32);
     }
 
     #[test]
@@ -182,7 +183,7 @@ fn growth_past_many_buffers_keeps_every_row() {
 
 #[test]
 fn bad_edits_change_nothing() {
-    for device in [Device::Cpu, common::gpu()] {
+    for device in [Device::Reference, Device::Cpu, common::gpu()] {
         let rows = common::unit_patterns(4, N, 3);
         let mut memory = Retriever::builder(Patterns::new(rows.clone()).unwrap())
             .separation(Separation::TopK { k: 3 })

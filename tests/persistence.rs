@@ -59,7 +59,7 @@ fn assert_same(a: &Retriever, b: &Retriever) {
 
 #[test]
 fn round_trips_exactly_on_both_devices() {
-    for device in [Device::Cpu, common::gpu()] {
+    for device in [Device::Reference, Device::Cpu, common::gpu()] {
         for storage in [Storage::F32, Storage::F16] {
             let mut memory = edited(&device, storage);
             let mut loaded = Retriever::load(saved(&memory).as_slice(), device.clone()).unwrap();

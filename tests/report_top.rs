@@ -31,7 +31,7 @@ fn softmax_at(rows: &Array2<f32>, beta: f64, x: &[f32]) -> Vec<f64> {
 fn top_patterns_and_participation_match_weights_written_here() {
     let rows = common::unit_patterns(60, 20, 1);
     let queries = common::noisy_queries(&rows, 6, 0.6, 2);
-    for device in [Device::Cpu, common::gpu()] {
+    for device in [Device::Reference, Device::Cpu, common::gpu()] {
         for beta in [0.5f32, 4.0, 40.0] {
             let memory = Retriever::builder(Patterns::new(rows.clone()).unwrap())
                 .separation(Separation::Softmax { beta })

@@ -17,6 +17,7 @@ const SCORE_TOL: Tolerance = Tolerance::new(1e-5, 1e-5);
 fn devices() -> Vec<(&'static str, Device)> {
     vec![
         ("cpu", Device::Cpu),
+        ("reference", Device::Reference),
         ("wgpu", common::gpu()),
         // 4 KiB bindings: the patterns span many buffers and blocks.
         (

@@ -59,9 +59,9 @@ fn f16_kernels_match_the_reference_on_rounded_patterns() {
             projection: Projection::Sphere,
             ..Config::default()
         };
-        let cpu = build(&patterns, cfg, Device::Cpu, Storage::F16);
+        let cpu = build(&patterns, cfg, Device::Reference, Storage::F16);
         let expected = cpu.retrieve(queries.view()).unwrap();
-        for device in [gpu(), small.clone(), portable.clone()] {
+        for device in [Device::Cpu, gpu(), small.clone(), portable.clone()] {
             let r = build(&patterns, cfg, device, Storage::F16);
             assert_eq!(r.storage(), Storage::F16);
             let label = format!("f16 {similarity:?} {separation:?}");
@@ -92,7 +92,7 @@ fn f16_accuracy_cost_against_f32_is_bounded() {
         dynamics: Dynamics::OneStep,
         ..Config::default()
     };
-    let f32_states = build(&patterns, cfg, Device::Cpu, Storage::F32)
+    let f32_states = build(&patterns, cfg, Device::Reference, Storage::F32)
         .retrieve(queries.view())
         .unwrap()
         .states;

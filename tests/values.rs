@@ -85,9 +85,17 @@ fn values_follow_the_weights_on_both_devices() {
                 separation,
                 ..Config::default()
             };
-            let cpu = memory(&keys, &values, config, &Device::Cpu)
+            let cpu = memory(&keys, &values, config, &Device::Reference)
                 .retrieve_values(queries.view())
                 .unwrap();
+            let fast = memory(&keys, &values, config, &Device::Cpu)
+                .retrieve_values(queries.view())
+                .unwrap();
+            close(
+                &format!("{similarity:?} {separation:?} fast cpu vs reference"),
+                &fast,
+                &cpu,
+            );
             let gpu = memory(&keys, &values, config, &common::gpu())
                 .retrieve_values(queries.view())
                 .unwrap();
@@ -124,7 +132,7 @@ fn edits_keep_keys_and_values_aligned() {
         separation: Separation::Softmax { beta: 9.0 },
         ..Config::default()
     };
-    for device in [Device::Cpu, common::gpu()] {
+    for device in [Device::Reference, Device::Cpu, common::gpu()] {
         let mut m = memory(&keys, &values, config, &device);
         let more_keys = common::unit_patterns(4, 8, 6);
         let more_values = common::gaussian(4, 3, 1.0, 7);
