@@ -375,6 +375,7 @@ fn search_similarities_top_and_values_match_the_reference() {
                     .separation(separation)
                     .values(values.clone())
                     .projection(Projection::Sphere)
+                    .dynamics(DYNAMICS[1])
                     .device(device);
                 match separation {
                     Separation::Softmax { .. } => builder.report_top(4),

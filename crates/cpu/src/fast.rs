@@ -23,7 +23,7 @@
 use dam_core::weights::confidence;
 use dam_core::{Projection, Separation, Similarity, TopK};
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{s, Array2, ArrayView2, Axis};
 
 use crate::simd;
 
@@ -318,6 +318,23 @@ impl Partial {
     }
 }
 
+/// Below this many states the hand-written kernels of [`simd`] replace the GEMMs.
+pub const SMALL_BATCH: usize = 8;
+
+/// S = X·Ξ_bᵀ into the first `block.nrows()` columns of `out`.
+fn dot_products(x: ArrayView2<'_, f32>, block: ArrayView2<'_, f32>, out: &mut Array2<f32>) {
+    let rows = block.nrows();
+    if x.nrows() < SMALL_BATCH {
+        let width = out.ncols();
+        let xs = x.as_slice().expect("standard layout");
+        let ps = block.as_slice().expect("standard layout");
+        let o = out.as_slice_mut().expect("standard layout");
+        simd::wide(|| simd::dot_block(xs, ps, x.ncols(), o, width));
+    } else {
+        general_mat_mul(1.0, &x, &block.t(), 0.0, &mut out.slice_mut(s![.., ..rows]));
+    }
+}
+
 /// s(ξ, x) for every state of `x` (B×N, standard layout; `x_norms` its squared norms for
 /// negative Euclidean) and every pattern of `block` (rows×N, standard layout; `norms`
 /// likewise) into the first `rows` columns of `out` (B×width).
@@ -332,11 +349,9 @@ fn similarity_block(
     let rows = block.nrows();
     let n = x.ncols();
     match similarity {
-        Similarity::Dot => {
-            general_mat_mul(1.0, &x, &block.t(), 0.0, &mut out.slice_mut(s![.., ..rows]));
-        }
+        Similarity::Dot => dot_products(x, block, out),
         Similarity::NegEuclidean => {
-            general_mat_mul(1.0, &x, &block.t(), 0.0, &mut out.slice_mut(s![.., ..rows]));
+            dot_products(x, block, out);
             let xs = x.as_slice().expect("standard layout");
             let ps = block.as_slice().expect("standard layout");
             simd::wide(|| {
@@ -371,15 +386,16 @@ fn similarity_block(
     }
 }
 
-/// Calls `each(first row, similarities)` for the blocks of `range` (patterns `first..` of
-/// `stored`), with the B×rows similarities of `x` (standard layout) in a reused scratch.
+/// Calls `each(first row, rows, scratch)` for the blocks of `range` (patterns `first..` of
+/// `stored`), with the B×rows similarities of `x` (standard layout) in the first `rows`
+/// columns of a reused B×width scratch.
 fn for_blocks(
     similarity: Similarity,
     stored: Stored<'_>,
     range: (usize, usize),
     x: ArrayView2<'_, f32>,
     x_norms: &[f32],
-    mut each: impl FnMut(usize, ArrayViewMut2<'_, f32>),
+    mut each: impl FnMut(usize, usize, &mut Array2<f32>),
 ) {
     let block = block_rows(x.ncols());
     let mut scores = Array2::<f32>::zeros((x.nrows(), block.min(range.1 - range.0).max(1)));
@@ -399,7 +415,7 @@ fn for_blocks(
             norms,
             &mut scores,
         );
-        each(start, scores.slice_mut(s![.., ..end - start]));
+        each(start, end - start, &mut scores);
         start = end;
     }
 }
@@ -530,22 +546,35 @@ impl Pass<'_> {
             range,
             x,
             x_norms,
-            |start, mut scores| {
-                let rows = scores.ncols();
-                for (q, mut row) in scores.rows_mut().into_iter().enumerate() {
+            |start, rows, scores| {
+                for (q, mut row) in scores
+                    .slice_mut(s![.., ..rows])
+                    .rows_mut()
+                    .into_iter()
+                    .enumerate()
+                {
                     let row = row
                         .as_slice_mut()
                         .expect("rows of the scratch are contiguous");
                     part.absorb(self.separation, q, row, start, &mut scratch[..rows], square);
                 }
                 if updates > 0 && accumulates(self.separation) {
-                    general_mat_mul(
-                        1.0,
-                        &scores.slice(s![..updates, ..]),
-                        &self.targets.slice(s![start..start + rows, ..]),
-                        1.0,
-                        &mut part.acc,
-                    );
+                    let targets = self.targets.slice(s![start..start + rows, ..]);
+                    match (targets.as_slice(), part.acc.as_slice_mut()) {
+                        (Some(t), Some(acc)) if updates < SMALL_BATCH => {
+                            let ld = scores.ncols();
+                            let w = scores.as_slice().expect("standard layout");
+                            let m = targets.ncols();
+                            simd::wide(|| simd::weighted_rows(w, ld, t, m, acc));
+                        }
+                        _ => general_mat_mul(
+                            1.0,
+                            &scores.slice(s![..updates, ..rows]),
+                            &targets,
+                            1.0,
+                            &mut part.acc,
+                        ),
+                    }
                 }
             },
         );
@@ -652,9 +681,10 @@ pub fn similarities(
         };
         let parts = per_range(p, block_rows(x.ncols()), threads, |range| {
             let mut part = Array2::<f32>::zeros((end - start, range.1 - range.0));
-            for_blocks(similarity, stored, range, x.view(), &x_norms, |first, s| {
+            for_blocks(similarity, stored, range, x.view(), &x_norms, |first, rows, s| {
                 let a = first - range.0;
-                part.slice_mut(s![.., a..a + s.ncols()]).assign(&s);
+                part.slice_mut(s![.., a..a + rows])
+                    .assign(&s.slice(s![.., ..rows]));
             });
             (range.0, part)
         });
@@ -688,8 +718,8 @@ pub fn search(
         };
         let parts = per_range(p, block_rows(x.ncols()), threads, |range| {
             let mut tops: Vec<TopK> = (0..end - start).map(|_| TopK::new(k)).collect();
-            for_blocks(similarity, stored, range, x.view(), &x_norms, |first, s| {
-                for (top, row) in tops.iter_mut().zip(s.rows()) {
+            for_blocks(similarity, stored, range, x.view(), &x_norms, |first, rows, s| {
+                for (top, row) in tops.iter_mut().zip(s.slice(s![.., ..rows]).rows()) {
                     let mut threshold = top.threshold();
                     for (j, &v) in row.iter().enumerate() {
                         // Rows arrive in increasing order: a tie never displaces a held item.

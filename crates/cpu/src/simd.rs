@@ -127,6 +127,57 @@ pub fn neg_manhattan_block(queries: &[f32], block: &[f32], n: usize, out: &mut [
     }
 }
 
+/// x_q · ξ_j for the B queries (`queries`, B×N row-major) and the rows of `block`
+/// (rows×N row-major) into `out[q·ld + j]`: four queries per load of a pattern chunk. The
+/// small-batch twin of a GEMM (which packs both operands: for a few queries the packing
+/// would cost more than the products).
+#[inline(always)]
+pub fn dot_block(queries: &[f32], block: &[f32], n: usize, out: &mut [f32], ld: usize) {
+    let b = queries.len() / n.max(1);
+    let rows = block.len() / n.max(1);
+    let full = n / LANES * LANES;
+    for j in 0..rows {
+        let p = &block[j * n..(j + 1) * n];
+        let mut q = 0;
+        while q < b {
+            let r = (b - q).min(4);
+            let mut acc = [[0.0f32; LANES]; 4];
+            for c in (0..full).step_by(LANES) {
+                let pv = &p[c..c + LANES];
+                for (k, a) in acc.iter_mut().enumerate().take(r) {
+                    let xv = &queries[(q + k) * n + c..(q + k) * n + c + LANES];
+                    for l in 0..LANES {
+                        a[l] += xv[l] * pv[l];
+                    }
+                }
+            }
+            for (k, a) in acc.iter().enumerate().take(r) {
+                let x = &queries[(q + k) * n..(q + k + 1) * n];
+                let tail: f32 = x[full..].iter().zip(&p[full..]).map(|(a, b)| a * b).sum();
+                out[(q + k) * ld + j] = fold(*a) + tail;
+            }
+            q += r;
+        }
+    }
+}
+
+/// acc_q += Σ_j w[q·ld + j] · ξ_j for the first `acc.len() / n` queries: the small-batch
+/// twin of the weights × patterns GEMM (zero weights skipped).
+#[inline(always)]
+pub fn weighted_rows(weights: &[f32], ld: usize, block: &[f32], n: usize, acc: &mut [f32]) {
+    let rows = block.len() / n.max(1);
+    for (q, a) in acc.chunks_exact_mut(n.max(1)).enumerate() {
+        for j in 0..rows {
+            let w = weights[q * ld + j];
+            if w != 0.0 {
+                for (x, &p) in a.iter_mut().zip(&block[j * n..(j + 1) * n]) {
+                    *x += w * p;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +193,31 @@ mod tests {
             assert!(
                 (wide(|| squared_distance(&a, &b)) - d2_plain).abs() <= 1e-5 * (1.0 + d2_plain)
             );
+        }
+    }
+
+    #[test]
+    fn dot_block_and_weighted_rows_match_plain_sums() {
+        let n = 19;
+        let (b, rows, ld) = (6, 5, 7);
+        let q: Vec<f32> = (0..b * n).map(|i| (i as f32 * 0.3).sin()).collect();
+        let p: Vec<f32> = (0..rows * n).map(|i| (i as f32 * 0.7).cos()).collect();
+        let mut out = vec![f32::NAN; b * ld];
+        wide(|| dot_block(&q, &p, n, &mut out, ld));
+        for qi in 0..b {
+            for j in 0..rows {
+                let want: f32 = (0..n).map(|i| q[qi * n + i] * p[j * n + i]).sum();
+                assert!((out[qi * ld + j] - want).abs() <= 1e-5, "q={qi} j={j}");
+            }
+            assert!(out[qi * ld + rows].is_nan(), "wrote past the block");
+        }
+        let mut acc = vec![1.0f32; 2 * n];
+        wide(|| weighted_rows(&out, ld, &p, n, &mut acc));
+        for qi in 0..2 {
+            for i in 0..n {
+                let want: f32 = 1.0 + (0..rows).map(|j| out[qi * ld + j] * p[j * n + i]).sum::<f32>();
+                assert!((acc[qi * n + i] - want).abs() <= 1e-4, "q={qi} i={i}");
+            }
         }
     }
 
