@@ -44,7 +44,7 @@ use dam_core::procedural::{
 };
 
 /// Patterns generated side by side (one per lane).
-pub const LANES: usize = 8;
+pub const LANES: usize = 16;
 
 /// Patterns per work item (as in the reference).
 const CHUNK: u64 = 1 << 16;
@@ -52,8 +52,8 @@ const CHUNK: u64 = 1 << 16;
 /// A group whose largest z is this far below the running max is skipped (e^{−70} < 2⁻¹⁰⁰).
 const SKIP_BELOW: f64 = 70.0;
 
-const M0: u32 = 0xD251_1F53;
-const M1: u32 = 0xCD9E_8D57;
+const M0: u64 = 0xD251_1F53;
+const M1: u64 = 0xCD9E_8D57;
 const W0: u32 = 0x9E37_79B9;
 const W1: u32 = 0xBB67_AE85;
 
@@ -64,9 +64,13 @@ type F32s = [f32; LANES];
 /// One lane-wise vector of f64.
 type F64s = [f64; LANES];
 
+/// Philox runs this many counters side by side, each word in the low half of a u64 lane
+/// (so that the 32×32→64-bit products map onto packed unsigned multiplies).
+const PHILOX_LANES: usize = 8;
+
 /// The ten round keys of Philox-4x32-10 for one seed.
 #[derive(Debug, Clone, Copy)]
-struct RoundKeys([[u32; 2]; 10]);
+struct RoundKeys([[u64; 2]; 10]);
 
 impl RoundKeys {
     #[inline(always)]
@@ -75,141 +79,226 @@ impl RoundKeys {
         let mut keys = [[0; 2]; 10];
         for (r, key) in keys.iter_mut().enumerate() {
             *key = [
-                k0.wrapping_add(W0.wrapping_mul(r as u32)),
-                k1.wrapping_add(W1.wrapping_mul(r as u32)),
+                k0.wrapping_add(W0.wrapping_mul(r as u32)) as u64,
+                k1.wrapping_add(W1.wrapping_mul(r as u32)) as u64,
             ];
         }
         Self(keys)
     }
 }
 
-/// Philox-4x32-10 in lanes: lane l of the result is `philox4x32_10` of lane l of the
-/// counter words.
+/// Philox-4x32-10 on [`PHILOX_LANES`] counters: the low 32 bits of lane l of the result
+/// are `philox4x32_10` of the low 32 bits of lane l of the counter words. The high halves
+/// carry garbage that never reaches a low half (products only read the low 32 bits of
+/// their operands, and the rest is xor and shifts of the high half down, which only ever
+/// shift down fresh product bits).
 #[inline(always)]
-fn philox_lanes(counter: [U32s; 4], keys: &RoundKeys) -> [U32s; 4] {
-    let mut c = counter;
+fn philox_lanes(counter: [[u64; PHILOX_LANES]; 4], keys: &RoundKeys) -> [[u64; PHILOX_LANES]; 4] {
+    let [mut c0, mut c1, mut c2, mut c3] = counter;
     for key in &keys.0 {
-        let mut next = [[0u32; LANES]; 4];
-        for l in 0..LANES {
-            let p0 = M0 as u64 * c[0][l] as u64;
-            let p1 = M1 as u64 * c[2][l] as u64;
-            next[0][l] = (p1 >> 32) as u32 ^ c[1][l] ^ key[0];
-            next[1][l] = p1 as u32;
-            next[2][l] = (p0 >> 32) as u32 ^ c[3][l] ^ key[1];
-            next[3][l] = p0 as u32;
+        let mut n0 = [0u64; PHILOX_LANES];
+        let mut n1 = [0u64; PHILOX_LANES];
+        let mut n2 = [0u64; PHILOX_LANES];
+        let mut n3 = [0u64; PHILOX_LANES];
+        for l in 0..PHILOX_LANES {
+            let p0 = (c0[l] as u32 as u64) * M0;
+            let p1 = (c2[l] as u32 as u64) * M1;
+            n0[l] = (p1 >> 32) ^ c1[l] ^ key[0];
+            n1[l] = p1;
+            n2[l] = (p0 >> 32) ^ c3[l] ^ key[1];
+            n3[l] = p0;
         }
-        c = next;
+        (c0, c1, c2, c3) = (n0, n1, n2, n3);
     }
-    c
+    [c0, c1, c2, c3]
 }
 
 /// The words of block `block` of patterns `first .. first + LANES` (stream `Patterns`).
 #[inline(always)]
 fn pattern_words(keys: &RoundKeys, first: u64, block: u32) -> [U32s; 4] {
-    let mut counter = [[0u32; LANES]; 4];
-    for l in 0..LANES {
-        let mu = first.wrapping_add(l as u64);
-        counter[0][l] = block;
-        counter[1][l] = mu as u32;
-        counter[2][l] = (mu >> 32) as u32;
-        counter[3][l] = Stream::Patterns as u32;
+    let mut out = [[0u32; LANES]; 4];
+    for half in 0..LANES / PHILOX_LANES {
+        let mut counter = [[0u64; PHILOX_LANES]; 4];
+        for l in 0..PHILOX_LANES {
+            let mu = first.wrapping_add((half * PHILOX_LANES + l) as u64);
+            counter[0][l] = block as u64;
+            counter[1][l] = mu & 0xffff_ffff;
+            counter[2][l] = mu >> 32;
+            counter[3][l] = Stream::Patterns as u64;
+        }
+        let w = philox_lanes(counter, keys);
+        for (out, w) in out.iter_mut().zip(&w) {
+            for l in 0..PHILOX_LANES {
+                out[half * PHILOX_LANES + l] = w[l] as u32;
+            }
+        }
     }
-    philox_lanes(counter, keys)
+    out
+}
+
+/// [`pattern_words`] with AVX2 intrinsics (four u64 lanes per register, the same
+/// arithmetic): LLVM does not reliably vectorise the lane-wise loop in context.
+#[cfg(target_arch = "x86_64")]
+mod philox_avx2 {
+    use super::{RoundKeys, Stream, U32s, LANES, M0, M1};
+    use std::arch::x86_64::{
+        __m256i, _mm256_mul_epu32, _mm256_set1_epi64x, _mm256_srli_epi64, _mm256_xor_si256,
+    };
+
+    /// Registers of four lanes processed together (two: eight counters, which with the
+    /// constants fit in the sixteen registers).
+    const GROUPS: usize = 2;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn pattern_words(keys: &RoundKeys, first: u64, block: u32) -> [U32s; 4] {
+        let m0 = _mm256_set1_epi64x(M0 as i64);
+        let m1 = _mm256_set1_epi64x(M1 as i64);
+        let mut out = [[0u32; LANES]; 4];
+        for pass in 0..LANES / (4 * GROUPS) {
+            let lane0 = pass * 4 * GROUPS;
+            let mut c = [[_mm256_set1_epi64x(0); GROUPS]; 4];
+            for (g, group) in (0..GROUPS).zip(0..) {
+                let mut lo = [0u64; 4];
+                let mut hi = [0u64; 4];
+                for l in 0..4 {
+                    let mu = first.wrapping_add((lane0 + 4 * group + l) as u64);
+                    lo[l] = mu & 0xffff_ffff;
+                    hi[l] = mu >> 32;
+                }
+                c[0][g] = _mm256_set1_epi64x(block as i64);
+                c[1][g] = bytemuck::cast(lo);
+                c[2][g] = bytemuck::cast(hi);
+                c[3][g] = _mm256_set1_epi64x(Stream::Patterns as i64);
+            }
+            for key in &keys.0 {
+                let k0 = _mm256_set1_epi64x(key[0] as i64);
+                let k1 = _mm256_set1_epi64x(key[1] as i64);
+                for g in 0..GROUPS {
+                    let p0 = _mm256_mul_epu32(c[0][g], m0);
+                    let p1 = _mm256_mul_epu32(c[2][g], m1);
+                    c[0][g] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p1), c[1][g]), k0);
+                    c[1][g] = p1;
+                    c[2][g] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p0), c[3][g]), k1);
+                    c[3][g] = p0;
+                }
+            }
+            for (out, words) in out.iter_mut().zip(&c) {
+                for (g, &reg) in words.iter().enumerate() {
+                    let v: [u64; 4] = bytemuck::cast::<__m256i, _>(reg);
+                    for l in 0..4 {
+                        out[lane0 + 4 * g + l] = v[l] as u32;
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 /// 1.5·2⁵²: adding it rounds an f64 below 2⁵¹ in magnitude to an integer (ties to even),
 /// which then sits in the low mantissa bits.
 const ROUND_MAGIC: f64 = 6_755_399_441_055_744.0;
 
-/// ln u for u in (0, 1] (a normal f32), correctly rounded to f32 except within ~2⁻⁴⁰ of a
-/// rounding boundary: u = 2^e·m with m in [√½, √2), ln m = 2·atanh(t), t = (m−1)/(m+1),
-/// |t| ≤ 0.1716, by its Taylor series to t¹⁵ (truncation < 4e-14 relative).
+/// ln m = t·P(t²) on t = (m−1)/(m+1), m in [√½, √2] (|t| ≤ 0.1716): least squares at
+/// Chebyshev nodes, relative error below 3e-14.
+const LN_COEF: [f64; 6] = [
+    1.999_999_999_999_947_2,
+    0.666_666_666_795_928_9,
+    0.399_999_948_881_136_7,
+    0.285_721_665_004_463_5,
+    0.221_742_361_166_787_92,
+    0.196_082_833_943_249_55,
+];
+/// sin y = y·S(y²) on |y| ≤ π/4 + 1e-6 (same fit), relative error below 5e-12.
+const SIN_COEF: [f64; 5] = [
+    0.999_999_999_995_445_8,
+    -0.166_666_666_304_229_7,
+    0.008_333_328_688_290_316,
+    -0.000_198_391_778_758_368_7,
+    2.717_148_932_519_740_5e-6,
+];
+/// cos y = C(y²) on |y| ≤ π/4 + 1e-6 (same fit), relative error below 7e-14.
+const COS_COEF: [f64; 6] = [
+    0.999_999_999_999_934_3,
+    -0.499_999_999_992_708_17,
+    0.041_666_666_533_636_29,
+    -0.001_388_887_993_185_191_3,
+    2.479_884_379_022_605e-5,
+    -2.716_795_118_728_552_6e-7,
+];
+
 #[inline(always)]
-fn ln_unit(u: f32) -> f32 {
-    let bits = u.to_bits();
-    let mantissa = (bits & 0x007f_ffff) | 0x3f80_0000;
-    let high = mantissa >= 0x3fb5_04f3; // m ≥ √2: halve it
-    let mantissa = if high { mantissa - 0x0080_0000 } else { mantissa };
-    let e = (bits >> 23) as i32 - 127 + high as i32;
-    let m = f32::from_bits(mantissa) as f64;
-    let t = (m - 1.0) / (m + 1.0);
-    let t2 = t * t;
-    let mut poly = 1.0 / 15.0;
-    for k in [13.0, 11.0, 9.0, 7.0, 5.0, 3.0] {
-        poly = poly * t2 + 1.0 / k;
+fn horner<const K: usize>(coef: &[f64; K], x: f64) -> f64 {
+    let mut p = coef[K - 1];
+    for k in (0..K - 1).rev() {
+        p = p * x + coef[k];
     }
-    let ln_m = 2.0 * t + 2.0 * t * t2 * poly;
-    (e as f64 * std::f64::consts::LN_2 + ln_m) as f32
+    p
 }
 
-/// (sin θ, cos θ) for |θ| ≤ π + 1e-6, each correctly rounded to f32 except within ~2⁻⁴⁰
-/// of a rounding boundary: θ = q·π/2 + y (q = nearest integer, π/2 in two parts, exact
-/// for |q| ≤ 2), |y| ≤ π/4, Taylor series to y¹³ (sin) and y¹⁴ (cos).
+/// Pairs in one Box–Muller batch: the two pairs of a Philox block, for every lane.
+const PAIRS: usize = 2 * LANES;
+
+/// Box–Muller of `dam_core::procedural::box_muller` on [`PAIRS`] pairs of words, with
+/// `ln`, `sin` and `cos` evaluated in f64 and rounded once to f32 (correctly rounded
+/// except within ~2⁻³⁷ of a rounding boundary); every other operation is the same f32
+/// operation as there.
+///
+/// ln u: u = 2^e·m with m in [√½, √2), ln u = e·ln 2 + ln m. sin θ, cos θ: θ = q·π/2 + y
+/// with q the integer nearest to θ·2/π in f32 (so |y| ≤ π/4 + 4e-7, inside the range
+/// of the fits), π/2 in two parts (exact for |q| ≤ 2); the quadrant q mod 4 picks and
+/// signs sin y, cos y. The work is split into loops that stay in one precision (f32 in
+/// eight lanes per register, f64 in four) and, in the f64 loop, two independent halves.
 #[inline(always)]
-fn sin_cos(theta: f32) -> (f32, f32) {
+fn box_muller_batch(a: &[u32; PAIRS], b: &[u32; PAIRS]) -> ([f32; PAIRS], [f32; PAIRS]) {
+    const F32_MAGIC: f32 = 12_582_912.0; // 1.5·2²³, ROUND_MAGIC for f32
     const PIO2_HI: f64 = std::f64::consts::FRAC_PI_2;
     const PIO2_LO: f64 = 6.123_233_995_736_766e-17;
-    let x = theta as f64;
-    let shifted = x * std::f64::consts::FRAC_2_PI + ROUND_MAGIC;
-    let q = shifted - ROUND_MAGIC;
-    let quadrant = shifted.to_bits() as u32; // q + 2⁵¹ in the low bits: ≡ q (mod 4)
-    let y = (x - q * PIO2_HI) - q * PIO2_LO;
-    let y2 = y * y;
-    let mut sin_poly = -1.0 / 6_227_020_800.0; // −1/13!
-    for c in [
-        1.0 / 39_916_800.0,
-        -1.0 / 362_880.0,
-        1.0 / 5_040.0,
-        -1.0 / 120.0,
-        1.0 / 6.0,
-    ] {
-        sin_poly = sin_poly * y2 + c;
+    let mut m = [0.0f32; PAIRS];
+    let mut e = [0i32; PAIRS];
+    let mut theta = [0.0f32; PAIRS];
+    let mut q = [0.0f32; PAIRS];
+    let mut quadrant = [0u32; PAIRS];
+    for i in 0..PAIRS {
+        let bits = uniform_open0(a[i]).to_bits();
+        let mantissa = (bits & 0x007f_ffff) | 0x3f80_0000;
+        let high = mantissa >= 0x3fb5_04f3; // m ≥ √2: halve it
+        m[i] = f32::from_bits(if high { mantissa - 0x0080_0000 } else { mantissa });
+        e[i] = (bits >> 23) as i32 - 127 + high as i32;
+        let th = std::f32::consts::PI * uniform_sym(b[i]);
+        let shifted = th * std::f32::consts::FRAC_2_PI + F32_MAGIC;
+        theta[i] = th;
+        q[i] = shifted - F32_MAGIC;
+        quadrant[i] = shifted.to_bits(); // q + 2²² in the low bits: ≡ q (mod 4)
     }
-    // sin y = y − y³·(1/6 − y²/120 + …)
-    let sin_y = y - y * y2 * sin_poly;
-    let mut cos_poly = -1.0 / 87_178_291_200.0; // −1/14!
-    for c in [
-        1.0 / 479_001_600.0,
-        -1.0 / 3_628_800.0,
-        1.0 / 40_320.0,
-        -1.0 / 720.0,
-        1.0 / 24.0,
-    ] {
-        cos_poly = cos_poly * y2 + c;
+    let mut ln = [0.0f32; PAIRS];
+    let mut sin_y = [0.0f32; PAIRS];
+    let mut cos_y = [0.0f32; PAIRS];
+    const HALF: usize = PAIRS / 2;
+    for j in 0..HALF {
+        for i in [j, j + HALF] {
+            let m = m[i] as f64;
+            let t = (m - 1.0) / (m + 1.0);
+            ln[i] = (e[i] as f64 * std::f64::consts::LN_2 + t * horner(&LN_COEF, t * t)) as f32;
+            let q = q[i] as f64;
+            let y = (theta[i] as f64 - q * PIO2_HI) - q * PIO2_LO;
+            let y2 = y * y;
+            sin_y[i] = (y * horner(&SIN_COEF, y2)) as f32;
+            cos_y[i] = horner(&COS_COEF, y2) as f32;
+        }
     }
-    // cos y = 1 − y²/2 + y⁴·(1/24 − y²/720 + …)
-    let cos_y = 1.0 - 0.5 * y2 + y2 * y2 * cos_poly;
-    let (s, c) = if quadrant & 1 == 1 {
-        (cos_y, sin_y)
-    } else {
-        (sin_y, cos_y)
-    };
-    let s = if quadrant & 2 != 0 { -s } else { s };
-    let c = if quadrant.wrapping_add(1) & 2 != 0 {
-        -c
-    } else {
-        c
-    };
-    (s as f32, c as f32)
-}
-
-/// Box–Muller of `dam_core::procedural::box_muller` with correctly rounded `ln`, `sin`
-/// and `cos` (see the module documentation); the other operations are the same.
-#[inline(always)]
-fn box_muller(a: u32, b: u32) -> (f32, f32) {
-    let r = (-2.0 * ln_unit(uniform_open0(a))).sqrt();
-    let theta = std::f32::consts::PI * uniform_sym(b);
-    let (sin, cos) = sin_cos(theta);
-    (r * cos, r * sin)
-}
-
-/// Box–Muller in lanes.
-#[inline(always)]
-fn box_muller_lanes(a: &U32s, b: &U32s) -> (F32s, F32s) {
-    let mut x = [0.0; LANES];
-    let mut y = [0.0; LANES];
-    for l in 0..LANES {
-        (x[l], y[l]) = box_muller(a[l], b[l]);
+    let mut x = [0.0f32; PAIRS];
+    let mut y = [0.0f32; PAIRS];
+    for i in 0..PAIRS {
+        let r = (-2.0 * ln[i]).sqrt();
+        // Odd quadrants swap sin and cos; quadrants 2, 3 negate sin, quadrants 1, 2 cos.
+        let (s, c) = (sin_y[i].to_bits(), cos_y[i].to_bits());
+        let k = quadrant[i];
+        let swap = (s ^ c) & 0u32.wrapping_sub(k & 1);
+        let sin = f32::from_bits(s ^ swap ^ ((k & 2) << 30));
+        let cos = f32::from_bits(c ^ swap ^ ((k.wrapping_add(1) & 2) << 30));
+        x[i] = r * cos;
+        y[i] = r * sin;
     }
     (x, y)
 }
@@ -251,13 +340,46 @@ fn exp_lanes(t: &F64s) -> F64s {
     out
 }
 
+/// The two hot kernels, each compiled as a function of its own per instruction set (see
+/// `kernels!`): Philox words of one block of [`LANES`] patterns ([`pattern_words`]), and
+/// [`box_muller_batch`].
+trait Kernels {
+    fn words(&self, keys: &RoundKeys, first: u64, block: u32) -> [U32s; 4];
+    fn box_muller(&self, a: &[u32; PAIRS], b: &[u32; PAIRS]) -> ([f32; PAIRS], [f32; PAIRS]);
+}
+
+/// [`Kernels`] from two closures.
+struct KernelFns<W, B>(W, B);
+
+impl<W, B> Kernels for KernelFns<W, B>
+where
+    W: Fn(&RoundKeys, u64, u32) -> [U32s; 4],
+    B: Fn(&[u32; PAIRS], &[u32; PAIRS]) -> ([f32; PAIRS], [f32; PAIRS]),
+{
+    #[inline(always)]
+    fn words(&self, keys: &RoundKeys, first: u64, block: u32) -> [U32s; 4] {
+        (self.0)(keys, first, block)
+    }
+
+    #[inline(always)]
+    fn box_muller(&self, a: &[u32; PAIRS], b: &[u32; PAIRS]) -> ([f32; PAIRS], [f32; PAIRS]) {
+        (self.1)(a, b)
+    }
+}
+
 /// Writes patterns `first .. first + LANES` lane-wise: `rows[i][l]` is entry i of pattern
 /// `first + l`. `rows` has at least [`Generator::rows`] rows; only the first `dim` are
 /// the pattern (the rest is scratch).
 trait Generator {
     /// Rows of scratch `generate` needs.
     fn rows(&self) -> usize;
-    fn generate(&self, first: u64, rows: &mut [F32s]);
+    fn generate(&self, kernels: &impl Kernels, first: u64, rows: &mut [F32s]);
+}
+
+/// +1.0 for bit 1, −1.0 for bit 0 (integer operations only, so it vectorises).
+#[inline(always)]
+fn sign(bit: u32) -> f32 {
+    f32::from_bits(0x3f80_0000 | ((bit ^ 1) << 31))
 }
 
 struct Binary {
@@ -271,17 +393,18 @@ impl Generator for Binary {
     }
 
     #[inline(always)]
-    fn generate(&self, first: u64, rows: &mut [F32s]) {
+    fn generate(&self, kernels: &impl Kernels, first: u64, rows: &mut [F32s]) {
         for (block, rows) in rows[..self.dim].chunks_mut(128).enumerate() {
-            let w = pattern_words(&self.keys, first, block as u32);
-            for (bit, row) in rows.iter_mut().enumerate() {
-                let word = &w[bit / 32];
-                for l in 0..LANES {
-                    row[l] = if (word[l] >> (bit % 32)) & 1 == 1 {
-                        1.0
-                    } else {
-                        -1.0
-                    };
+            let w = kernels.words(&self.keys, first, block as u32);
+            for (rows, word) in rows.chunks_mut(32).zip(&w) {
+                // Bit by bit from the lowest, shifting the words down by one each time.
+                let mut rest = *word;
+                for row in rows.iter_mut() {
+                    for l in 0..LANES {
+                        // Only the lowest bit of !rest survives the shift to the sign bit.
+                        row[l] = f32::from_bits(0x3f80_0000 | (!rest[l] << 31));
+                        rest[l] >>= 1;
+                    }
                 }
             }
         }
@@ -300,23 +423,22 @@ impl Generator for Correlated {
     }
 
     #[inline(always)]
-    fn generate(&self, first: u64, rows: &mut [F32s]) {
-        let latent = pattern_words(&self.keys, first, 0)[0];
-        let mut z = [0.0; LANES];
+    fn generate(&self, kernels: &impl Kernels, first: u64, rows: &mut [F32s]) {
+        let latent = kernels.words(&self.keys, first, 0)[0];
+        let mut z = [0u32; LANES];
         for l in 0..LANES {
-            z[l] = if latent[l] & 1 == 1 { 1.0 } else { -1.0 };
+            z[l] = latent[l] & 1;
         }
         for (block, rows) in rows[..self.dim].chunks_mut(4).enumerate() {
-            let w = pattern_words(&self.keys, first, 1 + block as u32);
+            let w = kernels.words(&self.keys, first, 1 + block as u32);
             for (word, row) in w.iter().zip(rows.iter_mut()) {
                 for l in 0..LANES {
-                    row[l] = if (word[l] >> 8) < self.share {
+                    let bit = if (word[l] >> 8) < self.share {
                         z[l]
-                    } else if word[l] & 1 == 1 {
-                        1.0
                     } else {
-                        -1.0
+                        word[l] & 1
                     };
+                    row[l] = sign(bit);
                 }
             }
         }
@@ -335,12 +457,21 @@ impl Generator for Gaussian {
     }
 
     #[inline(always)]
-    fn generate(&self, first: u64, rows: &mut [F32s]) {
+    fn generate(&self, kernels: &impl Kernels, first: u64, rows: &mut [F32s]) {
         let rows = &mut rows[..self.rows()];
         for (block, out) in rows.chunks_exact_mut(4).enumerate() {
-            let w = pattern_words(&self.keys, first, block as u32);
-            (out[0], out[1]) = box_muller_lanes(&w[0], &w[1]);
-            (out[2], out[3]) = box_muller_lanes(&w[2], &w[3]);
+            let w = kernels.words(&self.keys, first, block as u32);
+            let mut a = [0u32; PAIRS];
+            let mut b = [0u32; PAIRS];
+            a[..LANES].copy_from_slice(&w[0]);
+            a[LANES..].copy_from_slice(&w[2]);
+            b[..LANES].copy_from_slice(&w[1]);
+            b[LANES..].copy_from_slice(&w[3]);
+            let (x, y) = kernels.box_muller(&a, &b);
+            out[0].copy_from_slice(&x[..LANES]);
+            out[1].copy_from_slice(&y[..LANES]);
+            out[2].copy_from_slice(&x[LANES..]);
+            out[3].copy_from_slice(&y[LANES..]);
         }
         if self.spherical {
             // As in `fill`: Σ v² in f32 in entry order, then √N / √Σ.
@@ -365,11 +496,51 @@ impl Generator for Gaussian {
     }
 }
 
-/// Per-worker scratch: generated patterns and per-lane accumulators.
+/// Per-worker scratch: generated patterns and the per-lane softmax state.
 #[derive(Default)]
 struct Scratch {
     rows: Vec<F32s>,
+    lanes: Lanes,
+}
+
+/// The online-softmax state of one chunk, per lane (lane l sees the patterns
+/// `first + l` of every group), with one running max `m` shared by all lanes.
+#[derive(Default)]
+struct Lanes {
+    m: f64,
+    l: F64s,
     acc: Vec<F64s>,
+    best_s: F64s,
+    best_i: [u64; LANES],
+}
+
+impl Lanes {
+    fn reset(&mut self, dim: usize) {
+        self.m = f64::NEG_INFINITY;
+        self.l = [0.0; LANES];
+        self.acc.clear();
+        self.acc.resize(dim, [0.0; LANES]);
+        self.best_s = [f64::NEG_INFINITY; LANES];
+        self.best_i = [u64::MAX; LANES];
+    }
+
+    /// The lanes added up: the state of the whole chunk.
+    fn stats(&self) -> StreamStats {
+        let mut stats = StreamStats::empty(self.acc.len());
+        stats.m = self.m;
+        stats.l = self.l.iter().sum();
+        for (out, a) in stats.acc.iter_mut().zip(&self.acc) {
+            *out = a.iter().sum();
+        }
+        for l in 0..LANES {
+            let (s, i) = (self.best_s[l], self.best_i[l]);
+            if i != u64::MAX && (s > stats.best_s || (s == stats.best_s && i < stats.best_i)) {
+                stats.best_s = s;
+                stats.best_i = i;
+            }
+        }
+        stats
+    }
 }
 
 /// One query's part of a request.
@@ -380,98 +551,100 @@ struct Query<'a> {
     seed: u64,
 }
 
-/// The online-softmax state of patterns `lo..hi` (non-empty) for one query, with the
-/// patterns of `generator`.
+/// Folds the patterns `first .. first + valid` (`pattern[i][l]`: entry i of pattern
+/// `first + l`; `valid` ≤ [`LANES`]) into `lanes`, for the query `x` (as f64) and β.
 #[inline(always)]
-fn chunk_with<G: Generator>(
-    generator: &G,
+fn fold_group(lanes: &mut Lanes, pattern: &[F32s], x: &[f64], beta: f64, first: u64, valid: usize) {
+    // s in f64, entry by entry as in the reference (each product is exact).
+    let mut s = [0.0f64; LANES];
+    for (row, &x) in pattern.iter().zip(x) {
+        for l in 0..LANES {
+            s[l] += row[l] as f64 * x;
+        }
+    }
+    let mut z = [f64::NEG_INFINITY; LANES];
+    let mut z_max = f64::NEG_INFINITY;
+    for l in 0..valid {
+        z[l] = beta * s[l];
+        z_max = z_max.max(z[l]);
+        // Lane l sees increasing indices, so a strict > keeps the lowest on ties.
+        if s[l] > lanes.best_s[l] {
+            lanes.best_s[l] = s[l];
+            lanes.best_i[l] = first + l as u64;
+        }
+    }
+    if z_max > lanes.m {
+        if lanes.m > f64::NEG_INFINITY {
+            let scale = (lanes.m - z_max).exp();
+            lanes.l.iter_mut().for_each(|v| *v *= scale);
+            for a in lanes.acc.iter_mut() {
+                a.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+        lanes.m = z_max;
+    }
+    if z_max < lanes.m - SKIP_BELOW {
+        return;
+    }
+    let mut t = [0.0; LANES];
+    for l in 0..LANES {
+        t[l] = z[l] - lanes.m;
+    }
+    let p = exp_lanes(&t);
+    for l in 0..LANES {
+        lanes.l[l] += p[l];
+    }
+    for (a, row) in lanes.acc.iter_mut().zip(pattern) {
+        for l in 0..LANES {
+            a[l] += p[l] * row[l] as f64;
+        }
+    }
+}
+
+/// The online-softmax state of patterns `lo..hi` (non-empty) for one query: generate a
+/// group of [`LANES`] patterns, fold it in, repeat.
+#[inline(always)]
+fn chunk_with<F, G>(
+    generator: &Compiled<F>,
+    fold: G,
     query: &Query<'_>,
     lo: u64,
     hi: u64,
     scratch: &mut Scratch,
-) -> StreamStats {
+) -> StreamStats
+where
+    F: Fn(u64, &mut [F32s]),
+    G: Fn(&mut Lanes, &[F32s], &[f64], f64, u64, usize),
+{
     let dim = query.x.len();
-    scratch.rows.resize(generator.rows().max(dim), [0.0; LANES]);
-    scratch.acc.clear();
-    scratch.acc.resize(dim, [0.0; LANES]);
-    let rows = &mut scratch.rows[..];
-    let acc = &mut scratch.acc[..dim];
-    let beta = query.beta;
-    let mut m = f64::NEG_INFINITY;
-    let mut l_sum = [0.0f64; LANES];
-    let mut best_s = [f64::NEG_INFINITY; LANES];
-    let mut best_i = [u64::MAX; LANES];
+    scratch.rows.resize(generator.rows.max(dim), [0.0; LANES]);
+    scratch.lanes.reset(dim);
     let mut first = lo;
     while first < hi {
         let valid = (hi - first).min(LANES as u64) as usize;
-        generator.generate(first, rows);
-        let pattern = &rows[..dim];
-        // s in f64, entry by entry as in the reference (each product is exact).
-        let mut s = [0.0f64; LANES];
-        for (row, &x) in pattern.iter().zip(query.x) {
-            for l in 0..LANES {
-                s[l] += row[l] as f64 * x;
-            }
-        }
-        let mut z = [f64::NEG_INFINITY; LANES];
-        let mut z_max = f64::NEG_INFINITY;
-        for l in 0..valid {
-            z[l] = beta * s[l];
-            z_max = z_max.max(z[l]);
-            // Lane l sees increasing indices, so a strict > keeps the lowest on ties.
-            if s[l] > best_s[l] {
-                best_s[l] = s[l];
-                best_i[l] = first + l as u64;
-            }
-        }
-        if z_max > m {
-            if m > f64::NEG_INFINITY {
-                let scale = (m - z_max).exp();
-                l_sum.iter_mut().for_each(|v| *v *= scale);
-                for a in acc.iter_mut() {
-                    a.iter_mut().for_each(|v| *v *= scale);
-                }
-            }
-            m = z_max;
-        }
-        if z_max >= m - SKIP_BELOW {
-            let mut t = [0.0; LANES];
-            for l in 0..LANES {
-                t[l] = z[l] - m;
-            }
-            let p = exp_lanes(&t);
-            for l in 0..LANES {
-                l_sum[l] += p[l];
-            }
-            for (a, row) in acc.iter_mut().zip(pattern) {
-                for l in 0..LANES {
-                    a[l] += p[l] * row[l] as f64;
-                }
-            }
-        }
+        generator.generate(first, &mut scratch.rows);
+        fold(
+            &mut scratch.lanes,
+            &scratch.rows[..dim],
+            query.x,
+            query.beta,
+            first,
+            valid,
+        );
         first += valid as u64;
     }
-    let mut stats = StreamStats::empty(dim);
-    stats.m = m;
-    stats.l = l_sum.iter().sum();
-    for (out, a) in stats.acc.iter_mut().zip(acc.iter()) {
-        *out = a.iter().sum();
-    }
-    for l in 0..LANES {
-        if best_i[l] != u64::MAX
-            && (best_s[l] > stats.best_s || (best_s[l] == stats.best_s && best_i[l] < stats.best_i))
-        {
-            stats.best_s = best_s[l];
-            stats.best_i = best_i[l];
-        }
-    }
-    stats
+    scratch.lanes.stats()
 }
 
 /// Lane-wise generation of `out.len() / dim` consecutive patterns from `first`.
 #[inline(always)]
-fn fill_with<G: Generator>(generator: &G, dim: usize, first: u64, out: &mut [f32]) {
-    let mut rows = vec![[0.0; LANES]; generator.rows().max(dim)];
+fn fill_with<F: Fn(u64, &mut [F32s])>(
+    generator: &Compiled<F>,
+    dim: usize,
+    first: u64,
+    out: &mut [f32],
+) {
+    let mut rows = vec![[0.0; LANES]; generator.rows.max(dim)];
     for (group, block) in out.chunks_mut(LANES * dim).enumerate() {
         generator.generate(first + (group * LANES) as u64, &mut rows);
         for (l, pattern) in block.chunks_exact_mut(dim).enumerate() {
@@ -482,49 +655,133 @@ fn fill_with<G: Generator>(generator: &G, dim: usize, first: u64, out: &mut [f32
     }
 }
 
-/// Runs `$body` with `$g` bound to the generator of `$kind`.
-macro_rules! with_generator {
-    ($kind:expr, $seed:expr, $dim:expr, |$g:ident| $body:expr) => {{
-        let keys = RoundKeys::of($seed);
-        let dim = $dim;
-        match $kind {
-            PatternKind::Binary => {
-                let $g = &Binary { keys, dim };
-                $body
-            }
-            PatternKind::Correlated { share } => {
-                let $g = &Correlated { keys, dim, share };
-                $body
-            }
-            PatternKind::Gaussian | PatternKind::Spherical => {
-                let $g = &Gaussian {
-                    keys,
-                    dim,
-                    spherical: $kind == PatternKind::Spherical,
-                };
-                $body
-            }
+/// A generator with its kernels bound: what `chunk_with` and `fill_with` run.
+struct Compiled<F> {
+    rows: usize,
+    generate: F,
+}
+
+impl<F: Fn(u64, &mut [F32s])> Compiled<F> {
+    #[inline(always)]
+    fn generate(&self, first: u64, rows: &mut [F32s]) {
+        (self.generate)(first, rows)
+    }
+}
+
+/// Stamps out the kernels for one instruction set: `$feature` is the attribute that
+/// selects it (none for the portable build). The same source is compiled each time, so
+/// every instruction set computes the same bits.
+macro_rules! kernels {
+    ($words:path, $(#[$feature:meta])*) => {
+        use super::*;
+
+        $(#[$feature])*
+        #[inline(never)]
+        fn words(keys: &RoundKeys, first: u64, block: u32) -> [U32s; 4] {
+            $words(keys, first, block)
         }
-    }};
+
+        $(#[$feature])*
+        #[inline(never)]
+        fn box_muller(a: &[u32; PAIRS], b: &[u32; PAIRS]) -> ([f32; PAIRS], [f32; PAIRS]) {
+            box_muller_batch(a, b)
+        }
+
+        $(#[$feature])*
+        #[inline(never)]
+        fn fold(
+            lanes: &mut Lanes,
+            pattern: &[F32s],
+            x: &[f64],
+            beta: f64,
+            first: u64,
+            valid: usize,
+        ) {
+            fold_group(lanes, pattern, x, beta, first, valid)
+        }
+
+        $(#[$feature])*
+        #[inline(never)]
+        fn generate<G: Generator>(g: &G, first: u64, rows: &mut [F32s]) {
+            let kernels = KernelFns(
+                |keys: &RoundKeys, first, block| words(keys, first, block),
+                |a: &[u32; PAIRS], b: &[u32; PAIRS]| box_muller(a, b),
+            );
+            g.generate(&kernels, first, rows)
+        }
+
+        /// Runs `$body` with `$g` bound to the compiled generator of `$kind`.
+        macro_rules! with_generator {
+            ($kind:expr, $seed:expr, $dim:expr, |$g:ident| $body:expr) => {{
+                let keys = RoundKeys::of($seed);
+                let dim = $dim;
+                match $kind {
+                    PatternKind::Binary => {
+                        let g = Binary { keys, dim };
+                        let $g = &Compiled {
+                            rows: g.rows(),
+                            generate: |first, rows: &mut [F32s]| generate(&g, first, rows),
+                        };
+                        $body
+                    }
+                    PatternKind::Correlated { share } => {
+                        let g = Correlated { keys, dim, share };
+                        let $g = &Compiled {
+                            rows: g.rows(),
+                            generate: |first, rows: &mut [F32s]| generate(&g, first, rows),
+                        };
+                        $body
+                    }
+                    PatternKind::Gaussian | PatternKind::Spherical => {
+                        let g = Gaussian {
+                            keys,
+                            dim,
+                            spherical: $kind == PatternKind::Spherical,
+                        };
+                        let $g = &Compiled {
+                            rows: g.rows(),
+                            generate: |first, rows: &mut [F32s]| generate(&g, first, rows),
+                        };
+                        $body
+                    }
+                }
+            }};
+        }
+
+        /// The online-softmax state of patterns `lo..hi` (non-empty) for one query.
+        $(#[$feature])*
+        pub(super) fn chunk(
+            kind: PatternKind,
+            query: &Query<'_>,
+            lo: u64,
+            hi: u64,
+            scratch: &mut Scratch,
+        ) -> StreamStats {
+            let fold = |lanes: &mut Lanes, pattern: &[F32s], x: &[f64], beta, first, valid| {
+                fold(lanes, pattern, x, beta, first, valid)
+            };
+            with_generator!(kind, query.seed, query.x.len(), |g| chunk_with(
+                g, fold, query, lo, hi, scratch
+            ))
+        }
+
+        /// See [`fill_patterns`].
+        $(#[$feature])*
+        pub(super) fn fill(kind: PatternKind, seed: u64, dim: usize, first: u64, out: &mut [f32]) {
+            with_generator!(kind, seed, dim, |g| fill_with(g, dim, first, out))
+        }
+    };
 }
 
-/// The work of one chunk, and of [`fill_patterns`]; compiled once per instruction set.
-#[inline(always)]
-fn chunk_generic(
-    kind: PatternKind,
-    query: &Query<'_>,
-    lo: u64,
-    hi: u64,
-    scratch: &mut Scratch,
-) -> StreamStats {
-    with_generator!(kind, query.seed, query.x.len(), |g| chunk_with(
-        g, query, lo, hi, scratch
-    ))
+/// The kernels for any CPU (compiled for the crate's target features).
+mod portable {
+    kernels!(pattern_words,);
 }
 
-#[inline(always)]
-fn fill_generic(kind: PatternKind, seed: u64, dim: usize, first: u64, out: &mut [f32]) {
-    with_generator!(kind, seed, dim, |g| fill_with(g, dim, first, out))
+/// The kernels compiled with AVX2 (called only where the CPU has it).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    kernels!(philox_avx2::pattern_words, #[target_feature(enable = "avx2")]);
 }
 
 /// The instruction sets the kernels are compiled for.
@@ -556,7 +813,7 @@ impl Isa {
         scratch: &mut Scratch,
     ) -> StreamStats {
         match self {
-            Isa::Portable => chunk_generic(kind, query, lo, hi, scratch),
+            Isa::Portable => portable::chunk(kind, query, lo, hi, scratch),
             // SAFETY: `Isa::Avx2` is only built by `Isa::detect` after
             // `is_x86_feature_detected!("avx2")` returned true on this CPU (or by tests that
             // check the same), which is the whole precondition of calling a function with
@@ -568,33 +825,11 @@ impl Isa {
 
     fn fill(self, kind: PatternKind, seed: u64, dim: usize, first: u64, out: &mut [f32]) {
         match self {
-            Isa::Portable => fill_generic(kind, seed, dim, first, out),
+            Isa::Portable => portable::fill(kind, seed, dim, first, out),
             // SAFETY: as in `Isa::chunk`.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::fill(kind, seed, dim, first, out) },
         }
-    }
-}
-
-/// The kernels compiled with AVX2.
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::*;
-
-    #[target_feature(enable = "avx2")]
-    pub(super) fn chunk(
-        kind: PatternKind,
-        query: &Query<'_>,
-        lo: u64,
-        hi: u64,
-        scratch: &mut Scratch,
-    ) -> StreamStats {
-        chunk_generic(kind, query, lo, hi, scratch)
-    }
-
-    #[target_feature(enable = "avx2")]
-    pub(super) fn fill(kind: PatternKind, seed: u64, dim: usize, first: u64, out: &mut [f32]) {
-        fill_generic(kind, seed, dim, first, out)
     }
 }
 
