@@ -19,7 +19,11 @@ fn streams(c: &mut Criterion) {
         ("binary", PatternKind::Binary, 24),
         ("spherical", PatternKind::Spherical, 100),
         ("binary", PatternKind::Binary, 100),
-        ("correlated", PatternKind::Correlated { share: 1 << 23 }, 100),
+        (
+            "correlated",
+            PatternKind::Correlated { share: 1 << 23 },
+            100,
+        ),
     ];
     let mut group = c.benchmark_group("procedural");
     group.sample_size(10);

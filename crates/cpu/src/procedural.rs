@@ -1,49 +1,51 @@
-//! Streaming log-sum-exp over procedural patterns on the CPU, the fast path (see
-//! `dam_core::procedural`; [`crate::reference::procedural`] is the oracle it is tested
-//! against).
+//! Streaming log-sum-exp over procedural patterns on the CPU: the fast path, tested
+//! against [`crate::reference::procedural`] (see `dam_core::procedural` for the
+//! generator and the online-softmax state).
 //!
-//! Patterns are generated [`LANES`] at a time, one pattern per lane: the counters of
-//! consecutive patterns μ, μ+1, … run through Philox side by side, Box–Muller is
-//! evaluated lane-wise, and the dot product, the best-pattern search and the
-//! online-softmax accumulators are kept per lane, so the hot loop has no horizontal
-//! operation and LLVM vectorises it. On x86-64 the same code is compiled a second time
-//! with AVX2 enabled and chosen at run time.
+//! Patterns are generated [`LANES`] at a time, one pattern per lane: the Philox counters
+//! of consecutive patterns μ, μ+1, … run side by side, Box–Muller is evaluated lane-wise,
+//! and the dot product, the best pattern and the online-softmax sums are kept per lane,
+//! so the hot loops have no horizontal operation and vectorise. The hot kernels are
+//! compiled twice, for any CPU and (on x86-64) with AVX2, chosen at run time; both
+//! compute the same bits (no fused multiply-add, no reassociation; the AVX2 Philox is
+//! integer arithmetic).
 //!
-//! What matches the reference bit for bit:
-//! * ±1 patterns (binary, correlated): the same integer arithmetic as `fill`.
+//! # What matches the reference bit for bit
+//! * ±1 patterns (binary, correlated): the integer arithmetic of `fill`.
 //! * The similarity s = ξ·x: each f32 × f32 product is exact in f64 and the products are
-//!   added in the same order as the reference, so s, z = β·s, the running max `m`,
-//!   `best_s` and `best_i` are identical whenever the patterns are.
+//!   added in the reference's order, so s, z = β·s, the chunk maxima `m`, `best_s` and
+//!   `best_i` are identical whenever the patterns are.
 //!
-//! What does not: Gaussian and spherical entries. `fill` calls the platform's f32 `ln`,
-//! `sin` and `cos`, which are not correctly rounded (glibc's differ from the correctly
-//! rounded value for about 1 % of the inputs Box–Muller can see). Here those three are
-//! evaluated in f64 and rounded once to f32, so they are correctly rounded except in the
-//! rare cases where the f64 value lies within ~2⁻⁴⁰ of a rounding boundary, and the
-//! patterns are the same on every platform. An entry is within a few f32 ulps of
-//! `fill`'s (and equal to it in about 97 % of cases); the rest of Box–Muller (the
-//! uniforms, −2·ln u, √, θ = π·v, r·cos θ, r·sin θ, the spherical rescale) uses the same
-//! f32 operations in the same order as `fill`.
+//! # What does not
+//! Gaussian and spherical entries. `fill` calls the platform's f32 `ln`, `sin` and `cos`,
+//! which are not correctly rounded (glibc's miss the correctly rounded value for about
+//! 1 % of the inputs Box–Muller can see), so no other implementation can promise its
+//! bits. Here those three are evaluated in f64 and rounded once to f32: correctly
+//! rounded except where the f64 value lies within ~2⁻⁴⁴ of a rounding boundary (none of
+//! the 2²⁴ possible `ln` inputs, 2 of the 2²⁴ angles, tested exhaustively), and the
+//! same on every platform. Every other step of Box–Muller (the uniforms, −2·ln u, √,
+//! θ = π·v, r·cos θ, r·sin θ, the spherical rescale) is the same f32 operation, in the
+//! same order, as in `fill`. An entry is therefore within a few f32 ulps of `fill`'s, and
+//! equal to it in about 98 % of cases with glibc.
 //!
-//! Softmax weights e^{z−m} use a lane-wise f64 `exp` (relative error ~1e-15), and the
-//! softmax sums run per lane and are added up at the end of a chunk, so l, acc, `lse` and
-//! `mean` agree with the reference to f64 rounding for the same patterns. A group of
-//! [`LANES`] patterns whose weights are all below e^{−70} relative to the running max is
-//! skipped: at most 2⁴⁰ such patterns add less than 2⁻⁶⁰ to l ≥ 1, below its rounding.
+//! The softmax weights e^{z−m} use a lane-wise f64 `exp` (relative error ~1e-15), and
+//! l and acc are summed per lane, then across lanes at the end of a chunk: for the same
+//! patterns, l, acc, `lse` and `mean` agree with the reference to f64 rounding. A group
+//! of [`LANES`] patterns whose weights are all below e^{−70} is skipped: every pattern
+//! adds less than 2⁻¹⁰⁰ to l ≥ 1, so at most 2⁴⁰ of them stay below half an ulp of l.
 //!
-//! Results never depend on the instruction set chosen (no fused multiply-add, no
-//! reassociation) nor on thread timing (chunks merge in a fixed order, as in the
-//! reference).
+//! Work is split and merged as in the reference (chunks of 2¹⁶ patterns per query on
+//! all cores, merged in chunk order), so results do not depend on thread timing.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use dam_core::procedural::{
-    uniform_open0, uniform_sym, PatternKind, Stream, StreamRequest, StreamStats,
+    uniform_open0, uniform_sym, words, PatternKind, Stream, StreamRequest, StreamStats,
 };
 
-/// Patterns generated side by side (one per lane).
+/// Patterns generated and folded side by side (one per lane).
 pub const LANES: usize = 16;
 
 /// Patterns per work item (as in the reference).
@@ -52,11 +54,6 @@ const CHUNK: u64 = 1 << 16;
 /// A group whose largest z is this far below the running max is skipped (e^{−70} < 2⁻¹⁰⁰).
 const SKIP_BELOW: f64 = 70.0;
 
-const M0: u64 = 0xD251_1F53;
-const M1: u64 = 0xCD9E_8D57;
-const W0: u32 = 0x9E37_79B9;
-const W1: u32 = 0xBB67_AE85;
-
 /// One lane-wise vector of u32 (one value per pattern).
 type U32s = [u32; LANES];
 /// One lane-wise vector of f32.
@@ -64,129 +61,105 @@ type F32s = [f32; LANES];
 /// One lane-wise vector of f64.
 type F64s = [f64; LANES];
 
-/// Philox runs this many counters side by side, each word in the low half of a u64 lane
-/// (so that the 32×32→64-bit products map onto packed unsigned multiplies).
-const PHILOX_LANES: usize = 8;
-
-/// The ten round keys of Philox-4x32-10 for one seed.
+/// A run's seed with the ten Philox-4x32-10 round keys it expands to.
 #[derive(Debug, Clone, Copy)]
-struct RoundKeys([[u64; 2]; 10]);
+struct RoundKeys {
+    seed: u64,
+    /// Round r's key, each word zero-extended to 64 bits.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    rounds: [[u64; 2]; 10],
+}
 
 impl RoundKeys {
-    #[inline(always)]
     fn of(seed: u64) -> Self {
+        const W0: u32 = 0x9E37_79B9;
+        const W1: u32 = 0xBB67_AE85;
         let (k0, k1) = (seed as u32, (seed >> 32) as u32);
-        let mut keys = [[0; 2]; 10];
-        for (r, key) in keys.iter_mut().enumerate() {
+        let mut rounds = [[0; 2]; 10];
+        for (r, key) in rounds.iter_mut().enumerate() {
             *key = [
                 k0.wrapping_add(W0.wrapping_mul(r as u32)) as u64,
                 k1.wrapping_add(W1.wrapping_mul(r as u32)) as u64,
             ];
         }
-        Self(keys)
+        Self { seed, rounds }
     }
 }
 
-/// Philox-4x32-10 on [`PHILOX_LANES`] counters: the low 32 bits of lane l of the result
-/// are `philox4x32_10` of the low 32 bits of lane l of the counter words. The high halves
-/// carry garbage that never reaches a low half (products only read the low 32 bits of
-/// their operands, and the rest is xor and shifts of the high half down, which only ever
-/// shift down fresh product bits).
+/// The Philox words of block `block` of patterns `first .. first + LANES` (stream
+/// `Patterns`), one pattern per lane: `dam_core::procedural::words` lane by lane.
 #[inline(always)]
-fn philox_lanes(counter: [[u64; PHILOX_LANES]; 4], keys: &RoundKeys) -> [[u64; PHILOX_LANES]; 4] {
-    let [mut c0, mut c1, mut c2, mut c3] = counter;
-    for key in &keys.0 {
-        let mut n0 = [0u64; PHILOX_LANES];
-        let mut n1 = [0u64; PHILOX_LANES];
-        let mut n2 = [0u64; PHILOX_LANES];
-        let mut n3 = [0u64; PHILOX_LANES];
-        for l in 0..PHILOX_LANES {
-            let p0 = (c0[l] as u32 as u64) * M0;
-            let p1 = (c2[l] as u32 as u64) * M1;
-            n0[l] = (p1 >> 32) ^ c1[l] ^ key[0];
-            n1[l] = p1;
-            n2[l] = (p0 >> 32) ^ c3[l] ^ key[1];
-            n3[l] = p0;
-        }
-        (c0, c1, c2, c3) = (n0, n1, n2, n3);
-    }
-    [c0, c1, c2, c3]
-}
-
-/// The words of block `block` of patterns `first .. first + LANES` (stream `Patterns`).
-#[inline(always)]
-fn pattern_words(keys: &RoundKeys, first: u64, block: u32) -> [U32s; 4] {
+fn portable_words(keys: &RoundKeys, first: u64, block: u32) -> [U32s; 4] {
     let mut out = [[0u32; LANES]; 4];
-    for half in 0..LANES / PHILOX_LANES {
-        let mut counter = [[0u64; PHILOX_LANES]; 4];
-        for l in 0..PHILOX_LANES {
-            let mu = first.wrapping_add((half * PHILOX_LANES + l) as u64);
-            counter[0][l] = block as u64;
-            counter[1][l] = mu & 0xffff_ffff;
-            counter[2][l] = mu >> 32;
-            counter[3][l] = Stream::Patterns as u64;
-        }
-        let w = philox_lanes(counter, keys);
-        for (out, w) in out.iter_mut().zip(&w) {
-            for l in 0..PHILOX_LANES {
-                out[half * PHILOX_LANES + l] = w[l] as u32;
-            }
+    for l in 0..LANES {
+        let w = words(
+            keys.seed,
+            Stream::Patterns,
+            first.wrapping_add(l as u64),
+            block,
+        );
+        for (out, w) in out.iter_mut().zip(w) {
+            out[l] = w;
         }
     }
     out
 }
 
-/// [`pattern_words`] with AVX2 intrinsics (four u64 lanes per register, the same
-/// arithmetic): LLVM does not reliably vectorise the lane-wise loop in context.
+/// [`portable_words`] with AVX2: Philox-4x32-10 on four counters per register, each
+/// 32-bit word in the low half of a 64-bit lane, so that the 32×32→64-bit products are
+/// packed unsigned multiplies (`vpmuludq`). The high halves carry junk that never
+/// reaches a low half: a multiply reads only the low halves of its operands, and the
+/// only right shift is of a fresh product.
 #[cfg(target_arch = "x86_64")]
 mod philox_avx2 {
-    use super::{RoundKeys, Stream, U32s, LANES, M0, M1};
+    use super::{RoundKeys, Stream, U32s, LANES};
     use std::arch::x86_64::{
         __m256i, _mm256_mul_epu32, _mm256_set1_epi64x, _mm256_srli_epi64, _mm256_xor_si256,
     };
 
-    /// Registers of four lanes processed together (two: eight counters, which with the
-    /// constants fit in the sixteen registers).
+    const M0: i64 = 0xD251_1F53;
+    const M1: i64 = 0xCD9E_8D57;
+    /// Registers per counter word in one pass: eight counters, which with the constants
+    /// fit in the sixteen registers.
     const GROUPS: usize = 2;
 
     #[target_feature(enable = "avx2")]
-    pub(super) fn pattern_words(keys: &RoundKeys, first: u64, block: u32) -> [U32s; 4] {
-        let m0 = _mm256_set1_epi64x(M0 as i64);
-        let m1 = _mm256_set1_epi64x(M1 as i64);
+    pub(super) fn words(keys: &RoundKeys, first: u64, block: u32) -> [U32s; 4] {
+        let (m0, m1) = (_mm256_set1_epi64x(M0), _mm256_set1_epi64x(M1));
         let mut out = [[0u32; LANES]; 4];
         for pass in 0..LANES / (4 * GROUPS) {
             let lane0 = pass * 4 * GROUPS;
             let mut c = [[_mm256_set1_epi64x(0); GROUPS]; 4];
-            for (g, group) in (0..GROUPS).zip(0..) {
-                let mut lo = [0u64; 4];
-                let mut hi = [0u64; 4];
+            for g in 0..GROUPS {
+                let (mut lo, mut hi) = ([0u64; 4], [0u64; 4]);
                 for l in 0..4 {
-                    let mu = first.wrapping_add((lane0 + 4 * group + l) as u64);
-                    lo[l] = mu & 0xffff_ffff;
-                    hi[l] = mu >> 32;
+                    let mu = first.wrapping_add((lane0 + 4 * g + l) as u64);
+                    (lo[l], hi[l]) = (mu & 0xffff_ffff, mu >> 32);
                 }
                 c[0][g] = _mm256_set1_epi64x(block as i64);
                 c[1][g] = bytemuck::cast(lo);
                 c[2][g] = bytemuck::cast(hi);
                 c[3][g] = _mm256_set1_epi64x(Stream::Patterns as i64);
             }
-            for key in &keys.0 {
+            for key in &keys.rounds {
                 let k0 = _mm256_set1_epi64x(key[0] as i64);
                 let k1 = _mm256_set1_epi64x(key[1] as i64);
                 for g in 0..GROUPS {
                     let p0 = _mm256_mul_epu32(c[0][g], m0);
                     let p1 = _mm256_mul_epu32(c[2][g], m1);
-                    c[0][g] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p1), c[1][g]), k0);
+                    let hi1 = _mm256_srli_epi64::<32>(p1);
+                    let hi0 = _mm256_srli_epi64::<32>(p0);
+                    c[0][g] = _mm256_xor_si256(_mm256_xor_si256(hi1, c[1][g]), k0);
                     c[1][g] = p1;
-                    c[2][g] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p0), c[3][g]), k1);
+                    c[2][g] = _mm256_xor_si256(_mm256_xor_si256(hi0, c[3][g]), k1);
                     c[3][g] = p0;
                 }
             }
-            for (out, words) in out.iter_mut().zip(&c) {
-                for (g, &reg) in words.iter().enumerate() {
-                    let v: [u64; 4] = bytemuck::cast::<__m256i, _>(reg);
+            for (out, word) in out.iter_mut().zip(&c) {
+                for (g, &reg) in word.iter().enumerate() {
+                    let lanes: [u64; 4] = bytemuck::cast::<__m256i, _>(reg);
                     for l in 0..4 {
-                        out[lane0 + 4 * g + l] = v[l] as u32;
+                        out[lane0 + 4 * g + l] = lanes[l] as u32;
                     }
                 }
             }
@@ -209,22 +182,24 @@ const LN_COEF: [f64; 6] = [
     0.221_742_361_166_787_92,
     0.196_082_833_943_249_55,
 ];
-/// sin y = y·S(y²) on |y| ≤ π/4 + 1e-6 (same fit), relative error below 5e-12.
-const SIN_COEF: [f64; 5] = [
-    0.999_999_999_995_445_8,
-    -0.166_666_666_304_229_7,
-    0.008_333_328_688_290_316,
-    -0.000_198_391_778_758_368_7,
-    2.717_148_932_519_740_5e-6,
+/// sin y = y·S(y²) on |y| ≤ π/4 + 1e-6 (same fit), relative error below 5e-15.
+const SIN_COEF: [f64; 6] = [
+    0.999_999_999_999_995_4,
+    -0.166_666_666_666_148_66,
+    0.008_333_333_323_643_4,
+    -0.000_198_412_631_922_137_74,
+    2.755_525_227_405_487_6e-6,
+    -2.475_528_916_295_359e-8,
 ];
-/// cos y = C(y²) on |y| ≤ π/4 + 1e-6 (same fit), relative error below 7e-14.
-const COS_COEF: [f64; 6] = [
-    0.999_999_999_999_934_3,
-    -0.499_999_999_992_708_17,
-    0.041_666_666_533_636_29,
-    -0.001_388_887_993_185_191_3,
-    2.479_884_379_022_605e-5,
-    -2.716_795_118_728_552_6e-7,
+/// cos y = C(y²) on |y| ≤ π/4 + 1e-6 (same fit), relative error below 2e-16.
+const COS_COEF: [f64; 7] = [
+    0.999_999_999_999_999_9,
+    -0.499_999_999_999_991_5,
+    0.041_666_666_666_453_89,
+    -0.001_388_888_886_871_671_8,
+    2.480_157_814_683_146_7e-5,
+    -2.755_517_775_824_891e-7,
+    2.062_743_560_330_743_6e-9,
 ];
 
 #[inline(always)]
@@ -241,7 +216,7 @@ const PAIRS: usize = 2 * LANES;
 
 /// Box–Muller of `dam_core::procedural::box_muller` on [`PAIRS`] pairs of words, with
 /// `ln`, `sin` and `cos` evaluated in f64 and rounded once to f32 (correctly rounded
-/// except within ~2⁻³⁷ of a rounding boundary); every other operation is the same f32
+/// except within ~2⁻⁴⁴ of a rounding boundary); every other operation is the same f32
 /// operation as there.
 ///
 /// ln u: u = 2^e·m with m in [√½, √2), ln u = e·ln 2 + ln m. sin θ, cos θ: θ = q·π/2 + y
@@ -263,7 +238,11 @@ fn box_muller_batch(a: &[u32; PAIRS], b: &[u32; PAIRS]) -> ([f32; PAIRS], [f32; 
         let bits = uniform_open0(a[i]).to_bits();
         let mantissa = (bits & 0x007f_ffff) | 0x3f80_0000;
         let high = mantissa >= 0x3fb5_04f3; // m ≥ √2: halve it
-        m[i] = f32::from_bits(if high { mantissa - 0x0080_0000 } else { mantissa });
+        m[i] = f32::from_bits(if high {
+            mantissa - 0x0080_0000
+        } else {
+            mantissa
+        });
         e[i] = (bits >> 23) as i32 - 127 + high as i32;
         let th = std::f32::consts::PI * uniform_sym(b[i]);
         let shifted = th * std::f32::consts::FRAC_2_PI + F32_MAGIC;
@@ -304,12 +283,14 @@ fn box_muller_batch(a: &[u32; PAIRS], b: &[u32; PAIRS]) -> ([f32; PAIRS], [f32; 
 }
 
 /// e^t for t ≤ 0 in lanes (relative error ~1e-15; 0 below −708, so also for t = −∞):
-/// t = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by its Taylor series to r¹¹.
+/// t = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by its Taylor series to r¹² (truncation
+/// below 2e-16).
 #[inline(always)]
 fn exp_lanes(t: &F64s) -> F64s {
     const LN2_HI: f64 = 6.931_471_803_691_238e-1; // ln 2 to 33 bits: n·LN2_HI is exact
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    const COEF: [f64; 11] = [
+    const COEF: [f64; 12] = [
+        1.0 / 479_001_600.0,
         1.0 / 39_916_800.0,
         1.0 / 3_628_800.0,
         1.0 / 362_880.0,
@@ -340,8 +321,8 @@ fn exp_lanes(t: &F64s) -> F64s {
     out
 }
 
-/// The two hot kernels, each compiled as a function of its own per instruction set (see
-/// `kernels!`): Philox words of one block of [`LANES`] patterns ([`pattern_words`]), and
+/// The two kernels the generators call, each a function of its own per instruction set
+/// (see `kernels!`): the Philox words of one block of [`LANES`] patterns, and
 /// [`box_muller_batch`].
 trait Kernels {
     fn words(&self, keys: &RoundKeys, first: u64, block: u32) -> [U32s; 4];
@@ -367,102 +348,86 @@ where
     }
 }
 
-/// Writes patterns `first .. first + LANES` lane-wise: `rows[i][l]` is entry i of pattern
-/// `first + l`. `rows` has at least [`Generator::rows`] rows; only the first `dim` are
-/// the pattern (the rest is scratch).
-trait Generator {
-    /// Rows of scratch `generate` needs.
-    fn rows(&self) -> usize;
-    fn generate(&self, kernels: &impl Kernels, first: u64, rows: &mut [F32s]);
-}
-
-/// +1.0 for bit 1, −1.0 for bit 0 (integer operations only, so it vectorises).
-#[inline(always)]
-fn sign(bit: u32) -> f32 {
-    f32::from_bits(0x3f80_0000 | ((bit ^ 1) << 31))
-}
-
-struct Binary {
+/// The generator of one run: writes patterns `first .. first + LANES` lane-wise,
+/// `rows[i][l]` = entry i of pattern `first + l`, with the arithmetic of `fill`.
+#[derive(Debug, Clone, Copy)]
+struct Generator {
+    kind: PatternKind,
     keys: RoundKeys,
     dim: usize,
 }
 
-impl Generator for Binary {
+impl Generator {
+    fn new(kind: PatternKind, seed: u64, dim: usize) -> Self {
+        Self {
+            kind,
+            keys: RoundKeys::of(seed),
+            dim,
+        }
+    }
+
+    /// Rows `generate` writes (Gaussian entries come four at a time); the first `dim`
+    /// are the patterns.
     fn rows(&self) -> usize {
-        self.dim
+        match self.kind {
+            PatternKind::Gaussian | PatternKind::Spherical => self.dim.div_ceil(4) * 4,
+            _ => self.dim,
+        }
     }
 
     #[inline(always)]
     fn generate(&self, kernels: &impl Kernels, first: u64, rows: &mut [F32s]) {
+        match self.kind {
+            PatternKind::Binary => self.binary(kernels, first, rows),
+            PatternKind::Correlated { share } => self.correlated(kernels, share, first, rows),
+            PatternKind::Gaussian => self.gaussian(kernels, false, first, rows),
+            PatternKind::Spherical => self.gaussian(kernels, true, first, rows),
+        }
+    }
+
+    /// Entry i: bit i mod 32 of word (i mod 128) / 32 of block i / 128.
+    #[inline(always)]
+    fn binary(&self, kernels: &impl Kernels, first: u64, rows: &mut [F32s]) {
         for (block, rows) in rows[..self.dim].chunks_mut(128).enumerate() {
             let w = kernels.words(&self.keys, first, block as u32);
             for (rows, word) in rows.chunks_mut(32).zip(&w) {
-                // Bit by bit from the lowest, shifting the words down by one each time.
+                // Bit by bit from the lowest, shifting the words down one bit each time
+                // (shifts by a constant vectorise; shifts by a counter did not).
                 let mut rest = *word;
                 for row in rows.iter_mut() {
                     for l in 0..LANES {
-                        // Only the lowest bit of !rest survives the shift to the sign bit.
-                        row[l] = f32::from_bits(0x3f80_0000 | (!rest[l] << 31));
+                        row[l] = sign(rest[l]);
                         rest[l] >>= 1;
                     }
                 }
             }
         }
     }
-}
 
-struct Correlated {
-    keys: RoundKeys,
-    dim: usize,
-    share: u32,
-}
-
-impl Generator for Correlated {
-    fn rows(&self) -> usize {
-        self.dim
-    }
-
+    /// Block 0 holds the latent sign; entry i uses word i mod 4 of block 1 + i/4: its top
+    /// 24 bits decide "copy the latent", its lowest bit is the entry's own sign.
     #[inline(always)]
-    fn generate(&self, kernels: &impl Kernels, first: u64, rows: &mut [F32s]) {
+    fn correlated(&self, kernels: &impl Kernels, share: u32, first: u64, rows: &mut [F32s]) {
         let latent = kernels.words(&self.keys, first, 0)[0];
-        let mut z = [0u32; LANES];
-        for l in 0..LANES {
-            z[l] = latent[l] & 1;
-        }
         for (block, rows) in rows[..self.dim].chunks_mut(4).enumerate() {
             let w = kernels.words(&self.keys, first, 1 + block as u32);
-            for (word, row) in w.iter().zip(rows.iter_mut()) {
+            for (row, word) in rows.iter_mut().zip(&w) {
                 for l in 0..LANES {
-                    let bit = if (word[l] >> 8) < self.share {
-                        z[l]
-                    } else {
-                        word[l] & 1
-                    };
-                    row[l] = sign(bit);
+                    let copy = (word[l] >> 8) < share;
+                    row[l] = sign(if copy { latent[l] } else { word[l] });
                 }
             }
         }
     }
-}
 
-struct Gaussian {
-    keys: RoundKeys,
-    dim: usize,
-    spherical: bool,
-}
-
-impl Generator for Gaussian {
-    fn rows(&self) -> usize {
-        self.dim.div_ceil(4) * 4
-    }
-
+    /// Entries 4b .. 4b + 4 from the words (w0, w1, w2, w3) of block b: Box–Muller of
+    /// (w0, w1) and of (w2, w3); spherical patterns are then rescaled to norm √N.
     #[inline(always)]
-    fn generate(&self, kernels: &impl Kernels, first: u64, rows: &mut [F32s]) {
+    fn gaussian(&self, kernels: &impl Kernels, spherical: bool, first: u64, rows: &mut [F32s]) {
         let rows = &mut rows[..self.rows()];
         for (block, out) in rows.chunks_exact_mut(4).enumerate() {
             let w = kernels.words(&self.keys, first, block as u32);
-            let mut a = [0u32; PAIRS];
-            let mut b = [0u32; PAIRS];
+            let (mut a, mut b) = ([0u32; PAIRS], [0u32; PAIRS]);
             a[..LANES].copy_from_slice(&w[0]);
             a[LANES..].copy_from_slice(&w[2]);
             b[..LANES].copy_from_slice(&w[1]);
@@ -473,8 +438,8 @@ impl Generator for Gaussian {
             out[2].copy_from_slice(&x[LANES..]);
             out[3].copy_from_slice(&y[LANES..]);
         }
-        if self.spherical {
-            // As in `fill`: Σ v² in f32 in entry order, then √N / √Σ.
+        if spherical {
+            // As in `fill`: Σ v² in f32 in entry order (no fused multiply-add), √N / √Σ.
             let rows = &mut rows[..self.dim];
             let mut norm2 = [0.0f32; LANES];
             for row in rows.iter() {
@@ -496,16 +461,16 @@ impl Generator for Gaussian {
     }
 }
 
-/// Per-worker scratch: generated patterns and the per-lane softmax state.
-#[derive(Default)]
-struct Scratch {
-    rows: Vec<F32s>,
-    lanes: Lanes,
+/// +1.0 where the lowest bit of `word` is 1, −1.0 where it is 0 (integer operations
+/// only: only the lowest bit of !word survives the shift to the sign bit).
+#[inline(always)]
+fn sign(word: u32) -> f32 {
+    f32::from_bits(0x3f80_0000 | (!word << 31))
 }
 
-/// The online-softmax state of one chunk, per lane (lane l sees the patterns
-/// `first + l` of every group), with one running max `m` shared by all lanes.
-#[derive(Default)]
+/// The online-softmax state of one chunk, per lane (lane l folds the patterns
+/// `first + l` of every group), with one running max `m` for all lanes.
+#[derive(Debug, Default)]
 struct Lanes {
     m: f64,
     l: F64s,
@@ -543,18 +508,12 @@ impl Lanes {
     }
 }
 
-/// One query's part of a request.
-struct Query<'a> {
-    /// x as f64 (length N).
-    x: &'a [f64],
-    beta: f64,
-    seed: u64,
-}
-
 /// Folds the patterns `first .. first + valid` (`pattern[i][l]`: entry i of pattern
-/// `first + l`; `valid` ≤ [`LANES`]) into `lanes`, for the query `x` (as f64) and β.
+/// `first + l`; `valid` ≤ [`LANES`], the other lanes are ignored) into `lanes`, for the
+/// query `x` (as f64, length N) and β.
 #[inline(always)]
 fn fold_group(lanes: &mut Lanes, pattern: &[F32s], x: &[f64], beta: f64, first: u64, valid: usize) {
+    debug_assert_eq!(pattern.len(), x.len());
     // s in f64, entry by entry as in the reference (each product is exact).
     let mut s = [0.0f64; LANES];
     for (row, &x) in pattern.iter().zip(x) {
@@ -601,52 +560,50 @@ fn fold_group(lanes: &mut Lanes, pattern: &[F32s], x: &[f64], beta: f64, first: 
     }
 }
 
-/// The online-softmax state of patterns `lo..hi` (non-empty) for one query: generate a
-/// group of [`LANES`] patterns, fold it in, repeat.
+/// Per-worker scratch: a group of generated patterns and the per-lane softmax state.
+#[derive(Debug, Default)]
+struct Scratch {
+    rows: Vec<F32s>,
+    lanes: Lanes,
+}
+
+/// The online-softmax state of patterns `lo..hi` for one query of dimension `dim`:
+/// generate a group of [`LANES`] patterns (`generate`, into `rows` rows), fold it in
+/// (`fold`), repeat.
 #[inline(always)]
-fn chunk_with<F, G>(
-    generator: &Compiled<F>,
-    fold: G,
-    query: &Query<'_>,
+fn chunk_with(
+    rows: usize,
+    generate: impl Fn(u64, &mut [F32s]),
+    fold: impl Fn(&mut Lanes, &[F32s], u64, usize),
+    dim: usize,
     lo: u64,
     hi: u64,
     scratch: &mut Scratch,
-) -> StreamStats
-where
-    F: Fn(u64, &mut [F32s]),
-    G: Fn(&mut Lanes, &[F32s], &[f64], f64, u64, usize),
-{
-    let dim = query.x.len();
-    scratch.rows.resize(generator.rows.max(dim), [0.0; LANES]);
+) -> StreamStats {
+    scratch.rows.resize(rows.max(dim), [0.0; LANES]);
     scratch.lanes.reset(dim);
     let mut first = lo;
     while first < hi {
         let valid = (hi - first).min(LANES as u64) as usize;
-        generator.generate(first, &mut scratch.rows);
-        fold(
-            &mut scratch.lanes,
-            &scratch.rows[..dim],
-            query.x,
-            query.beta,
-            first,
-            valid,
-        );
+        generate(first, &mut scratch.rows);
+        fold(&mut scratch.lanes, &scratch.rows[..dim], first, valid);
         first += valid as u64;
     }
     scratch.lanes.stats()
 }
 
-/// Lane-wise generation of `out.len() / dim` consecutive patterns from `first`.
+/// Writes the `out.len() / dim` patterns from `first` row-major into `out`.
 #[inline(always)]
-fn fill_with<F: Fn(u64, &mut [F32s])>(
-    generator: &Compiled<F>,
+fn fill_with(
+    rows: usize,
+    generate: impl Fn(u64, &mut [F32s]),
     dim: usize,
     first: u64,
     out: &mut [f32],
 ) {
-    let mut rows = vec![[0.0; LANES]; generator.rows.max(dim)];
+    let mut rows = vec![[0.0; LANES]; rows.max(dim)];
     for (group, block) in out.chunks_mut(LANES * dim).enumerate() {
-        generator.generate(first + (group * LANES) as u64, &mut rows);
+        generate(first.wrapping_add((group * LANES) as u64), &mut rows);
         for (l, pattern) in block.chunks_exact_mut(dim).enumerate() {
             for (v, row) in pattern.iter_mut().zip(&rows[..dim]) {
                 *v = row[l];
@@ -655,22 +612,20 @@ fn fill_with<F: Fn(u64, &mut [F32s])>(
     }
 }
 
-/// A generator with its kernels bound: what `chunk_with` and `fill_with` run.
-struct Compiled<F> {
-    rows: usize,
-    generate: F,
+/// One query's part of a request.
+struct Query<'a> {
+    /// x as f64 (length N).
+    x: &'a [f64],
+    beta: f64,
+    seed: u64,
 }
 
-impl<F: Fn(u64, &mut [F32s])> Compiled<F> {
-    #[inline(always)]
-    fn generate(&self, first: u64, rows: &mut [F32s]) {
-        (self.generate)(first, rows)
-    }
-}
-
-/// Stamps out the kernels for one instruction set: `$feature` is the attribute that
-/// selects it (none for the portable build). The same source is compiled each time, so
-/// every instruction set computes the same bits.
+/// Stamps out the kernels for one instruction set: `$words` is its Philox, `$feature`
+/// the attribute that enables it (none for the portable build). The hot kernels are
+/// functions of their own (`#[inline(never)]`): compiled in isolation they vectorise,
+/// inlined into the chunk loop LLVM left parts of them scalar. The closures handed to
+/// the generic code are defined inside the stamped functions, so they carry the same
+/// target features.
 macro_rules! kernels {
     ($words:path, $(#[$feature:meta])*) => {
         use super::*;
@@ -689,6 +644,16 @@ macro_rules! kernels {
 
         $(#[$feature])*
         #[inline(never)]
+        fn generate(generator: &Generator, first: u64, rows: &mut [F32s]) {
+            let kernels = KernelFns(
+                |keys: &RoundKeys, first, block| words(keys, first, block),
+                |a: &[u32; PAIRS], b: &[u32; PAIRS]| box_muller(a, b),
+            );
+            generator.generate(&kernels, first, rows)
+        }
+
+        $(#[$feature])*
+        #[inline(never)]
         fn fold(
             lanes: &mut Lanes,
             pattern: &[F32s],
@@ -700,55 +665,7 @@ macro_rules! kernels {
             fold_group(lanes, pattern, x, beta, first, valid)
         }
 
-        $(#[$feature])*
-        #[inline(never)]
-        fn generate<G: Generator>(g: &G, first: u64, rows: &mut [F32s]) {
-            let kernels = KernelFns(
-                |keys: &RoundKeys, first, block| words(keys, first, block),
-                |a: &[u32; PAIRS], b: &[u32; PAIRS]| box_muller(a, b),
-            );
-            g.generate(&kernels, first, rows)
-        }
-
-        /// Runs `$body` with `$g` bound to the compiled generator of `$kind`.
-        macro_rules! with_generator {
-            ($kind:expr, $seed:expr, $dim:expr, |$g:ident| $body:expr) => {{
-                let keys = RoundKeys::of($seed);
-                let dim = $dim;
-                match $kind {
-                    PatternKind::Binary => {
-                        let g = Binary { keys, dim };
-                        let $g = &Compiled {
-                            rows: g.rows(),
-                            generate: |first, rows: &mut [F32s]| generate(&g, first, rows),
-                        };
-                        $body
-                    }
-                    PatternKind::Correlated { share } => {
-                        let g = Correlated { keys, dim, share };
-                        let $g = &Compiled {
-                            rows: g.rows(),
-                            generate: |first, rows: &mut [F32s]| generate(&g, first, rows),
-                        };
-                        $body
-                    }
-                    PatternKind::Gaussian | PatternKind::Spherical => {
-                        let g = Gaussian {
-                            keys,
-                            dim,
-                            spherical: $kind == PatternKind::Spherical,
-                        };
-                        let $g = &Compiled {
-                            rows: g.rows(),
-                            generate: |first, rows: &mut [F32s]| generate(&g, first, rows),
-                        };
-                        $body
-                    }
-                }
-            }};
-        }
-
-        /// The online-softmax state of patterns `lo..hi` (non-empty) for one query.
+        /// The online-softmax state of patterns `lo..hi` for one query.
         $(#[$feature])*
         pub(super) fn chunk(
             kind: PatternKind,
@@ -757,31 +674,45 @@ macro_rules! kernels {
             hi: u64,
             scratch: &mut Scratch,
         ) -> StreamStats {
-            let fold = |lanes: &mut Lanes, pattern: &[F32s], x: &[f64], beta, first, valid| {
-                fold(lanes, pattern, x, beta, first, valid)
-            };
-            with_generator!(kind, query.seed, query.x.len(), |g| chunk_with(
-                g, fold, query, lo, hi, scratch
-            ))
+            let dim = query.x.len();
+            let generator = Generator::new(kind, query.seed, dim);
+            chunk_with(
+                generator.rows(),
+                |first, rows: &mut [F32s]| generate(&generator, first, rows),
+                |lanes: &mut Lanes, pattern: &[F32s], first, valid| {
+                    fold(lanes, pattern, query.x, query.beta, first, valid)
+                },
+                dim,
+                lo,
+                hi,
+                scratch,
+            )
         }
 
         /// See [`fill_patterns`].
         $(#[$feature])*
         pub(super) fn fill(kind: PatternKind, seed: u64, dim: usize, first: u64, out: &mut [f32]) {
-            with_generator!(kind, seed, dim, |g| fill_with(g, dim, first, out))
+            let generator = Generator::new(kind, seed, dim);
+            fill_with(
+                generator.rows(),
+                |first, rows: &mut [F32s]| generate(&generator, first, rows),
+                dim,
+                first,
+                out,
+            )
         }
     };
 }
 
 /// The kernels for any CPU (compiled for the crate's target features).
 mod portable {
-    kernels!(pattern_words,);
+    kernels!(portable_words,);
 }
 
 /// The kernels compiled with AVX2 (called only where the CPU has it).
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    kernels!(philox_avx2::pattern_words, #[target_feature(enable = "avx2")]);
+    kernels!(philox_avx2::words, #[target_feature(enable = "avx2")]);
 }
 
 /// The instruction sets the kernels are compiled for.
@@ -789,7 +720,7 @@ mod avx2 {
 enum Isa {
     /// The crate's target features.
     Portable,
-    /// x86-64 with AVX2 (checked at run time).
+    /// x86-64 with AVX2: only built by [`Isa::detect`] (and tests) after checking the CPU.
     #[cfg(target_arch = "x86_64")]
     Avx2,
 }
@@ -814,10 +745,9 @@ impl Isa {
     ) -> StreamStats {
         match self {
             Isa::Portable => portable::chunk(kind, query, lo, hi, scratch),
-            // SAFETY: `Isa::Avx2` is only built by `Isa::detect` after
-            // `is_x86_feature_detected!("avx2")` returned true on this CPU (or by tests that
-            // check the same), which is the whole precondition of calling a function with
-            // `#[target_feature(enable = "avx2")]`.
+            // SAFETY: `Isa::Avx2` only exists where `is_x86_feature_detected!("avx2")`
+            // returned true on this CPU, which is the whole precondition of calling a
+            // function compiled with `#[target_feature(enable = "avx2")]`.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::chunk(kind, query, lo, hi, scratch) },
         }
@@ -835,24 +765,24 @@ impl Isa {
 
 /// Writes the `out.len() / dim` patterns `first, first + 1, …` of the run `seed`
 /// (stream `Patterns`) into `out`, row-major, with the generator of [`stream_dot`]:
-/// identical to `dam_core::procedural::fill` for ±1 kinds, within a few f32 ulps for
-/// Gaussian and spherical ones (see the module documentation).
+/// identical to `dam_core::procedural::fill` for ±1 kinds, within a few f32 ulps of it
+/// for Gaussian and spherical ones (see the module documentation).
 ///
 /// # Panics
 /// If `dim` is 0 or does not divide `out.len()`.
 pub fn fill_patterns(kind: PatternKind, seed: u64, first: u64, dim: usize, out: &mut [f32]) {
     assert!(
         dim > 0 && out.len() % dim == 0,
-        "out must hold whole patterns"
+        "out must hold whole patterns of dimension {dim}"
     );
     Isa::detect().fill(kind, seed, dim, first, out);
 }
 
 /// Runs a [`StreamRequest`]: one online-softmax state per query, merged over chunks of
 /// the pattern range in a fixed order (so every bit is independent of thread timing).
-/// Same results as [`crate::reference::procedural::stream_dot`] up to f64 rounding for
-/// ±1 patterns, and up to the few-ulp differences of Gaussian entries otherwise (see
-/// the module documentation).
+/// Agrees with [`crate::reference::procedural::stream_dot`] to f64 rounding for ±1
+/// patterns, and up to the few-ulp differences of Gaussian entries otherwise (see the
+/// module documentation).
 ///
 /// # Panics
 /// If `queries` is not B×N for B = `seeds.len()`.
@@ -918,4 +848,183 @@ fn stream_dot_on(isa: Isa, request: &StreamRequest<'_>) -> Vec<StreamStats> {
         .into_iter()
         .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).0)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dam_core::procedural::{box_muller, philox4x32_10};
+
+    /// The instruction sets this CPU runs (the portable one always).
+    fn isas() -> Vec<Isa> {
+        let mut isas = vec![Isa::Portable];
+        if Isa::detect() != Isa::Portable {
+            isas.push(Isa::detect());
+        }
+        isas
+    }
+
+    /// Lane l of block `block` of the group at `first` is Philox of (block, μ = first + l,
+    /// stream 0), on every instruction set, including μ that cross a 2³² boundary.
+    #[test]
+    fn lane_wise_philox_matches_core() {
+        let mut cases = vec![(0u64, 0u64, 0u32), (u64::MAX, u64::MAX - 3, u32::MAX)];
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for _ in 0..200 {
+            // A fixed xorshift sequence: seeds, first indices and blocks of every size.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cases.push((x, x.rotate_left(17) >> (x % 64), (x >> 40) as u32 % 40));
+        }
+        cases.push((9, (1 << 32) - 5, 3));
+        for isa in isas() {
+            for &(seed, first, block) in &cases {
+                let keys = RoundKeys::of(seed);
+                let got = match isa {
+                    Isa::Portable => portable_words(&keys, first, block),
+                    // SAFETY: `isas` lists `Isa::Avx2` only where the CPU has AVX2.
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => unsafe { philox_avx2::words(&keys, first, block) },
+                };
+                for l in 0..LANES {
+                    let mu = first.wrapping_add(l as u64);
+                    let want = philox4x32_10(
+                        [block, mu as u32, (mu >> 32) as u32, 0],
+                        [seed as u32, (seed >> 32) as u32],
+                    );
+                    let lane = [got[0][l], got[1][l], got[2][l], got[3][l]];
+                    assert_eq!(lane, want, "{isa:?} seed {seed} μ {mu} block {block}");
+                }
+            }
+        }
+    }
+
+    /// The correctly rounded Box–Muller pair: ln, cos and sin in f64 (glibc's are
+    /// correctly rounded to f64 in all but rare cases), rounded to f32, then the f32
+    /// steps of `box_muller`.
+    fn box_muller_correctly_rounded(a: u32, b: u32) -> (f32, f32) {
+        let ln = (uniform_open0(a) as f64).ln() as f32;
+        let r = (-2.0 * ln).sqrt();
+        let theta = std::f32::consts::PI * uniform_sym(b);
+        let (sin, cos) = ((theta as f64).sin() as f32, (theta as f64).cos() as f32);
+        (r * cos, r * sin)
+    }
+
+    /// Counts the pairs of the batch that differ from the correctly rounded Box–Muller,
+    /// and checks every value against libm's `box_muller`: at most `LIBM_ULPS` apart.
+    fn check_batch(a: &[u32; PAIRS], b: &[u32; PAIRS]) -> usize {
+        const LIBM_ULPS: f32 = 3.0;
+        let (x, y) = box_muller_batch(a, b);
+        let mut misses = 0;
+        for i in 0..PAIRS {
+            misses += ((x[i], y[i]) != box_muller_correctly_rounded(a[i], b[i])) as usize;
+            let libm = box_muller(a[i], b[i]);
+            for (got, want) in [(x[i], libm.0), (y[i], libm.1)] {
+                let ulp = f32::from_bits(want.abs().to_bits() + 1) - want.abs();
+                assert!(
+                    (got - want).abs() <= LIBM_ULPS * ulp.max(f32::MIN_POSITIVE),
+                    "a={:#x} b={:#x}: {got} vs libm {want}",
+                    a[i],
+                    b[i]
+                );
+            }
+        }
+        misses
+    }
+
+    /// Every one of the 2²⁴ inputs of `ln` (with a fixed angle) and of `sin`, `cos` (with
+    /// a fixed ln input): the uniforms read the top 24 bits of a word, so this is all of
+    /// them. The batch is the correctly rounded Box–Muller except in at most `ALLOWED`
+    /// cases each (f64 values within ~2⁻⁴⁴ of a rounding boundary: 0 and 2 with glibc).
+    #[test]
+    fn box_muller_is_correctly_rounded_for_every_input() {
+        const ALLOWED: usize = 16;
+        let (mut ln_misses, mut angle_misses) = (0, 0);
+        for batch in 0..(1u32 << 24) / PAIRS as u32 {
+            let mut sweep = [0u32; PAIRS];
+            for (i, w) in sweep.iter_mut().enumerate() {
+                let k = batch * PAIRS as u32 + i as u32;
+                // The low 8 bits must not matter: vary them too.
+                *w = (k << 8) | (k.wrapping_mul(0x9E37_79B9) >> 24);
+            }
+            ln_misses += check_batch(&sweep, &[0x8765_4321; PAIRS]);
+            angle_misses += check_batch(&[0x1234_5678; PAIRS], &sweep);
+        }
+        assert!(
+            ln_misses <= ALLOWED,
+            "{ln_misses} ln inputs not correctly rounded"
+        );
+        assert!(
+            angle_misses <= ALLOWED,
+            "{angle_misses} angles not correctly rounded"
+        );
+    }
+
+    /// Both instruction sets compute the same bits: patterns and stream states.
+    #[test]
+    fn instruction_sets_agree_bit_for_bit() {
+        let kinds = [
+            PatternKind::Binary,
+            PatternKind::correlated(0.4).unwrap(),
+            PatternKind::Gaussian,
+            PatternKind::Spherical,
+        ];
+        let isas = isas();
+        for kind in kinds {
+            for dim in [1usize, 7, 24, 130] {
+                let mut fills = Vec::new();
+                for &isa in &isas {
+                    let mut out = vec![0.0f32; 37 * dim];
+                    isa.fill(kind, 77, dim, (1 << 32) - 20, &mut out);
+                    fills.push(out);
+                }
+                assert!(fills.windows(2).all(|w| w[0] == w[1]), "{kind:?} N={dim}");
+                let queries: Vec<f32> = (0..3 * dim)
+                    .map(|i| ((i * 37) % 11) as f32 * 0.3 - 1.4)
+                    .collect();
+                let seeds = [5u64, 6, 7];
+                let request = StreamRequest {
+                    kind,
+                    dim,
+                    start: 3,
+                    end: 3 + 1000,
+                    beta: 2.5,
+                    queries: &queries,
+                    seeds: &seeds,
+                };
+                let states: Vec<_> = isas
+                    .iter()
+                    .map(|&isa| stream_dot_on(isa, &request))
+                    .collect();
+                assert!(states.windows(2).all(|w| w[0] == w[1]), "{kind:?} N={dim}");
+            }
+        }
+    }
+
+    /// The lane-wise exp against libm's, over its whole range and at its edges.
+    #[test]
+    fn exp_lanes_is_accurate() {
+        let mut t = [0.0; LANES];
+        for k in 0..100_000 {
+            for (l, t) in t.iter_mut().enumerate() {
+                *t = -((k * LANES + l) as f64) * 7.08e-3 / LANES as f64;
+            }
+            let e = exp_lanes(&t);
+            for l in 0..LANES {
+                let want = t[l].exp();
+                assert!(
+                    (e[l] - want).abs() <= 4e-15 * want,
+                    "e^{} = {} vs {want}",
+                    t[l],
+                    e[l]
+                );
+            }
+        }
+        let mut edges = [0.0; LANES];
+        edges[..5].copy_from_slice(&[f64::NEG_INFINITY, -708.0, -708.5, -1e300, -0.0]);
+        let e = exp_lanes(&edges);
+        assert_eq!([e[0], e[2], e[3], e[4]], [0.0, 0.0, 0.0, 1.0]);
+        assert!((e[1] / (-708.0f64).exp() - 1.0).abs() < 4e-15, "{}", e[1]);
+    }
 }

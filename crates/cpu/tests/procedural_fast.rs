@@ -53,7 +53,12 @@ fn generated_patterns_match_fill() {
                     let mut want = vec![0.0f32; dim];
                     fill(kind, seed, Stream::Patterns, first + p as u64, &mut want);
                     if kind.is_binary() {
-                        assert_eq!(row, &want[..], "{kind:?} N={dim} seed={seed} μ={}", first + p as u64);
+                        assert_eq!(
+                            row,
+                            &want[..],
+                            "{kind:?} N={dim} seed={seed} μ={}",
+                            first + p as u64
+                        );
                         continue;
                     }
                     assert_eq!(row.len(), want.len());
@@ -72,5 +77,8 @@ fn generated_patterns_match_fill() {
         }
     }
     let share = exact as f64 / gaussian as f64;
-    assert!(share >= GAUSSIAN_EXACT_SHARE, "only {share} of Gaussian entries equal fill's");
+    assert!(
+        share >= GAUSSIAN_EXACT_SHARE,
+        "only {share} of Gaussian entries equal fill's"
+    );
 }
