@@ -22,9 +22,9 @@
 
 use dam_core::weights::confidence;
 use dam_core::{Projection, Separation, Similarity, TopK};
-use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayView2, Axis};
 
+use crate::product::gemm;
 use crate::simd;
 
 /// Patterns per block: about 256 KiB of patterns, so a block stays in L2 between the two
@@ -229,13 +229,10 @@ impl Partial {
         scratch: &mut [f64],
         square: bool,
     ) {
-        let (mut bs, mut bi) = self.best[q];
-        for (j, &s) in row.iter().enumerate() {
-            if s > bs {
-                (bs, bi) = (s, base + j);
-            }
+        let (row_max, at) = simd::wide(|| simd::max_and_index(row));
+        if row_max > self.best[q].0 {
+            self.best[q] = (row_max, base + at);
         }
-        self.best[q] = (bs, bi);
         if let Some(top) = self.top.get_mut(q) {
             let mut threshold = top.threshold();
             for (j, &s) in row.iter().enumerate() {
@@ -248,21 +245,16 @@ impl Partial {
         }
         match separation {
             Separation::Softmax { beta } | Separation::Exponential { beta } => {
-                let z_max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(beta * s));
+                // β > 0 and rounding is monotonic: max β·s = β·max s.
+                let z_max = beta * row_max;
                 let m_new = self.m[q].max(z_max as f64);
                 self.rescale(q, m_new, square);
                 let m32 = m_new as f32;
-                let (mut sum, mut sum_sq) = (0.0f64, 0.0f64);
-                for s in row.iter_mut() {
-                    let w = (beta * *s - m32).exp();
-                    *s = w;
-                    sum += w as f64;
-                    if square {
-                        sum_sq += (w as f64) * (w as f64);
-                    }
-                }
+                let (sum, sum_sq) = simd::wide(|| simd::exp_weights(row, beta, m32));
                 self.l[q] += sum;
-                self.sq[q] += sum_sq;
+                if square {
+                    self.sq[q] += sum_sq;
+                }
             }
             Separation::Polynomial { n } | Separation::RectifiedPolynomial { n } => {
                 let rectified = matches!(separation, Separation::RectifiedPolynomial { .. });
@@ -318,21 +310,10 @@ impl Partial {
     }
 }
 
-/// Below this many states the hand-written kernels of [`simd`] replace the GEMMs.
-pub const SMALL_BATCH: usize = 8;
-
 /// S = X·Ξ_bᵀ into the first `block.nrows()` columns of `out`.
 fn dot_products(x: ArrayView2<'_, f32>, block: ArrayView2<'_, f32>, out: &mut Array2<f32>) {
     let rows = block.nrows();
-    if x.nrows() < SMALL_BATCH {
-        let width = out.ncols();
-        let xs = x.as_slice().expect("standard layout");
-        let ps = block.as_slice().expect("standard layout");
-        let o = out.as_slice_mut().expect("standard layout");
-        simd::wide(|| simd::dot_block(xs, ps, x.ncols(), o, width));
-    } else {
-        general_mat_mul(1.0, &x, &block.t(), 0.0, &mut out.slice_mut(s![.., ..rows]));
-    }
+    gemm(x, block.t(), &mut out.slice_mut(s![.., ..rows]), false);
 }
 
 /// s(ξ, x) for every state of `x` (B×N, standard layout; `x_norms` its squared norms for
@@ -559,22 +540,12 @@ impl Pass<'_> {
                     part.absorb(self.separation, q, row, start, &mut scratch[..rows], square);
                 }
                 if updates > 0 && accumulates(self.separation) {
-                    let targets = self.targets.slice(s![start..start + rows, ..]);
-                    match (targets.as_slice(), part.acc.as_slice_mut()) {
-                        (Some(t), Some(acc)) if updates < SMALL_BATCH => {
-                            let ld = scores.ncols();
-                            let w = scores.as_slice().expect("standard layout");
-                            let m = targets.ncols();
-                            simd::wide(|| simd::weighted_rows(w, ld, t, m, acc));
-                        }
-                        _ => general_mat_mul(
-                            1.0,
-                            &scores.slice(s![..updates, ..rows]),
-                            &targets,
-                            1.0,
-                            &mut part.acc,
-                        ),
-                    }
+                    gemm(
+                        scores.slice(s![..updates, ..rows]),
+                        self.targets.slice(s![start..start + rows, ..]),
+                        &mut part.acc.view_mut(),
+                        true,
+                    );
                 }
             },
         );
@@ -681,11 +652,18 @@ pub fn similarities(
         };
         let parts = per_range(p, block_rows(x.ncols()), threads, |range| {
             let mut part = Array2::<f32>::zeros((end - start, range.1 - range.0));
-            for_blocks(similarity, stored, range, x.view(), &x_norms, |first, rows, s| {
-                let a = first - range.0;
-                part.slice_mut(s![.., a..a + rows])
-                    .assign(&s.slice(s![.., ..rows]));
-            });
+            for_blocks(
+                similarity,
+                stored,
+                range,
+                x.view(),
+                &x_norms,
+                |first, rows, s| {
+                    let a = first - range.0;
+                    part.slice_mut(s![.., a..a + rows])
+                        .assign(&s.slice(s![.., ..rows]));
+                },
+            );
             (range.0, part)
         });
         for (first, part) in parts {
@@ -718,18 +696,25 @@ pub fn search(
         };
         let parts = per_range(p, block_rows(x.ncols()), threads, |range| {
             let mut tops: Vec<TopK> = (0..end - start).map(|_| TopK::new(k)).collect();
-            for_blocks(similarity, stored, range, x.view(), &x_norms, |first, rows, s| {
-                for (top, row) in tops.iter_mut().zip(s.slice(s![.., ..rows]).rows()) {
-                    let mut threshold = top.threshold();
-                    for (j, &v) in row.iter().enumerate() {
-                        // Rows arrive in increasing order: a tie never displaces a held item.
-                        if v > threshold {
-                            top.push((first + j) as u64, v);
-                            threshold = top.threshold();
+            for_blocks(
+                similarity,
+                stored,
+                range,
+                x.view(),
+                &x_norms,
+                |first, rows, s| {
+                    for (top, row) in tops.iter_mut().zip(s.slice(s![.., ..rows]).rows()) {
+                        let mut threshold = top.threshold();
+                        for (j, &v) in row.iter().enumerate() {
+                            // Rows arrive in increasing order: a tie never displaces a held item.
+                            if v > threshold {
+                                top.push((first + j) as u64, v);
+                                threshold = top.threshold();
+                            }
                         }
                     }
-                }
-            });
+                },
+            );
             tops
         });
         let mut parts = parts.into_iter();

@@ -8,6 +8,7 @@ pub mod fast;
 pub mod features;
 pub mod learn;
 pub mod procedural;
+pub mod product;
 pub mod reference;
 mod retriever;
 pub mod simd;

@@ -127,54 +127,87 @@ pub fn neg_manhattan_block(queries: &[f32], block: &[f32], n: usize, out: &mut [
     }
 }
 
-/// x_q · ξ_j for the B queries (`queries`, B×N row-major) and the rows of `block`
-/// (rows×N row-major) into `out[q·ld + j]`: four queries per load of a pattern chunk. The
-/// small-batch twin of a GEMM (which packs both operands: for a few queries the packing
-/// would cost more than the products).
+/// e^t for t ≤ 0 in f32 (relative error within 2·2⁻²³; 0 below −87 and for −∞):
+/// t = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by Cephes' degree-7 polynomial, 2ⁿ from the
+/// exponent bits. Branch-free and without float-to-integer casts, so a loop over it
+/// vectorises.
 #[inline(always)]
-pub fn dot_block(queries: &[f32], block: &[f32], n: usize, out: &mut [f32], ld: usize) {
-    let b = queries.len() / n.max(1);
-    let rows = block.len() / n.max(1);
-    let full = n / LANES * LANES;
-    for j in 0..rows {
-        let p = &block[j * n..(j + 1) * n];
-        let mut q = 0;
-        while q < b {
-            let r = (b - q).min(4);
-            let mut acc = [[0.0f32; LANES]; 4];
-            for c in (0..full).step_by(LANES) {
-                let pv = &p[c..c + LANES];
-                for (k, a) in acc.iter_mut().enumerate().take(r) {
-                    let xv = &queries[(q + k) * n + c..(q + k) * n + c + LANES];
-                    for l in 0..LANES {
-                        a[l] += xv[l] * pv[l];
-                    }
-                }
-            }
-            for (k, a) in acc.iter().enumerate().take(r) {
-                let x = &queries[(q + k) * n..(q + k + 1) * n];
-                let tail: f32 = x[full..].iter().zip(&p[full..]).map(|(a, b)| a * b).sum();
-                out[(q + k) * ld + j] = fold(*a) + tail;
-            }
-            q += r;
-        }
+pub fn exp_nonpositive(t: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+    let low = t < -87.0;
+    let x = if low { -87.0 } else { t };
+    let shifted = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = shifted - MAGIC;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = (((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 0.166_666_65)
+        * r
+        + 0.5)
+        * r
+        * r
+        + r
+        + 1.0;
+    // n in two's complement from the low mantissa bits of `shifted`, then 2ⁿ.
+    let n_bits = shifted.to_bits().wrapping_sub(MAGIC.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
+    if low {
+        0.0
+    } else {
+        p * scale
     }
 }
 
-/// acc_q += Σ_j w[q·ld + j] · ξ_j for the first `acc.len() / n` queries: the small-batch
-/// twin of the weights × patterns GEMM (zero weights skipped).
+/// Replaces every s of `row` by w = e^{β s − m} (β s ≤ m) and returns (Σ w, Σ w²) in f64
+/// (sums in eight f32 lanes per call).
 #[inline(always)]
-pub fn weighted_rows(weights: &[f32], ld: usize, block: &[f32], n: usize, acc: &mut [f32]) {
-    let rows = block.len() / n.max(1);
-    for (q, a) in acc.chunks_exact_mut(n.max(1)).enumerate() {
-        for j in 0..rows {
-            let w = weights[q * ld + j];
-            if w != 0.0 {
-                for (x, &p) in a.iter_mut().zip(&block[j * n..(j + 1) * n]) {
-                    *x += w * p;
-                }
-            }
+pub fn exp_weights(row: &mut [f32], beta: f32, m: f32) -> (f64, f64) {
+    for v in row.iter_mut() {
+        *v = exp_nonpositive(beta * *v - m);
+    }
+    let mut sum = [0.0f32; LANES];
+    let mut sq = [0.0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..LANES {
+            sum[l] += c[l];
+            sq[l] += c[l] * c[l];
         }
+    }
+    let (mut total, mut total_sq) = (fold(sum) as f64, fold(sq) as f64);
+    for &w in rest {
+        total += w as f64;
+        total_sq += (w as f64) * (w as f64);
+    }
+    (total, total_sq)
+}
+
+/// The largest value of `row` and its first index (ties → the lowest index); (−∞,
+/// usize::MAX) for an empty row. The max in eight lanes, then the first position holding it.
+#[inline(always)]
+pub fn max_and_index(row: &[f32]) -> (f32, usize) {
+    let mut best = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for l in 0..LANES {
+            best[l] = if chunk[l] > best[l] {
+                chunk[l]
+            } else {
+                best[l]
+            };
+        }
+    }
+    let mut value = best
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    for &v in chunks.remainder() {
+        value = if v > value { v } else { value };
+    }
+    match row.iter().position(|&v| v == value) {
+        Some(index) => (value, index),
+        None => (f32::NEG_INFINITY, usize::MAX),
     }
 }
 
@@ -197,28 +230,48 @@ mod tests {
     }
 
     #[test]
-    fn dot_block_and_weighted_rows_match_plain_sums() {
-        let n = 19;
-        let (b, rows, ld) = (6, 5, 7);
-        let q: Vec<f32> = (0..b * n).map(|i| (i as f32 * 0.3).sin()).collect();
-        let p: Vec<f32> = (0..rows * n).map(|i| (i as f32 * 0.7).cos()).collect();
-        let mut out = vec![f32::NAN; b * ld];
-        wide(|| dot_block(&q, &p, n, &mut out, ld));
-        for qi in 0..b {
-            for j in 0..rows {
-                let want: f32 = (0..n).map(|i| q[qi * n + i] * p[j * n + i]).sum();
-                assert!((out[qi * ld + j] - want).abs() <= 1e-5, "q={qi} j={j}");
-            }
-            assert!(out[qi * ld + rows].is_nan(), "wrote past the block");
+    fn max_and_index_keeps_the_first_of_ties() {
+        assert_eq!(max_and_index(&[]), (f32::NEG_INFINITY, usize::MAX));
+        for n in [1usize, 7, 8, 9, 17, 40] {
+            let row: Vec<f32> = (0..n).map(|i| ((i * 7) % 5) as f32).collect();
+            let want = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let first = row.iter().position(|&v| v == want).unwrap();
+            assert_eq!(wide(|| max_and_index(&row)), (want, first), "n={n}");
         }
-        let mut acc = vec![1.0f32; 2 * n];
-        wide(|| weighted_rows(&out, ld, &p, n, &mut acc));
-        for qi in 0..2 {
-            for i in 0..n {
-                let want: f32 = 1.0 + (0..rows).map(|j| out[qi * ld + j] * p[j * n + i]).sum::<f32>();
-                assert!((acc[qi * n + i] - want).abs() <= 1e-4, "q={qi} i={i}");
-            }
+        let mut row = vec![1.0f32; 20];
+        row[13] = 2.0;
+        row[19] = 2.0;
+        assert_eq!(max_and_index(&row), (2.0, 13));
+    }
+
+    #[test]
+    fn exp_is_accurate_over_its_range() {
+        let mut worst = 0.0f64;
+        for i in 0..=200_000 {
+            let t = -87.0 * i as f32 / 200_000.0;
+            let got = exp_nonpositive(t) as f64;
+            let want = (t as f64).exp();
+            worst = worst.max((got - want).abs() / want);
         }
+        assert!(worst < 2.5e-7, "relative error {worst:e}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(-88.0), 0.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        let mut row = [
+            0.0f32, -1.0, -2.0, 0.5, -3.0, -0.25, -7.0, -9.0, -1.5, -2.5, -4.0,
+        ];
+        let (sum, sq) = wide(|| exp_weights(&mut row, 2.0, 1.0));
+        let want: Vec<f64> = [
+            0.0f64, -1.0, -2.0, 0.5, -3.0, -0.25, -7.0, -9.0, -1.5, -2.5, -4.0,
+        ]
+        .iter()
+        .map(|s| (2.0 * s - 1.0).exp())
+        .collect();
+        for (g, w) in row.iter().zip(&want) {
+            assert!((*g as f64 - w).abs() <= 3e-7 * w, "{g} vs {w}");
+        }
+        assert!((sum - want.iter().sum::<f64>()).abs() < 1e-6);
+        assert!((sq - want.iter().map(|w| w * w).sum::<f64>()).abs() < 1e-6);
     }
 
     #[test]
