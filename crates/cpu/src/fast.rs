@@ -46,6 +46,19 @@ pub fn thread_count(requested: usize) -> usize {
     }
 }
 
+/// Multiply-adds below which a pass runs on one thread: starting threads costs more than
+/// sharing so little work.
+pub const PARALLEL_WORK: usize = 1 << 22;
+
+/// Threads for a pass of `b` states over `p` patterns of dimension `n`: `requested`, or
+/// for 0 every core — but one for passes below [`PARALLEL_WORK`].
+pub fn threads_for(b: usize, p: usize, n: usize, requested: usize) -> usize {
+    match requested {
+        0 if b.saturating_mul(p).saturating_mul(n.max(1)) < PARALLEL_WORK => 1,
+        t => thread_count(t),
+    }
+}
+
 /// How the fast CPU backend describes itself: `cpu (2 threads, avx2)`.
 pub fn describe(threads: usize) -> String {
     format!(
@@ -478,8 +491,9 @@ impl Pass<'_> {
             Similarity::NegEuclidean => squared_norms(x),
             _ => Vec::new(),
         };
-        if split_queries(p, n, b, self.threads) {
-            let parts = per_query_range(b, self.threads, |a, e| {
+        let threads = threads_for(b, p, n, self.threads);
+        if split_queries(p, n, b, threads) {
+            let parts = per_query_range(b, threads, |a, e| {
                 let xq = x.slice(s![a..e, ..]);
                 let norms = if x_norms.is_empty() {
                     &[][..]
@@ -497,7 +511,7 @@ impl Pass<'_> {
             return out;
         }
         let square = self.report_top.is_some();
-        let parts = per_range(p, block_rows(n), self.threads, |range| {
+        let parts = per_range(p, block_rows(n), threads, |range| {
             self.range(range, x, &x_norms, updates)
         });
         let mut parts = parts.into_iter();
@@ -650,6 +664,7 @@ pub fn similarities(
             Similarity::NegEuclidean => squared_norms(x.view()),
             _ => Vec::new(),
         };
+        let threads = threads_for(end - start, p, x.ncols(), threads);
         let parts = per_range(p, block_rows(x.ncols()), threads, |range| {
             let mut part = Array2::<f32>::zeros((end - start, range.1 - range.0));
             for_blocks(
@@ -694,6 +709,7 @@ pub fn search(
             Similarity::NegEuclidean => squared_norms(x.view()),
             _ => Vec::new(),
         };
+        let threads = threads_for(end - start, p, x.ncols(), threads);
         let parts = per_range(p, block_rows(x.ncols()), threads, |range| {
             let mut tops: Vec<TopK> = (0..end - start).map(|_| TopK::new(k)).collect();
             for_blocks(
