@@ -275,13 +275,14 @@ def test_spin_dynamics_is_identical_on_both_devices_and_keeps_stored_patterns():
     signs = np.where(rng(12).standard_normal((20, 33)) >= 0, 1.0, -1.0).astype(np.float32)
     noisy = signs[:6].copy()
     noisy[:, :4] *= -1  # four flipped spins
-    runs = [dam.spin_dynamics(signs, noisy, energy="polynomial", degree=3, update=u,
-                              max_sweeps=20, seed=5, device=d)
-            for d in DEVICES for u in ("async", "sync")]
-    cpu_async, cpu_sync, gpu_async, gpu_sync = runs
-    np.testing.assert_array_equal(cpu_async["states"], gpu_async["states"])
-    np.testing.assert_array_equal(cpu_sync["states"], gpu_sync["states"])
-    assert cpu_async["flips"] == gpu_async["flips"]
+    runs = {(d, u): dam.spin_dynamics(signs, noisy, energy="polynomial", degree=3, update=u,
+                                      max_sweeps=20, seed=5, device=d)
+            for d in DEVICES for u in ("async", "sync")}
+    for d in DEVICES:
+        for u in ("async", "sync"):
+            np.testing.assert_array_equal(runs[d, u]["states"], runs["reference", u]["states"])
+            assert runs[d, u]["flips"] == runs["reference", u]["flips"], (d, u)
+    cpu_async = runs["cpu", "async"]
     assert set(np.unique(cpu_async["states"])) <= {-1.0, 1.0}
     # Few patterns, degree 3: the corrupted queries return to their patterns.
     np.testing.assert_array_equal(cpu_async["states"], signs[:6])
@@ -305,8 +306,10 @@ def test_random_features_on_both_devices():
         out[device] = (f.energy(states), f.gradient(states), f.retrieve(states, steps=2))
         f.remove(patterns[:10])
         assert f.stored == 20
-    for a, b in zip(out["cpu"], out["wgpu"]):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    for device in ("cpu", "wgpu"):
+        assert len(out[device]) == len(out["reference"])
+        for a, b in zip(out[device], out["reference"]):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
     with pytest.raises(ValueError):
         dam.RandomFeatures(8, 511, kind="fourier")
     with pytest.raises(ValueError):
