@@ -168,7 +168,10 @@ fn blocks_and_threads_with_ragged_ends_match_the_reference() {
     let n = 700;
     let block = block_rows(n);
     let p = 10 * block + 71;
-    let raw = unit_patterns(p, n, 1);
+    let mut raw = unit_patterns(p, n, 1);
+    // A tie across ranges: the last block repeats pattern 7 (query 7 is near it).
+    let dup = raw.row(7).to_owned();
+    raw.row_mut(p - 5).assign(&dup);
     let queries = noisy_queries(&raw, 13, 0.3, 2);
     let patterns = Patterns::new(raw).unwrap();
     for similarity in Similarity::ALL {
@@ -189,6 +192,8 @@ fn blocks_and_threads_with_ragged_ends_match_the_reference() {
                 let (fast, reference) = backends(&patterns, config, threads);
                 let label = format!("{similarity:?}/{separation:?} threads={threads}");
                 compare(&label, &fast, &reference, &queries);
+                let r = fast.evaluate(queries.view(), 0).unwrap();
+                assert_eq!(r.nearest[7], 7, "{label}: a tie goes to the lower row");
             }
         }
     }
@@ -604,4 +609,78 @@ fn the_devices_say_which_they_are() {
         fast.describe()
     );
     assert_eq!(reference.describe(), "cpu reference (f64)");
+}
+
+#[test]
+fn top_patterns_and_values_merge_across_ranges() {
+    // 11 blocks of 93 patterns over 3 threads; 5 queries (the patterns are split).
+    let n = 700;
+    let p = 10 * block_rows(n) + 71;
+    let raw = unit_patterns(p, n, 81);
+    // Queries near patterns of the first, middle and last ranges: the range holding the
+    // largest weight is not always the first one merged.
+    let near = raw.select(ndarray::Axis(0), &[p - 1, 0, 500, p - 50, 900]);
+    let queries = noisy_queries(&near, 5, 0.3, 82);
+    let values = gaussian(p, 4, 1.0, 83);
+    let patterns = Patterns::new(raw).unwrap();
+    let config = Config {
+        separation: Separation::Softmax { beta: 9.0 },
+        ..Config::default()
+    };
+    let (fast, reference) = backends(&patterns, config, 3);
+    let (ft, fp) = fast.top(queries.view(), 9.0, 6).unwrap();
+    let (rt, rp) = reference.top(queries.view(), 9.0, 6).unwrap();
+    assert_eq!(ft.len(), rt.len());
+    for (a, b) in ft.iter().zip(&rt) {
+        assert_eq!(
+            a.iter().map(|e| e.id).collect::<Vec<_>>(),
+            b.iter().map(|e| e.id).collect::<Vec<_>>()
+        );
+        STATE_TOL
+            .compare(a.iter().map(|e| e.weight), b.iter().map(|e| e.weight))
+            .unwrap_or_else(|m| panic!("top weights {m:?}"));
+    }
+    STATE_TOL
+        .compare(fp.iter().copied(), rp.iter().copied())
+        .unwrap_or_else(|m| panic!("participation {m:?}"));
+    assert!(fp.iter().all(|&v| v > 1.0), "the weights spread: {fp:?}");
+    let (fv, rv) = (
+        fast.weighted_values(queries.view(), values.view()).unwrap(),
+        reference
+            .weighted_values(queries.view(), values.view())
+            .unwrap(),
+    );
+    STATE_TOL
+        .scaled(rv.iter().fold(1.0f64, |m, v| m.max(v.abs() as f64)))
+        .compare(fv.iter().copied(), rv.iter().copied())
+        .unwrap_or_else(|m| panic!("values {m:?}"));
+}
+
+#[test]
+fn a_stored_pattern_is_a_fixed_point_of_max_at_tolerance_zero() {
+    // One step of Max from a stored pattern returns it exactly: converged with tol = 0.
+    let raw = unit_patterns(50, 12, 91);
+    let queries = raw.slice(s![..4, ..]).to_owned();
+    let patterns = Patterns::new(raw).unwrap();
+    for dynamics in [
+        Dynamics::OneStep,
+        Dynamics::Iterate {
+            max_steps: 3,
+            tol: 0.0,
+        },
+    ] {
+        let config = Config {
+            separation: Separation::Max,
+            dynamics,
+            ..Config::default()
+        };
+        let (fast, reference) = backends(&patterns, config, 0);
+        let (f, r) = (
+            fast.retrieve(queries.view()).unwrap(),
+            reference.retrieve(queries.view()).unwrap(),
+        );
+        assert_eq!(f.converged, vec![true; 4], "{dynamics:?}");
+        assert_eq!(f.steps, vec![1; 4], "{dynamics:?}");
+        assert_matches(&format!("{dynamics:?}"), &f, &r);
+    }
 }
