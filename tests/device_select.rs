@@ -29,6 +29,18 @@ fn dam_device_overrides_auto_selection() {
 
     std::env::set_var("DAM_DEVICE", "cpu");
     assert_eq!(Device::auto().unwrap(), Device::Cpu);
+    std::env::set_var("DAM_DEVICE", " Reference ");
+    assert_eq!(Device::auto().unwrap(), Device::Reference);
+    assert_eq!(
+        Device::Reference.describe().unwrap(),
+        ("reference".to_string(), "cpu reference (f64)".to_string())
+    );
+    let (kind, name) = Device::Cpu.describe().unwrap();
+    assert_eq!(kind, "cpu");
+    assert!(name.starts_with("cpu (") && name.contains("threads"), "{name}");
+    for (name, want) in [("cpu", Device::Cpu), ("REFERENCE", Device::Reference)] {
+        assert_eq!(Device::parse(name).unwrap().0, want, "{name}");
+    }
     std::env::set_var("DAM_DEVICE", "wgpu");
     assert_eq!(Device::auto().unwrap(), Device::wgpu());
 
