@@ -938,7 +938,11 @@ mod cpu_only {
             .device(device)
             .build()
             .unwrap();
-        assert!(memory.device_name().starts_with("cpu ("), "{}", memory.device_name());
+        assert!(
+            memory.device_name().starts_with("cpu ("),
+            "{}",
+            memory.device_name()
+        );
         std::env::set_var("DAM_DEVICE", "reference");
         let (device, reason) = Device::choose().unwrap();
         assert_eq!(device, Device::Reference, "{reason}");

@@ -37,7 +37,10 @@ fn dam_device_overrides_auto_selection() {
     );
     let (kind, name) = Device::Cpu.describe().unwrap();
     assert_eq!(kind, "cpu");
-    assert!(name.starts_with("cpu (") && name.contains("threads"), "{name}");
+    assert!(
+        name.starts_with("cpu (") && name.contains("threads"),
+        "{name}"
+    );
     for (name, want) in [("cpu", Device::Cpu), ("REFERENCE", Device::Reference)] {
         assert_eq!(Device::parse(name).unwrap().0, want, "{name}");
     }

@@ -515,8 +515,128 @@ fn bench_prints_the_contracted_json_line_on_every_path() {
 }
 
 #[test]
+fn bench_times_every_call_and_rule_on_the_fast_cpu_and_the_reference() {
+    let base = [
+        "bench",
+        "--patterns",
+        "1501",
+        "--dim",
+        "19",
+        "--batch",
+        "3",
+        "--steps",
+        "2",
+        "--json",
+    ];
+    for rule in [
+        &["--similarity", "manhattan", "--separation", "top-k:3"][..],
+        &[
+            "--similarity",
+            "euclidean",
+            "--separation",
+            "rectified:2",
+            "--projection",
+            "sphere",
+        ],
+        &[
+            "--separation",
+            "exponential",
+            "--dynamics",
+            "iterate",
+            "--projection",
+            "sign",
+        ],
+    ] {
+        for call in ["step", "retrieve", "energy", "search"] {
+            let mut sums = Vec::new();
+            for device in ["cpu", "reference"] {
+                let mut args = base.to_vec();
+                args.extend_from_slice(rule);
+                args.extend_from_slice(&["--call", call, "--device", device]);
+                let o = dam(&args);
+                let err = String::from_utf8_lossy(&o.stderr);
+                assert!(o.status.success(), "{args:?}: {err}");
+                let r: serde_json::Value =
+                    serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+                assert_eq!(r["call"], call, "{r}");
+                assert_eq!(r["device"], device, "{r}");
+                let want_path = match (device, call) {
+                    ("reference", _) => "cpu-reference",
+                    (_, "search") => "cpu-search",
+                    _ => "cpu-fast",
+                };
+                assert_eq!(r["path"], want_path, "{r}");
+                for key in ["similarity", "separation", "seconds_per_step", "checksum"] {
+                    assert!(!r[key].is_null(), "{args:?}: missing {key} in {r}");
+                }
+                sums.push(r["checksum"].as_f64().unwrap());
+            }
+            assert_eq!(sums.len(), 2);
+            assert!(
+                (sums[0] - sums[1]).abs() <= 1e-4 * sums[1].abs().max(1.0),
+                "{rule:?} {call}: fast {} vs reference {}",
+                sums[0],
+                sums[1]
+            );
+        }
+    }
+}
+
+#[test]
 fn bench_bad_arguments_give_a_message_and_exit_2() {
     for bad in [
+        &[
+            "--patterns",
+            "10",
+            "--dim",
+            "8",
+            "--batch",
+            "1",
+            "--separation",
+            "entropy",
+        ][..],
+        &[
+            "--patterns",
+            "10",
+            "--dim",
+            "8",
+            "--batch",
+            "1",
+            "--separation",
+            "polynomial",
+        ],
+        &[
+            "--patterns",
+            "10",
+            "--dim",
+            "8",
+            "--batch",
+            "1",
+            "--similarity",
+            "cosine",
+        ],
+        &[
+            "--patterns",
+            "10",
+            "--dim",
+            "8",
+            "--batch",
+            "1",
+            "--search",
+            "--call",
+            "energy",
+        ],
+        &[
+            "--patterns",
+            "10",
+            "--dim",
+            "8",
+            "--batch",
+            "1",
+            "--reference",
+            "--device",
+            "wgpu",
+        ],
         &["--patterns", "0", "--dim", "8", "--batch", "1"][..],
         &["--patterns", "10", "--dim", "8", "--batch", "0"],
         &[
