@@ -857,14 +857,8 @@ pub fn spin_dynamics(
     update: binary::SpinUpdate,
     queries: &[u32],
 ) -> Result<binary::SpinResult> {
-    match device.placement()? {
-        Placement::Cpu => dam_cpu::binary::run(patterns, energy, update, queries),
-        Placement::Reference => dam_cpu::reference::binary::run(patterns, energy, update, queries),
-        #[cfg(not(feature = "wgpu"))]
-        Placement::Wgpu(ctx) => match ctx {},
-        #[cfg(feature = "wgpu")]
-        Placement::Wgpu(ctx) => dam_wgpu::binary::run(&ctx, patterns, energy, update, queries),
-    }
+    let none = binary::Clamp::none(patterns.dim());
+    spin_dynamics_clamped(device, patterns, energy, update, queries, &none)
 }
 
 /// [`spin_dynamics`] with some neurons clamped: those outside `clamp.free`

@@ -37,16 +37,19 @@ fn both(
     update: SpinUpdate,
     queries: &[u32],
 ) -> SpinResult {
-    let cpu = dam::cpu::binary::run(patterns, energy, update, queries).unwrap();
-    let gpu = dam::wgpu_backend::binary::run(&ctx(), patterns, energy, update, queries).unwrap();
-    assert_eq!(
-        gpu,
-        cpu,
-        "N={} P={} {energy:?} {update:?}",
-        patterns.dim(),
-        patterns.count()
-    );
-    cpu
+    let reference =
+        dam::spin_dynamics(&dam::Device::Reference, patterns, energy, update, queries).unwrap();
+    for device in [dam::Device::Cpu, dam::Device::Context(ctx())] {
+        let r = dam::spin_dynamics(&device, patterns, energy, update, queries).unwrap();
+        assert_eq!(
+            r,
+            reference,
+            "{device:?}: N={} P={} {energy:?} {update:?}",
+            patterns.dim(),
+            patterns.count()
+        );
+    }
+    reference
 }
 
 #[test]
@@ -154,7 +157,8 @@ fn one_step_flip_rate(
     let mut bits = 0usize;
     for seed in seeds {
         let patterns = BinaryPatterns::procedural(k, n, seed).unwrap();
-        let r = dam::cpu::binary::run(
+        let r = dam::spin_dynamics(
+            &dam::Device::Cpu,
             &patterns,
             energy,
             SpinUpdate::Sync { max_steps: 1 },
@@ -198,7 +202,8 @@ fn exponential_energy_is_stable_below_ln2_over_2_and_not_far_above() {
         let patterns = BinaryPatterns::procedural(p, n, seed).unwrap();
         let tested = 20.min(p);
         let queries = &patterns.words()[..tested * words_per_state(n)];
-        let r = dam::cpu::binary::run(
+        let r = dam::spin_dynamics(
+            &dam::Device::Cpu,
             &patterns,
             SpinEnergy::Exponential { beta: 1.0 },
             SpinUpdate::Sync { max_steps: 1 },

@@ -10,31 +10,7 @@ use dam::{
 };
 use ndarray::{array, Array2};
 
-const SIMILARITIES: [Similarity; 3] = [
-    Similarity::Dot,
-    Similarity::NegEuclidean,
-    Similarity::NegManhattan,
-];
-const PROJECTIONS: [Projection; 3] = [Projection::None, Projection::Sphere, Projection::Sign];
-
-fn separations(p: usize) -> Vec<Separation> {
-    vec![
-        Separation::Polynomial { n: 3 },
-        Separation::RectifiedPolynomial { n: 2 },
-        Separation::Exponential { beta: 6.0 },
-        Separation::Softmax { beta: 10.0 },
-        Separation::Max,
-        Separation::TopK { k: 3.min(p) },
-    ]
-}
-
-const DYNAMICS: [Dynamics; 2] = [
-    Dynamics::OneStep,
-    Dynamics::Iterate {
-        max_steps: 4,
-        tol: 1e-3,
-    },
-];
+const SIMILARITIES: [Similarity; 3] = Similarity::ALL;
 
 /// Runs one configuration on both devices and compares. Both must succeed and agree, or
 /// both must report the same overflow. Returns (max state diff, max energy diff).

@@ -18,26 +18,6 @@ use dam::{
 };
 use ndarray::{s, Array2};
 
-const PROJECTIONS: [Projection; 3] = [Projection::None, Projection::Sphere, Projection::Sign];
-
-fn separations(p: usize) -> Vec<Separation> {
-    vec![
-        Separation::Polynomial { n: 3 },
-        Separation::RectifiedPolynomial { n: 2 },
-        Separation::Exponential { beta: 6.0 },
-        Separation::Softmax { beta: 10.0 },
-        Separation::Max,
-        Separation::TopK { k: 3.min(p) },
-    ]
-}
-
-const DYNAMICS: [Dynamics; 2] = [
-    Dynamics::OneStep,
-    Dynamics::Iterate {
-        max_steps: 4,
-        tol: 1e-3,
-    },
-];
 
 fn backends(
     patterns: &Patterns,

@@ -1,7 +1,9 @@
 //! Shared test harness: the wgpu device (never skipped), seeded data, named tolerances.
 #![allow(dead_code)]
 
-use dam::{Device, RetrievalResult, Tolerance, WgpuContext, WgpuOptions};
+use dam::{
+    Device, Dynamics, Projection, RetrievalResult, Separation, Tolerance, WgpuContext, WgpuOptions,
+};
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -12,6 +14,30 @@ use rand_distr::{Distribution, StandardNormal};
 pub const STATE_TOL: Tolerance = Tolerance::new(2e-4, 1e-3);
 /// Energies (absolute part scaled by the largest |energy| of the batch).
 pub const ENERGY_TOL: Tolerance = Tolerance::new(2e-4, 1e-4);
+
+/// Every projection.
+pub const PROJECTIONS: [Projection; 3] = [Projection::None, Projection::Sphere, Projection::Sign];
+
+/// One of each separation (top-k of at most 3 of `p` patterns).
+pub fn separations(p: usize) -> Vec<Separation> {
+    vec![
+        Separation::Polynomial { n: 3 },
+        Separation::RectifiedPolynomial { n: 2 },
+        Separation::Exponential { beta: 6.0 },
+        Separation::Softmax { beta: 10.0 },
+        Separation::Max,
+        Separation::TopK { k: 3.min(p) },
+    ]
+}
+
+/// One step, and a short iteration with a tolerance the f32 devices meet alike.
+pub const DYNAMICS: [Dynamics; 2] = [
+    Dynamics::OneStep,
+    Dynamics::Iterate {
+        max_steps: 4,
+        tol: 1e-3,
+    },
+];
 
 /// The wgpu device for GPU tests. A missing adapter is a failure, never a skip: install
 /// the Vulkan software rasterizer (`apt-get install mesa-vulkan-drivers libvulkan1`).

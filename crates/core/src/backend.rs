@@ -146,7 +146,6 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         let m = values.ncols();
         let mut out = Array2::<f32>::zeros((queries.nrows(), m));
         let mut q = 0;
-        let mut overflow = None;
         similarity_rows(self, queries, |scores| {
             let (w, factor) = weights::weights(separation, scores);
             let mut acc = vec![0.0f64; m];
@@ -160,16 +159,20 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
             for (o, a) in out.row_mut(q).iter_mut().zip(&acc) {
                 *o = (a * factor) as f32;
             }
-            if overflow.is_none() && out.row(q).iter().any(|v| !v.is_finite()) {
-                overflow = Some(q);
-            }
             q += 1;
         })?;
-        match overflow {
+        match first_non_finite(out.view()) {
             Some(query) => Err(value_overflow(query)),
             None => Ok(out),
         }
     }
+}
+
+/// The first row holding a non-finite value (a state or value that left f32), if any.
+pub fn first_non_finite(rows: ArrayView2<'_, f32>) -> Option<usize> {
+    rows.rows()
+        .into_iter()
+        .position(|r| r.iter().any(|v| !v.is_finite()))
 }
 
 /// The error of a value read-out that left f32.

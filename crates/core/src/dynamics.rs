@@ -104,19 +104,15 @@ pub fn run(
     if let Some((_, err)) = failure {
         return Err(err);
     }
-    Ok(RetrievalResult {
+    Ok(RetrievalResult::new(
         states,
         steps,
         converged,
-        nearest_id: nearest.iter().map(|&r| r as u64).collect(),
         nearest,
         energy,
-        energy_trace: config.energy_trace.then_some(traces),
-        confidence: has_confidence.then_some(confidence),
-        matched: Vec::new(),
-        top: None,
-        participation: None,
-    })
+        config.energy_trace.then_some(traces),
+        has_confidence.then_some(confidence),
+    ))
 }
 
 /// An evaluation must answer for every state it was given.

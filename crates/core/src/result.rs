@@ -67,6 +67,32 @@ impl Similarity {
 }
 
 impl RetrievalResult {
+    /// What a backend's dynamics produce: nearest ids are the rows, nothing is matched or
+    /// reported yet (the facade maps ids, abstains and reports top patterns).
+    pub fn new(
+        states: Array2<f32>,
+        steps: Vec<usize>,
+        converged: Vec<bool>,
+        nearest: Vec<usize>,
+        energy: Vec<f64>,
+        energy_trace: Option<Vec<Vec<f64>>>,
+        confidence: Option<Vec<f64>>,
+    ) -> Self {
+        Self {
+            states,
+            steps,
+            converged,
+            nearest_id: nearest.iter().map(|&r| r as u64).collect(),
+            nearest,
+            energy,
+            energy_trace,
+            confidence,
+            matched: Vec::new(),
+            top: None,
+            participation: None,
+        }
+    }
+
     /// Fills `confidence` (softmax only) from the final states, nearest patterns and
     /// energies, and `matched` with every nearest id: what both backends do last. With
     /// E = −lse(βs)/β + ½‖x‖², the top weight is e^{β s_nearest − lse}.

@@ -45,6 +45,13 @@ impl TopK {
         self.items.truncate(self.k);
     }
 
+    /// Offers every item of `other` (a selection over other rows).
+    pub fn merge(&mut self, other: &TopK) {
+        for &(score, row) in other.items() {
+            self.push(row, score);
+        }
+    }
+
     /// The items, best first.
     pub fn items(&self) -> &[(f32, u64)] {
         &self.items

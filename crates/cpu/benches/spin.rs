@@ -44,8 +44,22 @@ fn spin(c: &mut Criterion) {
         };
         let energy = SpinEnergy::Polynomial { n: degree };
         let clamp = Clamp::none(n);
-        let want = reference::run(&patterns, energy, update, &queries).expect("reference");
-        let got = fast::run(&patterns, energy, update, &queries).expect("fast");
+        let want = reference::run_clamped(
+            &patterns,
+            energy,
+            update,
+            &queries,
+            &Clamp::none(patterns.dim()),
+        )
+        .expect("reference");
+        let got = fast::run_clamped(
+            &patterns,
+            energy,
+            update,
+            &queries,
+            &Clamp::none(patterns.dim()),
+        )
+        .expect("fast");
         assert_eq!(got, want, "{name} N={n} P={p} B={b}");
         let sweeps = want.flips.iter().map(Vec::len).max().unwrap_or(0);
         let mut group = c.benchmark_group(format!(
@@ -53,10 +67,28 @@ fn spin(c: &mut Criterion) {
         ));
         group.sample_size(10);
         group.bench_function(BenchmarkId::new("reference", ""), |bench| {
-            bench.iter(|| reference::run(&patterns, energy, update, &queries).expect("run"))
+            bench.iter(|| {
+                reference::run_clamped(
+                    &patterns,
+                    energy,
+                    update,
+                    &queries,
+                    &Clamp::none(patterns.dim()),
+                )
+                .expect("run")
+            })
         });
         group.bench_function(BenchmarkId::new("fast", "all cores"), |bench| {
-            bench.iter(|| fast::run(&patterns, energy, update, &queries).expect("run"))
+            bench.iter(|| {
+                fast::run_clamped(
+                    &patterns,
+                    energy,
+                    update,
+                    &queries,
+                    &Clamp::none(patterns.dim()),
+                )
+                .expect("run")
+            })
         });
         group.bench_function(BenchmarkId::new("fast", "1 thread"), |bench| {
             bench.iter(|| {

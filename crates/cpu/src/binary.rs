@@ -38,23 +38,8 @@ use dam_core::binary::{
 };
 use dam_core::Result;
 
-/// Runs the spin dynamics from each packed query (B × ⌈N/32⌉ words), on all cores.
-pub fn run(
-    patterns: &BinaryPatterns,
-    energy: SpinEnergy,
-    update: SpinUpdate,
-    queries: &[u32],
-) -> Result<SpinResult> {
-    run_clamped(
-        patterns,
-        energy,
-        update,
-        queries,
-        &Clamp::none(patterns.dim()),
-    )
-}
-
-/// [`run`] with the neurons outside `clamp.free` held at their query values.
+/// Runs the spin dynamics from each packed query (B × ⌈N/32⌉ words), with the neurons
+/// outside `clamp.free` held at their query values (`Clamp::none` for none).
 pub fn run_clamped(
     patterns: &BinaryPatterns,
     energy: SpinEnergy,

@@ -315,10 +315,8 @@ impl Partial {
                 self.best[q] = other.best[q];
             }
         }
-        for (into, from) in self.top.iter_mut().zip(other.top) {
-            for &(s, row) in from.items() {
-                into.push(row, s);
-            }
+        for (into, from) in self.top.iter_mut().zip(&other.top) {
+            into.merge(from);
         }
     }
 }
@@ -474,23 +472,16 @@ impl Pass<'_> {
     /// for the first `updates` states, the update. Inputs must already be validated.
     pub fn run(&self, states: ArrayView2<'_, f32>, updates: usize) -> Output {
         let mut out = Output::empty(self.targets.ncols());
-        for start in (0..states.nrows()).step_by(QUERY_CHUNK) {
-            let end = (start + QUERY_CHUNK).min(states.nrows());
-            let x = states.slice(s![start..end, ..]);
-            let x = x.as_standard_layout();
-            let u = updates.saturating_sub(start).min(end - start);
-            out.append(self.chunk(x.view(), u));
-        }
+        query_chunks(self.similarity, states, |start, x, x_norms| {
+            let u = updates.saturating_sub(start).min(x.nrows());
+            out.append(self.chunk(x, x_norms, u));
+        });
         out
     }
 
-    fn chunk(&self, x: ArrayView2<'_, f32>, updates: usize) -> Output {
+    fn chunk(&self, x: ArrayView2<'_, f32>, x_norms: &[f32], updates: usize) -> Output {
         let (b, n) = x.dim();
         let p = self.stored.patterns.nrows();
-        let x_norms = match self.similarity {
-            Similarity::NegEuclidean => squared_norms(x),
-            _ => Vec::new(),
-        };
         let threads = threads_for(b, p, n, self.threads);
         if split_queries(p, n, b, threads) {
             let parts = per_query_range(b, threads, |a, e| {
@@ -512,7 +503,7 @@ impl Pass<'_> {
         }
         let square = self.report_top.is_some();
         let parts = per_range(p, block_rows(n), threads, |range| {
-            self.range(range, x, &x_norms, updates)
+            self.range(range, x, x_norms, updates)
         });
         let mut parts = parts.into_iter();
         let mut merged = parts.next().expect("at least one range");
@@ -646,16 +637,13 @@ impl Pass<'_> {
     }
 }
 
-/// s(ξ^μ, x) for every state (B×N) and pattern: B×P in f64 (f32 sums), blocked and on
-/// every core. Inputs must already be validated.
-pub fn similarities(
+/// Calls `each(first state, states, their squared norms)` for the states in passes of at
+/// most [`QUERY_CHUNK`], each in standard layout (the norms only for negative Euclidean).
+fn query_chunks(
     similarity: Similarity,
-    stored: Stored<'_>,
     states: ArrayView2<'_, f32>,
-    threads: usize,
-) -> Array2<f64> {
-    let p = stored.patterns.nrows();
-    let mut out = Array2::<f64>::zeros((states.nrows(), p));
+    mut each: impl FnMut(usize, ArrayView2<'_, f32>, &[f32]),
+) {
     for start in (0..states.nrows()).step_by(QUERY_CHUNK) {
         let end = (start + QUERY_CHUNK).min(states.nrows());
         let x = states.slice(s![start..end, ..]);
@@ -664,28 +652,61 @@ pub fn similarities(
             Similarity::NegEuclidean => squared_norms(x.view()),
             _ => Vec::new(),
         };
-        let threads = threads_for(end - start, p, x.ncols(), threads);
-        let parts = per_range(p, block_rows(x.ncols()), threads, |range| {
-            let mut part = Array2::<f32>::zeros((end - start, range.1 - range.0));
-            for_blocks(
-                similarity,
-                stored,
-                range,
-                x.view(),
-                &x_norms,
-                |first, rows, s| {
-                    let a = first - range.0;
-                    part.slice_mut(s![.., a..a + rows])
-                        .assign(&s.slice(s![.., ..rows]));
-                },
-            );
-            (range.0, part)
-        });
-        for (first, part) in parts {
-            out.slice_mut(s![start..end, first..first + part.ncols()])
-                .zip_mut_with(&part, |o, &v| *o = v as f64);
-        }
+        each(start, x.view(), &x_norms);
     }
+}
+
+/// Runs `work(range, states, norms)` on each thread's range of patterns for each pass of
+/// states ([`query_chunks`]) and hands `merge(first state, results in range order)`.
+fn per_pattern_range<T: Send>(
+    similarity: Similarity,
+    stored: Stored<'_>,
+    states: ArrayView2<'_, f32>,
+    threads: usize,
+    work: impl Fn((usize, usize), ArrayView2<'_, f32>, &[f32]) -> T + Sync,
+    mut merge: impl FnMut(usize, Vec<T>),
+) {
+    let p = stored.patterns.nrows();
+    query_chunks(similarity, states, |start, x, x_norms| {
+        let threads = threads_for(x.nrows(), p, x.ncols(), threads);
+        let parts = per_range(p, block_rows(x.ncols()), threads, |range| {
+            work(range, x, x_norms)
+        });
+        merge(start, parts);
+    });
+}
+
+/// s(ξ^μ, x) for every state (B×N) and pattern: B×P in f64 (f32 sums), blocked and on
+/// every core. Inputs must already be validated.
+pub fn similarities(
+    similarity: Similarity,
+    stored: Stored<'_>,
+    states: ArrayView2<'_, f32>,
+    threads: usize,
+) -> Array2<f64> {
+    let mut out = Array2::<f64>::zeros((states.nrows(), stored.patterns.nrows()));
+    per_pattern_range(
+        similarity,
+        stored,
+        states,
+        threads,
+        |range, x, x_norms| {
+            let mut part = Array2::<f32>::zeros((x.nrows(), range.1 - range.0));
+            for_blocks(similarity, stored, range, x, x_norms, |first, rows, s| {
+                let a = first - range.0;
+                part.slice_mut(s![.., a..a + rows])
+                    .assign(&s.slice(s![.., ..rows]));
+            });
+            (range.0, part)
+        },
+        |start, parts| {
+            for (first, part) in parts {
+                let (b, width) = part.dim();
+                out.slice_mut(s![start..start + b, first..first + width])
+                    .zip_mut_with(&part, |o, &v| *o = v as f64);
+            }
+        },
+    );
     out
 }
 
@@ -699,50 +720,38 @@ pub fn search(
     k: usize,
     threads: usize,
 ) -> Vec<TopK> {
-    let p = stored.patterns.nrows();
     let mut selections = Vec::with_capacity(states.nrows());
-    for start in (0..states.nrows()).step_by(QUERY_CHUNK) {
-        let end = (start + QUERY_CHUNK).min(states.nrows());
-        let x = states.slice(s![start..end, ..]);
-        let x = x.as_standard_layout();
-        let x_norms = match similarity {
-            Similarity::NegEuclidean => squared_norms(x.view()),
-            _ => Vec::new(),
-        };
-        let threads = threads_for(end - start, p, x.ncols(), threads);
-        let parts = per_range(p, block_rows(x.ncols()), threads, |range| {
-            let mut tops: Vec<TopK> = (0..end - start).map(|_| TopK::new(k)).collect();
-            for_blocks(
-                similarity,
-                stored,
-                range,
-                x.view(),
-                &x_norms,
-                |first, rows, s| {
-                    for (top, row) in tops.iter_mut().zip(s.slice(s![.., ..rows]).rows()) {
-                        let mut threshold = top.threshold();
-                        for (j, &v) in row.iter().enumerate() {
-                            // Rows arrive in increasing order: a tie never displaces a held item.
-                            if v > threshold {
-                                top.push((first + j) as u64, v);
-                                threshold = top.threshold();
-                            }
+    per_pattern_range(
+        similarity,
+        stored,
+        states,
+        threads,
+        |range, x, x_norms| {
+            let mut tops: Vec<TopK> = (0..x.nrows()).map(|_| TopK::new(k)).collect();
+            for_blocks(similarity, stored, range, x, x_norms, |first, rows, s| {
+                for (top, row) in tops.iter_mut().zip(s.slice(s![.., ..rows]).rows()) {
+                    let mut threshold = top.threshold();
+                    for (j, &v) in row.iter().enumerate() {
+                        // Rows arrive in increasing order: a tie never displaces a held item.
+                        if v > threshold {
+                            top.push((first + j) as u64, v);
+                            threshold = top.threshold();
                         }
                     }
-                },
-            );
+                }
+            });
             tops
-        });
-        let mut parts = parts.into_iter();
-        let mut merged = parts.next().expect("at least one range");
-        for part in parts {
-            for (into, from) in merged.iter_mut().zip(part) {
-                for &(s, row) in from.items() {
-                    into.push(row, s);
+        },
+        |_, parts| {
+            let mut parts = parts.into_iter();
+            let mut merged = parts.next().expect("at least one range");
+            for part in parts {
+                for (into, from) in merged.iter_mut().zip(&part) {
+                    into.merge(from);
                 }
             }
-        }
-        selections.extend(merged);
-    }
+            selections.extend(merged);
+        },
+    );
     selections
 }

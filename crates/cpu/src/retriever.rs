@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use dam_core::backend::value_overflow;
+use dam_core::backend::{first_non_finite, value_overflow};
 use dam_core::dynamics::Evaluated;
 use dam_core::{
     checked_energy, validate_queries, Backend, Config, Edit, Error, Patterns, Projection, Result,
@@ -12,7 +12,7 @@ use dam_core::{
 use ndarray::{Array2, ArrayView2};
 
 use crate::fast::{self, Pass, Stored};
-use crate::reference::retriever::check_plain;
+use crate::reference::retriever::{apply_edit, check_plain};
 
 /// Stored patterns and a retrieval rule on the fast CPU backend.
 #[derive(Debug, Clone)]
@@ -102,12 +102,7 @@ impl Backend for CpuRetriever {
         let out = self
             .pass(self.patterns.view(), self.config.projection)
             .run(queries, queries.nrows());
-        match out
-            .next
-            .rows()
-            .into_iter()
-            .position(|r| r.iter().any(|v| !v.is_finite()))
-        {
+        match first_non_finite(out.next.view()) {
             Some(q) => Err(Error::state_overflow(q, 1)),
             None => Ok(out.next),
         }
@@ -194,12 +189,7 @@ impl Backend for CpuRetriever {
         let out = self
             .pass(values.view(), Projection::None)
             .run(queries, queries.nrows());
-        match out
-            .next
-            .rows()
-            .into_iter()
-            .position(|r| r.iter().any(|v| !v.is_finite()))
-        {
+        match first_non_finite(out.next.view()) {
             Some(q) => Err(value_overflow(q)),
             None => Ok(out.next),
         }
@@ -210,9 +200,7 @@ impl Backend for CpuRetriever {
     }
 
     fn edit(&mut self, edit: Edit<'_>) -> Result<()> {
-        self.config
-            .validate(edit.count_after(self.patterns.count()))?;
-        Arc::make_mut(&mut self.patterns).apply(edit, self.storage)?;
+        apply_edit(&mut self.patterns, &self.config, self.storage, edit)?;
         self.refresh();
         Ok(())
     }

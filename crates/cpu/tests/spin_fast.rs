@@ -317,18 +317,42 @@ fn run_without_a_clamp_is_the_reference_run_and_errors_agree() {
     };
     let energy = SpinEnergy::Polynomial { n: 3 };
     assert_eq!(
-        fast::run(&patterns, energy, update, &q).unwrap(),
-        reference::run(&patterns, energy, update, &q).unwrap()
+        fast::run_clamped(&patterns, energy, update, &q, &Clamp::none(patterns.dim())).unwrap(),
+        reference::run_clamped(&patterns, energy, update, &q, &Clamp::none(patterns.dim()))
+            .unwrap()
     );
     // Bits past N, a ragged batch, a bad degree: both refuse.
     let mut bad = q.clone();
     bad[3] |= 1 << 31;
-    assert!(fast::run(&patterns, energy, update, &bad).is_err());
-    assert!(reference::run(&patterns, energy, update, &bad).is_err());
-    assert!(fast::run(&patterns, energy, update, &q[..5]).is_err());
+    assert!(fast::run_clamped(
+        &patterns,
+        energy,
+        update,
+        &bad,
+        &Clamp::none(patterns.dim())
+    )
+    .is_err());
+    assert!(reference::run_clamped(
+        &patterns,
+        energy,
+        update,
+        &bad,
+        &Clamp::none(patterns.dim())
+    )
+    .is_err());
+    assert!(fast::run_clamped(
+        &patterns,
+        energy,
+        update,
+        &q[..5],
+        &Clamp::none(patterns.dim())
+    )
+    .is_err());
     let zero = SpinEnergy::Polynomial { n: 0 };
-    assert!(fast::run(&patterns, zero, update, &q).is_err());
-    assert!(reference::run(&patterns, zero, update, &q).is_err());
+    assert!(fast::run_clamped(&patterns, zero, update, &q, &Clamp::none(patterns.dim())).is_err());
+    assert!(
+        reference::run_clamped(&patterns, zero, update, &q, &Clamp::none(patterns.dim())).is_err()
+    );
 }
 
 #[test]

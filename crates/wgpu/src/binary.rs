@@ -14,25 +14,8 @@ use crate::WgpuError;
 /// Largest N (states live in workgroup memory during a sweep).
 pub const MAX_SPIN_DIM: usize = 128 * 32;
 
-/// Runs the spin dynamics from each packed query (B × ⌈N/32⌉ words) on the device.
-pub fn run(
-    ctx: &WgpuContext,
-    patterns: &BinaryPatterns,
-    energy: SpinEnergy,
-    update: SpinUpdate,
-    queries: &[u32],
-) -> Result<SpinResult> {
-    run_clamped(
-        ctx,
-        patterns,
-        energy,
-        update,
-        queries,
-        &Clamp::none(patterns.dim()),
-    )
-}
-
-/// [`run`] with the neurons outside `clamp.free` held at their query values.
+/// Runs the spin dynamics from each packed query (B × ⌈N/32⌉ words), with the neurons
+/// outside `clamp.free` held at their query values (`Clamp::none` for none).
 pub fn run_clamped(
     ctx: &WgpuContext,
     patterns: &BinaryPatterns,

@@ -589,19 +589,15 @@ impl WgpuRetriever {
             }
             self.put_states(&mut states, start, &out.states)?;
         }
-        Ok(RetrievalResult {
+        Ok(RetrievalResult::new(
             states,
             steps,
             converged,
-            nearest_id: nearest.iter().map(|&r| r as u64).collect(),
             nearest,
             energy,
-            energy_trace: trace.then_some(traces),
-            confidence: None,
-            matched: Vec::new(),
-            top: None,
-            participation: None,
-        }
+            trace.then_some(traces),
+            None,
+        )
         .with_confidence(&self.config, &self.patterns))
     }
 

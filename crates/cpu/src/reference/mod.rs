@@ -158,19 +158,15 @@ pub fn retrieve(
         states.row_mut(q).assign(&ndarray::ArrayView1::from(&x));
         traces.push(trace);
     }
-    Ok(RetrievalResult {
+    Ok(RetrievalResult::new(
         states,
         steps,
         converged,
-        nearest_id: nearest.iter().map(|&r| r as u64).collect(),
         nearest,
-        energy: energies,
-        energy_trace: config.energy_trace.then_some(traces),
-        confidence: None,
-        matched: Vec::new(),
-        top: None,
-        participation: None,
-    }
+        energies,
+        config.energy_trace.then_some(traces),
+        None,
+    )
     .with_confidence(config, patterns))
 }
 

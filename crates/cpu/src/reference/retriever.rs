@@ -47,6 +47,19 @@ pub(crate) fn check_plain(
     patterns.check_range(&plain, queries)
 }
 
+/// Applies `edit` to patterns shared with the facade (copied first if shared), after
+/// checking that the rule fits the new count.
+pub(crate) fn apply_edit(
+    patterns: &mut Arc<Patterns>,
+    config: &Config,
+    storage: Storage,
+    edit: Edit<'_>,
+) -> Result<()> {
+    config.validate(edit.count_after(patterns.count()))?;
+    Arc::make_mut(patterns).apply(edit, storage)?;
+    Ok(())
+}
+
 impl Backend for ReferenceRetriever {
     fn config(&self) -> &Config {
         &self.config
@@ -96,9 +109,6 @@ impl Backend for ReferenceRetriever {
     }
 
     fn edit(&mut self, edit: Edit<'_>) -> Result<()> {
-        self.config
-            .validate(edit.count_after(self.patterns.count()))?;
-        Arc::make_mut(&mut self.patterns).apply(edit, self.storage)?;
-        Ok(())
+        apply_edit(&mut self.patterns, &self.config, self.storage, edit)
     }
 }
