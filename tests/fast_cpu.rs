@@ -18,7 +18,6 @@ use dam::{
 };
 use ndarray::{s, Array2};
 
-
 fn backends(
     patterns: &Patterns,
     config: Config,

@@ -41,10 +41,6 @@
 // vectoriser handles best, and the clearest statement of "the same operation per lane".
 #![allow(clippy::needless_range_loop)]
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-
 use dam_core::procedural::{
     uniform_open0, uniform_sym, words, PatternKind, Stream, StreamRequest, StreamStats,
 };
@@ -52,8 +48,7 @@ use dam_core::procedural::{
 /// Patterns generated and folded side by side (one per lane).
 pub const LANES: usize = 16;
 
-/// Patterns per work item (as in the reference).
-const CHUNK: u64 = 1 << 16;
+use crate::reference::procedural::fold_chunks;
 
 /// A group whose largest z is this far below the running max is skipped (e^{−70} < 2⁻¹⁰⁰).
 const SKIP_BELOW: f64 = 70.0;
@@ -798,60 +793,20 @@ fn stream_dot_on(isa: Isa, request: &StreamRequest<'_>) -> Vec<StreamStats> {
     let StreamRequest {
         kind,
         dim,
-        start,
-        end,
         beta,
         queries,
         seeds,
+        ..
     } = *request;
-    assert_eq!(queries.len(), seeds.len() * dim, "queries must be B×N");
-    let b = seeds.len();
     let x64: Vec<f64> = queries.iter().map(|&v| v as f64).collect();
-    let chunks = (end.saturating_sub(start)).div_ceil(CHUNK);
-    let total = chunks * b as u64;
-    let next = AtomicU64::new(0);
-    // Per query: the merged prefix of chunks and the chunks that finished out of order,
-    // so the merge order (and so every last bit) does not depend on thread timing.
-    type Fold = (StreamStats, u64, BTreeMap<u64, StreamStats>);
-    let results: Vec<Mutex<Fold>> = (0..b)
-        .map(|_| Mutex::new((StreamStats::empty(dim), 0, BTreeMap::new())))
-        .collect();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(total.max(1) as usize);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                let mut scratch = Scratch::default();
-                loop {
-                    let item = next.fetch_add(1, Ordering::Relaxed);
-                    if item >= total {
-                        break;
-                    }
-                    let (q, chunk) = ((item % b as u64) as usize, item / b as u64);
-                    let query = Query {
-                        x: &x64[q * dim..(q + 1) * dim],
-                        beta: beta as f64,
-                        seed: seeds[q],
-                    };
-                    let lo = start + chunk * CHUNK;
-                    let hi = (lo + CHUNK).min(end);
-                    let stats = isa.chunk(kind, &query, lo, hi, &mut scratch);
-                    let mut fold = results[q].lock().unwrap_or_else(|p| p.into_inner());
-                    let (merged, next_chunk, pending) = &mut *fold;
-                    pending.insert(chunk, stats);
-                    while let Some(ready) = pending.remove(next_chunk) {
-                        merged.merge(&ready);
-                        *next_chunk += 1;
-                    }
-                }
-            });
-        }
-    });
-    results
-        .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).0)
-        .collect()
+    fold_chunks(request, Scratch::default, |scratch, q, lo, hi| {
+        let query = Query {
+            x: &x64[q * dim..(q + 1) * dim],
+            beta: beta as f64,
+            seed: seeds[q],
+        };
+        isa.chunk(kind, &query, lo, hi, scratch)
+    })
 }
 
 #[cfg(test)]
