@@ -2,7 +2,8 @@
 """The CPU table of BENCHMARKS.md: `retrieve` for every similarity x separation, one-step and
 iterate, on the fast CPU backend (`dam bench --device cpu --call retrieve`), the Python
 package (`benches/peers/python_step.py --call retrieve`, when `import dam` works) and the NumPy
-peer written as users write it (`benches/peers/numpy_rules.py`), interleaved in one run.
+peer written as users write it (`benches/peers/numpy_rules.py`), interleaved in one run; each
+cell is the fastest of the timed calls (the least disturbed on a shared machine).
 
 Build first: cargo build --release -p dam-experiments   (and pip install ./python for the
 package column). Usage:
