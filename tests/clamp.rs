@@ -81,8 +81,7 @@ fn clamped_neurons_never_change_and_devices_agree() {
     }
 }
 
-#[test]
-fn bad_clamps_are_errors() {
+fn bad_clamps_are_errors(device: Device) {
     let stored = BinaryPatterns::procedural(4, 40, 1).unwrap();
     let q = random_states(1, 40, 2);
     let energy = SpinEnergy::Polynomial { n: 2 };
@@ -97,19 +96,17 @@ fn bad_clamps_are_errors() {
     let past_n = Clamp {
         free: vec![u32::MAX, u32::MAX],
     };
-    for device in [Device::Cpu, common::gpu()] {
-        for bad in [&short, &past_n] {
-            assert!(dam::spin_dynamics_clamped(&device, &stored, energy, update, &q, bad).is_err());
-        }
+    for bad in [&short, &past_n] {
+        assert!(dam::spin_dynamics_clamped(&device, &stored, energy, update, &q, bad).is_err());
     }
 }
+test_devices!(all: bad_clamps_are_errors);
 
 /// Krotov & Hopfield (2016), XOR with K = 4 memories (the truth table, ±1) and N = 3: the
 /// inputs clamped, the output started at −1 and updated once. With F = x² the update of the
 /// output is Σ_μ ξ_y (ξ_1 x_1 + ξ_2 x_2) = 0 for every input (XOR has no pairwise
 /// correlation), so it never moves: 2 of 4; with x³ and max(x, 0)² the table is exact.
-#[test]
-fn xor_needs_a_higher_order_energy() {
+fn xor_needs_a_higher_order_energy(device: Device) {
     let table: [[f32; 3]; 4] = [
         [-1.0, -1.0, -1.0],
         [-1.0, 1.0, 1.0],
@@ -123,22 +120,21 @@ fn xor_needs_a_higher_order_energy() {
         pack(&[row[0], row[1], -1.0], &mut queries[q..q + 1]);
     }
     let update = SpinUpdate::Sync { max_steps: 1 };
-    for device in [Device::Cpu, common::gpu()] {
-        for (energy, expected) in [
-            (SpinEnergy::Polynomial { n: 2 }, 2),
-            (SpinEnergy::Polynomial { n: 3 }, 4),
-            (SpinEnergy::RectifiedPolynomial { n: 2 }, 4),
-            (SpinEnergy::RectifiedPolynomial { n: 3 }, 4),
-        ] {
-            let r = dam::spin_dynamics_clamped(&device, &stored, energy, update, &queries, &clamp)
-                .unwrap();
-            let right = (0..4)
-                .filter(|&q| unpack(&r.states[q..q + 1], 3)[2] == table[q][2])
-                .count();
-            assert_eq!(right, expected, "{energy:?}");
-        }
+    for (energy, expected) in [
+        (SpinEnergy::Polynomial { n: 2 }, 2),
+        (SpinEnergy::Polynomial { n: 3 }, 4),
+        (SpinEnergy::RectifiedPolynomial { n: 2 }, 4),
+        (SpinEnergy::RectifiedPolynomial { n: 3 }, 4),
+    ] {
+        let r =
+            dam::spin_dynamics_clamped(&device, &stored, energy, update, &queries, &clamp).unwrap();
+        let right = (0..4)
+            .filter(|&q| unpack(&r.states[q..q + 1], 3)[2] == table[q][2])
+            .count();
+        assert_eq!(right, expected, "{energy:?}");
     }
 }
+test_devices!(all: xor_needs_a_higher_order_energy);
 
 /// Continuous retrieval with clamped coordinates: they keep their query values at every
 /// step on both devices, the free ones agree across devices, nothing clamped is the plain

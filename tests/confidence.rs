@@ -20,59 +20,57 @@ fn softmax_weight_of_nearest(rows: &Array2<f32>, beta: f64, x: &[f32], sim: Simi
     1.0 / sum // the nearest pattern has the largest score: e^{0} / Σ
 }
 
-#[test]
-fn confidence_is_the_top_softmax_weight_and_abstaining_says_none() {
+fn confidence_is_the_top_softmax_weight_and_abstaining_says_none(device: Device) {
     let rows = common::unit_patterns(50, 32, 3);
     // Five queries near patterns, five far from all of them (small random states).
     let mut queries = common::noisy_queries(&rows, 5, 0.2, 4);
     queries
         .append(Axis(0), common::gaussian(5, 32, 0.02, 5).view())
         .unwrap();
-    for device in [Device::Reference, Device::Cpu, common::gpu()] {
-        for sim in [Similarity::Dot, Similarity::NegEuclidean] {
-            let beta = 12.0;
-            let memory = Retriever::builder(Patterns::new(rows.clone()).unwrap())
-                .similarity(sim)
-                .separation(Separation::Softmax { beta })
-                .dynamics(dam::Dynamics::OneStep)
-                .abstain_below(0.5)
-                .device(device.clone())
-                .build()
-                .unwrap();
-            let result = memory.retrieve(queries.view()).unwrap();
-            let confidence = result.confidence.clone().expect("softmax has confidence");
-            let want: Vec<f64> = result
-                .states
-                .rows()
-                .into_iter()
-                .map(|x| softmax_weight_of_nearest(&rows, beta as f64, x.as_slice().unwrap(), sim))
-                .collect();
-            CONFIDENCE_TOL
-                .compare(confidence.iter().copied(), want.iter().copied())
-                .unwrap_or_else(|m| panic!("{device:?} {sim:?}: {m:?}"));
-            assert_eq!(result.matched.len(), 10);
-            let expect: Vec<Option<u64>> = confidence
-                .iter()
-                .zip(&result.nearest_id)
-                .map(|(&c, &id)| (c >= 0.5).then_some(id))
-                .collect();
-            assert_eq!(result.matched, expect);
-            if sim == Similarity::Dot {
-                // The near queries are recalled with confidence; the far ones abstain.
-                assert!(
-                    result.matched[..5].iter().all(Option::is_some),
-                    "{:?}",
-                    confidence
-                );
-                assert!(
-                    result.matched[5..].iter().all(Option::is_none),
-                    "{:?}",
-                    confidence
-                );
-            }
+    for sim in [Similarity::Dot, Similarity::NegEuclidean] {
+        let beta = 12.0;
+        let memory = Retriever::builder(Patterns::new(rows.clone()).unwrap())
+            .similarity(sim)
+            .separation(Separation::Softmax { beta })
+            .dynamics(dam::Dynamics::OneStep)
+            .abstain_below(0.5)
+            .device(device.clone())
+            .build()
+            .unwrap();
+        let result = memory.retrieve(queries.view()).unwrap();
+        let confidence = result.confidence.clone().expect("softmax has confidence");
+        let want: Vec<f64> = result
+            .states
+            .rows()
+            .into_iter()
+            .map(|x| softmax_weight_of_nearest(&rows, beta as f64, x.as_slice().unwrap(), sim))
+            .collect();
+        CONFIDENCE_TOL
+            .compare(confidence.iter().copied(), want.iter().copied())
+            .unwrap_or_else(|m| panic!("{device:?} {sim:?}: {m:?}"));
+        assert_eq!(result.matched.len(), 10);
+        let expect: Vec<Option<u64>> = confidence
+            .iter()
+            .zip(&result.nearest_id)
+            .map(|(&c, &id)| (c >= 0.5).then_some(id))
+            .collect();
+        assert_eq!(result.matched, expect);
+        if sim == Similarity::Dot {
+            // The near queries are recalled with confidence; the far ones abstain.
+            assert!(
+                result.matched[..5].iter().all(Option::is_some),
+                "{:?}",
+                confidence
+            );
+            assert!(
+                result.matched[5..].iter().all(Option::is_none),
+                "{:?}",
+                confidence
+            );
         }
     }
 }
+test_devices!(all: confidence_is_the_top_softmax_weight_and_abstaining_says_none);
 
 #[test]
 fn abstaining_needs_softmax_and_a_threshold_in_range() {

@@ -230,8 +230,7 @@ fn large_beta_times_similarity_does_not_overflow() {
     }
 }
 
-#[test]
-fn ties_resolve_to_the_lowest_index_on_both_devices() {
+fn ties_resolve_to_the_lowest_index_on_both_devices(device: Device) {
     // Integer data: every similarity is exact in f32 and f64, so ties are exact.
     let a = [1.0f32, 2.0, -1.0, 0.0];
     let b = [2.0f32, 1.0, 0.0, -1.0];
@@ -240,41 +239,39 @@ fn ties_resolve_to_the_lowest_index_on_both_devices() {
     let patterns = Patterns::from_vec(6, 4, rows.concat()).unwrap();
     // A query at equal dot product (6) to a and b (a·q = b·q = 6 with q = (2, 2, 0, 0)).
     let queries = array![[2.0f32, 2.0, 0.0, 0.0], [1.0, 2.0, -1.0, 0.0]];
-    for device in [Device::Reference, Device::Cpu, gpu()] {
-        let run = |separation| {
-            Retriever::builder(patterns.clone())
-                .separation(separation)
-                .dynamics(Dynamics::OneStep)
-                .device(device.clone())
-                .build()
-                .unwrap()
-                .retrieve(queries.view())
-                .unwrap()
-        };
-        let max = run(Separation::Max);
-        assert_eq!(max.nearest, vec![0, 0], "{device:?}");
-        assert_eq!(
-            max.states.row(0).to_vec(),
-            a.to_vec(),
-            "{device:?}: max picks index 0"
+    let run = |separation| {
+        Retriever::builder(patterns.clone())
+            .separation(separation)
+            .dynamics(Dynamics::OneStep)
+            .device(device.clone())
+            .build()
+            .unwrap()
+            .retrieve(queries.view())
+            .unwrap()
+    };
+    let max = run(Separation::Max);
+    assert_eq!(max.nearest, vec![0, 0], "{device:?}");
+    assert_eq!(
+        max.states.row(0).to_vec(),
+        a.to_vec(),
+        "{device:?}: max picks index 0"
+    );
+    // Query 0: a (0, 2, 5) and b (1, 4) all score 6; top-3 takes 0, 1, 2 → (2a + b)/3.
+    let top3 = run(Separation::TopK { k: 3 });
+    let expected: Vec<f32> = (0..4).map(|i| (2.0 * a[i] + b[i]) / 3.0).collect();
+    for (g, e) in top3.states.row(0).iter().zip(&expected) {
+        assert!(
+            (g - e).abs() < 1e-6,
+            "{device:?}: top-3 = {:?}, expected {expected:?}",
+            top3.states.row(0)
         );
-        // Query 0: a (0, 2, 5) and b (1, 4) all score 6; top-3 takes 0, 1, 2 → (2a + b)/3.
-        let top3 = run(Separation::TopK { k: 3 });
-        let expected: Vec<f32> = (0..4).map(|i| (2.0 * a[i] + b[i]) / 3.0).collect();
-        for (g, e) in top3.states.row(0).iter().zip(&expected) {
-            assert!(
-                (g - e).abs() < 1e-6,
-                "{device:?}: top-3 = {:?}, expected {expected:?}",
-                top3.states.row(0)
-            );
-        }
     }
     let builder = Retriever::builder(patterns).separation(Separation::TopK { k: 4 });
     compare("ties TopK 4", builder, gpu(), &queries);
 }
+test_devices!(all: ties_resolve_to_the_lowest_index_on_both_devices);
 
-#[test]
-fn bad_input_is_an_error_naming_the_argument_on_both_devices() {
+fn bad_input_is_an_error_naming_the_argument_on_both_devices(device: Device) {
     let good = Patterns::new(array![[1.0f32, 0.0], [0.0, 1.0]]).unwrap();
     assert!(matches!(
         Patterns::new(array![[1.0f32, f32::NAN]]),
@@ -296,61 +293,59 @@ fn bad_input_is_an_error_naming_the_argument_on_both_devices() {
         Patterns::from_vec(2, 3, vec![0.0; 5]),
         Err(Error::DimensionMismatch { .. })
     ));
-    for device in [Device::Reference, Device::Cpu, gpu()] {
-        let build = |separation| {
-            Retriever::builder(good.clone())
-                .separation(separation)
-                .device(device.clone())
-                .build()
-        };
-        for (separation, argument) in [
-            (Separation::Softmax { beta: 0.0 }, "beta"),
-            (Separation::Exponential { beta: -2.0 }, "beta"),
-            (
-                Separation::Softmax {
-                    beta: f32::INFINITY,
-                },
-                "beta",
-            ),
-            (Separation::Polynomial { n: 0 }, "n"),
-            (Separation::RectifiedPolynomial { n: 0 }, "n"),
-            (Separation::TopK { k: 0 }, "k"),
-            (Separation::TopK { k: 3 }, "k"),
-        ] {
-            match build(separation) {
-                Err(Error::InvalidParameter { argument: a, .. }) => assert_eq!(a, argument),
-                other => panic!("{device:?} {separation:?}: expected an error, got {other:?}"),
-            }
-        }
-        let r = build(Separation::Softmax { beta: 1.0 }).unwrap();
-        let cases = [
-            (Array2::<f32>::zeros((0, 2)), "queries"),
-            (
-                array![[1.0f32, 2.0, 3.0]],
-                "queries (columns must equal the pattern dimension N)",
-            ),
-            (array![[1.0f32, f32::INFINITY]], "queries"),
-            (array![[f32::NAN, 0.0]], "queries"),
-        ];
-        for (queries, argument) in cases {
-            let err = r.retrieve(queries.view()).unwrap_err();
-            let named = match &err {
-                Error::Empty { argument, .. }
-                | Error::NonFinite { argument, .. }
-                | Error::DimensionMismatch { argument, .. } => *argument,
-                _ => "",
-            };
-            assert_eq!(named, argument, "{device:?}: {err}");
-            assert!(
-                r.energy(queries.view()).is_err(),
-                "{device:?}: energy of bad states"
-            );
+    let build = |separation| {
+        Retriever::builder(good.clone())
+            .separation(separation)
+            .device(device.clone())
+            .build()
+    };
+    for (separation, argument) in [
+        (Separation::Softmax { beta: 0.0 }, "beta"),
+        (Separation::Exponential { beta: -2.0 }, "beta"),
+        (
+            Separation::Softmax {
+                beta: f32::INFINITY,
+            },
+            "beta",
+        ),
+        (Separation::Polynomial { n: 0 }, "n"),
+        (Separation::RectifiedPolynomial { n: 0 }, "n"),
+        (Separation::TopK { k: 0 }, "k"),
+        (Separation::TopK { k: 3 }, "k"),
+    ] {
+        match build(separation) {
+            Err(Error::InvalidParameter { argument: a, .. }) => assert_eq!(a, argument),
+            other => panic!("{device:?} {separation:?}: expected an error, got {other:?}"),
         }
     }
+    let r = build(Separation::Softmax { beta: 1.0 }).unwrap();
+    let cases = [
+        (Array2::<f32>::zeros((0, 2)), "queries"),
+        (
+            array![[1.0f32, 2.0, 3.0]],
+            "queries (columns must equal the pattern dimension N)",
+        ),
+        (array![[1.0f32, f32::INFINITY]], "queries"),
+        (array![[f32::NAN, 0.0]], "queries"),
+    ];
+    for (queries, argument) in cases {
+        let err = r.retrieve(queries.view()).unwrap_err();
+        let named = match &err {
+            Error::Empty { argument, .. }
+            | Error::NonFinite { argument, .. }
+            | Error::DimensionMismatch { argument, .. } => *argument,
+            _ => "",
+        };
+        assert_eq!(named, argument, "{device:?}: {err}");
+        assert!(
+            r.energy(queries.view()).is_err(),
+            "{device:?}: energy of bad states"
+        );
+    }
 }
+test_devices!(all: bad_input_is_an_error_naming_the_argument_on_both_devices);
 
-#[test]
-fn a_pattern_anywhere_in_a_large_set_is_retrieved() {
+fn a_pattern_anywhere_in_a_large_set_is_retrieved(device: Device) {
     // Regression: llvmpipe stops a shader invocation after 65,535 loop iterations, which
     // once made patterns past index ~64,000 invisible. Plant distinct strong patterns at
     // block and binding edges and retrieve each one exactly, streamed and not.
@@ -363,20 +358,19 @@ fn a_pattern_anywhere_in_a_large_set_is_retrieved() {
         raw.row_mut(row).assign(&strong.row(k));
     }
     let patterns = Patterns::new(raw).unwrap();
-    for device in [gpu(), Device::Cpu, Device::Reference] {
-        for separation in [Separation::Max, Separation::Softmax { beta: 50.0 }] {
-            let r = Retriever::builder(patterns.clone())
-                .separation(separation)
-                .dynamics(Dynamics::OneStep)
-                .device(device.clone())
-                .build()
-                .unwrap()
-                .retrieve(strong.view())
-                .unwrap();
-            assert_eq!(r.nearest, targets.to_vec(), "{device:?} {separation:?}");
-        }
+    for separation in [Separation::Max, Separation::Softmax { beta: 50.0 }] {
+        let r = Retriever::builder(patterns.clone())
+            .separation(separation)
+            .dynamics(Dynamics::OneStep)
+            .device(device.clone())
+            .build()
+            .unwrap()
+            .retrieve(strong.view())
+            .unwrap();
+        assert_eq!(r.nearest, targets.to_vec(), "{device:?} {separation:?}");
     }
 }
+test_devices!(all: a_pattern_anywhere_in_a_large_set_is_retrieved);
 
 /// Asserts an `InvalidParameter` error naming `argument`.
 fn assert_invalid(err: &Error, argument: &str) {
@@ -386,30 +380,28 @@ fn assert_invalid(err: &Error, argument: &str) {
     }
 }
 
-#[test]
-fn similarities_or_beta_beyond_f32_are_rejected_on_both_devices() {
+fn similarities_or_beta_beyond_f32_are_rejected_on_both_devices(device: Device) {
     let patterns = Patterns::new(array![[1.0e20f32, 0.0], [0.0, 1.0]]).unwrap();
     let queries = array![[1.0e20f32, 0.0]];
-    for device in [Device::Reference, Device::Cpu, gpu()] {
-        let build = |separation| {
-            Retriever::builder(patterns.clone())
-                .separation(separation)
-                .device(device.clone())
-                .build()
-                .unwrap()
-        };
-        // ξ·x = 1e40 is not an f32.
-        let err = build(Separation::Max).retrieve(queries.view()).unwrap_err();
-        assert_invalid(&err, "queries");
-        // β·s = 1e30 · 1e20 is not either, even though s is.
-        let small = array![[1.0f32, 0.0]];
-        let err = build(Separation::Softmax { beta: 1e30 })
-            .retrieve(small.view())
-            .unwrap_err();
-        assert_invalid(&err, "beta");
-        let err = build(Separation::Exponential { beta: 1e30 })
-            .energy(small.view())
-            .unwrap_err();
-        assert_invalid(&err, "beta");
-    }
+    let build = |separation| {
+        Retriever::builder(patterns.clone())
+            .separation(separation)
+            .device(device.clone())
+            .build()
+            .unwrap()
+    };
+    // ξ·x = 1e40 is not an f32.
+    let err = build(Separation::Max).retrieve(queries.view()).unwrap_err();
+    assert_invalid(&err, "queries");
+    // β·s = 1e30 · 1e20 is not either, even though s is.
+    let small = array![[1.0f32, 0.0]];
+    let err = build(Separation::Softmax { beta: 1e30 })
+        .retrieve(small.view())
+        .unwrap_err();
+    assert_invalid(&err, "beta");
+    let err = build(Separation::Exponential { beta: 1e30 })
+        .energy(small.view())
+        .unwrap_err();
+    assert_invalid(&err, "beta");
 }
+test_devices!(all: similarities_or_beta_beyond_f32_are_rejected_on_both_devices);

@@ -214,48 +214,46 @@ proptest! {
     }
 }
 
-#[test]
-fn retriever_is_send_and_sync_and_concurrent_calls_equal_serial_ones() {
+fn retriever_is_send_and_sync_and_concurrent_calls_equal_serial_ones(device: Device) {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Retriever>();
 
     let raw = common::unit_patterns(300, 24, 70);
     let patterns = Patterns::new(raw.clone()).unwrap();
-    for device in [common::gpu(), Device::Cpu] {
-        let retriever = Retriever::builder(patterns.clone())
-            .separation(Separation::Softmax { beta: 8.0 })
-            .dynamics(Dynamics::Iterate {
-                max_steps: 5,
-                tol: 1e-5,
-            })
-            .device(device.clone())
-            .build()
-            .unwrap();
-        let queries: Vec<Array2<f32>> = (0..8)
-            .map(|t| common::noisy_queries(&raw, 3, 0.4, 100 + t))
-            .collect();
-        let serial: Vec<_> = queries
+    let retriever = Retriever::builder(patterns.clone())
+        .separation(Separation::Softmax { beta: 8.0 })
+        .dynamics(Dynamics::Iterate {
+            max_steps: 5,
+            tol: 1e-5,
+        })
+        .device(device.clone())
+        .build()
+        .unwrap();
+    let queries: Vec<Array2<f32>> = (0..8)
+        .map(|t| common::noisy_queries(&raw, 3, 0.4, 100 + t))
+        .collect();
+    let serial: Vec<_> = queries
+        .iter()
+        .map(|q| retriever.retrieve(q.view()).unwrap())
+        .collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = queries
             .iter()
-            .map(|q| retriever.retrieve(q.view()).unwrap())
-            .collect();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = queries
-                .iter()
-                .zip(&serial)
-                .map(|(q, expected)| {
-                    let retriever = &retriever;
-                    scope.spawn(move || {
-                        for _ in 0..100 {
-                            assert_eq!(&retriever.retrieve(q.view()).unwrap(), expected);
-                        }
-                    })
+            .zip(&serial)
+            .map(|(q, expected)| {
+                let retriever = &retriever;
+                scope.spawn(move || {
+                    for _ in 0..100 {
+                        assert_eq!(&retriever.retrieve(q.view()).unwrap(), expected);
+                    }
                 })
-                .collect();
-            assert_eq!(handles.len(), 8);
-            for h in handles {
-                h.join().expect("thread panicked");
-            }
-        });
-        println!("{device:?}: 8 threads × 100 calls equal the serial results");
-    }
+            })
+            .collect();
+        assert_eq!(handles.len(), 8);
+        for h in handles {
+            h.join().expect("thread panicked");
+        }
+    });
+    println!("{device:?}: 8 threads × 100 calls equal the serial results");
 }
+test_devices!(fast: retriever_is_send_and_sync_and_concurrent_calls_equal_serial_ones);

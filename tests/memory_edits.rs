@@ -181,54 +181,52 @@ fn growth_past_many_buffers_keeps_every_row() {
     run(&ops, &common::gpu(), Storage::F16);
 }
 
-#[test]
-fn bad_edits_change_nothing() {
-    for device in [Device::Reference, Device::Cpu, common::gpu()] {
-        let rows = common::unit_patterns(4, N, 3);
-        let mut memory = Retriever::builder(Patterns::new(rows.clone()).unwrap())
-            .separation(Separation::TopK { k: 3 })
-            .device(device.clone())
-            .build()
-            .unwrap();
-        let before = memory.patterns().clone();
-        // Wrong width, non-finite, a rule that no longer fits, unknown ids, all of them.
-        let wide = Array2::<f32>::zeros((1, N + 1));
-        assert!(matches!(
-            memory.insert(wide.view()),
-            Err(Error::DimensionMismatch { .. })
-        ));
-        let mut nan = Array2::<f32>::zeros((2, N));
-        nan[[1, 3]] = f32::NAN;
-        assert!(matches!(
-            memory.insert(nan.view()),
-            Err(Error::NonFinite { row: 1, col: 3, .. })
-        ));
-        assert!(matches!(
-            memory.remove(&[0, 1]),
-            Err(Error::InvalidParameter { argument: "k", .. })
-        ));
-        assert!(matches!(
-            memory.remove(&[9]),
-            Err(Error::UnknownId { id: 9, .. })
-        ));
-        assert!(matches!(
-            memory.update(0, nan.row(1)),
-            Err(Error::NonFinite { .. })
-        ));
-        assert!(matches!(
-            memory.update(0, wide.row(0)),
-            Err(Error::DimensionMismatch { .. })
-        ));
-        assert_eq!(memory.patterns(), &before);
-        assert_eq!(memory.ids(), &[0, 1, 2, 3]);
-        // Removing one is fine for k = 3; ids are never reused.
-        memory.remove(&[2]).unwrap();
-        assert_eq!(memory.ids(), &[0, 1, 3]);
-        let id = memory.insert(rows.select(Axis(0), &[2]).view()).unwrap();
-        assert_eq!(id, vec![4]);
-        assert!(matches!(
-            memory.insert(Array2::<f32>::zeros((0, N)).view()),
-            Ok(ids) if ids.is_empty()
-        ));
-    }
+fn bad_edits_change_nothing(device: Device) {
+    let rows = common::unit_patterns(4, N, 3);
+    let mut memory = Retriever::builder(Patterns::new(rows.clone()).unwrap())
+        .separation(Separation::TopK { k: 3 })
+        .device(device.clone())
+        .build()
+        .unwrap();
+    let before = memory.patterns().clone();
+    // Wrong width, non-finite, a rule that no longer fits, unknown ids, all of them.
+    let wide = Array2::<f32>::zeros((1, N + 1));
+    assert!(matches!(
+        memory.insert(wide.view()),
+        Err(Error::DimensionMismatch { .. })
+    ));
+    let mut nan = Array2::<f32>::zeros((2, N));
+    nan[[1, 3]] = f32::NAN;
+    assert!(matches!(
+        memory.insert(nan.view()),
+        Err(Error::NonFinite { row: 1, col: 3, .. })
+    ));
+    assert!(matches!(
+        memory.remove(&[0, 1]),
+        Err(Error::InvalidParameter { argument: "k", .. })
+    ));
+    assert!(matches!(
+        memory.remove(&[9]),
+        Err(Error::UnknownId { id: 9, .. })
+    ));
+    assert!(matches!(
+        memory.update(0, nan.row(1)),
+        Err(Error::NonFinite { .. })
+    ));
+    assert!(matches!(
+        memory.update(0, wide.row(0)),
+        Err(Error::DimensionMismatch { .. })
+    ));
+    assert_eq!(memory.patterns(), &before);
+    assert_eq!(memory.ids(), &[0, 1, 2, 3]);
+    // Removing one is fine for k = 3; ids are never reused.
+    memory.remove(&[2]).unwrap();
+    assert_eq!(memory.ids(), &[0, 1, 3]);
+    let id = memory.insert(rows.select(Axis(0), &[2]).view()).unwrap();
+    assert_eq!(id, vec![4]);
+    assert!(matches!(
+        memory.insert(Array2::<f32>::zeros((0, N)).view()),
+        Ok(ids) if ids.is_empty()
+    ));
 }
+test_devices!(all: bad_edits_change_nothing);

@@ -111,22 +111,20 @@ fn f16_accuracy_cost_against_f32_is_bounded() {
     assert!(worst > 0.0, "f16 rounding must change something");
 }
 
-#[test]
-fn entries_beyond_half_range_are_refused() {
+fn entries_beyond_half_range_are_refused(device: Device) {
     let mut raw = unit_patterns(10, 4, 25);
     raw[[3, 2]] = 70_000.0;
     let patterns = Patterns::new(raw).unwrap();
-    for device in [Device::Cpu, gpu()] {
-        let err = Retriever::builder(patterns.clone())
-            .storage(Storage::F16)
-            .device(device.clone())
-            .build()
-            .unwrap_err();
-        let text = err.to_string();
-        assert!(
-            matches!(err, dam::Error::TooLarge { .. }),
-            "{device:?}: {text}"
-        );
-        assert!(text.contains("pattern 3 entry 2"), "{text}");
-    }
+    let err = Retriever::builder(patterns.clone())
+        .storage(Storage::F16)
+        .device(device.clone())
+        .build()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, dam::Error::TooLarge { .. }),
+        "{device:?}: {text}"
+    );
+    assert!(text.contains("pattern 3 entry 2"), "{text}");
 }
+test_devices!(all: entries_beyond_half_range_are_refused);

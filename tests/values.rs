@@ -124,53 +124,51 @@ fn values_follow_the_weights_on_both_devices() {
     assert_eq!(exact.row(0), values.row(17));
 }
 
-#[test]
-fn edits_keep_keys_and_values_aligned() {
+fn edits_keep_keys_and_values_aligned(device: Device) {
     let keys = common::unit_patterns(10, 8, 4);
     let values = common::gaussian(10, 3, 1.0, 5);
     let config = Config {
         separation: Separation::Softmax { beta: 9.0 },
         ..Config::default()
     };
-    for device in [Device::Reference, Device::Cpu, common::gpu()] {
-        let mut m = memory(&keys, &values, config, &device);
-        let more_keys = common::unit_patterns(4, 8, 6);
-        let more_values = common::gaussian(4, 3, 1.0, 7);
-        assert_eq!(
-            m.insert_with_values(more_keys.view(), more_values.view())
-                .unwrap(),
-            vec![10, 11, 12, 13]
-        );
-        m.remove(&[2, 11]).unwrap();
-        let new_value = common::gaussian(1, 3, 1.0, 8);
-        m.update_value(5, new_value.row(0)).unwrap();
-        // The same memory built fresh.
-        let mut all_keys = keys.clone();
-        all_keys.append(Axis(0), more_keys.view()).unwrap();
-        let mut all_values = values.clone();
-        all_values.append(Axis(0), more_values.view()).unwrap();
-        all_values.row_mut(5).assign(&new_value.row(0));
-        let keep: Vec<usize> = (0..14).filter(|&r| r != 2 && r != 11).collect();
-        let fresh = memory(
-            &all_keys.select(Axis(0), &keep),
-            &all_values.select(Axis(0), &keep),
-            config,
-            &device,
-        );
-        assert_eq!(m.values().unwrap(), fresh.values().unwrap());
-        let queries = common::noisy_queries(&all_keys, 6, 0.2, 9);
-        assert_eq!(
-            m.retrieve_values(queries.view()).unwrap(),
-            fresh.retrieve_values(queries.view()).unwrap()
-        );
-        // Saved and loaded with its values.
-        let mut bytes = Vec::new();
-        m.save(&mut bytes).unwrap();
-        let loaded = Retriever::load(bytes.as_slice(), device.clone()).unwrap();
-        assert_eq!(loaded.values(), m.values());
-        assert_eq!(loaded.ids(), m.ids());
-    }
+    let mut m = memory(&keys, &values, config, &device);
+    let more_keys = common::unit_patterns(4, 8, 6);
+    let more_values = common::gaussian(4, 3, 1.0, 7);
+    assert_eq!(
+        m.insert_with_values(more_keys.view(), more_values.view())
+            .unwrap(),
+        vec![10, 11, 12, 13]
+    );
+    m.remove(&[2, 11]).unwrap();
+    let new_value = common::gaussian(1, 3, 1.0, 8);
+    m.update_value(5, new_value.row(0)).unwrap();
+    // The same memory built fresh.
+    let mut all_keys = keys.clone();
+    all_keys.append(Axis(0), more_keys.view()).unwrap();
+    let mut all_values = values.clone();
+    all_values.append(Axis(0), more_values.view()).unwrap();
+    all_values.row_mut(5).assign(&new_value.row(0));
+    let keep: Vec<usize> = (0..14).filter(|&r| r != 2 && r != 11).collect();
+    let fresh = memory(
+        &all_keys.select(Axis(0), &keep),
+        &all_values.select(Axis(0), &keep),
+        config,
+        &device,
+    );
+    assert_eq!(m.values().unwrap(), fresh.values().unwrap());
+    let queries = common::noisy_queries(&all_keys, 6, 0.2, 9);
+    assert_eq!(
+        m.retrieve_values(queries.view()).unwrap(),
+        fresh.retrieve_values(queries.view()).unwrap()
+    );
+    // Saved and loaded with its values.
+    let mut bytes = Vec::new();
+    m.save(&mut bytes).unwrap();
+    let loaded = Retriever::load(bytes.as_slice(), device.clone()).unwrap();
+    assert_eq!(loaded.values(), m.values());
+    assert_eq!(loaded.ids(), m.ids());
 }
+test_devices!(all: edits_keep_keys_and_values_aligned);
 
 #[test]
 fn value_errors_are_clear_and_change_nothing() {

@@ -15,6 +15,46 @@ pub const STATE_TOL: Tolerance = Tolerance::new(2e-4, 1e-3);
 /// Energies (absolute part scaled by the largest |energy| of the batch).
 pub const ENERGY_TOL: Tolerance = Tolerance::new(2e-4, 1e-4);
 
+/// One test body, one `#[test]` per device: `test_devices!(fast: f, g)` runs `f(device)`
+/// and `g(device)` on the fast CPU backend and on wgpu (never skipped: see [`gpu`]), the
+/// bodies comparing with `Device::Reference` themselves; `test_devices!(all: h)` runs `h`
+/// on the reference too, for properties every device must have.
+#[macro_export]
+macro_rules! test_devices {
+    (fast: $($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn cpu() {
+                    super::$name(dam::Device::Cpu)
+                }
+                #[test]
+                fn wgpu() {
+                    super::$name($crate::common::gpu())
+                }
+            }
+        )+
+    };
+    (all: $($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn reference() {
+                    super::$name(dam::Device::Reference)
+                }
+                #[test]
+                fn cpu() {
+                    super::$name(dam::Device::Cpu)
+                }
+                #[test]
+                fn wgpu() {
+                    super::$name($crate::common::gpu())
+                }
+            }
+        )+
+    };
+}
+
 /// Every projection.
 pub const PROJECTIONS: [Projection; 3] = [Projection::None, Projection::Sphere, Projection::Sign];
 
