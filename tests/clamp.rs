@@ -213,6 +213,7 @@ fn clamped_coordinates_never_change_in_continuous_retrieval() {
         .unwrap();
     assert_eq!(plain.steps, free.steps);
     assert_eq!(plain.nearest, free.nearest);
+    assert_eq!(plain.states.dim(), free.states.dim());
     for (a, f) in plain.states.iter().zip(free.states.iter()) {
         assert!(
             common::STATE_TOL.accepts(*f as f64, *a as f64),

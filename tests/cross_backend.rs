@@ -259,6 +259,7 @@ fn ties_resolve_to_the_lowest_index_on_both_devices(device: Device) {
     // Query 0: a (0, 2, 5) and b (1, 4) all score 6; top-3 takes 0, 1, 2 → (2a + b)/3.
     let top3 = run(Separation::TopK { k: 3 });
     let expected: Vec<f32> = (0..4).map(|i| (2.0 * a[i] + b[i]) / 3.0).collect();
+    assert_eq!(top3.states.ncols(), expected.len());
     for (g, e) in top3.states.row(0).iter().zip(&expected) {
         assert!(
             (g - e).abs() < 1e-6,

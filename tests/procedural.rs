@@ -102,8 +102,9 @@ fn streaming_lse_agrees_across_devices() {
                 queries: &queries,
                 seeds: &seeds,
             };
-            let cpu = dam::cpu::procedural::stream_dot(&request);
+            let cpu = dam::cpu::reference::procedural::stream_dot(&request);
             let gpu = dam::wgpu_backend::procedural::stream_dot(&ctx, &request).unwrap();
+            assert_eq!((gpu.len(), cpu.len()), (seeds.len(), seeds.len()));
             for (q, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
                 let label = format!("{kind:?} β={beta} q={q}");
                 assert_eq!(g.best_i, c.best_i, "{label}: best");
