@@ -5,6 +5,7 @@
 //! spherical ones (Box–Muller uses `ln`, `sqrt`, `sin`, `cos`, whose last bits differ
 //! between libm and GPU built-ins).
 
+use crate::weights::OnlineLse;
 use crate::{Error, Result};
 
 const M0: u32 = 0xD251_1F53;
@@ -346,14 +347,15 @@ impl StreamStats {
 
     /// Folds in one pattern with similarity `s` and z = β·s.
     pub fn push(&mut self, index: u64, s: f64, z: f64, pattern: &[f32]) {
-        if z > self.m {
-            let scale = (self.m - z).exp();
-            self.l *= scale;
-            self.acc.iter_mut().for_each(|a| *a *= scale);
-            self.m = z;
+        let mut state = OnlineLse {
+            m: self.m,
+            l: self.l,
+        };
+        let (factor, p) = state.push(z);
+        if factor != 1.0 {
+            self.acc.iter_mut().for_each(|a| *a *= factor);
         }
-        let p = (z - self.m).exp();
-        self.l += p;
+        (self.m, self.l) = (state.m, state.l);
         for (a, &x) in self.acc.iter_mut().zip(pattern) {
             *a += p * x as f64;
         }
@@ -368,14 +370,18 @@ impl StreamStats {
         if other.l == 0.0 && other.best_i == u64::MAX {
             return;
         }
-        let m = self.m.max(other.m);
-        let (a, b) = ((self.m - m).exp(), (other.m - m).exp());
-        let a = if self.l == 0.0 { 0.0 } else { a };
-        self.l = self.l * a + other.l * b;
+        let mut state = OnlineLse {
+            m: self.m,
+            l: self.l,
+        };
+        let (a, b) = state.merge(&OnlineLse {
+            m: other.m,
+            l: other.l,
+        });
         for (x, y) in self.acc.iter_mut().zip(&other.acc) {
             *x = *x * a + y * b;
         }
-        self.m = m;
+        (self.m, self.l) = (state.m, state.l);
         if other.best_s > self.best_s || (other.best_s == self.best_s && other.best_i < self.best_i)
         {
             self.best_s = other.best_s;
@@ -385,7 +391,11 @@ impl StreamStats {
 
     /// log Σ e^{β s}.
     pub fn lse(&self) -> f64 {
-        self.m + self.l.ln()
+        OnlineLse {
+            m: self.m,
+            l: self.l,
+        }
+        .lse()
     }
 
     /// The softmax-weighted mean Σ softmax(βs)_μ ξ^μ.

@@ -10,7 +10,11 @@ pub fn log_sum_exp(values: &[f64]) -> f64 {
     if m == f64::NEG_INFINITY {
         return m;
     }
-    m + values.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+    OnlineLse {
+        m,
+        l: values.iter().map(|v| (v - m).exp()).sum::<f64>(),
+    }
+    .lse()
 }
 
 /// xⁿ for a non-negative integer power (the one integer power of the separations).
@@ -52,6 +56,77 @@ pub fn energy(separation: Separation, scores: &[f64], x: &[f32]) -> f64 {
         Separation::TopK { k } => {
             -top_k(scores, k).iter().map(|&i| scores[i]).sum::<f64>() / k as f64
         }
+    }
+}
+
+/// The running state of a log-sum-exp over a stream of values z (the online softmax):
+/// `m`, the reference point (the largest z so far; −∞ while empty), and `l` = Σ e^{z−m}.
+/// Sums a caller keeps relative to the same reference (Σ e^{z−m} ξ, Σ e^{2(z−m)}) are
+/// multiplied by the factors that [`OnlineLse::raise`] and [`OnlineLse::merge`] return —
+/// the one definition of the rescaling every online softmax here uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OnlineLse {
+    /// The reference point.
+    pub m: f64,
+    /// Σ e^{z−m}.
+    pub l: f64,
+}
+
+impl Default for OnlineLse {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl OnlineLse {
+    /// The state of no values.
+    pub const EMPTY: OnlineLse = OnlineLse {
+        m: f64::NEG_INFINITY,
+        l: 0.0,
+    };
+
+    /// Moves the reference up to `m` (no change if it is already there or above) and
+    /// returns the factor e^{m_old − m} for sums kept relative to the old reference (0
+    /// while empty, 1 when unchanged).
+    pub fn raise(&mut self, m: f64) -> f64 {
+        if m <= self.m {
+            return 1.0;
+        }
+        let factor = if self.m == f64::NEG_INFINITY {
+            0.0
+        } else {
+            (self.m - m).exp()
+        };
+        self.l *= factor;
+        self.m = m;
+        factor
+    }
+
+    /// Folds in a value z: the factor for the caller's sums (see [`OnlineLse::raise`]) and
+    /// the value's weight e^{z − m}.
+    pub fn push(&mut self, z: f64) -> (f64, f64) {
+        let factor = self.raise(z);
+        let weight = (z - self.m).exp();
+        self.l += weight;
+        (factor, weight)
+    }
+
+    /// Folds in the state of other values: returns the factors for this state's sums and
+    /// for the other's (0 for an empty side).
+    pub fn merge(&mut self, other: &OnlineLse) -> (f64, f64) {
+        let mine = self.raise(other.m);
+        let theirs = if other.m == f64::NEG_INFINITY {
+            0.0
+        } else {
+            (other.m - self.m).exp()
+        };
+        self.l += other.l * theirs;
+        (mine, theirs)
+    }
+
+    /// log Σ e^{z} (−∞ while empty).
+    pub fn lse(&self) -> f64 {
+        self.m + self.l.ln()
     }
 }
 
@@ -105,5 +180,45 @@ pub fn weights(separation: Separation, scores: &[f64]) -> (Vec<f64>, f64) {
             }
             (w, 1.0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn online_lse_in_any_split_equals_the_whole() {
+        let z = [3.0, -1.0, 700.0, 2.5, 699.0, -40.0, 701.5];
+        let whole = log_sum_exp(&z);
+        let mut one = OnlineLse::EMPTY;
+        let mut weighted = 0.0; // Σ e^{z−m}·z kept relative to the running reference
+        for &v in &z {
+            let (factor, w) = one.push(v);
+            weighted = weighted * factor + w * v;
+        }
+        assert!(
+            (one.lse() - whole).abs() < 1e-12,
+            "{} vs {whole}",
+            one.lse()
+        );
+        let mean: f64 = z.iter().map(|&v| (v - whole).exp() * v).sum();
+        assert!((weighted / one.l - mean).abs() < 1e-9);
+        for split in 0..=z.len() {
+            let (mut a, mut b) = (OnlineLse::EMPTY, OnlineLse::EMPTY);
+            for &v in &z[..split] {
+                a.push(v);
+            }
+            for &v in &z[split..] {
+                b.push(v);
+            }
+            let (fa, fb) = a.merge(&b);
+            assert!((a.lse() - whole).abs() < 1e-12, "split {split}");
+            assert!((0.0..=1.0).contains(&fa) && (0.0..=1.0).contains(&fb));
+        }
+        let mut empty = OnlineLse::EMPTY;
+        assert_eq!(empty.merge(&OnlineLse::EMPTY), (1.0, 0.0));
+        assert_eq!(empty.lse(), f64::NEG_INFINITY);
+        assert_eq!(log_sum_exp(&[]), f64::NEG_INFINITY);
     }
 }

@@ -20,7 +20,7 @@
 //! and the B×P matrix is never materialised. When there are fewer blocks than threads the
 //! queries are split across threads instead.
 
-use dam_core::weights::confidence;
+use dam_core::weights::{confidence, OnlineLse};
 use dam_core::{Projection, Separation, Similarity, TopK};
 use ndarray::{s, Array2, ArrayView2, Axis};
 
@@ -168,10 +168,9 @@ impl Output {
 
 /// The running state of one range of patterns for a batch of B states.
 struct Partial {
-    /// Log of the running scale of the weights (−∞ until a weight is non-zero).
-    m: Vec<f64>,
-    /// Σ w e^{−m} (softmax, exponential).
-    l: Vec<f64>,
+    /// The log of the running scale of the weights, m (−∞ until a weight is non-zero),
+    /// and for softmax and exponential Σ w e^{−m}.
+    lse: Vec<OnlineLse>,
     /// Σ (w e^{−m})² (softmax, when the participation ratio is asked for).
     sq: Vec<f64>,
     /// Σ F(s) (polynomials).
@@ -199,8 +198,7 @@ fn accumulates(separation: Separation) -> bool {
 impl Partial {
     fn new(b: usize, updates: usize, m: usize, keep: Option<usize>) -> Self {
         Self {
-            m: vec![f64::NEG_INFINITY; b],
-            l: vec![0.0; b],
+            lse: vec![OnlineLse::EMPTY; b],
             sq: vec![0.0; b],
             energy: vec![0.0; b],
             acc: Array2::zeros((updates, m)),
@@ -211,16 +209,10 @@ impl Partial {
 
     /// Moves the scale of state `q` to `m_new` (≥ the current one).
     fn rescale(&mut self, q: usize, m_new: f64, square: bool) {
-        let m_old = self.m[q];
-        if m_old == m_new {
+        let r = self.lse[q].raise(m_new);
+        if r == 1.0 {
             return;
         }
-        let r = if m_old == f64::NEG_INFINITY {
-            0.0
-        } else {
-            (m_old - m_new).exp()
-        };
-        self.l[q] *= r;
         if square {
             self.sq[q] *= r * r;
         }
@@ -228,7 +220,6 @@ impl Partial {
             let r = r as f32;
             self.acc.row_mut(q).mapv_inplace(|a| a * r);
         }
-        self.m[q] = m_new;
     }
 
     /// Folds one row of similarities (patterns `base..`) of state `q` in, leaving in `row`
@@ -260,11 +251,11 @@ impl Partial {
             Separation::Softmax { beta } | Separation::Exponential { beta } => {
                 // β > 0 and rounding is monotonic: max β·s = β·max s.
                 let z_max = beta * row_max;
-                let m_new = self.m[q].max(z_max as f64);
+                let m_new = self.lse[q].m.max(z_max as f64);
                 self.rescale(q, m_new, square);
                 let m32 = m_new as f32;
                 let (sum, sum_sq) = simd::wide(|| simd::exp_weights(row, beta, m32));
-                self.l[q] += sum;
+                self.lse[q].l += sum;
                 if square {
                     self.sq[q] += sum_sq;
                 }
@@ -281,10 +272,10 @@ impl Partial {
                 }
                 self.energy[q] += f_sum;
                 if peak > 0.0 {
-                    let m_new = self.m[q].max(peak.ln());
+                    let m_new = self.lse[q].m.max(peak.ln());
                     self.rescale(q, m_new, false);
                 }
-                let inv = (-self.m[q]).exp();
+                let inv = (-self.lse[q].m).exp();
                 for (s, &w) in row.iter_mut().zip(scratch.iter()) {
                     *s = if w == 0.0 { 0.0 } else { (w * inv) as f32 };
                 }
@@ -295,19 +286,16 @@ impl Partial {
 
     /// Folds in the state of the next range of patterns.
     fn merge(&mut self, other: Partial, square: bool) {
-        for q in 0..self.m.len() {
-            let m_new = self.m[q].max(other.m[q]);
-            if m_new != f64::NEG_INFINITY {
-                self.rescale(q, m_new, square);
-                let r = (other.m[q] - m_new).exp();
-                self.l[q] += other.l[q] * r;
-                self.sq[q] += other.sq[q] * r * r;
-                if q < self.acc.nrows() {
-                    let r = r as f32;
-                    self.acc
-                        .row_mut(q)
-                        .zip_mut_with(&other.acc.row(q), |a, &b| *a += b * r);
-                }
+        for q in 0..self.lse.len() {
+            let (mine, theirs) = self.lse[q].merge(&other.lse[q]);
+            if square {
+                self.sq[q] = self.sq[q] * mine * mine + other.sq[q] * theirs * theirs;
+            }
+            if q < self.acc.nrows() {
+                let (mine, theirs) = (mine as f32, theirs as f32);
+                self.acc
+                    .row_mut(q)
+                    .zip_mut_with(&other.acc.row(q), |a, &b| *a = *a * mine + b * theirs);
             }
             self.energy[q] += other.energy[q];
             // Ranges are in index order: a strict > keeps the lowest index on ties.
@@ -564,7 +552,7 @@ impl Pass<'_> {
         let mut out = Output::empty(m_cols);
         out.next = Array2::zeros((updates, m_cols));
         for q in 0..b {
-            let lse = part.m[q] + part.l[q].ln();
+            let lse = part.lse[q].lse();
             let (energy, lse) = match self.separation {
                 Separation::Softmax { beta } => {
                     let half_norm: f64 =
@@ -588,7 +576,7 @@ impl Pass<'_> {
             if self.report_top.is_some() {
                 out.top.push(part.top[q].items().to_vec());
                 out.participation
-                    .push(part.l[q] * part.l[q] / part.sq[q].max(f64::MIN_POSITIVE));
+                    .push(part.lse[q].l * part.lse[q].l / part.sq[q].max(f64::MIN_POSITIVE));
             }
             if q < updates {
                 let mut v: Vec<f64> = match self.separation {
@@ -606,7 +594,7 @@ impl Pass<'_> {
                         .acc
                         .row(q)
                         .iter()
-                        .map(|&a| a as f64 / part.l[q])
+                        .map(|&a| a as f64 / part.lse[q].l)
                         .collect(),
                     _ => part.acc.row(q).iter().map(|&a| a as f64).collect(),
                 };
@@ -614,9 +602,9 @@ impl Pass<'_> {
                 // exponential and polynomial weights only matters without a projection.
                 if self.projection == Projection::None {
                     let factor = match self.separation {
-                        Separation::Exponential { beta } => beta as f64 * part.m[q].exp(),
+                        Separation::Exponential { beta } => beta as f64 * part.lse[q].m.exp(),
                         Separation::Polynomial { .. } | Separation::RectifiedPolynomial { .. } => {
-                            part.m[q].exp()
+                            part.lse[q].m.exp()
                         }
                         _ => 1.0,
                     };
