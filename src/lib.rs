@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 pub use dam_core::binary;
 pub use dam_core::procedural;
+pub use dam_core::weights;
 pub use dam_core::{
     Backend, Config, Dynamics, Error, Mismatch, Patterns, Projection, Result, RetrievalResult,
     SearchResult, Separation, Similarity, Storage, Tolerance, TopEntry,

@@ -17,10 +17,50 @@ pub fn log_sum_exp(values: &[f64]) -> f64 {
     .lse()
 }
 
-/// xⁿ for a non-negative integer power (the one integer power of the separations).
+/// xⁿ for a non-negative integer power: the one integer power of the separations, the
+/// spin energies and the classifier. The small degrees are written out (the same products,
+/// in the same order, as `powi`'s binary method, so the same bits), the others call `powi`.
 #[inline(always)]
 pub fn power(x: f64, n: u32) -> f64 {
-    x.powi(n as i32)
+    match n {
+        0 => 1.0,
+        1 => x,
+        2 => x * x,
+        3 => x * x * x,
+        4 => {
+            let y = x * x;
+            y * y
+        }
+        _ => x.powi(n as i32),
+    }
+}
+
+/// The polynomial separation F(x) = xⁿ, or max(x, 0)ⁿ when rectified, and its derivative:
+/// one definition for the retrieval separations, the spin energies and the classifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolyF {
+    /// The degree n.
+    pub degree: u32,
+    /// F = max(x, 0)ⁿ.
+    pub rectified: bool,
+}
+
+impl PolyF {
+    /// F(x).
+    #[inline(always)]
+    pub fn f(self, x: f64) -> f64 {
+        power(if self.rectified { x.max(0.0) } else { x }, self.degree)
+    }
+
+    /// F′(x) = n xⁿ⁻¹ (0 at and below zero when rectified).
+    #[inline(always)]
+    pub fn f_prime(self, x: f64) -> f64 {
+        if self.rectified && x <= 0.0 {
+            0.0
+        } else {
+            self.degree as f64 * power(x, self.degree.saturating_sub(1))
+        }
+    }
 }
 
 /// Index of the largest score; ties resolve to the lowest index (the nearest pattern).
@@ -38,9 +78,12 @@ pub fn argmax(scores: &[f64]) -> usize {
 /// ½‖x‖²), in f64.
 pub fn energy(separation: Separation, scores: &[f64], x: &[f32]) -> f64 {
     match separation {
-        Separation::Polynomial { n } => -scores.iter().map(|&s| power(s, n)).sum::<f64>(),
-        Separation::RectifiedPolynomial { n } => {
-            -scores.iter().map(|&s| power(s.max(0.0), n)).sum::<f64>()
+        Separation::Polynomial { n } | Separation::RectifiedPolynomial { n } => {
+            let f = PolyF {
+                degree: n,
+                rectified: matches!(separation, Separation::RectifiedPolynomial { .. }),
+            };
+            -scores.iter().map(|&s| f.f(s)).sum::<f64>()
         }
         Separation::Exponential { beta } => {
             let scaled: Vec<f64> = scores.iter().map(|s| beta as f64 * s).collect();
@@ -148,16 +191,14 @@ pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
 /// proj(factor · Σ_μ w_μ ξ^μ). The factor only differs from 1 for `Exponential`, where
 /// w_μ = e^{βs_μ − max βs} and factor = β·e^{max βs} (log domain).
 pub fn weights(separation: Separation, scores: &[f64]) -> (Vec<f64>, f64) {
-    let poly = |n: u32, s: f64| n as f64 * power(s, n - 1);
     match separation {
-        Separation::Polynomial { n } => (scores.iter().map(|&s| poly(n, s)).collect(), 1.0),
-        Separation::RectifiedPolynomial { n } => (
-            scores
-                .iter()
-                .map(|&s| if s > 0.0 { poly(n, s) } else { 0.0 })
-                .collect(),
-            1.0,
-        ),
+        Separation::Polynomial { n } | Separation::RectifiedPolynomial { n } => {
+            let f = PolyF {
+                degree: n,
+                rectified: matches!(separation, Separation::RectifiedPolynomial { .. }),
+            };
+            (scores.iter().map(|&s| f.f_prime(s)).collect(), 1.0)
+        }
         Separation::Exponential { beta } | Separation::Softmax { beta } => {
             let beta = beta as f64;
             let m = scores

@@ -293,7 +293,7 @@ mod tests {
 /// Tested against the reference in `tests/learn.rs` with a named tolerance.
 pub mod fast {
     use super::*;
-    use dam_core::learn::label_rows;
+    use crate::learn_epilogue::{accumulate_z, backward_epilogue, label_rows};
     use ndarray::linalg::general_mat_mul;
     use ndarray::{s, ArrayViewMut2, Axis};
 
@@ -331,7 +331,8 @@ pub mod fast {
             let owned = rows.as_standard_layout();
             let (xs, ls) = label_rows(owned.as_slice().expect("standard layout"), n + c, model);
             let mut z = vec![0.0f64; b * c];
-            model.accumulate_z(
+            accumulate_z(
+                model,
                 sr.as_slice().expect("standard layout"),
                 rows.nrows(),
                 &xs,
@@ -405,7 +406,8 @@ pub mod fast {
             let k = rows.nrows();
             let mut a_t = Array2::<f32>::zeros((b, k));
             let mut lab = vec![0.0f64; k * c];
-            model.backward_epilogue(
+            backward_epilogue(
+                model,
                 r.s.as_slice().expect("standard layout"),
                 k,
                 &r.xs,

@@ -7,6 +7,7 @@ pub mod binary;
 pub mod fast;
 pub mod features;
 pub mod learn;
+pub mod learn_epilogue;
 pub mod procedural;
 pub mod product;
 pub mod reference;

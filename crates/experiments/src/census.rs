@@ -152,8 +152,16 @@ pub fn build_memory(
 
 fn f_of(energy: SpinEnergy, h: f64) -> f64 {
     match energy {
-        SpinEnergy::Polynomial { n } => h.powi(n as i32),
-        SpinEnergy::RectifiedPolynomial { n } => h.max(0.0).powi(n as i32),
+        SpinEnergy::Polynomial { n } => dam::weights::PolyF {
+            degree: n,
+            rectified: false,
+        }
+        .f(h),
+        SpinEnergy::RectifiedPolynomial { n } => dam::weights::PolyF {
+            degree: n,
+            rectified: true,
+        }
+        .f(h),
         SpinEnergy::Exponential { beta } => (beta * h).exp(),
     }
 }
