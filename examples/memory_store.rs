@@ -105,7 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::id()
     ));
     memory.save_file(&path)?;
-    let reloaded = Retriever::load_file(&path, device)?;
+    let reloaded = Retriever::load_file(&path, &device)?;
     std::fs::remove_file(&path)?;
     assert_eq!(reloaded.ids(), memory.ids());
     assert_eq!(reloaded.search(noisy.view(), 3)?, hits);

@@ -92,7 +92,7 @@ impl Retriever {
 
     /// Reads a memory written by [`Retriever::save`] from `reader` and builds it on
     /// `device`.
-    pub fn load(mut reader: impl Read, device: Device) -> Result<Retriever> {
+    pub fn load(mut reader: impl Read, device: &Device) -> Result<Retriever> {
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes).map_err(|source| Error::Io {
             path: "<reader>".into(),
@@ -102,7 +102,7 @@ impl Retriever {
     }
 
     /// Reads the memory in the file at `path` and builds it on `device`.
-    pub fn load_file(path: impl AsRef<Path>, device: Device) -> Result<Retriever> {
+    pub fn load_file(path: impl AsRef<Path>, device: &Device) -> Result<Retriever> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.display().to_string(),
@@ -162,7 +162,7 @@ impl Retriever {
         })
     }
 
-    fn from_safetensors(bytes: &[u8], device: Device) -> Result<Retriever, Invalid> {
+    fn from_safetensors(bytes: &[u8], device: &Device) -> Result<Retriever, Invalid> {
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
         let file = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
         let mut metadata = header
@@ -277,7 +277,7 @@ impl Retriever {
         let mut builder = Retriever::builder(patterns)
             .config(config)
             .storage(storage)
-            .device(device);
+            .device(device.clone());
         if let Some(rows) = value_rows {
             builder = builder.values(rows);
         }

@@ -112,6 +112,6 @@ fn abstaining_needs_softmax_and_a_threshold_in_range() {
     let memory = build(Separation::Softmax { beta: 2.0 }, 0.25).unwrap();
     let mut bytes = Vec::new();
     memory.save(&mut bytes).unwrap();
-    let loaded = Retriever::load(bytes.as_slice(), Device::Cpu).unwrap();
+    let loaded = Retriever::load(bytes.as_slice(), &Device::Cpu).unwrap();
     assert_eq!(loaded.abstain_below(), Some(0.25));
 }

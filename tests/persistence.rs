@@ -60,7 +60,7 @@ fn assert_same(a: &Retriever, b: &Retriever) {
 fn round_trips_exactly_on_both_devices(device: Device) {
     for storage in [Storage::F32, Storage::F16] {
         let mut memory = edited(&device, storage);
-        let mut loaded = Retriever::load(saved(&memory).as_slice(), device.clone()).unwrap();
+        let mut loaded = Retriever::load(saved(&memory).as_slice(), &device).unwrap();
         assert_same(&memory, &loaded);
         let queries = common::noisy_queries(&memory.patterns().view().to_owned(), 4, 0.3, 8);
         assert_eq!(
@@ -111,7 +111,7 @@ fn save_file_is_atomic_and_leaves_no_temporary_files() {
     let mut second = edited(&Device::Cpu, Storage::F32);
     second.remove(&[0]).unwrap();
     second.save_file(&path).unwrap();
-    let loaded = Retriever::load_file(&path, Device::Cpu).unwrap();
+    let loaded = Retriever::load_file(&path, &Device::Cpu).unwrap();
     assert_same(&second, &loaded);
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -120,7 +120,7 @@ fn save_file_is_atomic_and_leaves_no_temporary_files() {
     names.sort();
     assert_eq!(names, ["blocked", "memory.safetensors"]);
     assert!(matches!(
-        Retriever::load_file(dir.join("missing"), Device::Cpu),
+        Retriever::load_file(dir.join("missing"), &Device::Cpu),
         Err(Error::Io { .. })
     ));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -142,7 +142,7 @@ fn forged(
 }
 
 fn format_error(bytes: &[u8]) -> String {
-    match Retriever::load(bytes, Device::Cpu) {
+    match Retriever::load(bytes, &Device::Cpu) {
         Err(Error::Format { reason, .. }) => reason,
         other => panic!("expected a format error, got {other:?}"),
     }
@@ -239,7 +239,7 @@ proptest! {
                 Damage::Remove(i) => if !bytes.is_empty() { bytes.remove(i % len); },
             }
         }
-        match Retriever::load(bytes.as_slice(), Device::Cpu) {
+        match Retriever::load(bytes.as_slice(), &Device::Cpu) {
             Ok(loaded) => assert_same(&original, &loaded),
             Err(Error::Format { .. }) => {}
             Err(other) => panic!("damage {damages:?}: unexpected error kind {other:?}"),

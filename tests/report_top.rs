@@ -111,7 +111,7 @@ fn off_by_default_and_only_for_softmax() {
     let mut bytes = Vec::new();
     memory.save(&mut bytes).unwrap();
     assert_eq!(
-        Retriever::load(bytes.as_slice(), Device::Cpu)
+        Retriever::load(bytes.as_slice(), &Device::Cpu)
             .unwrap()
             .report_top(),
         Some(50)

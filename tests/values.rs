@@ -164,7 +164,7 @@ fn edits_keep_keys_and_values_aligned(device: Device) {
     // Saved and loaded with its values.
     let mut bytes = Vec::new();
     m.save(&mut bytes).unwrap();
-    let loaded = Retriever::load(bytes.as_slice(), device.clone()).unwrap();
+    let loaded = Retriever::load(bytes.as_slice(), &device).unwrap();
     assert_eq!(loaded.values(), m.values());
     assert_eq!(loaded.ids(), m.ids());
 }

@@ -473,7 +473,7 @@ impl Retriever {
     fn load(py: Python<'_>, path: std::path::PathBuf, device: &str) -> PyResult<Self> {
         let device_value = device_of(device)?;
         let inner = compute(py, move || {
-            Ok(engine::Retriever::load_file(&path, device_value)?)
+            Ok(engine::Retriever::load_file(&path, &device_value)?)
         })?;
         Ok(Self {
             inner,
@@ -506,7 +506,7 @@ fn _from_bytes(py: Python<'_>, data: &[u8], device: &str) -> PyResult<Retriever>
     let device_value = device_of(device)?;
     let bytes = data.to_vec();
     let inner = compute(py, move || {
-        Ok(engine::Retriever::load(bytes.as_slice(), device_value)?)
+        Ok(engine::Retriever::load(bytes.as_slice(), &device_value)?)
     })?;
     Ok(Retriever {
         inner,
