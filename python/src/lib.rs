@@ -9,6 +9,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ::dam as engine;
 use engine::{
@@ -129,52 +130,36 @@ fn vector<'py>(obj: &Bound<'py, PyAny>, argument: &str) -> PyResult<PyReadonlyAr
 fn device_of(name: &str) -> PyResult<Device> {
     match name.trim() {
         "auto" => Device::auto().map_err(py_err),
-        other => Device::parse(other).map(|(device, _)| device).map_err(py_err),
+        other => Device::parse(other)
+            .map(|(device, _)| device)
+            .map_err(py_err),
     }
 }
 
+/// A similarity by its name in the engine's vocabulary (`dam_core::Similarity::parse`).
 fn similarity_of(name: &str) -> PyResult<Similarity> {
-    Ok(match name {
-        "dot" => Similarity::Dot,
-        "euclidean" => Similarity::NegEuclidean,
-        "manhattan" => Similarity::NegManhattan,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "unknown similarity {other:?}; use \"dot\", \"euclidean\" or \"manhattan\""
-            )))
-        }
-    })
+    Similarity::parse(name).map_err(py_err)
 }
 
+/// A separation by its name in the engine's vocabulary (`dam_core::Separation::parse`),
+/// with the degree and k given as keywords: `separation="polynomial", degree=3` is
+/// `polynomial:3` (`"polynomial:3"` itself works too).
 fn separation_of(
     name: &str,
     beta: f32,
     degree: Option<u32>,
     k: Option<usize>,
 ) -> PyResult<Separation> {
-    let need = |what: &str, value: Option<u32>| {
-        value.ok_or_else(|| PyValueError::new_err(format!("separation {name:?} needs `{what}`")))
-    };
-    Ok(match name {
-        "softmax" => Separation::Softmax { beta },
-        "exponential" => Separation::Exponential { beta },
-        "polynomial" => Separation::Polynomial {
-            n: need("degree", degree)?,
-        },
-        "rectified-polynomial" => Separation::RectifiedPolynomial {
-            n: need("degree", degree)?,
-        },
-        "max" => Separation::Max,
-        "top-k" => Separation::TopK {
-            k: k.ok_or_else(|| PyValueError::new_err("separation \"top-k\" needs `k`"))?,
-        },
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "unknown separation {other:?}; use \"softmax\", \"exponential\", \"polynomial\", \
-                 \"rectified-polynomial\", \"max\" or \"top-k\""
-            )))
+    let lower = name.trim().to_ascii_lowercase();
+    let needs = |what: &str| PyValueError::new_err(format!("separation {name:?} needs `{what}`"));
+    let full = match lower.as_str() {
+        "polynomial" | "poly" | "rectified-polynomial" | "rectified" | "rpoly" => {
+            format!("{lower}:{}", degree.ok_or_else(|| needs("degree"))?)
         }
-    })
+        "top-k" | "topk" => format!("{lower}:{}", k.ok_or_else(|| needs("k"))?),
+        _ => lower,
+    };
+    Separation::parse(&full, beta).map_err(py_err)
 }
 
 /// The result of `Retriever.retrieve`: NumPy arrays, one row or entry per query.
@@ -241,10 +226,23 @@ fn top_field<T: numpy::Element + Copy>(
 }
 
 /// Stored patterns and a retrieval rule on a device (see the Rust `dam::Retriever`).
-#[pyclass(module = "dam")]
+#[pyclass(module = "dam", frozen)]
 struct Retriever {
-    inner: engine::Retriever,
+    /// Reads share the memory; edits wait for them (and they for an edit) instead of
+    /// failing with "already borrowed". Locked inside the GIL-free sections.
+    inner: RwLock<engine::Retriever>,
     device: String,
+}
+
+/// A shared view of a memory (a panic inside an earlier call does not poison it: the
+/// engine leaves a memory unchanged on error).
+fn read(lock: &RwLock<engine::Retriever>) -> RwLockReadGuard<'_, engine::Retriever> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The memory for an edit, once no call is reading it.
+fn write(lock: &RwLock<engine::Retriever>) -> RwLockWriteGuard<'_, engine::Retriever> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
 }
 
 #[pymethods]
@@ -315,7 +313,7 @@ impl Retriever {
             Ok(builder.build()?)
         })?;
         Ok(Self {
-            inner,
+            inner: RwLock::new(inner),
             device: device.to_string(),
         })
     }
@@ -331,7 +329,7 @@ impl Retriever {
     ) -> PyResult<RetrievalResult> {
         let q = matrix(queries, "queries")?;
         let view: ArrayView2<'_, f32> = q.as_array();
-        let inner = &self.inner;
+        let lock = &self.inner;
         let clamp = match clamped {
             Some(list) => Some(
                 engine::binary::Clamp::fixing(view.ncols(), &list)
@@ -340,8 +338,8 @@ impl Retriever {
             None => None,
         };
         let r = compute(py, || match &clamp {
-            Some(c) => Ok(inner.retrieve_clamped(view, c)?),
-            None => Ok(inner.retrieve(view)?),
+            Some(c) => Ok(read(lock).retrieve_clamped(view, c)?),
+            None => Ok(read(lock).retrieve(view)?),
         })?;
         let steps: Vec<i64> = r.steps.iter().map(|&s| s as i64).collect();
         Ok(RetrievalResult {
@@ -372,8 +370,8 @@ impl Retriever {
     ) -> PyResult<Bound<'py, PyAny>> {
         let q = matrix(queries, "queries")?;
         let view = q.as_array();
-        let inner = &self.inner;
-        let out = compute(py, || Ok(inner.step(view)?))?;
+        let lock = &self.inner;
+        let out = compute(py, || Ok(read(lock).step(view)?))?;
         Ok(out.into_pyarray(py).into_any())
     }
 
@@ -385,8 +383,8 @@ impl Retriever {
     ) -> PyResult<Bound<'py, PyAny>> {
         let q = matrix(states, "states")?;
         let view = q.as_array();
-        let inner = &self.inner;
-        let out = compute(py, || Ok(inner.energy(view)?))?;
+        let lock = &self.inner;
+        let out = compute(py, || Ok(read(lock).energy(view)?))?;
         Ok(out.into_pyarray(py).into_any())
     }
 
@@ -399,8 +397,8 @@ impl Retriever {
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let q = matrix(queries, "queries")?;
         let view = q.as_array();
-        let inner = &self.inner;
-        let out = compute(py, || Ok(inner.search(view, k)?))?;
+        let lock = &self.inner;
+        let out = compute(py, || Ok(read(lock).search(view, k)?))?;
         Ok((
             out.ids.into_pyarray(py).into_any(),
             out.scores.into_pyarray(py).into_any(),
@@ -409,41 +407,41 @@ impl Retriever {
 
     /// Stores new patterns (k, N); returns their ids (uint64).
     fn insert<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         patterns: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let rows = matrix(patterns, "patterns")?;
         let view = rows.as_array();
-        let memory = &mut self.inner;
-        let ids = compute(py, || Ok(memory.insert(view)?))?;
+        let lock = &self.inner;
+        let ids = compute(py, || Ok(write(lock).insert(view)?))?;
         Ok(ids.into_pyarray(py).into_any())
     }
 
     /// Removes the patterns with these ids.
-    fn remove(&mut self, py: Python<'_>, ids: Vec<u64>) -> PyResult<()> {
-        let memory = &mut self.inner;
-        compute(py, || Ok(memory.remove(&ids)?))
+    fn remove(&self, py: Python<'_>, ids: Vec<u64>) -> PyResult<()> {
+        let lock = &self.inner;
+        compute(py, || Ok(write(lock).remove(&ids)?))
     }
 
     /// Replaces the pattern with this id.
-    fn update(&mut self, py: Python<'_>, id: u64, pattern: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn update(&self, py: Python<'_>, id: u64, pattern: &Bound<'_, PyAny>) -> PyResult<()> {
         let row = vector(pattern, "pattern")?;
         let view = row.as_array();
-        let memory = &mut self.inner;
-        compute(py, || Ok(memory.update(id, view)?))
+        let lock = &self.inner;
+        compute(py, || Ok(write(lock).update(id, view)?))
     }
 
     /// The stable ids of the stored patterns, in row order (uint64).
     #[getter]
     fn ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
-        self.inner.ids().to_vec().into_pyarray(py).into_any()
+        read(&self.inner).ids().to_vec().into_pyarray(py).into_any()
     }
 
     /// The stored patterns, float32 (P, N) (rounded to float16 values with dtype="float16").
     #[getter]
     fn patterns<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
-        self.inner
+        read(&self.inner)
             .patterns()
             .view()
             .to_owned()
@@ -454,17 +452,17 @@ impl Retriever {
     /// `cpu (reference)` or `wgpu: <adapter> (<backend>, <device type>)`.
     #[getter]
     fn device(&self) -> String {
-        self.inner.device_name()
+        read(&self.inner).device_name()
     }
 
     fn __len__(&self) -> usize {
-        self.inner.len()
+        read(&self.inner).len()
     }
 
     /// Saves the memory to `path` (safetensors; atomic).
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
-        let inner = &self.inner;
-        compute(py, || Ok(inner.save_file(&path)?))
+        let lock = &self.inner;
+        compute(py, || Ok(read(lock).save_file(&path)?))
     }
 
     /// Loads a memory saved with `save` (or by the Rust engine) onto `device`.
@@ -476,7 +474,7 @@ impl Retriever {
             Ok(engine::Retriever::load_file(&path, &device_value)?)
         })?;
         Ok(Self {
-            inner,
+            inner: RwLock::new(inner),
             device: device.to_string(),
         })
     }
@@ -484,18 +482,19 @@ impl Retriever {
     /// Pickling: the memory's safetensors bytes and the device name it was built with.
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Reduced<'py>> {
         let mut bytes = Vec::new();
-        self.inner.save(&mut bytes).map_err(py_err)?;
+        read(&self.inner).save(&mut bytes).map_err(py_err)?;
         let loader = py.import("dam")?.getattr("_from_bytes")?;
         Ok((loader, (PyBytes::new(py, &bytes), self.device.clone())))
     }
 
     fn __repr__(&self) -> String {
+        let inner = read(&self.inner);
         format!(
             "Retriever(patterns={}, dim={}, config={:?}, device={:?})",
-            self.inner.len(),
-            self.inner.patterns().dim(),
-            self.inner.config(),
-            self.inner.device_name()
+            inner.len(),
+            inner.patterns().dim(),
+            inner.config(),
+            inner.device_name()
         )
     }
 }
@@ -509,7 +508,7 @@ fn _from_bytes(py: Python<'_>, data: &[u8], device: &str) -> PyResult<Retriever>
         Ok(engine::Retriever::load(bytes.as_slice(), &device_value)?)
     })?;
     Ok(Retriever {
-        inner,
+        inner: RwLock::new(inner),
         device: device.to_string(),
     })
 }

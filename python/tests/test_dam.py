@@ -5,6 +5,7 @@ The wgpu tests need an adapter (Mesa's lavapipe on machines without a GPU): a mi
 adapter fails them, it never skips them.
 """
 import pickle
+import concurrent.futures
 import threading
 
 import numpy as np
@@ -187,20 +188,45 @@ def test_threads_equal_serial(device):
     r = dam.Retriever(patterns, beta=5.0, device=device)
     batches = [patterns[i:i + 3] + 0.2 * unit_patterns(3, 24, 100 + i) for i in range(8)]
     serial = [r.retrieve(b).states for b in batches]
-    failures = []
 
     def work(i):
-        for _ in range(50):
-            got = r.retrieve(batches[i]).states
-            if not np.array_equal(got, serial[i]):
-                failures.append(i)
+        return sum(np.array_equal(r.retrieve(batches[i]).states, serial[i]) for _ in range(50))
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    # .result() re-raises a worker's exception here, in the test.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        equal = [f.result() for f in [pool.submit(work, i) for i in range(8)]]
+    assert equal == [50] * 8
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_edits_wait_for_readers(device):
+    patterns = unit_patterns(300, 16, 9)
+    r = dam.Retriever(patterns, beta=5.0, device=device)
+    queries = patterns[:4] + 0.1 * unit_patterns(4, 16, 10)
+    stop = threading.Event()
+
+    def reader():
+        calls = 0
+        while not stop.is_set() or calls == 0:
+            got = r.retrieve(queries)
+            assert got.states.shape == (4, 16)
+            r.search(queries, k=3)
+            calls += 1
+        return calls
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        readers = [pool.submit(reader) for _ in range(3)]
+        added = []
+        for i in range(20):  # edits while the readers run: they wait, never "already borrowed"
+            added.extend(r.insert(unit_patterns(2, 16, 200 + i)).tolist())
+            if i % 3 == 0:
+                r.remove([added.pop(0)])
+            r.update(0, patterns[1])
+        stop.set()
+        calls = [f.result() for f in readers]
+    assert all(c > 0 for c in calls)
+    assert len(r) == 300 + len(added)
+    np.testing.assert_array_equal(r.patterns[0], patterns[1])
 
 
 def test_float32_input_is_not_copied():
