@@ -55,7 +55,12 @@ impl RandomFeatures {
 
     fn feature_sum(&self, rows: &[f32]) -> Result<Vec<f64>> {
         match &self.ctx {
-            Placement::Cpu | Placement::Reference => Ok(dam_cpu::features::feature_sum(
+            Placement::Cpu => Ok(dam_cpu::features::feature_sum(
+                &self.spec,
+                &self.omega,
+                rows,
+            )),
+            Placement::Reference => Ok(dam_cpu::reference::features::feature_sum(
                 &self.spec,
                 &self.omega,
                 rows,
@@ -90,10 +95,16 @@ impl RandomFeatures {
     /// s(x) = φ(x)·T and ∇s for each state (B×N).
     fn value_and_grad(&self, states: &[f32]) -> Result<(Vec<f64>, Vec<f64>)> {
         match &self.ctx {
-            Placement::Cpu | Placement::Reference => {
+            Placement::Cpu => Ok(dam_cpu::features::values_and_grads(
+                &self.spec,
+                &self.omega,
+                &self.weights,
+                states,
+            )),
+            Placement::Reference => {
                 let (mut v, mut g) = (Vec::new(), Vec::new());
                 for x in states.chunks(self.spec.dim) {
-                    let (s, grad) = dam_cpu::features::value_and_grad(
+                    let (s, grad) = dam_cpu::reference::features::value_and_grad(
                         &self.spec,
                         &self.omega,
                         &self.weights,

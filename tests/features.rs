@@ -1,5 +1,6 @@
-//! Random-feature DAM (DrDAM): the wgpu kernels match the CPU reference, T is additive
-//! (insert/remove, incremental = at once), and the energy error falls like 1/√Y.
+//! Random-feature DAM (DrDAM): the fast CPU path and the wgpu kernels match the f64
+//! reference (`Device::Reference`), T is additive (insert/remove, incremental = at once),
+//! and the energy error falls like 1/√Y.
 
 mod common;
 
@@ -8,7 +9,9 @@ use dam::features::{FeatureKind, FeatureSpec, RandomFeatures};
 use dam::{Device, Tolerance};
 use ndarray::{s, Array2};
 
-/// f32 feature sums on the GPU vs f64 on the CPU (absolute part scaled by max |value|).
+/// f32 feature sums on the GPU vs f64 in the reference (absolute part scaled by max
+/// |value|); the fast CPU path (f32 phases, f64 features and sums) is well within it
+/// (`crates/cpu/tests/features_fast.rs` holds it to tighter bounds).
 const FEATURE_TOL: Tolerance = Tolerance::new(2e-5, 1e-4);
 
 fn spec(kind: FeatureKind, features: usize, seed: u64) -> FeatureSpec {
@@ -26,36 +29,41 @@ fn scaled(values: &[f64]) -> Tolerance {
 }
 
 #[test]
-fn wgpu_matches_the_cpu_reference() {
+fn cpu_and_wgpu_match_the_reference() {
     let patterns = unit_patterns(300, 8, 80);
     let queries = noisy_queries(&patterns, 7, 0.2, 81);
     for kind in [FeatureKind::Fourier, FeatureKind::PositiveExp] {
         for features in [2usize, 130, 1024] {
             let sp = spec(kind, features, 5);
-            let mut cpu = RandomFeatures::new(sp, &Device::Cpu).unwrap();
-            let mut gpu = RandomFeatures::new(sp, &gpu()).unwrap();
-            cpu.insert(patterns.view()).unwrap();
-            gpu.insert(patterns.view()).unwrap();
-            let label = format!("{kind:?} Y={features}");
-            scaled(cpu.weights())
-                .compare(gpu.weights().iter().copied(), cpu.weights().iter().copied())
-                .unwrap_or_else(|m| panic!("{label}: T {m:?}"));
-            if kind == FeatureKind::PositiveExp || features >= 130 {
-                let (ec, eg) = (
-                    cpu.energy(queries.view()).unwrap(),
-                    gpu.energy(queries.view()).unwrap(),
-                );
-                scaled(&ec)
-                    .compare(eg.iter().copied(), ec.iter().copied())
-                    .unwrap_or_else(|m| panic!("{label}: E {m:?}"));
-                let (gc, gg) = (
-                    cpu.gradient(queries.view()).unwrap(),
-                    gpu.gradient(queries.view()).unwrap(),
-                );
-                let gcv: Vec<f64> = gc.iter().map(|&v| v as f64).collect();
-                scaled(&gcv)
-                    .compare(gg.iter().copied(), gc.iter().copied())
-                    .unwrap_or_else(|m| panic!("{label}: ∇E {m:?}"));
+            let mut oracle = RandomFeatures::new(sp, &Device::Reference).unwrap();
+            oracle.insert(patterns.view()).unwrap();
+            for device in [Device::Cpu, gpu()] {
+                let mut memory = RandomFeatures::new(sp, &device).unwrap();
+                memory.insert(patterns.view()).unwrap();
+                let label = format!("{device:?} {kind:?} Y={features}");
+                scaled(oracle.weights())
+                    .compare(
+                        memory.weights().iter().copied(),
+                        oracle.weights().iter().copied(),
+                    )
+                    .unwrap_or_else(|m| panic!("{label}: T {m:?}"));
+                if kind == FeatureKind::PositiveExp || features >= 130 {
+                    let (want, got) = (
+                        oracle.energy(queries.view()).unwrap(),
+                        memory.energy(queries.view()).unwrap(),
+                    );
+                    scaled(&want)
+                        .compare(got.iter().copied(), want.iter().copied())
+                        .unwrap_or_else(|m| panic!("{label}: E {m:?}"));
+                    let (want, got) = (
+                        oracle.gradient(queries.view()).unwrap(),
+                        memory.gradient(queries.view()).unwrap(),
+                    );
+                    let wantv: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+                    scaled(&wantv)
+                        .compare(got.iter().copied(), want.iter().copied())
+                        .unwrap_or_else(|m| panic!("{label}: ∇E {m:?}"));
+                }
             }
         }
     }
@@ -74,31 +82,34 @@ fn more_rows_than_one_binding_or_dispatch_are_split_and_summed() {
     });
     for kind in [FeatureKind::Fourier, FeatureKind::PositiveExp] {
         let sp = spec(kind, 1024, 11);
-        let mut cpu = RandomFeatures::new(sp, &Device::Cpu).unwrap();
-        let mut gpu = RandomFeatures::new(sp, &small).unwrap();
-        cpu.insert(patterns.view()).unwrap();
-        gpu.insert(patterns.view()).unwrap();
-        assert_eq!(gpu.weights().len(), 1024);
-        scaled(cpu.weights())
-            .compare(gpu.weights().iter().copied(), cpu.weights().iter().copied())
-            .unwrap_or_else(|m| panic!("{kind:?}: T {m:?}"));
-        let (ec, eg) = (
-            cpu.energy(queries.view()).unwrap(),
-            gpu.energy(queries.view()).unwrap(),
-        );
-        assert_eq!(eg.len(), b);
-        scaled(&ec)
-            .compare(eg.iter().copied(), ec.iter().copied())
-            .unwrap_or_else(|m| panic!("{kind:?}: E {m:?}"));
-        let (gc, gg) = (
-            cpu.gradient(queries.view()).unwrap(),
-            gpu.gradient(queries.view()).unwrap(),
-        );
-        assert_eq!(gc.dim(), gg.dim());
-        let gcv: Vec<f64> = gc.iter().map(|&v| v as f64).collect();
-        scaled(&gcv)
-            .compare(gg.iter().copied(), gc.iter().copied())
-            .unwrap_or_else(|m| panic!("{kind:?}: ∇E {m:?}"));
+        let mut oracle = RandomFeatures::new(sp, &Device::Reference).unwrap();
+        oracle.insert(patterns.view()).unwrap();
+        let want_e = oracle.energy(queries.view()).unwrap();
+        let want_g = oracle.gradient(queries.view()).unwrap();
+        let want_gv: Vec<f64> = want_g.iter().map(|&v| v as f64).collect();
+        // The fast CPU path splits the same rows and states into blocks and threads.
+        for device in [Device::Cpu, small.clone()] {
+            let label = format!("{device:?} {kind:?}");
+            let mut memory = RandomFeatures::new(sp, &device).unwrap();
+            memory.insert(patterns.view()).unwrap();
+            assert_eq!(memory.weights().len(), 1024);
+            scaled(oracle.weights())
+                .compare(
+                    memory.weights().iter().copied(),
+                    oracle.weights().iter().copied(),
+                )
+                .unwrap_or_else(|m| panic!("{label}: T {m:?}"));
+            let e = memory.energy(queries.view()).unwrap();
+            assert_eq!(e.len(), b);
+            scaled(&want_e)
+                .compare(e.iter().copied(), want_e.iter().copied())
+                .unwrap_or_else(|m| panic!("{label}: E {m:?}"));
+            let g = memory.gradient(queries.view()).unwrap();
+            assert_eq!(g.dim(), want_g.dim());
+            scaled(&want_gv)
+                .compare(g.iter().copied(), want_g.iter().copied())
+                .unwrap_or_else(|m| panic!("{label}: ∇E {m:?}"));
+        }
     }
     // A feature row wider than a binding is refused with the sizes, not mis-computed.
     let tiny = gpu_with(dam::WgpuOptions {
@@ -114,7 +125,7 @@ fn more_rows_than_one_binding_or_dispatch_are_split_and_summed() {
 fn insert_remove_and_incremental_build_are_consistent() {
     let patterns = unit_patterns(200, 8, 90);
     let extra = unit_patterns(3, 8, 91);
-    for device in [Device::Cpu, gpu()] {
+    for device in [Device::Reference, Device::Cpu, gpu()] {
         for kind in [FeatureKind::Fourier, FeatureKind::PositiveExp] {
             let sp = spec(kind, 256, 9);
             let mut at_once = RandomFeatures::new(sp, &device).unwrap();

@@ -82,6 +82,115 @@ pub fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
             .sum::<f32>()
 }
 
+/// Σ a_i² in eight f32 lanes.
+#[inline(always)]
+pub fn squared_norm(a: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = a.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for x in chunks {
+        for l in 0..LANES {
+            acc[l] += x[l] * x[l];
+        }
+    }
+    fold(acc) + tail.iter().map(|x| x * x).sum::<f32>()
+}
+
+/// 1.5·2⁵²: adding it to an f64 of magnitude below 2⁵¹ rounds it to an integer, held in
+/// the low mantissa bits (two's complement).
+const ROUND_MAGIC: f64 = 6_755_399_441_055_744.0;
+
+/// (sin u, cos u) in f64 for |u| ≤ 2²⁰ (absolute error below 2e-16 there; meaningless
+/// beyond, where the reduction is no longer exact). u = n·π/2 + r with n the integer
+/// nearest to u·2/π and π/2 in three parts (the first two of 33 bits, so n·part is exact
+/// for |n| < 2²⁰), |r| ≤ π/4; sin r and cos r by fdlibm's kernel polynomials; n mod 4
+/// picks and signs them. Branch-free, so a loop over it vectorises.
+#[inline(always)]
+pub fn sin_cos_f64(u: f64) -> (f64, f64) {
+    const PIO2_1: f64 = 1.570_796_326_734_125_6; // π/2 to 33 bits
+    const PIO2_2: f64 = 6.077_100_506_303_966e-11; // the next 33 bits
+    const PIO2_2T: f64 = 2.022_266_248_795_950_6e-21; // π/2 − PIO2_1 − PIO2_2
+    const S: [f64; 6] = [
+        -1.666_666_666_666_663_2e-1,
+        8.333_333_333_322_49e-3,
+        -1.984_126_982_985_795e-4,
+        2.755_731_370_707_006_8e-6,
+        -2.505_076_025_340_686_3e-8,
+        1.589_690_995_211_55e-10,
+    ];
+    const C: [f64; 6] = [
+        4.166_666_666_666_66e-2,
+        -1.388_888_888_887_411e-3,
+        2.480_158_728_947_673e-5,
+        -2.755_731_435_139_066_3e-7,
+        2.087_572_321_298_175e-9,
+        -1.135_964_755_778_819_5e-11,
+    ];
+    let shifted = u * std::f64::consts::FRAC_2_PI + ROUND_MAGIC;
+    let n = shifted - ROUND_MAGIC;
+    let r = ((u - n * PIO2_1) - n * PIO2_2) - n * PIO2_2T;
+    let z = r * r;
+    // Estrin's scheme: a shorter chain of dependent operations than Horner's.
+    let z2 = z * z;
+    let ps = (S[0] + z * S[1]) + z2 * ((S[2] + z * S[3]) + z2 * (S[4] + z * S[5]));
+    let pc = (C[0] + z * C[1]) + z2 * ((C[2] + z * C[3]) + z2 * (C[4] + z * C[5]));
+    let sin_r = r + r * z * ps;
+    let cos_r = (1.0 - 0.5 * z) + z * z * pc;
+    // Odd quadrants swap sin and cos; quadrants 2, 3 negate sin, quadrants 1, 2 cos.
+    let k = shifted.to_bits(); // n + 1.5·2⁵² in the low bits: ≡ n (mod 4)
+    let (s, c) = (sin_r.to_bits(), cos_r.to_bits());
+    let swap = (s ^ c) & 0u64.wrapping_sub(k & 1);
+    (
+        f64::from_bits(s ^ swap ^ ((k & 2) << 62)),
+        f64::from_bits(c ^ swap ^ ((k.wrapping_add(1) & 2) << 62)),
+    )
+}
+
+/// e^t in f64 over the whole range (relative error within 1e-15; ∞ above ~709.78,
+/// subnormal then 0 below −708, NaN for NaN): t = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by
+/// its Taylor series to r¹² (truncation below 2e-16) in Estrin's scheme (a shorter chain
+/// of dependent operations than Horner's), 2ⁿ applied as two powers of two so that each
+/// is a normal number (the first product is exact, the second rounds once, also into
+/// the subnormals).
+#[inline(always)]
+pub fn exp_f64(t: f64) -> f64 {
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1; // ln 2 to 33 bits: n·LN2_HI is exact
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    /// 1/k!, k = 0 … 12.
+    const C: [f64; 13] = [
+        1.0,
+        1.0,
+        0.5,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5_040.0,
+        1.0 / 40_320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+        1.0 / 479_001_600.0,
+    ];
+    // Clamped where the result is already 0 or ∞ (a NaN stays NaN).
+    let x = t.clamp(-746.0, 710.0);
+    let shifted = x * std::f64::consts::LOG2_E + ROUND_MAGIC;
+    let n = shifted - ROUND_MAGIC;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let (r2, pair) = (r * r, |k: usize| C[k] + r * C[k + 1]);
+    let r4 = r2 * r2;
+    let low = (pair(0) + r2 * pair(2)) + r4 * (pair(4) + r2 * pair(6));
+    let high = (pair(8) + r2 * pair(10)) + r4 * C[12];
+    let p = low + (r4 * r4) * high;
+    // n = h + (n − h) with h the integer nearest n/2: both within the normal exponents.
+    let half = n * 0.5 + ROUND_MAGIC;
+    let n_int = shifted.to_bits().wrapping_sub(ROUND_MAGIC.to_bits());
+    let h_int = half.to_bits().wrapping_sub(ROUND_MAGIC.to_bits());
+    let first = f64::from_bits(h_int.wrapping_add(1023) << 52);
+    let second = f64::from_bits(n_int.wrapping_sub(h_int).wrapping_add(1023) << 52);
+    p * first * second
+}
+
 /// −‖x_q − ξ_j‖₁ for four queries against one pattern at a time: `out[q·ld + j]` for the
 /// B queries (`queries`, B×N row-major) and the rows of `block` (rows×N row-major). Each
 /// pattern chunk is loaded once for four queries.
@@ -242,6 +351,50 @@ mod tests {
         row[13] = 2.0;
         row[19] = 2.0;
         assert_eq!(max_and_index(&row), (2.0, 13));
+    }
+
+    #[test]
+    fn sin_cos_f64_matches_libm() {
+        let mut worst = 0.0f64;
+        for i in -200_000..=200_000 {
+            // Up to |u| ≈ 2¹⁴ (the largest phase the feature path sends), and around 0.
+            let u = i as f64 * 0.082_031_25 + (i as f64 * 1e-3).sin();
+            let (s, c) = wide(|| sin_cos_f64(u));
+            worst = worst.max((s - u.sin()).abs()).max((c - u.cos()).abs());
+        }
+        for u in [0.0, -0.0, 1e-300, std::f64::consts::FRAC_PI_4, 1e5, -1e6] {
+            let (s, c) = sin_cos_f64(u);
+            worst = worst.max((s - u.sin()).abs()).max((c - u.cos()).abs());
+        }
+        assert!(worst < 4e-16, "absolute error {worst:e}");
+        assert!(sin_cos_f64(f64::NAN).0.is_nan());
+    }
+
+    #[test]
+    fn exp_f64_matches_libm_over_its_range() {
+        let mut worst = 0.0f64;
+        for i in -400_000..=400_000 {
+            let t = i as f64 * 1.772_5e-3; // −709 … 709
+            let (got, want) = (wide(|| exp_f64(t)), t.exp());
+            worst = worst.max((got - want).abs() / want);
+        }
+        assert!(worst < 4e-15, "relative error {worst:e}");
+        assert_eq!(exp_f64(0.0), 1.0);
+        assert_eq!(exp_f64(710.0), f64::INFINITY);
+        assert_eq!(exp_f64(f64::INFINITY), f64::INFINITY);
+        assert_eq!(exp_f64(-746.0), 0.0);
+        assert_eq!(exp_f64(f64::NEG_INFINITY), 0.0);
+        assert!(exp_f64(f64::NAN).is_nan());
+        // Subnormal results: within one unit of the smallest subnormal.
+        for t in [-709.0, -720.0, -740.0, -744.0] {
+            let (got, want) = (exp_f64(t), t.exp());
+            assert!(
+                (got - want).abs() <= want * 4e-15 + 5e-324,
+                "e^{t}: {got:e} vs {want:e}"
+            );
+        }
+        let a = [0.5f32, -1.5, 2.0, 3.0, 0.25, 1.0, -1.0, 2.0, 4.0];
+        assert_eq!(squared_norm(&a), a.iter().map(|v| v * v).sum::<f32>());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! other devices, so all of them iterate the same f32 dynamical system.
 
 pub mod binary;
+pub mod features;
 pub mod procedural;
 pub(crate) mod retriever;
 
