@@ -12,10 +12,11 @@
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
 @group(0) @binding(3) var<storage, read_write> ys: array<f32>;
 
+// Workgroup size (SUM_WG on the host).
 const WG: u32 = 64u;
 const BLOCK: u32 = 256u;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let q0 = wid.y * 4u;
     let n = params.dim;

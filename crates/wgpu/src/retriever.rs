@@ -15,10 +15,21 @@ use crate::params::{Params, RowParams, Stat, StepUniform};
 use crate::source::{similarity_code, Kernel};
 use crate::WgpuError;
 
-/// Workgroup sizes fixed in the WGSL files.
-const SIM_TILE: u32 = 16;
-const SUM_WG: u32 = 64;
-const STREAM_WG: u32 = 64;
+// Workgroup sizes of the retrieval kernels, as declared in their WGSL files (checked by
+// `source::tests`).
+/// Side of the square workgroup of `similarity.wgsl`, and the queries and patterns of one
+/// tile.
+pub(crate) const SIM_TILE: u32 = 16;
+/// Workgroup size of `weighted_sum.wgsl` (one invocation per coordinate).
+pub(crate) const SUM_WG: u32 = 64;
+/// Workgroup size of `stream.wgsl` (`partial` and `merge`), and the patterns of one tile.
+pub(crate) const STREAM_WG: u32 = 64;
+/// Workgroup size of `separation.wgsl` (one workgroup per query).
+pub(crate) const SEPARATION_WG: u32 = 256;
+/// Workgroup size of `finalize.wgsl` (one workgroup per query).
+pub(crate) const FINALIZE_WG: u32 = 64;
+/// Workgroup size of `softmax_rows.wgsl` (one workgroup per row).
+pub(crate) const SOFTMAX_ROWS_WG: u32 = 64;
 /// Most queries per streaming workgroup (two groups of vec4 lanes in `stream.wgsl`).
 const STREAM_QT: u32 = 8;
 
@@ -873,6 +884,12 @@ impl WgpuRetriever {
             let stats = storage("dam stats", b as u64 * splits * STAT_BYTES);
             let accs = storage("dam partial sums", b as u64 * splits * n as u64 * 4);
             let staged = ctx.stage_patterns(lanes(b));
+            // WG rows of WG + 1 floats (`STAGE_STRIDE` in the shader).
+            let stage_floats = if staged {
+                STREAM_WG * (STREAM_WG + 1)
+            } else {
+                1
+            };
             let partial = ctx.pipeline_with(
                 Kernel::StreamPartial,
                 loader,
@@ -881,7 +898,7 @@ impl WgpuRetriever {
                     ("LANES", lanes(b)),
                     ("GROUPS", lanes(b).div_ceil(4)),
                     ("STAGED", staged as u32),
-                    ("STAGE_FLOATS", if staged { STREAM_WG * 65 } else { 1 }),
+                    ("STAGE_FLOATS", stage_floats),
                 ],
             )?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
