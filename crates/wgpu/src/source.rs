@@ -445,14 +445,15 @@ mod tests {
         }
     }
 
-    /// Host constants that mirror other WGSL constants (tile shapes, workgroup memory) hold
-    /// the same values.
+    /// Host constants that mirror other WGSL constants (tile shapes, workgroup memory, the
+    /// weighted sum's block) hold the same values.
     #[test]
     fn host_constants_match_their_wgsl_constants() {
-        use crate::{binary, matmul, procedural};
+        use crate::{binary, matmul, procedural, retriever};
         let mirrors = [
             (Kernel::MatMul, "TM", matmul::TILE as u64),
             (Kernel::MatMul, "TK", matmul::TK),
+            (Kernel::WeightedSum, "BLOCK", retriever::SUM_BLOCK),
             (
                 Kernel::ProceduralPartial,
                 "SHARED",
