@@ -45,13 +45,13 @@ fn lanes(batch: u32) -> u32 {
 const TARGET_WORKGROUPS: u32 = 1024;
 /// Most patterns one dispatch covers, derived from [`exec::LOOP_BUDGET`]. Two kernels loop
 /// over a block's rows in one invocation: the weighted sum, one iteration per pattern plus
-/// one per [`SUM_BLOCK`] ([`weighted_sum_loops`]), and the matrix-product path's
-/// Y = W·Ξ, whose contraction runs over the block and fits one dispatch up to
-/// [`MAX_K_SLICE`] (`LOOP_BUDGET / LOOPS_PER_TILE · TK`, the tighter of the two). The
-/// smaller bound, rounded down to a power of two so that block offsets (multiples of
-/// MAX_BLOCK_ROWS rows of at least 4 bytes) meet any storage-offset alignment: with
-/// `LOOP_BUDGET` = 40,000, MAX_K_SLICE = 32,000 and MAX_BLOCK_ROWS = 16,384. Streaming
-/// splits are sized within the same budget; short splits also spread the work over more
+/// one per [`SUM_BLOCK`] ([`weighted_sum_loops`]), and the matrix-product path's Y = W·Ξ,
+/// whose contraction over the block fits one dispatch up to [`MAX_K_SLICE`]
+/// (`LOOP_BUDGET / LOOPS_PER_TILE · TK`). MAX_BLOCK_ROWS is the largest power of two within
+/// both bounds; a power of two, so that block offsets (multiples of MAX_BLOCK_ROWS rows of
+/// at least 4 bytes) meet any storage-offset alignment. With `LOOP_BUDGET` = 40,000 the
+/// matrix product is the tighter bound (32,000 rows), which gives 16,384. Streaming splits
+/// are sized within the same budget; short splits also spread the work over more
 /// workgroups.
 const MAX_BLOCK_ROWS: usize = max_block_rows();
 

@@ -221,7 +221,7 @@ impl Kernel {
     }
 
     /// The workgroup size the host dispatches this kernel with: the named constant of its
-    /// dispatch code (`source::tests` checks it against the WGSL entry point).
+    /// dispatch code (a naga test checks it against the WGSL entry point).
     pub fn workgroup_size(self) -> [u32; 3] {
         use crate::{binary, features, learn, matmul, procedural, retriever};
         let wide = |x: u32| [x, 1, 1];
