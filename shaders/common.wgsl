@@ -1,4 +1,4 @@
-// Shared declarations, prepended to every kernel by `source.rs` (documented there).
+// Shared declarations of the retrieval kernels, composed by `source.rs` (documented there).
 // Parameters of one dispatch over one chunk of stored patterns.
 struct Params {
     batch: u32,        // B: queries in this batch
@@ -23,19 +23,4 @@ fn pat_row_len() -> u32 {
 // Per-step values, rewritten before each submit.
 struct Step {
     row: u32,          // energy-trace row written by this step
-}
-
-const F32_MAX: f32 = 3.40282347e38;
-
-fn is_finite_f32(v: f32) -> bool {
-    return abs(v) <= F32_MAX;
-}
-
-
-// "No pattern" marker for argmax tracking.
-const NONE: u32 = 0xffffffffu;
-
-// (s, i) beats (bs, bi): larger similarity, ties to the lower index; NONE always loses.
-fn better(s: f32, i: u32, bs: f32, bi: u32) -> bool {
-    return i != NONE && (bi == NONE || s > bs || (s == bs && i < bi));
 }

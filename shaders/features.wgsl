@@ -28,8 +28,9 @@ struct FParams {
 @group(0) @binding(6) var<storage, read_write> values: array<f32>;
 @group(0) @binding(7) var<storage, read_write> grads: array<f32>;
 
+// Workgroup size of both entry points (FEATURES_WG on the host).
 const WG: u32 = 64u;
-var<workgroup> red: array<f32, 64>;
+var<workgroup> red: array<f32, WG>;
 
 fn project(j: u32, row: u32) -> f32 {
     var u = 0.0;
@@ -37,6 +38,11 @@ fn project(j: u32, row: u32) -> f32 {
         u += omega[j * fp.dim + i] * xs[row * fp.dim + i];
     }
     return u;
+}
+
+// The positive random feature e^{√β u − β |x|²} of a projection u = ω·x (KIND 1).
+fn positive_feature(u: f32, norm2: f32) -> f32 {
+    return exp(sqrt(fp.beta) * u - fp.beta * norm2);
 }
 
 fn norm2(row: u32) -> f32 {
@@ -48,7 +54,7 @@ fn norm2(row: u32) -> f32 {
     return s;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn feature_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = gid.x;
     if j >= fp.freqs {
@@ -62,7 +68,7 @@ fn feature_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
             a += cos(u);
             b += sin(u);
         } else {
-            a += exp(sqrt(fp.beta) * u - fp.beta * norm2(r));
+            a += positive_feature(u, norm2(r));
         }
     }
     sums[fp.block * fp.features + j] = a;
@@ -71,7 +77,7 @@ fn feature_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn value_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let q = wid.x;
     let t = lid.x;
@@ -84,7 +90,7 @@ fn value_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
             s += weights[j] * cos(u) + weights[fp.freqs + j] * sin(u);
             coef = weights[fp.freqs + j] * cos(u) - weights[j] * sin(u);
         } else {
-            let p = exp(sqrt(fp.beta) * u - fp.beta * nx);
+            let p = positive_feature(u, nx);
             s += weights[j] * p;
             coef = weights[j] * p * sqrt(fp.beta);
         }

@@ -2,7 +2,7 @@
 // 1 = sphere |x| = sqrt(N), 2 = sign with sign(0) = +1), measure the largest coordinate
 // change, write the new state, and keep the per-query status
 // [active, steps, converged, overflowed]. Queries still active bump `pending`, the one
-// value the host reads back per step. Needs common.wgsl.
+// value the host reads back per step. Needs common.wgsl and math.wgsl.
 
 override PROJ: u32 = 0u;
 
@@ -13,8 +13,9 @@ override PROJ: u32 = 0u;
 @group(0) @binding(4) var<storage, read_write> status: array<u32>;
 @group(0) @binding(5) var<storage, read_write> pending: atomic<u32>;
 
+// Workgroup size (FINALIZE_WG on the host).
 const WG: u32 = 64u;
-var<workgroup> red: array<f32, 64>;
+var<workgroup> red: array<f32, WG>;
 var<workgroup> active_sh: u32;
 
 fn reduce(t: u32, v: f32, take_max: bool) -> f32 {
@@ -46,7 +47,7 @@ fn raw(q: u32, i: u32) -> f32 {
     return sign(y) * exp(ls + log(abs(y)));
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let q = wid.x;
     let t = lid.x;

@@ -12,8 +12,9 @@
 //             (the visible gradient A · X is the second matrix product)
 //   update    per memory (one workgroup): V ← p V − ∇, ξ ← clip(ξ + ε V / max|V|, −1, 1)
 //
-// F(x) = xⁿ, or max(x, 0)ⁿ when `rectified`; powers by repeated squaring, so an
-// invocation's loop count grows with log n (see LOOP_BUDGET on the host).
+// F(x) = xⁿ, or max(x, 0)ⁿ when `rectified` (poly_f of math.wgsl); powers by repeated
+// squaring, so an invocation's loop count grows with log n (see LOOP_BUDGET on the host).
+// Needs math.wgsl.
 
 struct LearnParams {
     b: u32,          // samples in this batch
@@ -48,50 +49,27 @@ struct LearnParams {
 @group(0) @binding(11) var<storage, read_write> grad: array<f32>;     // K × (N + C)
 @group(0) @binding(12) var<storage, read_write> velocity: array<f32>; // K × (N + C)
 
+// Workgroup size of every entry point (LEARN_WG on the host).
 const WG: u32 = 64u;
 
-// xᵉ by repeated squaring (e ≥ 0).
-fn pow_u(x: f32, e: u32) -> f32 {
-    var out = 1.0;
-    var base = x;
-    var rest = e;
-    loop {
-        if rest == 0u {
-            break;
-        }
-        if (rest & 1u) == 1u {
-            out *= base;
-        }
-        base *= base;
-        rest = rest >> 1u;
-    }
-    return out;
-}
-
 fn f(x: f32) -> f32 {
-    if p.rectified == 1u && x <= 0.0 {
-        return 0.0;
-    }
-    return pow_u(x, p.degree);
+    return poly_f(x, p.degree, p.rectified == 1u);
 }
 
 fn f_prime(x: f32) -> f32 {
-    if p.rectified == 1u && x <= 0.0 {
-        return 0.0;
-    }
-    return f32(p.degree) * pow_u(x, p.degree - 1u);
+    return poly_f_prime(x, p.degree, p.rectified == 1u);
 }
 
 fn width() -> u32 {
     return p.n + p.c;
 }
 
-// The flat index of a 2-D dispatch of 64-wide workgroups.
+// The flat index of a 2-D dispatch of WG-wide workgroups.
 fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid.x;
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG)
 fn rows(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -114,7 +92,7 @@ fn rows(
 }
 
 // x: (q, α) pairs of the batch; y: memory chunks.
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG)
 fn forward(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -136,7 +114,7 @@ fn forward(
     zpart[(wid.y * p.b + q) * p.c + a] = acc;
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG)
 fn loss(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -160,12 +138,12 @@ fn loss(
         t = 1.0;
     }
     let d = c - t;
-    losses[p.loss_off + i] = pow_u(d, p.m2);
-    h[i] = f32(p.m2) * pow_u(d, p.m2 - 1u) * sech2 * p.inv_t;
+    losses[p.loss_off + i] = ipow(d, p.m2);
+    h[i] = f32(p.m2) * ipow(d, p.m2 - 1u) * sech2 * p.inv_t;
 }
 
-// x: memories (64 per workgroup); y: samples.
-@compute @workgroup_size(64, 1, 1)
+// x: memories (WG per workgroup); y: samples.
+@compute @workgroup_size(WG)
 fn backward(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -185,7 +163,7 @@ fn backward(
     amat[mu * p.b + q] = acc;
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG)
 fn label_grad(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -207,10 +185,10 @@ fn label_grad(
     grad[mu * width() + p.n + g] = acc;
 }
 
-var<workgroup> red: array<f32, 64>;
+var<workgroup> red: array<f32, WG>;
 
 // One workgroup per memory row.
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG)
 fn update(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

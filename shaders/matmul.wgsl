@@ -8,17 +8,17 @@
 // B is stored n×kdim, e.g. stored patterns for X·Ξᵀ). The per-coordinate term and the
 // finishing map are the similarity of sim.wgsl (SIM = 0 is the plain product).
 //
-// Register-blocked: a 16×16 workgroup computes a 64×64 tile of C, each invocation a 4×4
-// block of outputs (rows ty + 16i, columns tx + 16j), from 64×16 tiles of op(A) and op(B)
-// staged in workgroup memory.
+// Register-blocked: a SIDE×SIDE (16×16) workgroup computes a TM×TM (64×64) tile of C, each
+// invocation a 4×4 block of outputs (rows ty + SIDE·i, columns tx + SIDE·j), from TM×TK
+// (64×16) tiles of op(A) and op(B) staged in workgroup memory.
 //
 // Epilogues (EPI override):
 //   0  scale: C = v, or C += v when `accumulate` is 1
-//   1  separation F(v) = vⁿ (n = degree)
+//   1  separation F(v) = vⁿ (n = degree; poly_f of math.wgsl)
 //   2  separation F(v) = max(v, 0)ⁿ
 //   3  online-softmax partials: C = v, and for each row the tile's (max, Σ e^{v − max})
 //      over its valid columns to stats[r · stat_ld + stat_col0 + tile]
-// Needs sim.wgsl and a pattern loader.
+// Needs math.wgsl, sim.wgsl and a pattern loader.
 
 struct MatMulParams {
     m: u32,
@@ -48,19 +48,21 @@ override TRANS_A: u32 = 0u;
 override TRANS_B: u32 = 0u;
 override EPI: u32 = 0u;
 
-const TM: u32 = 64u;
+// Invocations along each side of the workgroup (MATMUL_SIDE on the host).
+const SIDE: u32 = 16u;
+// Rows and columns of C per workgroup: SIDE invocations × 4 outputs (TILE on the host).
+const TM: u32 = 4u * SIDE;
+// Contraction entries per staged tile.
 const TK: u32 = 16u;
-const LOWEST: f32 = -3.40282347e38;
 
 // Row length of the matrix read through the loader.
 fn pat_row_len() -> u32 {
     return mm.ldb;
 }
 
-var<workgroup> at: array<array<f32, 65>, 16>;   // at[kk][row]
-var<workgroup> bt: array<array<f32, 65>, 16>;   // bt[kk][col]
-var<workgroup> red_m: array<array<f32, 16>, 64>;
-var<workgroup> red_l: array<array<f32, 16>, 64>;
+var<workgroup> at: array<array<f32, TM + 1u>, TK>;   // at[kk][row]
+var<workgroup> bt: array<array<f32, TM + 1u>, TK>;   // bt[kk][col]
+var<workgroup> red: array<array<OnlineLse, SIDE>, TM>;
 
 fn load_a(r: u32, k: u32) -> f32 {
     if r >= mm.m || k >= mm.k_end {
@@ -90,15 +92,7 @@ fn term4(x: f32, b: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(sim_term(x, b.x), sim_term(x, b.y), sim_term(x, b.z), sim_term(x, b.w));
 }
 
-fn power(v: f32, n: u32) -> f32 {
-    var out = 1.0;
-    for (var i = 0u; i < n; i++) {
-        out *= v;
-    }
-    return out;
-}
-
-@compute @workgroup_size(16, 16, 1)
+@compute @workgroup_size(SIDE, SIDE, 1)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -108,10 +102,10 @@ fn main(
     let j0 = wid.x * TM;
     var acc: array<vec4<f32>, 4>;
     for (var k0 = mm.k_begin; k0 < mm.k_end; k0 += TK) {
-        // 64×16 entries of each operand, four per invocation; consecutive invocations
+        // TM×TK entries of each operand, four per invocation; consecutive invocations
         // read consecutive addresses of the stored layout.
         for (var e = 0u; e < 4u; e++) {
-            let idx = li + 256u * e;
+            let idx = li + SIDE * SIDE * e;
             if TRANS_A == 1u {
                 at[idx / TM][idx % TM] = load_a(r0 + idx % TM, k0 + idx / TM);
             } else {
@@ -125,8 +119,8 @@ fn main(
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            let av = vec4<f32>(at[kk][lid.y], at[kk][lid.y + 16u], at[kk][lid.y + 32u], at[kk][lid.y + 48u]);
-            let bv = vec4<f32>(bt[kk][lid.x], bt[kk][lid.x + 16u], bt[kk][lid.x + 32u], bt[kk][lid.x + 48u]);
+            let av = vec4<f32>(at[kk][lid.y], at[kk][lid.y + SIDE], at[kk][lid.y + 2u * SIDE], at[kk][lid.y + 3u * SIDE]);
+            let bv = vec4<f32>(bt[kk][lid.x], bt[kk][lid.x + SIDE], bt[kk][lid.x + 2u * SIDE], bt[kk][lid.x + 3u * SIDE]);
             // Written out, not looped: lavapipe counts loop iterations (see LOOP_BUDGET).
             acc[0] += term4(av.x, bv);
             acc[1] += term4(av.y, bv);
@@ -136,47 +130,42 @@ fn main(
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
-        let r = r0 + lid.y + 16u * i;
-        var tile_m = LOWEST;
-        var tile_l = 0.0;
+        let r = r0 + lid.y + SIDE * i;
+        var tile = lse_empty();
         for (var jj = 0u; jj < 4u; jj++) {
-            let j = j0 + lid.x + 16u * jj;
+            let j = j0 + lid.x + SIDE * jj;
             let v = mm.alpha * finish_similarity(acc[i][jj]);
             if r < mm.m && j < mm.n {
                 let at_c = r * mm.ldc + mm.c_col0 + j;
-                if EPI == 1u {
-                    c[at_c] = power(v, mm.degree);
-                } else if EPI == 2u {
-                    c[at_c] = power(max(v, 0.0), mm.degree);
+                if EPI == 1u || EPI == 2u {
+                    c[at_c] = poly_f(v, mm.degree, EPI == 2u);
                 } else if EPI == 0u && mm.accumulate == 1u {
                     c[at_c] += v;
                 } else {
                     c[at_c] = v;
                 }
                 if EPI == 3u {
-                    let m_new = max(tile_m, v);
-                    tile_l = tile_l * exp(tile_m - m_new) + exp(v - m_new);
-                    tile_m = m_new;
+                    tile = lse_push(tile, v);
                 }
             }
         }
         if EPI == 3u {
-            red_m[lid.y + 16u * i][lid.x] = tile_m;
-            red_l[lid.y + 16u * i][lid.x] = tile_l;
+            red[lid.y + SIDE * i][lid.x] = tile;
         }
     }
     if EPI == 3u {
+        // The row's SIDE partial states merged in two passes (see lse_merge).
         workgroupBarrier();
         if lid.x == 0u {
             for (var i = 0u; i < 4u; i++) {
-                let row = lid.y + 16u * i;
+                let row = lid.y + SIDE * i;
                 var m_all = LOWEST;
-                for (var t = 0u; t < 16u; t++) {
-                    m_all = max(m_all, red_m[row][t]);
+                for (var t = 0u; t < SIDE; t++) {
+                    m_all = max(m_all, red[row][t].m);
                 }
                 var l_all = 0.0;
-                for (var t = 0u; t < 16u; t++) {
-                    l_all += red_l[row][t] * exp(red_m[row][t] - m_all);
+                for (var t = 0u; t < SIDE; t++) {
+                    l_all += red[row][t].l * lse_factor(red[row][t].m, m_all);
                 }
                 let r = r0 + row;
                 if r < mm.m {

@@ -1,24 +1,15 @@
-// Online softmax over tiles of at most 64 scores, shared by the streaming kernels
-// (stream.wgsl, procedural.wgsl), for four independent lanes at once (four queries of a
-// query tile; one-query kernels use lane x). Per lane the state keeps m = max z and
-// l = sum e^{z - m}; each tile rescales what came before by e^{m_old - m_new}.
+// Online softmax over tiles of at most WG scores (WG: the workgroup size of the kernel
+// composing this file), shared by the streaming kernels (stream.wgsl, procedural.wgsl),
+// for four independent lanes at once (four queries of a query tile; one-query kernels use
+// lane x). The state and its rescaling are OnlineLse4 of math.wgsl; this file holds the
+// tile's workgroup memory and its two reductions.
 
 // Scores and weights of one tile, per group of four lanes: z_sh[g][t], p_sh[g][t]. The
 // number of groups is a pipeline constant (stream.wgsl uses two for eight queries).
 override GROUPS: u32 = 1u;
-alias Tile = array<vec4<f32>, 64>;
+alias Tile = array<vec4<f32>, WG>;
 var<workgroup> z_sh: array<Tile, GROUPS>;
 var<workgroup> p_sh: array<Tile, GROUPS>;
-
-struct Online {
-    m: vec4<f32>,
-    l: vec4<f32>,
-    started: bool,
-}
-
-fn online_start() -> Online {
-    return Online(vec4<f32>(0.0), vec4<f32>(0.0), false);
-}
 
 // Folds one tile into `state`, using lane group g of the workgroup arrays: invocation t
 // contributes scores z (when `valid`; the first `count` invocations are valid). Leaves
@@ -26,7 +17,7 @@ fn online_start() -> Online {
 // e^{m_old - m_new} (0 for the first tile) to apply to the caller's accumulators. Call from
 // uniform control flow: it holds two barriers.
 fn online_tile(
-    state: ptr<function, Online>,
+    state: ptr<function, OnlineLse4>,
     g: u32,
     t: u32,
     count: u32,
@@ -39,12 +30,8 @@ fn online_tile(
     for (var j = 1u; j < count; j++) {
         tile_max = max(tile_max, z_sh[g][j]);
     }
-    var m_new = tile_max;
-    var scale = vec4<f32>(0.0);
-    if (*state).started {
-        m_new = max((*state).m, tile_max);
-        scale = exp((*state).m - m_new);
-    }
+    let m_new = lse4_reference(*state, tile_max);
+    let scale = lse4_factor(*state, m_new);
     var p = vec4<f32>(0.0);
     if valid {
         p = exp(z - m_new);
@@ -55,8 +42,6 @@ fn online_tile(
     for (var j = 0u; j < count; j++) {
         tile_sum += p_sh[g][j];
     }
-    (*state).l = (*state).l * scale + tile_sum;
-    (*state).m = m_new;
-    (*state).started = true;
+    *state = lse4_add(*state, m_new, scale, tile_sum);
     return scale;
 }

@@ -55,13 +55,3 @@ fn box_muller(a: u32, b: u32) -> vec2<f32> {
     let theta = PI * uniform_sym(b);
     return vec2<f32>(r * cos(theta), r * sin(theta));
 }
-
-// 64-bit index arithmetic on (lo, hi) pairs.
-fn add64(a: vec2<u32>, b: u32) -> vec2<u32> {
-    let lo = a.x + b;
-    return vec2<u32>(lo, a.y + select(0u, 1u, lo < a.x));
-}
-
-fn less64(a: vec2<u32>, b: vec2<u32>) -> bool {
-    return a.y < b.y || (a.y == b.y && a.x < b.x);
-}

@@ -7,7 +7,7 @@
 // first `tile_rows` invocations generate one pattern each into workgroup memory and score
 // it; the workgroup keeps the online-softmax state (m, l, acc) and the most similar pattern.
 // `fold`: one workgroup per query merges the wave's partial states into the running state,
-// which the host reads once at the end. Needs philox.wgsl and online.wgsl.
+// which the host reads once at the end. Needs math.wgsl, philox.wgsl and online.wgsl.
 
 struct PParams {
     batch: u32,
@@ -43,20 +43,14 @@ struct PStat {
 @group(0) @binding(5) var<storage, read_write> run_stats: array<PStat>;
 @group(0) @binding(6) var<storage, read_write> run_accs: array<f32>;
 
+// Workgroup size of both entry points (PROCEDURAL_WG on the host).
 const WG: u32 = 64u;
+// Floats of workgroup memory for one tile of generated patterns (SHARED on the host).
 const SHARED: u32 = 4096u;
-const NONE: u32 = 0xffffffffu;
 
-var<workgroup> xi_sh: array<f32, 4096>;
-var<workgroup> best_s_sh: array<f32, 64>;
-var<workgroup> best_i_sh: array<vec2<u32>, 64>;
-
-// (s, i) beats (bs, bi): larger similarity, ties to the lower 64-bit index; NONE loses.
-fn better64(s: f32, i: vec2<u32>, bs: f32, bi: vec2<u32>) -> bool {
-    let none_i = i.x == NONE && i.y == NONE;
-    let none_b = bi.x == NONE && bi.y == NONE;
-    return !none_i && (none_b || s > bs || (s == bs && less64(i, bi)));
-}
+var<workgroup> xi_sh: array<f32, SHARED>;
+var<workgroup> best_s_sh: array<f32, WG>;
+var<workgroup> best_i_sh: array<vec2<u32>, WG>;
 
 // Generates pattern `mu` of the run keyed `key` into xi_sh[off .. off + n].
 fn generate(key: vec2<u32>, mu: vec2<u32>, off: u32, n: u32) {
@@ -109,7 +103,7 @@ fn generate(key: vec2<u32>, mu: vec2<u32>, off: u32, n: u32) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let q = wid.y;
     let split = wid.x;
@@ -125,14 +119,14 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     for (var i = t; i < n; i += WG) {
         accs[acc_off + i] = 0.0;
     }
-    var state = online_start();
+    var state = lse4_empty();
     var best_s = 0.0;
     var best_i = vec2<u32>(NONE, NONE);
     for (var t0 = start; t0 < end; t0 += rows) {
         let count = min(rows, end - t0);
         var z = 0.0;
         if t < count {
-            let mu = add64(base, t0 + t);
+            let mu = add64(base, vec2<u32>(t0 + t, 0u));
             let off = t * n;
             generate(key, mu, off, n);
             var s = 0.0;
@@ -171,7 +165,7 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn fold(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let q = wid.x;
     let t = lid.x;
@@ -183,15 +177,15 @@ fn fold(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         big_m = max(big_m, stats[base + j].m);
     }
     // An empty running state has l = 0, so its (sentinel) m contributes nothing.
-    let run_scale = select(exp(run.m - big_m), 0.0, run.l == 0.0);
+    let run_scale = select(lse_factor(run.m, big_m), 0.0, run.l == 0.0);
     var big_l = run.l * run_scale;
     for (var j = 0u; j < params.splits; j++) {
-        big_l += stats[base + j].l * exp(stats[base + j].m - big_m);
+        big_l += stats[base + j].l * lse_factor(stats[base + j].m, big_m);
     }
     for (var i = t; i < n; i += WG) {
         var a = run_accs[q * n + i] * run_scale;
         for (var j = 0u; j < params.splits; j++) {
-            a += accs[(base + j) * n + i] * exp(stats[base + j].m - big_m);
+            a += accs[(base + j) * n + i] * lse_factor(stats[base + j].m, big_m);
         }
         run_accs[q * n + i] = a;
     }

@@ -5,7 +5,7 @@
 // Reads scores[q, 0..P), writes the energy E(x_q), the index of the most similar pattern
 // (ties -> lowest index), and overwrites the row with the update weights w = F'(s)
 // (TopK: 1/k on the k largest, ties to the lower index, found by an exact 4 x 8-bit radix
-// select on order-preserving keys). Needs common.wgsl.
+// select on order-preserving keys). Needs common.wgsl and math.wgsl.
 
 override SEP: u32 = 0u;
 
@@ -15,30 +15,19 @@ override SEP: u32 = 0u;
 @group(0) @binding(3) var<storage, read_write> energy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> nearest: array<u32>;
 
+// Workgroup size (SEPARATION_WG on the host).
 const WG: u32 = 256u;
+// Bins of the radix select (8 bits per round), one per invocation.
+const BINS: u32 = 256u;
+const_assert WG == BINS;
 
-var<workgroup> red_f: array<f32, 256>;
-var<workgroup> red_s: array<f32, 256>;
-var<workgroup> red_i: array<u32, 256>;
-var<workgroup> hist: array<atomic<u32>, 256>;
-var<workgroup> scan: array<u32, 256>;
+var<workgroup> red_f: array<f32, WG>;
+var<workgroup> red_s: array<f32, WG>;
+var<workgroup> red_i: array<u32, WG>;
+var<workgroup> hist: array<atomic<u32>, BINS>;
+var<workgroup> scan: array<u32, WG>;
 var<workgroup> sel_prefix: u32;
 var<workgroup> sel_remaining: u32;
-
-// x^n by repeated squaring (n >= 0), defined for negative x unlike pow().
-fn ipow(x: f32, n: u32) -> f32 {
-    var result = 1.0;
-    var base = x;
-    var e = n;
-    while e > 0u {
-        if (e & 1u) == 1u {
-            result *= base;
-        }
-        base *= base;
-        e = e >> 1u;
-    }
-    return result;
-}
 
 // Order-preserving map from f32 to u32 (larger float -> larger key, -0 < +0).
 fn key_of(s: f32) -> u32 {
@@ -64,13 +53,12 @@ fn reduce_sum(t: u32, v: f32) -> f32 {
     return total;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let q = wid.x;
     let t = lid.x;
     let p = params.p_total;
     let row = q * p;
-    let n = f32(params.degree);
 
     // Pass 1: nearest pattern; for polynomials also the energy and the weights.
     var best_s = 0.0;
@@ -82,16 +70,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             best_s = s;
             best_i = mu;
         }
-        if SEP == 0u {
-            e_part += ipow(s, params.degree);
-            scores[row + mu] = n * ipow(s, params.degree - 1u);
-        } else if SEP == 1u {
-            if s > 0.0 {
-                e_part += ipow(s, params.degree);
-                scores[row + mu] = n * ipow(s, params.degree - 1u);
-            } else {
-                scores[row + mu] = 0.0;
-            }
+        if SEP == 0u || SEP == 1u {
+            e_part += poly_f(s, params.degree, SEP == 1u);
+            scores[row + mu] = poly_f_prime(s, params.degree, SEP == 1u);
         }
     }
     red_s[t] = best_s;
@@ -129,13 +110,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         for (var mu = t; mu < p; mu += WG) {
             let key = key_of(scores[row + mu]);
             if (key & mask) == prefix {
-                atomicAdd(&hist[(key >> shift) & 255u], 1u);
+                atomicAdd(&hist[(key >> shift) & (BINS - 1u)], 1u);
             }
         }
         workgroupBarrier();
         if t == 0u {
             var remaining = sel_remaining;
-            var bin = 255u;
+            var bin = BINS - 1u;
             loop {
                 let c = atomicLoad(&hist[bin]);
                 if c >= remaining || bin == 0u {
@@ -149,7 +130,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
         workgroupBarrier();
         prefix = sel_prefix;
-        mask = mask | (255u << shift);
+        mask = mask | ((BINS - 1u) << shift);
         workgroupBarrier();
     }
     // `prefix` is now the k-th largest key; take every larger key and the first

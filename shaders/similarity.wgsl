@@ -6,11 +6,12 @@
 @group(0) @binding(2) var<storage, read> xs: array<f32>;
 @group(0) @binding(3) var<storage, read_write> scores: array<f32>;
 
+// Queries and patterns per tile, and the workgroup's side (SIM_TILE on the host).
 const TILE: u32 = 16u;
-var<workgroup> xt: array<array<f32, 16>, 16>;
-var<workgroup> pt: array<array<f32, 16>, 16>;
+var<workgroup> xt: array<array<f32, TILE>, TILE>;
+var<workgroup> pt: array<array<f32, TILE>, TILE>;
 
-@compute @workgroup_size(16, 16, 1)
+@compute @workgroup_size(TILE, TILE, 1)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

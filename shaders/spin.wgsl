@@ -1,8 +1,8 @@
 // Exact binary spin dynamics (Krotov & Hopfield 2016, eq. 3) on bit-packed +-1 states.
 // Overlaps h = xi . sigma are integers (XOR + popcount); the update field
 // Delta_i = sum_mu xi_i^mu W(a_mu), a_mu = h_mu - xi_i^mu sigma_i, is summed exactly in 64-bit
-// two's complement held in vec2<u32> (lo, hi), from the host's integer table W, so every
-// decision equals the CPU reference's (see crates/core/src/binary.rs).
+// two's complement held in vec2<u32> (lo, hi; math.wgsl), from the host's integer table W,
+// so every decision equals the CPU reference's (see crates/core/src/binary.rs).
 //
 // `init`:   h[q, mu] = N - 2 popcount(xi_mu ^ sigma_q), one workgroup per query.
 // `sweep`:  asynchronous updates of spins order[first .. first + count], one workgroup per
@@ -33,35 +33,15 @@ struct SParams {
 @group(0) @binding(7) var<storage, read_write> decisions: array<u32>;
 @group(0) @binding(8) var<storage, read> free: array<u32>;
 
+// Workgroup size of every entry point (SPIN_WG on the host).
 const WG: u32 = 64u;
 const MAX_WORDS: u32 = 128u;
 
-var<workgroup> sigma_sh: array<u32, 128>;
-var<workgroup> red64: array<vec2<u32>, 64>;
-var<workgroup> red_i: array<i32, 64>;
+var<workgroup> sigma_sh: array<u32, MAX_WORDS>;
+var<workgroup> red64: array<vec2<u32>, WG>;
+var<workgroup> red_i: array<i32, WG>;
 var<workgroup> flipped_sh: u32;
 var<workgroup> count_sh: u32;
-
-fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-    let lo = a.x + b.x;
-    return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
-}
-
-fn neg64(a: vec2<u32>) -> vec2<u32> {
-    let lo = ~a.x + 1u;
-    return vec2<u32>(lo, ~a.y + select(0u, 1u, lo == 0u));
-}
-
-// Sign of a 64-bit two's complement value: -1, 0 or 1.
-fn sign64(a: vec2<u32>) -> i32 {
-    if (a.y & 0x80000000u) != 0u {
-        return -1;
-    }
-    if a.x == 0u && a.y == 0u {
-        return 0;
-    }
-    return 1;
-}
 
 fn pattern_spin(mu: u32, i: u32) -> i32 {
     let bit = (patterns[mu * sp.words + i / 32u] >> (i % 32u)) & 1u;
@@ -110,7 +90,7 @@ fn field(q: u32, t: u32, i: u32, s: i32) -> i32 {
     return sign64(total);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn init(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let q = wid.x;
     for (var mu = lid.x; mu < sp.count; mu += WG) {
@@ -122,7 +102,7 @@ fn init(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn sweep(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let q = wid.x;
     let t = lid.x;
@@ -163,7 +143,7 @@ fn sweep(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn decide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = wid.x;
     let q = wid.y;
@@ -174,7 +154,7 @@ fn decide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let q = wid.x;
     let t = lid.x;

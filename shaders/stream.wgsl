@@ -10,8 +10,7 @@
 // y = acc / l, lse = M + log L. MODE 0 (softmax): energy = -lse / beta + |x|^2 / 2 and the
 // update is y. MODE 1 (exponential): the energy row holds lse (the host returns -e^lse in
 // f64) and the update is y * e^{lse + log beta}, kept as log_scale for finalize.wgsl.
-// Needs common.wgsl, sim.wgsl, online.wgsl and a pattern loader (pat_f32.wgsl or
-// pat_f16.wgsl).
+// Needs common.wgsl, math.wgsl, sim.wgsl, online.wgsl and a pattern loader (pat_*.wgsl).
 
 override MODE: u32 = 0u;
 // Queries per workgroup in `partial` (1..8: one or two groups of four vec4 lanes):
@@ -35,22 +34,21 @@ struct Stat {
 @group(0) @binding(8) var<storage, read_write> nearest: array<u32>;
 @group(0) @binding(9) var<storage, read_write> log_scale: array<f32>;
 
+// Workgroup size of both entry points (STREAM_WG on the host); also the pattern tile.
 const WG: u32 = 64u;
+// Row stride of the staged pattern tile: padded by one so that the transposed reads do
+// not share banks.
+const STAGE_STRIDE: u32 = WG + 1u;
 
-// Pattern-tile staging (STAGED): 64 rows × 64 coordinates padded to 65, and the query
-// tile's coordinates; one float when not staged.
+// Pattern-tile staging (STAGED): WG rows × WG coordinates padded to STAGE_STRIDE
+// (STAGE_FLOATS = WG · STAGE_STRIDE), and the query tile's coordinates; one float when
+// not staged.
 override STAGED: bool = false;
 override STAGE_FLOATS: u32 = 1u;
 var<workgroup> pat_sh: array<f32, STAGE_FLOATS>;
-var<workgroup> xq_sh: array<array<vec4<f32>, 64>, GROUPS>;
-var<workgroup> best_s_sh: array<array<vec4<f32>, 64>, GROUPS>;
-var<workgroup> best_i_sh: array<array<vec4<u32>, 64>, GROUPS>;
-
-// `better` of common.wgsl, lane by lane.
-fn better4(s: vec4<f32>, i: vec4<u32>, bs: vec4<f32>, bi: vec4<u32>) -> vec4<bool> {
-    let none = vec4<u32>(NONE);
-    return (i != none) & ((bi == none) | (s > bs) | ((s == bs) & (i < bi)));
-}
+var<workgroup> xq_sh: array<array<vec4<f32>, WG>, GROUPS>;
+var<workgroup> best_s_sh: array<array<vec4<f32>, WG>, GROUPS>;
+var<workgroup> best_i_sh: array<array<vec4<u32>, WG>, GROUPS>;
 
 fn similarity4(a: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(
@@ -108,7 +106,7 @@ fn best_of(g: u32) -> array<vec4<u32>, 2> {
     return array<vec4<u32>, 2>(bitcast<vec4<u32>>(bs), bi);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     // A tile of LANES ≤ 8 queries, as two groups of four vec4 lanes ("lo" = queries 0..3,
     // "hi" = 4..7 of the tile): every pattern entry loaded serves all of them, in the
@@ -136,8 +134,8 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
             accs[(slot0 + k * params.splits_total) * n + i] = 0.0;
         }
     }
-    var st_lo = online_start();
-    var st_hi = online_start();
+    var st_lo = lse4_empty();
+    var st_hi = lse4_empty();
     var bs_lo = vec4<f32>(0.0);
     var bi_lo = vec4<u32>(NONE);
     var bs_hi = vec4<f32>(0.0);
@@ -150,14 +148,14 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         var a_lo = vec4<f32>(0.0);
         var a_hi = vec4<f32>(0.0);
         if STAGED {
-            // Coalesced: the tile's rows are read a 64-wide slice of coordinates at a time
+            // Coalesced: the tile's rows are read a WG-wide slice of coordinates at a time
             // (consecutive invocations, consecutive addresses) into workgroup memory, padded
-            // to 65 floats per row so the transposed reads below do not share banks.
+            // to STAGE_STRIDE floats per row so the transposed reads below do not share banks.
             for (var k0 = 0u; k0 < n; k0 += WG) {
                 let kc = min(WG, n - k0);
                 if t < kc {
                     for (var r = 0u; r < count; r++) {
-                        pat_sh[r * 65u + t] = load_pat(t0 + r, k0 + t);
+                        pat_sh[r * STAGE_STRIDE + t] = load_pat(t0 + r, k0 + t);
                     }
                     xq_sh[0][t] = query4(rows_lo, k0 + t, lo_used);
                     if hi_used > 0u {
@@ -167,7 +165,7 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
                 workgroupBarrier();
                 if mu < end {
                     for (var k = 0u; k < kc; k++) {
-                        let v = pat_sh[t * 65u + k];
+                        let v = pat_sh[t * STAGE_STRIDE + k];
                         a_lo += terms4(v, xq_sh[0][k], lo_used);
                         if hi_used > 0u {
                             a_hi += terms4(v, xq_sh[hi_g][k], hi_used);
@@ -257,30 +255,31 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let q = wid.x;
     let t = lid.x;
     let n = params.dim;
     let splits = params.splits_total;
     let base = q * splits;
+    // The splits' online-softmax states merged in two passes (see lse_merge).
     var big_m = stats[base].m;
     for (var j = 1u; j < splits; j++) {
         big_m = max(big_m, stats[base + j].m);
     }
     var big_l = 0.0;
     for (var j = 0u; j < splits; j++) {
-        big_l += stats[base + j].l * exp(stats[base + j].m - big_m);
+        big_l += stats[base + j].l * lse_factor(stats[base + j].m, big_m);
     }
     for (var i = t; i < n; i += WG) {
         var a = 0.0;
         for (var j = 0u; j < splits; j++) {
-            a += accs[(base + j) * n + i] * exp(stats[base + j].m - big_m);
+            a += accs[(base + j) * n + i] * lse_factor(stats[base + j].m, big_m);
         }
         ys[q * n + i] = a / big_l;
     }
     if t == 0u {
-        let lse = big_m + log(big_l);
+        let lse = lse_value(OnlineLse(big_m, big_l));
         var bs = stats[base].best_s;
         var bi = stats[base].best_i;
         for (var j = 1u; j < splits; j++) {

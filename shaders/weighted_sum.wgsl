@@ -2,20 +2,23 @@
 // One invocation per (coordinate i, tile of four queries): each pattern entry loaded serves
 // the four queries (vec4 lanes; lanes past the batch read the last query's weights and are
 // never stored). All invocations of a workgroup read the same weights, which the cache
-// broadcasts. The host dispatches at most 16,384 patterns at a time (llvmpipe stops an
-// invocation after 65,535 loop iterations). Patterns whose four weights are all zero are
-// skipped (TopK), and the sum is accumulated in blocks of 256 terms before being added to
-// the running total (bounded f32 rounding growth for large P).
+// broadcasts. The host dispatches at most MAX_BLOCK_ROWS patterns at a time, within its
+// loop budget (llvmpipe stops an invocation after 65,535 loop iterations). Patterns whose
+// four weights are all zero are skipped (TopK), and the sum is accumulated in blocks of
+// BLOCK terms before being added to the running total (bounded f32 rounding growth for
+// large P).
 // Needs common.wgsl and a pattern loader (pat_f32.wgsl or pat_f16.wgsl).
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
 @group(0) @binding(3) var<storage, read_write> ys: array<f32>;
 
+// Workgroup size (SUM_WG on the host).
 const WG: u32 = 64u;
+// Terms per block of the sum (SUM_BLOCK on the host).
 const BLOCK: u32 = 256u;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let q0 = wid.y * 4u;
     let n = params.dim;

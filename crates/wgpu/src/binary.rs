@@ -12,7 +12,11 @@ use crate::source::Kernel;
 use crate::WgpuError;
 
 /// Largest N (states live in workgroup memory during a sweep).
-pub const MAX_SPIN_DIM: usize = 128 * 32;
+pub const MAX_SPIN_DIM: usize = MAX_WORDS * 32;
+/// Words of one state in workgroup memory (`MAX_WORDS` in the shader).
+pub(crate) const MAX_WORDS: usize = 128;
+/// Workgroup size of every `spin.wgsl` entry point.
+pub(crate) const SPIN_WG: u32 = 64;
 
 /// Runs the spin dynamics from each packed query (B × ⌈N/32⌉ words), with the neurons
 /// outside `clamp.free` held at their query values (`Clamp::none` for none).
@@ -157,7 +161,7 @@ impl<'a> Spins<'a> {
     fn run(&self, update: SpinUpdate) -> Result<SpinResult, WgpuError> {
         let ctx = self.ctx;
         let (n, b) = (self.dim, self.batch);
-        let per_spin = 2 * (self.base.count as u64).div_ceil(64) + 40;
+        let per_spin = 2 * (self.base.count as u64).div_ceil(SPIN_WG as u64) + 40;
         let spins_per_dispatch = exec::items_per_slice_of_loops(per_spin);
         let mut history: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut done = vec![false; b];

@@ -10,6 +10,9 @@ use crate::params::FParams;
 use crate::source::Kernel;
 use crate::WgpuError;
 
+/// Workgroup size of both `features.wgsl` entry points.
+pub(crate) const FEATURES_WG: u32 = 64;
+
 fn params(spec: &FeatureSpec) -> FParams {
     FParams {
         dim: spec.dim as u32,
@@ -30,7 +33,8 @@ fn rows_per_block(spec: &FeatureSpec) -> usize {
 
 fn check_budget(spec: &FeatureSpec) -> Result<()> {
     let (n, f) = (spec.dim, spec.frequencies());
-    let per_query = (f.div_ceil(64) * (2 * n + 8) + n.div_ceil(64) * f) as u64;
+    let wg = FEATURES_WG as usize;
+    let per_query = (f.div_ceil(wg) * (2 * n + 8) + n.div_ceil(wg) * f) as u64;
     if per_query > LOOP_BUDGET {
         return Err(Error::TooLarge {
             argument: "features (Y) × dim (N) on wgpu",
@@ -115,7 +119,7 @@ fn feature_sum_call(
                     block: block as u32,
                     ..params(spec)
                 };
-                let groups = (spec.frequencies() as u32).div_ceil(64);
+                let groups = (spec.frequencies() as u32).div_ceil(FEATURES_WG);
                 let uniform = exec::uniform(ctx, &p);
                 list.push(Dispatch::new(
                     ctx,

@@ -25,12 +25,15 @@ use crate::matmul::MatMul;
 use crate::params::LearnParams;
 use crate::source::{Kernel, Loader};
 
+/// Workgroup size of every `learn.wgsl` entry point.
+pub(crate) const LEARN_WG: u64 = 64;
+
 /// Loop iterations of one F or F′ evaluation (repeated squaring: the bit length of n).
 fn pow_loops(degree: u32) -> u64 {
     (u32::BITS - degree.leading_zeros()) as u64 + 1
 }
 
-/// Workgroups for `items` 64-wide groups: 2-D when one dimension is not enough.
+/// Workgroups for `items` groups of [`LEARN_WG`]: 2-D when one dimension is not enough.
 fn groups_2d(ctx: &WgpuContext, items: u64) -> Result<[u32; 3]> {
     let max = ctx.limits().max_compute_workgroups_per_dimension as u64;
     let x = items.min(max).max(1);
@@ -253,7 +256,7 @@ impl<'a> Session<'a> {
         let mut list = vec![learn(
             Kernel::LearnRows,
             &[(1, &bf.memories), (2, &bf.xs), (3, &bf.ls)],
-            groups_2d(ctx, (k as u64).div_ceil(64))?,
+            groups_2d(ctx, (k as u64).div_ceil(LEARN_WG))?,
         )?];
         let forward_mm = MatMul {
             ldb: width,
@@ -269,18 +272,18 @@ impl<'a> Session<'a> {
         )?);
         let pairs = (b * c) as u64;
         let max = ctx.limits().max_compute_workgroups_per_dimension as u64;
-        if pairs.div_ceil(64) > max {
+        if pairs.div_ceil(LEARN_WG) > max {
             return Err(too_large(
                 "batch",
                 b as u64,
-                max * 64 / c as u64,
+                max * LEARN_WG / c as u64,
                 "one invocation per (sample, class) of the forward kernel",
             ));
         }
         list.push(learn(
             Kernel::LearnForward,
             &[(2, &bf.xs), (3, &bf.ls), (4, &bf.s), (5, &bf.zpart)],
-            [pairs.div_ceil(64) as u32, self.chunks, 1],
+            [pairs.div_ceil(LEARN_WG) as u32, self.chunks, 1],
         )?);
         list.push(learn(
             Kernel::LearnLoss,
@@ -291,16 +294,16 @@ impl<'a> Session<'a> {
                 (8, &bf.losses),
                 (9, &bf.outc),
             ],
-            groups_2d(ctx, pairs.div_ceil(64))?,
+            groups_2d(ctx, pairs.div_ceil(LEARN_WG))?,
         )?);
         if work == Work::Outputs {
             return Ok(list);
         }
-        if (k as u64).div_ceil(64) > max || b as u64 > max {
+        if (k as u64).div_ceil(LEARN_WG) > max || b as u64 > max {
             return Err(too_large(
                 "memories (K)",
                 k as u64,
-                max * 64,
+                max * LEARN_WG,
                 "one invocation per (memory, sample) of the backward kernel",
             ));
         }
@@ -313,7 +316,7 @@ impl<'a> Session<'a> {
                 (7, &bf.h),
                 (10, &bf.amat),
             ],
-            [(k as u64).div_ceil(64).min(max) as u32, b as u32, 1],
+            [(k as u64).div_ceil(LEARN_WG).min(max) as u32, b as u32, 1],
         )?);
         list.push(learn(
             Kernel::LearnLabelGrad,
@@ -325,7 +328,7 @@ impl<'a> Session<'a> {
                 (10, &bf.amat),
                 (11, &bf.grad),
             ],
-            groups_2d(ctx, ((k * c) as u64).div_ceil(64))?,
+            groups_2d(ctx, ((k * c) as u64).div_ceil(LEARN_WG))?,
         )?);
         let backward_mm = MatMul {
             ldc: width,

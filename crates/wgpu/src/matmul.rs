@@ -16,10 +16,13 @@ use crate::exec::{self, Dispatch};
 use crate::params::MatMulParams;
 use crate::source::{similarity_code, Kernel, Loader};
 
-/// Rows and columns of C one workgroup computes (16×16 invocations, 4×4 outputs each).
-pub const TILE: u32 = 64;
-/// Contraction entries per staged tile.
-const TK: u64 = 16;
+/// Invocations along each side of the square workgroup of `matmul.wgsl` (`SIDE` there).
+pub const MATMUL_SIDE: u32 = 16;
+/// Rows and columns of C one workgroup computes (MATMUL_SIDE² invocations, 4×4 outputs
+/// each; `TM` in the shader).
+pub const TILE: u32 = 4 * MATMUL_SIDE;
+/// Contraction entries per staged tile (`TK` in the shader).
+pub(crate) const TK: u64 = 16;
 /// Loop iterations per staged tile in one invocation (four loads, sixteen products).
 const LOOPS_PER_TILE: u64 = 20;
 /// The longest contraction one dispatch covers (lavapipe's loop budget).
@@ -124,7 +127,7 @@ impl MatMul {
                 argument: "matrix product (rows or columns)",
                 size: self.m.max(self.n) as u64,
                 limit: max_groups as u64 * TILE as u64,
-                detail: "one workgroup per 64×64 tile of the output".into(),
+                detail: format!("one workgroup per {TILE}×{TILE} tile of the output"),
             });
         }
         let k_slice = MAX_K_SLICE;

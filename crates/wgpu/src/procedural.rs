@@ -9,9 +9,11 @@ use crate::exec::{self, Cost, Dispatch};
 use crate::params::{PParams, PStat};
 use crate::source::Kernel;
 
-const WG: u64 = 64;
+/// Workgroup size of `procedural.wgsl` (`partial` and `fold`), and the most patterns of one
+/// tile.
+pub(crate) const PROCEDURAL_WG: u32 = 64;
 /// Workgroup memory for one tile of generated patterns (floats), as in the shader.
-const SHARED: usize = 4096;
+pub(crate) const SHARED: usize = 4096;
 /// Most splits (workgroups per query) in one wave.
 const MAX_SPLITS: u64 = 4096;
 
@@ -93,11 +95,12 @@ fn run(
     let (queries, seeds) = (request.queries, request.seeds);
     let b = seeds.len() as u64;
     let n = dim as u64;
-    let tile_rows = (SHARED as u64 / n).clamp(1, WG);
+    let wg = PROCEDURAL_WG as u64;
+    let tile_rows = (SHARED as u64 / n).clamp(1, wg);
     // Loop iterations per tile for one invocation: generating and scoring its pattern
     // (≈ 10 rounds per 4 entries, plus norm and dot), the tile max and sum, and its share
     // of the weighted rows.
-    let per_tile = 4 * n + 3 * tile_rows + tile_rows * n.div_ceil(WG) + 16;
+    let per_tile = 4 * n + 3 * tile_rows + tile_rows * n.div_ceil(wg) + 16;
     let split_len = exec::items_per_slice_of_loops(per_tile) as u64 * tile_rows;
     let splits_cap = (8192 / b).clamp(1, MAX_SPLITS);
 

@@ -10,15 +10,29 @@ use ndarray::{s, Array2, ArrayView2};
 
 use crate::context::WgpuContext;
 use crate::exec::{self, Cost, Dispatch};
-use crate::matmul::{Epilogue, MatMul, TILE};
+use crate::matmul::{Epilogue, MatMul, MAX_K_SLICE, TILE};
 use crate::params::{Params, RowParams, Stat, StepUniform};
 use crate::source::{similarity_code, Kernel};
 use crate::WgpuError;
 
-/// Workgroup sizes fixed in the WGSL files.
-const SIM_TILE: u32 = 16;
-const SUM_WG: u32 = 64;
-const STREAM_WG: u32 = 64;
+// Workgroup sizes of the retrieval kernels, as declared in their WGSL files (checked by
+// `source::tests`).
+/// Side of the square workgroup of `similarity.wgsl`, and the queries and patterns of one
+/// tile.
+pub(crate) const SIM_TILE: u32 = 16;
+/// Workgroup size of `weighted_sum.wgsl` (one invocation per coordinate).
+pub(crate) const SUM_WG: u32 = 64;
+/// Workgroup size of `stream.wgsl` (`partial` and `merge`), and the patterns of one tile.
+pub(crate) const STREAM_WG: u32 = 64;
+/// Workgroup size of `separation.wgsl` (one workgroup per query).
+pub(crate) const SEPARATION_WG: u32 = 256;
+/// Workgroup size of `finalize.wgsl` (one workgroup per query).
+pub(crate) const FINALIZE_WG: u32 = 64;
+/// Workgroup size of `softmax_rows.wgsl` (one workgroup per row).
+pub(crate) const SOFTMAX_ROWS_WG: u32 = 64;
+/// Patterns `weighted_sum.wgsl` sums in one block before adding the block to its total
+/// (`BLOCK` there).
+pub(crate) const SUM_BLOCK: u64 = 256;
 /// Most queries per streaming workgroup (two groups of vec4 lanes in `stream.wgsl`).
 const STREAM_QT: u32 = 8;
 
@@ -29,10 +43,32 @@ fn lanes(batch: u32) -> u32 {
 /// Aim for about this many streaming workgroups per step, so that a small batch still
 /// spreads over the whole device (split over the pattern axis, merged after).
 const TARGET_WORKGROUPS: u32 = 1024;
-/// Most patterns one dispatch covers (the weighted sum loops over every one of them; see
-/// [`exec::LOOP_BUDGET`]). Streaming splits are sized within the same budget; short splits
-/// also spread the work over more workgroups.
-const MAX_BLOCK_ROWS: usize = 16_384;
+/// Most patterns one dispatch covers, derived from [`exec::LOOP_BUDGET`]. Two kernels loop
+/// over a block's rows in one invocation: the weighted sum, one iteration per pattern plus
+/// one per [`SUM_BLOCK`] ([`weighted_sum_loops`]), and the matrix-product path's Y = W·Ξ,
+/// whose contraction over the block fits one dispatch up to [`MAX_K_SLICE`]
+/// (`LOOP_BUDGET / LOOPS_PER_TILE · TK`). MAX_BLOCK_ROWS is the largest power of two within
+/// both bounds; a power of two, so that block offsets (multiples of MAX_BLOCK_ROWS rows of
+/// at least 4 bytes) meet any storage-offset alignment. With `LOOP_BUDGET` = 40,000 the
+/// matrix product is the tighter bound (32,000 rows), which gives 16,384. Streaming splits
+/// are sized within the same budget; short splits also spread the work over more
+/// workgroups.
+const MAX_BLOCK_ROWS: usize = max_block_rows();
+
+/// Loop iterations of one `weighted_sum.wgsl` invocation over a block of `rows` patterns:
+/// one per pattern, one per [`SUM_BLOCK`] of them, and the four query lanes' stores.
+const fn weighted_sum_loops(rows: u64) -> u64 {
+    rows + rows.div_ceil(SUM_BLOCK) + 4
+}
+
+/// [`MAX_BLOCK_ROWS`]: the largest power of two of rows within both loop bounds.
+const fn max_block_rows() -> usize {
+    let mut rows: u64 = 1;
+    while 2 * rows <= MAX_K_SLICE && weighted_sum_loops(2 * rows) <= exec::LOOP_BUDGET {
+        rows *= 2;
+    }
+    rows as usize
+}
 /// Bytes of one `Stat` in `stream.wgsl`.
 const STAT_BYTES: u64 = std::mem::size_of::<Stat>() as u64;
 
@@ -873,6 +909,12 @@ impl WgpuRetriever {
             let stats = storage("dam stats", b as u64 * splits * STAT_BYTES);
             let accs = storage("dam partial sums", b as u64 * splits * n as u64 * 4);
             let staged = ctx.stage_patterns(lanes(b));
+            // WG rows of WG + 1 floats (`STAGE_STRIDE` in the shader).
+            let stage_floats = if staged {
+                STREAM_WG * (STREAM_WG + 1)
+            } else {
+                1
+            };
             let partial = ctx.pipeline_with(
                 Kernel::StreamPartial,
                 loader,
@@ -881,7 +923,7 @@ impl WgpuRetriever {
                     ("LANES", lanes(b)),
                     ("GROUPS", lanes(b).div_ceil(4)),
                     ("STAGED", staged as u32),
-                    ("STAGE_FLOATS", if staged { STREAM_WG * 65 } else { 1 }),
+                    ("STAGE_FLOATS", stage_floats),
                 ],
             )?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
@@ -1171,4 +1213,24 @@ struct Workspace {
     evaluate: Vec<Dispatch>,
     accumulate: Vec<Dispatch>,
     clear_ys: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{weighted_sum_loops, MAX_BLOCK_ROWS};
+    use crate::exec::LOOP_BUDGET;
+    use crate::matmul::MAX_K_SLICE;
+
+    /// MAX_BLOCK_ROWS is the largest power of two of rows within the loop budget of both
+    /// kernels that loop over a block, and its block offsets meet the largest
+    /// storage-offset alignment WebGPU allows (256 bytes) for rows of 4 bytes.
+    #[test]
+    fn max_block_rows_is_derived_from_the_loop_budget() {
+        let fits = |rows: u64| rows <= MAX_K_SLICE && weighted_sum_loops(rows) <= LOOP_BUDGET;
+        let rows = MAX_BLOCK_ROWS as u64;
+        assert!(rows.is_power_of_two());
+        assert!(fits(rows));
+        assert!(!fits(2 * rows));
+        assert_eq!(rows * 4 % 256, 0);
+    }
 }

@@ -3,11 +3,17 @@
 //! Kernels live in the workspace's top-level `shaders/` folder (reached from this crate
 //! through the `crates/wgpu/shaders` symlink, which `cargo package` follows), loaded with
 //! `include_str!`. A compiled unit is a [`Kernel`] composed with a pattern [`Loader`] by
-//! [`Kernel::source`]: the shared declarations it needs (`common.wgsl`, the `sim.wgsl`
+//! [`Kernel::source`]: the shared declarations it needs (`common.wgsl` for the retrieval
+//! kernels, `math.wgsl` — the shared maths: integer powers and the polynomial F and F′,
+//! the online softmax, the nearest-pattern rule, 64-bit integers — the `sim.wgsl`
 //! similarity helpers, `online.wgsl` for the streaming kernels, `philox.wgsl` for the
 //! procedural ones), the loader file for kernels that read stored patterns (f32, f16, or f16
 //! read natively), and the kernel file — whole files joined in order. Specialisation is done
 //! with WGSL `override` constants, never by editing source text.
+//!
+//! Workgroup sizes are WGSL constants beside the kernels and named constants in the Rust
+//! dispatch code; [`Kernel::workgroup_size`] gathers the latter, and a test checks them
+//! against every entry point.
 
 /// One compute entry point and the WGSL file that holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,6 +117,7 @@ impl Loader {
 }
 
 const COMMON: &str = include_str!("../shaders/common.wgsl");
+const MATH: &str = include_str!("../shaders/math.wgsl");
 const SIM: &str = include_str!("../shaders/sim.wgsl");
 const ONLINE: &str = include_str!("../shaders/online.wgsl");
 const PHILOX: &str = include_str!("../shaders/philox.wgsl");
@@ -157,30 +164,30 @@ impl Kernel {
         match self {
             Kernel::Similarity => (&[COMMON, SIM], include_str!("../shaders/similarity.wgsl")),
             Kernel::StreamPartial | Kernel::StreamMerge => (
-                &[COMMON, SIM, ONLINE],
+                &[COMMON, MATH, SIM, ONLINE],
                 include_str!("../shaders/stream.wgsl"),
             ),
-            Kernel::Separation => (&[COMMON], include_str!("../shaders/separation.wgsl")),
+            Kernel::Separation => (&[COMMON, MATH], include_str!("../shaders/separation.wgsl")),
             Kernel::WeightedSum => (&[COMMON], include_str!("../shaders/weighted_sum.wgsl")),
-            Kernel::Finalize => (&[COMMON], include_str!("../shaders/finalize.wgsl")),
+            Kernel::Finalize => (&[COMMON, MATH], include_str!("../shaders/finalize.wgsl")),
             Kernel::ProceduralPartial | Kernel::ProceduralFold => (
-                &[PHILOX, ONLINE],
+                &[MATH, PHILOX, ONLINE],
                 include_str!("../shaders/procedural.wgsl"),
             ),
             Kernel::SpinInit | Kernel::SpinSweep | Kernel::SpinDecide | Kernel::SpinApply => {
-                (&[], include_str!("../shaders/spin.wgsl"))
+                (&[MATH], include_str!("../shaders/spin.wgsl"))
             }
             Kernel::FeatureSum | Kernel::FeatureValueGrad => {
                 (&[], include_str!("../shaders/features.wgsl"))
             }
-            Kernel::MatMul => (&[SIM], include_str!("../shaders/matmul.wgsl")),
-            Kernel::SoftmaxRows => (&[], include_str!("../shaders/softmax_rows.wgsl")),
+            Kernel::MatMul => (&[MATH, SIM], include_str!("../shaders/matmul.wgsl")),
+            Kernel::SoftmaxRows => (&[MATH], include_str!("../shaders/softmax_rows.wgsl")),
             Kernel::LearnRows
             | Kernel::LearnForward
             | Kernel::LearnLoss
             | Kernel::LearnBackward
             | Kernel::LearnLabelGrad
-            | Kernel::LearnUpdate => (&[], include_str!("../shaders/learn.wgsl")),
+            | Kernel::LearnUpdate => (&[MATH], include_str!("../shaders/learn.wgsl")),
         }
     }
 
@@ -211,6 +218,33 @@ impl Kernel {
         }
         unit.push(body);
         unit.concat()
+    }
+
+    /// The workgroup size the host dispatches this kernel with: the named constant of its
+    /// dispatch code (a naga test checks it against the WGSL entry point).
+    pub fn workgroup_size(self) -> [u32; 3] {
+        use crate::{binary, features, learn, matmul, procedural, retriever};
+        let wide = |x: u32| [x, 1, 1];
+        match self {
+            Kernel::Similarity => [retriever::SIM_TILE, retriever::SIM_TILE, 1],
+            Kernel::StreamPartial | Kernel::StreamMerge => wide(retriever::STREAM_WG),
+            Kernel::Separation => wide(retriever::SEPARATION_WG),
+            Kernel::WeightedSum => wide(retriever::SUM_WG),
+            Kernel::Finalize => wide(retriever::FINALIZE_WG),
+            Kernel::ProceduralPartial | Kernel::ProceduralFold => wide(procedural::PROCEDURAL_WG),
+            Kernel::SpinInit | Kernel::SpinSweep | Kernel::SpinDecide | Kernel::SpinApply => {
+                wide(binary::SPIN_WG)
+            }
+            Kernel::FeatureSum | Kernel::FeatureValueGrad => wide(features::FEATURES_WG),
+            Kernel::MatMul => [matmul::MATMUL_SIDE, matmul::MATMUL_SIDE, 1],
+            Kernel::SoftmaxRows => wide(retriever::SOFTMAX_ROWS_WG),
+            Kernel::LearnRows
+            | Kernel::LearnForward
+            | Kernel::LearnLoss
+            | Kernel::LearnBackward
+            | Kernel::LearnLabelGrad
+            | Kernel::LearnUpdate => wide(learn::LEARN_WG as u32),
+        }
     }
 
     /// The entry point's name.
@@ -290,29 +324,43 @@ pub fn units() -> impl Iterator<Item = (Kernel, Loader)> {
 
 #[cfg(test)]
 mod tests {
-    use super::units;
+    use super::{units, Kernel, Loader, MATH};
 
-    /// Every compiled WGSL unit parses and validates with naga, and holds its entry point.
+    fn validate(
+        label: &str,
+        source: &str,
+        capabilities: naga::valid::Capabilities,
+    ) -> naga::Module {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{label} does not parse:\n{}", e.emit_to_string(source)));
+        let mut validator =
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities);
+        if let Err(e) = validator.validate(&module) {
+            panic!("{label} does not validate:\n{}", e.emit_to_string(source));
+        }
+        module
+    }
+
+    fn module(kernel: Kernel) -> naga::Module {
+        let source = kernel.source(Loader::F32);
+        naga::front::wgsl::parse_str(&source).expect("parses")
+    }
+
+    /// Every compiled WGSL unit (with math.wgsl and the other shared pieces composed)
+    /// parses and validates with naga, and holds its entry point.
     #[test]
     fn all_kernels_validate_with_naga() {
         let mut count = 0;
         for (kernel, loader) in units() {
             let source = kernel.source(loader);
             let label = format!("{} ({})", kernel.name(), loader.name());
-            let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
-                panic!("{label} does not parse:\n{}", e.emit_to_string(&source))
-            });
             // Only the SHADER_F16 variants may use f16 arithmetic.
             let capabilities = if kernel.effective_loader(loader).needs_shader_f16() {
                 naga::valid::Capabilities::SHADER_FLOAT16
             } else {
                 naga::valid::Capabilities::default()
             };
-            let mut validator =
-                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities);
-            if let Err(e) = validator.validate(&module) {
-                panic!("{label} does not validate:\n{}", e.emit_to_string(&source));
-            }
+            let module = validate(&label, &source, capabilities);
             assert!(
                 module
                     .entry_points
@@ -324,5 +372,97 @@ mod tests {
             count += 1;
         }
         assert_eq!(count, 18 + 4 * 3, "every kernel × loader unit was checked");
+    }
+
+    /// math.wgsl stands alone (no bindings, no overrides, no workgroup memory): it
+    /// validates without any other piece, and the units that call it compose it once.
+    #[test]
+    fn math_validates_on_its_own_and_is_composed_once() {
+        let module = validate("math.wgsl", MATH, naga::valid::Capabilities::default());
+        assert!(module.global_variables.is_empty() && module.overrides.is_empty());
+        let mut composing = 0;
+        for (kernel, loader) in units() {
+            let copies = kernel.source(loader).matches(MATH).count();
+            assert!(
+                copies <= 1,
+                "{} composes math.wgsl {copies} times",
+                kernel.name()
+            );
+            composing += copies;
+        }
+        assert!(composing > 0);
+    }
+
+    /// The workgroup size of every kernel in the Rust dispatch code
+    /// ([`Kernel::workgroup_size`]) is the one its WGSL entry point declares, and every
+    /// entry point of every kernel file is a registered kernel (so none is left unchecked).
+    #[test]
+    fn host_workgroup_sizes_match_every_entry_point() {
+        let mut checked = 0;
+        for kernel in Kernel::ALL {
+            let module = module(kernel);
+            let file = kernel.parts().1;
+            for ep in &module.entry_points {
+                let registered = Kernel::ALL
+                    .into_iter()
+                    .find(|k| std::ptr::eq(k.parts().1, file) && k.entry_point() == ep.name)
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "entry point `{}` of {} is not a kernel",
+                            ep.name,
+                            kernel.name()
+                        )
+                    });
+                if registered == kernel {
+                    assert_eq!(
+                        ep.workgroup_size,
+                        kernel.workgroup_size(),
+                        "workgroup size of {} (WGSL vs Rust)",
+                        kernel.name()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(
+            checked,
+            Kernel::ALL.len(),
+            "every kernel's entry point was checked"
+        );
+    }
+
+    /// The value of the WGSL `const` `name` (a u32) in the unit of `kernel`.
+    fn wgsl_u32(kernel: Kernel, name: &str) -> u64 {
+        let module = module(kernel);
+        let (_, constant) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no const {name} in the unit of {}", kernel.name()));
+        match module.global_expressions[constant.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => v as u64,
+            ref e => panic!("const {name} of {} is not a u32: {e:?}", kernel.name()),
+        }
+    }
+
+    /// Host constants that mirror other WGSL constants (tile shapes, workgroup memory, the
+    /// weighted sum's block) hold the same values.
+    #[test]
+    fn host_constants_match_their_wgsl_constants() {
+        use crate::{binary, matmul, procedural, retriever};
+        let mirrors = [
+            (Kernel::MatMul, "TM", matmul::TILE as u64),
+            (Kernel::MatMul, "TK", matmul::TK),
+            (Kernel::WeightedSum, "BLOCK", retriever::SUM_BLOCK),
+            (
+                Kernel::ProceduralPartial,
+                "SHARED",
+                procedural::SHARED as u64,
+            ),
+            (Kernel::SpinSweep, "MAX_WORDS", binary::MAX_WORDS as u64),
+        ];
+        for (kernel, name, host) in mirrors {
+            assert_eq!(wgsl_u32(kernel, name), host, "{name} of {}", kernel.name());
+        }
     }
 }
