@@ -296,7 +296,7 @@ impl Sweep {
                 return Err(invalid(
                     "--patterns",
                     &format!("separated:{d}"),
-                    &format!("d = {d} exceeds N = {}", self.dim),
+                    format!("d = {d} exceeds N = {}", self.dim),
                 ));
             }
         }
@@ -491,7 +491,7 @@ impl Sweep {
         };
         let stored = dam::Patterns::new(
             ndarray::Array2::from_shape_vec((p, n), rows)
-                .map_err(|e| invalid("patterns", &p.to_string(), &e.to_string()))?,
+                .map_err(|e| invalid("patterns", &p.to_string(), e))?,
         )?;
         let retriever = dam::Retriever::builder(stored)
             .similarity(dam::Similarity::Dot)
@@ -500,7 +500,7 @@ impl Sweep {
             .device(device.clone())
             .build()?;
         let query = ndarray::ArrayView2::from_shape((1, n), &x0[..])
-            .map_err(|e| invalid("query", "", &e.to_string()))?;
+            .map_err(|e| invalid("query", "", e))?;
         let result = retriever.retrieve(query)?;
         let x: Vec<f64> = result.states.row(0).iter().map(|&v| v as f64).collect();
         let overlap = cosine(&x, &target);
@@ -530,7 +530,7 @@ impl Sweep {
             return Err(invalid(
                 "patterns",
                 &patterns.to_string(),
-                &format!("P must be in 1..=2^40 ({MAX_PROCEDURAL_COUNT})"),
+                format!("P must be in 1..=2^40 ({MAX_PROCEDURAL_COUNT})"),
             ));
         }
         let start = std::time::Instant::now();

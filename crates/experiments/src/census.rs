@@ -575,7 +575,7 @@ mod tests {
                 },
                 |_| {}
             ),
-            Err(crate::ExperimentError::Invalid {
+            Err(crate::error::ExperimentError::Invalid {
                 argument: "--starts",
                 ..
             })
