@@ -667,3 +667,41 @@ impl Sweep {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn energies_read_the_engines_names_and_keep_their_own() {
+        for (text, energy) in [
+            ("lse", Energy::Lse),
+            ("softmax", Energy::Lse),
+            (" LSE ", Energy::Lse),
+            ("exp", Energy::Exp),
+            ("exponential", Energy::Exp),
+            ("poly", Energy::Poly),
+            ("polynomial", Energy::Poly),
+            ("rpoly", Energy::Rpoly),
+            ("rectified", Energy::Rpoly),
+            ("rectified-polynomial", Energy::Rpoly),
+        ] {
+            assert_eq!(Energy::parse(text).unwrap(), energy, "{text}");
+        }
+        for energy in Energy::ALL {
+            assert_eq!(Energy::parse(energy.name()).unwrap(), energy);
+            assert_eq!(serde_json::json!(energy), energy.name());
+        }
+        for bad in ["max", "top-k", "poly:3", "cubic", ""] {
+            match Energy::parse(bad) {
+                Err(ExperimentError::Invalid { argument, .. }) => assert_eq!(argument, "--energy"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            Energy::Rpoly.spin(3, 1.0),
+            Some(SpinEnergy::RectifiedPolynomial { n: 3 })
+        );
+        assert_eq!(Energy::Lse.spin(3, 1.0), None);
+    }
+}

@@ -293,7 +293,7 @@ pub struct CensusReport {
     pub device: String,
 }
 
-/// Builds the memory of `spec`, takes its census on `device` ([`Census::take`]) and
+/// Builds the memory of `spec`, takes its census on `device` ([`take`]) and
 /// writes census.csv, summary.json and census.svg into `spec.out` ([`Census::write`]);
 /// `progress` is called with the starts done after each batch.
 pub fn run(
@@ -324,7 +324,7 @@ pub fn run(
         max_sweeps: spec.max_sweeps,
         seed: spec.seed,
     };
-    let census = Census::take(device, &input, progress)?;
+    let census = take(device, &input, progress)?;
     let summary = serde_json::json!({
         "device": device_name,
         "adapter": adapter,
@@ -338,93 +338,92 @@ pub fn run(
     })
 }
 
-impl Census {
-    /// Runs the census on `device`; `progress` is called with the starts done after each batch.
-    pub fn take(
-        device: &Device,
-        input: &CensusInput<'_>,
-        mut progress: impl FnMut(usize),
-    ) -> Result<Census> {
-        if input.starts == 0 {
-            return Err(invalid("--starts", "0", "at least one random start"));
-        }
-        if input.max_sweeps == 0 {
-            return Err(invalid("--max-sweeps", "0", "at least one sweep"));
-        }
-        let stored = input.stored;
-        let (p, n) = (stored.count(), stored.dim());
-        let w = words_per_state(n);
-        let rows: Vec<f32> = (0..p)
-            .flat_map(|mu| unpack(stored.pattern(mu), n))
-            .collect();
-        let theta = (3.0 / (n as f64).sqrt()).max(0.2);
-        let mut finals = Vec::with_capacity(input.starts * w);
-        let mut converged_flags = Vec::with_capacity(input.starts);
-        let mut state = vec![0.0f32; n];
-        for lo in (0..input.starts).step_by(START_BATCH) {
-            let hi = (lo + START_BATCH).min(input.starts);
-            let mut queries = vec![0u32; (hi - lo) * w];
-            for r in lo..hi {
-                fill(
-                    PatternKind::Binary,
-                    input.seed,
-                    Stream::Queries,
-                    r as u64,
-                    &mut state,
-                );
-                pack(&state, &mut queries[(r - lo) * w..(r - lo + 1) * w]);
-            }
-            let update = SpinUpdate::Async {
-                max_sweeps: input.max_sweeps,
-                seed: input.seed,
-            };
-            let result = dam::spin_dynamics(device, stored, input.energy, update, &queries)?;
-            finals.extend_from_slice(&result.states);
-            converged_flags.extend_from_slice(&result.converged);
-            progress(hi - lo);
-        }
-        // Group identical final states, in order of first arrival.
-        let mut index: HashMap<&[u32], usize> = HashMap::new();
-        let mut groups: Vec<(usize, usize, bool)> = Vec::new(); // (first start, count, all converged)
-        for r in 0..input.starts {
-            let key = &finals[r * w..(r + 1) * w];
-            let g = *index.entry(key).or_insert_with(|| {
-                groups.push((r, 0, true));
-                groups.len() - 1
-            });
-            groups[g].1 += 1;
-            groups[g].2 &= converged_flags[r];
-        }
-        groups.sort_by_key(|&(first, count, _)| (std::cmp::Reverse(count), first));
-        let attractors = groups
-            .iter()
-            .enumerate()
-            .map(|(rank, &(first, count, converged))| {
-                let words = &finals[first * w..(first + 1) * w];
-                let x = unpack(words, n);
-                let (class, label, max_overlap) =
-                    classify(stored, &rows, input.prototypes, words, &x, theta);
-                let (energy, stability_ratio) = energy_and_stability(input.energy, &rows, &x);
-                Attractor {
-                    attractor: rank,
-                    class,
-                    label,
-                    starts: count,
-                    basin_fraction: count as f64 / input.starts as f64,
-                    energy,
-                    max_overlap,
-                    stability_ratio,
-                    converged,
-                }
-            })
-            .collect();
-        Ok(Census {
-            attractors,
-            starts: input.starts,
-            converged: converged_flags.iter().filter(|&&c| c).count(),
-            mixture_threshold: theta,
-        })
+/// Takes the census of `input` on `device`, in memory ([`run`] also builds the memory and
+/// writes the files); `progress` is called with the starts done after each batch.
+pub fn take(
+    device: &Device,
+    input: &CensusInput<'_>,
+    mut progress: impl FnMut(usize),
+) -> Result<Census> {
+    if input.starts == 0 {
+        return Err(invalid("--starts", "0", "at least one random start"));
     }
+    if input.max_sweeps == 0 {
+        return Err(invalid("--max-sweeps", "0", "at least one sweep"));
+    }
+    let stored = input.stored;
+    let (p, n) = (stored.count(), stored.dim());
+    let w = words_per_state(n);
+    let rows: Vec<f32> = (0..p)
+        .flat_map(|mu| unpack(stored.pattern(mu), n))
+        .collect();
+    let theta = (3.0 / (n as f64).sqrt()).max(0.2);
+    let mut finals = Vec::with_capacity(input.starts * w);
+    let mut converged_flags = Vec::with_capacity(input.starts);
+    let mut state = vec![0.0f32; n];
+    for lo in (0..input.starts).step_by(START_BATCH) {
+        let hi = (lo + START_BATCH).min(input.starts);
+        let mut queries = vec![0u32; (hi - lo) * w];
+        for r in lo..hi {
+            fill(
+                PatternKind::Binary,
+                input.seed,
+                Stream::Queries,
+                r as u64,
+                &mut state,
+            );
+            pack(&state, &mut queries[(r - lo) * w..(r - lo + 1) * w]);
+        }
+        let update = SpinUpdate::Async {
+            max_sweeps: input.max_sweeps,
+            seed: input.seed,
+        };
+        let result = dam::spin_dynamics(device, stored, input.energy, update, &queries)?;
+        finals.extend_from_slice(&result.states);
+        converged_flags.extend_from_slice(&result.converged);
+        progress(hi - lo);
+    }
+    // Group identical final states, in order of first arrival.
+    let mut index: HashMap<&[u32], usize> = HashMap::new();
+    let mut groups: Vec<(usize, usize, bool)> = Vec::new(); // (first start, count, all converged)
+    for r in 0..input.starts {
+        let key = &finals[r * w..(r + 1) * w];
+        let g = *index.entry(key).or_insert_with(|| {
+            groups.push((r, 0, true));
+            groups.len() - 1
+        });
+        groups[g].1 += 1;
+        groups[g].2 &= converged_flags[r];
+    }
+    groups.sort_by_key(|&(first, count, _)| (std::cmp::Reverse(count), first));
+    let attractors = groups
+        .iter()
+        .enumerate()
+        .map(|(rank, &(first, count, converged))| {
+            let words = &finals[first * w..(first + 1) * w];
+            let x = unpack(words, n);
+            let (class, label, max_overlap) =
+                classify(stored, &rows, input.prototypes, words, &x, theta);
+            let (energy, stability_ratio) = energy_and_stability(input.energy, &rows, &x);
+            Attractor {
+                attractor: rank,
+                class,
+                label,
+                starts: count,
+                basin_fraction: count as f64 / input.starts as f64,
+                energy,
+                max_overlap,
+                stability_ratio,
+                converged,
+            }
+        })
+        .collect();
+    Ok(Census {
+        attractors,
+        starts: input.starts,
+        converged: converged_flags.iter().filter(|&&c| c).count(),
+        mixture_threshold: theta,
+    })
 }
 
 impl Census {
@@ -543,7 +542,7 @@ mod tests {
             seed: 9,
         };
         let mut done = 0;
-        let c = Census::take(&Device::Cpu, &input, |k| done += k).unwrap();
+        let c = take(&Device::Cpu, &input, |k| done += k).unwrap();
         assert_eq!(done, 300);
         assert_eq!(c.attractors.iter().map(|a| a.starts).sum::<usize>(), 300);
         assert_eq!(c.converged, 300);
@@ -567,7 +566,7 @@ mod tests {
             c.attractors
         );
         assert!(matches!(
-            Census::take(
+            take(
                 &Device::Cpu,
                 &CensusInput {
                     starts: 0,

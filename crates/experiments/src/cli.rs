@@ -810,3 +810,72 @@ pub struct MergeArgs {
     #[arg(long, default_value = "dam-merged")]
     pub out: PathBuf,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ExperimentError;
+
+    #[test]
+    fn devices_are_read_by_the_engines_parser() {
+        for (name, device) in [
+            ("cpu", dam::Device::Cpu),
+            (" CPU", dam::Device::Cpu),
+            ("reference", dam::Device::Reference),
+        ] {
+            let (d, reason) = open_device(name).unwrap();
+            assert_eq!((d, reason), (device, None), "{name}");
+        }
+        match open_device("tpu") {
+            Err(ExperimentError::Invalid { argument, .. }) => assert_eq!(argument, "--device"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn arguments_map_to_their_specs() {
+        let cli = Cli::try_parse_from([
+            "dam",
+            "capacity",
+            "--patterns",
+            "binary",
+            "--dim",
+            "16",
+            "--energy",
+            "polynomial",
+            "--degree",
+            "3",
+            "--count",
+            "5:9:2",
+            "--trials",
+            "4",
+            "--criterion",
+            "exact",
+            "--search",
+            "all",
+            "--out",
+            "x",
+        ])
+        .unwrap();
+        let Some(Command::Capacity(args)) = cli.command else {
+            panic!("not capacity");
+        };
+        assert_eq!(args.search(), Some(Target::All));
+        let (sweep, loads) = args.sweep().unwrap();
+        assert_eq!(
+            (sweep.energy, sweep.degree, loads),
+            (Energy::Poly, 3, vec![5, 9])
+        );
+        // The files record the energy by its own name and the device as given.
+        let record = args.record();
+        assert_eq!(
+            (record["energy"].as_str(), record["device"].as_str()),
+            (Some("poly"), Some("auto"))
+        );
+        assert_eq!(record["search"], "all");
+        assert!(Cli::try_parse_from([
+            "dam", "census", "--dim", "8", "--count", "2", "--energy", "cubic", "--out", "x"
+        ])
+        .is_err());
+    }
+}
