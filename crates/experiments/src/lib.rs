@@ -16,14 +16,15 @@
 //! draws a figure (plotters): [`output`], [`sweep`], [`census`], [`curve`],
 //! [`ensemble_curve`], [`drdam`]. Without it the crate is the capacity sweep and its
 //! languages ([`args`], [`capacity`], [`ensembles`], [`search`], [`theory`]), the
-//! classifier training ([`train`]) and the step benchmark ([`bench`]), with no clap,
-//! plotters or indicatif.
+//! classifier training ([`train`]) and the step benchmark ([`bench`](mod@bench)), with
+//! no clap, plotters or indicatif.
 //!
 //! # Layers
 //!
 //! Each module uses only those listed before it: [`error`], [`seed`], [`ensembles`],
-//! [`capacity`], [`args`], [`theory`], [`search`], [`train`], [`bench`], then (`cli`)
-//! [`output`], [`sweep`], [`census`], [`curve`], [`ensemble_curve`], [`drdam`], [`cli`].
+//! [`capacity`], [`args`], [`theory`], [`search`], [`train`], [`bench`](mod@bench),
+//! then (`cli`) [`output`], [`sweep`], [`census`], [`curve`], [`ensemble_curve`],
+//! [`drdam`], [`cli`].
 
 #![warn(missing_docs)]
 
