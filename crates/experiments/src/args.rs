@@ -4,16 +4,9 @@
 
 use dam::procedural::MAX_PROCEDURAL_COUNT;
 
-use crate::{ExperimentError, Result};
-
-/// The error for a malformed or out-of-range argument.
-pub fn invalid(argument: &'static str, value: &str, reason: impl ToString) -> ExperimentError {
-    ExperimentError::Invalid {
-        argument,
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
-}
+use crate::capacity::{Criterion, DynamicsArg, Energy, PatternSet, QueryKind, Sweep};
+use crate::ensembles::DigitPool;
+use crate::error::{invalid, Result};
 
 /// Most points one range may hold.
 pub const MAX_POINTS: usize = 10_000;
@@ -177,6 +170,7 @@ pub fn bracket(dim: usize, alpha: Option<&str>, count: Option<&str>) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ExperimentError;
 
     fn argument_of(e: ExperimentError) -> &'static str {
         match e {
@@ -254,7 +248,7 @@ pub struct SweepText<'a> {
     pub patterns: &'a str,
     /// Dimension N.
     pub dim: usize,
-    /// `lse`, `exp`, `poly` or `rpoly`.
+    /// `lse`, `exp`, `poly` or `rpoly` (or another name of [`Energy::parse`]).
     pub energy: &'a str,
     /// λ (β on the raw dot product).
     pub beta: f64,
@@ -282,15 +276,8 @@ pub struct SweepText<'a> {
 
 impl SweepText<'_> {
     /// The validated sweep and its loads P.
-    pub fn build(&self) -> Result<(crate::Sweep, Vec<u64>)> {
-        use crate::{Criterion, DynamicsArg, Energy, QueryKind};
-        let energy = match self.energy {
-            "lse" => Energy::Lse,
-            "exp" => Energy::Exp,
-            "poly" => Energy::Poly,
-            "rpoly" => Energy::Rpoly,
-            other => return Err(invalid("--energy", other, "use lse, exp, poly or rpoly")),
-        };
+    pub fn build(&self) -> Result<(Sweep, Vec<u64>)> {
+        let energy = Energy::parse(self.energy)?;
         let (kind, set) = parse_patterns(self.patterns, energy)?;
         let query = parse_with_value(
             "--query",
@@ -330,7 +317,7 @@ impl SweepText<'_> {
                 ("exact", None, Some(Criterion::Exact)),
             ],
         )?;
-        let sweep = crate::Sweep {
+        let sweep = Sweep {
             kind,
             set,
             dim: self.dim,
@@ -361,9 +348,8 @@ impl SweepText<'_> {
 /// energies (`poly`, `rpoly`, `exp`), pixels in [−1, 1] for `lse`.
 pub fn parse_patterns(
     text: &str,
-    energy: crate::Energy,
-) -> Result<(dam::procedural::PatternKind, crate::capacity::PatternSet)> {
-    use crate::capacity::PatternSet;
+    energy: Energy,
+) -> Result<(dam::procedural::PatternKind, PatternSet)> {
     use dam::procedural::PatternKind;
     let (name, value) = text
         .split_once(':')
@@ -414,8 +400,8 @@ pub fn parse_patterns(
             Ok((PatternKind::Binary, PatternSet::Separated(d as usize)))
         }
         "mnist" => {
-            let pool = crate::ensembles::DigitPool::load(value.map(std::path::Path::new))?;
-            let kind = if energy == crate::Energy::Lse {
+            let pool = DigitPool::load(value.map(std::path::Path::new))?;
+            let kind = if energy == Energy::Lse {
                 PatternKind::Gaussian
             } else {
                 PatternKind::Binary

@@ -7,7 +7,7 @@ use dam::procedural::{fill, PatternKind, Stream};
 use dam::{Config, Device, Dynamics, Patterns, Retriever, Separation};
 use ndarray::Array2;
 
-use crate::{ExperimentError, Result};
+use crate::error::{ExperimentError, Result};
 
 /// What call is timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,9 @@ use dam::procedural::{
 };
 use dam::Device;
 
-use crate::{ExperimentError, Result};
+use crate::ensembles::{self, DigitPool};
+use crate::error::{invalid, ExperimentError, Result};
+pub use crate::seed::trial_seed;
 
 /// The energy (separation) of the sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -21,6 +23,60 @@ pub enum Energy {
     Poly,
     /// Rectified polynomial (binary spin dynamics).
     Rpoly,
+}
+
+impl Energy {
+    /// Every energy, in the order of the command line's help.
+    pub const ALL: [Energy; 4] = [Energy::Lse, Energy::Exp, Energy::Poly, Energy::Rpoly];
+
+    /// The name the command line and the files use: `lse`, `exp`, `poly` or `rpoly`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Energy::Lse => "lse",
+            Energy::Exp => "exp",
+            Energy::Poly => "poly",
+            Energy::Rpoly => "rpoly",
+        }
+    }
+
+    /// Reads an energy by the engine's separation names ([`dam::Separation::parse`], case
+    /// ignored): `lse` or `softmax`, `exp` or `exponential`, `poly` or `polynomial`, `rpoly`,
+    /// `rectified` or `rectified-polynomial`. The degree is the sweep's own (`--degree`),
+    /// not part of the name.
+    pub fn parse(text: &str) -> Result<Self> {
+        let name = text.trim().to_ascii_lowercase();
+        if name.contains(':') {
+            return Err(invalid(
+                "--energy",
+                text,
+                "use lse, exp, poly or rpoly (the degree is --degree)",
+            ));
+        }
+        let refuse = || invalid("--energy", text, "use lse, exp, poly or rpoly");
+        // The polynomial names take their degree after a colon in the engine's vocabulary:
+        // any degree reads the name.
+        let separation = dam::Separation::parse(&name, 1.0)
+            .or_else(|_| dam::Separation::parse(&format!("{name}:1"), 1.0))
+            .map_err(|_| refuse())?;
+        match separation {
+            dam::Separation::Softmax { .. } => Ok(Energy::Lse),
+            dam::Separation::Exponential { .. } => Ok(Energy::Exp),
+            dam::Separation::Polynomial { .. } => Ok(Energy::Poly),
+            dam::Separation::RectifiedPolynomial { .. } => Ok(Energy::Rpoly),
+            dam::Separation::Max | dam::Separation::TopK { .. } => Err(refuse()),
+        }
+    }
+
+    /// The exact ±1 spin energy of this separation with polynomial degree `degree` and
+    /// β = `beta`; `None` for `lse` (a continuous update).
+    pub fn spin(self, degree: u32, beta: f64) -> Option<SpinEnergy> {
+        match self {
+            Energy::Poly => Some(SpinEnergy::Polynomial { n: degree }),
+            Energy::Rpoly => Some(SpinEnergy::RectifiedPolynomial { n: degree }),
+            Energy::Exp => Some(SpinEnergy::Exponential { beta }),
+            Energy::Lse => None,
+        }
+    }
 }
 
 /// How the query is made from the target pattern.
@@ -45,11 +101,11 @@ pub enum PatternSet {
     /// Procedural patterns of the sweep's `kind`: pattern μ of a trial is a pure function of
     /// (trial seed, μ), generated where it is used.
     Procedural,
-    /// ±1 patterns with every pairwise Hamming distance ≥ d ([`crate::ensembles::separated`]).
+    /// ±1 patterns with every pairwise Hamming distance ≥ d ([`ensembles::separated`]).
     Separated(usize),
     /// Digits drawn from a pool, a different seeded subset per trial: ±1 (binarised) for
     /// the spin energies, pixels in [−1, 1] for `lse`.
-    Digits(crate::ensembles::DigitPool),
+    Digits(DigitPool),
 }
 
 /// The dynamics applied from the query.
@@ -123,23 +179,12 @@ pub struct PointResult {
     /// Wall-clock seconds for this point (this shard).
     pub seconds: f64,
     /// Realised mean |pairwise feature correlation| of the stored patterns (trial 0's set,
-    /// its first 1,024 patterns; [`crate::ensembles::realised`]).
+    /// its first 1,024 patterns; [`ensembles::realised`]).
     #[serde(default)]
     pub mean_abs_correlation: Option<f64>,
     /// Realised minimum pairwise Hamming distance of the same patterns (±1 sets only).
     #[serde(default)]
     pub min_hamming: Option<u64>,
-}
-
-/// splitmix64: the seed of trial `t` at load `patterns` of a sweep seeded `seed`. A pure
-/// function, so shards and devices see the same trials.
-pub fn trial_seed(seed: u64, patterns: u64, trial: u64) -> u64 {
-    let mut z = seed
-        ^ patterns.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ trial.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The query of a trial: the target with the signs of round(ρN) entries flipped, chosen
@@ -238,7 +283,7 @@ impl Sweep {
             ));
         }
         if let PatternSet::Digits(_) = self.set {
-            if self.dim != crate::ensembles::DIGIT_DIM {
+            if self.dim != ensembles::DIGIT_DIM {
                 return Err(invalid(
                     "--dim",
                     &self.dim.to_string(),
@@ -251,7 +296,7 @@ impl Sweep {
                 return Err(invalid(
                     "--patterns",
                     &format!("separated:{d}"),
-                    &format!("d = {d} exceeds N = {}", self.dim),
+                    format!("d = {d} exceeds N = {}", self.dim),
                 ));
             }
         }
@@ -296,12 +341,14 @@ impl Sweep {
         if !self.kind.is_binary() {
             return None;
         }
-        match self.energy {
-            Energy::Poly => Some(SpinEnergy::Polynomial { n: self.degree }),
-            Energy::Rpoly => Some(SpinEnergy::RectifiedPolynomial { n: self.degree }),
-            Energy::Exp => Some(SpinEnergy::Exponential { beta: self.beta }),
-            Energy::Lse => None,
-        }
+        self.energy.spin(self.degree, self.beta)
+    }
+
+    /// The trials this shard runs at each load: t in 0..trials with t mod n = i.
+    pub fn shard_trials(&self) -> usize {
+        (0..self.trials)
+            .filter(|t| t % self.shard.1 == self.shard.0)
+            .count()
     }
 
     /// Trial `seed`'s stored patterns as P×N values, for the sets built on the host
@@ -320,20 +367,20 @@ impl Sweep {
         Ok(match &self.set {
             PatternSet::Procedural => None,
             PatternSet::Separated(d) => {
-                let set = crate::ensembles::separated(p, n, *d, seed)?;
+                let set = ensembles::separated(p, n, *d, seed)?;
                 Some((0..p).flat_map(|mu| unpack(set.pattern(mu), n)).collect())
             }
             PatternSet::Digits(pool) => Some(pool.draw(p, seed, self.spin_energy().is_some())?),
         })
     }
 
-    /// What a set of trial 0 at load P turned out to be ([`crate::ensembles::realised`]).
-    fn realised(&self, patterns: u64) -> Result<crate::ensembles::Realised> {
+    /// What a set of trial 0 at load P turned out to be ([`ensembles::realised`]).
+    fn realised(&self, patterns: u64) -> Result<ensembles::Realised> {
         let seed = trial_seed(self.seed, patterns, 0);
         let rows = match self.built_set(patterns, seed)? {
             Some(rows) => rows,
             None => {
-                let m = patterns.min(crate::ensembles::STATS_PATTERNS as u64);
+                let m = patterns.min(ensembles::STATS_PATTERNS as u64);
                 let mut rows = vec![0.0f32; m as usize * self.dim];
                 for (mu, row) in rows.chunks_mut(self.dim).enumerate() {
                     fill(self.kind, seed, Stream::Patterns, mu as u64, row);
@@ -341,7 +388,7 @@ impl Sweep {
                 rows
             }
         };
-        Ok(crate::ensembles::realised(&rows, self.dim))
+        Ok(ensembles::realised(&rows, self.dim))
     }
 
     /// The spin dynamics from `query` on `stored`, scored against pattern 0:
@@ -434,9 +481,7 @@ impl Sweep {
                     .sum::<f64>()
             })
             .collect();
-        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-        let weight_ok = z[0] - lse >= -std::f64::consts::LN_2;
+        let weight_ok = z[0] - dam::weights::log_sum_exp(&z) >= -std::f64::consts::LN_2;
         let dynamics = match self.dynamics {
             DynamicsArg::OneStep => dam::Dynamics::OneStep,
             DynamicsArg::Converge(max) => dam::Dynamics::Iterate {
@@ -446,7 +491,7 @@ impl Sweep {
         };
         let stored = dam::Patterns::new(
             ndarray::Array2::from_shape_vec((p, n), rows)
-                .map_err(|e| invalid("patterns", &p.to_string(), &e.to_string()))?,
+                .map_err(|e| invalid("patterns", &p.to_string(), e))?,
         )?;
         let retriever = dam::Retriever::builder(stored)
             .similarity(dam::Similarity::Dot)
@@ -455,7 +500,7 @@ impl Sweep {
             .device(device.clone())
             .build()?;
         let query = ndarray::ArrayView2::from_shape((1, n), &x0[..])
-            .map_err(|e| invalid("query", "", &e.to_string()))?;
+            .map_err(|e| invalid("query", "", e))?;
         let result = retriever.retrieve(query)?;
         let x: Vec<f64> = result.states.row(0).iter().map(|&v| v as f64).collect();
         let overlap = cosine(&x, &target);
@@ -485,7 +530,7 @@ impl Sweep {
             return Err(invalid(
                 "patterns",
                 &patterns.to_string(),
-                &format!("P must be in 1..=2^40 ({MAX_PROCEDURAL_COUNT})"),
+                format!("P must be in 1..=2^40 ({MAX_PROCEDURAL_COUNT})"),
             ));
         }
         let start = std::time::Instant::now();
@@ -623,10 +668,40 @@ impl Sweep {
     }
 }
 
-fn invalid(argument: &'static str, value: &str, reason: &str) -> ExperimentError {
-    ExperimentError::Invalid {
-        argument,
-        value: value.to_string(),
-        reason: reason.to_string(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn energies_read_the_engines_names_and_keep_their_own() {
+        for (text, energy) in [
+            ("lse", Energy::Lse),
+            ("softmax", Energy::Lse),
+            (" LSE ", Energy::Lse),
+            ("exp", Energy::Exp),
+            ("exponential", Energy::Exp),
+            ("poly", Energy::Poly),
+            ("polynomial", Energy::Poly),
+            ("rpoly", Energy::Rpoly),
+            ("rectified", Energy::Rpoly),
+            ("rectified-polynomial", Energy::Rpoly),
+        ] {
+            assert_eq!(Energy::parse(text).unwrap(), energy, "{text}");
+        }
+        for energy in Energy::ALL {
+            assert_eq!(Energy::parse(energy.name()).unwrap(), energy);
+            assert_eq!(serde_json::json!(energy), energy.name());
+        }
+        for bad in ["max", "top-k", "poly:3", "cubic", ""] {
+            match Energy::parse(bad) {
+                Err(ExperimentError::Invalid { argument, .. }) => assert_eq!(argument, "--energy"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            Energy::Rpoly.spin(3, 1.0),
+            Some(SpinEnergy::RectifiedPolynomial { n: 3 })
+        );
+        assert_eq!(Energy::Lse.spin(3, 1.0), None);
     }
 }

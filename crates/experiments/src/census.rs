@@ -21,15 +21,17 @@
 //! not converge within the sweep budget).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use dam::binary::{overlap, pack, unpack, words_per_state, BinaryPatterns, SpinEnergy, SpinUpdate};
 use dam::procedural::{fill, PatternKind, Stream};
 use dam::Device;
 use plotters::prelude::*;
 
-use crate::args::invalid;
-use crate::Result;
+use crate::args::parse_patterns;
+use crate::capacity::{Energy, PatternSet};
+use crate::ensembles::{self, DIGIT_DIM};
+use crate::error::{invalid, output, prepare_out, Result};
 
 /// The classes of [`Attractor::class`], in report order.
 pub const CLASSES: [&str; 4] = ["stored", "prototype", "mixture", "spurious"];
@@ -101,7 +103,6 @@ pub fn build_memory(
     count: usize,
     seed: u64,
 ) -> Result<(BinaryPatterns, Option<BinaryPatterns>)> {
-    use crate::capacity::PatternSet;
     if count == 0 || dim == 0 {
         return Err(invalid(
             "--count/--dim",
@@ -119,10 +120,10 @@ pub fn build_memory(
         let Some((k, rho)) = parsed else {
             return Err(invalid("--patterns", patterns, "expected prototype:K:RHO"));
         };
-        let (stored, protos) = crate::ensembles::prototypes(count, dim, k, rho, seed)?;
+        let (stored, protos) = ensembles::prototypes(count, dim, k, rho, seed)?;
         return Ok((stored, Some(protos)));
     }
-    let (kind, set) = crate::args::parse_patterns(patterns, crate::Energy::Poly)?;
+    let (kind, set) = parse_patterns(patterns, Energy::Poly)?;
     let stored = match set {
         PatternSet::Procedural if kind.is_binary() => {
             BinaryPatterns::of_kind(kind, count, dim, seed)?
@@ -135,9 +136,9 @@ pub fn build_memory(
                  mnist[:DIR] or prototype:K:RHO",
             ))
         }
-        PatternSet::Separated(d) => crate::ensembles::separated(count, dim, d, seed)?,
+        PatternSet::Separated(d) => ensembles::separated(count, dim, d, seed)?,
         PatternSet::Digits(pool) => {
-            if dim != crate::ensembles::DIGIT_DIM {
+            if dim != DIGIT_DIM {
                 return Err(invalid(
                     "--dim",
                     &dim.to_string(),
@@ -192,7 +193,9 @@ fn energy_and_stability(energy: SpinEnergy, rows: &[f32], x: &[f32]) -> (f64, f6
     let ratio = if mean > 0.0 { min / mean } else { 0.0 };
     let e = match energy {
         SpinEnergy::Exponential { beta } => {
-            -(h_max + (h.iter().map(|&v| (beta * (v - h_max)).exp()).sum::<f64>()).ln() / beta)
+            // Shifted by h_max, so that the largest term is e⁰ and nothing overflows.
+            let scaled: Vec<f64> = h.iter().map(|&v| beta * (v - h_max)).collect();
+            -(h_max + dam::weights::log_sum_exp(&scaled) / beta)
         }
         _ => -h.iter().map(|&v| f_of(energy, v)).sum::<f64>(),
     };
@@ -254,8 +257,90 @@ fn classify(
     ("spurious", String::new(), max_overlap)
 }
 
-/// Runs the census on `device`; `progress` is called with the starts done after each batch.
+/// `dam census`: the memory, the dynamics and where to write.
+#[derive(Debug, Clone)]
+pub struct CensusSpec {
+    /// The stored patterns, as [`build_memory`] reads them.
+    pub patterns: String,
+    /// Dimension N.
+    pub dim: usize,
+    /// Number of stored patterns P.
+    pub count: usize,
+    /// The spin energy: `poly`, `rpoly` or `exp` ([`Energy::spin`]).
+    pub energy: Energy,
+    /// Polynomial degree n.
+    pub degree: u32,
+    /// β of `exp`.
+    pub beta: f64,
+    /// Random starts R.
+    pub starts: usize,
+    /// Most asynchronous sweeps per start.
+    pub max_sweeps: usize,
+    /// Seed of the memory, the starts and the sweep order.
+    pub seed: u64,
+    /// The output folder (created if missing).
+    pub out: PathBuf,
+    /// The command's arguments, as summary.json records them (`args`).
+    pub args: serde_json::Value,
+}
+
+/// What [`run`] found and wrote.
+#[derive(Debug, Clone)]
+pub struct CensusReport {
+    /// The census.
+    pub census: Census,
+    /// `cpu`, `reference` or `wgpu`.
+    pub device: String,
+}
+
+/// Builds the memory of `spec`, takes its census on `device` ([`take`]) and
+/// writes census.csv, summary.json and census.svg into `spec.out` ([`Census::write`]);
+/// `progress` is called with the starts done after each batch.
 pub fn run(
+    spec: &CensusSpec,
+    device: &Device,
+    progress: impl FnMut(usize),
+) -> Result<CensusReport> {
+    let Some(energy) = spec.energy.spin(spec.degree, spec.beta) else {
+        return Err(invalid(
+            "--energy",
+            spec.energy.name(),
+            "the census runs the exact ±1 spin dynamics: use poly, rpoly or exp \
+             (exp decides as softmax does on ±1 states)",
+        ));
+    };
+    if spec.starts == 0 {
+        return Err(invalid("--starts", "0", "at least one random start"));
+    }
+    let start = std::time::Instant::now();
+    let (stored, prototypes) = build_memory(&spec.patterns, spec.dim, spec.count, spec.seed)?;
+    let (device_name, adapter) = device.describe()?;
+    prepare_out(&spec.out)?;
+    let input = CensusInput {
+        stored: &stored,
+        prototypes: prototypes.as_ref(),
+        energy,
+        starts: spec.starts,
+        max_sweeps: spec.max_sweeps,
+        seed: spec.seed,
+    };
+    let census = take(device, &input, progress)?;
+    let summary = serde_json::json!({
+        "device": device_name,
+        "adapter": adapter,
+        "args": spec.args,
+        "seconds": start.elapsed().as_secs_f64(),
+    });
+    census.write(&spec.out, summary)?;
+    Ok(CensusReport {
+        census,
+        device: device_name,
+    })
+}
+
+/// Takes the census of `input` on `device`, in memory ([`run`] also builds the memory and
+/// writes the files); `progress` is called with the starts done after each batch.
+pub fn take(
     device: &Device,
     input: &CensusInput<'_>,
     mut progress: impl FnMut(usize),
@@ -371,10 +456,7 @@ impl Census {
     /// own keys) and census.svg (stability ratio vs basin fraction, by class).
     pub fn write(&self, out: &Path, mut summary: serde_json::Value) -> Result<()> {
         let csv_path = out.join("census.csv");
-        let err = |path: &Path, e: &dyn std::fmt::Display| crate::ExperimentError::Output {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        };
+        let err = |path: &Path, e: &dyn std::fmt::Display| output(path, e);
         let mut w = csv::Writer::from_path(&csv_path).map_err(|e| err(&csv_path, &e))?;
         for a in &self.attractors {
             w.serialize(a).map_err(|e| err(&csv_path, &e))?;
@@ -460,7 +542,7 @@ mod tests {
             seed: 9,
         };
         let mut done = 0;
-        let c = run(&Device::Cpu, &input, |k| done += k).unwrap();
+        let c = take(&Device::Cpu, &input, |k| done += k).unwrap();
         assert_eq!(done, 300);
         assert_eq!(c.attractors.iter().map(|a| a.starts).sum::<usize>(), 300);
         assert_eq!(c.converged, 300);
@@ -484,7 +566,7 @@ mod tests {
             c.attractors
         );
         assert!(matches!(
-            run(
+            take(
                 &Device::Cpu,
                 &CensusInput {
                     starts: 0,
@@ -492,7 +574,7 @@ mod tests {
                 },
                 |_| {}
             ),
-            Err(crate::ExperimentError::Invalid {
+            Err(crate::error::ExperimentError::Invalid {
                 argument: "--starts",
                 ..
             })

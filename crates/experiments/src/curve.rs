@@ -2,13 +2,14 @@
 //! range and for each energy, e.g. Krotov–Hopfield Fig. 5 (P_½(N) for n = 3, polynomial vs
 //! rectified), written as curve.csv and curve.svg with the paper's estimate as a line.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use crate::args::SweepText;
+use crate::args::{parse_range, SweepText};
+use crate::capacity::Energy;
+use crate::error::{invalid, output, prepare_out, Result};
 use crate::search::{bisect, Target};
-use crate::{ExperimentError, Result};
 
 /// One curve: everything but N and the energy is shared by every point.
 #[derive(Debug, Clone)]
@@ -23,6 +24,43 @@ pub struct CurveSpec<'a> {
     pub count: &'a str,
     /// P_½ or P_all.
     pub target: Target,
+    /// The title of curve.svg.
+    pub title: String,
+    /// The output folder (created if missing).
+    pub out: PathBuf,
+}
+
+impl<'a> CurveSpec<'a> {
+    /// The curve of `dam capacity-curve`: `dims` as `START:STOP:STEP`, `energies`
+    /// comma-separated, every search's bracket `count` (`LO:HI:STEP`), the rest of each
+    /// sweep in `template`; titled `P_{target}(N), n = {degree}, {energies}`.
+    pub fn parse(
+        dims: &str,
+        energies: &'a str,
+        count: &'a str,
+        template: SweepText<'a>,
+        target: Target,
+        out: PathBuf,
+    ) -> Result<Self> {
+        let dims = parse_range("--dims", dims)?
+            .into_iter()
+            .map(|d| d as usize)
+            .collect();
+        let title = format!(
+            "P_{}(N), n = {}, {energies}",
+            target.name(),
+            template.degree
+        );
+        Ok(Self {
+            dims,
+            energies: energies.split(',').map(str::trim).collect(),
+            template,
+            count,
+            target,
+            title,
+            out,
+        })
+    }
 }
 
 /// One row of curve.csv.
@@ -68,14 +106,16 @@ pub fn kh_estimate(dim: usize, degree: u32) -> Option<f64> {
     Some(n.powi(degree as i32 - 1) / (2.0 * double_factorial * n.ln()))
 }
 
-/// Runs every (energy, N) search in order; `progress(point)` after each.
+/// Runs every (energy, N) search in order, `progress(point)` after each, and writes
+/// curve.csv and curve.svg into `spec.out` ([`write_outputs`]).
 pub fn run(
     spec: &CurveSpec<'_>,
     device: &dam::Device,
     mut progress: impl FnMut(&CurvePoint),
 ) -> Result<Vec<CurvePoint>> {
+    prepare_out(&spec.out)?;
     if spec.dims.is_empty() || spec.energies.is_empty() {
-        return Err(crate::args::invalid(
+        return Err(invalid(
             "--dims/--energies",
             "",
             "need at least one of each",
@@ -97,12 +137,12 @@ pub fn run(
             let outcome = bisect(&sweep, device, spec.target, lo, hi, |_| {})?;
             let point = CurvePoint {
                 dim,
-                energy: energy.to_string(),
+                energy: sweep.energy.name().to_string(),
                 degree: sweep.degree,
                 target: spec.target,
                 patterns: outcome.patterns,
                 probes: outcome.probes.len(),
-                estimate: matches!(energy, "poly" | "rpoly")
+                estimate: matches!(sweep.energy, Energy::Poly | Energy::Rpoly)
                     .then(|| kh_estimate(dim, sweep.degree))
                     .flatten(),
                 seconds: outcome.probes.iter().map(|p| p.seconds).sum(),
@@ -112,16 +152,14 @@ pub fn run(
             rows.push(point);
         }
     }
+    write_outputs(&spec.out, &rows, &spec.title)?;
     Ok(rows)
 }
 
 /// Writes curve.csv and curve.svg into `out`.
 pub fn write_outputs(out: &Path, rows: &[CurvePoint], title: &str) -> Result<()> {
     let path = out.join("curve.csv");
-    let fail = |path: &Path, e: &dyn std::fmt::Display| ExperimentError::Output {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
+    let fail = |path: &Path, e: &dyn std::fmt::Display| output(path, e);
     let mut csv = csv::Writer::from_path(&path).map_err(|e| fail(&path, &e))?;
     csv.write_record(CURVE_COLUMNS)
         .map_err(|e| fail(&path, &e))?;

@@ -7,7 +7,7 @@ use dam::Device;
 use ndarray::Array2;
 use plotters::prelude::*;
 
-use crate::{ExperimentError, Result};
+use crate::error::{ExperimentError, Result};
 
 /// One comparison.
 #[derive(Debug, Clone)]

@@ -4,13 +4,13 @@
 //! capacity grows exponentially with separation; correlation lowers it, more at higher
 //! degree). Writes ensembles.csv and ensembles.svg.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use crate::args::{invalid, SweepText};
+use crate::args::{parse_range, SweepText};
+use crate::error::{invalid, output, prepare_out, ExperimentError, Result};
 use crate::search::{bisect, Target};
-use crate::{ExperimentError, Result};
 
 /// The ensemble parameter that varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -45,7 +45,7 @@ pub fn parse_vary(text: &str) -> Result<(Family, Vec<f64>)> {
         "correlated" => Family::Correlated,
         _ => return Err(invalid("--vary", text, "vary `separated` or `correlated`")),
     };
-    Ok((family, crate::args::parse_range("--vary", range)?))
+    Ok((family, parse_range("--vary", range)?))
 }
 
 /// The searches to run.
@@ -63,6 +63,52 @@ pub struct EnsembleCurveSpec<'a> {
     pub count: &'a str,
     /// P_½ or P_all.
     pub target: Target,
+    /// The title of ensembles.svg.
+    pub title: String,
+    /// The output folder (created if missing).
+    pub out: PathBuf,
+}
+
+impl<'a> EnsembleCurveSpec<'a> {
+    /// The searches of `dam capacity-ensembles`: `vary` as [`parse_vary`] reads it,
+    /// `degrees` comma-separated, every search's bracket `count` (`LO:HI:STEP`), the rest
+    /// of each sweep (N, the energy) in `template`; titled
+    /// `P_{target}, N = {dim}, {energy} energy, vs {family}`.
+    pub fn parse(
+        vary: &str,
+        degrees: &str,
+        count: &'a str,
+        template: SweepText<'a>,
+        target: Target,
+        out: PathBuf,
+    ) -> Result<Self> {
+        let (family, values) = parse_vary(vary)?;
+        let degrees = degrees
+            .split(',')
+            .map(|d| {
+                d.trim()
+                    .parse::<u32>()
+                    .map_err(|e| invalid("--degrees", degrees, format!("{e}")))
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        let title = format!(
+            "P_{}, N = {}, {} energy, vs {}",
+            target.name(),
+            template.dim,
+            template.energy,
+            vary.split(':').next().unwrap_or("")
+        );
+        Ok(Self {
+            family,
+            values,
+            degrees,
+            template,
+            count,
+            target,
+            title,
+            out,
+        })
+    }
 }
 
 /// One row of ensembles.csv.
@@ -93,14 +139,16 @@ pub struct EnsemblePoint {
     pub note: Option<String>,
 }
 
-/// Runs every (degree, value) search in order; `progress(point)` after each. A set that
-/// cannot be built at some probe (a separation unreachable at that P) ends that search
-/// with a note instead of failing the whole curve.
+/// Runs every (degree, value) search in order, `progress(point)` after each, and writes
+/// ensembles.csv and ensembles.svg into `spec.out` ([`write_outputs`]). A set that cannot
+/// be built at some probe (a separation unreachable at that P) ends that search with a note
+/// instead of failing the whole curve.
 pub fn run(
     spec: &EnsembleCurveSpec<'_>,
     device: &dam::Device,
     mut progress: impl FnMut(&EnsemblePoint),
 ) -> Result<Vec<EnsemblePoint>> {
+    prepare_out(&spec.out)?;
     if spec.values.is_empty() || spec.degrees.is_empty() {
         return Err(invalid("--vary/--degrees", "", "need at least one of each"));
     }
@@ -167,15 +215,13 @@ pub fn run(
             rows.push(point);
         }
     }
+    write_outputs(&spec.out, &rows, &spec.title)?;
     Ok(rows)
 }
 
 /// Writes ensembles.csv and ensembles.svg into `out`.
 pub fn write_outputs(out: &Path, rows: &[EnsemblePoint], title: &str) -> Result<()> {
-    let fail = |path: &Path, e: &dyn std::fmt::Display| ExperimentError::Output {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
+    let fail = |path: &Path, e: &dyn std::fmt::Display| output(path, e);
     let path = out.join("ensembles.csv");
     let mut csv = csv::Writer::from_path(&path).map_err(|e| fail(&path, &e))?;
     for r in rows {

@@ -16,9 +16,8 @@ use std::sync::Arc;
 use dam::binary::{overlap, pack, words_per_state, BinaryPatterns};
 use dam::procedural::{fill, words, PatternKind, Stream};
 
-use crate::args::invalid;
-use crate::capacity::trial_seed;
-use crate::Result;
+use crate::error::{invalid, Result};
+use crate::seed::trial_seed;
 
 /// Candidates the separated construction may draw for P patterns: 64·P + 65,536.
 pub fn separated_budget(count: usize) -> u64 {

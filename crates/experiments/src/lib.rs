@@ -4,62 +4,59 @@
 //! a function of the trial's seed and μ), starts from pattern 0 (or a corrupted copy),
 //! applies the update, and counts the trials that meet a retrieval criterion. See
 //! [`capacity::Sweep::run_point`] and the README's "Capacity experiments" section.
+//!
+//! Every command of `dam` is a spec and a `run` here ([`sweep::run`], [`search::run`],
+//! [`census::run`], [`train::run`], [`curve::run`], [`ensemble_curve::run`],
+//! [`drdam::run`], [`bench::run`]); the binary maps its arguments ([`cli`]) to a spec,
+//! shows progress and prints the closing line.
+//!
+//! # Features
+//!
+//! `cli` (default): the `dam` binary, its arguments ([`cli`], clap) and every module that
+//! draws a figure (plotters): [`output`], [`sweep`], [`census`], [`curve`],
+//! [`ensemble_curve`], [`drdam`]. Without it the crate is the capacity sweep and its
+//! languages ([`args`], [`capacity`], [`ensembles`], [`search`], [`theory`]), the
+//! classifier training ([`train`]) and the step benchmark ([`bench`](mod@bench)), with
+//! no clap, plotters or indicatif.
+//!
+//! # Layers
+//!
+//! Each module uses only those listed before it: [`error`], [`seed`], [`ensembles`],
+//! [`capacity`], [`args`], [`theory`], [`search`], [`train`], [`bench`](mod@bench),
+//! then (`cli`) [`output`], [`sweep`], [`census`], [`curve`], [`ensemble_curve`],
+//! [`drdam`], [`cli`].
 
 #![warn(missing_docs)]
 
+pub mod error;
+pub mod seed;
+
+pub mod ensembles;
+
+pub mod capacity;
+
 pub mod args;
 pub mod bench;
-pub mod capacity;
-pub mod census;
-pub mod curve;
-pub mod drdam;
-pub mod ensemble_curve;
-pub mod ensembles;
-pub mod output;
 pub mod search;
 pub mod theory;
 pub mod train;
 
+#[cfg(feature = "cli")]
+pub mod output;
+
+#[cfg(feature = "cli")]
+pub mod census;
+#[cfg(feature = "cli")]
+pub mod curve;
+#[cfg(feature = "cli")]
+pub mod drdam;
+#[cfg(feature = "cli")]
+pub mod ensemble_curve;
+#[cfg(feature = "cli")]
+pub mod sweep;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+
 pub use capacity::{Criterion, DynamicsArg, Energy, PatternSet, PointResult, QueryKind, Sweep};
-
-/// Errors of the experiments crate.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ExperimentError {
-    /// An argument is malformed or out of range.
-    #[error("invalid `{argument}` = {value:?}: {reason}")]
-    Invalid {
-        /// Which argument (`--alpha`, `--shard`, ...).
-        argument: &'static str,
-        /// What was given.
-        value: String,
-        /// What is expected.
-        reason: String,
-    },
-    /// A combination the engine does not run yet.
-    #[error("{0}")]
-    Unsupported(String),
-    /// An engine error.
-    #[error(transparent)]
-    Engine(#[from] dam::Error),
-    /// Reading or writing an output file failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A CSV, JSON or SVG file could not be written or read.
-    #[error("{path}: {reason}")]
-    Output {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        reason: String,
-    },
-}
-
-/// Shorthand result.
-pub type Result<T, E = ExperimentError> = std::result::Result<T, E>;
+pub use error::{ExperimentError, Result};

@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::capacity::PointResult;
-use crate::{ExperimentError, Result};
+use crate::error::{invalid, output, ExperimentError, Result};
 
 /// The CSV header, in the contract's column order.
 pub const CSV_COLUMNS: [&str; 10] = [
@@ -30,13 +30,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExperimentError + '_ {
     move |source| ExperimentError::Io {
         path: path.display().to_string(),
         source,
-    }
-}
-
-fn output(path: &Path, reason: impl ToString) -> ExperimentError {
-    ExperimentError::Output {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
     }
 }
 
@@ -230,11 +223,7 @@ pub fn write_capacity_outputs(
 /// shard's summary.
 pub fn merge_runs(dirs: &[std::path::PathBuf], out: &Path) -> Result<CapacitySummary> {
     let Some(first_dir) = dirs.first() else {
-        return Err(crate::args::invalid(
-            "DIR",
-            "",
-            "give at least one run directory",
-        ));
+        return Err(invalid("DIR", "", "give at least one run directory"));
     };
     let mut shards = Vec::with_capacity(dirs.len());
     for dir in dirs {

@@ -13,10 +13,10 @@
 //! deterministic for a seed. Each probe costs one sweep point (`trials` retrievals);
 //! ⌈log₂(HI − LO)⌉ + 2 probes in all.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::capacity::{PointResult, Sweep};
-use crate::{ExperimentError, Result};
+use crate::capacity::{PatternSet, PointResult, Sweep};
+use crate::error::{invalid, prepare_out, ExperimentError, Result};
 
 /// What the search looks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -29,6 +29,14 @@ pub enum Target {
 }
 
 impl Target {
+    /// `half` or `all`, as the command line, the files and the closing line spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Half => "half",
+            Target::All => "all",
+        }
+    }
+
     /// Whether a point meets the target.
     pub fn met(self, point: &PointResult) -> bool {
         match self {
@@ -63,7 +71,7 @@ pub fn bisect(
     mut progress: impl FnMut(&PointResult),
 ) -> Result<Outcome> {
     if lo == 0 || lo >= hi {
-        return Err(crate::args::invalid(
+        return Err(invalid(
             "--count/--alpha",
             &format!("{lo}..{hi}"),
             "the search needs a bracket LO < HI with LO ≥ 1 (the first and last loads)",
@@ -83,7 +91,7 @@ pub fn bisect(
                 argument: "--patterns",
                 reason,
                 ..
-            }) if matches!(sweep.set, crate::capacity::PatternSet::Separated(_)) => {
+            }) if matches!(sweep.set, PatternSet::Separated(_)) => {
                 unreachable.get_or_insert(reason);
                 unbuilt.push(p);
                 PointResult {
@@ -209,6 +217,52 @@ pub fn write_outputs(
         }
     })?;
     Ok(summary)
+}
+
+/// `dam capacity --search`: a bisection between two loads, written into a folder.
+#[derive(Debug, Clone)]
+pub struct SearchSpec {
+    /// The sweep of every probe.
+    pub sweep: Sweep,
+    /// P_½ or P_all.
+    pub target: Target,
+    /// The bracket (LO, HI): the first and last load of `--count` or `--alpha`.
+    pub bracket: (u64, u64),
+    /// The output folder (created if missing).
+    pub out: PathBuf,
+    /// The command's arguments, as summary.json records them (`args`).
+    pub args: serde_json::Value,
+}
+
+/// What [`run`] found and wrote.
+#[derive(Debug, Clone)]
+pub struct SearchReport {
+    /// The bisection.
+    pub outcome: Outcome,
+    /// summary.json as written.
+    pub summary: serde_json::Value,
+}
+
+/// Runs the search of `spec` on `device` and writes search.csv and summary.json into
+/// `spec.out` ([`write_outputs`]); `progress` is called after each probe with it.
+pub fn run(
+    spec: &SearchSpec,
+    device: &dam::Device,
+    progress: impl FnMut(&PointResult),
+) -> Result<SearchReport> {
+    let (device_name, adapter) = device.describe()?;
+    prepare_out(&spec.out)?;
+    let (lo, hi) = spec.bracket;
+    let outcome = bisect(&spec.sweep, device, spec.target, lo, hi, progress)?;
+    let summary = write_outputs(
+        &spec.out,
+        spec.target,
+        &outcome,
+        &device_name,
+        &adapter,
+        spec.args.clone(),
+    )?;
+    Ok(SearchReport { outcome, summary })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use dam::procedural::PatternKind;
 use rand::rngs::StdRng;
 use serde_json::json;
 
-use crate::{Criterion, Energy, QueryKind, Sweep};
+use crate::capacity::{Criterion, Energy, PatternSet, QueryKind, Sweep};
 use rand::SeedableRng;
 use rand_distr::{Beta, Distribution};
 
@@ -14,7 +14,7 @@ use rand_distr::{Beta, Distribution};
 pub fn prediction(sweep: &Sweep) -> serde_json::Value {
     let weight_from_stored =
         sweep.criterion == Criterion::Weight && sweep.query == QueryKind::Stored;
-    if !matches!(sweep.set, crate::PatternSet::Procedural) {
+    if !matches!(sweep.set, PatternSet::Procedural) {
         return serde_json::Value::Null;
     }
     match (sweep.kind, sweep.energy) {
@@ -57,7 +57,7 @@ pub fn ln_bessel_i(nu: f64, t: f64) -> f64 {
         }
         k += 1.0;
     }
-    peak + terms.iter().map(|v| (v - peak).exp()).sum::<f64>().ln()
+    dam::weights::log_sum_exp(&terms)
 }
 
 /// Spherical patterns, LSE energy, finite N (annealed): P* = e^{λN} / E[e^{λN u}] with

@@ -1,16 +1,193 @@
 //! `dam train`: a Krotov–Hopfield classifier ([`dam::learn::Classifier`]) trained on IDX
 //! digits, with metrics.csv (a row per epoch, flushed), memories.safetensors (rewritten
 //! after every epoch, so an interrupted run keeps the last completed epoch), memories.png
-//! (the visible parts of the first 100 memories) and summary.json.
+//! (the visible parts of the first 100 memories) and summary.json: [`run`] of a
+//! [`TrainSpec`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use dam::learn::Classifier;
+use dam::learn::{Classifier, ClassifierModel, EpochOptions};
 use ndarray::Array2;
 
-use crate::args::invalid;
-use crate::{ExperimentError, Result};
+use crate::error::{invalid, output, prepare_out, Result};
+
+/// The classes of the digits.
+const CLASSES: usize = 10;
+
+/// `dam train`: the model, the schedule and where to write.
+#[derive(Debug, Clone)]
+pub struct TrainSpec {
+    /// Folder of IDX files (train-* and t10k-*, gzipped or raw); `None`: the shipped digits.
+    pub data: Option<PathBuf>,
+    /// Number of memories K.
+    pub memories: usize,
+    /// Degree n of F.
+    pub degree: u32,
+    /// F = max(x, 0)ⁿ instead of xⁿ.
+    pub rectified: bool,
+    /// m in the loss Σ (c − t)^{2m}.
+    pub loss_power: u32,
+    /// Temperature T (β = 1/Tⁿ) of the first epoch.
+    pub temperature: f64,
+    /// Final temperature of a linear ramp over `ramp_epochs` ([`dam::learn::ramp`]);
+    /// `None`: T stays fixed.
+    pub temperature_final: Option<f64>,
+    /// Length in epochs of the temperature ramp.
+    pub ramp_epochs: usize,
+    /// Fixed momentum p ∈ [0, 1); `None`: the ramp 0.5 → 0.9 over the first 100 epochs.
+    pub momentum: Option<f64>,
+    /// Epochs (at least one).
+    pub epochs: usize,
+    /// Minibatch size.
+    pub batch: usize,
+    /// Initial learning rate ε₀.
+    pub lr: f64,
+    /// Learning-rate decay f per epoch (ε = ε₀ f^epoch).
+    pub lr_decay: f64,
+    /// Seed of the initial memories and of the sample order.
+    pub seed: u64,
+    /// Start from the memories of a memories.safetensors written by a previous run.
+    pub init: Option<PathBuf>,
+    /// The output folder (created if missing).
+    pub out: PathBuf,
+    /// The command's arguments, as summary.json records them (`args`).
+    pub args: serde_json::Value,
+}
+
+/// What [`run`] trained and wrote.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    /// The last epoch's row of metrics.csv.
+    pub last: EpochRow,
+    /// Epochs the memories have been trained, counting those of `init`.
+    pub epochs: usize,
+    /// `cpu`, `reference` or `wgpu`.
+    pub device: String,
+    /// summary.json as written.
+    pub summary: serde_json::Value,
+}
+
+/// Trains the classifier of `spec` on `device`, epoch by epoch: after each, a row of
+/// metrics.csv (flushed), memories.safetensors rewritten, and `progress(row)`; at the end
+/// memories.png and summary.json.
+pub fn run(
+    spec: &TrainSpec,
+    device: &dam::Device,
+    mut progress: impl FnMut(&EpochRow),
+) -> Result<TrainReport> {
+    let model = ClassifierModel {
+        degree: spec.degree,
+        rectified: spec.rectified,
+        temperature: spec.temperature,
+        loss_power: spec.loss_power,
+        classes: CLASSES,
+    };
+    model.validate()?;
+    let final_temperature = spec.temperature_final.unwrap_or(spec.temperature);
+    if !(final_temperature.is_finite() && final_temperature > 0.0) {
+        return Err(invalid(
+            "--temperature-final",
+            &final_temperature.to_string(),
+            "T must be finite and > 0",
+        ));
+    }
+    let options = EpochOptions {
+        batch: spec.batch,
+        lr: spec.lr,
+        lr_decay: spec.lr_decay,
+        seed: spec.seed,
+        momentum: spec.momentum,
+    };
+    options.validate()?;
+    if spec.epochs == 0 {
+        return Err(invalid("--epochs", "0", "at least one epoch"));
+    }
+    if spec.memories == 0 {
+        return Err(invalid("--memories", "0", "K must be at least 1"));
+    }
+    let data = spec.data.clone().unwrap_or_else(dam::mnist::data_dir);
+    let train_set = load_digits(&data, "train", CLASSES)?;
+    let test_set = load_digits(&data, "t10k", CLASSES)?;
+    let visible = train_set.images.ncols();
+    let mut clf = match &spec.init {
+        Some(path) => {
+            let c = Classifier::load_file(path, device)?;
+            // The temperature follows this run's schedule; the rest of the model must match.
+            let same = ClassifierModel {
+                temperature: model.temperature,
+                ..*c.model()
+            } == model;
+            if c.memories().ncols() != visible + CLASSES || !same {
+                return Err(invalid(
+                    "--init",
+                    &path.display().to_string(),
+                    format!(
+                        "holds K × {} memories of {:?}; this run asks N + C = {} and {model:?}",
+                        c.memories().ncols(),
+                        c.model(),
+                        visible + CLASSES
+                    ),
+                ));
+            }
+            c
+        }
+        None => Classifier::random(model, spec.memories, visible, spec.seed, device)?,
+    };
+    let (device_name, adapter) = device.describe()?;
+    prepare_out(&spec.out)?;
+    let mut metrics = Metrics::create(&spec.out)?;
+    let memories_path = spec.out.join("memories.safetensors");
+    let mut last: Option<EpochRow> = None;
+    for _ in 0..spec.epochs {
+        clf.set_temperature(dam::learn::ramp(
+            spec.temperature,
+            final_temperature,
+            spec.ramp_epochs,
+            clf.epochs(),
+        ))?;
+        let start = std::time::Instant::now();
+        let loss = clf.train_epoch(train_set.images.view(), &train_set.labels, &options)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let row = EpochRow {
+            epoch: clf.epochs(),
+            loss,
+            train_error: clf.error_percent(train_set.images.view(), &train_set.labels)?,
+            test_error: clf.error_percent(test_set.images.view(), &test_set.labels)?,
+            seconds,
+        };
+        metrics.push(&row)?;
+        clf.save_file(&memories_path)?;
+        progress(&row);
+        last = Some(row);
+    }
+    write_memories_png(&spec.out, &clf)?;
+    let last = last.ok_or_else(|| invalid("--epochs", "0", "at least one epoch"))?;
+    // The fraction of test digits on which the feed-forward dual predicts the same class.
+    let mine = clf.predict(test_set.images.view())?;
+    let dual = clf.dual().predict(test_set.images.view())?;
+    let dual_agreement =
+        mine.iter().zip(&dual).filter(|(a, b)| a == b).count() as f64 / mine.len() as f64;
+    let summary = serde_json::json!({
+        "test_error": last.test_error,
+        "train_error": last.train_error,
+        "epochs": clf.epochs(),
+        "device": device_name,
+        "adapter": adapter,
+        "args": spec.args,
+        "votes_per_memory": votes_histogram(&clf),
+        "dominant_memory_fraction": clf.dominant_fraction(test_set.images.view())?,
+        "dual_agreement": dual_agreement,
+        "seconds_per_epoch": last.seconds,
+    });
+    write_summary(&spec.out, &summary)?;
+    Ok(TrainReport {
+        last,
+        epochs: clf.epochs(),
+        device: device_name,
+        summary,
+    })
+}
 
 /// A labelled image set: B × N pixels in [−1, 1] and B labels.
 #[derive(Debug, Clone)]
@@ -102,13 +279,6 @@ impl Metrics {
             .serialize(row)
             .map_err(|e| output(&self.path, e))?;
         self.writer.flush().map_err(|e| output(&self.path, e))
-    }
-}
-
-fn output(path: &Path, e: impl ToString) -> ExperimentError {
-    ExperimentError::Output {
-        path: path.display().to_string(),
-        reason: e.to_string(),
     }
 }
 

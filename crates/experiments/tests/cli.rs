@@ -287,6 +287,72 @@ fn bad_arguments_give_a_message_and_a_nonzero_exit() {
     }
 }
 
+/// The engine's rule and device names (`Separation::parse`, `Device::parse`) work on the
+/// command line and give the same files as the short spellings, which the files keep.
+#[test]
+fn engine_names_are_aliases_with_the_same_results() {
+    let rows = |dir: &Path| -> Vec<String> {
+        std::fs::read_to_string(dir.join("results.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').take(7).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    let mut runs = Vec::new();
+    for (energy, device) in [("poly", "cpu"), ("Polynomial", " CPU ")] {
+        let out = tmp(&format!("alias-{}", energy.len()));
+        let o = dam(&[
+            "capacity",
+            "--patterns",
+            "binary",
+            "--dim",
+            "24",
+            "--energy",
+            energy,
+            "--degree",
+            "3",
+            "--count",
+            "10:40:15",
+            "--criterion",
+            "exact",
+            "--trials",
+            "12",
+            "--device",
+            device,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(summary["args"]["energy"], "poly");
+        assert_eq!(summary["device"], "cpu");
+        runs.push(rows(&out));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    assert_eq!(runs[0], runs[1]);
+    assert_usage_error(&[
+        "capacity",
+        "--patterns",
+        "binary",
+        "--dim",
+        "24",
+        "--energy",
+        "poly",
+        "--count",
+        "10:40:15",
+        "--criterion",
+        "exact",
+        "--trials",
+        "2",
+        "--device",
+        "tpu",
+        "--out",
+        "x",
+    ]);
+}
+
 #[test]
 fn binary_polynomial_one_step_reports_bit_flip_rates() {
     // THEORY.md §3: n = 3, N = 100, one update from a stored pattern: K = 500 → 0.005,

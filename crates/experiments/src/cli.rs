@@ -1,0 +1,881 @@
+//! The arguments of the `dam` command line (clap) and how each command's maps to its spec:
+//! the binary parses [`Cli`], runs the spec with a progress bar and prints the closing line.
+//!
+//! Every `--device` is read by the engine's one parser ([`open_device`]: `auto`, `cpu`,
+//! `reference`, `wgpu`, `gpu`, `wgpu:N`, `wgpu:NAME`), every `--energy` by
+//! [`Energy::parse`] (the engine's separation names).
+
+use std::path::PathBuf;
+
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use crate::args::SweepText;
+use crate::bench::{BenchCall, BenchConfig};
+use crate::capacity::{Energy, Sweep};
+use crate::census::CensusSpec;
+use crate::curve::CurveSpec;
+use crate::drdam::DrdamConfig;
+use crate::ensemble_curve::EnsembleCurveSpec;
+use crate::error::{invalid, Result};
+use crate::search::Target;
+use crate::train::TrainSpec;
+
+/// The device a `--device` names, by the engine's parser ([`dam::Device::parse`]), and for
+/// `auto` (or nothing) the line saying which device [`dam::Device::choose`] picked and why
+/// (it reads `DAM_DEVICE` first).
+pub fn open_device(name: &str) -> Result<(dam::Device, Option<String>)> {
+    if matches!(name.trim().to_ascii_lowercase().as_str(), "auto" | "") {
+        let (device, reason) = dam::Device::choose()?;
+        return Ok((device, Some(reason)));
+    }
+    match dam::Device::parse(name) {
+        Ok((device, _)) => Ok((device, None)),
+        Err(dam::Error::UnknownDevice { .. }) => Err(invalid(
+            "--device",
+            name,
+            "use auto, cpu, reference, wgpu (or gpu), wgpu:N (adapter index, see `dam devices`) \
+             or wgpu:NAME",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `--energy`: [`Energy::parse`]; the help lists the names the files use.
+#[derive(Debug, Clone, Copy)]
+struct EnergyParser;
+
+impl TypedValueParser for EnergyParser {
+    type Value = Energy;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<Energy, clap::Error> {
+        if let Some(Ok(energy)) = value.to_str().map(Energy::parse) {
+            return Ok(energy);
+        }
+        // The error clap gives for a value outside the listed names.
+        let names = PossibleValuesParser::new(Energy::ALL.map(Energy::name));
+        Err(names
+            .parse_ref(cmd, arg, value)
+            .err()
+            .unwrap_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidValue)))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            Energy::ALL
+                .into_iter()
+                .map(|e| PossibleValue::new(e.name())),
+        ))
+    }
+}
+
+/// `dam`: dense associative memory capacity experiments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dam",
+    version,
+    about = "Dense associative memory capacity experiments",
+    long_about = None
+)]
+pub struct Cli {
+    /// The command; none runs [`CapacityArgs::default_sweep`].
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sweep the load and measure the retrieval success rate.
+    Capacity(CapacityArgs),
+    /// Join the outputs of `--shard`ed runs into one results.csv / summary.json / svg.
+    Merge(MergeArgs),
+    /// Random-feature memory (DrDAM) vs the exact LSE memory, as a function of Y.
+    Drdam(DrdamArgs),
+    /// Seconds per retrieval step (dot similarity, softmax, Gaussian patterns, seed 0).
+    Bench(BenchArgs),
+    /// List the wgpu adapters (index for DAM_DEVICE=wgpu:N, type, limits) and the device
+    /// `--device auto` picks.
+    Devices(DevicesArgs),
+    /// Random starts → fixed points of the ±1 spin dynamics, classified (stored, prototype,
+    /// mixture, spurious) with basin fractions and stability ratios: census.csv,
+    /// summary.json, census.svg.
+    Census(CensusArgs),
+    /// Train a Krotov–Hopfield classifier on IDX digits: metrics.csv, memories.safetensors,
+    /// memories.png, summary.json.
+    Train(TrainArgs),
+    /// The capacity search across `separated:d` or `correlated:c` for several degrees:
+    /// ensembles.csv and ensembles.svg (Bielmeier & Friedland's curves).
+    CapacityEnsembles(EnsemblesArgs),
+    /// The capacity search at each N of a range, per energy: curve.csv and curve.svg
+    /// (e.g. Krotov–Hopfield Fig. 5 with the paper's estimate).
+    CapacityCurve(CurveArgs),
+}
+
+/// What every capacity search of a curve shares.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct SearchCommon {
+    /// P_½ (`half`) or P_all (`all`).
+    #[arg(long, value_enum, default_value_t = SearchArg::Half)]
+    search: SearchArg,
+    /// λ (β on the raw dot product) for `lse`/`exp`.
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// Trials per probe.
+    #[arg(long, default_value_t = 100)]
+    pub trials: usize,
+    /// `stored`, `flip:RHO` or `random`.
+    #[arg(long, default_value = "stored")]
+    pub query: String,
+    /// `one-step` or `converge:MAX`.
+    #[arg(long, default_value = "one-step")]
+    pub dynamics: String,
+    /// `weight`, `overlap:THETA`, `nearest` or `exact`.
+    #[arg(long, default_value = "exact")]
+    pub criterion: String,
+    /// Master seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device: `auto` (DAM_DEVICE if set, else wgpu on a hardware adapter, else the CPU),
+    /// `cpu`, `reference` (the f64 reference), `wgpu` (or `gpu`), `wgpu:N` or `wgpu:NAME`
+    /// (an adapter of `dam devices`).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl SearchCommon {
+    /// The sweep of every point; the caller fills in what varies.
+    pub fn template<'a>(
+        &'a self,
+        patterns: &'a str,
+        dim: usize,
+        energy: &'a str,
+        degree: u32,
+    ) -> SweepText<'a> {
+        SweepText {
+            patterns,
+            dim,
+            energy,
+            beta: self.beta,
+            degree,
+            alpha: None,
+            count: None,
+            trials: self.trials,
+            query: &self.query,
+            dynamics: &self.dynamics,
+            criterion: &self.criterion,
+            seed: self.seed,
+            shard: None,
+            search: true,
+        }
+    }
+}
+
+/// `dam capacity-curve`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct CurveArgs {
+    /// Dimensions N, `START:STOP:STEP`.
+    #[arg(long)]
+    pub dims: String,
+    /// Energies, one line each, comma-separated (`poly`, `rpoly`, `lse`, `exp`).
+    #[arg(long, default_value = "poly,rpoly")]
+    pub energies: String,
+    /// Polynomial degree n.
+    #[arg(long, default_value_t = 3)]
+    pub degree: u32,
+    /// The bracket of every search, `LO:HI:1` (P).
+    #[arg(long)]
+    pub count: String,
+    /// Stored patterns: `binary`, `correlated:C`, `separated:D`, `mnist[:DIR]`, `spherical`
+    /// or `gaussian`.
+    #[arg(long, default_value = "binary")]
+    pub patterns: String,
+    /// What every search shares.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: SearchCommon,
+}
+
+impl CurveArgs {
+    /// The curve to run.
+    pub fn spec(&self) -> Result<CurveSpec<'_>> {
+        CurveSpec::parse(
+            &self.dims,
+            &self.energies,
+            &self.count,
+            self.common.template(&self.patterns, 1, "lse", self.degree),
+            self.common.search.target(),
+            self.common.out.clone(),
+        )
+    }
+}
+
+/// `dam devices`.
+#[derive(Debug, Clone, Args)]
+pub struct DevicesArgs {
+    /// One JSON object per adapter instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum DtypeArg {
+    F32,
+    F16,
+}
+
+/// `dam bench`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct BenchArgs {
+    /// Stored patterns P.
+    #[arg(long)]
+    pub patterns: usize,
+    /// Dimension N.
+    #[arg(long)]
+    pub dim: usize,
+    /// Queries per step B.
+    #[arg(long)]
+    pub batch: usize,
+    /// β of softmax and exponential (default 1/√N, as the NumPy and PyTorch peers).
+    #[arg(long)]
+    pub beta: Option<f32>,
+    /// Similarity: dot, euclidean or manhattan.
+    #[arg(long, default_value = "dot")]
+    pub similarity: String,
+    /// Separation: softmax, exponential, polynomial:N, rectified:N, max or top-k:K.
+    #[arg(long, default_value = "softmax")]
+    pub separation: String,
+    /// The call timed: step (one update), retrieve (the dynamics plus nearest pattern,
+    /// energy and confidence), energy, or search (exact top-k, as --search).
+    #[arg(long, value_enum, default_value_t = CallArg::Step)]
+    call: CallArg,
+    /// Dynamics of retrieve: one-step, or iterate (to ‖Δx‖∞ ≤ 1e-5, at most 100 steps).
+    #[arg(long, value_enum, default_value_t = BenchDynamicsArg::OneStep)]
+    dynamics: BenchDynamicsArg,
+    /// Projection after each update: none, sphere or sign.
+    #[arg(long, value_enum, default_value_t = ProjectionArg::None)]
+    projection: ProjectionArg,
+    /// Timed steps after one warm-up step (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Device: `auto` (DAM_DEVICE if set, else wgpu on a hardware adapter, else the CPU),
+    /// `cpu`, `reference` (the f64 reference), `wgpu` (or `gpu`), `wgpu:N` or `wgpu:NAME`
+    /// (an adapter of `dam devices`).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Pattern storage: f32, or f16 (2 bytes per entry, f32 arithmetic).
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    dtype: DtypeArg,
+    /// Time the plain f64 reference (one query, one pattern at a time), the same as
+    /// `--device reference`; not with `--device wgpu`.
+    #[arg(long)]
+    pub reference: bool,
+    /// Print one JSON line instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
+    /// The wgpu kernel for the step: `stream` (fused streaming softmax), `gemm` (the
+    /// generic matrix product: scores, row softmax, weights × patterns) or `auto` (the
+    /// adapter's default, see `WgpuOptions::gemm_min_batch`).
+    #[arg(long, value_enum, default_value_t = KernelArg::Auto)]
+    kernel: KernelArg,
+    /// Time an exact top-k search of the batch (`Retriever::search`, dot similarity)
+    /// instead of a retrieval step; `seconds_per_step` is one search. The JSON line adds
+    /// `k` and `recall` (against the f64 reference on the first 16 queries).
+    #[arg(long)]
+    pub search: bool,
+    /// Patterns returned per query with `--search`.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+}
+
+impl BenchArgs {
+    /// What to time: the rule by the engine's names ([`dam::Similarity::parse`],
+    /// [`dam::Separation::parse`]), β = 1/√N unless given.
+    pub fn config(&self) -> Result<BenchConfig> {
+        let beta = self.beta.unwrap_or(1.0 / (self.dim.max(1) as f32).sqrt());
+        let rule = |argument: &'static str, value: &str, e: dam::Error| invalid(argument, value, e);
+        let similarity = dam::Similarity::parse(&self.similarity)
+            .map_err(|e| rule("--similarity", &self.similarity, e))?;
+        let separation = dam::Separation::parse(&self.separation, beta)
+            .map_err(|e| rule("--separation", &self.separation, e))?;
+        let call = match (self.call, self.search) {
+            (CallArg::Search, _) | (CallArg::Step, true) => BenchCall::Search { k: self.k },
+            (_, true) => {
+                return Err(invalid(
+                    "--search",
+                    &format!("with --call {:?}", self.call).to_lowercase(),
+                    "--search is --call search; give one call",
+                ))
+            }
+            (CallArg::Step, false) => BenchCall::Step,
+            (CallArg::Retrieve, false) => BenchCall::Retrieve,
+            (CallArg::Energy, false) => BenchCall::Energy,
+        };
+        Ok(BenchConfig {
+            patterns: self.patterns,
+            dim: self.dim,
+            batch: self.batch,
+            steps: self.steps,
+            storage: match self.dtype {
+                DtypeArg::F32 => dam::Storage::F32,
+                DtypeArg::F16 => dam::Storage::F16,
+            },
+            config: dam::Config {
+                similarity,
+                separation,
+                dynamics: match self.dynamics {
+                    BenchDynamicsArg::OneStep => dam::Dynamics::OneStep,
+                    BenchDynamicsArg::Iterate => dam::Dynamics::default(),
+                },
+                projection: match self.projection {
+                    ProjectionArg::None => dam::Projection::None,
+                    ProjectionArg::Sphere => dam::Projection::Sphere,
+                    ProjectionArg::Sign => dam::Projection::Sign,
+                },
+                energy_trace: false,
+            },
+            call,
+        })
+    }
+
+    /// The `--device` to open: `reference` with `--reference` (which refuses a wgpu name).
+    pub fn device_name(&self) -> Result<&str> {
+        if !self.reference {
+            return Ok(&self.device);
+        }
+        match self.device.trim().to_ascii_lowercase().as_str() {
+            "cpu" | "reference" | "auto" | "" => Ok("reference"),
+            _ => Err(invalid(
+                "--reference",
+                &format!("with --device {}", self.device),
+                "the reference runs on the CPU (--device reference)",
+            )),
+        }
+    }
+
+    /// `device` with the wgpu kernel of `--kernel` (other devices unchanged).
+    pub fn with_kernel(&self, device: dam::Device) -> dam::Device {
+        match (device, self.kernel) {
+            (dam::Device::Wgpu(options), kernel) if kernel != KernelArg::Auto => {
+                dam::Device::Wgpu(dam::WgpuOptions {
+                    gemm_min_batch: Some(if kernel == KernelArg::Gemm {
+                        1
+                    } else {
+                        usize::MAX
+                    }),
+                    ..options
+                })
+            }
+            (device, _) => device,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum CallArg {
+    Step,
+    Retrieve,
+    Energy,
+    Search,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum BenchDynamicsArg {
+    OneStep,
+    Iterate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum ProjectionArg {
+    None,
+    Sphere,
+    Sign,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum KernelArg {
+    Auto,
+    Stream,
+    Gemm,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum KindArg {
+    Fourier,
+    Positive,
+}
+
+/// `dam drdam`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct DrdamArgs {
+    /// Dimension N.
+    #[arg(long)]
+    pub dim: usize,
+    /// Stored patterns P.
+    #[arg(long)]
+    pub count: usize,
+    /// Kernel β of exp(−β/2 ‖x − ξ‖²).
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// Feature counts, comma separated (e.g. 64,256,1024).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub features: Vec<usize>,
+    /// Independent pattern sets (10 queries each).
+    #[arg(long, default_value_t = 4)]
+    pub trials: usize,
+    /// Feature family.
+    #[arg(long, value_enum, default_value_t = KindArg::Fourier)]
+    kind: KindArg,
+    /// Gradient-descent steps compared on the states.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Step size η.
+    #[arg(long, default_value_t = 0.5)]
+    pub step_size: f32,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device: `auto` (DAM_DEVICE if set, else wgpu on a hardware adapter, else the CPU),
+    /// `cpu`, `reference` (the f64 reference), `wgpu` (or `gpu`), `wgpu:N` or `wgpu:NAME`
+    /// (an adapter of `dam devices`).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl DrdamArgs {
+    /// The comparison to run.
+    pub fn config(&self) -> DrdamConfig {
+        DrdamConfig {
+            dim: self.dim,
+            count: self.count,
+            beta: self.beta,
+            features: self.features.clone(),
+            trials: self.trials,
+            kind: match self.kind {
+                KindArg::Fourier => dam::features::FeatureKind::Fourier,
+                KindArg::Positive => dam::features::FeatureKind::PositiveExp,
+            },
+            steps: self.steps,
+            step_size: self.step_size,
+            seed: self.seed,
+        }
+    }
+}
+
+/// `dam capacity-ensembles`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct EnsemblesArgs {
+    /// The parameter that varies: `separated:LO:HI:STEP` (distance d) or
+    /// `correlated:LO:HI:STEP` (feature correlation c).
+    #[arg(long)]
+    pub vary: String,
+    /// Dimension N.
+    #[arg(long)]
+    pub dim: usize,
+    /// Degrees n, one line each, comma-separated.
+    #[arg(long, default_value = "2,3,4")]
+    pub degrees: String,
+    /// Energy (`poly`, `rpoly`, `exp`, `lse`).
+    #[arg(long, default_value = "poly", value_parser = EnergyParser)]
+    pub energy: Energy,
+    /// The bracket of every search, `LO:HI:1` (P).
+    #[arg(long)]
+    pub count: String,
+    /// What every search shares.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: SearchCommon,
+}
+
+impl EnsemblesArgs {
+    /// The searches to run.
+    pub fn spec(&self) -> Result<EnsembleCurveSpec<'_>> {
+        EnsembleCurveSpec::parse(
+            &self.vary,
+            &self.degrees,
+            &self.count,
+            self.common
+                .template("binary", self.dim, self.energy.name(), 2),
+            self.common.search.target(),
+            self.common.out.clone(),
+        )
+    }
+}
+
+/// `dam train`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct TrainArgs {
+    /// Folder of IDX files (train-* and t10k-*, gzipped or raw); default the shipped digits.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Number of memories K.
+    #[arg(long)]
+    pub memories: usize,
+    /// Degree n of F.
+    #[arg(long)]
+    pub degree: u32,
+    /// F = max(x, 0)ⁿ instead of xⁿ.
+    #[arg(long)]
+    pub rectified: bool,
+    /// m in the loss Σ (c − t)^{2m}.
+    #[arg(long, default_value_t = 3)]
+    pub loss_power: u32,
+    /// Temperature T (β = 1/Tⁿ); with --temperature-final, the first epoch's.
+    #[arg(long, default_value_t = 100.0)]
+    pub temperature: f64,
+    /// Final temperature: T ramps linearly from --temperature to this over --ramp-epochs
+    /// (Krotov–Hopfield Appendix A); default: T stays fixed.
+    #[arg(long)]
+    pub temperature_final: Option<f64>,
+    /// Length in epochs of the temperature ramp.
+    #[arg(long, default_value_t = 100)]
+    pub ramp_epochs: usize,
+    /// Fixed momentum p ∈ [0, 1); default: the ramp 0.5 → 0.9 over the first 100 epochs.
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: usize,
+    /// Minibatch size.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Initial learning rate ε₀.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// Learning-rate decay f per epoch (ε = ε₀ f^epoch).
+    #[arg(long, default_value_t = 0.998)]
+    pub lr_decay: f64,
+    /// Seed of the initial memories and of the sample order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device: `cpu` (the fused CPU path) or `wgpu` (each epoch on the device: products,
+    /// epilogues and optimiser steps as kernels, memories resident); any name of
+    /// `--device` elsewhere (`auto`, `reference`, `gpu`, `wgpu:N`, `wgpu:NAME`).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Start from the memories of a memories.safetensors written by `dam train`.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl TrainArgs {
+    /// The training to run.
+    pub fn spec(&self) -> TrainSpec {
+        TrainSpec {
+            data: self.data.clone(),
+            memories: self.memories,
+            degree: self.degree,
+            rectified: self.rectified,
+            loss_power: self.loss_power,
+            temperature: self.temperature,
+            temperature_final: self.temperature_final,
+            ramp_epochs: self.ramp_epochs,
+            momentum: self.momentum,
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr,
+            lr_decay: self.lr_decay,
+            seed: self.seed,
+            init: self.init.clone(),
+            out: self.out.clone(),
+            args: json!(self),
+        }
+    }
+}
+
+/// `dam census`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct CensusArgs {
+    /// Stored ±1 patterns: `binary`, `correlated:C`, `separated:D`, `mnist[:DIR]` (needs
+    /// --dim 784) or `prototype:K:RHO` (P noisy copies of K prototypes, each entry flipped
+    /// with probability RHO).
+    #[arg(long, default_value = "binary")]
+    pub patterns: String,
+    /// Dimension N.
+    #[arg(long)]
+    pub dim: usize,
+    /// Number of stored patterns P.
+    #[arg(long)]
+    pub count: usize,
+    /// Spin energy: `poly`, `rpoly` or `exp`.
+    #[arg(long, default_value = "poly", value_parser = EnergyParser)]
+    pub energy: Energy,
+    /// Polynomial degree n.
+    #[arg(long, default_value_t = 3)]
+    pub degree: u32,
+    /// β of `exp`.
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// Random starts R.
+    #[arg(long, default_value_t = 1000)]
+    pub starts: usize,
+    /// Most asynchronous sweeps per start.
+    #[arg(long, default_value_t = 100)]
+    pub max_sweeps: usize,
+    /// Seed of the memory, the starts and the sweep order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device: `auto` (DAM_DEVICE if set, else wgpu on a hardware adapter, else the CPU),
+    /// `cpu`, `reference` (the f64 reference), `wgpu` (or `gpu`), `wgpu:N` or `wgpu:NAME`
+    /// (an adapter of `dam devices`).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl CensusArgs {
+    /// The census to take.
+    pub fn spec(&self) -> CensusSpec {
+        CensusSpec {
+            patterns: self.patterns.clone(),
+            dim: self.dim,
+            count: self.count,
+            energy: self.energy,
+            degree: self.degree,
+            beta: self.beta,
+            starts: self.starts,
+            max_sweeps: self.max_sweeps,
+            seed: self.seed,
+            out: self.out.clone(),
+            args: json!(self),
+        }
+    }
+}
+
+/// `dam capacity`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+#[command(group(clap::ArgGroup::new("load").required(true).args(["alpha", "count"])))]
+pub struct CapacityArgs {
+    /// Stored patterns: `spherical`, `gaussian`, `binary` (procedural i.i.d.),
+    /// `correlated:C` (±1 with pairwise feature correlation C ∈ [0, 1), procedural),
+    /// `separated:D` (±1 with pairwise Hamming distance ≥ D, greedy per trial) or
+    /// `mnist[:DIR]` (digits, default the shipped ones; needs --dim 784).
+    #[arg(long)]
+    pub patterns: String,
+    /// Dimension N.
+    #[arg(long)]
+    pub dim: usize,
+    /// Energy / separation.
+    #[arg(long, value_parser = EnergyParser)]
+    pub energy: Energy,
+    /// λ of THEORY.md §1 (β on the raw dot product).
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// Polynomial degree n.
+    #[arg(long, default_value_t = 2)]
+    pub degree: u32,
+    /// Loads α = ln P / N as START:STOP:STEP (P = round(e^{αN})).
+    #[arg(long)]
+    pub alpha: Option<String>,
+    /// Pattern counts P as START:STOP:STEP.
+    #[arg(long)]
+    pub count: Option<String>,
+    /// Trials per point.
+    #[arg(long)]
+    pub trials: usize,
+    /// `stored`, `flip:RHO` (flip the sign of a fraction ρ of the entries) or `random` (a
+    /// random state: ±1 uniform, or an isotropic direction with the target's norm).
+    #[arg(long, default_value = "stored")]
+    pub query: String,
+    /// `one-step` or `converge:MAX`.
+    #[arg(long, default_value = "one-step")]
+    pub dynamics: String,
+    /// `weight`, `overlap:THETA`, `nearest` or `exact`.
+    #[arg(long, default_value = "weight")]
+    pub criterion: String,
+    /// Master seed (trial t at load P uses a seed derived from (seed, P, t)).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device: `auto` (DAM_DEVICE if set, else wgpu on a hardware adapter, else the CPU),
+    /// `cpu`, `reference` (the f64 reference), `wgpu` (or `gpu`), `wgpu:N` or `wgpu:NAME`
+    /// (an adapter of `dam devices`).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Run the trials t with t mod n = i, as `i/n` (merge shards with `dam merge`).
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Bisect on P between the first and last load of --count/--alpha for the largest P
+    /// with success rate ≥ ½ (`half`) or with every trial a success (`all`); writes
+    /// search.csv (one row per probe) and summary.json (`patterns_half` / `patterns_all`,
+    /// `bracket`) instead of the sweep's files.
+    #[arg(long, value_enum, conflicts_with = "shard")]
+    search: Option<SearchArg>,
+}
+
+impl CapacityArgs {
+    /// `dam` without a command: spherical patterns, N = 16, λ = 1, log-sum-exp, α from 0.50
+    /// to 0.74, 100 trials, into `dam-out`.
+    pub fn default_sweep() -> Self {
+        Self {
+            patterns: "spherical".into(),
+            dim: 16,
+            energy: Energy::Lse,
+            beta: 1.0,
+            degree: 2,
+            alpha: Some("0.50:0.74:0.02".into()),
+            count: None,
+            trials: 100,
+            query: "stored".into(),
+            dynamics: "one-step".into(),
+            criterion: "weight".into(),
+            seed: 0,
+            device: "auto".into(),
+            out: PathBuf::from("dam-out"),
+            shard: None,
+            search: None,
+        }
+    }
+
+    /// `--search`: the capacity search's target, if one is asked for.
+    pub fn search(&self) -> Option<Target> {
+        self.search.map(SearchArg::target)
+    }
+
+    /// The validated sweep and its loads (with `--search`, the bracket's two ends).
+    pub fn sweep(&self) -> Result<(Sweep, Vec<u64>)> {
+        SweepText {
+            patterns: &self.patterns,
+            dim: self.dim,
+            energy: self.energy.name(),
+            beta: self.beta,
+            degree: self.degree,
+            alpha: self.alpha.as_deref(),
+            count: self.count.as_deref(),
+            trials: self.trials,
+            query: &self.query,
+            dynamics: &self.dynamics,
+            criterion: &self.criterion,
+            seed: self.seed,
+            shard: self.shard.as_deref(),
+            search: self.search.is_some(),
+        }
+        .build()
+    }
+
+    /// summary.json's `args`: these arguments.
+    pub fn record(&self) -> serde_json::Value {
+        json!(self)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum SearchArg {
+    Half,
+    All,
+}
+
+impl SearchArg {
+    fn target(self) -> Target {
+        match self {
+            SearchArg::Half => Target::Half,
+            SearchArg::All => Target::All,
+        }
+    }
+}
+
+/// `dam merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Output folders of the shards.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the merged files.
+    #[arg(long, default_value = "dam-merged")]
+    pub out: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ExperimentError;
+
+    #[test]
+    fn devices_are_read_by_the_engines_parser() {
+        for (name, device) in [
+            ("cpu", dam::Device::Cpu),
+            (" CPU", dam::Device::Cpu),
+            ("reference", dam::Device::Reference),
+        ] {
+            let (d, reason) = open_device(name).unwrap();
+            assert_eq!((d, reason), (device, None), "{name}");
+        }
+        match open_device("tpu") {
+            Err(ExperimentError::Invalid { argument, .. }) => assert_eq!(argument, "--device"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn arguments_map_to_their_specs() {
+        let cli = Cli::try_parse_from([
+            "dam",
+            "capacity",
+            "--patterns",
+            "binary",
+            "--dim",
+            "16",
+            "--energy",
+            "polynomial",
+            "--degree",
+            "3",
+            "--count",
+            "5:9:2",
+            "--trials",
+            "4",
+            "--criterion",
+            "exact",
+            "--search",
+            "all",
+            "--out",
+            "x",
+        ])
+        .unwrap();
+        let Some(Command::Capacity(args)) = cli.command else {
+            panic!("not capacity");
+        };
+        assert_eq!(args.search(), Some(Target::All));
+        let (sweep, loads) = args.sweep().unwrap();
+        assert_eq!(
+            (sweep.energy, sweep.degree, loads),
+            (Energy::Poly, 3, vec![5, 9])
+        );
+        // The files record the energy by its own name and the device as given.
+        let record = args.record();
+        assert_eq!(
+            (record["energy"].as_str(), record["device"].as_str()),
+            (Some("poly"), Some("auto"))
+        );
+        assert_eq!(record["search"], "all");
+        assert!(Cli::try_parse_from([
+            "dam", "census", "--dim", "8", "--count", "2", "--energy", "cubic", "--out", "x"
+        ])
+        .is_err());
+    }
+}
