@@ -16,6 +16,7 @@ pub mod drdam;
 pub mod ensemble_curve;
 pub mod ensembles;
 pub mod output;
+pub mod phase;
 pub mod search;
 pub mod theory;
 pub mod train;
