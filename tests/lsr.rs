@@ -261,9 +261,9 @@ fn names_parse_and_bad_settings_are_clear_errors() {
             .device(Device::Cpu)
             .build()
     };
-    let err = build(Similarity::Dot, lsr(1.0))
-        .err()
-        .expect("dot is refused");
+    let Err(err) = build(Similarity::Dot, lsr(1.0)) else {
+        panic!("dot similarity is refused");
+    };
     assert!(err.to_string().contains("euclidean"), "{err}");
     for bad in [
         lsr(0.0),
@@ -291,9 +291,10 @@ fn wgpu_declines_clearly() {
         .similarity(Similarity::NegEuclidean)
         .separation(lsr(1.0))
         .device(gpu())
-        .build()
-        .err()
-        .expect("declined");
+        .build();
+    let Err(err) = err else {
+        panic!("wgpu must decline log-sum-ReLU");
+    };
     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
 }
 

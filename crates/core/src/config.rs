@@ -166,7 +166,7 @@ impl Separation {
             Separation::RectifiedPolynomial { n } => format!("rectified:{n}"),
             Separation::Max => "max".into(),
             Separation::TopK { k } => format!("top-k:{k}"),
-            Separation::LogSumRelu { eps, .. } if eps == 0.0 => "lsr".into(),
+            Separation::LogSumRelu { eps: 0.0, .. } => "lsr".into(),
             Separation::LogSumRelu { eps, .. } => format!("lsr:{eps}"),
         }
     }
