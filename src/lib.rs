@@ -494,7 +494,13 @@ impl Retriever {
                 .zip(confidence)
                 .map(|(&id, &c)| (c >= threshold).then_some(id))
                 .collect(),
-            _ => result.nearest_id.iter().map(|&id| Some(id)).collect(),
+            // An infinite energy is an empty log-sum-ReLU support: no pattern matched.
+            _ => result
+                .nearest_id
+                .iter()
+                .zip(&result.energy)
+                .map(|(&id, &e)| (e < f64::INFINITY).then_some(id))
+                .collect(),
         };
         if let (Some(k), Separation::Softmax { beta }) = (self.report_top, self.config.separation) {
             let (mut top, participation) = self.backend.top(result.states.view(), beta, k)?;

@@ -385,6 +385,10 @@ fn rule_metadata(config: &Config, storage: Storage, next_id: u64) -> HashMap<Str
         Separation::Softmax { beta } => ("softmax", Some(("beta", beta.to_string()))),
         Separation::Max => ("max", None),
         Separation::TopK { k } => ("top-k", Some(("k", k.to_string()))),
+        Separation::LogSumRelu { beta, eps } => {
+            put("eps", eps.to_string());
+            ("lsr", Some(("beta", beta.to_string())))
+        }
     };
     put("separation", separation.into());
     if let Some((key, value)) = parameter {
@@ -442,6 +446,10 @@ fn rule_of(m: &HashMap<String, String>) -> Result<Config, Invalid> {
         },
         "max" => Separation::Max,
         "top-k" => Separation::TopK { k: parse(m, "k")? },
+        "lsr" => Separation::LogSumRelu {
+            beta: parse(m, "beta")?,
+            eps: parse(m, "eps")?,
+        },
         other => return Err(bad(format!("unknown separation {other:?}"))),
     };
     let dynamics = match get(m, "dynamics")? {

@@ -52,6 +52,20 @@ pub enum Separation {
         /// How many patterns, 1 ≤ k ≤ P.
         k: usize,
     },
+    /// Log-sum-ReLU (the Epanechnikov energy of Hoover, Krotov et al. 2025):
+    /// E(x) = −β⁻¹ log(Σ_μ max(0, 1 − (β/2)d_μ²) + ε), with d_μ = −s_μ the distance of a
+    /// distance similarity (negative Euclidean or Manhattan). The update moves x to the
+    /// unweighted mean of its support {μ : 1 − (β/2)d_μ² > 0}, so stored patterns stay exact
+    /// minima and new minima appear at the centroids of overlapping supports. An empty
+    /// support (with ε = 0) is an infinite energy: the state stays where it is and the
+    /// result reports no match. On the sphere |x|² = N, with β = b/N it is the spherical
+    /// form E = −(N/b) log Σ_μ max(0, 1 − b + bφ_μ), φ_μ = x·ξ^μ/N.
+    LogSumRelu {
+        /// β > 0: the support is d² < 2/β.
+        beta: f32,
+        /// ε ≥ 0 added inside the logarithm (0: an empty support has E = +∞).
+        eps: f32,
+    },
 }
 
 impl Default for Separation {
@@ -143,7 +157,7 @@ impl Similarity {
 
 impl Separation {
     /// The name the CLI, the Python package and the files use: `softmax`, `exponential`,
-    /// `polynomial:N`, `rectified:N`, `max`, `top-k:K`.
+    /// `polynomial:N`, `rectified:N`, `max`, `top-k:K`, `lsr` (or `lsr:EPS` with ε > 0).
     pub fn name(&self) -> String {
         match *self {
             Separation::Softmax { .. } => "softmax".into(),
@@ -152,12 +166,14 @@ impl Separation {
             Separation::RectifiedPolynomial { n } => format!("rectified:{n}"),
             Separation::Max => "max".into(),
             Separation::TopK { k } => format!("top-k:{k}"),
+            Separation::LogSumRelu { eps: 0.0, .. } => "lsr".into(),
+            Separation::LogSumRelu { eps, .. } => format!("lsr:{eps}"),
         }
     }
 
-    /// Reads [`Separation::name`] with `beta` for softmax and exponential (case ignored).
-    /// Aliases: `lse` for softmax, `exp` for exponential, `poly:N` and
-    /// `rectified-polynomial:N` / `rpoly:N`, `topk:K`. Not validated here
+    /// Reads [`Separation::name`] with `beta` for softmax, exponential and log-sum-ReLU (case
+    /// ignored). Aliases: `lse` for softmax, `exp` for exponential, `poly:N` and
+    /// `rectified-polynomial:N` / `rpoly:N`, `topk:K`, `log-sum-relu[:EPS]`. Not validated here
     /// ([`Config::validate`] checks the domains).
     pub fn parse(name: &str, beta: f32) -> Result<Self> {
         let lower = name.trim().to_ascii_lowercase();
@@ -194,8 +210,17 @@ impl Separation {
             }
             "max" => plain(Separation::Max),
             "top-k" | "topk" => Ok(Separation::TopK { k: number("k")? }),
+            "lsr" | "log-sum-relu" => {
+                let eps = match tail {
+                    None => 0.0,
+                    Some(t) => t
+                        .parse::<f32>()
+                        .map_err(|_| bad("ε must be a number, e.g. lsr:0.001"))?,
+                };
+                Ok(Separation::LogSumRelu { beta, eps })
+            }
             _ => Err(bad(
-                "use softmax, exponential, polynomial:N, rectified:N, max or top-k:K",
+                "use softmax, exponential, polynomial:N, rectified:N, max, top-k:K or lsr[:EPS]",
             )),
         }
     }
@@ -250,10 +275,22 @@ impl Config {
             Separation::Polynomial { n } | Separation::RectifiedPolynomial { n } if n == 0 => {
                 return invalid("n", n.to_string(), "the degree must be at least 1");
             }
-            Separation::Exponential { beta } | Separation::Softmax { beta }
+            Separation::Exponential { beta }
+            | Separation::Softmax { beta }
+            | Separation::LogSumRelu { beta, .. }
                 if !(beta.is_finite() && beta > 0.0) =>
             {
                 return invalid("beta", beta.to_string(), "β must be finite and > 0");
+            }
+            Separation::LogSumRelu { eps, .. } if !(eps.is_finite() && eps >= 0.0) => {
+                return invalid("eps", eps.to_string(), "ε must be finite and ≥ 0");
+            }
+            Separation::LogSumRelu { .. } if self.similarity == Similarity::Dot => {
+                return invalid(
+                    "similarity",
+                    "dot".into(),
+                    "log-sum-ReLU needs a distance: use euclidean (or manhattan)",
+                );
             }
             Separation::TopK { k } if k == 0 || k > count => {
                 return invalid(
@@ -282,6 +319,8 @@ impl Config {
 pub fn checked_energy(separation: Separation, e: f64, query: usize, steps: usize) -> Result<f64> {
     let in_range = match separation {
         Separation::Exponential { .. } => !e.is_nan(),
+        // +∞: an empty support; below, −β⁻¹ log(P + ε) bounds it.
+        Separation::LogSumRelu { .. } => !e.is_nan(),
         _ => e.abs() <= f32::MAX as f64,
     };
     if in_range {

@@ -20,7 +20,8 @@ pub struct RetrievalResult {
     /// edited has ids 0..P, equal to the rows; a backend used directly reports rows.
     pub nearest_id: Vec<u64>,
     /// Energy of each final state. Finite except for `Exponential`, whose energy
-    /// −Σ e^{βs} is −∞ once log Σ e^{βs} exceeds the f64 range (≈ 709.78).
+    /// −Σ e^{βs} is −∞ once log Σ e^{βs} exceeds the f64 range (≈ 709.78), and for
+    /// `LogSumRelu`, whose energy is +∞ where no pattern is within reach (empty support).
     pub energy: Vec<f64>,
     /// When asked for: E(x_0), E(x_1), …, E(x_{steps}) for each query.
     pub energy_trace: Option<Vec<Vec<f64>>>,
@@ -30,7 +31,8 @@ pub struct RetrievalResult {
     pub confidence: Option<Vec<f64>>,
     /// `Some(nearest_id)` for each query, or `None` where the memory abstains: its
     /// confidence is below the threshold set with `dam::RetrieverBuilder::abstain_below`
-    /// ("no memory matches"). Without a threshold every query has `Some`.
+    /// ("no memory matches"), or where a log-sum-ReLU state has an empty support (infinite
+    /// energy). Otherwise every query has `Some`.
     pub matched: Vec<Option<u64>>,
     /// When asked for (`dam::RetrieverBuilder::report_top`): per query, the k stored
     /// patterns with the largest softmax weight at the final state, best first (ties to the
@@ -97,7 +99,13 @@ impl RetrievalResult {
     /// energies, and `matched` with every nearest id: what both backends do last. With
     /// E = −lse(βs)/β + ½‖x‖², the top weight is e^{β s_nearest − lse}.
     pub fn with_confidence(mut self, config: &Config, patterns: &Patterns) -> Self {
-        self.matched = self.nearest_id.iter().map(|&id| Some(id)).collect();
+        // An infinite energy is an empty log-sum-ReLU support: no pattern matched.
+        self.matched = self
+            .nearest_id
+            .iter()
+            .zip(&self.energy)
+            .map(|(&id, &e)| (e < f64::INFINITY).then_some(id))
+            .collect();
         self.confidence = match config.separation {
             Separation::Softmax { beta } => {
                 let beta = beta as f64;

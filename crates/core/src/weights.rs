@@ -99,6 +99,26 @@ pub fn energy(separation: Separation, scores: &[f64], x: &[f32]) -> f64 {
         Separation::TopK { k } => {
             -top_k(scores, k).iter().map(|&i| scores[i]).sum::<f64>() / k as f64
         }
+        Separation::LogSumRelu { beta, eps } => {
+            let sum: f64 = scores.iter().map(|&s| relu_kernel(beta as f64, s)).sum();
+            log_sum_relu_energy(beta as f64, eps as f64, sum)
+        }
+    }
+}
+
+/// The log-sum-ReLU kernel max(0, 1 − (β/2)d²) of a distance similarity s = −d.
+pub fn relu_kernel(beta: f64, s: f64) -> f64 {
+    (1.0 - 0.5 * beta * s * s).max(0.0)
+}
+
+/// E = −β⁻¹ log(Σ + ε) from Σ = Σ_μ max(0, 1 − (β/2)d_μ²): +∞ for an empty support with
+/// ε = 0, never NaN.
+pub fn log_sum_relu_energy(beta: f64, eps: f64, sum: f64) -> f64 {
+    let total = sum + eps;
+    if total > 0.0 {
+        -total.ln() / beta
+    } else {
+        f64::INFINITY
     }
 }
 
@@ -189,7 +209,9 @@ pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
 
 /// The update weights w_μ and a common factor: the new state is
 /// proj(factor · Σ_μ w_μ ξ^μ). The factor only differs from 1 for `Exponential`, where
-/// w_μ = e^{βs_μ − max βs} and factor = β·e^{max βs} (log domain).
+/// w_μ = e^{βs_μ − max βs} and factor = β·e^{max βs} (log domain). For `LogSumRelu` the
+/// weights are 1/|support| on the support; an empty support gives all-zero weights, and
+/// the update leaves the state where it is ([`keeps_state`]).
 pub fn weights(separation: Separation, scores: &[f64]) -> (Vec<f64>, f64) {
     match separation {
         Separation::Polynomial { n } | Separation::RectifiedPolynomial { n } => {
@@ -221,7 +243,25 @@ pub fn weights(separation: Separation, scores: &[f64]) -> (Vec<f64>, f64) {
             }
             (w, 1.0)
         }
+        Separation::LogSumRelu { beta, .. } => {
+            let inside: Vec<bool> = scores
+                .iter()
+                .map(|&s| relu_kernel(beta as f64, s) > 0.0)
+                .collect();
+            let count = inside.iter().filter(|&&i| i).count();
+            let w = inside
+                .iter()
+                .map(|&i| if i { 1.0 / count as f64 } else { 0.0 })
+                .collect();
+            (w, 1.0)
+        }
     }
+}
+
+/// Whether an update with these weights leaves the state where it is: a log-sum-ReLU
+/// state whose support is empty (no pattern within reach) does not move.
+pub fn keeps_state(separation: Separation, weights: &[f64]) -> bool {
+    matches!(separation, Separation::LogSumRelu { .. }) && weights.iter().all(|&w| w == 0.0)
 }
 
 #[cfg(test)]

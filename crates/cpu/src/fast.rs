@@ -280,6 +280,26 @@ impl Partial {
                     *s = if w == 0.0 { 0.0 } else { (w * inv) as f32 };
                 }
             }
+            Separation::LogSumRelu { beta, .. } => {
+                // The reference point stays 0 (the weights are 0 or 1), so merges add the
+                // sums; `l` counts the support and `energy` holds Σ max(0, 1 − (β/2)d²).
+                if self.lse[q].m == f64::NEG_INFINITY {
+                    self.rescale(q, 0.0, false);
+                }
+                let (mut count, mut sum) = (0.0f64, 0.0f64);
+                for s in row.iter_mut() {
+                    let r = dam_core::weights::relu_kernel(beta as f64, *s as f64);
+                    if r > 0.0 {
+                        count += 1.0;
+                        sum += r;
+                        *s = 1.0;
+                    } else {
+                        *s = 0.0;
+                    }
+                }
+                self.lse[q].l += count;
+                self.energy[q] += sum;
+            }
             Separation::Max | Separation::TopK { .. } => {}
         }
     }
@@ -456,6 +476,13 @@ fn per_query_range<T: Send>(
 }
 
 impl Pass<'_> {
+    /// Whether the targets are the stored patterns themselves (an update of the states,
+    /// not a read-out of values).
+    fn updates_states(&self) -> bool {
+        self.targets.as_ptr() == self.stored.patterns.as_ptr()
+            && self.targets.dim() == self.stored.patterns.dim()
+    }
+
     /// Evaluates every state of `states` (B×N): energy, nearest pattern, log-sum-exp and,
     /// for the first `updates` states, the update. Inputs must already be validated.
     pub fn run(&self, states: ArrayView2<'_, f32>, updates: usize) -> Output {
@@ -568,6 +595,10 @@ impl Pass<'_> {
                     let sum: f64 = items.iter().map(|&(s, _)| s as f64).sum();
                     (-sum / items.len() as f64, f64::NAN)
                 }
+                Separation::LogSumRelu { beta, eps } => (
+                    dam_core::weights::log_sum_relu_energy(beta as f64, eps as f64, part.energy[q]),
+                    f64::NAN,
+                ),
             };
             out.energy.push(energy);
             out.lse.push(lse);
@@ -578,7 +609,15 @@ impl Pass<'_> {
                 out.participation
                     .push(part.lse[q].l * part.lse[q].l / part.sq[q].max(f64::MIN_POSITIVE));
             }
-            if q < updates {
+            let empty_support =
+                matches!(self.separation, Separation::LogSumRelu { .. }) && part.lse[q].l == 0.0;
+            if q < updates && empty_support {
+                // No pattern within reach: an updated state stays where it is, a read-out
+                // of values is zero (the weights are all zero).
+                if self.updates_states() {
+                    out.next.row_mut(q).assign(&x.row(q));
+                }
+            } else if q < updates {
                 let mut v: Vec<f64> = match self.separation {
                     Separation::Max | Separation::TopK { .. } => {
                         let items = part.top[q].items();
@@ -590,7 +629,7 @@ impl Pass<'_> {
                         }
                         sum.iter().map(|a| a / items.len() as f64).collect()
                     }
-                    Separation::Softmax { .. } => part
+                    Separation::Softmax { .. } | Separation::LogSumRelu { .. } => part
                         .acc
                         .row(q)
                         .iter()

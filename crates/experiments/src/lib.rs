@@ -22,7 +22,7 @@
 //! # Layers
 //!
 //! Each module uses only those listed before it: [`error`], [`seed`], [`ensembles`],
-//! [`capacity`], [`args`], [`theory`], [`search`], [`train`], [`bench`](mod@bench),
+//! [`capacity`], [`args`], [`theory`], [`search`], [`train`], [`bench`](mod@bench), [`phase`],
 //! then (`cli`) [`output`], [`sweep`], [`census`], [`curve`], [`ensemble_curve`],
 //! [`drdam`], [`cli`].
 
@@ -37,6 +37,7 @@ pub mod capacity;
 
 pub mod args;
 pub mod bench;
+pub mod phase;
 pub mod search;
 pub mod theory;
 pub mod train;

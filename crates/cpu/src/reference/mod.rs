@@ -11,7 +11,7 @@ pub(crate) mod retriever;
 
 pub use retriever::ReferenceRetriever;
 
-use dam_core::weights::{argmax, energy as energy_from_scores, weights};
+use dam_core::weights::{argmax, energy as energy_from_scores, keeps_state, weights};
 use dam_core::{
     checked_energy, validate_queries, Config, Error, Patterns, Result, RetrievalResult,
     SearchResult, Similarity, TopK,
@@ -37,6 +37,9 @@ pub fn scores(similarity_kind: Similarity, patterns: &Patterns, x: &[f32]) -> Ve
 pub fn update(config: &Config, patterns: &Patterns, x: &[f32]) -> Vec<f32> {
     let s = scores(config.similarity, patterns, x);
     let (w, factor) = weights(config.separation, &s);
+    if keeps_state(config.separation, &w) {
+        return x.to_vec();
+    }
     let mut acc = vec![0.0f64; patterns.dim()];
     for (row, &wm) in patterns.view().rows().into_iter().zip(&w) {
         if wm != 0.0 {
