@@ -52,7 +52,7 @@ class Retriever:
         *,
         similarity: Literal["dot", "euclidean", "manhattan"] = "dot",
         separation: Literal[
-            "softmax", "exponential", "polynomial", "rectified-polynomial", "max", "top-k"
+            "softmax", "exponential", "polynomial", "rectified-polynomial", "max", "top-k", "lsr"
         ] = "softmax",
         beta: float = 1.0,
         degree: Optional[int] = None,

@@ -401,3 +401,19 @@ def test_classifier_learns_a_toy_problem_and_round_trips(device, tmp_path):
         clf.train_epoch(images, np.full(90, 3), batch=10)
     with pytest.raises(ValueError, match="degree"):
         dam.Classifier(4, 24, degree=0)
+
+
+@pytest.mark.parametrize("device", ["reference", "cpu"])
+def test_log_sum_relu_moves_to_the_centroid_of_the_support(device):
+    patterns = np.array([[0.0, 0.0], [1.5, 0.0], [10.0, 0.0]], dtype=np.float32)
+    memory = dam.Retriever(
+        patterns, similarity="euclidean", separation="lsr", beta=0.5,
+        dynamics="one-step", device=device,
+    )
+    out = memory.retrieve(np.array([[0.5, 0.0], [50.0, 50.0]], dtype=np.float32))
+    np.testing.assert_array_equal(out.states[0], [0.75, 0.0])
+    # Nothing within reach: infinite energy, the state stays, no match.
+    np.testing.assert_array_equal(out.states[1], [50.0, 50.0])
+    assert out.energy[1] == np.inf
+    with pytest.raises(ValueError):
+        dam.Retriever(patterns, similarity="dot", separation="lsr", device=device)

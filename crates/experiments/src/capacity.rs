@@ -63,7 +63,9 @@ impl Energy {
             dam::Separation::Exponential { .. } => Ok(Energy::Exp),
             dam::Separation::Polynomial { .. } => Ok(Energy::Poly),
             dam::Separation::RectifiedPolynomial { .. } => Ok(Energy::Rpoly),
-            dam::Separation::Max | dam::Separation::TopK { .. } => Err(refuse()),
+            dam::Separation::Max
+            | dam::Separation::TopK { .. }
+            | dam::Separation::LogSumRelu { .. } => Err(refuse()),
         }
     }
 
