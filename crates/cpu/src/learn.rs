@@ -242,7 +242,10 @@ mod tests {
         fast::optimiser_step(
             m.view_mut(),
             v.view_mut(),
-            &[(0, gradient.slice(ndarray::s![..2, ..]).to_owned()), (2, gradient.slice(ndarray::s![2.., ..]).to_owned())],
+            &[
+                (0, gradient.slice(ndarray::s![..2, ..]).to_owned()),
+                (2, gradient.slice(ndarray::s![2.., ..]).to_owned()),
+            ],
             0.05,
             0.9,
         );
