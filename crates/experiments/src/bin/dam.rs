@@ -350,31 +350,33 @@ struct TrainArgs {
     /// m in the loss Σ (c − t)^{2m}.
     #[arg(long, default_value_t = 3)]
     loss_power: u32,
-    /// Temperature T (β = 1/Tⁿ); with --temperature-final, the first epoch's.
-    #[arg(long, default_value_t = 100.0)]
-    temperature: f64,
+    /// Temperature T (β = 1/Tⁿ) of the first epoch; given without --temperature-final, T
+    /// stays fixed. Default: the recipe for the degree (dam::learn::Recipe::recommended).
+    #[arg(long)]
+    temperature: Option<f64>,
     /// Final temperature: T ramps linearly from --temperature to this over --ramp-epochs
-    /// (Krotov–Hopfield Appendix A); default: T stays fixed.
+    /// (Krotov–Hopfield Appendix A). Default: the recipe's (fixed T when --temperature is
+    /// given alone).
     #[arg(long)]
     temperature_final: Option<f64>,
-    /// Length in epochs of the temperature ramp.
-    #[arg(long, default_value_t = 100)]
-    ramp_epochs: usize,
+    /// Length in epochs of the temperature ramp. Default: the recipe's.
+    #[arg(long)]
+    ramp_epochs: Option<usize>,
     /// Fixed momentum p ∈ [0, 1); default: the ramp 0.5 → 0.9 over the first 100 epochs.
     #[arg(long)]
     momentum: Option<f64>,
     /// Epochs.
     #[arg(long)]
     epochs: usize,
-    /// Minibatch size.
-    #[arg(long, default_value_t = 100)]
-    batch: usize,
-    /// Initial learning rate ε₀.
-    #[arg(long, default_value_t = 0.01)]
-    lr: f64,
-    /// Learning-rate decay f per epoch (ε = ε₀ f^epoch).
-    #[arg(long, default_value_t = 0.998)]
-    lr_decay: f64,
+    /// Minibatch size. Default: the recipe's (100).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Initial learning rate ε₀. Default: the recipe's.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Learning-rate decay f per epoch (ε = ε₀ f^epoch). Default: the recipe's.
+    #[arg(long)]
+    lr_decay: Option<f64>,
     /// Seed of the initial memories and of the sample order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -958,35 +960,31 @@ fn capacity_ensembles(args: &EnsemblesArgs) -> Result<()> {
 
 /// `dam train`.
 fn train(args: &TrainArgs) -> Result<()> {
-    use dam::learn::{Classifier, ClassifierModel, EpochOptions};
+    use dam::learn::{Classifier, ClassifierModel, ParameterNames, Recipe, RecipeOverrides};
     use dam_experiments::train::{
         load_digits, votes_histogram, write_memories_png, write_summary, EpochRow, Metrics,
     };
     let classes = 10;
+    // A flag not given takes the recipe's value for this degree.
+    let recipe = Recipe::recommended(args.degree, args.rectified).with(&RecipeOverrides {
+        temperature: args.temperature,
+        temperature_final: args.temperature_final,
+        ramp_epochs: args.ramp_epochs,
+        batch: args.batch,
+        lr: args.lr,
+        lr_decay: args.lr_decay,
+        momentum: args.momentum,
+    });
     let model = ClassifierModel {
         degree: args.degree,
         rectified: args.rectified,
-        temperature: args.temperature,
+        temperature: recipe.temperature,
         loss_power: args.loss_power,
         classes,
     };
     model.validate()?;
-    let final_temperature = args.temperature_final.unwrap_or(args.temperature);
-    if !(final_temperature.is_finite() && final_temperature > 0.0) {
-        return Err(dam_experiments::args::invalid(
-            "--temperature-final",
-            &final_temperature.to_string(),
-            "T must be finite and > 0",
-        ));
-    }
-    let options = EpochOptions {
-        batch: args.batch,
-        lr: args.lr,
-        lr_decay: args.lr_decay,
-        seed: args.seed,
-        momentum: args.momentum,
-    };
-    options.validate()?;
+    recipe.validate()?;
+    let options = recipe.epoch_options(args.seed);
     if args.epochs == 0 {
         return Err(dam_experiments::args::invalid(
             "--epochs",
@@ -1042,13 +1040,9 @@ fn train(args: &TrainArgs) -> Result<()> {
     );
     let memories_path = args.out.join("memories.safetensors");
     let mut last: Option<EpochRow> = None;
+    let mut monitor = dam::learn::TrainingMonitor::new(ParameterNames::FLAGS);
     for _ in 0..args.epochs {
-        clf.set_temperature(dam::learn::ramp(
-            args.temperature,
-            final_temperature,
-            args.ramp_epochs,
-            clf.epochs(),
-        ))?;
+        clf.set_temperature(recipe.temperature_at(clf.epochs()))?;
         let start = std::time::Instant::now();
         let loss = clf.train_epoch(train_set.images.view(), &train_set.labels, &options)?;
         let seconds = start.elapsed().as_secs_f64();
@@ -1070,6 +1064,7 @@ fn train(args: &TrainArgs) -> Result<()> {
             ),
         );
         bar.inc(1);
+        monitor.check(&clf)?;
         last = Some(row);
     }
     bar.finish_and_clear();
@@ -1087,6 +1082,15 @@ fn train(args: &TrainArgs) -> Result<()> {
         "device": device_name,
         "adapter": adapter,
         "args": args,
+        "recipe": {
+            "temperature": recipe.temperature,
+            "temperature_final": recipe.temperature_final,
+            "ramp_epochs": recipe.ramp_epochs,
+            "batch": recipe.batch,
+            "lr": recipe.lr,
+            "lr_decay": recipe.lr_decay,
+            "momentum": recipe.momentum,
+        },
         "votes_per_memory": votes_histogram(&clf),
         "dominant_memory_fraction": clf.dominant_fraction(test_set.images.view())?,
         "dual_agreement": dual_agreement,
