@@ -571,11 +571,14 @@ impl Classifier {
             .zip(self.velocity.axis_iter(Axis(0)))
             .filter(|(((m0, v0), m1), v1)| m0 != m1 || v0 != v1)
             .count();
-        let saturated = if updated == 0 {
-            let probe = images.rows(0, images.nrows().min(SATURATION_PROBE));
-            let c = self.outputs_images(probe)?;
-            let at_one = c.iter().filter(|&&v| (v as f32).abs() == 1.0).count();
-            Some(at_one as f64 / c.len().max(1) as f64)
+        // Which samples have an output pinned at the wrong end, measured after the first
+        // epoch and whenever an epoch looks stuck (no step, or a loss that did not move):
+        // the monitor tells saturation from vanishing F′ and from steps too small by it.
+        let still = self.last.as_ref().is_none_or(|r| {
+            (total - r.loss).abs() <= TrainingMonitor::TOLERANCE * total.abs().max(r.loss.abs())
+        });
+        let saturated = if updated == 0 || still {
+            Some(self.pinned_fraction(images, labels)?)
         } else {
             None
         };
@@ -591,6 +594,27 @@ impl Classifier {
             saturated,
         });
         Ok(total)
+    }
+
+    /// The fraction of samples with an output pinned at the wrong end: the true class's at
+    /// −1 or another class's at +1, exactly, in f32.
+    fn pinned_fraction(&self, images: Images<'_>, labels: &[usize]) -> Result<f64> {
+        let mut pinned = 0usize;
+        for start in (0..images.nrows()).step_by(1000) {
+            let end = (start + 1000).min(images.nrows());
+            let c = self.outputs_images(images.rows(start, end))?;
+            pinned += c
+                .axis_iter(Axis(0))
+                .zip(&labels[start..end])
+                .filter(|(row, &label)| {
+                    row.iter().enumerate().any(|(a, &v)| {
+                        let wrong_end = if a == label { -1.0 } else { 1.0 };
+                        v as f32 == wrong_end
+                    })
+                })
+                .count();
+        }
+        Ok(pinned as f64 / images.nrows().max(1) as f64)
     }
 
     /// What the last epoch trained by this classifier did (`None` before the first).
@@ -709,9 +733,6 @@ impl Classifier {
     }
 }
 
-/// Samples whose outputs [`EpochReport::saturated`] is measured on.
-pub const SATURATION_PROBE: usize = 1000;
-
 /// What one epoch of [`Classifier::train_epoch`] did ([`Classifier::last_epoch`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpochReport {
@@ -733,8 +754,11 @@ pub struct EpochReport {
     /// minibatch): those whose velocity or entries changed. The others are bit for bit as
     /// before the epoch.
     pub updated: usize,
-    /// When no memory took a step: the fraction of the outputs of the first
-    /// [`SATURATION_PROBE`] samples that are ±1 in f32 (saturated); `None` otherwise.
+    /// After the first epoch of this classifier, and after any epoch in which no memory
+    /// took a step or the loss moved by less than [`TrainingMonitor::TOLERANCE`]
+    /// (relative) from the previous one: the fraction of the samples with an output pinned
+    /// at the wrong end, exactly ±1 in f32 (the true class's at −1 or another class's at
+    /// +1), saturated where a gradient can barely move it. `None` otherwise.
     pub saturated: Option<f64>,
 }
 
@@ -783,15 +807,23 @@ impl ParameterNames {
 /// [`Classifier::train_epoch`]) and stops it with [`Error::Stalled`] when it cannot learn:
 ///
 /// * **no gradient**: no memory took a step in the epoch ([`EpochReport::updated`] = 0)
-///   while the loss is ≥ 1 (some output is not at its target). When at least half of the
-///   probed outputs are ±1 in f32 the outputs are saturated (|β z| too large): raise the
-///   temperature (the start temperature while T is at its first value, else the final
-///   one). Otherwise F′ vanishes at every overlap (u/T so small that uⁿ⁻¹ underflows, or,
-///   rectified, every overlap negative): lower it. Detected in the epoch it happens.
+///   while the loss is ≥ 1 (some output is not at its target). When some sample has an
+///   output pinned at the wrong end ([`EpochReport::saturated`] > 0) the outputs are
+///   saturated (|β z| too large): raise the temperature (the start temperature while T is
+///   at its first value, else the final one). Otherwise F′ vanishes at every overlap (u/T
+///   so small that uⁿ⁻¹ underflows, or, rectified, every overlap negative): lower it.
+///   Detected in the epoch it happens.
+/// * **saturated outputs**: every sample has an output pinned at the wrong end
+///   ([`EpochReport::saturated`] = 1, measured after the first epoch and whenever an epoch
+///   looks stuck) while the loss is ≥ 1: raise the temperature. (Where the output
+///   gradients of such outputs are not flushed to zero, e.g. on wgpu, the normalised step
+///   still moves the memories, so the first rule alone would not see it.)
 /// * **frozen loss**: the loss changed by less than [`TrainingMonitor::TOLERANCE`]
 ///   (relative) from each epoch to the next over the last [`TrainingMonitor::PATIENCE`]
-///   epochs, although memories take steps: the steps have become too small to change the
-///   outputs; raise the learning rate or its decay.
+///   epochs, although memories take steps. With at least half of the samples pinned at
+///   the wrong end, the outputs are saturated (the steps follow gradients too small to
+///   free them): raise the temperature. Otherwise the steps have become too small to
+///   change the outputs: raise the learning rate or its decay.
 ///
 /// A loss of 0, or no gradient at a loss below 1, is [`Progress::Converged`], not an error.
 #[derive(Debug, Clone)]
@@ -859,50 +891,50 @@ impl TrainingMonitor {
                 format!("T is {} at this epoch of its ramp", r.temperature),
             )
         };
-        if r.updated == 0 {
-            let saturated = r.saturated.unwrap_or(0.0);
-            let model = classifier.model();
-            let outputs = format!(
-                "{:.0} % of the outputs of the first {} samples at ±1",
-                100.0 * saturated,
-                r.samples.min(SATURATION_PROBE)
-            );
-            let (what, detail, remedy) = if saturated >= 0.5 {
-                (
-                    if at_start {
-                        "outputs saturated at the start".to_string()
-                    } else {
-                        "outputs saturated".to_string()
-                    },
-                    format!(
-                        "no memory received a gradient; loss {}, {outputs}, T = {}",
-                        r.loss, r.temperature
-                    ),
-                    format!("raise {flag} ({now})"),
-                )
+        let pinned = r.saturated.unwrap_or(0.0);
+        let pinned_text = format!(
+            "{:.0} % of the samples with an output pinned at the wrong end (±1)",
+            100.0 * pinned
+        );
+        let saturated = |why: String| Error::Stalled {
+            what: if at_start {
+                "outputs saturated at the start".into()
             } else {
-                (
-                    "no gradient".to_string(),
-                    format!(
-                        "no memory received a gradient, {outputs}: F′ vanishes at every \
-                         overlap (u/T too small for n = {}{}); loss {}, T = {}",
-                        model.degree,
-                        if model.rectified {
-                            ", or every overlap negative"
-                        } else {
-                            ""
-                        },
-                        r.loss,
-                        r.temperature
-                    ),
-                    format!("lower {flag} ({now})"),
-                )
-            };
+                "outputs saturated".into()
+            },
+            epoch: r.epoch,
+            detail: format!(
+                "{why}; loss {}, {pinned_text}, T = {}",
+                r.loss, r.temperature
+            ),
+            remedy: format!("raise {flag} ({now})"),
+        };
+        if r.updated > 0 && pinned == 1.0 {
+            return Err(saturated(
+                "memories took steps, along output gradients too small to free them".into(),
+            ));
+        }
+        if r.updated == 0 {
+            if pinned > 0.0 {
+                return Err(saturated("no memory received a gradient".into()));
+            }
+            let model = classifier.model();
             return Err(Error::Stalled {
-                what,
+                what: "no gradient".into(),
                 epoch: r.epoch,
-                detail,
-                remedy,
+                detail: format!(
+                    "no memory received a gradient and no output is pinned at ±1: F′ \
+                     vanishes at every overlap (u/T too small for n = {}{}); loss {}, T = {}",
+                    model.degree,
+                    if model.rectified {
+                        ", or every overlap negative"
+                    } else {
+                        ""
+                    },
+                    r.loss,
+                    r.temperature
+                ),
+                remedy: format!("lower {flag} ({now})"),
             });
         }
         if new_epoch {
@@ -916,17 +948,22 @@ impl TrainingMonitor {
                 .recent
                 .windows(2)
                 .all(|w| (w[1] - w[0]).abs() <= Self::TOLERANCE * w[0].abs().max(w[1].abs()));
+        let unmoved = format!(
+            "the loss changed by less than {:e} (relative) in each of the last {} epochs",
+            Self::TOLERANCE,
+            Self::PATIENCE
+        );
+        if frozen && pinned >= 0.5 {
+            return Err(saturated(unmoved));
+        }
         if frozen {
             return Err(Error::Stalled {
                 what: "the loss has stopped moving".into(),
                 epoch: r.epoch,
                 detail: format!(
-                    "it changed by less than {:e} (relative) in each of the last {} epochs and \
-                     is {}; the step size ε is {:e} this epoch",
-                    Self::TOLERANCE,
-                    Self::PATIENCE,
-                    r.loss,
-                    r.lr
+                    "{unmoved} although memories take steps; loss {}, {pinned_text}, step \
+                     size ε = {:e} this epoch",
+                    r.loss, r.lr
                 ),
                 remedy: format!("raise {} or {}", self.names.lr, self.names.lr_decay),
             });

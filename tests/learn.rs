@@ -306,7 +306,35 @@ fn f32_pixels_give_the_f64_results(device: Device) {
     assert!(c.outputs_f32(nan.view()).is_err());
 }
 
-test_devices!(all: once_converged_the_memories_stay_put, f32_pixels_give_the_f64_results);
+/// Far below the overlaps every output starts pinned at ±1: every device stops the run
+/// after its first epoch, naming the temperature to raise (the fast CPU and the reference
+/// see no gradient at all; wgpu's tiny ones still move the memories).
+fn a_saturated_start_is_stopped_after_one_epoch(device: Device) {
+    let (images, labels) = toy();
+    let model = ClassifierModel {
+        degree: 3,
+        rectified: true,
+        temperature: 0.05,
+        loss_power: 3,
+        classes: 3,
+    };
+    let mut clf = Classifier::random(model, 6, 24, 1, &device).unwrap();
+    let opts = dam::learn::Recipe::recommended(3, true).epoch_options(0);
+    let loss = clf.train_epoch(images.view(), &labels, &opts).unwrap();
+    assert_eq!(loss, 90.0 * 64.0, "every sample's true class at −1");
+    assert_eq!(clf.last_epoch().unwrap().saturated, Some(1.0));
+    let err = TrainingMonitor::new(ParameterNames::FLAGS)
+        .check(&clf)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("outputs saturated at the start (epoch 1: ")
+            && err.ends_with("): raise --temperature (now 0.05)"),
+        "{err}"
+    );
+}
+
+test_devices!(all: once_converged_the_memories_stay_put, f32_pixels_give_the_f64_results, a_saturated_start_is_stopped_after_one_epoch);
 
 /// The recipe starts every degree unsaturated on the shipped digits (K = 2,000 random
 /// memories, T of the recipe): few outputs at ±1, and the first epoch moves the memories
