@@ -157,7 +157,7 @@ impl Recipe {
     ///
     /// | n | T (first → final, over epochs) | ε₀ | f |
     /// | --- | --- | --- | --- |
-    /// | 1 | 1,000 → 150 over 50 | 0.1 | 0.95 |
+    /// | 1 | 1,000 → 150 over 50 (F = x cannot use the image: F(u + ξ) − F(u − ξ) = 2ξ) | 0.1 | 0.95 |
     /// | 2 | 700 → 100 over 50 | 0.1 | 0.95 |
     /// | 3–9 | 400 → 400 / 8^{3/n} over 50 (β grows 512×: 400 → 50 at n = 3, → 84 at n = 4, → 200 at n = 9) | 0.1 | 0.95 |
     /// | ≥ 10 | 540, fixed | 0.05 | 0.99 |
@@ -813,17 +813,16 @@ impl ParameterNames {
 ///   at its first value, else the final one). Otherwise F′ vanishes at every overlap (u/T
 ///   so small that uⁿ⁻¹ underflows, or, rectified, every overlap negative): lower it.
 ///   Detected in the epoch it happens.
-/// * **saturated outputs**: every sample has an output pinned at the wrong end
-///   ([`EpochReport::saturated`] = 1, measured after the first epoch and whenever an epoch
-///   looks stuck) while the loss is ≥ 1: raise the temperature. (Where the output
-///   gradients of such outputs are not flushed to zero, e.g. on wgpu, the normalised step
-///   still moves the memories, so the first rule alone would not see it.)
+/// * **saturated outputs**: at least half of the samples have an output pinned at the
+///   wrong end ([`EpochReport::saturated`] ≥ 0.5, measured after the first epoch and
+///   whenever an epoch looks stuck) although memories take steps: raise the temperature.
+///   (Where the gradients of such outputs are not flushed to zero, as on wgpu, the
+///   normalised step still moves the memories, along gradients too small to free them,
+///   and the first rule alone would not see it.)
 /// * **frozen loss**: the loss changed by less than [`TrainingMonitor::TOLERANCE`]
 ///   (relative) from each epoch to the next over the last [`TrainingMonitor::PATIENCE`]
-///   epochs, although memories take steps. With at least half of the samples pinned at
-///   the wrong end, the outputs are saturated (the steps follow gradients too small to
-///   free them): raise the temperature. Otherwise the steps have become too small to
-///   change the outputs: raise the learning rate or its decay.
+///   epochs, although memories take steps and the outputs are not saturated: the steps
+///   have become too small to change the outputs; raise the learning rate or its decay.
 ///
 /// A loss of 0, or no gradient at a loss below 1, is [`Progress::Converged`], not an error.
 #[derive(Debug, Clone)]
@@ -909,7 +908,7 @@ impl TrainingMonitor {
             ),
             remedy: format!("raise {flag} ({now})"),
         };
-        if r.updated > 0 && pinned == 1.0 {
+        if r.updated > 0 && pinned >= 0.5 {
             return Err(saturated(
                 "memories took steps, along output gradients too small to free them".into(),
             ));
@@ -948,22 +947,17 @@ impl TrainingMonitor {
                 .recent
                 .windows(2)
                 .all(|w| (w[1] - w[0]).abs() <= Self::TOLERANCE * w[0].abs().max(w[1].abs()));
-        let unmoved = format!(
-            "the loss changed by less than {:e} (relative) in each of the last {} epochs",
-            Self::TOLERANCE,
-            Self::PATIENCE
-        );
-        if frozen && pinned >= 0.5 {
-            return Err(saturated(unmoved));
-        }
         if frozen {
             return Err(Error::Stalled {
                 what: "the loss has stopped moving".into(),
                 epoch: r.epoch,
                 detail: format!(
-                    "{unmoved} although memories take steps; loss {}, {pinned_text}, step \
-                     size ε = {:e} this epoch",
-                    r.loss, r.lr
+                    "it changed by less than {:e} (relative) in each of the last {} epochs \
+                     although memories take steps; loss {}, step size ε = {:e} this epoch",
+                    Self::TOLERANCE,
+                    Self::PATIENCE,
+                    r.loss,
+                    r.lr
                 ),
                 remedy: format!("raise {} or {}", self.names.lr, self.names.lr_decay),
             });
