@@ -337,8 +337,8 @@ fn a_saturated_start_is_stopped_after_one_epoch(device: Device) {
 test_devices!(all: once_converged_the_memories_stay_put, f32_pixels_give_the_f64_results, a_saturated_start_is_stopped_after_one_epoch);
 
 /// The recipe starts every degree unsaturated on the shipped digits (K = 2,000 random
-/// memories, T of the recipe): few outputs at ±1, and the first epoch moves the memories
-/// and lowers the loss of the next.
+/// memories, T of the recipe): few outputs at ±1, the first epoch moves every memory and
+/// lowers the loss of the next, and the monitor lets both epochs pass.
 #[test]
 fn the_recipe_starts_unsaturated_at_every_degree() {
     let path = |name: &str| dam::mnist::data_dir().join(name);
@@ -371,12 +371,17 @@ fn the_recipe_starts_unsaturated_at_every_degree() {
                 c.len()
             );
             let opts = recipe.epoch_options(1);
+            let mut monitor = TrainingMonitor::new(ParameterNames::FLAGS);
             let first = clf.train_epoch(images.view(), &labels, &opts).unwrap();
             let report = *clf.last_epoch().unwrap();
             assert_eq!(report.updated, 2000, "{label}: {report:?}");
+            let pinned = report.saturated.unwrap();
+            assert!(pinned < 0.1, "{label}: {report:?}");
+            assert_eq!(monitor.check(&clf).unwrap(), Progress::Learning, "{label}");
             clf.set_temperature(recipe.temperature_at(1)).unwrap();
             let second = clf.train_epoch(images.view(), &labels, &opts).unwrap();
             assert!(second < first, "{label}: loss {first} → {second}");
+            assert_eq!(monitor.check(&clf).unwrap(), Progress::Learning, "{label}");
         }
     }
 }
