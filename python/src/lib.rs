@@ -858,9 +858,7 @@ impl Classifier {
         Self {
             inner,
             recipe,
-            monitor: engine::learn::TrainingMonitor::new(
-                engine::learn::ParameterNames::KEYWORDS,
-            ),
+            monitor: engine::learn::TrainingMonitor::new(engine::learn::ParameterNames::KEYWORDS),
         }
     }
 }
