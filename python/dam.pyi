@@ -171,7 +171,13 @@ class RandomFeatures:
         """Patterns inserted minus patterns removed."""
 
 class Classifier:
-    """A Krotov–Hopfield classifier: K memories over N visible and C label neurons."""
+    """A Krotov–Hopfield classifier: K memories over N visible and C label neurons.
+
+    Unset temperatures, ``batch``, ``lr`` and ``lr_decay`` take the recipe for the degree
+    (``dam::learn::Recipe::recommended``); ``train_epoch`` raises ``ValueError`` when the
+    run cannot learn (outputs saturated, no gradient, or a loss that stopped moving),
+    naming the argument to change.
+    """
 
     def __init__(
         self,
@@ -181,7 +187,9 @@ class Classifier:
         classes: int = 10,
         degree: int = 3,
         rectified: bool = True,
-        temperature: float = 100.0,
+        temperature: Optional[float] = None,
+        temperature_final: Optional[float] = None,
+        ramp_epochs: Optional[int] = None,
         loss_power: int = 3,
         seed: int = 0,
         device: Literal["auto", "cpu", "reference", "wgpu"] = "auto",
@@ -191,14 +199,15 @@ class Classifier:
         images: ArrayLike,
         labels: Sequence[int],
         *,
-        batch: int = 100,
-        lr: float = 0.01,
-        lr_decay: float = 0.998,
+        batch: Optional[int] = None,
+        lr: Optional[float] = None,
+        lr_decay: Optional[float] = None,
         seed: int = 0,
         momentum: Optional[float] = None,
         temperature: Optional[float] = None,
     ) -> float:
-        """One epoch over ``images`` (B, N) in [−1, 1]; returns the summed minibatch loss."""
+        """One epoch over ``images`` (B, N) in [−1, 1] (float32 and float64 read in place);
+        returns the summed minibatch loss."""
     def outputs(self, images: ArrayLike) -> npt.NDArray[np.float64]:
         """The label outputs c (B, C)."""
     def predict(self, images: ArrayLike) -> npt.NDArray[np.int64]:

@@ -10,7 +10,8 @@
 //   backward  per (memory μ, sample q): A_μq = Σ_α h_qα [F′(w⁺) − F′(w⁻)]          (K × B)
 //   labels    per (μ, γ): the label gradient Σ_q [2 h_qγ F′(w⁺_qμγ) − A_μq]
 //             (the visible gradient A · X is the second matrix product)
-//   update    per memory (one workgroup): V ← p V − ∇, ξ ← clip(ξ + ε V / max|V|, −1, 1)
+//   update    per memory (one workgroup): V ← p V − ∇, ξ ← clip(ξ + ε V / max|V|, −1, 1);
+//             a memory whose gradient row is exactly 0 keeps ξ and V
 //
 // F(x) = xⁿ, or max(x, 0)ⁿ when `rectified` (poly_f of math.wgsl); powers by repeated
 // squaring, so an invocation's loop count grows with log n (see LOOP_BUDGET on the host).
@@ -187,7 +188,24 @@ fn label_grad(
 
 var<workgroup> red: array<f32, WG>;
 
-// One workgroup per memory row.
+// The largest of every invocation's `value`, returned to all of them (a barrier before and
+// after, so `red` can be reused at once).
+fn row_max(lid: u32, value: f32) -> f32 {
+    red[lid] = value;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half = half >> 1u) {
+        if lid < half {
+            red[lid] = max(red[lid], red[lid + half]);
+        }
+        workgroupBarrier();
+    }
+    let top = red[0];
+    workgroupBarrier();
+    return top;
+}
+
+// One workgroup per memory row. A row whose gradient is exactly zero is left alone,
+// velocity included (the normalised step would otherwise move it along its stale velocity).
 @compute @workgroup_size(WG)
 fn update(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -197,24 +215,24 @@ fn update(
     let mu = wid.x + wid.y * nwg.x;
     let w = width();
     let base = mu * w;
-    var top = 0.0;
+    var gmax = 0.0;
     if mu < p.k {
+        for (var i = lid.x; i < w; i += WG) {
+            gmax = max(gmax, abs(grad[base + i]));
+        }
+    }
+    let gtop = row_max(lid.x, gmax);
+    let moves = mu < p.k && gtop > 0.0;
+    var top = 0.0;
+    if moves {
         for (var i = lid.x; i < w; i += WG) {
             let v = p.momentum * velocity[base + i] - grad[base + i];
             velocity[base + i] = v;
             top = max(top, abs(v));
         }
     }
-    red[lid.x] = top;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half = half >> 1u) {
-        if lid.x < half {
-            red[lid.x] = max(red[lid.x], red[lid.x + half]);
-        }
-        workgroupBarrier();
-    }
-    let scale = red[0];
-    if mu < p.k && scale > 0.0 {
+    let scale = row_max(lid.x, top);
+    if moves && scale > 0.0 {
         let step = p.lr / scale;
         for (var i = lid.x; i < w; i += WG) {
             memories[base + i] = clamp(memories[base + i] + step * velocity[base + i], -1.0, 1.0);

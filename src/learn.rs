@@ -10,7 +10,18 @@
 //! * learning rate ε = ε₀ · f^epoch; memories clipped to [−1, 1];
 //! * a temperature schedule, when the caller sets one ([`ramp`], [`Classifier::set_temperature`]).
 //!
+//! A memory whose gradient row is exactly zero in a minibatch takes no step (its velocity
+//! is kept too), so a classifier whose outputs all sit at their targets stays put.
+//!
+//! [`Recipe::recommended`] gives, per degree n, a temperature schedule, rate and decay that
+//! start training with unsaturated outputs (β z = O(1) at the start; see [`Recipe`]);
+//! `dam train` and the Python `dam.Classifier` default to it. [`TrainingMonitor`] watches a
+//! run epoch by epoch and stops it with [`Error::Stalled`] when no memory received a
+//! gradient or the loss stopped moving, naming the parameter to change.
+//!
 //! Memories and velocity are f32 (as stored in the saved file), the optimiser step too.
+//! Images may be given in f64 ([`Classifier::train_epoch`], …), rounded to f32 for the
+//! products, or directly in f32 ([`Classifier::train_epoch_f32`], …) with the same results.
 //!
 //! Memories start from N(−0.3, 0.3²) entries (clipped), drawn from the seed with the
 //! engine's Philox generator. On the CPU the gradient runs on the fused path
@@ -18,7 +29,7 @@
 //! (`dam::wgpu_backend::learn::Trainer`: the two matrix products on the generic matrix
 //! product, the epilogues and the optimiser step as WGSL kernels, memories resident).
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, Axis, CowArray, Ix2};
 
 use crate::procedural::{fill, words, PatternKind, Stream};
 use crate::{Device, Error, Placement, Result};
@@ -87,6 +98,206 @@ pub fn ramp(start: f64, end: f64, length: usize, epoch: usize) -> f64 {
     start + (end - start) * epoch as f64 / length as f64
 }
 
+/// A training schedule: the temperature ramp, the minibatch, the learning rate and its
+/// decay, the momentum. [`Recipe::recommended`] gives one that trains at any degree;
+/// [`Recipe::with`] applies a caller's choices on top of it.
+///
+/// The output of class α is c = tanh(β z) with β = 1/Tⁿ and z = Σ_μ [F(u⁺) − F(u⁻)], a sum
+/// over the K memories of terms of size ≈ 2 |ξ_α| n uⁿ⁻¹ (u ≈ the overlap of a memory with
+/// the image). When |β z| is large every output sits at ±1 and 1 − c² underflows: no
+/// gradient reaches the memories and nothing is learnt. The starting temperature must
+/// therefore grow with the typical overlap: for small n, with (n K)^{1/n} u^{(n−1)/n}; for
+/// large n, β z is dominated by the largest overlaps and T must stay above them. As the
+/// memories learn, their overlaps grow and T is ramped down (small n) to keep sharpening
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recipe {
+    /// The temperature of the first epoch.
+    pub temperature: f64,
+    /// The temperature at the end of the ramp (and after).
+    pub temperature_final: f64,
+    /// Length of the temperature ramp in epochs ([`ramp`]).
+    pub ramp_epochs: usize,
+    /// Samples per minibatch.
+    pub batch: usize,
+    /// ε₀.
+    pub lr: f64,
+    /// f: ε = ε₀ · f^epoch.
+    pub lr_decay: f64,
+    /// Momentum p ∈ [0, 1); `None` is the ramp p = 0.5 + 0.4·min(1, epoch / 100).
+    pub momentum: Option<f64>,
+}
+
+/// A caller's choices on top of a [`Recipe`] ([`Recipe::with`]): `None` keeps the recipe's
+/// value.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RecipeOverrides {
+    /// The first epoch's temperature. Given without `temperature_final`, T stays fixed.
+    pub temperature: Option<f64>,
+    /// The temperature at the end of the ramp. Given without `temperature`, T ramps from
+    /// the recipe's start to this.
+    pub temperature_final: Option<f64>,
+    /// Length of the temperature ramp in epochs.
+    pub ramp_epochs: Option<usize>,
+    /// Samples per minibatch.
+    pub batch: Option<usize>,
+    /// ε₀.
+    pub lr: Option<f64>,
+    /// f.
+    pub lr_decay: Option<f64>,
+    /// A fixed momentum instead of the recipe's.
+    pub momentum: Option<f64>,
+}
+
+impl Recipe {
+    /// The recipe for F of degree `degree` (rectified or not: the overlaps of the initial
+    /// memories with images are positive, so both start alike), measured on the shipped
+    /// MNIST digits (N = 784 pixels in [−1, 1], K up to a few thousand memories, minibatches
+    /// of 100; README, "Learning"):
+    ///
+    /// | n | T (first → final, over epochs) | ε₀ | f |
+    /// | --- | --- | --- | --- |
+    /// | 1 | 1,000 → 150 over 50 (F = x cannot use the image: F(u + ξ) − F(u − ξ) = 2ξ) | 0.1 | 0.95 |
+    /// | 2 | 700 → 100 over 50 | 0.1 | 0.95 |
+    /// | 3–9 | 400 → 400 / 8^{3/n} over 50 (β grows 512×: 400 → 50 at n = 3, → 84 at n = 4, → 200 at n = 9) | 0.1 | 0.95 |
+    /// | ≥ 10 | 540, fixed | 0.05 | 0.99 |
+    ///
+    /// Momentum: the paper's ramp 0.5 → 0.9 over 100 epochs. Other data sets may need T
+    /// scaled with the overlaps (∝ N for pixels of the same contrast); a run that starts
+    /// saturated is stopped by [`TrainingMonitor`], which names the parameter to raise.
+    pub fn recommended(degree: u32, rectified: bool) -> Self {
+        // Both F start alike: the overlaps u of the initial memories (entries ≈ −0.3) with
+        // images of mostly −1 pixels are ≈ +150 > 0, where max(u, 0)ⁿ = uⁿ.
+        let _ = rectified;
+        let (temperature, temperature_final, ramp_epochs, lr, lr_decay) = match degree {
+            0 | 1 => (1000.0, 150.0, 50, 0.1, 0.95),
+            2 => (700.0, 100.0, 50, 0.1, 0.95),
+            // β = 1/Tⁿ grows by 8³ = 512 over the ramp whatever n.
+            3..=9 => (400.0, 400.0 / 8f64.powf(3.0 / degree as f64), 50, 0.1, 0.95),
+            _ => (540.0, 540.0, 0, 0.05, 0.99),
+        };
+        Self {
+            temperature,
+            temperature_final,
+            ramp_epochs,
+            batch: 100,
+            lr,
+            lr_decay,
+            momentum: None,
+        }
+    }
+
+    /// This recipe with the caller's choices applied (see [`RecipeOverrides`]): a start
+    /// temperature given alone fixes T; a final temperature given alone ramps from the
+    /// recipe's start.
+    pub fn with(self, choices: &RecipeOverrides) -> Self {
+        let (temperature, temperature_final) =
+            match (choices.temperature, choices.temperature_final) {
+                (Some(start), None) => (start, start),
+                (start, end) => (
+                    start.unwrap_or(self.temperature),
+                    end.unwrap_or(self.temperature_final),
+                ),
+            };
+        Self {
+            temperature,
+            temperature_final,
+            ramp_epochs: choices.ramp_epochs.unwrap_or(self.ramp_epochs),
+            batch: choices.batch.unwrap_or(self.batch),
+            lr: choices.lr.unwrap_or(self.lr),
+            lr_decay: choices.lr_decay.unwrap_or(self.lr_decay),
+            momentum: choices.momentum.or(self.momentum),
+        }
+    }
+
+    /// Checks every value, naming the one out of range: both temperatures finite and
+    /// > 0, and the options of [`EpochOptions::validate`].
+    pub fn validate(&self) -> Result<()> {
+        for (argument, t) in [
+            ("temperature", self.temperature),
+            ("temperature_final", self.temperature_final),
+        ] {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(Error::InvalidParameter {
+                    argument,
+                    value: t.to_string(),
+                    reason: "T must be finite and > 0".into(),
+                });
+            }
+        }
+        self.epoch_options(0).validate()
+    }
+
+    /// The temperature of epoch `epoch` (0-based): the ramp from `temperature` to
+    /// `temperature_final` over `ramp_epochs`.
+    pub fn temperature_at(&self, epoch: usize) -> f64 {
+        ramp(
+            self.temperature,
+            self.temperature_final,
+            self.ramp_epochs,
+            epoch,
+        )
+    }
+
+    /// The options of every epoch, with the sample order drawn from `seed`.
+    pub fn epoch_options(&self, seed: u64) -> EpochOptions {
+        EpochOptions {
+            batch: self.batch,
+            lr: self.lr,
+            lr_decay: self.lr_decay,
+            seed,
+            momentum: self.momentum,
+        }
+    }
+}
+
+impl EpochOptions {
+    /// The options of [`Recipe::recommended`] for this degree, sample order from `seed`.
+    pub fn recommended(degree: u32, rectified: bool, seed: u64) -> Self {
+        Recipe::recommended(degree, rectified).epoch_options(seed)
+    }
+}
+
+/// Images in f64 (rounded to f32 for the products) or f32 (used as they are).
+#[derive(Clone, Copy)]
+enum Images<'a> {
+    F64(ArrayView2<'a, f64>),
+    F32(ArrayView2<'a, f32>),
+}
+
+impl<'a> Images<'a> {
+    fn nrows(&self) -> usize {
+        match self {
+            Images::F64(x) => x.nrows(),
+            Images::F32(x) => x.nrows(),
+        }
+    }
+
+    /// The pixels in f32: the f32 input itself, or the f64 input rounded.
+    fn f32(&self) -> CowArray<'a, f32, Ix2> {
+        match *self {
+            Images::F64(x) => CowArray::from(x.mapv(|v| v as f32)),
+            Images::F32(x) => CowArray::from(x),
+        }
+    }
+
+    /// The pixels in f64 (the reference device reads these): exact for either input.
+    fn f64(&self) -> CowArray<'a, f64, Ix2> {
+        match *self {
+            Images::F64(x) => CowArray::from(x),
+            Images::F32(x) => CowArray::from(x.mapv(|v| v as f64)),
+        }
+    }
+
+    /// Rows `start..end`.
+    fn rows(&self, start: usize, end: usize) -> Images<'a> {
+        match *self {
+            Images::F64(x) => Images::F64(x.slice_move(ndarray::s![start..end, ..])),
+            Images::F32(x) => Images::F32(x.slice_move(ndarray::s![start..end, ..])),
+        }
+    }
+}
+
 /// K memories being trained, and the optimiser's state.
 #[derive(Debug, Clone)]
 pub struct Classifier {
@@ -99,6 +310,8 @@ pub struct Classifier {
     /// The optimiser's velocity, in f32 like the memories it moves.
     velocity: Array2<f32>,
     epoch: usize,
+    /// What the last epoch did.
+    last: Option<EpochReport>,
 }
 
 fn splitmix(mut z: u64) -> u64 {
@@ -161,6 +374,7 @@ impl Classifier {
             memories32,
             velocity,
             epoch: 0,
+            last: None,
         })
     }
 
@@ -223,10 +437,32 @@ impl Classifier {
     }
 
     /// One epoch over `images` (B × N, pixels in [−1, 1]) with `labels` (< C); returns the
-    /// summed loss of its minibatches (each measured before its step).
+    /// summed loss of its minibatches (each measured before its step). The pixels are
+    /// rounded to f32 for the products (the reference device reads them in f64);
+    /// [`Classifier::last_epoch`] then tells what the epoch did.
     pub fn train_epoch(
         &mut self,
         images: ArrayView2<'_, f64>,
+        labels: &[usize],
+        options: &EpochOptions,
+    ) -> Result<f64> {
+        self.train_epoch_images(Images::F64(images), labels, options)
+    }
+
+    /// [`Classifier::train_epoch`] on f32 pixels, read as they are: for pixels that f32
+    /// holds exactly, the same losses and memories as the f64 entry, without a copy in f64.
+    pub fn train_epoch_f32(
+        &mut self,
+        images: ArrayView2<'_, f32>,
+        labels: &[usize],
+        options: &EpochOptions,
+    ) -> Result<f64> {
+        self.train_epoch_images(Images::F32(images), labels, options)
+    }
+
+    fn train_epoch_images(
+        &mut self,
+        images: Images<'_>,
         labels: &[usize],
         options: &EpochOptions,
     ) -> Result<f64> {
@@ -243,7 +479,7 @@ impl Classifier {
             .momentum
             .unwrap_or_else(|| ramp(0.5, 0.9, 100, self.epoch));
         let order = epoch_order(images.nrows(), options.seed, self.epoch);
-        let images32 = images.mapv(|v| v as f32);
+        let images32 = images.f32();
         dam_cpu::learn::fast::check_fast(
             &self.model,
             self.memories32.view(),
@@ -251,11 +487,13 @@ impl Classifier {
             Some(labels),
         )?;
         let placement = self.device.placement()?;
+        let (memories_before, velocity_before) = (self.memories32.clone(), self.velocity.clone());
         let total = match placement {
             Placement::Reference => {
+                let images64 = images.f64();
                 let mut total = 0.0;
                 for chunk in order.chunks(options.batch) {
-                    let x = images.select(Axis(0), chunk);
+                    let x = images64.select(Axis(0), chunk);
                     let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
                     let memories = self.memories32.mapv(|v| v as f64);
                     let (loss, gradient) = dam_cpu::learn::loss_and_gradient(
@@ -323,18 +561,86 @@ impl Classifier {
         };
         self.memories = self.memories32.mapv(|v| v as f64);
         self.epoch += 1;
+        // A memory takes a step in a minibatch exactly when its gradient row is not zero
+        // there, and a step changes its velocity (V ← p V − ∇) and, unless clipped, its
+        // entries: count the memories whose either changed.
+        let updated = memories_before
+            .axis_iter(Axis(0))
+            .zip(velocity_before.axis_iter(Axis(0)))
+            .zip(self.memories32.axis_iter(Axis(0)))
+            .zip(self.velocity.axis_iter(Axis(0)))
+            .filter(|(((m0, v0), m1), v1)| m0 != m1 || v0 != v1)
+            .count();
+        // Which samples have an output pinned at the wrong end, measured after the first
+        // epoch and whenever an epoch looks stuck (no step, or a loss that did not move):
+        // the monitor tells saturation from vanishing F′ and from steps too small by it.
+        let still = self.last.as_ref().is_none_or(|r| {
+            (total - r.loss).abs() <= TrainingMonitor::TOLERANCE * total.abs().max(r.loss.abs())
+        });
+        let saturated = if updated == 0 || still {
+            Some(self.pinned_fraction(images, labels)?)
+        } else {
+            None
+        };
+        self.last = Some(EpochReport {
+            epoch: self.epoch,
+            loss: total,
+            samples: images.nrows(),
+            temperature: self.model.temperature,
+            lr,
+            momentum: p,
+            memories: self.memories32.nrows(),
+            updated,
+            saturated,
+        });
         Ok(total)
+    }
+
+    /// The fraction of samples with an output pinned at the wrong end: the true class's at
+    /// −1 or another class's at +1, exactly, in f32.
+    fn pinned_fraction(&self, images: Images<'_>, labels: &[usize]) -> Result<f64> {
+        let mut pinned = 0usize;
+        for start in (0..images.nrows()).step_by(1000) {
+            let end = (start + 1000).min(images.nrows());
+            let c = self.outputs_images(images.rows(start, end))?;
+            pinned += c
+                .axis_iter(Axis(0))
+                .zip(&labels[start..end])
+                .filter(|(row, &label)| {
+                    row.iter().enumerate().any(|(a, &v)| {
+                        let wrong_end = if a == label { -1.0 } else { 1.0 };
+                        v as f32 == wrong_end
+                    })
+                })
+                .count();
+        }
+        Ok(pinned as f64 / images.nrows().max(1) as f64)
+    }
+
+    /// What the last epoch trained by this classifier did (`None` before the first).
+    pub fn last_epoch(&self) -> Option<&EpochReport> {
+        self.last.as_ref()
     }
 
     /// The label outputs c (B × C), on the fast path (f32 products).
     pub fn outputs(&self, images: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
-        let x = images.mapv(|v| v as f32);
+        self.outputs_images(Images::F64(images))
+    }
+
+    /// [`Classifier::outputs`] of f32 pixels, read as they are (the same outputs as the f64
+    /// entry for pixels that f32 holds exactly).
+    pub fn outputs_f32(&self, images: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
+        self.outputs_images(Images::F32(images))
+    }
+
+    fn outputs_images(&self, images: Images<'_>) -> Result<Array2<f64>> {
+        let x = images.f32();
         dam_cpu::learn::fast::check_fast(&self.model, self.memories32.view(), x.view(), None)?;
         match self.device.placement()? {
             Placement::Reference => dam_cpu::learn::outputs(
                 &self.model,
                 self.memories32.mapv(|v| v as f64).view(),
-                images,
+                images.f64().view(),
             ),
             Placement::Cpu => Ok(dam_cpu::learn::fast::outputs(
                 &self.model,
@@ -355,8 +661,22 @@ impl Classifier {
         Ok(argmax_rows(&self.outputs(images)?))
     }
 
+    /// [`Classifier::predict`] of f32 pixels, read as they are.
+    pub fn predict_f32(&self, images: ArrayView2<'_, f32>) -> Result<Vec<usize>> {
+        Ok(argmax_rows(&self.outputs_f32(images)?))
+    }
+
     /// Percentage of `images` misclassified, evaluated in blocks of 1,000.
     pub fn error_percent(&self, images: ArrayView2<'_, f64>, labels: &[usize]) -> Result<f64> {
+        self.error_percent_images(Images::F64(images), labels)
+    }
+
+    /// [`Classifier::error_percent`] of f32 pixels, read as they are.
+    pub fn error_percent_f32(&self, images: ArrayView2<'_, f32>, labels: &[usize]) -> Result<f64> {
+        self.error_percent_images(Images::F32(images), labels)
+    }
+
+    fn error_percent_images(&self, images: Images<'_>, labels: &[usize]) -> Result<f64> {
         if labels.len() != images.nrows() || labels.is_empty() {
             return Err(Error::DimensionMismatch {
                 argument: "labels (one per image)",
@@ -367,7 +687,7 @@ impl Classifier {
         let mut wrong = 0usize;
         for start in (0..images.nrows()).step_by(1000) {
             let end = (start + 1000).min(images.nrows());
-            let pred = self.predict(images.slice(ndarray::s![start..end, ..]))?;
+            let pred = argmax_rows(&self.outputs_images(images.rows(start, end))?);
             wrong += pred
                 .iter()
                 .zip(&labels[start..end])
@@ -410,6 +730,239 @@ impl Classifier {
             dominant += (positive > 0.0 && best >= 0.5 * positive) as usize;
         }
         Ok(dominant as f64 / pred.len().max(1) as f64)
+    }
+}
+
+/// What one epoch of [`Classifier::train_epoch`] did ([`Classifier::last_epoch`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochReport {
+    /// The epoch, 1-based, counting every epoch this classifier has trained.
+    pub epoch: usize,
+    /// The summed minibatch loss (what `train_epoch` returned).
+    pub loss: f64,
+    /// Samples in the epoch.
+    pub samples: usize,
+    /// The temperature T of the epoch.
+    pub temperature: f64,
+    /// The learning rate ε = ε₀ f^epoch of the epoch.
+    pub lr: f64,
+    /// The momentum p of the epoch.
+    pub momentum: f64,
+    /// K.
+    pub memories: usize,
+    /// Memories that took at least one optimiser step (a non-zero gradient row in some
+    /// minibatch): those whose velocity or entries changed. The others are bit for bit as
+    /// before the epoch.
+    pub updated: usize,
+    /// After the first epoch of this classifier, and after any epoch in which no memory
+    /// took a step or the loss moved by less than [`TrainingMonitor::TOLERANCE`]
+    /// (relative) from the previous one: the fraction of the samples with an output pinned
+    /// at the wrong end, exactly ±1 in f32 (the true class's at −1 or another class's at
+    /// +1), saturated where a gradient can barely move it. `None` otherwise.
+    pub saturated: Option<f64>,
+}
+
+/// What [`TrainingMonitor::check`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Memories took steps and the loss is moving (or it is too early to tell).
+    Learning,
+    /// Every output sits at its target: the loss is 0, or no memory received a gradient
+    /// while the loss is below what one undecided output costs (1). Further epochs change
+    /// nothing.
+    Converged,
+}
+
+/// How the caller spells the parameters a [`TrainingMonitor`] message names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParameterNames {
+    /// The first epoch's temperature (or the fixed one).
+    pub temperature: &'static str,
+    /// The temperature at the end of the ramp.
+    pub temperature_final: &'static str,
+    /// ε₀.
+    pub lr: &'static str,
+    /// f.
+    pub lr_decay: &'static str,
+}
+
+impl ParameterNames {
+    /// `dam train`'s flags.
+    pub const FLAGS: Self = Self {
+        temperature: "--temperature",
+        temperature_final: "--temperature-final",
+        lr: "--lr",
+        lr_decay: "--lr-decay",
+    };
+    /// Keyword arguments, as in the Python `dam.Classifier`.
+    pub const KEYWORDS: Self = Self {
+        temperature: "temperature",
+        temperature_final: "temperature_final",
+        lr: "lr",
+        lr_decay: "lr_decay",
+    };
+}
+
+/// Watches a training run epoch by epoch ([`TrainingMonitor::check`] after each
+/// [`Classifier::train_epoch`]) and stops it with [`Error::Stalled`] when it cannot learn:
+///
+/// * **no gradient**: no memory took a step in the epoch ([`EpochReport::updated`] = 0)
+///   while the loss is ≥ 1 (some output is not at its target). When some sample has an
+///   output pinned at the wrong end ([`EpochReport::saturated`] > 0) the outputs are
+///   saturated (|β z| too large): raise the temperature (the start temperature while T is
+///   at its first value, else the final one). Otherwise F′ vanishes at every overlap (u/T
+///   so small that uⁿ⁻¹ underflows, or, rectified, every overlap negative): lower it.
+///   Detected in the epoch it happens.
+/// * **saturated outputs**: at least half of the samples have an output pinned at the
+///   wrong end ([`EpochReport::saturated`] ≥ 0.5, measured after the first epoch and
+///   whenever an epoch looks stuck) although memories take steps: raise the temperature.
+///   (Where the gradients of such outputs are not flushed to zero, as on wgpu, the
+///   normalised step still moves the memories, along gradients too small to free them,
+///   and the first rule alone would not see it.)
+/// * **frozen loss**: the loss changed by less than [`TrainingMonitor::TOLERANCE`]
+///   (relative) from each epoch to the next over the last [`TrainingMonitor::PATIENCE`]
+///   epochs, although memories take steps and the outputs are not saturated: the steps
+///   have become too small to change the outputs; raise the learning rate or its decay.
+///
+/// A loss of 0, or no gradient at a loss below 1, is [`Progress::Converged`], not an error.
+#[derive(Debug, Clone)]
+pub struct TrainingMonitor {
+    names: ParameterNames,
+    /// The losses of the last epochs checked (at most PATIENCE + 1).
+    recent: Vec<f64>,
+    /// The temperature at the first check since the start or the last schedule change.
+    first_temperature: Option<f64>,
+    /// Epochs checked.
+    seen: usize,
+    /// The last epoch checked.
+    last_epoch: Option<usize>,
+}
+
+impl TrainingMonitor {
+    /// Epochs the loss may stay put before the run is stopped.
+    pub const PATIENCE: usize = 5;
+    /// The relative change of the loss from one epoch to the next below which it counts as
+    /// not moving.
+    pub const TOLERANCE: f64 = 1e-6;
+
+    /// A monitor whose messages spell the parameters as `names`.
+    pub fn new(names: ParameterNames) -> Self {
+        Self {
+            names,
+            recent: Vec::new(),
+            first_temperature: None,
+            seen: 0,
+            last_epoch: None,
+        }
+    }
+
+    /// Tells the monitor that the caller set the temperature by hand (not along a ramp):
+    /// the temperature of the next epoch checked counts as the start temperature.
+    pub fn schedule_changed(&mut self) {
+        self.first_temperature = None;
+    }
+
+    /// Checks the epoch `classifier` trained last (see [`TrainingMonitor`] for the rules);
+    /// call it once after every epoch. Before the first epoch it has nothing to say
+    /// ([`Progress::Learning`]).
+    pub fn check(&mut self, classifier: &Classifier) -> Result<Progress> {
+        let Some(r) = classifier.last_epoch() else {
+            return Ok(Progress::Learning);
+        };
+        let at_start = self.seen == 0;
+        let new_epoch = self.last_epoch != Some(r.epoch);
+        if new_epoch {
+            self.seen += 1;
+            self.last_epoch = Some(r.epoch);
+        }
+        let first_temperature = *self.first_temperature.get_or_insert(r.temperature);
+        if r.loss == 0.0 || (r.updated == 0 && r.loss < 1.0) {
+            self.recent.clear();
+            return Ok(Progress::Converged);
+        }
+        // The start temperature while T is at its first value; once a ramp has moved it,
+        // the final one.
+        let (flag, now) = if r.temperature == first_temperature {
+            (self.names.temperature, format!("now {}", r.temperature))
+        } else {
+            (
+                self.names.temperature_final,
+                format!("T is {} at this epoch of its ramp", r.temperature),
+            )
+        };
+        let pinned = r.saturated.unwrap_or(0.0);
+        let pinned_text = format!(
+            "{:.0} % of the samples with an output pinned at the wrong end (±1)",
+            100.0 * pinned
+        );
+        let saturated = |why: String| Error::Stalled {
+            what: if at_start {
+                "outputs saturated at the start".into()
+            } else {
+                "outputs saturated".into()
+            },
+            epoch: r.epoch,
+            detail: format!(
+                "{why}; loss {}, {pinned_text}, T = {}",
+                r.loss, r.temperature
+            ),
+            remedy: format!("raise {flag} ({now})"),
+        };
+        if r.updated > 0 && pinned >= 0.5 {
+            return Err(saturated(
+                "memories took steps, along output gradients too small to free them".into(),
+            ));
+        }
+        if r.updated == 0 {
+            if pinned > 0.0 {
+                return Err(saturated("no memory received a gradient".into()));
+            }
+            let model = classifier.model();
+            return Err(Error::Stalled {
+                what: "no gradient".into(),
+                epoch: r.epoch,
+                detail: format!(
+                    "no memory received a gradient and no output is pinned at ±1: F′ \
+                     vanishes at every overlap (u/T too small for n = {}{}); loss {}, T = {}",
+                    model.degree,
+                    if model.rectified {
+                        ", or every overlap negative"
+                    } else {
+                        ""
+                    },
+                    r.loss,
+                    r.temperature
+                ),
+                remedy: format!("lower {flag} ({now})"),
+            });
+        }
+        if new_epoch {
+            self.recent.push(r.loss);
+            if self.recent.len() > Self::PATIENCE + 1 {
+                self.recent.remove(0);
+            }
+        }
+        let frozen = self.recent.len() == Self::PATIENCE + 1
+            && self
+                .recent
+                .windows(2)
+                .all(|w| (w[1] - w[0]).abs() <= Self::TOLERANCE * w[0].abs().max(w[1].abs()));
+        if frozen {
+            return Err(Error::Stalled {
+                what: "the loss has stopped moving".into(),
+                epoch: r.epoch,
+                detail: format!(
+                    "it changed by less than {:e} (relative) in each of the last {} epochs \
+                     although memories take steps; loss {}, step size ε = {:e} this epoch",
+                    Self::TOLERANCE,
+                    Self::PATIENCE,
+                    r.loss,
+                    r.lr
+                ),
+                remedy: format!("raise {} or {}", self.names.lr, self.names.lr_decay),
+            });
+        }
+        Ok(Progress::Learning)
     }
 }
 
@@ -648,8 +1201,6 @@ mod tests {
         let opts = EpochOptions {
             batch: 10,
             lr: 0.05,
-            // A decaying rate: once the loss is 0 the normalised step still moves each
-            // memory by ε along its (decaying) velocity.
             lr_decay: 0.9,
             seed: 4,
             momentum: None,
@@ -806,6 +1357,192 @@ mod tests {
             Err(Error::InvalidParameter { .. })
         ));
         assert_eq!(clf.model().temperature, 3.0);
+    }
+
+    /// Three prototypes over 24 pixels, 90 noisy copies (a pixel in 11 flipped).
+    fn toy() -> (Array2<f64>, Vec<usize>) {
+        let labels: Vec<usize> = (0..90).map(|q| q % 3).collect();
+        let images = Array2::from_shape_fn((90, 24), |(q, i)| {
+            let v = if i / 8 == labels[q] { 1.0 } else { -1.0 };
+            if (q * 7 + i * 3) % 11 == 0 {
+                -v
+            } else {
+                v
+            }
+        });
+        (images, labels)
+    }
+
+    fn stall_of(r: Result<Progress>) -> (String, String) {
+        match r {
+            Err(Error::Stalled { what, remedy, .. }) => (what, remedy),
+            other => panic!("expected a stall, got {other:?}"),
+        }
+    }
+
+    /// At a temperature far below the overlaps every output is ±1 from the start: no
+    /// memory moves, and the monitor says so at once, naming the flag to raise.
+    #[test]
+    fn a_saturated_start_is_stopped_at_the_first_epoch() {
+        let (images, labels) = toy();
+        let m = ClassifierModel {
+            temperature: 0.05,
+            ..model()
+        };
+        let mut clf = Classifier::random(m, 6, 24, 1, &Device::Cpu).unwrap();
+        let before = clf.memories().to_owned();
+        let opts = Recipe::recommended(3, true).epoch_options(0);
+        let loss = clf.train_epoch(images.view(), &labels, &opts).unwrap();
+        let report = *clf.last_epoch().unwrap();
+        assert_eq!((report.epoch, report.updated, report.loss), (1, 0, loss));
+        assert_eq!(report.saturated, Some(1.0));
+        assert_eq!(clf.memories(), before);
+        let mut monitor = TrainingMonitor::new(ParameterNames::FLAGS);
+        let (what, remedy) = stall_of(monitor.check(&clf));
+        assert_eq!(what, "outputs saturated at the start");
+        assert_eq!(remedy, "raise --temperature (now 0.05)");
+        let err = TrainingMonitor::new(ParameterNames::KEYWORDS)
+            .check(&clf)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("outputs saturated at the start (epoch 1: no memory received")
+                && err.ends_with("raise temperature (now 0.05)"),
+            "{err}"
+        );
+    }
+
+    /// Along a ramp, saturation names the final temperature; far above the overlaps at a
+    /// large degree, F′ underflows instead and the advice is to lower T.
+    #[test]
+    fn no_gradient_names_the_temperature_to_change() {
+        let (images, labels) = toy();
+        let opts = Recipe::recommended(3, true).epoch_options(0);
+        let mut clf = Classifier::random(model(), 6, 24, 1, &Device::Cpu).unwrap();
+        let mut monitor = TrainingMonitor::new(ParameterNames::FLAGS);
+        clf.train_epoch(images.view(), &labels, &opts).unwrap();
+        assert_eq!(monitor.check(&clf).unwrap(), Progress::Learning);
+        clf.set_temperature(0.05).unwrap();
+        clf.train_epoch(images.view(), &labels, &opts).unwrap();
+        let (what, remedy) = stall_of(monitor.check(&clf));
+        assert_eq!(what, "outputs saturated");
+        assert_eq!(
+            remedy,
+            "raise --temperature-final (T is 0.05 at this epoch of its ramp)"
+        );
+
+        let m = ClassifierModel {
+            degree: 30,
+            temperature: 1e6,
+            ..model()
+        };
+        let mut clf = Classifier::random(m, 6, 24, 1, &Device::Cpu).unwrap();
+        clf.train_epoch(images.view(), &labels, &opts).unwrap();
+        assert_eq!(clf.last_epoch().unwrap().saturated, Some(0.0));
+        let (what, remedy) = stall_of(TrainingMonitor::new(ParameterNames::FLAGS).check(&clf));
+        assert_eq!(what, "no gradient");
+        assert_eq!(remedy, "lower --temperature (now 1000000)");
+    }
+
+    /// Steps far below f32 resolution: the memories take steps (their velocity changes) but
+    /// the loss stays put; the monitor stops the run after PATIENCE such epochs.
+    #[test]
+    fn a_frozen_loss_is_stopped_after_the_patience() {
+        let (images, labels) = toy();
+        let mut clf = Classifier::random(model(), 6, 24, 1, &Device::Cpu).unwrap();
+        let opts = EpochOptions {
+            batch: 30,
+            lr: 1e-30,
+            lr_decay: 1.0,
+            seed: 0,
+            momentum: None,
+        };
+        let mut monitor = TrainingMonitor::new(ParameterNames::FLAGS);
+        for epoch in 1..=TrainingMonitor::PATIENCE {
+            clf.train_epoch(images.view(), &labels, &opts).unwrap();
+            assert!(clf.last_epoch().unwrap().updated > 0);
+            assert_eq!(monitor.check(&clf).unwrap(), Progress::Learning, "{epoch}");
+        }
+        clf.train_epoch(images.view(), &labels, &opts).unwrap();
+        let (what, remedy) = stall_of(monitor.check(&clf));
+        assert_eq!(what, "the loss has stopped moving");
+        assert_eq!(remedy, "raise --lr or --lr-decay");
+    }
+
+    #[test]
+    fn recipes_validate_and_take_the_callers_choices() {
+        for degree in [1, 2, 3, 4, 10, 30, 100] {
+            for rectified in [false, true] {
+                let r = Recipe::recommended(degree, rectified);
+                r.validate().unwrap();
+                assert!(r.temperature >= r.temperature_final, "{r:?}");
+            }
+        }
+        let r = Recipe::recommended(3, true);
+        assert_eq!(
+            (r.temperature, r.temperature_final, r.ramp_epochs),
+            (400.0, 50.0, 50)
+        );
+        assert_eq!(
+            (r.lr, r.lr_decay, r.batch, r.momentum),
+            (0.1, 0.95, 100, None)
+        );
+        assert_eq!(r.temperature_at(0), 400.0);
+        assert_eq!(r.temperature_at(25), 225.0);
+        assert_eq!(r.temperature_at(80), 50.0);
+        assert_eq!(r.with(&RecipeOverrides::default()), r);
+        // A start temperature alone fixes T; a final one alone ramps from the recipe's start.
+        let fixed = r.with(&RecipeOverrides {
+            temperature: Some(100.0),
+            ..Default::default()
+        });
+        assert_eq!((fixed.temperature, fixed.temperature_final), (100.0, 100.0));
+        let ramped = r.with(&RecipeOverrides {
+            temperature_final: Some(80.0),
+            ramp_epochs: Some(10),
+            lr: Some(0.2),
+            momentum: Some(0.7),
+            ..Default::default()
+        });
+        assert_eq!(
+            (
+                ramped.temperature,
+                ramped.temperature_final,
+                ramped.ramp_epochs
+            ),
+            (400.0, 80.0, 10)
+        );
+        assert_eq!((ramped.lr, ramped.momentum), (0.2, Some(0.7)));
+        assert_eq!(ramped.epoch_options(7).seed, 7);
+        assert_eq!(EpochOptions::recommended(3, true, 7), r.epoch_options(7));
+        for (bad, argument) in [
+            (
+                RecipeOverrides {
+                    temperature_final: Some(0.0),
+                    ..Default::default()
+                },
+                "temperature_final",
+            ),
+            (
+                RecipeOverrides {
+                    temperature: Some(f64::NAN),
+                    ..Default::default()
+                },
+                "temperature",
+            ),
+            (
+                RecipeOverrides {
+                    batch: Some(0),
+                    ..Default::default()
+                },
+                "batch",
+            ),
+        ] {
+            assert!(
+                matches!(r.with(&bad).validate(), Err(Error::InvalidParameter { argument: a, .. }) if a == argument),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 mod common;
 
 use dam::cpu::learn::{self, fast};
-use dam::learn::{Classifier, ClassifierModel, EpochOptions};
+use dam::learn::{
+    Classifier, ClassifierModel, EpochOptions, ParameterNames, Progress, TrainingMonitor,
+};
 use dam::{Device, Tolerance, WgpuContext, WgpuOptions};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -161,6 +163,225 @@ fn outputs_of_many_samples_run_in_passes() {
     for (q, (d, c)) in dev.rows().into_iter().zip(cpu.rows()).enumerate() {
         for (a, b) in d.iter().zip(c.iter()) {
             assert!(LEARN_TOL.accepts(*a, *b), "sample {q}: {a} vs {b}");
+        }
+    }
+}
+
+/// Three prototypes over 24 pixels, 90 noisy copies (a pixel in 11 flipped): separable.
+fn toy() -> (Array2<f64>, Vec<usize>) {
+    let labels: Vec<usize> = (0..90).map(|q| q % 3).collect();
+    let images = Array2::from_shape_fn((90, 24), |(q, i)| {
+        let v = if i / 8 == labels[q] { 1.0 } else { -1.0 };
+        if (q * 7 + i * 3) % 11 == 0 {
+            -v
+        } else {
+            v
+        }
+    });
+    (images, labels)
+}
+
+/// Trained until no memory has a gradient any more (every output at its target: a loss of
+/// 0, or on the fast CPU path below 1e-20 with the output gradients flushed), further
+/// epochs leave the memories bit for bit as they were and the monitor reports convergence.
+/// (The normalised step used to keep moving every memory by ε along its stale velocity.)
+fn once_converged_the_memories_stay_put(device: Device) {
+    let (images, labels) = toy();
+    let model = ClassifierModel {
+        degree: 3,
+        rectified: true,
+        temperature: 4.0,
+        loss_power: 1,
+        classes: 3,
+    };
+    let mut clf = Classifier::random(model, 9, 24, 1, &device).unwrap();
+    let opts = EpochOptions {
+        batch: 10,
+        lr: 0.1,
+        lr_decay: 1.0,
+        seed: 2,
+        momentum: None,
+    };
+    // Until the first epoch that took no step or whose loss is 0: an epoch of zero loss
+    // had a zero gradient in every minibatch, so it must have taken no step either.
+    let mut losses = Vec::new();
+    while clf
+        .last_epoch()
+        .is_none_or(|r| r.updated > 0 && r.loss > 0.0)
+    {
+        assert!(
+            losses.len() < 100,
+            "still learning after 100 epochs: {losses:?}"
+        );
+        losses.push(clf.train_epoch(images.view(), &labels, &opts).unwrap());
+    }
+    let converged_at = losses.len();
+    let report = *clf.last_epoch().unwrap();
+    assert_eq!(report.updated, 0, "a step at a loss of {}", report.loss);
+    assert!(converged_at > 1 && report.loss < 1e-20, "{losses:?}");
+    let mut monitor = TrainingMonitor::new(ParameterNames::FLAGS);
+    assert_eq!(monitor.check(&clf).unwrap(), Progress::Converged);
+    let memories = clf.memories().to_owned();
+    for epoch in 1..=5 {
+        let again = clf.train_epoch(images.view(), &labels, &opts).unwrap();
+        assert!(
+            again < 1e-20,
+            "epoch {epoch} after convergence: loss {again}"
+        );
+        assert_eq!(clf.last_epoch().unwrap().updated, 0, "epoch {epoch}");
+        assert_eq!(monitor.check(&clf).unwrap(), Progress::Converged);
+        let moved = clf
+            .memories()
+            .iter()
+            .zip(memories.iter())
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            moved, 0,
+            "epoch {epoch} after convergence (at epoch {converged_at}): {moved} entries moved"
+        );
+    }
+    assert_eq!(clf.error_percent(images.view(), &labels).unwrap(), 0.0);
+}
+
+/// Pixels that f32 holds exactly (the shipped digits' k/127.5 − 1 are not, so these are
+/// built in f32): the f32 entries train, evaluate and predict exactly as the f64 ones.
+fn f32_pixels_give_the_f64_results(device: Device) {
+    let (b, n) = (130, 37);
+    let pixels32 = Array2::from_shape_fn((b, n), |(q, i)| {
+        ((q * 31 + i * 17) % 255) as f32 / 127.0 - 1.0
+    });
+    let pixels64 = pixels32.mapv(|v| v as f64);
+    let labels: Vec<usize> = (0..b).map(|q| (q * 7 + q / 5) % 4).collect();
+    let model = ClassifierModel {
+        degree: 3,
+        rectified: true,
+        temperature: 6.0,
+        loss_power: 2,
+        classes: 4,
+    };
+    let opts = EpochOptions {
+        batch: 32,
+        lr: 0.05,
+        lr_decay: 0.9,
+        seed: 3,
+        momentum: None,
+    };
+    let mut a = Classifier::random(model, 19, n, 5, &device).unwrap();
+    let mut c = a.clone();
+    for epoch in 0..3 {
+        let la = a.train_epoch(pixels64.view(), &labels, &opts).unwrap();
+        let lc = c.train_epoch_f32(pixels32.view(), &labels, &opts).unwrap();
+        assert_eq!(
+            la.to_bits(),
+            lc.to_bits(),
+            "epoch {epoch}: loss {la} vs {lc}"
+        );
+        assert_eq!(a.last_epoch(), c.last_epoch());
+    }
+    assert_eq!(a.memories(), c.memories());
+    let (oa, oc) = (
+        a.outputs(pixels64.view()).unwrap(),
+        a.outputs_f32(pixels32.view()).unwrap(),
+    );
+    assert_eq!(oa.dim(), (b, 4));
+    assert_eq!(oa, oc);
+    assert_eq!(
+        a.predict(pixels64.view()).unwrap(),
+        c.predict_f32(pixels32.view()).unwrap()
+    );
+    let (ea, ec) = (
+        a.error_percent(pixels64.view(), &labels).unwrap(),
+        c.error_percent_f32(pixels32.view(), &labels).unwrap(),
+    );
+    assert_eq!(ea, ec);
+    assert!(ea < 100.0);
+    // Bad input is refused the same way.
+    assert!(c
+        .train_epoch_f32(pixels32.view(), &labels[1..], &opts)
+        .is_err());
+    assert!(c.error_percent_f32(pixels32.view(), &labels[1..]).is_err());
+    let mut nan = pixels32.clone();
+    nan[[3, 4]] = f32::NAN;
+    assert!(c.outputs_f32(nan.view()).is_err());
+}
+
+/// Far below the overlaps every output starts pinned at ±1: every device stops the run
+/// after its first epoch, naming the temperature to raise (the fast CPU and the reference
+/// see no gradient at all; wgpu's tiny ones still move the memories).
+fn a_saturated_start_is_stopped_after_one_epoch(device: Device) {
+    let (images, labels) = toy();
+    let model = ClassifierModel {
+        degree: 3,
+        rectified: true,
+        temperature: 0.05,
+        loss_power: 3,
+        classes: 3,
+    };
+    let mut clf = Classifier::random(model, 6, 24, 1, &device).unwrap();
+    let opts = dam::learn::Recipe::recommended(3, true).epoch_options(0);
+    let loss = clf.train_epoch(images.view(), &labels, &opts).unwrap();
+    assert_eq!(loss, 90.0 * 64.0, "every sample's true class at −1");
+    assert_eq!(clf.last_epoch().unwrap().saturated, Some(1.0));
+    let err = TrainingMonitor::new(ParameterNames::FLAGS)
+        .check(&clf)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("outputs saturated at the start (epoch 1: ")
+            && err.ends_with("): raise --temperature (now 0.05)"),
+        "{err}"
+    );
+}
+
+test_devices!(all: once_converged_the_memories_stay_put, f32_pixels_give_the_f64_results, a_saturated_start_is_stopped_after_one_epoch);
+
+/// The recipe starts every degree unsaturated on the shipped digits (K = 2,000 random
+/// memories, T of the recipe): few outputs at ±1, the first epoch moves every memory and
+/// lowers the loss of the next, and the monitor lets both epochs pass.
+#[test]
+fn the_recipe_starts_unsaturated_at_every_degree() {
+    let path = |name: &str| dam::mnist::data_dir().join(name);
+    let images = dam::mnist::load_images(&path("train-images-idx3-ubyte.gz"), 400)
+        .unwrap()
+        .mapv(|v| v as f64);
+    let labels: Vec<usize> = dam::mnist::read_idx(&path("train-labels-idx1-ubyte.gz"))
+        .unwrap()
+        .data[..400]
+        .iter()
+        .map(|&l| l as usize)
+        .collect();
+    for degree in [1, 2, 3, 4, 6, 10, 20, 30] {
+        for rectified in [false, true] {
+            let recipe = dam::learn::Recipe::recommended(degree, rectified);
+            let model = ClassifierModel {
+                degree,
+                rectified,
+                temperature: recipe.temperature,
+                loss_power: 3,
+                classes: 10,
+            };
+            let label = format!("n={degree} rectified={rectified} T={}", recipe.temperature);
+            let mut clf = Classifier::random(model, 2000, 784, 1, &Device::Cpu).unwrap();
+            let c = clf.outputs(images.view()).unwrap();
+            let saturated = c.iter().filter(|v| (**v as f32).abs() == 1.0).count();
+            assert!(
+                saturated * 100 <= c.len(),
+                "{label}: {saturated} of {} outputs at ±1",
+                c.len()
+            );
+            let opts = recipe.epoch_options(1);
+            let mut monitor = TrainingMonitor::new(ParameterNames::FLAGS);
+            let first = clf.train_epoch(images.view(), &labels, &opts).unwrap();
+            let report = *clf.last_epoch().unwrap();
+            assert_eq!(report.updated, 2000, "{label}: {report:?}");
+            let pinned = report.saturated.unwrap();
+            assert!(pinned < 0.1, "{label}: {report:?}");
+            assert_eq!(monitor.check(&clf).unwrap(), Progress::Learning, "{label}");
+            clf.set_temperature(recipe.temperature_at(1)).unwrap();
+            let second = clf.train_epoch(images.view(), &labels, &opts).unwrap();
+            assert!(second < first, "{label}: loss {first} → {second}");
+            assert_eq!(monitor.check(&clf).unwrap(), Progress::Learning, "{label}");
         }
     }
 }

@@ -812,22 +812,65 @@ impl RandomFeatures {
 
 /// A Krotov–Hopfield classifier (the Rust `dam::learn::Classifier`): K memories over N
 /// visible neurons and C label neurons, trained with the paper's optimiser on either device.
+/// Unset training arguments take `dam::learn::Recipe::recommended` for the degree, and a
+/// `dam::learn::TrainingMonitor` stops a run that cannot learn (`ValueError`).
 #[pyclass(module = "dam")]
 struct Classifier {
     inner: engine::learn::Classifier,
+    /// The temperature schedule, minibatch, rate and decay unset arguments take.
+    recipe: engine::learn::Recipe,
+    /// Checks every epoch.
+    monitor: engine::learn::TrainingMonitor,
 }
 
-fn images_f64(obj: &Bound<'_, PyAny>) -> PyResult<ndarray::Array2<f64>> {
-    let rows = matrix(obj, "images")?;
-    Ok(rows.as_array().mapv(|v| v as f64))
+/// Images as given: float32 and float64 arrays are read in place, anything else is
+/// converted once to float32.
+enum Pixels<'py> {
+    F32(PyReadonlyArray2<'py, f32>),
+    F64(PyReadonlyArray2<'py, f64>),
+}
+
+/// A view of [`Pixels`], for work without the GIL.
+#[derive(Clone, Copy)]
+enum PixelsView<'a> {
+    F32(ArrayView2<'a, f32>),
+    F64(ArrayView2<'a, f64>),
+}
+
+impl<'py> Pixels<'py> {
+    fn new(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(array) = obj.extract::<PyReadonlyArray2<'py, f64>>() {
+            return Ok(Pixels::F64(array));
+        }
+        Ok(Pixels::F32(matrix(obj, "images")?))
+    }
+
+    fn view(&self) -> PixelsView<'_> {
+        match self {
+            Pixels::F32(a) => PixelsView::F32(a.as_array()),
+            Pixels::F64(a) => PixelsView::F64(a.as_array()),
+        }
+    }
+}
+
+impl Classifier {
+    fn wrap(inner: engine::learn::Classifier, recipe: engine::learn::Recipe) -> Self {
+        Self {
+            inner,
+            recipe,
+            monitor: engine::learn::TrainingMonitor::new(engine::learn::ParameterNames::KEYWORDS),
+        }
+    }
 }
 
 #[pymethods]
 impl Classifier {
     /// K = `memories` random memories (entries N(−0.3, 0.3²), clipped) over `visible`
     /// pixels in [−1, 1]; F = max(x, 0)ⁿ (`rectified`) or xⁿ, β = 1/Tⁿ, loss Σ (c − t)^{2m}.
+    /// The temperature follows the recipe for the degree unless set: `temperature` alone
+    /// fixes T, `temperature_final` ramps T to it over `ramp_epochs` epochs.
     #[new]
-    #[pyo3(signature = (memories, visible, *, classes=10, degree=3, rectified=true, temperature=100.0, loss_power=3, seed=0, device="auto"))]
+    #[pyo3(signature = (memories, visible, *, classes=10, degree=3, rectified=true, temperature=None, temperature_final=None, ramp_epochs=None, loss_power=3, seed=0, device="auto"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -836,15 +879,26 @@ impl Classifier {
         classes: usize,
         degree: u32,
         rectified: bool,
-        temperature: f64,
+        temperature: Option<f64>,
+        temperature_final: Option<f64>,
+        ramp_epochs: Option<usize>,
         loss_power: u32,
         seed: u64,
         device: &str,
     ) -> PyResult<Self> {
+        let recipe = engine::learn::Recipe::recommended(degree, rectified).with(
+            &engine::learn::RecipeOverrides {
+                temperature,
+                temperature_final,
+                ramp_epochs,
+                ..Default::default()
+            },
+        );
+        recipe.validate().map_err(py_err)?;
         let model = engine::learn::ClassifierModel {
             degree,
             rectified,
-            temperature,
+            temperature: recipe.temperature,
             loss_power,
             classes,
         };
@@ -858,40 +912,61 @@ impl Classifier {
                 &device_value,
             )?)
         })?;
-        Ok(Self { inner })
+        Ok(Self::wrap(inner, recipe))
     }
 
     /// One epoch over `images` (B, N) and integer `labels` (B,) in minibatches of `batch`
-    /// (rate lr·lr_decay^epoch, momentum the 0.5 → 0.9 ramp unless given; `temperature`
-    /// sets T from this epoch on). Returns the summed minibatch loss.
-    #[pyo3(signature = (images, labels, *, batch=100, lr=0.01, lr_decay=0.998, seed=0, momentum=None, temperature=None))]
+    /// (rate lr·lr_decay^epoch, momentum the 0.5 → 0.9 ramp unless given; unset values
+    /// take the recipe for the degree). T follows the classifier's schedule; `temperature`
+    /// sets it from this epoch on. float32 and float64 images are read in place. Returns
+    /// the summed minibatch loss; raises `ValueError` when the run cannot learn (no memory
+    /// received a gradient, or the loss stopped moving), naming the argument to change.
+    #[pyo3(signature = (images, labels, *, batch=None, lr=None, lr_decay=None, seed=0, momentum=None, temperature=None))]
     #[allow(clippy::too_many_arguments)]
     fn train_epoch(
         &mut self,
         py: Python<'_>,
         images: &Bound<'_, PyAny>,
         labels: Vec<usize>,
-        batch: usize,
-        lr: f64,
-        lr_decay: f64,
+        batch: Option<usize>,
+        lr: Option<f64>,
+        lr_decay: Option<f64>,
         seed: u64,
         momentum: Option<f64>,
         temperature: Option<f64>,
     ) -> PyResult<f64> {
-        let x = images_f64(images)?;
-        let options = engine::learn::EpochOptions {
-            batch,
-            lr,
-            lr_decay,
-            seed,
-            momentum,
-        };
-        let inner = &mut self.inner;
+        let x = Pixels::new(images)?;
+        let view = x.view();
+        if let Some(t) = temperature {
+            // A temperature set by hand replaces the schedule from now on.
+            let fixed = self.recipe.with(&engine::learn::RecipeOverrides {
+                temperature: Some(t),
+                ..Default::default()
+            });
+            fixed.validate().map_err(py_err)?;
+            self.recipe = fixed;
+            self.monitor.schedule_changed();
+        }
+        let options = self
+            .recipe
+            .with(&engine::learn::RecipeOverrides {
+                batch,
+                lr,
+                lr_decay,
+                momentum,
+                ..Default::default()
+            })
+            .epoch_options(seed);
+        let temperature = self.recipe.temperature_at(self.inner.epochs());
+        let (inner, monitor) = (&mut self.inner, &mut self.monitor);
         compute(py, move || {
-            if let Some(t) = temperature {
-                inner.set_temperature(t)?;
-            }
-            Ok(inner.train_epoch(x.view(), &labels, &options)?)
+            inner.set_temperature(temperature)?;
+            let loss = match view {
+                PixelsView::F32(x) => inner.train_epoch_f32(x, &labels, &options)?,
+                PixelsView::F64(x) => inner.train_epoch(x, &labels, &options)?,
+            };
+            monitor.check(inner)?;
+            Ok(loss)
         })
     }
 
@@ -901,9 +976,15 @@ impl Classifier {
         py: Python<'py>,
         images: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let x = images_f64(images)?;
+        let x = Pixels::new(images)?;
+        let view = x.view();
         let inner = &self.inner;
-        let out = compute(py, || Ok(inner.outputs(x.view())?))?;
+        let out = compute(py, || {
+            Ok(match view {
+                PixelsView::F32(x) => inner.outputs_f32(x)?,
+                PixelsView::F64(x) => inner.outputs(x)?,
+            })
+        })?;
         Ok(out.into_pyarray(py).into_any())
     }
 
@@ -913,9 +994,15 @@ impl Classifier {
         py: Python<'py>,
         images: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let x = images_f64(images)?;
+        let x = Pixels::new(images)?;
+        let view = x.view();
         let inner = &self.inner;
-        let out = compute(py, || Ok(inner.predict(x.view())?))?;
+        let out = compute(py, || {
+            Ok(match view {
+                PixelsView::F32(x) => inner.predict_f32(x)?,
+                PixelsView::F64(x) => inner.predict(x)?,
+            })
+        })?;
         let out: Vec<i64> = out.into_iter().map(|v| v as i64).collect();
         Ok(out.into_pyarray(py).into_any())
     }
@@ -927,9 +1014,15 @@ impl Classifier {
         images: &Bound<'_, PyAny>,
         labels: Vec<usize>,
     ) -> PyResult<f64> {
-        let x = images_f64(images)?;
+        let x = Pixels::new(images)?;
+        let view = x.view();
         let inner = &self.inner;
-        compute(py, move || Ok(inner.error_percent(x.view(), &labels)?))
+        compute(py, move || {
+            Ok(match view {
+                PixelsView::F32(x) => inner.error_percent_f32(x, &labels)?,
+                PixelsView::F64(x) => inner.error_percent(x, &labels)?,
+            })
+        })
     }
 
     /// The memories (K, N + C) → float64 (visible part first, then the label entries).
@@ -964,7 +1057,15 @@ impl Classifier {
         let inner = compute(py, move || {
             Ok(engine::learn::Classifier::load_file(&path, &device_value)?)
         })?;
-        Ok(Self { inner })
+        // The saved temperature stays fixed; rate and decay are the recipe's.
+        let model = inner.model();
+        let recipe = engine::learn::Recipe::recommended(model.degree, model.rectified).with(
+            &engine::learn::RecipeOverrides {
+                temperature: Some(model.temperature),
+                ..Default::default()
+            },
+        );
+        Ok(Self::wrap(inner, recipe))
     }
 }
 

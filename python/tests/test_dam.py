@@ -380,8 +380,7 @@ def test_classifier_learns_a_toy_problem_and_round_trips(device, tmp_path):
     images = protos[labels] * np.where(rng.random((90, 24)) < 0.08, -1.0, 1.0)
     clf = dam.Classifier(6, 24, classes=3, degree=3, temperature=3.0, loss_power=1,
                          seed=1, device=device)
-    # 12 epochs: the loss is then ~1e-12; far beyond, at a loss of exactly 0, the paper's
-    # normalised step keeps moving the memories along their stale velocity.
+    # 12 epochs: the loss is then ~1e-12.
     first = clf.train_epoch(images, labels, batch=10, lr=0.05, lr_decay=0.9, seed=2)
     for _ in range(11):
         last = clf.train_epoch(images, labels, batch=10, lr=0.05, lr_decay=0.9, seed=2)
@@ -401,6 +400,64 @@ def test_classifier_learns_a_toy_problem_and_round_trips(device, tmp_path):
         clf.train_epoch(images, np.full(90, 3), batch=10)
     with pytest.raises(ValueError, match="degree"):
         dam.Classifier(4, 24, degree=0)
+
+
+def test_classifier_defaults_follow_the_recipe_for_the_degree():
+    assert dam.Classifier(4, 24, degree=3, device="cpu").temperature == 400.0
+    assert dam.Classifier(4, 24, degree=2, device="cpu").temperature == 700.0
+    assert dam.Classifier(4, 24, degree=30, device="cpu").temperature == 540.0
+    assert dam.Classifier(4, 24, degree=3, temperature=9.0, device="cpu").temperature == 9.0
+    # The ramp of n = 3 (400 → 50 over 50 epochs) moves T every epoch.
+    rng = np.random.default_rng(1)
+    images = np.where(rng.random((20, 24)) < 0.3, 1.0, -1.0)
+    labels = np.arange(20) % 10
+    clf = dam.Classifier(4, 24, degree=3, device="cpu")
+    clf.train_epoch(images, labels)
+    clf.train_epoch(images, labels)
+    assert clf.temperature == 393.0
+    ramped = dam.Classifier(4, 24, degree=3, temperature_final=100.0, ramp_epochs=2,
+                            device="cpu")
+    for _ in range(3):
+        ramped.train_epoch(images, labels)
+    assert ramped.temperature == 100.0
+    with pytest.raises(ValueError, match="temperature_final"):
+        dam.Classifier(4, 24, temperature_final=-1.0)
+
+
+def test_classifier_stops_a_saturated_run_naming_the_temperature():
+    # Far below the overlaps every output is pinned at ±1: no gradient on the CPU, and
+    # the first epoch raises, naming the keyword to raise.
+    rng = np.random.default_rng(5)
+    protos = np.where(np.arange(24)[None, :] // 8 == np.arange(3)[:, None], 1.0, -1.0)
+    labels = np.arange(90) % 3
+    images = protos[labels] * np.where(rng.random((90, 24)) < 0.08, -1.0, 1.0)
+    clf = dam.Classifier(6, 24, classes=3, temperature=0.05, seed=1, device="cpu")
+    before = clf.memories
+    with pytest.raises(ValueError, match=r"^outputs saturated at the start \(epoch 1: .*\): raise temperature \(now 0.05\)$"):
+        clf.train_epoch(images, labels)
+    assert clf.epochs == 1
+    assert np.array_equal(clf.memories, before)
+
+
+@pytest.mark.parametrize("device", ["cpu", "wgpu"])
+def test_classifier_reads_float32_and_float64_alike(device):
+    # Pixels float32 holds exactly: the float32 and float64 paths give identical results.
+    rng = np.random.default_rng(3)
+    images32 = (rng.integers(0, 255, (60, 24)) / 127.0 - 1.0).astype(np.float32)
+    images64 = images32.astype(np.float64)
+    labels = np.arange(60) % 3
+    a = dam.Classifier(5, 24, classes=3, temperature=4.0, seed=2, device=device)
+    b = dam.Classifier(5, 24, classes=3, temperature=4.0, seed=2, device=device)
+    for _ in range(2):
+        la = a.train_epoch(images32, labels, batch=16, lr=0.05)
+        lb = b.train_epoch(images64, labels, batch=16, lr=0.05)
+        assert la == lb
+    assert np.array_equal(a.memories, b.memories)
+    assert np.array_equal(a.outputs(images32), a.outputs(images64))
+    assert np.array_equal(a.predict(images32), b.predict(images64))
+    assert a.error(images32, labels) == b.error(images64, labels)
+    # Other dtypes and lists are converted once.
+    assert np.array_equal(a.predict(images32.tolist()), a.predict(images32))
 
 
 @pytest.mark.parametrize("device", ["reference", "cpu"])

@@ -123,6 +123,20 @@ pub enum Error {
         /// What to do instead.
         detail: String,
     },
+    /// Training stopped making progress: no memory received a gradient (outputs saturated,
+    /// or F′ vanishing), or the loss stayed put for several epochs. The message says what
+    /// was seen and which parameter to change.
+    #[error("{what} (epoch {epoch}: {detail}): {remedy}")]
+    Stalled {
+        /// What happened, in a few words.
+        what: String,
+        /// The 1-based epoch at which it was detected.
+        epoch: usize,
+        /// The measurements behind it (loss, outputs, gradients).
+        detail: String,
+        /// Which parameter to change, with its current value.
+        remedy: String,
+    },
     /// The `DAM_DEVICE` environment variable holds an unknown value.
     #[error("DAM_DEVICE={value:?} is not a device; use `cpu`, `wgpu`, `wgpu:N` (adapter index, see `dam devices`), `wgpu:NAME` or `auto`")]
     UnknownDevice {

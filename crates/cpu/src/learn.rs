@@ -230,6 +230,47 @@ mod tests {
         assert!((loss - expected).abs() < 1e-12 * expected.max(1.0));
     }
 
+    /// A memory whose gradient row is exactly zero keeps its entries and its velocity,
+    /// however large the velocity; the others take the normalised momentum step.
+    #[test]
+    fn a_zero_gradient_row_leaves_its_memory_and_velocity_alone() {
+        let memories = Array2::from_shape_fn((3, 4), |(m, i)| 0.1 * (m + i) as f32 - 0.2);
+        let velocity = Array2::from_shape_fn((3, 4), |(m, i)| 0.5 - 0.25 * (m * 4 + i) as f32);
+        let mut gradient = Array2::from_shape_fn((3, 4), |(m, i)| (m as f32 - i as f32) * 0.1);
+        gradient.row_mut(1).fill(0.0);
+        let (mut m, mut v) = (memories.clone(), velocity.clone());
+        fast::optimiser_step(
+            m.view_mut(),
+            v.view_mut(),
+            &[
+                (0, gradient.slice(ndarray::s![..2, ..]).to_owned()),
+                (2, gradient.slice(ndarray::s![2.., ..]).to_owned()),
+            ],
+            0.05,
+            0.9,
+        );
+        assert_eq!(m.row(1), memories.row(1));
+        assert_eq!(v.row(1), velocity.row(1));
+        for row in [0, 2] {
+            let expected_v: Vec<f32> = velocity
+                .row(row)
+                .iter()
+                .zip(gradient.row(row))
+                .map(|(&v, &g)| 0.9 * v - g)
+                .collect();
+            assert_eq!(v.row(row).to_vec(), expected_v, "row {row}");
+            let scale = expected_v.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+            let expected_m: Vec<f32> = memories
+                .row(row)
+                .iter()
+                .zip(&expected_v)
+                .map(|(&m, &v)| (m + 0.05 / scale * v).clamp(-1.0, 1.0))
+                .collect();
+            assert_eq!(m.row(row).to_vec(), expected_m, "row {row}");
+            assert_ne!(m.row(row), memories.row(row), "row {row} moved");
+        }
+    }
+
     #[test]
     fn bad_input_names_the_argument() {
         let model = ClassifierModel {
@@ -437,8 +478,10 @@ pub mod fast {
 
     /// The optimiser step for one gradient, given as pieces (first memory, rows) in order
     /// of the memories (K × (N + C) in all), in f32: V ← p V − ∇, then each memory moves by
-    /// ε V / max|V| (when V ≠ 0) and is clipped to [−1, 1]. Row by row, one thread per
-    /// piece.
+    /// ε V / max|V| (when V ≠ 0) and is clipped to [−1, 1]. A memory whose gradient row is
+    /// exactly zero is left alone, velocity included: it has nothing to learn from this
+    /// batch, and the normalised step would otherwise move it by ε along its stale velocity
+    /// (at any loss, even 0). Row by row, one thread per piece.
     pub fn optimiser_step(
         memories: ArrayViewMut2<'_, f32>,
         velocity: ArrayViewMut2<'_, f32>,
@@ -455,6 +498,9 @@ pub mod fast {
                 .zip(vel.axis_iter_mut(Axis(0)))
                 .zip(g.axis_iter(Axis(0)))
             {
+                if g.iter().all(|&g| g == 0.0) {
+                    continue;
+                }
                 let mut scale = 0.0f32;
                 v.zip_mut_with(&g, |v, &g| {
                     *v = p * *v - g;

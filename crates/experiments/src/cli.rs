@@ -538,31 +538,33 @@ pub struct TrainArgs {
     /// m in the loss Σ (c − t)^{2m}.
     #[arg(long, default_value_t = 3)]
     pub loss_power: u32,
-    /// Temperature T (β = 1/Tⁿ); with --temperature-final, the first epoch's.
-    #[arg(long, default_value_t = 100.0)]
-    pub temperature: f64,
+    /// Temperature T (β = 1/Tⁿ) of the first epoch; given without --temperature-final, T
+    /// stays fixed. Default: the recipe for the degree (dam::learn::Recipe::recommended).
+    #[arg(long)]
+    pub temperature: Option<f64>,
     /// Final temperature: T ramps linearly from --temperature to this over --ramp-epochs
-    /// (Krotov–Hopfield Appendix A); default: T stays fixed.
+    /// (Krotov–Hopfield Appendix A). Default: the recipe's (fixed T when --temperature is
+    /// given alone).
     #[arg(long)]
     pub temperature_final: Option<f64>,
-    /// Length in epochs of the temperature ramp.
-    #[arg(long, default_value_t = 100)]
-    pub ramp_epochs: usize,
+    /// Length in epochs of the temperature ramp. Default: the recipe's.
+    #[arg(long)]
+    pub ramp_epochs: Option<usize>,
     /// Fixed momentum p ∈ [0, 1); default: the ramp 0.5 → 0.9 over the first 100 epochs.
     #[arg(long)]
     pub momentum: Option<f64>,
     /// Epochs.
     #[arg(long)]
     pub epochs: usize,
-    /// Minibatch size.
-    #[arg(long, default_value_t = 100)]
-    pub batch: usize,
-    /// Initial learning rate ε₀.
-    #[arg(long, default_value_t = 0.01)]
-    pub lr: f64,
-    /// Learning-rate decay f per epoch (ε = ε₀ f^epoch).
-    #[arg(long, default_value_t = 0.998)]
-    pub lr_decay: f64,
+    /// Minibatch size. Default: the recipe's (100).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Initial learning rate ε₀. Default: the recipe's.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Learning-rate decay f per epoch (ε = ε₀ f^epoch). Default: the recipe's.
+    #[arg(long)]
+    pub lr_decay: Option<f64>,
     /// Seed of the initial memories and of the sample order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

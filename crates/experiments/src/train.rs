@@ -7,7 +7,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use dam::learn::{Classifier, ClassifierModel, EpochOptions};
+use dam::learn::{
+    Classifier, ClassifierModel, ParameterNames, Recipe, RecipeOverrides, TrainingMonitor,
+};
 use ndarray::Array2;
 
 use crate::error::{invalid, output, prepare_out, Result};
@@ -28,23 +30,24 @@ pub struct TrainSpec {
     pub rectified: bool,
     /// m in the loss Σ (c − t)^{2m}.
     pub loss_power: u32,
-    /// Temperature T (β = 1/Tⁿ) of the first epoch.
-    pub temperature: f64,
+    /// Temperature T (β = 1/Tⁿ) of the first epoch; `None`: the recipe's for the degree
+    /// ([`Recipe::recommended`]). Given without `temperature_final`, T stays fixed.
+    pub temperature: Option<f64>,
     /// Final temperature of a linear ramp over `ramp_epochs` ([`dam::learn::ramp`]);
-    /// `None`: T stays fixed.
+    /// `None`: the recipe's (T fixed when `temperature` is given alone).
     pub temperature_final: Option<f64>,
-    /// Length in epochs of the temperature ramp.
-    pub ramp_epochs: usize,
+    /// Length in epochs of the temperature ramp; `None`: the recipe's.
+    pub ramp_epochs: Option<usize>,
     /// Fixed momentum p ∈ [0, 1); `None`: the ramp 0.5 → 0.9 over the first 100 epochs.
     pub momentum: Option<f64>,
     /// Epochs (at least one).
     pub epochs: usize,
-    /// Minibatch size.
-    pub batch: usize,
-    /// Initial learning rate ε₀.
-    pub lr: f64,
-    /// Learning-rate decay f per epoch (ε = ε₀ f^epoch).
-    pub lr_decay: f64,
+    /// Minibatch size; `None`: the recipe's.
+    pub batch: Option<usize>,
+    /// Initial learning rate ε₀; `None`: the recipe's.
+    pub lr: Option<f64>,
+    /// Learning-rate decay f per epoch (ε = ε₀ f^epoch); `None`: the recipe's.
+    pub lr_decay: Option<f64>,
     /// Seed of the initial memories and of the sample order.
     pub seed: u64,
     /// Start from the memories of a memories.safetensors written by a previous run.
@@ -76,30 +79,26 @@ pub fn run(
     device: &dam::Device,
     mut progress: impl FnMut(&EpochRow),
 ) -> Result<TrainReport> {
+    // A setting not given takes the recipe's value for this degree.
+    let recipe = Recipe::recommended(spec.degree, spec.rectified).with(&RecipeOverrides {
+        temperature: spec.temperature,
+        temperature_final: spec.temperature_final,
+        ramp_epochs: spec.ramp_epochs,
+        batch: spec.batch,
+        lr: spec.lr,
+        lr_decay: spec.lr_decay,
+        momentum: spec.momentum,
+    });
     let model = ClassifierModel {
         degree: spec.degree,
         rectified: spec.rectified,
-        temperature: spec.temperature,
+        temperature: recipe.temperature,
         loss_power: spec.loss_power,
         classes: CLASSES,
     };
     model.validate()?;
-    let final_temperature = spec.temperature_final.unwrap_or(spec.temperature);
-    if !(final_temperature.is_finite() && final_temperature > 0.0) {
-        return Err(invalid(
-            "--temperature-final",
-            &final_temperature.to_string(),
-            "T must be finite and > 0",
-        ));
-    }
-    let options = EpochOptions {
-        batch: spec.batch,
-        lr: spec.lr,
-        lr_decay: spec.lr_decay,
-        seed: spec.seed,
-        momentum: spec.momentum,
-    };
-    options.validate()?;
+    recipe.validate()?;
+    let options = recipe.epoch_options(spec.seed);
     if spec.epochs == 0 {
         return Err(invalid("--epochs", "0", "at least one epoch"));
     }
@@ -139,13 +138,11 @@ pub fn run(
     let mut metrics = Metrics::create(&spec.out)?;
     let memories_path = spec.out.join("memories.safetensors");
     let mut last: Option<EpochRow> = None;
+    // Stops a run whose outputs are saturated or whose loss has stopped moving, naming the
+    // flag to change (the rows so far stay in metrics.csv).
+    let mut monitor = TrainingMonitor::new(ParameterNames::FLAGS);
     for _ in 0..spec.epochs {
-        clf.set_temperature(dam::learn::ramp(
-            spec.temperature,
-            final_temperature,
-            spec.ramp_epochs,
-            clf.epochs(),
-        ))?;
+        clf.set_temperature(recipe.temperature_at(clf.epochs()))?;
         let start = std::time::Instant::now();
         let loss = clf.train_epoch(train_set.images.view(), &train_set.labels, &options)?;
         let seconds = start.elapsed().as_secs_f64();
@@ -159,6 +156,7 @@ pub fn run(
         metrics.push(&row)?;
         clf.save_file(&memories_path)?;
         progress(&row);
+        monitor.check(&clf)?;
         last = Some(row);
     }
     write_memories_png(&spec.out, &clf)?;
@@ -175,6 +173,15 @@ pub fn run(
         "device": device_name,
         "adapter": adapter,
         "args": spec.args,
+        "recipe": {
+            "temperature": recipe.temperature,
+            "temperature_final": recipe.temperature_final,
+            "ramp_epochs": recipe.ramp_epochs,
+            "batch": recipe.batch,
+            "lr": recipe.lr,
+            "lr_decay": recipe.lr_decay,
+            "momentum": recipe.momentum,
+        },
         "votes_per_memory": votes_histogram(&clf),
         "dominant_memory_fraction": clf.dominant_fraction(test_set.images.view())?,
         "dual_agreement": dual_agreement,

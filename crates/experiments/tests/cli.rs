@@ -1520,3 +1520,70 @@ fn train_writes_the_contracted_files_and_refuses_bad_input() {
         assert_usage_error(&args);
     }
 }
+
+/// `dam train` without schedule flags takes the recipe for the degree; a run whose outputs
+/// are saturated from the start stops after its first epoch with exit code 2, naming the
+/// flag to raise, and keeps the epoch's row and memories on disk.
+#[test]
+fn train_defaults_to_the_recipe_and_stops_a_saturated_run() {
+    let out = tmp("train-recipe");
+    let o = dam(&[
+        "train",
+        "--memories",
+        "10",
+        "--degree",
+        "3",
+        "--rectified",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let recipe = &summary["recipe"];
+    assert_eq!(recipe["temperature"], 400.0, "{summary}");
+    assert_eq!(recipe["temperature_final"], 50.0, "{summary}");
+    assert_eq!(recipe["ramp_epochs"], 50, "{summary}");
+    assert_eq!(
+        (recipe["lr"].as_f64(), recipe["lr_decay"].as_f64()),
+        (Some(0.1), Some(0.95))
+    );
+    assert_eq!(recipe["batch"], 100, "{summary}");
+    assert!(summary["test_error"].as_f64().unwrap() < 90.0, "{summary}");
+
+    let out = tmp("train-saturated");
+    let o = dam(&[
+        "train",
+        "--memories",
+        "10",
+        "--degree",
+        "3",
+        "--rectified",
+        "--temperature",
+        "1",
+        "--epochs",
+        "5",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "dam: error: outputs saturated at the start (epoch 1: no memory received a gradient"
+        ) && err.contains("): raise --temperature (now 1)")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(csv.lines().nth(1).unwrap().starts_with("1,"), "{csv}");
+    assert!(out.join("memories.safetensors").exists());
+    assert!(!out.join("summary.json").exists());
+}
