@@ -20,7 +20,7 @@
 //! with negative Euclidean similarity and β = b/N). Seeded and reproducible.
 
 use dam::procedural::{fill, PatternKind, Stream};
-use dam::{Device, Dynamics, Patterns, Retriever, Separation, Similarity};
+use dam::{Device, Dynamics, Patterns, Projection, Retriever, Separation, Similarity};
 use ndarray::{Array2, ArrayView1, Axis};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -303,18 +303,21 @@ fn energy_memory(
     Ok((memory, shift))
 }
 
-fn rescale_to_sphere(mut row: ndarray::ArrayViewMut1<'_, f32>, n: usize) {
-    let norm = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
-    let scale = (n as f64).sqrt() / norm;
-    row.mapv_inplace(|v| (v as f64 * scale) as f32);
+/// Writes `values` projected onto the sphere |x|² = N (`Projection::Sphere`) into `row`.
+fn write_on_sphere(mut values: Vec<f64>, mut row: ndarray::ArrayViewMut1<'_, f32>) {
+    Projection::Sphere.apply(&mut values);
+    row.iter_mut()
+        .zip(&values)
+        .for_each(|(o, &v)| *o = v as f32);
 }
 
+/// φ = a·b/N (f64 sums) of two rows of standard-layout arrays.
 fn overlap(a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> f64 {
-    a.iter()
-        .zip(b.iter())
-        .map(|(&x, &y)| x as f64 * y as f64)
-        .sum::<f64>()
-        / a.len() as f64
+    let (a, b) = (
+        a.to_slice().expect("rows of a standard layout"),
+        b.to_slice().expect("rows of a standard layout"),
+    );
+    Similarity::Dot.of(a, b) / a.len() as f64
 }
 
 /// Runs every (α, disorder) point and returns one row per (α, T, disorder), in the order
@@ -367,7 +370,7 @@ pub fn run_point(
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5DEE_CE66_D1CE_4E5B);
     // Starts: φ₀ x̂ + √(1 − φ₀²) û with û ⊥ the target, both of norm √N.
     let mut x = Array2::<f32>::zeros((chains, n));
-    for mut row in x.rows_mut() {
+    for row in x.rows_mut() {
         let (lo, hi) = spec.start_overlap;
         let phi0 = if hi > lo {
             rng.random_range(lo..=hi)
@@ -384,12 +387,13 @@ pub fn run_point(
         u.iter_mut()
             .zip(target.iter())
             .for_each(|(a, &t)| *a -= along * t as f64);
-        let norm = u.iter().map(|a| a * a).sum::<f64>().sqrt();
-        let scale = (n as f64).sqrt() / norm;
-        for ((o, &t), &a) in row.iter_mut().zip(target.iter()).zip(&u) {
-            *o = (phi0 * t as f64 + (1.0 - phi0 * phi0).sqrt() * a * scale) as f32;
-        }
-        rescale_to_sphere(row, n);
+        Projection::Sphere.apply(&mut u);
+        let start = target
+            .iter()
+            .zip(&u)
+            .map(|(&t, &a)| phi0 * t as f64 + (1.0 - phi0 * phi0).sqrt() * a)
+            .collect();
+        write_on_sphere(start, row);
     }
     let energies = |states: &Array2<f32>| -> Result<Vec<f64>> {
         Ok(memory
@@ -407,12 +411,13 @@ pub fn run_point(
     let total = spec.equilibrate + spec.sample;
     let mut y = Array2::<f32>::zeros((chains, n));
     for step in 0..total {
-        for (c, mut row) in y.rows_mut().into_iter().enumerate() {
-            for (o, &v) in row.iter_mut().zip(x.row(c).iter()) {
-                let g: f64 = rng.sample(StandardNormal);
-                *o = (v as f64 + sigma[c] * g) as f32;
-            }
-            rescale_to_sphere(row, n);
+        for (c, row) in y.rows_mut().into_iter().enumerate() {
+            let proposal = x
+                .row(c)
+                .iter()
+                .map(|&v| v as f64 + sigma[c] * rng.sample::<f64, _>(StandardNormal))
+                .collect();
+            write_on_sphere(proposal, row);
         }
         let e_new = energies(&y)?;
         for c in 0..chains {
