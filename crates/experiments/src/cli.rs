@@ -11,7 +11,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use crate::args::SweepText;
+use crate::args::{parse_range, parse_shard, SweepText};
 use crate::bench::{BenchCall, BenchConfig};
 use crate::capacity::{Energy, Sweep};
 use crate::census::CensusSpec;
@@ -116,6 +116,10 @@ pub enum Command {
     /// The capacity search at each N of a range, per energy: curve.csv and curve.svg
     /// (e.g. Krotov–Hopfield Fig. 5 with the paper's estimate).
     CapacityCurve(CurveArgs),
+    /// Metropolis Monte Carlo on the sphere over a grid of load α and temperature T:
+    /// phase.csv, summary.json (the retrieval boundary per T), phase.svg (⟨φ⟩ heat map with
+    /// the theory).
+    Phase(PhaseArgs),
 }
 
 /// What every capacity search of a curve shares.
@@ -802,10 +806,117 @@ impl SearchArg {
     }
 }
 
+/// `dam phase`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+#[command(group(clap::ArgGroup::new("size").required(true).args(["dim", "patterns"])))]
+pub struct PhaseArgs {
+    /// `lse` (log-sum-exp, β = 1) or `lsr` (log-sum-ReLU, b = 2 + √2).
+    #[arg(long)]
+    pub energy: String,
+    /// Dimension N (M = round(e^{αN}) patterns at each α).
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Number of patterns M (N = round(ln M / α) at each α).
+    #[arg(long)]
+    pub patterns: Option<u64>,
+    /// Loads α as START:STOP:STEP (a single value: `0.1:0.1:1`).
+    #[arg(long)]
+    pub alpha: String,
+    /// Temperatures T as START:STOP:STEP.
+    #[arg(long)]
+    pub temperature: String,
+    /// Independent pattern sets per (α, T).
+    #[arg(long)]
+    pub disorders: usize,
+    /// Chains per pattern set and temperature, 1 to 64: replicas a and b give phi_a, phi_b
+    /// and q12; every replica counts in phi_mean.
+    #[arg(long, default_value_t = 2)]
+    pub replicas: usize,
+    /// Steps before sampling; default max(8192, 16·N) (chains from φ₀ = 0.75 need ~12·N
+    /// steps to settle).
+    #[arg(long)]
+    pub equilibrate: Option<usize>,
+    /// Sampled steps; default max(4096, 4·N).
+    #[arg(long)]
+    pub sample: Option<usize>,
+    /// Range LO:HI of the starting overlap φ₀ with the target (uniform).
+    #[arg(long, default_value = "0.75:1")]
+    pub start_overlap: String,
+    /// Seed of the patterns, starts and moves.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run the cells c (α, disorder, T in that order) with c mod n = i, as `i/n`; join the
+    /// shards' folders with `dam merge`.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Continue an interrupted run: keep the rows of OUT/phase.csv and run the other cells.
+    #[arg(long)]
+    pub resume: bool,
+    /// Device: `auto` (DAM_DEVICE if set, else wgpu on a hardware adapter, else the CPU),
+    /// `cpu`, `reference` (the f64 reference), `wgpu` (or `gpu`), `wgpu:N` or `wgpu:NAME`.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl PhaseArgs {
+    /// The experiment these arguments describe.
+    pub fn spec(&self) -> Result<crate::phase::PhaseSpec> {
+        use crate::phase::{point_size, PhaseEnergy, PhaseSize, PhaseSpec};
+        let size = match (self.dim, self.patterns) {
+            (Some(n), None) => PhaseSize::Dim(n),
+            (None, Some(m)) if m >= 2 => PhaseSize::Patterns(m),
+            (None, Some(m)) => return Err(invalid("--patterns", &m.to_string(), "M ≥ 2")),
+            _ => {
+                return Err(invalid(
+                    "--dim",
+                    "",
+                    "give exactly one of --dim and --patterns",
+                ))
+            }
+        };
+        // Grid values to 12 significant digits: 0.1 + 2·0.1 is the T = 0.3 of the files.
+        let tidy = |v: Vec<f64>| -> Vec<f64> {
+            v.into_iter()
+                .map(|x| format!("{x:.11e}").parse().unwrap_or(x))
+                .collect()
+        };
+        let alphas = tidy(parse_range("--alpha", &self.alpha)?);
+        let mut n_max = 0;
+        for &a in &alphas {
+            n_max = n_max.max(point_size(size, a)?.0);
+        }
+        let start_overlap = self
+            .start_overlap
+            .split_once(':')
+            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+            .ok_or_else(|| invalid("--start-overlap", &self.start_overlap, "expected LO:HI"))?;
+        let spec = PhaseSpec {
+            energy: PhaseEnergy::parse(&self.energy)?,
+            size,
+            alphas,
+            temperatures: tidy(parse_range("--temperature", &self.temperature)?),
+            disorders: self.disorders,
+            replicas: self.replicas,
+            equilibrate: self.equilibrate.unwrap_or((16 * n_max).max(8192)),
+            sample: self.sample.unwrap_or((4 * n_max).max(4096)),
+            start_overlap,
+            seed: self.seed,
+            shard: parse_shard(self.shard.as_deref())?,
+            ..PhaseSpec::default()
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
 /// `dam merge`.
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// Output folders of the shards.
+    /// Output folders of the shards (of `dam capacity`, or of `dam phase`: folders with a
+    /// phase.csv).
     #[arg(required = true)]
     pub dirs: Vec<PathBuf>,
     /// Where to write the merged files.

@@ -11,13 +11,21 @@
 //!
 //! Each chain starts at overlap φ₀ with the target pattern 0 (φ₀ uniform in a range,
 //! [0.75, 1] by default). After the equilibration steps the sampled steps give, per
-//! (α, T, disorder), the mean overlaps ⟨φ⟩ of two replicas with the target (same patterns,
-//! independent chains), their mutual overlap q₁₂, and at the end the largest overlap of
-//! either replica with any other pattern. The chains of every temperature and replica of a
-//! disorder advance together: one batched energy evaluation per step on the chosen device
-//! (`Retriever::energy`, the fast CPU pass or the wgpu kernels; the LSE energy is the
-//! engine's softmax energy with β = 1 shifted by N/2, the LSR one its log-sum-ReLU energy
-//! with negative Euclidean similarity and β = b/N). Seeded and reproducible.
+//! cell (α, T, disorder), the mean overlaps ⟨φ⟩ of two replicas with the target (same
+//! patterns, independent chains), their mutual overlap q₁₂, and at the end the largest
+//! overlap of either replica with any other pattern. The chains of every temperature and
+//! replica of a disorder advance together: one batched energy evaluation per step on the
+//! chosen device (`Retriever::energy`, the fast CPU pass or the wgpu kernels; the LSE
+//! energy is the engine's softmax energy with β = 1 shifted by N/2, the LSR one its
+//! log-sum-ReLU energy with negative Euclidean similarity and β = b/N).
+//!
+//! Every chain draws from its own generator, seeded by (seed, α, disorder, T, replica): a
+//! cell's row is the same whichever other cells run with it (and in any grid that holds
+//! it), so a run split with [`PhaseSpec::shard`] or continued with [`run`]'s `done` rows
+//! gives the rows of one whole run.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use dam::procedural::{fill, PatternKind, Stream};
 use dam::{Device, Dynamics, Patterns, Projection, Retriever, Separation, Similarity};
@@ -26,13 +34,28 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
+use crate::error::{invalid, output};
 use crate::{ExperimentError, Result};
 
 /// b of the spherical log-sum-ReLU energy: 2 + √2, the support wall at φ = 1/√2.
 pub const LSR_B: f64 = 2.0 + std::f64::consts::SQRT_2;
 
+/// Most replicas per pattern set and temperature.
+pub const MAX_REPLICAS: usize = 64;
+
+/// The mean |drift| (second half minus first half of the sampled ⟨φ⟩) over a run's rows
+/// above which `dam phase` warns that the chains have not settled.
+pub const DRIFT_WARNING: f64 = 0.01;
+
+/// The LSR support wall on the sphere: φ = 1 − 1/b = 1/√2.
+pub const LSR_WALL: f64 = std::f64::consts::FRAC_1_SQRT_2;
+
+/// The drop φ_eq(T) − ⟨φ⟩ that marks the retrieval boundary in summary.json.
+pub const BOUNDARY_DROP: f64 = 0.02;
+
 /// Which energy the chains sample.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PhaseEnergy {
     /// Log-sum-exp, β = 1.
     Lse,
@@ -49,16 +72,12 @@ impl PhaseEnergy {
         }
     }
 
-    /// Reads [`PhaseEnergy::name`].
+    /// Reads [`PhaseEnergy::name`] (also `log-sum-exp`, `softmax`, `log-sum-relu`).
     pub fn parse(text: &str) -> Result<Self> {
         match text.trim().to_ascii_lowercase().as_str() {
-            "lse" => Ok(PhaseEnergy::Lse),
-            "lsr" => Ok(PhaseEnergy::Lsr),
-            _ => Err(ExperimentError::Invalid {
-                argument: "--energy",
-                value: text.to_string(),
-                reason: "use lse or lsr".into(),
-            }),
+            "lse" | "log-sum-exp" | "softmax" => Ok(PhaseEnergy::Lse),
+            "lsr" | "log-sum-relu" => Ok(PhaseEnergy::Lsr),
+            _ => Err(invalid("--energy", text, "use lse or lsr")),
         }
     }
 }
@@ -85,7 +104,8 @@ pub struct PhaseSpec {
     pub temperatures: Vec<f64>,
     /// Independent pattern sets per (α, T).
     pub disorders: usize,
-    /// Chains per pattern set and temperature: 1 or 2 (q₁₂ needs two).
+    /// Chains per pattern set and temperature, 1 to [`MAX_REPLICAS`]: replicas a and b
+    /// give φ_a, φ_b and q₁₂; every replica counts in `phi_mean`.
     pub replicas: usize,
     /// Steps before sampling.
     pub equilibrate: usize,
@@ -95,8 +115,11 @@ pub struct PhaseSpec {
     pub start_overlap: (f64, f64),
     /// Seed of patterns, starts and moves.
     pub seed: u64,
-    /// Largest M stored at once (the patterns are held in memory).
-    pub max_patterns: u64,
+    /// Run only the cells c with c mod n = i, as (i, n): a shard of a Slurm array, joined
+    /// by `dam merge`. (0, 1) runs every cell.
+    pub shard: (usize, usize),
+    /// Most pattern entries M·N held in memory at once.
+    pub max_stored_entries: u64,
 }
 
 impl Default for PhaseSpec {
@@ -112,15 +135,16 @@ impl Default for PhaseSpec {
             sample: 4096,
             start_overlap: (0.75, 1.0),
             seed: 0,
-            max_patterns: 1 << 26,
+            shard: (0, 1),
+            max_stored_entries: 1 << 28,
         }
     }
 }
 
-/// One row of phase.csv: one (α, T, disorder).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+/// One row of phase.csv: one cell (α, T, disorder).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PhaseRow {
-    /// Load α = ln M / N.
+    /// Load α = ln M / N (as given on the grid).
     pub alpha: f64,
     /// Temperature.
     #[serde(rename = "T")]
@@ -132,24 +156,65 @@ pub struct PhaseRow {
     pub disorder: usize,
     /// ⟨φ⟩ of replica a with the target over the sampled steps.
     pub phi_a: f64,
-    /// Same for replica b (NaN with one replica).
-    pub phi_b: f64,
-    /// ⟨x_a·x_b⟩/N over the sampled steps (NaN with one replica).
-    pub q12: f64,
+    /// Same for replica b (empty with one replica).
+    pub phi_b: Option<f64>,
+    /// ⟨x_a·x_b⟩/N over the sampled steps (empty with one replica).
+    pub q12: Option<f64>,
     /// The largest overlap of either replica's final state with a pattern other than the
-    /// target.
-    pub phi_max_other: f64,
-    /// Fraction of accepted moves.
+    /// target (empty when M = 1).
+    pub phi_max_other: Option<f64>,
+    /// ⟨φ⟩ with the target over every replica (the heat map's value).
+    pub phi_mean: f64,
+    /// Equilibration check: ⟨φ⟩ over the second half of the sampled steps minus ⟨φ⟩ over
+    /// the first half, averaged over the replicas (near 0 once the chains have settled).
+    pub drift: f64,
+    /// M, the number of patterns.
+    pub patterns: u64,
+    /// Fraction of accepted moves over the replicas and all steps.
     pub acceptance: f64,
+    /// `lse` or `lsr`.
+    pub energy: PhaseEnergy,
+    /// The run's seed.
+    pub seed: u64,
+    /// Equilibration steps.
+    pub equilibrate: usize,
+    /// Sampled steps.
+    pub sample: usize,
+    /// Seconds of this cell's (α, disorder) batch, shared by the temperatures run with it.
+    pub seconds: f64,
 }
+
+impl PhaseRow {
+    /// The mean overlap with the target over the replicas.
+    pub fn phi(&self) -> f64 {
+        self.phi_mean
+    }
+}
+
+/// The columns of phase.csv, in order: the contract's eight, then the run's settings.
+pub const CSV_COLUMNS: [&str; 17] = [
+    "alpha",
+    "T",
+    "N",
+    "disorder",
+    "phi_a",
+    "phi_b",
+    "q12",
+    "phi_max_other",
+    "phi_mean",
+    "drift",
+    "patterns",
+    "acceptance",
+    "energy",
+    "seed",
+    "equilibrate",
+    "sample",
+    "seconds",
+];
 
 /// The size of one point: (N, M).
 pub fn point_size(size: PhaseSize, alpha: f64) -> Result<(usize, u64)> {
-    let bad = |reason: String| ExperimentError::Invalid {
-        argument: "--alpha",
-        value: alpha.to_string(),
-        reason,
-    };
+    let bad = |reason: String| invalid("--alpha", &alpha.to_string(), reason);
     if !(alpha.is_finite() && alpha > 0.0) {
         return Err(bad("α must be finite and > 0".into()));
     }
@@ -171,92 +236,159 @@ pub fn point_size(size: PhaseSize, alpha: f64) -> Result<(usize, u64)> {
     }
 }
 
+/// One cell of the grid, by index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cell {
+    /// Index into [`PhaseSpec::alphas`].
+    pub alpha: usize,
+    /// The pattern set.
+    pub disorder: usize,
+    /// Index into [`PhaseSpec::temperatures`].
+    pub t: usize,
+}
+
 impl PhaseSpec {
     /// Checks every setting (which flag, which value).
     pub fn validate(&self) -> Result<()> {
-        let bad = |argument: &'static str, value: String, reason: &str| {
-            Err(ExperimentError::Invalid {
-                argument,
-                value,
-                reason: reason.to_string(),
-            })
-        };
         if self.alphas.is_empty() {
-            return bad("--alpha", "".into(), "at least one load");
+            return Err(invalid("--alpha", "", "at least one load"));
         }
         if self.temperatures.is_empty() {
-            return bad("--temperature", "".into(), "at least one temperature");
+            return Err(invalid("--temperature", "", "at least one temperature"));
         }
         if let Some(t) = self
             .temperatures
             .iter()
             .find(|t| !(t.is_finite() && **t > 0.0))
         {
-            return bad("--temperature", t.to_string(), "T must be finite and > 0");
+            return Err(invalid(
+                "--temperature",
+                &t.to_string(),
+                "T must be finite and > 0",
+            ));
         }
         if self.disorders == 0 {
-            return bad("--disorders", "0".into(), "at least one pattern set");
+            return Err(invalid("--disorders", "0", "at least one pattern set"));
         }
-        if !(1..=2).contains(&self.replicas) {
-            return bad("--replicas", self.replicas.to_string(), "1 or 2");
+        if !(1..=MAX_REPLICAS).contains(&self.replicas) {
+            return Err(invalid(
+                "--replicas",
+                &self.replicas.to_string(),
+                format!("1 to {MAX_REPLICAS} (q12 needs 2)"),
+            ));
         }
         if self.sample == 0 {
-            return bad("--sample", "0".into(), "at least one sampled step");
+            return Err(invalid("--sample", "0", "at least one sampled step"));
         }
         let (lo, hi) = self.start_overlap;
         if !(0.0..=1.0).contains(&lo) || !(lo..=1.0).contains(&hi) {
-            return bad(
+            return Err(invalid(
                 "--start-overlap",
-                format!("{lo}:{hi}"),
+                &format!("{lo}:{hi}"),
                 "need 0 ≤ LO ≤ HI ≤ 1",
-            );
+            ));
+        }
+        // A chain outside every support has E = +∞ and no finite move nearby: it would
+        // never move.
+        if self.energy == PhaseEnergy::Lsr && lo <= LSR_WALL {
+            return Err(invalid(
+                "--start-overlap",
+                &format!("{lo}:{hi}"),
+                format!(
+                    "lsr chains must start inside the target's support, φ₀ > 1/√2 = {LSR_WALL:.6}"
+                ),
+            ));
+        }
+        let (i, n) = self.shard;
+        if n == 0 || i >= n {
+            return Err(invalid("--shard", &format!("{i}/{n}"), "need i < n"));
         }
         if let PhaseSize::Dim(n) = self.size {
             if n < 2 {
-                return bad("--dim", n.to_string(), "N ≥ 2");
+                return Err(invalid("--dim", &n.to_string(), "N ≥ 2"));
             }
         }
         for &alpha in &self.alphas {
-            let (_, m) = point_size(self.size, alpha)?;
-            if m > self.max_patterns {
-                return bad(
+            let (n, m) = point_size(self.size, alpha)?;
+            if m as f64 * n as f64 > self.max_stored_entries as f64 {
+                return Err(invalid(
                     "--alpha",
-                    alpha.to_string(),
-                    &format!(
-                        "M = {m} patterns exceed the {} held in memory; lower α or N",
-                        self.max_patterns
+                    &alpha.to_string(),
+                    format!(
+                        "M·N = {m}·{n} pattern entries exceed the {} held in memory; \
+                         lower α, --dim or --patterns",
+                        self.max_stored_entries
                     ),
-                );
+                ));
             }
         }
         Ok(())
     }
 
-    /// The (α, disorder) points in the order they run.
-    pub fn points(&self) -> Vec<(usize, usize)> {
+    /// This shard's cells, in the order they are written: α, disorder, T.
+    pub fn cells(&self) -> Vec<Cell> {
+        let (i, n) = self.shard;
         (0..self.alphas.len())
-            .flat_map(|a| (0..self.disorders).map(move |d| (a, d)))
+            .flat_map(|a| {
+                (0..self.disorders).flat_map(move |d| {
+                    (0..self.temperatures.len()).map(move |t| Cell {
+                        alpha: a,
+                        disorder: d,
+                        t,
+                    })
+                })
+            })
+            .enumerate()
+            .filter(|(k, _)| k % n == i)
+            .map(|(_, c)| c)
             .collect()
+    }
+
+    /// The cell of a row of this grid, if it is one.
+    pub fn cell_of(&self, row: &PhaseRow) -> Option<Cell> {
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+        Some(Cell {
+            alpha: self.alphas.iter().position(|&a| close(a, row.alpha))?,
+            disorder: (row.disorder < self.disorders).then_some(row.disorder)?,
+            t: self.temperatures.iter().position(|&t| close(t, row.t))?,
+        })
+    }
+
+    /// Steps of one (α, disorder) batch.
+    pub fn steps(&self) -> usize {
+        self.equilibrate + self.sample
     }
 }
 
-/// What `run` reports as it goes.
-#[derive(Debug, Clone, Copy)]
-pub struct PhaseProgress {
-    /// Points (α, disorder) finished.
-    pub done: usize,
-    /// All points.
-    pub total: usize,
-    /// Monte Carlo steps of the current point finished.
-    pub steps: usize,
-    /// Its steps in all.
-    pub steps_total: usize,
+/// What [`run`] reports as it goes.
+#[derive(Debug)]
+pub enum PhaseEvent<'a> {
+    /// Monte Carlo steps done for a batch of `cells` cells (reported every 64 steps).
+    Steps {
+        /// Steps since the last report.
+        steps: usize,
+        /// Cells in the batch.
+        cells: usize,
+    },
+    /// One (α, disorder) batch finished: its rows.
+    Rows(&'a [PhaseRow]),
 }
 
-/// Seed of one pattern set: distinct for every (α index, disorder).
-fn point_seed(seed: u64, alpha_index: usize, disorder: usize) -> u64 {
-    seed ^ (alpha_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+/// Seed of one pattern set: distinct for every (α, disorder), by α's value (so a cell
+/// is the same in any grid that holds it).
+fn point_seed(seed: u64, alpha: f64, disorder: usize) -> u64 {
+    seed ^ alpha.to_bits().wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ (disorder as u64 + 1).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+}
+
+/// The generator of one chain: (pattern-set seed, T, replica).
+fn chain_rng(point_seed: u64, t: f64, replica: usize) -> StdRng {
+    StdRng::seed_from_u64(
+        point_seed
+            ^ 0x5DEE_CE66_D1CE_4E5B
+            ^ t.to_bits().wrapping_mul(0xD6E8_FEB8_6659_FD93)
+            ^ (replica as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F),
+    )
 }
 
 /// M spherical patterns of norm √N (procedural: the same on every machine).
@@ -320,57 +452,99 @@ fn overlap(a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> f64 {
     Similarity::Dot.of(a, b) / a.len() as f64
 }
 
-/// Runs every (α, disorder) point and returns one row per (α, T, disorder), in the order
-/// α, disorder, T. `progress` is called after every 64 steps and after every point.
+/// Runs this shard's cells except those already in `done` (rows of an interrupted run of
+/// the same spec: `--resume`), one (α, disorder) batch at a time, and returns the new rows
+/// in the order α, disorder, T. A row of `done` that is not a cell of this grid, or that
+/// was written with another energy or seed, is an error naming `--resume`.
 pub fn run(
     spec: &PhaseSpec,
     device: &Device,
-    mut progress: impl FnMut(PhaseProgress),
+    done: &[PhaseRow],
+    mut event: impl FnMut(PhaseEvent<'_>) -> Result<()>,
 ) -> Result<Vec<PhaseRow>> {
     spec.validate()?;
-    let points = spec.points();
-    let mut rows = Vec::with_capacity(points.len() * spec.temperatures.len());
-    for (done, &(a, d)) in points.iter().enumerate() {
-        let point = run_point(spec, device, a, d, |steps, steps_total| {
-            progress(PhaseProgress {
-                done,
-                total: points.len(),
+    let mut finished = std::collections::HashSet::new();
+    for row in done {
+        let cell = spec.cell_of(row).ok_or_else(|| {
+            invalid(
+                "--resume",
+                &format!(
+                    "α = {}, T = {}, disorder {}",
+                    row.alpha, row.t, row.disorder
+                ),
+                "the existing phase.csv has a cell outside this grid: give the same \
+                 --alpha, --temperature and --disorders, or a new --out",
+            )
+        })?;
+        if row.energy != spec.energy || row.seed != spec.seed {
+            return Err(invalid(
+                "--resume",
+                &format!("energy {}, seed {}", row.energy.name(), row.seed),
+                "the existing phase.csv was written with another --energy or --seed: give \
+                 the same, or a new --out",
+            ));
+        }
+        finished.insert(cell);
+    }
+    let mut batches: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+    for cell in spec.cells() {
+        if !finished.contains(&cell) {
+            batches
+                .entry((cell.alpha, cell.disorder))
+                .or_default()
+                .push(cell.t);
+        }
+    }
+    let mut rows = Vec::new();
+    for ((a, d), temps) in batches {
+        let batch = run_point(spec, device, a, d, &temps, |steps| {
+            event(PhaseEvent::Steps {
                 steps,
-                steps_total,
+                cells: temps.len(),
             })
         })?;
-        rows.extend(point);
-        progress(PhaseProgress {
-            done: done + 1,
-            total: points.len(),
-            steps: 0,
-            steps_total: 0,
-        });
+        event(PhaseEvent::Rows(&batch))?;
+        rows.extend(batch);
     }
     Ok(rows)
 }
 
-/// One (α, disorder): every temperature and replica, chains advancing together.
+/// The cells (α, T, disorder) still to run after `done`: what [`run`] would compute.
+pub fn remaining(spec: &PhaseSpec, done: &[PhaseRow]) -> usize {
+    let finished: std::collections::HashSet<Cell> =
+        done.iter().filter_map(|r| spec.cell_of(r)).collect();
+    spec.cells()
+        .iter()
+        .filter(|c| !finished.contains(c))
+        .count()
+}
+
+/// One (α, disorder) and the temperatures `t_indices`: every chain of them advancing
+/// together. `progress` gets the steps done since its last call (every 64 steps).
 pub fn run_point(
     spec: &PhaseSpec,
     device: &Device,
     alpha_index: usize,
     disorder: usize,
-    mut progress: impl FnMut(usize, usize),
+    t_indices: &[usize],
+    mut progress: impl FnMut(usize) -> Result<()>,
 ) -> Result<Vec<PhaseRow>> {
+    let start_time = std::time::Instant::now();
     let alpha = spec.alphas[alpha_index];
     let (n, m) = point_size(spec.size, alpha)?;
-    let seed = point_seed(spec.seed, alpha_index, disorder);
+    let seed = point_seed(spec.seed, alpha, disorder);
     let patterns = spherical_patterns(seed, m, n);
     let target = patterns.row(0).to_owned();
     let (memory, shift) = energy_memory(spec.energy, patterns.clone(), device)?;
-    let temps = &spec.temperatures;
+    let temps: Vec<f64> = t_indices.iter().map(|&t| spec.temperatures[t]).collect();
     let r = spec.replicas;
     let chains = temps.len() * r;
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5DEE_CE66_D1CE_4E5B);
+    let mut rngs: Vec<StdRng> = (0..chains)
+        .map(|c| chain_rng(seed, temps[c / r], c % r))
+        .collect();
     // Starts: φ₀ x̂ + √(1 − φ₀²) û with û ⊥ the target, both of norm √N.
     let mut x = Array2::<f32>::zeros((chains, n));
-    for row in x.rows_mut() {
+    for (row, rng) in x.rows_mut().into_iter().zip(rngs.iter_mut()) {
         let (lo, hi) = spec.start_overlap;
         let phi0 = if hi > lo {
             rng.random_range(lo..=hi)
@@ -403,24 +577,27 @@ pub fn run_point(
             .collect())
     };
     let mut e = energies(&x)?;
-    let sigma: Vec<f64> = (0..chains)
-        .map(|c| 2.4 * temps[c / r] / (n as f64).sqrt())
-        .collect();
+    let sigma: Vec<f64> = temps.iter().map(|t| 2.4 * t / (n as f64).sqrt()).collect();
     let (mut phi_sum, mut q_sum) = (vec![0.0f64; chains], vec![0.0f64; temps.len()]);
+    // Σφ over the second half of the sampled steps, for `drift`.
+    let mut late_sum = vec![0.0f64; chains];
+    let late = spec.equilibrate + spec.sample / 2;
     let mut accepted = vec![0usize; chains];
-    let total = spec.equilibrate + spec.sample;
+    let total = spec.steps();
     let mut y = Array2::<f32>::zeros((chains, n));
+    let mut reported = 0;
     for step in 0..total {
-        for (c, row) in y.rows_mut().into_iter().enumerate() {
+        for (c, (row, rng)) in y.rows_mut().into_iter().zip(rngs.iter_mut()).enumerate() {
+            let s = sigma[c / r];
             let proposal = x
                 .row(c)
                 .iter()
-                .map(|&v| v as f64 + sigma[c] * rng.sample::<f64, _>(StandardNormal))
+                .map(|&v| v as f64 + s * rng.sample::<f64, _>(StandardNormal))
                 .collect();
             write_on_sphere(proposal, row);
         }
         let e_new = energies(&y)?;
-        for c in 0..chains {
+        for (c, rng) in rngs.iter_mut().enumerate() {
             let t = temps[c / r];
             let delta = e_new[c] - e[c];
             let u: f64 = rng.random();
@@ -432,30 +609,53 @@ pub fn run_point(
             }
         }
         if step >= spec.equilibrate {
-            for (sum, row) in phi_sum.iter_mut().zip(x.rows()) {
-                *sum += overlap(row, target.view());
+            for (c, row) in x.rows().into_iter().enumerate() {
+                let phi = overlap(row, target.view());
+                phi_sum[c] += phi;
+                if step >= late {
+                    late_sum[c] += phi;
+                }
             }
-            if r == 2 {
+            if r >= 2 {
                 for (ti, q) in q_sum.iter_mut().enumerate() {
-                    *q += overlap(x.row(2 * ti), x.row(2 * ti + 1));
+                    *q += overlap(x.row(ti * r), x.row(ti * r + 1));
                 }
             }
         }
-        if step % 64 == 63 {
-            progress(step + 1, total);
+        if step % 64 == 63 || step + 1 == total {
+            progress(step + 1 - reported)?;
+            reported = step + 1;
         }
     }
     // The largest overlap with another pattern, from the final states.
-    let overlaps = x.dot(&patterns.t());
-    let best_other: Vec<f64> = overlaps
-        .axis_iter(Axis(0))
-        .map(|row| {
-            row.iter()
-                .skip(1)
-                .fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64 / n as f64))
-        })
-        .collect();
+    let best_other: Vec<Option<f64>> = if m > 1 {
+        x.dot(&patterns.t())
+            .axis_iter(Axis(0))
+            .map(|row| {
+                Some(
+                    row.iter()
+                        .skip(1)
+                        .fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64 / n as f64)),
+                )
+            })
+            .collect()
+    } else {
+        vec![None; chains]
+    };
     let samples = spec.sample as f64;
+    let (first, second) = (
+        (spec.sample - spec.sample / 2) as f64,
+        (spec.sample / 2).max(1) as f64,
+    );
+    // Second-half mean minus first-half mean of one chain.
+    let drift = |c: usize| {
+        if spec.sample < 2 {
+            0.0
+        } else {
+            late_sum[c] / second - (phi_sum[c] - late_sum[c]) / first
+        }
+    };
+    let seconds = start_time.elapsed().as_secs_f64();
     Ok(temps
         .iter()
         .enumerate()
@@ -467,20 +667,22 @@ pub fn run_point(
                 n,
                 disorder,
                 phi_a: phi_sum[c] / samples,
-                phi_b: if r == 2 {
-                    phi_sum[c + 1] / samples
-                } else {
-                    f64::NAN
-                },
-                q12: if r == 2 {
-                    q_sum[ti] / samples
-                } else {
-                    f64::NAN
-                },
+                phi_b: (r >= 2).then(|| phi_sum[c + 1] / samples),
+                q12: (r >= 2).then(|| q_sum[ti] / samples),
                 phi_max_other: best_other[c..c + r]
                     .iter()
-                    .fold(f64::NEG_INFINITY, |a, &v| a.max(v)),
+                    .flatten()
+                    .copied()
+                    .reduce(f64::max),
+                phi_mean: phi_sum[c..c + r].iter().sum::<f64>() / (r as f64 * samples),
+                drift: (c..c + r).map(drift).sum::<f64>() / r as f64,
+                patterns: m,
                 acceptance: accepted[c..c + r].iter().sum::<usize>() as f64 / (r * total) as f64,
+                energy: spec.energy,
+                seed: spec.seed,
+                equilibrate: spec.equilibrate,
+                sample: spec.sample,
+                seconds,
             }
         })
         .collect())
@@ -506,6 +708,181 @@ pub fn lse_alpha_c(t: f64) -> f64 {
     phi_eq(PhaseEnergy::Lse, t) - 0.377428
 }
 
+/// The large-N retrieval boundary α_c(T) where the theory gives one (LSE), else `None`.
+pub fn theory_alpha_c(energy: PhaseEnergy, t: f64) -> Option<f64> {
+    match energy {
+        PhaseEnergy::Lse => Some(lse_alpha_c(t)),
+        PhaseEnergy::Lsr => None,
+    }
+}
+
+/// ⟨φ⟩ over disorders and replicas per (T, α): the heat map's values. Keys are the
+/// distinct temperatures and loads of `rows`, ascending.
+pub fn mean_phi(rows: &[PhaseRow]) -> (Vec<f64>, Vec<f64>, Vec<Vec<Option<f64>>>) {
+    let mut ts: Vec<f64> = rows.iter().map(|r| r.t).collect();
+    let mut alphas: Vec<f64> = rows.iter().map(|r| r.alpha).collect();
+    for v in [&mut ts, &mut alphas] {
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+    }
+    let grid = ts
+        .iter()
+        .map(|&t| {
+            alphas
+                .iter()
+                .map(|&a| {
+                    let phis: Vec<f64> = rows
+                        .iter()
+                        .filter(|r| r.t == t && r.alpha == a)
+                        .map(PhaseRow::phi)
+                        .collect();
+                    (!phis.is_empty()).then(|| phis.iter().sum::<f64>() / phis.len() as f64)
+                })
+                .collect()
+        })
+        .collect();
+    (ts, alphas, grid)
+}
+
+/// Per temperature: φ_eq(T), the measured boundary (the smallest load whose ⟨φ⟩ falls
+/// more than [`BOUNDARY_DROP`] below φ_eq(T); null when none does) and the theory's
+/// α_c(T) where there is one — summary.json's `boundary`.
+pub fn boundaries(energy: PhaseEnergy, rows: &[PhaseRow]) -> Vec<serde_json::Value> {
+    let (ts, alphas, grid) = mean_phi(rows);
+    ts.iter()
+        .zip(&grid)
+        .map(|(&t, phis)| {
+            let eq = phi_eq(energy, t);
+            let alpha = alphas
+                .iter()
+                .zip(phis)
+                .find(|(_, phi)| phi.is_some_and(|p| eq - p > BOUNDARY_DROP))
+                .map(|(&a, _)| a);
+            serde_json::json!({
+                "T": t,
+                "phi_eq": eq,
+                "alpha": alpha,
+                "theory_alpha_c": theory_alpha_c(energy, t),
+            })
+        })
+        .collect()
+}
+
+/// summary.json's body: the energy, the grid, ⟨φ⟩ per (T, α) and the boundaries. The
+/// caller adds the device, the arguments and the time.
+pub fn summary(energy: PhaseEnergy, rows: &[PhaseRow]) -> serde_json::Value {
+    let (ts, alphas, grid) = mean_phi(rows);
+    serde_json::json!({
+        "energy": energy.name(),
+        "rows": rows.len(),
+        "temperatures": ts,
+        "alphas": alphas,
+        "mean_phi": grid,
+        "boundary_drop": BOUNDARY_DROP,
+        "boundary": boundaries(energy, rows),
+    })
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExperimentError + '_ {
+    move |source| ExperimentError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// phase.csv, one row at a time (flushed), so an interrupted run keeps the rows it
+/// finished and `--resume` continues from them.
+pub struct PhaseCsv {
+    writer: csv::Writer<std::fs::File>,
+    path: std::path::PathBuf,
+}
+
+impl PhaseCsv {
+    /// Creates `path` with the header, or with `append` opens it to add rows (writing the
+    /// header if the file is new or empty).
+    pub fn open(path: &Path, append: bool) -> Result<Self> {
+        let fresh = !append || std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(!fresh)
+            .truncate(fresh)
+            .open(path)
+            .map_err(io(path))?;
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(file);
+        if fresh {
+            writer
+                .write_record(CSV_COLUMNS)
+                .map_err(|e| output(path, e))?;
+            writer.flush().map_err(io(path))?;
+        }
+        Ok(Self {
+            writer,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Appends rows and flushes.
+    pub fn push(&mut self, rows: &[PhaseRow]) -> Result<()> {
+        for row in rows {
+            self.writer
+                .serialize(row)
+                .map_err(|e| output(&self.path, e))?;
+        }
+        self.writer.flush().map_err(io(&self.path))
+    }
+}
+
+/// Reads phase.csv (the columns of [`CSV_COLUMNS`], by name).
+pub fn read_csv(path: &Path) -> Result<Vec<PhaseRow>> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| output(path, e))?;
+    reader
+        .deserialize()
+        .enumerate()
+        .map(|(i, row)| row.map_err(|e| output(path, format!("row {}: {e}", i + 1))))
+        .collect()
+}
+
+/// Joins the rows of several runs or shards: one row per cell (α, T, disorder), sorted
+/// α, disorder, T. Two different rows for the same cell, or rows of different energies
+/// or seeds, are an error.
+pub fn merge_rows(parts: Vec<Vec<PhaseRow>>) -> Result<Vec<PhaseRow>> {
+    let mut cells: BTreeMap<(u64, usize, u64), PhaseRow> = BTreeMap::new();
+    let mut first: Option<PhaseRow> = None;
+    for row in parts.into_iter().flatten() {
+        let reference = *first.get_or_insert(row);
+        if row.energy != reference.energy || row.seed != reference.seed {
+            return Err(invalid(
+                "DIR",
+                &format!("energy {}, seed {}", row.energy.name(), row.seed),
+                format!(
+                    "the runs differ in --energy or --seed (first: {}, {}): merge shards of \
+                     one run",
+                    reference.energy.name(),
+                    reference.seed
+                ),
+            ));
+        }
+        // Non-negative floats order like their bits.
+        let key = (row.alpha.to_bits(), row.disorder, row.t.to_bits());
+        if let Some(old) = cells.insert(key, row) {
+            if old != row {
+                return Err(invalid(
+                    "DIR",
+                    &format!(
+                        "α = {}, T = {}, disorder {}",
+                        row.alpha, row.t, row.disorder
+                    ),
+                    "two runs hold different rows for this cell: merge shards of one run",
+                ));
+            }
+        }
+    }
+    Ok(cells.into_values().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,6 +895,7 @@ mod tests {
         assert!((phi_eq(PhaseEnergy::Lsr, 0.125) - 0.9496).abs() < 1e-4);
         // At T → 0 both retrieve exactly.
         assert!((phi_eq(PhaseEnergy::Lsr, 1e-12) - 1.0).abs() < 1e-9);
+        assert_eq!(theory_alpha_c(PhaseEnergy::Lsr, 0.1), None);
     }
 
     #[test]
@@ -528,18 +906,46 @@ mod tests {
         );
         assert_eq!(point_size(PhaseSize::Dim(20), 0.1).unwrap().1, 7);
         assert!(point_size(PhaseSize::Dim(20), 0.0).is_err());
+        let argument = |spec: &PhaseSpec| match spec.validate() {
+            Err(ExperimentError::Invalid { argument, .. }) => argument,
+            other => panic!("{other:?}"),
+        };
         let mut spec = PhaseSpec {
             temperatures: vec![0.1, -1.0],
             ..PhaseSpec::default()
         };
-        assert!(spec.validate().is_err());
+        assert_eq!(argument(&spec), "--temperature");
         spec.temperatures = vec![0.1];
-        spec.replicas = 3;
-        assert!(spec.validate().is_err());
+        spec.replicas = 65;
+        assert_eq!(argument(&spec), "--replicas");
         spec.replicas = 2;
+        spec.energy = PhaseEnergy::Lsr;
+        spec.start_overlap = (0.5, 1.0);
+        assert_eq!(argument(&spec), "--start-overlap");
+        spec.energy = PhaseEnergy::Lse;
+        spec.replicas = 2;
+        spec.shard = (2, 2);
+        assert_eq!(argument(&spec), "--shard");
+        spec.shard = (0, 1);
         spec.size = PhaseSize::Dim(1000);
         spec.alphas = vec![0.5];
-        assert!(spec.validate().is_err());
+        assert_eq!(argument(&spec), "--alpha");
+        assert!(PhaseEnergy::parse("log-sum-relu").unwrap() == PhaseEnergy::Lsr);
+        assert!(PhaseEnergy::parse("poly").is_err());
+    }
+
+    fn small(energy: PhaseEnergy) -> PhaseSpec {
+        PhaseSpec {
+            energy,
+            size: PhaseSize::Dim(40),
+            alphas: vec![0.05],
+            // LSR cannot leave the union of supports (φ > 1/√2): a milder hot end.
+            temperatures: vec![0.05, if energy == PhaseEnergy::Lse { 3.0 } else { 0.8 }],
+            equilibrate: 300,
+            sample: 200,
+            seed: 7,
+            ..PhaseSpec::default()
+        }
     }
 
     /// Small and fast: at low load and low temperature the chains stay near the target, at
@@ -547,29 +953,174 @@ mod tests {
     #[test]
     fn chains_retrieve_at_low_temperature_and_melt_at_high() {
         for energy in [PhaseEnergy::Lse, PhaseEnergy::Lsr] {
-            let spec = PhaseSpec {
-                energy,
-                size: PhaseSize::Dim(40),
-                alphas: vec![0.05],
-                // LSR cannot leave the union of supports (φ > 1/√2): a milder hot end.
-                temperatures: vec![0.05, if energy == PhaseEnergy::Lse { 3.0 } else { 0.8 }],
-                equilibrate: 300,
-                sample: 200,
-                seed: 7,
-                ..PhaseSpec::default()
-            };
-            let rows = run(&spec, &Device::Cpu, |_| {}).expect("run");
+            let spec = small(energy);
+            let rows = run(&spec, &Device::Cpu, &[], |_| Ok(())).expect("run");
             assert_eq!(rows.len(), 2);
             let (cold, hot) = (rows[0], rows[1]);
-            assert!(cold.phi_a > 0.9 && cold.phi_b > 0.9, "{energy:?}: {cold:?}");
-            assert!(cold.q12 > 0.8, "{energy:?}: {cold:?}");
+            let (phi_b, q12) = (cold.phi_b.unwrap(), cold.q12.unwrap());
+            assert!(cold.phi_a > 0.9 && phi_b > 0.9, "{energy:?}: {cold:?}");
+            assert!(q12 > 0.8, "{energy:?}: {cold:?}");
             assert!(
-                hot.phi_a < cold.phi_a - 0.05,
+                hot.phi() < cold.phi() - 0.05,
                 "{energy:?}: {hot:?} vs {cold:?}"
             );
             assert!(cold.acceptance > 0.0 && cold.acceptance < 1.0);
-            let again = run(&spec, &Device::Cpu, |_| {}).expect("run");
-            assert_eq!(rows, again, "{energy:?}: reproducible");
+            assert!(cold.phi_max_other.unwrap() < 0.9);
+            let again = run(&spec, &Device::Cpu, &[], |_| Ok(())).expect("run");
+            let strip = |rows: &[PhaseRow]| -> Vec<PhaseRow> {
+                rows.iter()
+                    .map(|r| PhaseRow { seconds: 0.0, ..*r })
+                    .collect()
+            };
+            assert_eq!(strip(&rows), strip(&again), "{energy:?}: reproducible");
         }
+    }
+
+    /// Shards, a resumed run and a whole run give the same rows (each chain has its own
+    /// generator), and the CSV reads back what was written.
+    #[test]
+    fn shards_and_resume_give_the_whole_run() {
+        let spec = PhaseSpec {
+            alphas: vec![0.05, 0.1],
+            temperatures: vec![0.1, 0.5, 1.0],
+            disorders: 2,
+            equilibrate: 20,
+            sample: 10,
+            ..small(PhaseEnergy::Lse)
+        };
+        let strip = |rows: Vec<PhaseRow>| -> Vec<PhaseRow> {
+            rows.into_iter()
+                .map(|r| PhaseRow { seconds: 0.0, ..r })
+                .collect()
+        };
+        let whole = strip(run(&spec, &Device::Cpu, &[], |_| Ok(())).unwrap());
+        assert_eq!(whole.len(), 12);
+        let shards: Vec<Vec<PhaseRow>> = (0..5)
+            .map(|i| {
+                let shard = PhaseSpec {
+                    shard: (i, 5),
+                    ..spec.clone()
+                };
+                strip(run(&shard, &Device::Cpu, &[], |_| Ok(())).unwrap())
+            })
+            .collect();
+        assert_eq!(shards.iter().map(Vec::len).sum::<usize>(), 12);
+        assert_eq!(merge_rows(shards.clone()).unwrap(), whole);
+        // Resume after the first shard: the rest, then everything.
+        let rest = strip(run(&spec, &Device::Cpu, &shards[0], |_| Ok(())).unwrap());
+        assert_eq!(rest.len(), 12 - shards[0].len());
+        assert_eq!(remaining(&spec, &shards[0]), rest.len());
+        assert_eq!(merge_rows(vec![shards[0].clone(), rest]).unwrap(), whole);
+        // Rows of another seed or grid are refused.
+        let other = PhaseRow {
+            seed: 1,
+            ..whole[0]
+        };
+        assert!(run(&spec, &Device::Cpu, &[other], |_| Ok(())).is_err());
+        assert!(merge_rows(vec![whole.clone(), vec![other]]).is_err());
+        let outside = PhaseRow {
+            alpha: 0.3,
+            ..whole[0]
+        };
+        assert!(run(&spec, &Device::Cpu, &[outside], |_| Ok(())).is_err());
+        // The header names the serialised fields in order.
+        let mut w = csv::Writer::from_writer(vec![]);
+        w.serialize(whole[0]).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert_eq!(text.lines().next(), Some(CSV_COLUMNS.join(",").as_str()));
+        // CSV round trip, appending.
+        let dir = std::env::temp_dir().join(format!("dam-phase-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("phase.csv");
+        PhaseCsv::open(&path, false)
+            .unwrap()
+            .push(&whole[..5])
+            .unwrap();
+        PhaseCsv::open(&path, true)
+            .unwrap()
+            .push(&whole[5..])
+            .unwrap();
+        assert_eq!(read_csv(&path).unwrap(), whole);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_replica_leaves_the_pair_columns_empty() {
+        let spec = PhaseSpec {
+            replicas: 1,
+            equilibrate: 10,
+            sample: 10,
+            ..small(PhaseEnergy::Lsr)
+        };
+        let rows = run(&spec, &Device::Cpu, &[], |_| Ok(())).unwrap();
+        assert!(rows.iter().all(|r| r.phi_b.is_none() && r.q12.is_none()));
+        assert_eq!(rows[0].phi(), rows[0].phi_a);
+        // More replicas: a and b are the first two, and the same chains as with two.
+        let three = run(
+            &PhaseSpec {
+                replicas: 3,
+                ..spec.clone()
+            },
+            &Device::Cpu,
+            &[],
+            |_| Ok(()),
+        )
+        .unwrap();
+        let two = run(
+            &PhaseSpec {
+                replicas: 2,
+                ..spec.clone()
+            },
+            &Device::Cpu,
+            &[],
+            |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(three.len(), two.len());
+        assert_eq!(three.len(), rows.len());
+        for ((a, b), one) in three.iter().zip(&two).zip(&rows) {
+            assert_eq!((a.phi_a, a.phi_b, a.q12), (b.phi_a, b.phi_b, b.q12));
+            assert_eq!(a.phi_a, one.phi_a);
+            assert!(a.phi_mean > 0.0 && a.phi_mean != b.phi_mean);
+        }
+    }
+
+    #[test]
+    fn the_boundary_is_the_first_load_below_the_single_pattern_overlap() {
+        let row = |alpha: f64, t: f64, phi: f64| PhaseRow {
+            alpha,
+            t,
+            n: 10,
+            disorder: 0,
+            phi_a: phi,
+            phi_b: Some(phi),
+            q12: None,
+            phi_max_other: None,
+            phi_mean: phi,
+            drift: 0.0,
+            patterns: 1,
+            acceptance: 0.5,
+            energy: PhaseEnergy::Lse,
+            seed: 0,
+            equilibrate: 1,
+            sample: 1,
+            seconds: 0.0,
+        };
+        let eq = phi_eq(PhaseEnergy::Lse, 0.1);
+        let rows = [
+            row(0.1, 0.1, eq),
+            row(0.2, 0.1, eq - 0.01),
+            row(0.3, 0.1, eq - 0.03),
+            row(0.4, 0.1, eq - 0.5),
+            row(0.1, 0.2, 0.99),
+        ];
+        let b = boundaries(PhaseEnergy::Lse, &rows);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0]["alpha"], 0.3);
+        assert_eq!(b[1]["alpha"], serde_json::Value::Null);
+        assert!((b[0]["theory_alpha_c"].as_f64().unwrap() - lse_alpha_c(0.1)).abs() < 1e-12);
+        let s = summary(PhaseEnergy::Lse, &rows);
+        assert_eq!(s["alphas"].as_array().unwrap().len(), 4);
+        assert_eq!(s["mean_phi"][1][1], serde_json::Value::Null);
     }
 }

@@ -10,13 +10,16 @@ use std::path::Path;
 use clap::Parser;
 use dam_experiments::cli::{
     open_device, BenchArgs, CapacityArgs, CensusArgs, Cli, Command, CurveArgs, DevicesArgs,
-    DrdamArgs, EnsemblesArgs, MergeArgs, TrainArgs,
+    DrdamArgs, EnsemblesArgs, MergeArgs, PhaseArgs, TrainArgs,
 };
 use dam_experiments::error::{prepare_out, Result};
 use dam_experiments::output::{merge_runs, CapacitySummary};
+use dam_experiments::phase::{PhaseEvent, PhaseRow};
 use dam_experiments::search::{SearchSpec, Target};
 use dam_experiments::sweep::{SweepProgress, SweepSpec};
-use dam_experiments::{bench, census, curve, drdam, ensemble_curve, search, sweep, train};
+use dam_experiments::{
+    bench, census, curve, drdam, ensemble_curve, phase, phase_plot, search, sweep, train,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -32,6 +35,7 @@ fn main() {
         Some(Command::Train(args)) => train(&args),
         Some(Command::CapacityEnsembles(args)) => capacity_ensembles(&args),
         Some(Command::Devices(args)) => devices(&args),
+        Some(Command::Phase(args)) => phase(&args),
         None => {
             eprintln!("dam: no command given; running the default sweep (spherical patterns, N = 16, λ = 1, log-sum-exp). See `dam --help`.");
             capacity(&CapacityArgs::default_sweep())
@@ -173,9 +177,121 @@ fn report(out: &Path, summary: CapacitySummary) {
     );
 }
 
-/// `dam merge`.
+/// `dam merge`: shards of `dam phase` (folders with a phase.csv) or of `dam capacity`.
 fn merge(args: &MergeArgs) -> Result<()> {
+    if args.dirs.iter().any(|d| d.join("phase.csv").is_file()) {
+        let summary = phase_plot::merge_runs(&args.dirs, &args.out)?;
+        phase_report(&args.out, &summary);
+        return Ok(());
+    }
     report(&args.out, merge_runs(&args.dirs, &args.out)?);
+    Ok(())
+}
+
+/// The closing line of `dam phase` and of `dam merge` of phase runs.
+fn phase_report(out: &Path, summary: &serde_json::Value) {
+    let boundary: Vec<String> = summary["boundary"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            let alpha = b["alpha"]
+                .as_f64()
+                .map_or("none".into(), |a| format!("{a:.4}"));
+            let theory = b["theory_alpha_c"]
+                .as_f64()
+                .map_or(String::new(), |a| format!(" (theory {a:.4})"));
+            format!("T={}: {alpha}{theory}", b["T"])
+        })
+        .collect();
+    println!(
+        "rows={} boundary alpha {} device={} wrote {}/phase.csv, summary.json, phase.svg",
+        summary["rows"],
+        boundary.join(", "),
+        summary["device"].as_str().unwrap_or("?"),
+        out.display()
+    );
+}
+
+/// `dam phase`.
+fn phase(args: &PhaseArgs) -> Result<()> {
+    let spec = args.spec()?;
+    let device = device_of(&args.device)?;
+    let (device_name, adapter) = device.describe()?;
+    prepare_out(&args.out)?;
+    let csv_path = args.out.join("phase.csv");
+    let done: Vec<PhaseRow> = if args.resume && csv_path.is_file() {
+        phase::read_csv(&csv_path)?
+    } else {
+        Vec::new()
+    };
+    let cells = phase::remaining(&spec, &done);
+    if args.resume {
+        eprintln!(
+            "dam: resuming: {} rows in {}, {cells} cells to run",
+            done.len(),
+            csv_path.display()
+        );
+    }
+    let mut csv = phase::PhaseCsv::open(&csv_path, args.resume)?;
+    let bar = bar(
+        cells * spec.steps(),
+        Some("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} cell-steps (ETA {eta})"),
+    );
+    let start = std::time::Instant::now();
+    let rows = phase::run(&spec, &device, &done, |event| {
+        match event {
+            PhaseEvent::Steps { steps, cells } => bar.inc((steps * cells) as u64),
+            PhaseEvent::Rows(rows) => {
+                csv.push(rows)?;
+                for r in rows {
+                    say(
+                        &bar,
+                        format!(
+                            "α = {:.4}  T = {:.4}  N = {}  M = {}  disorder {}  ⟨φ⟩ = {:.4}  q12 = {}  acceptance {:.3}",
+                            r.alpha,
+                            r.t,
+                            r.n,
+                            r.patterns,
+                            r.disorder,
+                            r.phi(),
+                            r.q12.map_or("-".into(), |q| format!("{q:.4}")),
+                            r.acceptance
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    if !rows.is_empty() {
+        let drift = rows.iter().map(|r| r.drift).sum::<f64>() / rows.len() as f64;
+        if drift.abs() > phase::DRIFT_WARNING {
+            eprintln!(
+                "dam: warning: ⟨φ⟩ still moves between the halves of the sampled steps (mean \
+                 drift {drift:+.4}): the chains have not settled; raise --equilibrate (now {})",
+                spec.equilibrate
+            );
+        }
+    }
+    let mut all = done;
+    all.extend(rows);
+    let all = phase::merge_rows(vec![all])?;
+    let summary = phase_plot::write_outputs(
+        &args.out,
+        spec.energy,
+        &all,
+        json!({
+            "device": device_name,
+            "adapter": adapter,
+            "seconds": start.elapsed().as_secs_f64(),
+            "equilibrate": spec.equilibrate,
+            "sample": spec.sample,
+            "args": args,
+        }),
+    )?;
+    phase_report(&args.out, &summary);
     Ok(())
 }
 
