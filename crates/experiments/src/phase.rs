@@ -463,29 +463,7 @@ pub fn run(
     mut event: impl FnMut(PhaseEvent<'_>) -> Result<()>,
 ) -> Result<Vec<PhaseRow>> {
     spec.validate()?;
-    let mut finished = std::collections::HashSet::new();
-    for row in done {
-        let cell = spec.cell_of(row).ok_or_else(|| {
-            invalid(
-                "--resume",
-                &format!(
-                    "α = {}, T = {}, disorder {}",
-                    row.alpha, row.t, row.disorder
-                ),
-                "the existing phase.csv has a cell outside this grid: give the same \
-                 --alpha, --temperature and --disorders, or a new --out",
-            )
-        })?;
-        if row.energy != spec.energy || row.seed != spec.seed {
-            return Err(invalid(
-                "--resume",
-                &format!("energy {}, seed {}", row.energy.name(), row.seed),
-                "the existing phase.csv was written with another --energy or --seed: give \
-                 the same, or a new --out",
-            ));
-        }
-        finished.insert(cell);
-    }
+    let finished = finished_cells(spec, done)?;
     let mut batches: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
     for cell in spec.cells() {
         if !finished.contains(&cell) {
@@ -509,14 +487,44 @@ pub fn run(
     Ok(rows)
 }
 
-/// The cells (α, T, disorder) still to run after `done`: what [`run`] would compute.
-pub fn remaining(spec: &PhaseSpec, done: &[PhaseRow]) -> usize {
-    let finished: std::collections::HashSet<Cell> =
-        done.iter().filter_map(|r| spec.cell_of(r)).collect();
-    spec.cells()
+/// The cells of `done` (rows of an earlier run), checked to belong to this grid, energy
+/// and seed (else an error naming `--resume`).
+fn finished_cells(spec: &PhaseSpec, done: &[PhaseRow]) -> Result<std::collections::HashSet<Cell>> {
+    let mut finished = std::collections::HashSet::new();
+    for row in done {
+        let cell = spec.cell_of(row).ok_or_else(|| {
+            invalid(
+                "--resume",
+                &format!(
+                    "α = {}, T = {}, disorder {}",
+                    row.alpha, row.t, row.disorder
+                ),
+                "the existing phase.csv has a cell outside this grid: give the same \
+                 --alpha, --temperature and --disorders, or a new --out",
+            )
+        })?;
+        if row.energy != spec.energy || row.seed != spec.seed {
+            return Err(invalid(
+                "--resume",
+                &format!("energy {}, seed {}", row.energy.name(), row.seed),
+                "the existing phase.csv was written with another --energy or --seed: give \
+                 the same, or a new --out",
+            ));
+        }
+        finished.insert(cell);
+    }
+    Ok(finished)
+}
+
+/// How many of this shard's cells (α, T, disorder) are still to run after `done`: what
+/// [`run`] would compute. Errors as [`run`] does for rows of another run.
+pub fn remaining(spec: &PhaseSpec, done: &[PhaseRow]) -> Result<usize> {
+    let finished = finished_cells(spec, done)?;
+    Ok(spec
+        .cells()
         .iter()
         .filter(|c| !finished.contains(c))
-        .count()
+        .count())
 }
 
 /// One (α, disorder) and the temperatures `t_indices`: every chain of them advancing
@@ -1009,7 +1017,7 @@ mod tests {
         // Resume after the first shard: the rest, then everything.
         let rest = strip(run(&spec, &Device::Cpu, &shards[0], |_| Ok(())).unwrap());
         assert_eq!(rest.len(), 12 - shards[0].len());
-        assert_eq!(remaining(&spec, &shards[0]), rest.len());
+        assert_eq!(remaining(&spec, &shards[0]).unwrap(), rest.len());
         assert_eq!(merge_rows(vec![shards[0].clone(), rest]).unwrap(), whole);
         // Rows of another seed or grid are refused.
         let other = PhaseRow {

@@ -225,7 +225,7 @@ fn phase(args: &PhaseArgs) -> Result<()> {
     } else {
         Vec::new()
     };
-    let cells = phase::remaining(&spec, &done);
+    let cells = phase::remaining(&spec, &done)?;
     if args.resume {
         eprintln!(
             "dam: resuming: {} rows in {}, {cells} cells to run",
