@@ -2,9 +2,13 @@
 // 1 = sphere |x| = sqrt(N), 2 = sign with sign(0) = +1), measure the largest coordinate
 // change, write the new state, and keep the per-query status
 // [active, steps, converged, overflowed]. Queries still active bump `pending`, the one
-// value the host reads back per step. Needs common.wgsl and math.wgsl.
+// value the host reads back per step. LSR (the log-sum-ReLU separation): the sum of the
+// support's patterns is divided by the support's size, support[q] (separation.wgsl), and a
+// state whose support is empty stays where it is, unprojected. Needs common.wgsl and
+// math.wgsl.
 
 override PROJ: u32 = 0u;
+override LSR: bool = false;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> ys: array<f32>;
@@ -12,6 +16,7 @@ override PROJ: u32 = 0u;
 @group(0) @binding(3) var<storage, read> log_scale: array<f32>;
 @group(0) @binding(4) var<storage, read_write> status: array<u32>;
 @group(0) @binding(5) var<storage, read_write> pending: atomic<u32>;
+@group(0) @binding(6) var<storage, read> support: array<u32>;
 
 // Workgroup size (FINALIZE_WG on the host).
 const WG: u32 = 64u;
@@ -37,9 +42,17 @@ fn reduce(t: u32, v: f32, take_max: bool) -> f32 {
 }
 
 // The raw update for coordinate i, with the exponential log-domain scale applied
-// when there is no projection (projections are scale invariant).
+// when there is no projection (projections are scale invariant); LSR: the mean of the
+// support (0 for an empty support, whose state is kept).
 fn raw(q: u32, i: u32) -> f32 {
     let y = ys[q * params.dim + i];
+    if LSR {
+        let size = support[q];
+        if size == 0u {
+            return 0.0;
+        }
+        return y / f32(size);
+    }
     let ls = log_scale[q];
     if PROJ != 0u || ls == 0.0 || y == 0.0 {
         return y;
@@ -59,6 +72,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if is_active == 0u {
         return;
     }
+    // LSR with an empty support: the state does not move.
+    let keep = LSR && support[q] == 0u;
     var scale = 1.0;
     if PROJ == 1u {
         // |y| computed as max|y| * |y / max|y||, safe from overflow.
@@ -87,6 +102,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             v = v * scale;
         } else if PROJ == 2u {
             v = select(-1.0, 1.0, v >= 0.0);
+        }
+        if keep {
+            v = xs[q * n + i];
         }
         if !is_finite_f32(v) {
             bad = 1.0;

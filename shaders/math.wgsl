@@ -1,7 +1,7 @@
 // The maths the kernels share, each piece written once: source.rs composes this file into
 // every unit that calls it. Constants, structs and functions only (no bindings, no
 // workgroup memory, no overrides), so it validates on its own. The host twins are in
-// dam_core::weights (power, PolyF, OnlineLse).
+// dam_core::weights (power, PolyF, OnlineLse, relu_kernel).
 
 // ---- f32 limits
 
@@ -47,6 +47,15 @@ fn poly_f_prime(x: f32, n: u32, rectified: bool) -> f32 {
         return 0.0;
     }
     return f32(n) * ipow(x, n - 1u);
+}
+
+// ---- The log-sum-ReLU separation
+
+// The kernel max(0, 1 − (β/2)s²) of a distance similarity s = −d (relu_kernel of
+// dam_core::weights, the same products in the same order). A pattern is in the support
+// where it is > 0: a state exactly on the boundary (β/2)d² = 1 is outside.
+fn relu_kernel(beta: f32, s: f32) -> f32 {
+    return max(0.0, 1.0 - 0.5 * beta * s * s);
 }
 
 // ---- Online softmax (log-sum-exp)

@@ -1,11 +1,15 @@
 // Separation over a full row of similarities (one workgroup per query) for the
 // separations that are not streamed: SEP 0 = Polynomial, 1 = RectifiedPolynomial,
-// 2 = TopK (Max is TopK with k = 1).
+// 2 = TopK (Max is TopK with k = 1), 3 = LogSumRelu.
 //
 // Reads scores[q, 0..P), writes the energy E(x_q), the index of the most similar pattern
 // (ties -> lowest index), and overwrites the row with the update weights w = F'(s)
 // (TopK: 1/k on the k largest, ties to the lower index, found by an exact 4 x 8-bit radix
-// select on order-preserving keys). Needs common.wgsl and math.wgsl.
+// select on order-preserving keys). LogSumRelu: the weights are 1 on the support
+// {mu : relu_kernel(beta, s_mu) > 0} and 0 elsewhere, support[q] holds its size (the
+// finalize pass divides the sum by it, or keeps the state where it is 0), and the energy
+// row holds the sum of the kernels (the host turns it into -log(sum + eps) / beta, +inf
+// for an empty support). Needs common.wgsl and math.wgsl.
 
 override SEP: u32 = 0u;
 
@@ -14,6 +18,7 @@ override SEP: u32 = 0u;
 @group(0) @binding(2) var<uniform> step: Step;
 @group(0) @binding(3) var<storage, read_write> energy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> nearest: array<u32>;
+@group(0) @binding(5) var<storage, read_write> support: array<u32>;
 
 // Workgroup size (SEPARATION_WG on the host).
 const WG: u32 = 256u;
@@ -53,6 +58,21 @@ fn reduce_sum(t: u32, v: f32) -> f32 {
     return total;
 }
 
+// Sum of counts over the workgroup, in `scan` (result valid in every invocation).
+fn reduce_count(t: u32, v: u32) -> u32 {
+    scan[t] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride >> 1u) {
+        if t < stride {
+            scan[t] += scan[t + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = scan[0];
+    workgroupBarrier();
+    return total;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let q = wid.x;
@@ -60,10 +80,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let p = params.p_total;
     let row = q * p;
 
-    // Pass 1: nearest pattern; for polynomials also the energy and the weights.
+    // Pass 1: nearest pattern; for polynomials and LogSumRelu also the energy and the
+    // weights (and the support's size).
     var best_s = 0.0;
     var best_i = NONE;
     var e_part = 0.0;
+    var count = 0u;
     for (var mu = t; mu < p; mu += WG) {
         let s = scores[row + mu];
         if better(s, mu, best_s, best_i) {
@@ -73,6 +95,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         if SEP == 0u || SEP == 1u {
             e_part += poly_f(s, params.degree, SEP == 1u);
             scores[row + mu] = poly_f_prime(s, params.degree, SEP == 1u);
+        }
+        if SEP == 3u {
+            let k = relu_kernel(params.beta, s);
+            let inside = k > 0.0;
+            e_part += k;
+            count += select(0u, 1u, inside);
+            scores[row + mu] = select(0.0, 1.0, inside);
         }
     }
     red_s[t] = best_s;
@@ -88,6 +117,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             }
         }
         nearest[q] = bi;
+    }
+    if SEP == 3u {
+        let total = reduce_sum(t, e_part);
+        let size = reduce_count(t, count);
+        if t == 0u {
+            energy[step.row * params.batch + q] = total;
+            support[q] = size;
+        }
+        return;
     }
     if SEP != 2u {
         let total = reduce_sum(t, e_part);

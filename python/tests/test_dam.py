@@ -460,7 +460,7 @@ def test_classifier_reads_float32_and_float64_alike(device):
     assert np.array_equal(a.predict(images32.tolist()), a.predict(images32))
 
 
-@pytest.mark.parametrize("device", ["reference", "cpu"])
+@pytest.mark.parametrize("device", DEVICES)
 def test_log_sum_relu_moves_to_the_centroid_of_the_support(device):
     patterns = np.array([[0.0, 0.0], [1.5, 0.0], [10.0, 0.0]], dtype=np.float32)
     memory = dam.Retriever(

@@ -203,12 +203,6 @@ impl WgpuRetriever {
         storage: Storage,
     ) -> Result<Self> {
         config.validate(patterns.count())?;
-        if matches!(config.separation, Separation::LogSumRelu { .. }) {
-            return Err(Error::Unsupported {
-                what: "the log-sum-ReLU separation on wgpu",
-                detail: "use Device::Cpu or Device::Reference".into(),
-            });
-        }
         let patterns = match storage {
             Storage::F16
                 if patterns
@@ -408,7 +402,9 @@ impl WgpuRetriever {
 
     fn beta(&self) -> f32 {
         match self.config.separation {
-            Separation::Softmax { beta } | Separation::Exponential { beta } => beta,
+            Separation::Softmax { beta }
+            | Separation::Exponential { beta }
+            | Separation::LogSumRelu { beta, .. } => beta,
             _ => 1.0,
         }
     }
@@ -709,11 +705,15 @@ impl WgpuRetriever {
         Ok(out)
     }
 
-    /// Converts a kernel's energy output to the energy (exponential: −e^{lse} in f64),
-    /// with the range rule of [`dam_core::checked_energy`].
+    /// Converts a kernel's energy output to the energy (exponential: −e^{lse} in f64;
+    /// log-sum-ReLU: −β⁻¹ log(Σ + ε) in f64 from the sum Σ of the kernels, +∞ for an empty
+    /// support), with the range rule of [`dam_core::checked_energy`].
     fn energy_value(&self, raw: f32, query: usize, steps: usize) -> Result<f64> {
         let e = match self.config.separation {
             Separation::Exponential { .. } => -(raw as f64).exp(),
+            Separation::LogSumRelu { beta, eps } => {
+                dam_core::weights::log_sum_relu_energy(beta as f64, eps as f64, raw as f64)
+            }
             _ => raw as f64,
         };
         dam_core::checked_energy(self.config.separation, e, query, steps)
@@ -807,6 +807,8 @@ impl WgpuRetriever {
         let pending = storage("dam pending", 4);
         let energy = storage("dam energy", rows * b as u64 * 4);
         let nearest = storage("dam nearest", b as u64 * 4);
+        // Log-sum-ReLU: the size of each query's support (separation.wgsl → finalize.wgsl).
+        let support = storage("dam support", b as u64 * 4);
         let global = exec::uniform(ctx, &base);
         let step = exec::uniform(
             ctx,
@@ -973,6 +975,7 @@ impl WgpuRetriever {
             let sep = match self.config.separation {
                 Separation::Polynomial { .. } => 0,
                 Separation::RectifiedPolynomial { .. } => 1,
+                Separation::LogSumRelu { .. } => 3,
                 _ => 2,
             };
             let separation = ctx.pipeline(Kernel::Separation, &[("SEP", sep)])?;
@@ -984,6 +987,7 @@ impl WgpuRetriever {
                     (2, &step),
                     (3, &energy),
                     (4, &nearest),
+                    (5, &support),
                 ],
                 None,
                 [b, 1, 1],
@@ -998,9 +1002,13 @@ impl WgpuRetriever {
                 ));
             }
         }
+        let lsr = matches!(self.config.separation, Separation::LogSumRelu { .. });
         let finalize = ctx.pipeline(
             Kernel::Finalize,
-            &[("PROJ", projection_code(self.config.projection))],
+            &[
+                ("PROJ", projection_code(self.config.projection)),
+                ("LSR", lsr as u32),
+            ],
         )?;
         accumulate.push(self.dispatch(
             &finalize,
@@ -1011,6 +1019,7 @@ impl WgpuRetriever {
                 (3, &log_scale),
                 (4, &status),
                 (5, &pending),
+                (6, &support),
             ],
             None,
             [b, 1, 1],

@@ -5,11 +5,12 @@
 //! `include_str!`. A compiled unit is a [`Kernel`] composed with a pattern [`Loader`] by
 //! [`Kernel::source`]: the shared declarations it needs (`common.wgsl` for the retrieval
 //! kernels, `math.wgsl` — the shared maths: integer powers and the polynomial F and F′,
-//! the online softmax, the nearest-pattern rule, 64-bit integers — the `sim.wgsl`
-//! similarity helpers, `online.wgsl` for the streaming kernels, `philox.wgsl` for the
-//! procedural ones), the loader file for kernels that read stored patterns (f32, f16, or f16
-//! read natively), and the kernel file — whole files joined in order. Specialisation is done
-//! with WGSL `override` constants, never by editing source text.
+//! the online softmax, the log-sum-ReLU kernel, the nearest-pattern rule, 64-bit integers
+//! — the `sim.wgsl` similarity helpers, `online.wgsl` for the streaming kernels,
+//! `philox.wgsl` for the procedural ones), the loader file for kernels that read stored
+//! patterns (f32, f16, or f16 read natively), and the kernel file — whole files joined in
+//! order. Specialisation is done with WGSL `override` constants, never by editing source
+//! text.
 //!
 //! Workgroup sizes are WGSL constants beside the kernels and named constants in the Rust
 //! dispatch code; [`Kernel::workgroup_size`] gathers the latter, and a test checks them
