@@ -10,13 +10,13 @@ use std::path::Path;
 use clap::Parser;
 use dam_experiments::cli::{
     open_device, BenchArgs, CapacityArgs, CensusArgs, Cli, Command, CurveArgs, DevicesArgs,
-    DrdamArgs, EnsemblesArgs, MergeArgs, TrainArgs,
+    DrdamArgs, EnsemblesArgs, MergeArgs, MinimaArgs, TrainArgs,
 };
 use dam_experiments::error::{prepare_out, Result};
 use dam_experiments::output::{merge_runs, CapacitySummary};
 use dam_experiments::search::{SearchSpec, Target};
 use dam_experiments::sweep::{SweepProgress, SweepSpec};
-use dam_experiments::{bench, census, curve, drdam, ensemble_curve, search, sweep, train};
+use dam_experiments::{bench, census, curve, drdam, ensemble_curve, minima, search, sweep, train};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -32,6 +32,7 @@ fn main() {
         Some(Command::Train(args)) => train(&args),
         Some(Command::CapacityEnsembles(args)) => capacity_ensembles(&args),
         Some(Command::Devices(args)) => devices(&args),
+        Some(Command::Minima(args)) => minima(&args),
         None => {
             eprintln!("dam: no command given; running the default sweep (spherical patterns, N = 16, λ = 1, log-sum-exp). See `dam --help`.");
             capacity(&CapacityArgs::default_sweep())
@@ -298,6 +299,70 @@ fn census(args: &CensusArgs) -> Result<()> {
         share("mixture"),
         share("spurious"),
         report.device,
+        spec.out.display()
+    );
+    Ok(())
+}
+
+/// `dam minima`: one line per β on stdout, warnings on stderr, then the files written.
+fn minima(args: &MinimaArgs) -> Result<()> {
+    let spec = args.spec()?;
+    let bar = bar(
+        spec.betas.len(),
+        Some("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} β (ETA {eta})"),
+    );
+    let options = spec.options.clone();
+    let report = minima::run(&spec, |r| {
+        let descent = r.descent.as_ref().map_or("no descent".into(), |d| {
+            format!(
+                "descent {} of {} enumerated from {} starts",
+                d.distinct - d.outside.len(),
+                r.minima.len(),
+                d.starts
+            )
+        });
+        bar.suspend(|| {
+            println!(
+                "beta={} stored={} emergent={} total={} candidates={} ({descent}, {:.2} s)",
+                r.beta,
+                r.stored(),
+                r.emergent(),
+                r.minima.len(),
+                r.candidates,
+                r.seconds
+            );
+            if let Some(d) = r.descent.as_ref() {
+                if !d.outside.is_empty() {
+                    eprintln!(
+                        "dam: warning: β = {}: descent reached {} fixed point(s) the enumeration                          does not have (supports {}); raise --max-support (now {})",
+                        r.beta,
+                        d.outside.len(),
+                        d.outside.join(", "),
+                        options.max_support
+                    );
+                }
+                let stuck = d.starts - d.converged;
+                if stuck > 0 {
+                    eprintln!(
+                        "dam: warning: β = {}: {stuck} of {} starts reached no fixed point                          ({} within --max-iter {}, {} lost their support)",
+                        r.beta,
+                        d.starts,
+                        stuck - d.lost,
+                        options.max_iter,
+                        d.lost
+                    );
+                }
+            }
+        });
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "betas={} patterns={} dim={} descent_mismatches={} wrote {}/minima.csv, summary.json, minima.svg",
+        report.results.len(),
+        report.patterns,
+        report.dim,
+        report.summary["descent_mismatches"],
         spec.out.display()
     );
     Ok(())
