@@ -969,20 +969,26 @@ impl MinimaCsv {
         let fail = |e: &dyn std::fmt::Display| output(&self.path, e);
         for m in &r.minima {
             let row = [
-                r.beta.to_string(),
+                number(r.beta),
                 m.kind().to_string(),
                 m.members.len().to_string(),
-                m.energy.to_string(),
+                number(m.energy),
                 m.members_text(),
-                format!("{:e}", m.grad_norm),
+                number(m.grad_norm),
                 m.starts.to_string(),
             ]
             .into_iter()
-            .chain(m.x.iter().map(f64::to_string));
+            .chain(m.x.iter().map(|&v| number(v)));
             self.writer.write_record(row).map_err(|e| fail(&e))?;
         }
         self.writer.flush().map_err(|e| fail(&e))
     }
+}
+
+/// A value in minima.csv: the shortest text that reads back to the same f64, with an
+/// exponent for very small or large magnitudes (`1.5`, `2.2e-16`); −0 is written as 0.
+fn number(v: f64) -> String {
+    format!("{:?}", v + 0.0)
 }
 
 /// summary.json: per-β keys are numbers for one β and arrays (aligned with `beta`) for a
@@ -1048,18 +1054,22 @@ fn draw(
         .configure_mesh()
         .x_desc("β")
         .y_desc("local minima")
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()?;
-    let series: [(&str, RGBColor, Count); 3] = [
-        ("total", BLACK, |r| r.minima.len()),
-        ("stored", BLUE, BetaResult::stored),
-        ("emergent", RED, BetaResult::emergent),
+    // The total is a wide grey band under the other two, visible where it equals one.
+    let series: [(&str, RGBAColor, u32, Count); 3] = [
+        ("total", BLACK.mix(0.35), 6, |r| r.minima.len()),
+        ("stored", BLUE.to_rgba(), 2, BetaResult::stored),
+        ("emergent", RED.to_rgba(), 2, BetaResult::emergent),
     ];
-    for (name, color, count) in series {
+    for (name, color, width, count) in series {
         let line: Vec<(f64, f64)> = results.iter().map(|r| (r.beta, count(r) as f64)).collect();
         chart
-            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
+            .draw_series(LineSeries::new(line.clone(), color.stroke_width(width)))?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(width))
+            });
         chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
     }
     crate::output::legend_and_present(&mut chart, SeriesLabelPosition::UpperRight)
@@ -1543,8 +1553,20 @@ mod tests {
             "beta,kind,support,energy,members,grad_norm,starts,x0,x1"
         );
         assert_eq!(lines.len(), 8);
-        assert!(lines[7].starts_with("1,emergent,3,"), "{}", lines[7]);
+        assert!(lines[7].starts_with("1.0,emergent,3,"), "{}", lines[7]);
+        assert!(
+            lines[1].starts_with("1.0,stored,1,0.0,0,0.0,"),
+            "{}",
+            lines[1]
+        );
         assert!(lines[7].contains(",0;1;2,"), "{}", lines[7]);
+        // The centre's coordinates read back to the same f64.
+        let centre: Vec<f64> = lines[7]
+            .split(',')
+            .skip(7)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(centre, one.results[0].minima[6].x);
         let sweep = run(&spec(vec![0.25, 0.75, 1.75, 2.25], "sweep"), |_| {}).unwrap();
         let s = &sweep.summary;
         assert_eq!(s["beta"], json!([0.25, 0.75, 1.75, 2.25]));

@@ -315,8 +315,8 @@ fn minima(args: &MinimaArgs) -> Result<()> {
     let report = minima::run(&spec, |r| {
         let descent = r.descent.as_ref().map_or("no descent".into(), |d| {
             format!(
-                "descent {} of {} enumerated from {} starts",
-                d.distinct - d.outside.len(),
+                "descent reached {} of {} from {} starts",
+                r.minima.len() - d.unreached,
                 r.minima.len(),
                 d.starts
             )
@@ -333,18 +333,26 @@ fn minima(args: &MinimaArgs) -> Result<()> {
             );
             if let Some(d) = r.descent.as_ref() {
                 if !d.outside.is_empty() {
+                    let largest = d.outside.iter().map(|m| m.split(';').count()).max();
+                    let mut listed = d.outside[..d.outside.len().min(5)].join(", ");
+                    if d.outside.len() > 5 {
+                        listed.push_str(", …");
+                    }
                     eprintln!(
-                        "dam: warning: β = {}: descent reached {} fixed point(s) the enumeration                          does not have (supports {}); raise --max-support (now {})",
+                        "dam: warning: β = {}: descent reached {} fixed point(s) the enumeration \
+                         does not have (supports of up to {} patterns: {listed}); raise \
+                         --max-support (now {})",
                         r.beta,
                         d.outside.len(),
-                        d.outside.join(", "),
+                        largest.unwrap_or(0),
                         options.max_support
                     );
                 }
                 let stuck = d.starts - d.converged;
                 if stuck > 0 {
                     eprintln!(
-                        "dam: warning: β = {}: {stuck} of {} starts reached no fixed point                          ({} within --max-iter {}, {} lost their support)",
+                        "dam: warning: β = {}: {stuck} of {} starts reached no fixed point \
+                         ({} within --max-iter {}, {} lost their support)",
                         r.beta,
                         d.starts,
                         stuck - d.lost,
