@@ -689,7 +689,7 @@ pub struct MinimaArgs {
     pub epsilon: f64,
     /// A pattern counts in a support when its kernel exceeds TOL (one at the support
     /// radius up to rounding is outside); also the relative bound on ‖∇E‖ at a minimum.
-    #[arg(long, default_value_t = crate::minima::DEFAULT_TOL)]
+    #[arg(long, default_value = "1e-9")]
     pub tol: f64,
     /// Largest support (set of patterns) the enumeration checks.
     #[arg(long, default_value_t = crate::minima::DEFAULT_MAX_SUPPORT)]

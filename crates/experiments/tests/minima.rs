@@ -89,6 +89,12 @@ fn minima_writes_the_contracted_files_for_one_beta_and_a_sweep() {
     assert_eq!(s["descent"]["starts"], 256);
     assert_eq!(s["descent"]["all_enumerated"], true);
     assert_eq!(s["args"]["energy"], "lsr");
+    // The defaults: the library's tolerance, support size and starts.
+    assert_eq!(s["tol"], dam_experiments::minima::DEFAULT_TOL);
+    assert_eq!(
+        s["max_support"],
+        dam_experiments::minima::DEFAULT_MAX_SUPPORT
+    );
     assert!(one.join("minima.svg").is_file());
 
     // The sweep: per-β arrays, every row in one file, the figure.
