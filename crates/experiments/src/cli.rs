@@ -120,6 +120,10 @@ pub enum Command {
     /// phase.csv, summary.json (the retrieval boundary per T), phase.svg (⟨φ⟩ heat map with
     /// the theory).
     Phase(PhaseArgs),
+    /// Every local minimum of the log-sum-ReLU energy of a CSV of patterns, stored and
+    /// emergent, per β (enumeration checked by descent): minima.csv, summary.json,
+    /// minima.svg.
+    Minima(MinimaArgs),
 }
 
 /// What every capacity search of a curve shares.
@@ -668,6 +672,74 @@ impl CensusArgs {
             out: self.out.clone(),
             args: json!(self),
         }
+    }
+}
+
+/// `dam minima`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct MinimaArgs {
+    /// CSV of the stored patterns: one per row, comma-separated numbers (a first row without
+    /// any number is a header and skipped).
+    #[arg(long)]
+    pub patterns: PathBuf,
+    /// Energy: `lsr` (log-sum-ReLU, also `log-sum-relu`), the one with centroid minima.
+    #[arg(long)]
+    pub energy: String,
+    /// β, or an inclusive sweep LO:HI:STEP; the support radius is √(2/β).
+    #[arg(long)]
+    pub beta: String,
+    /// ε inside the logarithm (≥ 0).
+    #[arg(long, default_value_t = 0.0)]
+    pub epsilon: f64,
+    /// A pattern counts in a support when its kernel exceeds TOL (one at the support
+    /// radius up to rounding is outside); also the relative bound on ‖∇E‖ at a minimum.
+    #[arg(long, default_value = "1e-9")]
+    pub tol: f64,
+    /// Largest support (set of patterns) the enumeration checks.
+    #[arg(long, default_value_t = crate::minima::DEFAULT_MAX_SUPPORT)]
+    pub max_support: usize,
+    /// Most candidate sets checked at one β (more is an error).
+    #[arg(long, default_value_t = crate::minima::DEFAULT_MAX_CANDIDATES)]
+    pub max_candidates: u64,
+    /// Candidate sets: `all` subsets, `cliques` of patterns closer than 2√(2/β), or `auto`
+    /// (all up to 16 patterns).
+    #[arg(long, default_value = "auto")]
+    pub enumerate: String,
+    /// Random starts of the descent check at each β (0: no descent).
+    #[arg(long, default_value_t = crate::minima::DEFAULT_STARTS)]
+    pub starts: usize,
+    /// Most updates x ← mean of the support per start.
+    #[arg(long, default_value_t = crate::minima::DEFAULT_MAX_ITER)]
+    pub max_iter: usize,
+    /// Seed of the random starts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl MinimaArgs {
+    /// The search to run.
+    pub fn spec(&self) -> Result<crate::minima::MinimaSpec> {
+        use crate::minima::{parse_betas, Enumeration, MinimaEnergy, MinimaOptions, MinimaSpec};
+        Ok(MinimaSpec {
+            patterns: self.patterns.clone(),
+            energy: MinimaEnergy::parse(&self.energy)?,
+            betas: parse_betas(&self.beta)?,
+            options: MinimaOptions {
+                eps: self.epsilon,
+                tol: self.tol,
+                max_support: self.max_support,
+                max_candidates: self.max_candidates,
+                enumeration: Enumeration::parse(&self.enumerate)?,
+                starts: self.starts,
+                max_iter: self.max_iter,
+                seed: self.seed,
+            },
+            out: self.out.clone(),
+            args: json!(self),
+        })
     }
 }
 

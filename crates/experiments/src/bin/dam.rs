@@ -10,7 +10,7 @@ use std::path::Path;
 use clap::Parser;
 use dam_experiments::cli::{
     open_device, BenchArgs, CapacityArgs, CensusArgs, Cli, Command, CurveArgs, DevicesArgs,
-    DrdamArgs, EnsemblesArgs, MergeArgs, PhaseArgs, TrainArgs,
+    DrdamArgs, EnsemblesArgs, MergeArgs, MinimaArgs, PhaseArgs, TrainArgs,
 };
 use dam_experiments::error::{prepare_out, Result};
 use dam_experiments::output::{merge_runs, CapacitySummary};
@@ -18,7 +18,7 @@ use dam_experiments::phase::{PhaseEvent, PhaseRow};
 use dam_experiments::search::{SearchSpec, Target};
 use dam_experiments::sweep::{SweepProgress, SweepSpec};
 use dam_experiments::{
-    bench, census, curve, drdam, ensemble_curve, phase, phase_plot, search, sweep, train,
+    bench, census, curve, drdam, ensemble_curve, minima, phase, phase_plot, search, sweep, train,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -36,6 +36,7 @@ fn main() {
         Some(Command::CapacityEnsembles(args)) => capacity_ensembles(&args),
         Some(Command::Devices(args)) => devices(&args),
         Some(Command::Phase(args)) => phase(&args),
+        Some(Command::Minima(args)) => minima(&args),
         None => {
             eprintln!("dam: no command given; running the default sweep (spherical patterns, N = 16, λ = 1, log-sum-exp). See `dam --help`.");
             capacity(&CapacityArgs::default_sweep())
@@ -414,6 +415,78 @@ fn census(args: &CensusArgs) -> Result<()> {
         share("mixture"),
         share("spurious"),
         report.device,
+        spec.out.display()
+    );
+    Ok(())
+}
+
+/// `dam minima`: one line per β on stdout, warnings on stderr, then the files written.
+fn minima(args: &MinimaArgs) -> Result<()> {
+    let spec = args.spec()?;
+    let bar = bar(
+        spec.betas.len(),
+        Some("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} β (ETA {eta})"),
+    );
+    let options = spec.options.clone();
+    let report = minima::run(&spec, |r| {
+        let descent = r.descent.as_ref().map_or("no descent".into(), |d| {
+            format!(
+                "descent reached {} of {} from {} starts",
+                r.minima.len() - d.unreached,
+                r.minima.len(),
+                d.starts
+            )
+        });
+        bar.suspend(|| {
+            println!(
+                "beta={} stored={} emergent={} total={} candidates={} ({descent}, {:.2} s)",
+                r.beta,
+                r.stored(),
+                r.emergent(),
+                r.minima.len(),
+                r.candidates,
+                r.seconds
+            );
+            if let Some(d) = r.descent.as_ref() {
+                if !d.outside.is_empty() {
+                    let largest = d.outside.iter().map(|m| m.split(';').count()).max();
+                    let mut listed = d.outside[..d.outside.len().min(5)].join(", ");
+                    if d.outside.len() > 5 {
+                        listed.push_str(", …");
+                    }
+                    eprintln!(
+                        "dam: warning: β = {}: descent reached {} fixed point(s) the enumeration \
+                         does not have (supports of up to {} patterns: {listed}); raise \
+                         --max-support (now {})",
+                        r.beta,
+                        d.outside.len(),
+                        largest.unwrap_or(0),
+                        options.max_support
+                    );
+                }
+                let stuck = d.starts - d.converged;
+                if stuck > 0 {
+                    eprintln!(
+                        "dam: warning: β = {}: {stuck} of {} starts reached no fixed point \
+                         ({} within --max-iter {}, {} lost their support)",
+                        r.beta,
+                        d.starts,
+                        stuck - d.lost,
+                        options.max_iter,
+                        d.lost
+                    );
+                }
+            }
+        });
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "betas={} patterns={} dim={} descent_mismatches={} wrote {}/minima.csv, summary.json, minima.svg",
+        report.results.len(),
+        report.patterns,
+        report.dim,
+        report.summary["descent_mismatches"],
         spec.out.display()
     );
     Ok(())
