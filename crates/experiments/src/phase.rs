@@ -50,6 +50,9 @@ pub const DRIFT_WARNING: f64 = 0.01;
 /// The LSR support wall on the sphere: φ = 1 − 1/b = 1/√2.
 pub const LSR_WALL: f64 = std::f64::consts::FRAC_1_SQRT_2;
 
+/// Patterns per block of the final overlaps (B × block f32 at a time).
+const OVERLAP_BLOCK: usize = 1 << 16;
+
 /// The drop φ_eq(T) − ⟨φ⟩ that marks the retrieval boundary in summary.json.
 pub const BOUNDARY_DROP: f64 = 0.02;
 
@@ -118,7 +121,7 @@ pub struct PhaseSpec {
     /// Run only the cells c with c mod n = i, as (i, n): a shard of a Slurm array, joined
     /// by `dam merge`. (0, 1) runs every cell.
     pub shard: (usize, usize),
-    /// Most pattern entries M·N held in memory at once.
+    /// Most pattern entries M·N held in memory at once (default 2³⁰, 4 GiB of f32).
     pub max_stored_entries: u64,
 }
 
@@ -136,7 +139,7 @@ impl Default for PhaseSpec {
             start_overlap: (0.75, 1.0),
             seed: 0,
             shard: (0, 1),
-            max_stored_entries: 1 << 28,
+            max_stored_entries: 1 << 30,
         }
     }
 }
@@ -541,9 +544,9 @@ pub fn run_point(
     let alpha = spec.alphas[alpha_index];
     let (n, m) = point_size(spec.size, alpha)?;
     let seed = point_seed(spec.seed, alpha, disorder);
-    let patterns = spherical_patterns(seed, m, n);
+    let (memory, shift) = energy_memory(spec.energy, spherical_patterns(seed, m, n), device)?;
+    let patterns = memory.patterns().view();
     let target = patterns.row(0).to_owned();
-    let (memory, shift) = energy_memory(spec.energy, patterns.clone(), device)?;
     let temps: Vec<f64> = t_indices.iter().map(|&t| spec.temperatures[t]).collect();
     let r = spec.replicas;
     let chains = temps.len() * r;
@@ -636,20 +639,20 @@ pub fn run_point(
         }
     }
     // The largest overlap with another pattern, from the final states.
-    let best_other: Vec<Option<f64>> = if m > 1 {
-        x.dot(&patterns.t())
-            .axis_iter(Axis(0))
-            .map(|row| {
-                Some(
-                    row.iter()
-                        .skip(1)
-                        .fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64 / n as f64)),
-                )
-            })
-            .collect()
-    } else {
-        vec![None; chains]
-    };
+    let mut best_other = vec![None::<f64>; chains];
+    for block in patterns
+        .slice(ndarray::s![1.., ..])
+        .axis_chunks_iter(Axis(0), OVERLAP_BLOCK)
+    {
+        for (best, row) in best_other.iter_mut().zip(x.dot(&block.t()).rows()) {
+            let top = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
+            *best = Some(best.map_or(top, |b| b.max(top)));
+        }
+    }
+    let best_other: Vec<Option<f64>> = best_other
+        .into_iter()
+        .map(|b| b.map(|v| v / n as f64))
+        .collect();
     let samples = spec.sample as f64;
     let (first, second) = (
         (spec.sample - spec.sample / 2) as f64,

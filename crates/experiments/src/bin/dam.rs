@@ -266,6 +266,21 @@ fn phase(args: &PhaseArgs) -> Result<()> {
         Ok(())
     })?;
     bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    // Pattern·state products: every chain meets every pattern once per step.
+    let products: f64 = rows
+        .iter()
+        .map(|r| (spec.replicas * spec.steps()) as f64 * r.patterns as f64)
+        .sum();
+    let multiply_adds: f64 = rows
+        .iter()
+        .map(|r| (spec.replicas * spec.steps()) as f64 * r.patterns as f64 * r.n as f64)
+        .sum();
+    let batches: std::collections::BTreeSet<(u64, usize)> = rows
+        .iter()
+        .map(|r| (r.alpha.to_bits(), r.disorder))
+        .collect();
+    let batch_steps = (batches.len() * spec.steps()) as f64;
     if !rows.is_empty() {
         let drift = rows.iter().map(|r| r.drift).sum::<f64>() / rows.len() as f64;
         if drift.abs() > phase::DRIFT_WARNING {
@@ -286,7 +301,11 @@ fn phase(args: &PhaseArgs) -> Result<()> {
         json!({
             "device": device_name,
             "adapter": adapter,
-            "seconds": start.elapsed().as_secs_f64(),
+            "seconds": seconds,
+            "products": products,
+            "products_per_second": products / seconds,
+            "multiply_adds_per_second": multiply_adds / seconds,
+            "seconds_per_step": if batch_steps > 0.0 { seconds / batch_steps } else { 0.0 },
             "equilibrate": spec.equilibrate,
             "sample": spec.sample,
             "args": args,
