@@ -409,33 +409,74 @@ pub fn spherical_patterns(seed: u64, m: u64, n: usize) -> Array2<f32> {
     Array2::from_shape_vec((m as usize, n), data).expect("M×N patterns")
 }
 
-/// The retriever whose energy is the chain's energy (up to a constant), and that constant.
-fn energy_memory(
-    energy: PhaseEnergy,
-    patterns: Array2<f32>,
-    device: &Device,
-) -> Result<(Retriever, f64)> {
-    let n = patterns.ncols() as f64;
-    let (similarity, separation, shift) = match energy {
-        // Engine: −log Σ e^{x·ξ} + ½‖x‖²; chain: −log Σ e^{x·ξ − N} = engine + N/2.
-        PhaseEnergy::Lse => (Similarity::Dot, Separation::Softmax { beta: 1.0 }, n / 2.0),
-        // ‖x − ξ‖² = 2N(1 − φ) on the sphere, so β = b/N gives the spherical form.
-        PhaseEnergy::Lsr => (
-            Similarity::NegEuclidean,
-            Separation::LogSumRelu {
-                beta: (LSR_B / n) as f32,
-                eps: 0.0,
-            },
-            0.0,
-        ),
-    };
-    let memory = Retriever::builder(Patterns::new(patterns)?)
-        .similarity(similarity)
-        .separation(separation)
-        .dynamics(Dynamics::OneStep)
-        .device(device.clone())
-        .build()?;
-    Ok((memory, shift))
+/// The chains' energy on a device: the engine's retriever whose energy is the chain's
+/// energy up to a constant, and that constant.
+pub struct ChainEnergy {
+    memory: Retriever,
+    shift: f64,
+}
+
+impl ChainEnergy {
+    /// The energy `energy` of the patterns (rows of norm √N) on `device`: the LSE energy
+    /// is the engine's softmax energy with β = 1 shifted by N/2 (engine: −log Σ e^{x·ξ} +
+    /// ½‖x‖²; chain: −log Σ e^{x·ξ − N}), the LSR one its log-sum-ReLU energy with
+    /// negative Euclidean similarity and β = b/N (‖x − ξ‖² = 2N(1 − φ) on the sphere).
+    pub fn new(energy: PhaseEnergy, patterns: Array2<f32>, device: &Device) -> Result<Self> {
+        let n = patterns.ncols() as f64;
+        let (similarity, separation, shift) = match energy {
+            PhaseEnergy::Lse => (Similarity::Dot, Separation::Softmax { beta: 1.0 }, n / 2.0),
+            PhaseEnergy::Lsr => (
+                Similarity::NegEuclidean,
+                Separation::LogSumRelu {
+                    beta: (LSR_B / n) as f32,
+                    eps: 0.0,
+                },
+                0.0,
+            ),
+        };
+        let memory = Retriever::builder(Patterns::new(patterns)?)
+            .similarity(similarity)
+            .separation(separation)
+            .dynamics(Dynamics::OneStep)
+            .device(device.clone())
+            .build()?;
+        Ok(Self { memory, shift })
+    }
+
+    /// E of each state (rows on the sphere); +∞ for an LSR state outside every support.
+    pub fn energies(&self, states: &Array2<f32>) -> Result<Vec<f64>> {
+        Ok(self
+            .memory
+            .energy(states.view())?
+            .into_iter()
+            .map(|e| e + self.shift)
+            .collect())
+    }
+
+    /// The stored patterns.
+    pub fn patterns(&self) -> ndarray::ArrayView2<'_, f32> {
+        self.memory.patterns().view()
+    }
+}
+
+/// The chain's energy from its overlaps φ_μ = x·ξ^μ/N, in f64 (the definition the devices
+/// are tested against): LSE −log Σ_μ e^{N(φ_μ − 1)}, LSR −(N/b) log Σ_μ max(0, 1 − b + bφ_μ)
+/// (+∞ for an empty support).
+pub fn exact_energy(energy: PhaseEnergy, phis: &[f64], n: usize) -> f64 {
+    let n = n as f64;
+    match energy {
+        PhaseEnergy::Lse => {
+            let z: Vec<f64> = phis.iter().map(|p| n * (p - 1.0)).collect();
+            -dam::weights::log_sum_exp(&z)
+        }
+        PhaseEnergy::Lsr => {
+            let sum: f64 = phis
+                .iter()
+                .map(|p| (1.0 - LSR_B + LSR_B * p).max(0.0))
+                .sum();
+            dam::weights::log_sum_relu_energy(LSR_B / n, 0.0, sum)
+        }
+    }
 }
 
 /// Writes `values` projected onto the sphere |x|² = N (`Projection::Sphere`) into `row`.
@@ -544,8 +585,8 @@ pub fn run_point(
     let alpha = spec.alphas[alpha_index];
     let (n, m) = point_size(spec.size, alpha)?;
     let seed = point_seed(spec.seed, alpha, disorder);
-    let (memory, shift) = energy_memory(spec.energy, spherical_patterns(seed, m, n), device)?;
-    let patterns = memory.patterns().view();
+    let chain_energy = ChainEnergy::new(spec.energy, spherical_patterns(seed, m, n), device)?;
+    let patterns = chain_energy.patterns();
     let target = patterns.row(0).to_owned();
     let temps: Vec<f64> = t_indices.iter().map(|&t| spec.temperatures[t]).collect();
     let r = spec.replicas;
@@ -580,13 +621,7 @@ pub fn run_point(
             .collect();
         write_on_sphere(start, row);
     }
-    let energies = |states: &Array2<f32>| -> Result<Vec<f64>> {
-        Ok(memory
-            .energy(states.view())?
-            .into_iter()
-            .map(|e| e + shift)
-            .collect())
-    };
+    let energies = |states: &Array2<f32>| chain_energy.energies(states);
     let mut e = energies(&x)?;
     let sigma: Vec<f64> = temps.iter().map(|t| 2.4 * t / (n as f64).sqrt()).collect();
     let (mut phi_sum, mut q_sum) = (vec![0.0f64; chains], vec![0.0f64; temps.len()]);
