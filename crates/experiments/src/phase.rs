@@ -27,9 +27,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use dam::procedural::{fill, PatternKind, Stream};
+use dam::cpu::procedural::fill_patterns;
+use dam::procedural::{PatternKind, MAX_PROCEDURAL_COUNT};
+use dam::weights::OnlineLse;
 use dam::{Device, Dynamics, Patterns, Projection, Retriever, Separation, Similarity};
-use ndarray::{Array2, ArrayView1, Axis};
+use ndarray::{Array1, Array2, ArrayView1, Axis};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -121,7 +123,8 @@ pub struct PhaseSpec {
     /// Run only the cells c with c mod n = i, as (i, n): a shard of a Slurm array, joined
     /// by `dam merge`. (0, 1) runs every cell.
     pub shard: (usize, usize),
-    /// Most pattern entries M·N held in memory at once (default 2³⁰, 4 GiB of f32).
+    /// Most pattern entries M·N held in memory (default 2³⁰, 4 GiB of f32); a larger
+    /// set is regenerated block by block at every step instead (the fast CPU only).
     pub max_stored_entries: u64,
 }
 
@@ -312,16 +315,12 @@ impl PhaseSpec {
             }
         }
         for &alpha in &self.alphas {
-            let (n, m) = point_size(self.size, alpha)?;
-            if m as f64 * n as f64 > self.max_stored_entries as f64 {
+            let (_, m) = point_size(self.size, alpha)?;
+            if m > MAX_PROCEDURAL_COUNT {
                 return Err(invalid(
                     "--alpha",
                     &alpha.to_string(),
-                    format!(
-                        "M·N = {m}·{n} pattern entries exceed the {} held in memory; \
-                         lower α, --dim or --patterns",
-                        self.max_stored_entries
-                    ),
+                    format!("M = {m} patterns is beyond 2^40: lower α, --dim or --patterns"),
                 ));
             }
         }
@@ -394,19 +393,177 @@ fn chain_rng(point_seed: u64, t: f64, replica: usize) -> StdRng {
     )
 }
 
-/// M spherical patterns of norm √N (procedural: the same on every machine).
+/// M spherical patterns of norm √N of the run `seed` (procedural: the same on every
+/// machine; the generator of the CPU's procedural streams).
 pub fn spherical_patterns(seed: u64, m: u64, n: usize) -> Array2<f32> {
     let mut data = vec![0.0f32; m as usize * n];
-    for (mu, row) in data.chunks_mut(n).enumerate() {
-        fill(
+    for (k, block) in data.chunks_mut(PROCEDURAL_BLOCK * n).enumerate() {
+        fill_patterns(
             PatternKind::Spherical,
             seed,
-            Stream::Patterns,
-            mu as u64,
-            row,
+            (k * PROCEDURAL_BLOCK) as u64,
+            n,
+            block,
         );
     }
     Array2::from_shape_vec((m as usize, n), data).expect("M×N patterns")
+}
+
+/// Patterns generated per block of the procedural source.
+const PROCEDURAL_BLOCK: usize = 4096;
+
+/// Where a batch's patterns live: stored on the device, or regenerated block by block at
+/// every step (O(B·N + block·N) memory whatever M; the fast CPU only).
+enum Source {
+    Stored(ChainEnergy),
+    Procedural {
+        energy: PhaseEnergy,
+        seed: u64,
+        m: u64,
+        n: usize,
+        threads: usize,
+    },
+}
+
+/// Per chain: the LSE state or the LSR kernel sum, and the largest overlap with patterns
+/// 1.. (the target excluded).
+#[derive(Debug, Clone, Copy)]
+struct Fold {
+    lse: OnlineLse,
+    relu: f64,
+    best_other: f64,
+}
+
+impl Source {
+    /// Generates patterns `lo..hi` block by block and folds every chain's overlaps.
+    fn fold_range(&self, x: &Array2<f32>, lo: u64, hi: u64, folds: &mut [Fold]) {
+        let Source::Procedural {
+            energy, seed, n, ..
+        } = *self
+        else {
+            unreachable!("only the procedural source folds");
+        };
+        let mut block = vec![0.0f32; PROCEDURAL_BLOCK * n];
+        let mut first = lo;
+        while first < hi {
+            let rows = ((hi - first) as usize).min(PROCEDURAL_BLOCK);
+            let data = &mut block[..rows * n];
+            fill_patterns(PatternKind::Spherical, seed, first, n, data);
+            let patterns = ndarray::ArrayView2::from_shape((rows, n), data).expect("rows×N");
+            let scores = x.dot(&patterns.t());
+            for (fold, row) in folds.iter_mut().zip(scores.rows()) {
+                let phis = row.iter().map(|&s| s as f64 / n as f64);
+                match energy {
+                    PhaseEnergy::Lse => {
+                        // z = N(φ − 1): the block's maximum, then Σ e^{z − max}.
+                        let top = phis.clone().fold(f64::NEG_INFINITY, f64::max);
+                        let zmax = n as f64 * (top - 1.0);
+                        let l = phis
+                            .clone()
+                            .map(|p| (n as f64 * (p - 1.0) - zmax).exp())
+                            .sum();
+                        fold.lse.merge(&OnlineLse { m: zmax, l });
+                    }
+                    PhaseEnergy::Lsr => {
+                        fold.relu += phis
+                            .clone()
+                            .map(|p| (1.0 - LSR_B + LSR_B * p).max(0.0))
+                            .sum::<f64>();
+                    }
+                }
+                let skip = usize::from(first == 0);
+                if let Some(top) = phis.skip(skip).reduce(f64::max) {
+                    fold.best_other = fold.best_other.max(top);
+                }
+            }
+            first += rows as u64;
+        }
+    }
+
+    /// Folds every pattern for every chain, the pattern range split over the threads.
+    fn fold_all(&self, x: &Array2<f32>) -> Vec<Fold> {
+        let (m, threads) = match *self {
+            Source::Procedural { m, threads, .. } => (m, threads),
+            Source::Stored(_) => unreachable!("only the procedural source folds"),
+        };
+        let empty = Fold {
+            lse: OnlineLse::EMPTY,
+            relu: 0.0,
+            best_other: f64::NEG_INFINITY,
+        };
+        let blocks = m.div_ceil(PROCEDURAL_BLOCK as u64);
+        let per = blocks.div_ceil(threads as u64) * PROCEDURAL_BLOCK as u64;
+        let parts: Vec<Vec<Fold>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads as u64)
+                .map(|t| (t * per, ((t + 1) * per).min(m)))
+                .filter(|(lo, hi)| lo < hi)
+                .map(|(lo, hi)| {
+                    scope.spawn(move || {
+                        let mut folds = vec![empty; x.nrows()];
+                        self.fold_range(x, lo, hi, &mut folds);
+                        folds
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a fold thread panicked"))
+                .collect()
+        });
+        let mut folds = vec![empty; x.nrows()];
+        for part in parts {
+            for (a, b) in folds.iter_mut().zip(part) {
+                a.lse.merge(&b.lse);
+                a.relu += b.relu;
+                a.best_other = a.best_other.max(b.best_other);
+            }
+        }
+        folds
+    }
+
+    /// The chains' energies.
+    fn energies(&self, x: &Array2<f32>) -> Result<Vec<f64>> {
+        match self {
+            Source::Stored(chain) => chain.energies(x),
+            Source::Procedural { energy, n, .. } => Ok(self
+                .fold_all(x)
+                .into_iter()
+                .map(|f| match energy {
+                    PhaseEnergy::Lse => -f.lse.lse(),
+                    PhaseEnergy::Lsr => {
+                        dam::weights::log_sum_relu_energy(LSR_B / *n as f64, 0.0, f.relu)
+                    }
+                })
+                .collect()),
+        }
+    }
+
+    /// The largest overlap of each chain with a pattern other than the target (`None`
+    /// when M = 1).
+    fn best_other(&self, x: &Array2<f32>) -> Vec<Option<f64>> {
+        match self {
+            Source::Stored(chain) => {
+                let patterns = chain.patterns();
+                let n = patterns.ncols() as f64;
+                let mut best = vec![None::<f64>; x.nrows()];
+                for block in patterns
+                    .slice(ndarray::s![1.., ..])
+                    .axis_chunks_iter(Axis(0), OVERLAP_BLOCK)
+                {
+                    for (b, row) in best.iter_mut().zip(x.dot(&block.t()).rows()) {
+                        let top = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
+                        *b = Some(b.map_or(top, |b| b.max(top)));
+                    }
+                }
+                best.into_iter().map(|b| b.map(|v| v / n)).collect()
+            }
+            Source::Procedural { .. } => self
+                .fold_all(x)
+                .into_iter()
+                .map(|f| f.best_other.is_finite().then_some(f.best_other))
+                .collect(),
+        }
+    }
 }
 
 /// The chains' energy on a device: the engine's retriever whose energy is the chain's
@@ -585,9 +742,41 @@ pub fn run_point(
     let alpha = spec.alphas[alpha_index];
     let (n, m) = point_size(spec.size, alpha)?;
     let seed = point_seed(spec.seed, alpha, disorder);
-    let chain_energy = ChainEnergy::new(spec.energy, spherical_patterns(seed, m, n), device)?;
-    let patterns = chain_energy.patterns();
-    let target = patterns.row(0).to_owned();
+    let mut target = Array1::<f32>::zeros(n);
+    fill_patterns(
+        PatternKind::Spherical,
+        seed,
+        0,
+        n,
+        target.as_slice_mut().expect("contiguous"),
+    );
+    let source = if m as f64 * n as f64 <= spec.max_stored_entries as f64 {
+        Source::Stored(ChainEnergy::new(
+            spec.energy,
+            spherical_patterns(seed, m, n),
+            device,
+        )?)
+    } else {
+        if !matches!(device, Device::Cpu) {
+            return Err(invalid(
+                "--device",
+                &format!("{device:?}"),
+                format!(
+                    "M·N = {m}·{n} is beyond the {} pattern entries held in memory: the \
+                     patterns are then regenerated at every step, which runs on the fast CPU \
+                     only (--device cpu)",
+                    spec.max_stored_entries
+                ),
+            ));
+        }
+        Source::Procedural {
+            energy: spec.energy,
+            seed,
+            m,
+            n,
+            threads: std::thread::available_parallelism().map_or(1, |t| t.get()),
+        }
+    };
     let temps: Vec<f64> = t_indices.iter().map(|&t| spec.temperatures[t]).collect();
     let r = spec.replicas;
     let chains = temps.len() * r;
@@ -621,7 +810,7 @@ pub fn run_point(
             .collect();
         write_on_sphere(start, row);
     }
-    let energies = |states: &Array2<f32>| chain_energy.energies(states);
+    let energies = |states: &Array2<f32>| source.energies(states);
     let mut e = energies(&x)?;
     let sigma: Vec<f64> = temps.iter().map(|t| 2.4 * t / (n as f64).sqrt()).collect();
     let (mut phi_sum, mut q_sum) = (vec![0.0f64; chains], vec![0.0f64; temps.len()]);
@@ -674,20 +863,7 @@ pub fn run_point(
         }
     }
     // The largest overlap with another pattern, from the final states.
-    let mut best_other = vec![None::<f64>; chains];
-    for block in patterns
-        .slice(ndarray::s![1.., ..])
-        .axis_chunks_iter(Axis(0), OVERLAP_BLOCK)
-    {
-        for (best, row) in best_other.iter_mut().zip(x.dot(&block.t()).rows()) {
-            let top = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
-            *best = Some(best.map_or(top, |b| b.max(top)));
-        }
-    }
-    let best_other: Vec<Option<f64>> = best_other
-        .into_iter()
-        .map(|b| b.map(|v| v / n as f64))
-        .collect();
+    let best_other = source.best_other(&x);
     let samples = spec.sample as f64;
     let (first, second) = (
         (spec.sample - spec.sample / 2) as f64,

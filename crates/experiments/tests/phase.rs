@@ -140,3 +140,43 @@ fn runs_agree_on_every_device() {
         }
     }
 }
+
+/// Patterns regenerated at every step (beyond the stored limit) give the stored run's rows.
+#[test]
+fn procedural_patterns_give_the_stored_rows() {
+    for energy in [PhaseEnergy::Lse, PhaseEnergy::Lsr] {
+        let spec = PhaseSpec {
+            energy,
+            size: PhaseSize::Dim(21),
+            // M = 20,000: several generated blocks, split over the threads.
+            alphas: vec![(20_000f64).ln() / 21.0, 0.1],
+            temperatures: vec![0.1, 0.3],
+            disorders: 1,
+            equilibrate: 40,
+            sample: 30,
+            seed: 4,
+            ..PhaseSpec::default()
+        };
+        let stored = run(&spec, &Device::Cpu, &[], |_| Ok(())).unwrap();
+        let streamed = PhaseSpec {
+            max_stored_entries: 0,
+            ..spec.clone()
+        };
+        let rows = run(&streamed, &Device::Cpu, &[], |_| Ok(())).unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(stored.len(), 4);
+        assert_eq!(stored[0].patterns, 20_000);
+        for (a, b) in rows.iter().zip(&stored) {
+            for (x, y) in [
+                (a.phi_mean, b.phi_mean),
+                (a.q12.unwrap(), b.q12.unwrap()),
+                (a.phi_max_other.unwrap(), b.phi_max_other.unwrap()),
+            ] {
+                assert!((x - y).abs() <= 1e-4, "{energy:?}: {a:?} vs {b:?}");
+            }
+            assert_eq!(a.acceptance, b.acceptance, "{energy:?}");
+        }
+        // Only the fast CPU regenerates patterns.
+        assert!(run(&streamed, &Device::Reference, &[], |_| Ok(())).is_err());
+    }
+}
