@@ -65,7 +65,7 @@ fn capacity_writes_the_contracted_files() {
         lines.next(),
         Some(
             "alpha,patterns,trials,successes,success_rate,mean_overlap,bit_flip_rate,seconds,\
-             mean_abs_correlation,min_hamming"
+             mean_abs_correlation,min_hamming,empty_supports"
         )
     );
     assert_eq!(lines.count(), 4, "4 points: 0.45, 0.55, 0.65, 0.75");
