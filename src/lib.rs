@@ -934,7 +934,7 @@ pub fn stream_procedural_with(
             }
             procedural::StreamSeparation::LogSumRelu { .. } => Err(Error::Unsupported {
                 what: "the log-sum-ReLU statistic of the procedural stream on wgpu",
-                detail: "run it on Device::Cpu (`--device cpu`) or Device::Reference".into(),
+                detail: "use Device::Cpu or Device::Reference".into(),
             }),
         },
     }

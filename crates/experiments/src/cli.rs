@@ -709,7 +709,9 @@ pub struct CapacityArgs {
     /// `one-step` or `converge:MAX`.
     #[arg(long, default_value = "one-step")]
     pub dynamics: String,
-    /// `weight`, `overlap:THETA`, `nearest` or `exact`.
+    /// `weight`, `overlap:THETA`, `nearest` or `exact`. With `lsr`, `weight` means the
+    /// target is the only pattern in the query's support, and a query with an empty
+    /// support fails whatever the criterion (counted in `empty_supports`).
     #[arg(long, default_value = "weight")]
     pub criterion: String,
     /// Master seed (trial t at load P uses a seed derived from (seed, P, t)).

@@ -227,7 +227,15 @@ mod tests {
     /// (1 − t)/2), a Monte Carlo estimate at N = 8, and the log-sum-ReLU thresholds.
     #[test]
     fn spherical_cap_and_lsr_thresholds() {
-        for t in [-0.9, -0.3, 0.0, 0.2, 0.5, 0.7071, 0.95] {
+        for t in [
+            -0.9,
+            -0.3,
+            0.0,
+            0.2,
+            0.5,
+            std::f64::consts::FRAC_1_SQRT_2,
+            0.95,
+        ] {
             let two = spherical_cap(2, t);
             assert!(
                 (two - t.acos() / std::f64::consts::PI).abs() < 1e-12,
