@@ -105,8 +105,8 @@ def capacity(
     *,
     dim: int,
     patterns: str = "spherical",
-    energy: Literal["lse", "exp", "poly", "rpoly"] = "lse",
-    beta: float = 1.0,
+    energy: Literal["lse", "exp", "poly", "rpoly", "lsr"] = "lse",
+    beta: Optional[float] = None,
     degree: int = 2,
     alpha: Optional[str] = None,
     count: Optional[str] = None,
@@ -120,7 +120,9 @@ def capacity(
     """A capacity sweep (``dam capacity``): one dict per load with the columns of results.csv.
 
     ``patterns``: ``spherical``, ``gaussian``, ``binary``, ``correlated:C``, ``separated:D``
-    or ``mnist[:DIR]``; ``query``: ``stored``, ``flip:RHO`` or ``random``.
+    or ``mnist[:DIR]``; ``query``: ``stored``, ``flip:RHO`` or ``random``. ``beta``: λ for
+    ``lse``/``exp`` (default 1), b of the spherical log-sum-ReLU for ``lsr`` (default
+    2 + √2, the support wall at φ = 1/√2).
     """
 
 def spin_dynamics(

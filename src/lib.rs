@@ -896,18 +896,47 @@ pub fn spin_dynamics_clamped(
 
 /// Streams the log-sum-exp of dot similarities over procedural patterns (see
 /// [`procedural`]) on `device`: memory O(B·N) for any P; both devices see the same
-/// patterns and agree within f32 rounding.
+/// patterns and agree within f32 rounding. `queries` must be B×N with B = `seeds.len()`.
 pub fn stream_procedural(
     device: &Device,
     request: &procedural::StreamRequest<'_>,
 ) -> Result<Vec<procedural::StreamStats>> {
+    stream_procedural_with(device, request, procedural::StreamSeparation::Softmax)
+}
+
+/// [`stream_procedural`] that also evaluates `separation` in the same pass. With
+/// [`procedural::StreamSeparation::LogSumRelu`] each query's [`procedural::StreamStats`]
+/// carries, beside the log-sum-exp of β·(x·ξ) (`lse()`, `mean()`, `best_i`), the
+/// log-sum-ReLU statistic `relu` ([`procedural::ReluStats`]): Σ_μ k_μ with
+/// k_μ = max(0, 1 − (β/2)‖x − ξ^μ‖²), the support count, the sum of the support's
+/// patterns (`mean()`, where one log-sum-ReLU update moves x) and the nearest pattern;
+/// `relu.energy(β, ε)` is E = −β⁻¹ log(Σ k + ε) without storing the patterns. Every query
+/// carries its own run seed, so a batch of states against one pattern set repeats it.
+///
+/// The log-sum-ReLU statistic runs on `Device::Cpu` and `Device::Reference`; a wgpu device
+/// answers [`Error::Unsupported`].
+pub fn stream_procedural_with(
+    device: &Device,
+    request: &procedural::StreamRequest<'_>,
+    separation: procedural::StreamSeparation,
+) -> Result<Vec<procedural::StreamStats>> {
+    request.validate()?;
+    separation.validate()?;
     match device.placement()? {
-        Placement::Cpu => Ok(dam_cpu::procedural::stream_dot(request)),
-        Placement::Reference => Ok(dam_cpu::reference::procedural::stream_dot(request)),
+        Placement::Cpu => Ok(dam_cpu::procedural::stream(request, separation)),
+        Placement::Reference => Ok(dam_cpu::reference::procedural::stream(request, separation)),
         #[cfg(not(feature = "wgpu"))]
         Placement::Wgpu(ctx) => match ctx {},
         #[cfg(feature = "wgpu")]
-        Placement::Wgpu(ctx) => dam_wgpu::procedural::stream_dot(&ctx, request),
+        Placement::Wgpu(ctx) => match separation {
+            procedural::StreamSeparation::Softmax => {
+                dam_wgpu::procedural::stream_dot(&ctx, request)
+            }
+            procedural::StreamSeparation::LogSumRelu { .. } => Err(Error::Unsupported {
+                what: "the log-sum-ReLU statistic of the procedural stream on wgpu",
+                detail: "use Device::Cpu or Device::Reference".into(),
+            }),
+        },
     }
 }
 

@@ -119,3 +119,76 @@ fn streaming_lse_agrees_across_devices() {
         }
     }
 }
+
+/// The log-sum-ReLU statistic through the facade: the CPU devices agree (same support and
+/// nearest pattern for ±1 patterns, Σk within `STREAM_TOL`) and carry the log-sum-exp of
+/// the same call; wgpu declines it naming the devices to use; bad β and queries that are
+/// not B×N are errors naming the argument.
+#[test]
+fn log_sum_relu_stream_through_the_facade() {
+    use dam::procedural::StreamSeparation;
+    use dam::{Device, Error};
+    let (dim, seeds) = (10usize, [21u64, 22, 23]);
+    let mut queries = vec![0.0f32; seeds.len() * dim];
+    for (q, row) in queries.chunks_mut(dim).enumerate() {
+        Procedural {
+            kind: PatternKind::Binary,
+            dim,
+            count: 1,
+            seed: seeds[q],
+        }
+        .pattern_into(q as u64, row);
+    }
+    let request = StreamRequest {
+        kind: PatternKind::Binary,
+        dim,
+        start: 0,
+        end: 3_000,
+        beta: 0.5,
+        queries: &queries,
+        seeds: &seeds,
+    };
+    let separation = StreamSeparation::LogSumRelu { beta: 0.34 };
+    let cpu = dam::stream_procedural_with(&Device::Cpu, &request, separation).unwrap();
+    let reference = dam::stream_procedural_with(&Device::Reference, &request, separation).unwrap();
+    let plain = dam::stream_procedural(&Device::Reference, &request).unwrap();
+    assert_eq!((cpu.len(), reference.len(), plain.len()), (3, 3, 3));
+    for q in 0..seeds.len() {
+        let (c, r) = (
+            cpu[q].relu.as_ref().unwrap(),
+            reference[q].relu.as_ref().unwrap(),
+        );
+        assert_eq!((c.count, c.nearest_i), (r.count, r.nearest_i), "query {q}");
+        assert_eq!(r.nearest_i, q as u64, "query {q} is pattern {q}");
+        assert!(
+            r.count >= 1 && STREAM_TOL.accepts(c.sum, r.sum),
+            "query {q}"
+        );
+        assert!(
+            STREAM_TOL.accepts(reference[q].lse(), plain[q].lse()),
+            "query {q}"
+        );
+        assert_eq!(plain[q].relu, None);
+        assert!(r.energy(0.34, 0.0).is_finite());
+    }
+    let gpu = common::gpu();
+    match dam::stream_procedural_with(&gpu, &request, separation) {
+        Err(Error::Unsupported { detail, .. }) => assert!(detail.contains("Device::Cpu")),
+        other => panic!("wgpu: {other:?}"),
+    }
+    for beta in [0.0f32, -1.0, f32::NAN] {
+        let bad = StreamSeparation::LogSumRelu { beta };
+        assert!(matches!(
+            dam::stream_procedural_with(&Device::Cpu, &request, bad),
+            Err(Error::InvalidParameter { .. })
+        ));
+    }
+    let short = StreamRequest {
+        queries: &queries[1..],
+        ..request
+    };
+    assert!(matches!(
+        dam::stream_procedural(&Device::Cpu, &short),
+        Err(Error::DimensionMismatch { .. })
+    ));
+}

@@ -548,18 +548,19 @@ fn devices(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
 
 /// A capacity sweep (`dam capacity`): one dict per load with the columns of results.csv
 /// (alpha, patterns, trials, successes, success_rate, mean_overlap, bit_flip_rate,
-/// seconds, mean_abs_correlation, min_hamming). Loads by `alpha` (ln P / N) or `count`
-/// (P), each "LO:HI:STEP". `patterns`: spherical, gaussian, binary, correlated:C,
-/// separated:D or mnist[:DIR]; `query`: stored, flip:RHO or random.
+/// seconds, mean_abs_correlation, min_hamming, empty_supports). Loads by `alpha`
+/// (ln P / N) or `count` (P), each "LO:HI:STEP". `patterns`: spherical, gaussian, binary,
+/// correlated:C, separated:D or mnist[:DIR]; `query`: stored, flip:RHO or random; `beta`:
+/// λ for lse/exp (default 1), b of the spherical log-sum-ReLU for lsr (default 2 + √2).
 #[pyfunction]
-#[pyo3(signature = (*, dim, patterns="spherical", energy="lse", beta=1.0, degree=2, alpha=None, count=None, trials=100, query="stored", dynamics="one-step", criterion="weight", seed=0, device="auto"))]
+#[pyo3(signature = (*, dim, patterns="spherical", energy="lse", beta=None, degree=2, alpha=None, count=None, trials=100, query="stored", dynamics="one-step", criterion="weight", seed=0, device="auto"))]
 #[allow(clippy::too_many_arguments)]
 fn capacity<'py>(
     py: Python<'py>,
     dim: usize,
     patterns: &str,
     energy: &str,
-    beta: f64,
+    beta: Option<f64>,
     degree: u32,
     alpha: Option<&str>,
     count: Option<&str>,
@@ -608,6 +609,7 @@ fn capacity<'py>(
         d.set_item("seconds", r.seconds)?;
         d.set_item("mean_abs_correlation", r.mean_abs_correlation)?;
         d.set_item("min_hamming", r.min_hamming)?;
+        d.set_item("empty_supports", r.empty_supports)?;
         list.append(d)?;
     }
     Ok(list)

@@ -264,7 +264,7 @@ def test_capacity_rows_have_the_results_csv_columns():
     assert len(rows) == 3
     assert set(rows[0]) == {"alpha", "patterns", "trials", "successes", "success_rate",
                             "mean_overlap", "bit_flip_rate", "seconds",
-                            "mean_abs_correlation", "min_hamming"}
+                            "mean_abs_correlation", "min_hamming", "empty_supports"}
     assert all(r["trials"] == 8 for r in rows)
     with pytest.raises(ValueError, match="patterns"):
         dam.capacity(dim=12, patterns="fractal", count="10")

@@ -26,7 +26,9 @@ pub mod features;
 pub mod learn;
 mod patterns;
 pub mod procedural;
-pub use procedural::{PatternKind, Procedural, StreamRequest, StreamStats};
+pub use procedural::{
+    PatternKind, Procedural, ReluStats, StreamRequest, StreamSeparation, StreamStats,
+};
 mod result;
 pub mod search;
 mod tolerance;

@@ -5,7 +5,7 @@
 //! spherical ones (Box–Muller uses `ln`, `sqrt`, `sin`, `cos`, whose last bits differ
 //! between libm and GPU built-ins).
 
-use crate::weights::OnlineLse;
+use crate::weights::{log_sum_relu_energy, OnlineLse};
 use crate::{Error, Result};
 
 const M0: u32 = 0xD251_1F53;
@@ -315,6 +315,151 @@ pub struct StreamRequest<'a> {
     pub seeds: &'a [u64],
 }
 
+impl StreamRequest<'_> {
+    /// Checks that `queries` holds one state of dimension `dim` per seed.
+    pub fn validate(&self) -> Result<()> {
+        let expected = self.seeds.len().checked_mul(self.dim);
+        if expected != Some(self.queries.len()) {
+            return Err(Error::DimensionMismatch {
+                argument: "stream queries (B×N, one row per seed)",
+                expected: expected.unwrap_or(usize::MAX),
+                actual: self.queries.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a stream evaluates besides the online softmax of β·s, which it always keeps: a
+/// separate argument of the stream (`dam::stream_procedural_with`), so that a
+/// [`StreamRequest`] written for the softmax alone stays as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum StreamSeparation {
+    /// Only the online softmax ([`StreamStats::relu`] is `None`).
+    #[default]
+    Softmax,
+    /// Also the log-sum-ReLU statistic of every query ([`ReluStats`]), with the kernel
+    /// k_μ = max(0, 1 − (β/2) d_μ²), d_μ² = ‖x − ξ^μ‖² ([`squared_distance`],
+    /// [`crate::weights::relu_kernel_sq`]): the kernel of `Separation::LogSumRelu` with
+    /// the negative Euclidean similarity. On the sphere |x|² = |ξ|² = N, β = b/N gives the
+    /// spherical form max(0, 1 − b + bφ_μ), φ_μ = x·ξ^μ/N.
+    LogSumRelu {
+        /// β > 0 on the squared distance: the support is d² < 2/β.
+        beta: f32,
+    },
+}
+
+impl StreamSeparation {
+    /// Checks β (finite and > 0).
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            StreamSeparation::Softmax => Ok(()),
+            StreamSeparation::LogSumRelu { beta } if beta.is_finite() && beta > 0.0 => Ok(()),
+            StreamSeparation::LogSumRelu { beta } => Err(Error::InvalidParameter {
+                argument: "StreamSeparation::LogSumRelu beta",
+                value: beta.to_string(),
+                reason: "β must be finite and > 0 (the support is d² < 2/β)".into(),
+            }),
+        }
+    }
+
+    /// The log-sum-ReLU β, if this separation has one.
+    pub fn relu_beta(&self) -> Option<f64> {
+        match *self {
+            StreamSeparation::Softmax => None,
+            StreamSeparation::LogSumRelu { beta } => Some(beta as f64),
+        }
+    }
+}
+
+/// ‖x − ξ‖² from its parts: `xx` = |x|², `s` = x·ξ and `pp` = |ξ|², each an f64 sum of
+/// exact f32 products in entry order; clamped at 0 against rounding. Every stream computes
+/// the distance of its log-sum-ReLU statistic this way, so that equal parts give equal
+/// distances and the same support on every CPU path.
+#[inline(always)]
+pub fn squared_distance(xx: f64, s: f64, pp: f64) -> f64 {
+    (xx - 2.0 * s + pp).max(0.0)
+}
+
+/// The log-sum-ReLU state of one query over a range of patterns: Σ_μ k_μ, the support
+/// {μ : k_μ > 0} (its size and the sum of its patterns) and the nearest pattern. Two
+/// states over disjoint ranges merge exactly up to the order of the f64 sums
+/// ([`ReluStats::merge`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReluStats {
+    /// Σ_μ k_μ.
+    pub sum: f64,
+    /// |support|: the patterns with k_μ > 0 (a pattern exactly at the wall is outside).
+    pub count: u64,
+    /// Σ_{μ in the support} ξ^μ (length N).
+    pub acc: Vec<f64>,
+    /// The smallest squared distance seen (+∞ when empty).
+    pub nearest_d2: f64,
+    /// Its pattern index (ties → lowest); `u64::MAX` when empty.
+    pub nearest_i: u64,
+}
+
+impl ReluStats {
+    /// The state of an empty range.
+    pub fn empty(dim: usize) -> Self {
+        Self {
+            sum: 0.0,
+            count: 0,
+            acc: vec![0.0; dim],
+            nearest_d2: f64::INFINITY,
+            nearest_i: u64::MAX,
+        }
+    }
+
+    /// Folds in one pattern with squared distance `d2` and kernel `k`.
+    pub fn push(&mut self, index: u64, d2: f64, k: f64, pattern: &[f32]) {
+        self.sum += k;
+        if k > 0.0 {
+            self.count += 1;
+            for (a, &x) in self.acc.iter_mut().zip(pattern) {
+                *a += x as f64;
+            }
+        }
+        if d2 < self.nearest_d2 || (d2 == self.nearest_d2 && index < self.nearest_i) {
+            self.nearest_d2 = d2;
+            self.nearest_i = index;
+        }
+    }
+
+    /// Combines the states of two disjoint ranges.
+    pub fn merge(&mut self, other: &ReluStats) {
+        self.sum += other.sum;
+        self.count += other.count;
+        for (a, &b) in self.acc.iter_mut().zip(&other.acc) {
+            *a += b;
+        }
+        if other.nearest_d2 < self.nearest_d2
+            || (other.nearest_d2 == self.nearest_d2 && other.nearest_i < self.nearest_i)
+        {
+            self.nearest_d2 = other.nearest_d2;
+            self.nearest_i = other.nearest_i;
+        }
+    }
+
+    /// Whether no pattern is in the support.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The unweighted mean of the support, where one log-sum-ReLU update moves the state;
+    /// `None` for an empty support (the update leaves the state where it is).
+    pub fn mean(&self) -> Option<Vec<f64>> {
+        (self.count > 0).then(|| self.acc.iter().map(|a| a / self.count as f64).collect())
+    }
+
+    /// E = −β⁻¹ log(Σ_μ k_μ + ε) ([`crate::weights::log_sum_relu_energy`]): +∞ for an
+    /// empty support with ε = 0, never NaN. With β = b/N on the sphere this is the
+    /// spherical −(N/b) log Σ_μ max(0, 1 − b + bφ_μ).
+    pub fn energy(&self, beta: f64, eps: f64) -> f64 {
+        log_sum_relu_energy(beta, eps, self.sum)
+    }
+}
+
 /// Online-softmax state of one query over a range of patterns: with z_μ = β·s_μ,
 /// `m` = max z, `l` = Σ e^{z−m}, `acc` = Σ e^{z−m} ξ, and the most similar pattern.
 /// Two states over disjoint ranges merge exactly ([`StreamStats::merge`]), which is how
@@ -331,10 +476,13 @@ pub struct StreamStats {
     pub best_s: f64,
     /// Its pattern index (ties → lowest); `u64::MAX` when empty.
     pub best_i: u64,
+    /// The log-sum-ReLU statistic, when the stream was asked for it
+    /// ([`StreamSeparation::LogSumRelu`]); `None` otherwise.
+    pub relu: Option<ReluStats>,
 }
 
 impl StreamStats {
-    /// The state of an empty range.
+    /// The state of an empty range (softmax only).
     pub fn empty(dim: usize) -> Self {
         Self {
             m: f64::NEG_INFINITY,
@@ -342,6 +490,15 @@ impl StreamStats {
             acc: vec![0.0; dim],
             best_s: f64::NEG_INFINITY,
             best_i: u64::MAX,
+            relu: None,
+        }
+    }
+
+    /// The state of an empty range of a stream that evaluates `separation`.
+    pub fn empty_for(dim: usize, separation: StreamSeparation) -> Self {
+        Self {
+            relu: separation.relu_beta().map(|_| ReluStats::empty(dim)),
+            ..Self::empty(dim)
         }
     }
 
@@ -367,6 +524,11 @@ impl StreamStats {
 
     /// Combines the states of two disjoint ranges.
     pub fn merge(&mut self, other: &StreamStats) {
+        match (&mut self.relu, &other.relu) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (None, Some(theirs)) => self.relu = Some(theirs.clone()),
+            _ => {}
+        }
         if other.l == 0.0 && other.best_i == u64::MAX {
             return;
         }

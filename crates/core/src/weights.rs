@@ -106,9 +106,18 @@ pub fn energy(separation: Separation, scores: &[f64], x: &[f32]) -> f64 {
     }
 }
 
-/// The log-sum-ReLU kernel max(0, 1 − (β/2)d²) of a distance similarity s = −d.
+/// The log-sum-ReLU kernel max(0, 1 − (β/2)d²) of a distance similarity s = −d
+/// ([`relu_kernel_sq`] of d² = s²).
 pub fn relu_kernel(beta: f64, s: f64) -> f64 {
-    (1.0 - 0.5 * beta * s * s).max(0.0)
+    relu_kernel_sq(beta, s * s)
+}
+
+/// The log-sum-ReLU kernel max(0, 1 − (β/2)d²) from the squared distance d²: the one
+/// definition behind [`relu_kernel`] and the procedural stream's log-sum-ReLU statistic.
+/// A pattern is in the support when the kernel is > 0, i.e. d² < 2/β (a pattern exactly
+/// at the wall has kernel 0 and is outside).
+pub fn relu_kernel_sq(beta: f64, d2: f64) -> f64 {
+    (1.0 - 0.5 * beta * d2).max(0.0)
 }
 
 /// E = −β⁻¹ log(Σ + ε) from Σ = Σ_μ max(0, 1 − (β/2)d_μ²): +∞ for an empty support with

@@ -42,8 +42,10 @@
 #![allow(clippy::needless_range_loop)]
 
 use dam_core::procedural::{
-    uniform_open0, uniform_sym, words, PatternKind, Stream, StreamRequest, StreamStats,
+    squared_distance, uniform_open0, uniform_sym, words, PatternKind, ReluStats, Stream,
+    StreamRequest, StreamSeparation, StreamStats,
 };
+use dam_core::weights::relu_kernel_sq;
 
 /// Patterns generated and folded side by side (one per lane).
 pub const LANES: usize = 16;
@@ -468,7 +470,8 @@ fn sign(word: u32) -> f32 {
 }
 
 /// The online-softmax state of one chunk, per lane (lane l folds the patterns
-/// `first + l` of every group), with one running max `m` for all lanes.
+/// `first + l` of every group), with one running max `m` for all lanes; and, when the
+/// stream evaluates the log-sum-ReLU statistic, its sums per lane.
 #[derive(Debug, Default)]
 struct Lanes {
     m: f64,
@@ -476,16 +479,38 @@ struct Lanes {
     acc: Vec<F64s>,
     best_s: F64s,
     best_i: [u64; LANES],
+    relu: Option<ReluLanes>,
+}
+
+/// The log-sum-ReLU statistic of one chunk, per lane ([`ReluStats`] lane by lane).
+#[derive(Debug, Default)]
+struct ReluLanes {
+    sum: F64s,
+    count: [u64; LANES],
+    acc: Vec<F64s>,
+    nearest_d2: F64s,
+    nearest_i: [u64; LANES],
 }
 
 impl Lanes {
-    fn reset(&mut self, dim: usize) {
+    fn reset(&mut self, dim: usize, relu: bool) {
         self.m = f64::NEG_INFINITY;
         self.l = [0.0; LANES];
         self.acc.clear();
         self.acc.resize(dim, [0.0; LANES]);
         self.best_s = [f64::NEG_INFINITY; LANES];
         self.best_i = [u64::MAX; LANES];
+        if !relu {
+            self.relu = None;
+            return;
+        }
+        let r = self.relu.get_or_insert_with(ReluLanes::default);
+        r.sum = [0.0; LANES];
+        r.count = [0; LANES];
+        r.acc.clear();
+        r.acc.resize(dim, [0.0; LANES]);
+        r.nearest_d2 = [f64::INFINITY; LANES];
+        r.nearest_i = [u64::MAX; LANES];
     }
 
     /// The lanes added up: the state of the whole chunk.
@@ -503,6 +528,24 @@ impl Lanes {
                 stats.best_i = i;
             }
         }
+        stats.relu = self.relu.as_ref().map(|r| {
+            let mut relu = ReluStats::empty(self.acc.len());
+            relu.sum = r.sum.iter().sum();
+            relu.count = r.count.iter().sum();
+            for (out, a) in relu.acc.iter_mut().zip(&r.acc) {
+                *out = a.iter().sum();
+            }
+            for l in 0..LANES {
+                let (d2, i) = (r.nearest_d2[l], r.nearest_i[l]);
+                if i != u64::MAX
+                    && (d2 < relu.nearest_d2 || (d2 == relu.nearest_d2 && i < relu.nearest_i))
+                {
+                    relu.nearest_d2 = d2;
+                    relu.nearest_i = i;
+                }
+            }
+            relu
+        });
         stats
     }
 }
@@ -520,6 +563,75 @@ fn fold_group(lanes: &mut Lanes, pattern: &[F32s], x: &[f64], beta: f64, first: 
             s[l] += row[l] as f64 * x;
         }
     }
+    fold_softmax(lanes, pattern, &s, beta, first, valid)
+}
+
+/// [`fold_group`] with the log-sum-ReLU statistic: |ξ|² is summed beside s (each square
+/// exact in f64, in entry order as in the reference), d² = [`squared_distance`]`(xx, s,
+/// |ξ|²)` and the kernel [`relu_kernel_sq`] at `relu_beta` are folded per lane, then the
+/// online softmax as in [`fold_group`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn fold_group_relu(
+    lanes: &mut Lanes,
+    pattern: &[F32s],
+    x: &[f64],
+    xx: f64,
+    beta: f64,
+    relu_beta: f64,
+    first: u64,
+    valid: usize,
+) {
+    debug_assert_eq!(pattern.len(), x.len());
+    let mut s = [0.0f64; LANES];
+    let mut pp = [0.0f64; LANES];
+    for (row, &x) in pattern.iter().zip(x) {
+        for l in 0..LANES {
+            let v = row[l] as f64;
+            s[l] += v * x;
+            pp[l] += v * v;
+        }
+    }
+    if let Some(r) = lanes.relu.as_mut() {
+        let mut inside = [false; LANES];
+        let mut any = false;
+        for l in 0..valid {
+            let d2 = squared_distance(xx, s[l], pp[l]);
+            let k = relu_kernel_sq(relu_beta, d2);
+            r.sum[l] += k;
+            inside[l] = k > 0.0;
+            r.count[l] += inside[l] as u64;
+            any |= inside[l];
+            // Lane l sees increasing indices, so a strict < keeps the lowest on ties.
+            if d2 < r.nearest_d2[l] {
+                r.nearest_d2[l] = d2;
+                r.nearest_i[l] = first + l as u64;
+            }
+        }
+        // The support is usually a few patterns among many: most groups add nothing.
+        if any {
+            for (a, row) in r.acc.iter_mut().zip(pattern) {
+                for l in 0..valid {
+                    if inside[l] {
+                        a[l] += row[l] as f64;
+                    }
+                }
+            }
+        }
+    }
+    fold_softmax(lanes, pattern, &s, beta, first, valid)
+}
+
+/// The online-softmax part of [`fold_group`], from the similarities `s` of the group.
+#[inline(always)]
+fn fold_softmax(
+    lanes: &mut Lanes,
+    pattern: &[F32s],
+    s: &F64s,
+    beta: f64,
+    first: u64,
+    valid: usize,
+) {
     let mut z = [f64::NEG_INFINITY; LANES];
     let mut z_max = f64::NEG_INFINITY;
     for l in 0..valid {
@@ -570,7 +682,9 @@ struct Scratch {
 /// generate a group of [`LANES`] patterns (`generate`, into `rows` rows), fold it in
 /// (`fold`), repeat.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn chunk_with(
+    relu: bool,
     rows: usize,
     generate: impl Fn(u64, &mut [F32s]),
     fold: impl Fn(&mut Lanes, &[F32s], u64, usize),
@@ -580,7 +694,7 @@ fn chunk_with(
     scratch: &mut Scratch,
 ) -> StreamStats {
     scratch.rows.resize(rows.max(dim), [0.0; LANES]);
-    scratch.lanes.reset(dim);
+    scratch.lanes.reset(dim, relu);
     let mut first = lo;
     while first < hi {
         let valid = (hi - first).min(LANES as u64) as usize;
@@ -615,7 +729,11 @@ fn fill_with(
 struct Query<'a> {
     /// x as f64 (length N).
     x: &'a [f64],
+    /// |x|² (an f64 sum of exact squares in entry order, as in the reference).
+    xx: f64,
     beta: f64,
+    /// β of the log-sum-ReLU statistic, when the stream evaluates it.
+    relu_beta: Option<f64>,
     seed: u64,
 }
 
@@ -664,6 +782,22 @@ macro_rules! kernels {
             fold_group(lanes, pattern, x, beta, first, valid)
         }
 
+        $(#[$feature])*
+        #[inline(never)]
+        #[allow(clippy::too_many_arguments)]
+        fn fold_relu(
+            lanes: &mut Lanes,
+            pattern: &[F32s],
+            x: &[f64],
+            xx: f64,
+            beta: f64,
+            relu_beta: f64,
+            first: u64,
+            valid: usize,
+        ) {
+            fold_group_relu(lanes, pattern, x, xx, beta, relu_beta, first, valid)
+        }
+
         /// The online-softmax state of patterns `lo..hi` for one query.
         $(#[$feature])*
         pub(super) fn chunk(
@@ -675,17 +809,36 @@ macro_rules! kernels {
         ) -> StreamStats {
             let dim = query.x.len();
             let generator = Generator::new(kind, query.seed, dim);
-            chunk_with(
-                generator.rows(),
-                |first, rows: &mut [F32s]| generate(&generator, first, rows),
-                |lanes: &mut Lanes, pattern: &[F32s], first, valid| {
-                    fold(lanes, pattern, query.x, query.beta, first, valid)
-                },
-                dim,
-                lo,
-                hi,
-                scratch,
-            )
+            let rows_of = |first, rows: &mut [F32s]| generate(&generator, first, rows);
+            match query.relu_beta {
+                None => chunk_with(
+                    false,
+                    generator.rows(),
+                    rows_of,
+                    |lanes: &mut Lanes, pattern: &[F32s], first, valid| {
+                        fold(lanes, pattern, query.x, query.beta, first, valid)
+                    },
+                    dim,
+                    lo,
+                    hi,
+                    scratch,
+                ),
+                Some(relu_beta) => chunk_with(
+                    true,
+                    generator.rows(),
+                    rows_of,
+                    |lanes: &mut Lanes, pattern: &[F32s], first, valid| {
+                        fold_relu(
+                            lanes, pattern, query.x, query.xx, query.beta, relu_beta, first,
+                            valid,
+                        )
+                    },
+                    dim,
+                    lo,
+                    hi,
+                    scratch,
+                ),
+            }
         }
 
         /// See [`fill_patterns`].
@@ -786,10 +939,31 @@ pub fn fill_patterns(kind: PatternKind, seed: u64, first: u64, dim: usize, out: 
 /// # Panics
 /// If `queries` is not B×N for B = `seeds.len()`.
 pub fn stream_dot(request: &StreamRequest<'_>) -> Vec<StreamStats> {
-    stream_dot_on(Isa::detect(), request)
+    stream_on(Isa::detect(), request, StreamSeparation::Softmax)
 }
 
+/// [`stream_dot`] that also evaluates `separation` (the log-sum-ReLU statistic of
+/// [`StreamSeparation::LogSumRelu`], with the definitions of
+/// [`crate::reference::procedural::stream`]): the support count and the nearest pattern
+/// agree with the reference exactly for ±1 patterns (the same s, |ξ|² and d²), and the
+/// sums Σk and Σ_{support} ξ to f64 rounding (added per lane, then across lanes).
+///
+/// # Panics
+/// If `queries` is not B×N for B = `seeds.len()`.
+pub fn stream(request: &StreamRequest<'_>, separation: StreamSeparation) -> Vec<StreamStats> {
+    stream_on(Isa::detect(), request, separation)
+}
+
+#[cfg(test)]
 fn stream_dot_on(isa: Isa, request: &StreamRequest<'_>) -> Vec<StreamStats> {
+    stream_on(isa, request, StreamSeparation::Softmax)
+}
+
+fn stream_on(
+    isa: Isa,
+    request: &StreamRequest<'_>,
+    separation: StreamSeparation,
+) -> Vec<StreamStats> {
     let StreamRequest {
         kind,
         dim,
@@ -799,14 +973,23 @@ fn stream_dot_on(isa: Isa, request: &StreamRequest<'_>) -> Vec<StreamStats> {
         ..
     } = *request;
     let x64: Vec<f64> = queries.iter().map(|&v| v as f64).collect();
-    fold_chunks(request, Scratch::default, |scratch, q, lo, hi| {
-        let query = Query {
-            x: &x64[q * dim..(q + 1) * dim],
-            beta: beta as f64,
-            seed: seeds[q],
-        };
-        isa.chunk(kind, &query, lo, hi, scratch)
-    })
+    let relu_beta = separation.relu_beta();
+    fold_chunks(
+        request,
+        separation,
+        Scratch::default,
+        |scratch, q, lo, hi| {
+            let x = &x64[q * dim..(q + 1) * dim];
+            let query = Query {
+                x,
+                xx: x.iter().map(|&v| v * v).sum(),
+                beta: beta as f64,
+                relu_beta,
+                seed: seeds[q],
+            };
+            isa.chunk(kind, &query, lo, hi, scratch)
+        },
+    )
 }
 
 #[cfg(test)]

@@ -248,10 +248,12 @@ pub struct SweepText<'a> {
     pub patterns: &'a str,
     /// Dimension N.
     pub dim: usize,
-    /// `lse`, `exp`, `poly` or `rpoly` (or another name of [`Energy::parse`]).
+    /// `lse`, `exp`, `poly`, `rpoly` or `lsr` (or another name of [`Energy::parse`]).
     pub energy: &'a str,
-    /// λ (β on the raw dot product).
-    pub beta: f64,
+    /// λ (β on the raw dot product) for `lse`/`exp`, b of the spherical log-sum-ReLU for
+    /// `lsr`; `None`: the energy's default ([`Energy::default_beta`]: 1, or 2 + √2 for
+    /// `lsr`).
+    pub beta: Option<f64>,
     /// Polynomial degree.
     pub degree: u32,
     /// Loads as α = ln P / N: `LO:HI:STEP`.
@@ -322,7 +324,7 @@ impl SweepText<'_> {
             set,
             dim: self.dim,
             energy,
-            beta: self.beta,
+            beta: self.beta.unwrap_or(energy.default_beta()),
             degree: self.degree,
             trials: self.trials,
             query,
@@ -345,7 +347,7 @@ impl SweepText<'_> {
 /// `spherical`, `gaussian`, `binary` and `correlated:C` (C ∈ [0, 1)) are procedural;
 /// `separated:D` (whole D ≥ 0) is the greedy ±1 set of [`crate::ensembles::separated`];
 /// `mnist` or `mnist:DIR` draws digits (default: the shipped ones), binarised for the spin
-/// energies (`poly`, `rpoly`, `exp`), pixels in [−1, 1] for `lse`.
+/// energies (`poly`, `rpoly`, `exp`) and `lsr`, pixels in [−1, 1] for `lse`.
 pub fn parse_patterns(
     text: &str,
     energy: Energy,

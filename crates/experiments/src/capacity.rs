@@ -2,9 +2,11 @@
 
 use dam::binary::{overlap, pack, unpack, words_per_state, BinaryPatterns, SpinEnergy, SpinUpdate};
 use dam::procedural::{
-    fill, words, PatternKind, Procedural, Stream, StreamRequest, MAX_PROCEDURAL_COUNT,
+    fill, squared_distance, words, PatternKind, Procedural, Stream, StreamRequest,
+    StreamSeparation, StreamStats, MAX_PROCEDURAL_COUNT,
 };
-use dam::Device;
+use dam::weights::relu_kernel_sq;
+use dam::{Device, Projection};
 
 use crate::ensembles::{self, DigitPool};
 use crate::error::{invalid, ExperimentError, Result};
@@ -23,36 +25,59 @@ pub enum Energy {
     Poly,
     /// Rectified polynomial (binary spin dynamics).
     Rpoly,
+    /// Log-sum-ReLU in its spherical form E = −(N/b) log Σ_μ max(0, 1 − b + bφ_μ),
+    /// φ_μ = x·ξ^μ/N, with the sweep's β as b ([`Energy::default_beta`]: 2 + √2, the
+    /// support wall at φ = 1/√2): the engine's `LogSumRelu { beta: b/N }` with the
+    /// negative Euclidean similarity. One update moves the state to the unweighted mean of
+    /// its support, projected onto |x|² = N.
+    Lsr,
 }
 
 impl Energy {
     /// Every energy, in the order of the command line's help.
-    pub const ALL: [Energy; 4] = [Energy::Lse, Energy::Exp, Energy::Poly, Energy::Rpoly];
+    pub const ALL: [Energy; 5] = [
+        Energy::Lse,
+        Energy::Exp,
+        Energy::Poly,
+        Energy::Rpoly,
+        Energy::Lsr,
+    ];
 
-    /// The name the command line and the files use: `lse`, `exp`, `poly` or `rpoly`.
+    /// The name the command line and the files use: `lse`, `exp`, `poly`, `rpoly` or `lsr`.
     pub fn name(self) -> &'static str {
         match self {
             Energy::Lse => "lse",
             Energy::Exp => "exp",
             Energy::Poly => "poly",
             Energy::Rpoly => "rpoly",
+            Energy::Lsr => "lsr",
+        }
+    }
+
+    /// The sweep's β when none is given: λ = 1 for `lse`, `exp` (and unused by `poly`,
+    /// `rpoly`), b = 2 + √2 for `lsr` (the support wall at φ = 1/√2).
+    pub fn default_beta(self) -> f64 {
+        match self {
+            Energy::Lsr => crate::phase::LSR_B,
+            _ => 1.0,
         }
     }
 
     /// Reads an energy by the engine's separation names ([`dam::Separation::parse`], case
     /// ignored): `lse` or `softmax`, `exp` or `exponential`, `poly` or `polynomial`, `rpoly`,
-    /// `rectified` or `rectified-polynomial`. The degree is the sweep's own (`--degree`),
-    /// not part of the name.
+    /// `rectified` or `rectified-polynomial`, `lsr` or `log-sum-relu`. The degree is the
+    /// sweep's own (`--degree`), not part of the name; so is b of `lsr` (`--beta`), and
+    /// its ε is 0.
     pub fn parse(text: &str) -> Result<Self> {
         let name = text.trim().to_ascii_lowercase();
         if name.contains(':') {
             return Err(invalid(
                 "--energy",
                 text,
-                "use lse, exp, poly or rpoly (the degree is --degree)",
+                "use lse, exp, poly, rpoly or lsr (the degree is --degree, b of lsr is --beta)",
             ));
         }
-        let refuse = || invalid("--energy", text, "use lse, exp, poly or rpoly");
+        let refuse = || invalid("--energy", text, "use lse, exp, poly, rpoly or lsr");
         // The polynomial names take their degree after a colon in the engine's vocabulary:
         // any degree reads the name.
         let separation = dam::Separation::parse(&name, 1.0)
@@ -63,20 +88,19 @@ impl Energy {
             dam::Separation::Exponential { .. } => Ok(Energy::Exp),
             dam::Separation::Polynomial { .. } => Ok(Energy::Poly),
             dam::Separation::RectifiedPolynomial { .. } => Ok(Energy::Rpoly),
-            dam::Separation::Max
-            | dam::Separation::TopK { .. }
-            | dam::Separation::LogSumRelu { .. } => Err(refuse()),
+            dam::Separation::LogSumRelu { .. } => Ok(Energy::Lsr),
+            dam::Separation::Max | dam::Separation::TopK { .. } => Err(refuse()),
         }
     }
 
     /// The exact ±1 spin energy of this separation with polynomial degree `degree` and
-    /// β = `beta`; `None` for `lse` (a continuous update).
+    /// β = `beta`; `None` for `lse` and `lsr` (continuous updates).
     pub fn spin(self, degree: u32, beta: f64) -> Option<SpinEnergy> {
         match self {
             Energy::Poly => Some(SpinEnergy::Polynomial { n: degree }),
             Energy::Rpoly => Some(SpinEnergy::RectifiedPolynomial { n: degree }),
             Energy::Exp => Some(SpinEnergy::Exponential { beta }),
-            Energy::Lse => None,
+            Energy::Lse | Energy::Lsr => None,
         }
     }
 }
@@ -106,7 +130,7 @@ pub enum PatternSet {
     /// ±1 patterns with every pairwise Hamming distance ≥ d ([`ensembles::separated`]).
     Separated(usize),
     /// Digits drawn from a pool, a different seeded subset per trial: ±1 (binarised) for
-    /// the spin energies, pixels in [−1, 1] for `lse`.
+    /// the spin energies and `lsr` (on the sphere |x|² = N), pixels in [−1, 1] for `lse`.
     Digits(DigitPool),
 }
 
@@ -119,10 +143,14 @@ pub enum DynamicsArg {
     Converge(usize),
 }
 
-/// When a trial counts as a success.
+/// When a trial counts as a success. With `lsr`, a trial whose query has an empty support
+/// (no pattern within the wall) fails whatever the criterion, and is counted in
+/// [`PointResult::empty_supports`].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub enum Criterion {
-    /// The target's softmax weight at the query is ≥ ½ (THEORY §1).
+    /// The target's softmax weight at the query is ≥ ½ (THEORY §1). With `lsr`, whose
+    /// update weights are 1/|support| on the support: the target is the only pattern in
+    /// the query's support (its weight is 1, and one update lands on it exactly).
     Weight,
     /// Cosine overlap of the final state with the target ≥ θ.
     Overlap(f64),
@@ -143,7 +171,8 @@ pub struct Sweep {
     pub dim: usize,
     /// Energy.
     pub energy: Energy,
-    /// λ (β on the raw dot product).
+    /// λ (β on the raw dot product) for `lse` and `exp`; b of the spherical log-sum-ReLU
+    /// for `lsr` (the engine's β = b/N on the squared distance).
     pub beta: f64,
     /// Polynomial degree.
     pub degree: u32,
@@ -187,6 +216,26 @@ pub struct PointResult {
     /// Realised minimum pairwise Hamming distance of the same patterns (±1 sets only).
     #[serde(default)]
     pub min_hamming: Option<u64>,
+    /// `lsr`: trials whose query had an empty support (no pattern within the wall; the
+    /// state stays, the trial fails). `None` for the other energies.
+    #[serde(default)]
+    pub empty_supports: Option<usize>,
+}
+
+/// One update of a streamed state `x` from its statistics: the softmax mean, or for
+/// log-sum-ReLU the mean of the support projected onto |x|² = N (the state stays where the
+/// support is empty).
+fn update(stats: &StreamStats, x: &[f32]) -> Vec<f32> {
+    match &stats.relu {
+        None => stats.mean().into_iter().map(|v| v as f32).collect(),
+        Some(relu) => match relu.mean() {
+            Some(mut mean) => {
+                Projection::Sphere.apply(&mut mean);
+                mean.into_iter().map(|v| v as f32).collect()
+            }
+            None => x.to_vec(),
+        },
+    }
 }
 
 /// The query of a trial: the target with the signs of round(ρN) entries flipped, chosen
@@ -337,6 +386,48 @@ impl Sweep {
         }
     }
 
+    /// `lsr`: the engine's β = b/N on the squared distance (on the sphere
+    /// ‖x − ξ‖² = 2N(1 − φ), so the kernel is max(0, 1 − b + bφ)).
+    pub fn relu_beta(&self) -> f32 {
+        (self.beta / self.dim as f64) as f32
+    }
+
+    /// What the procedural stream evaluates for this sweep: the log-sum-ReLU statistic
+    /// for `lsr`, the softmax alone otherwise.
+    fn stream_separation(&self) -> StreamSeparation {
+        match self.energy {
+            Energy::Lsr => StreamSeparation::LogSumRelu {
+                beta: self.relu_beta(),
+            },
+            _ => StreamSeparation::Softmax,
+        }
+    }
+
+    /// The stream's statistics of the states `x` (B×N) against each trial's patterns.
+    fn stream(
+        &self,
+        device: &Device,
+        patterns: u64,
+        x: &[f32],
+        seeds: &[u64],
+    ) -> Result<Vec<StreamStats>> {
+        let request = self.request(patterns, x, seeds);
+        dam::stream_procedural_with(device, &request, self.stream_separation())
+            .map_err(|e| self.engine_error(e))
+    }
+
+    /// An engine error, with what to do about it when `lsr` meets a device without it.
+    fn engine_error(&self, e: dam::Error) -> ExperimentError {
+        match e {
+            dam::Error::Unsupported { .. } if self.energy == Energy::Lsr => {
+                ExperimentError::Unsupported(format!(
+                    "--energy lsr: {e} (run the sweep with --device cpu or --device reference)"
+                ))
+            }
+            e => e.into(),
+        }
+    }
+
     /// The spin energy when this sweep runs the exact binary dynamics (binary patterns with
     /// poly, rpoly or exp), else `None` (streaming softmax).
     pub fn spin_energy(&self) -> Option<SpinEnergy> {
@@ -372,7 +463,7 @@ impl Sweep {
                 let set = ensembles::separated(p, n, *d, seed)?;
                 Some((0..p).flat_map(|mu| unpack(set.pattern(mu), n)).collect())
             }
-            PatternSet::Digits(pool) => Some(pool.draw(p, seed, self.spin_energy().is_some())?),
+            PatternSet::Digits(pool) => Some(pool.draw(p, seed, self.kind.is_binary())?),
         })
     }
 
@@ -459,31 +550,39 @@ impl Sweep {
         )
     }
 
-    /// One `lse` trial on a built set (`rows`, P×N): the engine's retriever (dot
-    /// similarity, softmax at β) on the device. (success, overlap, wrong signs).
-    fn built_lse_trial(
+    /// One `lse` or `lsr` trial on a built set (`rows`, P×N): the engine's retriever on
+    /// the device (dot similarity and softmax at β for `lse`; negative Euclidean
+    /// similarity, `LogSumRelu { beta: b/N }` and the sphere projection for `lsr`).
+    /// (success, overlap, wrong signs, empty support at the query).
+    fn built_trial(
         &self,
         device: &Device,
         rows: Vec<f32>,
         seed: u64,
-    ) -> Result<(bool, f64, usize)> {
+    ) -> Result<(bool, f64, usize, bool)> {
         let n = self.dim;
         let p = rows.len() / n;
         let target: Vec<f32> = rows[..n].to_vec();
         let x0 = make_query(&target, self.query, seed);
-        // The target's softmax weight at the query, in f64 on the host (THEORY §1).
-        let beta = self.beta;
-        let z: Vec<f64> = rows
-            .chunks(n)
-            .map(|r| {
-                beta * r
-                    .iter()
-                    .zip(&x0)
-                    .map(|(&a, &b)| a as f64 * b as f64)
-                    .sum::<f64>()
-            })
-            .collect();
-        let weight_ok = z[0] - dam::weights::log_sum_exp(&z) >= -std::f64::consts::LN_2;
+        let dot = |a: &[f32], b: &[f32]| -> f64 {
+            a.iter().zip(b).map(|(&a, &b)| a as f64 * b as f64).sum()
+        };
+        let (weight_ok, empty) = if self.energy == Energy::Lsr {
+            // The query's support on the host, with the stream's definitions.
+            let beta = self.relu_beta() as f64;
+            let xx = dot(&x0, &x0);
+            let inside: Vec<bool> = rows
+                .chunks(n)
+                .map(|r| relu_kernel_sq(beta, squared_distance(xx, dot(r, &x0), dot(r, r))) > 0.0)
+                .collect();
+            let count = inside.iter().filter(|&&i| i).count();
+            (count == 1 && inside[0], count == 0)
+        } else {
+            // The target's softmax weight at the query, in f64 on the host (THEORY §1).
+            let z: Vec<f64> = rows.chunks(n).map(|r| self.beta * dot(r, &x0)).collect();
+            let ok = z[0] - dam::weights::log_sum_exp(&z) >= -std::f64::consts::LN_2;
+            (ok, false)
+        };
         let dynamics = match self.dynamics {
             DynamicsArg::OneStep => dam::Dynamics::OneStep,
             DynamicsArg::Converge(max) => dam::Dynamics::Iterate {
@@ -495,15 +594,36 @@ impl Sweep {
             ndarray::Array2::from_shape_vec((p, n), rows)
                 .map_err(|e| invalid("patterns", &p.to_string(), e))?,
         )?;
+        let (similarity, separation, projection) = match self.energy {
+            Energy::Lsr => (
+                dam::Similarity::NegEuclidean,
+                dam::Separation::LogSumRelu {
+                    beta: self.relu_beta(),
+                    eps: 0.0,
+                },
+                Projection::Sphere,
+            ),
+            _ => (
+                dam::Similarity::Dot,
+                dam::Separation::Softmax {
+                    beta: self.beta as f32,
+                },
+                Projection::None,
+            ),
+        };
         let retriever = dam::Retriever::builder(stored)
-            .similarity(dam::Similarity::Dot)
-            .separation(dam::Separation::Softmax { beta: beta as f32 })
+            .similarity(similarity)
+            .separation(separation)
+            .projection(projection)
             .dynamics(dynamics)
             .device(device.clone())
-            .build()?;
+            .build()
+            .map_err(|e| self.engine_error(e))?;
         let query = ndarray::ArrayView2::from_shape((1, n), &x0[..])
             .map_err(|e| invalid("query", "", e))?;
-        let result = retriever.retrieve(query)?;
+        let result = retriever
+            .retrieve(query)
+            .map_err(|e| self.engine_error(e))?;
         let x: Vec<f64> = result.states.row(0).iter().map(|&v| v as f64).collect();
         let overlap = cosine(&x, &target);
         let wrong = x
@@ -517,7 +637,7 @@ impl Sweep {
             Criterion::Nearest => result.nearest[0] == 0,
             Criterion::Exact => wrong == 0,
         };
-        Ok((ok, overlap, wrong))
+        Ok((ok && !empty, overlap, wrong, empty))
     }
 
     /// Runs this shard's trials at load P = `patterns`; `progress` is called after each
@@ -542,6 +662,7 @@ impl Sweep {
             .filter(|t| (*t as usize) % self.shard.1 == self.shard.0)
             .collect();
         let mut successes = 0;
+        let mut empty_supports = 0;
         let mut overlap_sum = 0.0;
         let mut flip_sum = 0.0;
         let built_lse = self.spin_energy().is_none() && !matches!(self.set, PatternSet::Procedural);
@@ -549,8 +670,9 @@ impl Sweep {
             for &t in &trials {
                 let seed = trial_seed(self.seed, patterns, t);
                 let rows = self.built_set(patterns, seed)?.unwrap_or_default();
-                let (ok, overlap, wrong) = self.built_lse_trial(device, rows, seed)?;
+                let (ok, overlap, wrong, empty) = self.built_trial(device, rows, seed)?;
                 successes += ok as usize;
+                empty_supports += empty as usize;
                 overlap_sum += overlap;
                 flip_sum += wrong as f64 / n as f64;
                 progress(1);
@@ -598,23 +720,32 @@ impl Sweep {
                 DynamicsArg::Converge(max) => max.max(1),
             };
             let mut weights_ok = vec![false; batch.len()];
+            let mut empty = vec![false; batch.len()];
             for step in 0..steps {
-                let stats = dam::stream_procedural(device, &self.request(patterns, &x, &seeds))?;
+                let stats = self.stream(device, patterns, &x, &seeds)?;
                 if step == 0 {
                     for (q, st) in stats.iter().enumerate() {
                         let xq = &x[q * n..(q + 1) * n];
-                        let s0: f64 = targets[q]
-                            .iter()
-                            .zip(xq)
-                            .map(|(&a, &b)| a as f64 * b as f64)
-                            .sum();
-                        weights_ok[q] = beta as f64 * s0 - st.lse() >= -std::f64::consts::LN_2;
+                        (weights_ok[q], empty[q]) = match &st.relu {
+                            // The target is the whole support (LSR weight 1).
+                            Some(relu) => (relu.count == 1 && relu.nearest_i == 0, relu.is_empty()),
+                            None => {
+                                let s0: f64 = targets[q]
+                                    .iter()
+                                    .zip(xq)
+                                    .map(|(&a, &b)| a as f64 * b as f64)
+                                    .sum();
+                                let ok = beta as f64 * s0 - st.lse() >= -std::f64::consts::LN_2;
+                                (ok, false)
+                            }
+                        };
                     }
                 }
                 let mut delta = 0.0f32;
                 let next: Vec<f32> = stats
                     .iter()
-                    .flat_map(|st| st.mean().into_iter().map(|v| v as f32))
+                    .zip(x.chunks(n))
+                    .flat_map(|(st, xq)| update(st, xq))
                     .collect();
                 for (a, b) in next.iter().zip(&x) {
                     delta = delta.max((a - b).abs());
@@ -625,9 +756,9 @@ impl Sweep {
                 }
             }
             let nearest_ok: Vec<bool> = if self.criterion == Criterion::Nearest {
-                dam::stream_procedural(device, &self.request(patterns, &x, &seeds))?
+                self.stream(device, patterns, &x, &seeds)?
                     .iter()
-                    .map(|st| st.best_i == 0)
+                    .map(|st| st.relu.as_ref().map_or(st.best_i, |r| r.nearest_i) == 0)
                     .collect()
             } else {
                 vec![false; batch.len()]
@@ -648,7 +779,8 @@ impl Sweep {
                     Criterion::Nearest => nearest_ok[q],
                     Criterion::Exact => wrong == 0,
                 };
-                successes += ok as usize;
+                successes += (ok && !empty[q]) as usize;
+                empty_supports += empty[q] as usize;
             }
             progress(batch.len());
         }
@@ -666,6 +798,7 @@ impl Sweep {
             seconds: start.elapsed().as_secs_f64(),
             mean_abs_correlation: realised.mean_abs_correlation,
             min_hamming: realised.min_hamming,
+            empty_supports: (self.energy == Energy::Lsr).then_some(empty_supports),
         })
     }
 }
@@ -694,7 +827,13 @@ mod tests {
             assert_eq!(Energy::parse(energy.name()).unwrap(), energy);
             assert_eq!(serde_json::json!(energy), energy.name());
         }
-        for bad in ["max", "top-k", "poly:3", "cubic", ""] {
+        for (text, energy) in [("lsr", Energy::Lsr), ("Log-Sum-ReLU", Energy::Lsr)] {
+            assert_eq!(Energy::parse(text).unwrap(), energy, "{text}");
+        }
+        assert_eq!(Energy::Lsr.default_beta(), 2.0 + std::f64::consts::SQRT_2);
+        assert_eq!(Energy::Lse.default_beta(), 1.0);
+        assert_eq!(Energy::Lsr.spin(3, 1.0), None);
+        for bad in ["max", "top-k", "poly:3", "lsr:0.1", "cubic", ""] {
             match Energy::parse(bad) {
                 Err(ExperimentError::Invalid { argument, .. }) => assert_eq!(argument, "--energy"),
                 other => panic!("{bad}: {other:?}"),
@@ -705,5 +844,130 @@ mod tests {
             Some(SpinEnergy::RectifiedPolynomial { n: 3 })
         );
         assert_eq!(Energy::Lse.spin(3, 1.0), None);
+    }
+
+    fn lsr_sweep(
+        patterns: &str,
+        dim: usize,
+        trials: usize,
+        query: &str,
+        dynamics: &str,
+        criterion: &str,
+    ) -> Sweep {
+        crate::args::SweepText {
+            patterns,
+            dim,
+            energy: "lsr",
+            beta: None,
+            degree: 2,
+            alpha: None,
+            count: Some("1:1:1"),
+            trials,
+            query,
+            dynamics,
+            criterion,
+            seed: 17,
+            shard: None,
+            search: false,
+        }
+        .build()
+        .unwrap()
+        .0
+    }
+
+    /// `lsr` on the fast CPU stream and on the reference: the same successes and empty
+    /// supports at every load (procedural spherical, ±1 and Gaussian patterns, one step and
+    /// iterated, every criterion; a built ±1 set through the retriever), and mean overlaps
+    /// within `OVERLAP_TOL` (spherical entries differ by a few f32 ulps between the two
+    /// generators).
+    #[test]
+    fn lsr_sweeps_agree_on_cpu_and_reference() {
+        const OVERLAP_TOL: dam::Tolerance = dam::Tolerance::new(1e-5, 1e-5);
+        let cases = [
+            ("spherical", "stored", "one-step", "weight", [8u64, 60, 400]),
+            (
+                "binary",
+                "flip:0.25",
+                "converge:4",
+                "overlap:0.9",
+                [5, 40, 300],
+            ),
+            (
+                "gaussian",
+                "flip:0.1",
+                "converge:3",
+                "nearest",
+                [5, 40, 300],
+            ),
+            ("binary", "stored", "one-step", "exact", [5, 40, 300]),
+            (
+                "separated:2",
+                "flip:0.1",
+                "converge:3",
+                "weight",
+                [5, 20, 60],
+            ),
+        ];
+        let (mut empties, mut mixed) = (0, 0);
+        for (patterns, query, dynamics, criterion, loads) in cases {
+            let sweep = lsr_sweep(patterns, 12, 24, query, dynamics, criterion);
+            assert_eq!(sweep.beta, crate::phase::LSR_B, "b defaults to 2 + √2");
+            for p in loads {
+                let label = format!("{patterns} {query} {dynamics} {criterion} P={p}");
+                let cpu = sweep.run_point(&Device::Cpu, p, |_| {}).unwrap();
+                let reference = sweep.run_point(&Device::Reference, p, |_| {}).unwrap();
+                assert_eq!(cpu.trials, 24, "{label}");
+                assert_eq!(
+                    (cpu.successes, cpu.empty_supports),
+                    (reference.successes, reference.empty_supports),
+                    "{label}"
+                );
+                assert!(
+                    OVERLAP_TOL.accepts(cpu.mean_overlap, reference.mean_overlap),
+                    "{label}: {} vs {}",
+                    cpu.mean_overlap,
+                    reference.mean_overlap
+                );
+                assert!(cpu.mean_overlap.is_finite(), "{label}");
+                let empty = cpu.empty_supports.expect("lsr counts empty supports");
+                assert!(cpu.successes + empty <= cpu.trials, "{label}");
+                empties += empty;
+                mixed += (cpu.successes > 0 && cpu.successes < cpu.trials) as usize;
+            }
+        }
+        assert!(empties > 0, "some queries must have an empty support");
+        assert!(
+            mixed > 0,
+            "some load must be neither all success nor all failure"
+        );
+    }
+
+    /// N = 30, b = 2 + √2, the target as the query: the success rate ("the target is the
+    /// only pattern in the support") follows the exact (1 − p_N)^{P−1}
+    /// ([`crate::theory::lsr_success`]): ≈ 1 at α = 0.25 (P = 1,808), ≈ 0 at α = 0.45
+    /// (P = 729,416); α_half ≈ 0.40 at this N, ln 2 / 2 ≈ 0.347 as N → ∞.
+    #[test]
+    fn lsr_success_falls_across_the_support_threshold() {
+        let n = 30;
+        let sweep = lsr_sweep("spherical", n, 16, "stored", "one-step", "weight");
+        let b = sweep.beta;
+        let half = crate::theory::lsr_alpha_finite(n, b);
+        assert!((0.25..0.45).contains(&half), "α_half = {half}");
+        for (alpha, low, high) in [(0.25, 0.85, 1.0), (0.45, 0.0, 0.2)] {
+            let p = (alpha * n as f64).exp().round() as u64;
+            let point = sweep.run_point(&Device::Cpu, p, |_| {}).unwrap();
+            let exact = crate::theory::lsr_success(n, b, p);
+            assert!((low..=high).contains(&exact), "α={alpha}: theory {exact}");
+            assert!(
+                (low..=high).contains(&point.success_rate),
+                "α={alpha} (P={p}): rate {} (theory {exact})",
+                point.success_rate
+            );
+            assert_eq!(
+                point.empty_supports,
+                Some(0),
+                "the target is always in its support"
+            );
+        }
     }
 }

@@ -132,9 +132,10 @@ pub struct SearchCommon {
     /// P_½ (`half`) or P_all (`all`).
     #[arg(long, value_enum, default_value_t = SearchArg::Half)]
     search: SearchArg,
-    /// λ (β on the raw dot product) for `lse`/`exp`.
-    #[arg(long, default_value_t = 1.0)]
-    pub beta: f64,
+    /// λ (β on the raw dot product) for `lse`/`exp` (default 1); b of the spherical
+    /// log-sum-ReLU for `lsr` (default 2 + √2).
+    #[arg(long)]
+    pub beta: Option<f64>,
     /// Trials per probe.
     #[arg(long, default_value_t = 100)]
     pub trials: usize,
@@ -756,12 +757,15 @@ pub struct CapacityArgs {
     /// Dimension N.
     #[arg(long)]
     pub dim: usize,
-    /// Energy / separation.
+    /// Energy / separation. `lsr`: log-sum-ReLU on the sphere, E = −(N/b) log Σ_μ
+    /// max(0, 1 − b + bφ_μ) with φ_μ = x·ξ^μ/N (updates move to the mean of the support,
+    /// projected onto |x|² = N; runs on --device cpu or reference).
     #[arg(long, value_parser = EnergyParser)]
     pub energy: Energy,
-    /// λ of THEORY.md §1 (β on the raw dot product).
-    #[arg(long, default_value_t = 1.0)]
-    pub beta: f64,
+    /// For `lse`/`exp`: λ of THEORY.md §1 (β on the raw dot product), default 1. For
+    /// `lsr`: b, the support wall at φ = 1 − 1/b, default 2 + √2 (φ = 1/√2).
+    #[arg(long)]
+    pub beta: Option<f64>,
     /// Polynomial degree n.
     #[arg(long, default_value_t = 2)]
     pub degree: u32,
@@ -781,7 +785,9 @@ pub struct CapacityArgs {
     /// `one-step` or `converge:MAX`.
     #[arg(long, default_value = "one-step")]
     pub dynamics: String,
-    /// `weight`, `overlap:THETA`, `nearest` or `exact`.
+    /// `weight`, `overlap:THETA`, `nearest` or `exact`. With `lsr`, `weight` means the
+    /// target is the only pattern in the query's support, and a query with an empty
+    /// support fails whatever the criterion (counted in `empty_supports`).
     #[arg(long, default_value = "weight")]
     pub criterion: String,
     /// Master seed (trial t at load P uses a seed derived from (seed, P, t)).
@@ -814,7 +820,7 @@ impl CapacityArgs {
             patterns: "spherical".into(),
             dim: 16,
             energy: Energy::Lse,
-            beta: 1.0,
+            beta: None,
             degree: 2,
             alpha: Some("0.50:0.74:0.02".into()),
             count: None,
@@ -856,9 +862,12 @@ impl CapacityArgs {
         .build()
     }
 
-    /// summary.json's `args`: these arguments.
+    /// summary.json's `args`: these arguments, with the β the sweep ran at where
+    /// `--beta` was not given.
     pub fn record(&self) -> serde_json::Value {
-        json!(self)
+        let mut record = json!(self);
+        record["beta"] = json!(self.beta.unwrap_or(self.energy.default_beta()));
+        record
     }
 }
 

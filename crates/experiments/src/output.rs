@@ -10,7 +10,7 @@ use crate::capacity::PointResult;
 use crate::error::{invalid, output, ExperimentError, Result};
 
 /// The CSV header, in the contract's column order.
-pub const CSV_COLUMNS: [&str; 10] = [
+pub const CSV_COLUMNS: [&str; 11] = [
     "alpha",
     "patterns",
     "trials",
@@ -21,10 +21,14 @@ pub const CSV_COLUMNS: [&str; 10] = [
     "seconds",
     "mean_abs_correlation",
     "min_hamming",
+    "empty_supports",
 ];
 
 /// The columns of results.csv files written before the realised-ensemble columns; still read.
 const OLD_CSV_COLUMNS: usize = 8;
+
+/// The columns of results.csv files written before `empty_supports`; still read.
+const PRE_LSR_CSV_COLUMNS: usize = 10;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExperimentError + '_ {
     move |source| ExperimentError::Io {
@@ -75,6 +79,7 @@ impl CsvSink {
                     .map(|v| format!("{v:.6}"))
                     .unwrap_or_default(),
                 r.min_hamming.map(|v| v.to_string()).unwrap_or_default(),
+                r.empty_supports.map(|v| v.to_string()).unwrap_or_default(),
             ])
             .map_err(|e| output(&self.path, e))?;
         self.writer.flush().map_err(io(&self.path))
@@ -86,7 +91,10 @@ pub fn read_csv(path: &Path) -> Result<Vec<PointResult>> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| output(path, e))?;
     let headers = reader.headers().map_err(|e| output(path, e))?.clone();
     let names: Vec<&str> = headers.iter().collect();
-    if names != CSV_COLUMNS && names != CSV_COLUMNS[..OLD_CSV_COLUMNS] {
+    if ![OLD_CSV_COLUMNS, PRE_LSR_CSV_COLUMNS, CSV_COLUMNS.len()]
+        .iter()
+        .any(|&k| names == CSV_COLUMNS[..k])
+    {
         return Err(output(
             path,
             format!("columns {headers:?}, expected {CSV_COLUMNS:?}"),
@@ -125,6 +133,10 @@ pub fn merge_points(shards: &[Vec<PointResult>]) -> Vec<PointResult> {
                 m.mean_overlap = mix(m.mean_overlap, r.mean_overlap);
                 m.bit_flip_rate = match (m.bit_flip_rate, r.bit_flip_rate) {
                     (Some(a), Some(b)) => Some(mix(a, b)),
+                    _ => None,
+                };
+                m.empty_supports = match (m.empty_supports, r.empty_supports) {
+                    (Some(a), Some(b)) => Some(a + b),
                     _ => None,
                 };
                 m.trials += r.trials;
@@ -354,6 +366,7 @@ mod tests {
             seconds: 1.0,
             mean_abs_correlation: Some(0.012_5),
             min_hamming: None,
+            empty_supports: Some(1),
         }
     }
 
@@ -408,7 +421,7 @@ mod tests {
         assert_eq!(
             text.lines().next().unwrap(),
             "alpha,patterns,trials,successes,success_rate,mean_overlap,bit_flip_rate,seconds,\
-             mean_abs_correlation,min_hamming"
+             mean_abs_correlation,min_hamming,empty_supports"
         );
         // A file from before the realised columns still reads.
         let old = root.join("old.csv");
@@ -421,6 +434,16 @@ mod tests {
         let read = read_csv(&old).unwrap();
         assert_eq!(read.len(), 1);
         assert_eq!((read[0].patterns, read[0].mean_abs_correlation), (50, None));
+        // And one from before `empty_supports`.
+        std::fs::write(
+            &old,
+            "alpha,patterns,trials,successes,success_rate,mean_overlap,bit_flip_rate,seconds,\
+             mean_abs_correlation,min_hamming\n0.5,50,10,10,1.0,1.0,,1.0,0.01,\n",
+        )
+        .unwrap();
+        let read = read_csv(&old).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!((read[0].empty_supports, read[0].min_hamming), (None, None));
         assert_eq!(read_csv(&a.join("results.csv")).unwrap(), pts);
         // summary.json reads back (its keys are checked through the binary in tests/cli.rs).
         let summary = CapacitySummary::read(&a.join("summary.json")).unwrap();
@@ -437,6 +460,7 @@ mod tests {
         let rows = read_csv(&out.join("results.csv")).unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!((rows[1].trials, rows[1].successes), (20, 16));
+        assert_eq!(rows[1].empty_supports, Some(2));
         assert_eq!(merged.alpha_half, summary.alpha_half);
         // A run directory without summary.json is an error naming the file.
         let broken = root.join("broken");

@@ -105,6 +105,7 @@ pub fn bisect(
                     seconds: 0.0,
                     mean_abs_correlation: None,
                     min_hamming: None,
+                    empty_supports: None,
                 }
             }
             Err(e) => return Err(e),
@@ -275,7 +276,7 @@ mod tests {
             patterns: "spherical",
             dim: 10,
             energy: "lse",
-            beta: 1.0,
+            beta: Some(1.0),
             degree: 2,
             alpha: None,
             count: Some("2:2:1"),

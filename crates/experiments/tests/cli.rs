@@ -65,7 +65,7 @@ fn capacity_writes_the_contracted_files() {
         lines.next(),
         Some(
             "alpha,patterns,trials,successes,success_rate,mean_overlap,bit_flip_rate,seconds,\
-             mean_abs_correlation,min_hamming"
+             mean_abs_correlation,min_hamming,empty_supports"
         )
     );
     assert_eq!(lines.count(), 4, "4 points: 0.45, 0.55, 0.65, 0.75");
@@ -1586,4 +1586,116 @@ fn train_defaults_to_the_recipe_and_stops_a_saturated_run() {
     assert!(csv.lines().nth(1).unwrap().starts_with("1,"), "{csv}");
     assert!(out.join("memories.safetensors").exists());
     assert!(!out.join("summary.json").exists());
+}
+
+/// `--energy lsr`: b defaults to 2 + √2 and is recorded; `empty_supports` is filled; the
+/// theory line is the exact T = 0 threshold; cpu and reference give the same rows but
+/// the timing; wgpu is refused with an error naming the devices to use.
+#[test]
+fn capacity_runs_the_log_sum_relu_energy() {
+    let mut rows = Vec::new();
+    for device in ["cpu", "reference"] {
+        let out = tmp(&format!("lsr-{device}"));
+        let o = dam(&[
+            "capacity",
+            "--patterns",
+            "spherical",
+            "--dim",
+            "10",
+            "--energy",
+            "log-sum-relu",
+            "--count",
+            "10:400:130",
+            "--trials",
+            "12",
+            "--query",
+            "flip:0.1",
+            "--device",
+            device,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(summary["args"]["energy"], "lsr");
+        assert_eq!(summary["args"]["beta"], 2.0 + std::f64::consts::SQRT_2);
+        // The exact threshold is for stored queries only.
+        assert_eq!(summary["theory"], serde_json::Value::Null);
+        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+        let table: Vec<Vec<String>> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect();
+        assert_eq!(table.len(), 4, "{csv}");
+        for row in &table {
+            assert_eq!(row.len(), 11, "{csv}");
+            assert!(row[10].parse::<usize>().is_ok(), "empty_supports: {csv}");
+        }
+        // All columns but `seconds`.
+        rows.push(
+            table
+                .into_iter()
+                .map(|mut r| {
+                    r.remove(7);
+                    r
+                })
+                .collect::<Vec<_>>(),
+        );
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    assert_eq!(rows[0], rows[1], "cpu and reference");
+    let out = tmp("lsr-stored");
+    let o = dam(&[
+        "capacity",
+        "--patterns",
+        "spherical",
+        "--dim",
+        "10",
+        "--energy",
+        "lsr",
+        "--count",
+        "10:10:1",
+        "--trials",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["theory"]["alpha_half"].as_f64().is_some(),
+        "{summary}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    let out = tmp("lsr-wgpu");
+    let r = dam(&[
+        "capacity",
+        "--patterns",
+        "spherical",
+        "--dim",
+        "10",
+        "--energy",
+        "lsr",
+        "--count",
+        "10:10:1",
+        "--trials",
+        "2",
+        "--device",
+        "wgpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--energy lsr") && err.contains("--device cpu") && !err.contains("panicked"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }

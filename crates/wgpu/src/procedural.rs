@@ -215,6 +215,7 @@ fn run(
                     .collect(),
                 best_s: st.best_s as f64,
                 best_i,
+                relu: None,
             }
         })
         .collect())
