@@ -84,7 +84,17 @@ fn or_none<T: ToString>(value: Option<T>) -> String {
 /// `dam capacity`: a sweep over the loads, or with `--search` a bisection.
 fn capacity(args: &CapacityArgs) -> Result<()> {
     let (sweep, loads) = args.sweep()?;
-    let device = device_of(&args.device)?;
+    let mut device = device_of(&args.device)?;
+    // The log-sum-ReLU sweep runs on the CPU: `auto` (without DAM_DEVICE) does not pick a
+    // device that refuses it.
+    if sweep.energy == dam_experiments::Energy::Lsr
+        && matches!(args.device.trim().to_ascii_lowercase().as_str(), "auto" | "")
+        && std::env::var_os("DAM_DEVICE").is_none()
+        && !matches!(device, dam::Device::Cpu | dam::Device::Reference)
+    {
+        eprintln!("dam: device cpu: --energy lsr runs on the CPU (--device auto)");
+        device = dam::Device::Cpu;
+    }
     if let Some(target) = args.search() {
         return capacity_search(args, sweep, &loads, &device, target);
     }
