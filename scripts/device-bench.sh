@@ -48,3 +48,13 @@ if python3 -c 'import numpy' 2>/dev/null; then
 else
   echo "skipping numpy_kh_train.py: no numpy" >&2
 fi
+# Metropolis Monte Carlo (`dam phase`) at the size of DenseAM-GPU's largest run: M = 4.4e6
+# patterns, alpha = 0.20 (N = 76), 50 temperatures x 2 replicas = 100 chains, 64 steps;
+# summary.json's multiply_adds_per_second projects the whole run (BENCHMARKS.md).
+for DEV in wgpu cpu; do
+  "$D" phase --energy lse --patterns 4400000 --alpha 0.20:0.20:1 \
+    --temperature 0.005:0.495:0.01 --disorders 1 --replicas 2 --equilibrate 32 --sample 32 \
+    --start-overlap 1:1 --device $DEV --out "$OUT/phase-$DEV" 2>>"$OUT/gpu-bench.err" >&2 &&
+    python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(json.dumps({'phase': sys.argv[2], 'seconds_per_step': s['seconds_per_step'], 'multiply_adds_per_second': s['multiply_adds_per_second'], 'products_per_second': s['products_per_second']}))" \
+      "$OUT/phase-$DEV/summary.json" "$DEV" | tee -a "$LOG"
+done

@@ -53,6 +53,14 @@ pub fn invalid(argument: &'static str, value: &str, reason: impl ToString) -> Ex
     }
 }
 
+/// For `map_err`: the error of a failed read or write of `path`.
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExperimentError + '_ {
+    move |source| ExperimentError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 /// The error for a file that could not be written or read (`reason` says why).
 pub fn output(path: &Path, reason: impl ToString) -> ExperimentError {
     ExperimentError::Output {

@@ -55,6 +55,7 @@ pub mod drdam;
 pub mod ensemble_curve;
 #[cfg(feature = "cli")]
 pub mod minima;
+#[cfg(feature = "cli")]
 pub mod phase_plot;
 #[cfg(feature = "cli")]
 pub mod sweep;

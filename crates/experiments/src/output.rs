@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::capacity::PointResult;
-use crate::error::{invalid, output, ExperimentError, Result};
+use crate::error::{invalid, io, output, Result};
 
 /// The CSV header, in the contract's column order.
 pub const CSV_COLUMNS: [&str; 11] = [
@@ -29,13 +29,6 @@ const OLD_CSV_COLUMNS: usize = 8;
 
 /// The columns of results.csv files written before `empty_supports`; still read.
 const PRE_LSR_CSV_COLUMNS: usize = 10;
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExperimentError + '_ {
-    move |source| ExperimentError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
 
 /// Writes results.csv one row at a time (flushed), so an interrupted sweep keeps the rows
 /// it finished.

@@ -36,8 +36,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
-use crate::error::{invalid, output};
-use crate::{ExperimentError, Result};
+use crate::error::{invalid, io, output};
+use crate::Result;
 
 /// b of the spherical log-sum-ReLU energy: 2 + √2, the support wall at φ = 1/√2.
 pub const LSR_B: f64 = 2.0 + std::f64::consts::SQRT_2;
@@ -1005,13 +1005,6 @@ pub fn summary(energy: PhaseEnergy, rows: &[PhaseRow]) -> serde_json::Value {
     })
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExperimentError + '_ {
-    move |source| ExperimentError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 /// phase.csv, one row at a time (flushed), so an interrupted run keeps the rows it
 /// finished and `--resume` continues from them.
 pub struct PhaseCsv {
@@ -1108,6 +1101,7 @@ pub fn merge_rows(parts: Vec<Vec<PhaseRow>>) -> Result<Vec<PhaseRow>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ExperimentError;
 
     #[test]
     fn theory_values() {

@@ -88,7 +88,10 @@ fn capacity(args: &CapacityArgs) -> Result<()> {
     // The log-sum-ReLU sweep runs on the CPU: `auto` (without DAM_DEVICE) does not pick a
     // device that refuses it.
     if sweep.energy == dam_experiments::Energy::Lsr
-        && matches!(args.device.trim().to_ascii_lowercase().as_str(), "auto" | "")
+        && matches!(
+            args.device.trim().to_ascii_lowercase().as_str(),
+            "auto" | ""
+        )
         && std::env::var_os("DAM_DEVICE").is_none()
         && !matches!(device, dam::Device::Cpu | dam::Device::Reference)
     {
