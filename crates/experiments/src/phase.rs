@@ -925,6 +925,41 @@ pub fn phi_eq(energy: PhaseEnergy, t: f64) -> f64 {
     }
 }
 
+/// ⟨φ⟩ of a chain with one pattern on the sphere at dimension N and temperature T,
+/// exactly: with φ = cos θ the sphere's measure is ∝ sin^{N−2}θ dθ, so
+/// ⟨φ⟩ = ∫ cos θ · sin^{N−2}θ · e^{−E(cos θ)/T} dθ / ∫ sin^{N−2}θ · e^{−E(cos θ)/T} dθ with
+/// the single-pattern energy (LSE: −N(φ − 1); LSR: −(N/b) log(1 − b + bφ), inside the wall
+/// φ > 1/√2), by the trapezoid rule on 40,001 angles. Tends to [`phi_eq`] as N grows
+/// (at N = 990, T = 0.125: 0.93951 against φ_eq = 0.93946 for LSE); at small N it is the
+/// reference a finite-N run should be held to.
+pub fn phi_single(energy: PhaseEnergy, t: f64, n: usize) -> f64 {
+    const STEPS: usize = 40_000;
+    let nf = n as f64;
+    let top = match energy {
+        PhaseEnergy::Lse => std::f64::consts::PI,
+        PhaseEnergy::Lsr => LSR_WALL.acos(),
+    };
+    let log_weight = |theta: f64| -> f64 {
+        let phi = theta.cos();
+        let minus_e = match energy {
+            PhaseEnergy::Lse => nf * (phi - 1.0),
+            PhaseEnergy::Lsr => (nf / LSR_B) * (1.0 - LSR_B + LSR_B * phi).ln(),
+        };
+        (nf - 2.0) * theta.sin().ln() + minus_e / t
+    };
+    // Interior points only: the ends carry zero weight (sin 0 = 0; the LSR wall).
+    let thetas: Vec<f64> = (1..STEPS).map(|k| top * k as f64 / STEPS as f64).collect();
+    let logs: Vec<f64> = thetas.iter().map(|&th| log_weight(th)).collect();
+    let peak = logs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let (mut num, mut den) = (0.0, 0.0);
+    for (&th, &l) in thetas.iter().zip(&logs) {
+        let w = (l - peak).exp();
+        num += w * th.cos();
+        den += w;
+    }
+    num / den
+}
+
 /// The LSE retrieval boundary at large N (β = 1): α_c(T) = φ_eq(T) − 0.377428.
 pub fn lse_alpha_c(t: f64) -> f64 {
     phi_eq(PhaseEnergy::Lse, t) - 0.377428
@@ -966,25 +1001,35 @@ pub fn mean_phi(rows: &[PhaseRow]) -> (Vec<f64>, Vec<f64>, Vec<Vec<Option<f64>>>
     (ts, alphas, grid)
 }
 
-/// Per temperature: φ_eq(T), the measured boundary (the smallest load whose ⟨φ⟩ falls
-/// more than [`BOUNDARY_DROP`] below φ_eq(T); null when none does) and the theory's
-/// α_c(T) where there is one — summary.json's `boundary`.
+/// Per temperature: φ_eq(T), the measured boundary `alpha` (the smallest load whose ⟨φ⟩
+/// falls more than [`BOUNDARY_DROP`] below φ_eq(T); null when none does), the theory's
+/// α_c(T) where there is one, and `alpha_finite_n`: the same boundary measured against the
+/// exact single-pattern overlap at each load's N ([`phi_single`]), which separates the
+/// loss of retrieval from the finite-N shift of ⟨φ⟩ at small N — summary.json's `boundary`.
 pub fn boundaries(energy: PhaseEnergy, rows: &[PhaseRow]) -> Vec<serde_json::Value> {
     let (ts, alphas, grid) = mean_phi(rows);
+    let dims: Vec<usize> = alphas
+        .iter()
+        .map(|&a| rows.iter().find(|r| r.alpha == a).map_or(0, |r| r.n))
+        .collect();
     ts.iter()
         .zip(&grid)
         .map(|(&t, phis)| {
             let eq = phi_eq(energy, t);
-            let alpha = alphas
-                .iter()
-                .zip(phis)
-                .find(|(_, phi)| phi.is_some_and(|p| eq - p > BOUNDARY_DROP))
-                .map(|(&a, _)| a);
+            let first = |reference: &dyn Fn(usize) -> f64| {
+                alphas
+                    .iter()
+                    .zip(phis)
+                    .enumerate()
+                    .find(|(i, (_, phi))| phi.is_some_and(|p| reference(*i) - p > BOUNDARY_DROP))
+                    .map(|(_, (&a, _))| a)
+            };
             serde_json::json!({
                 "T": t,
                 "phi_eq": eq,
-                "alpha": alpha,
+                "alpha": first(&|_| eq),
                 "theory_alpha_c": theory_alpha_c(energy, t),
+                "alpha_finite_n": first(&|i| phi_single(energy, t, dims[i])),
             })
         })
         .collect()
@@ -1112,6 +1157,22 @@ mod tests {
         // At T → 0 both retrieve exactly.
         assert!((phi_eq(PhaseEnergy::Lsr, 1e-12) - 1.0).abs() < 1e-9);
         assert_eq!(theory_alpha_c(PhaseEnergy::Lsr, 0.1), None);
+        // The exact single-pattern overlap at N = 990 (a direct integral over φ with the
+        // density (1 − φ²)^{(N−3)/2}: 0.939507 and 0.949650) and its large-N limit.
+        assert!((phi_single(PhaseEnergy::Lse, 0.125, 990) - 0.939507).abs() < 2e-6);
+        assert!((phi_single(PhaseEnergy::Lsr, 0.125, 990) - 0.949650).abs() < 2e-6);
+        for energy in [PhaseEnergy::Lse, PhaseEnergy::Lsr] {
+            let big = phi_single(energy, 0.3, 200_000);
+            assert!(
+                (big - phi_eq(energy, 0.3)).abs() < 1e-4,
+                "{energy:?}: {big}"
+            );
+            // Smaller N lies further from the limit (above it: the sphere's measure grows
+            // like sin^{N−2}θ against an energy ∝ N).
+            let eq = phi_eq(energy, 0.3);
+            let (n20, n200) = (phi_single(energy, 0.3, 20), phi_single(energy, 0.3, 200));
+            assert!(n20 > n200 && n200 > eq, "{energy:?}: {n20} {n200} {eq}");
+        }
     }
 
     #[test]

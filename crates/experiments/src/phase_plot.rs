@@ -57,7 +57,31 @@ pub fn write_svg(path: &Path, energy: PhaseEnergy, rows: &[PhaseRow], title: &st
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
         let root = SVGBackend::new(path, (820, 520)).into_drawing_area();
         root.fill(&WHITE)?;
-        let (main, bar) = root.split_horizontally(740);
+        let (main, bar) = root.split_horizontally(720);
+        // The colour scale first: the main chart's legend presents the figure.
+        let (top, bottom) = (40, 468);
+        let mut scale = ChartBuilder::on(&bar)
+            .margin_top(top)
+            .margin_bottom(520 - bottom)
+            .margin_left(48)
+            .margin_right(22)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
+        scale.draw_series((0..100).map(|k| {
+            let v = k as f64 / 100.0;
+            Rectangle::new([(0.0, v), (1.0, v + 0.01)], colour(v + 0.005).filled())
+        }))?;
+        let style = ("sans-serif", 14).into_font().color(&BLACK);
+        for (v, label) in [
+            (1.0, "1"),
+            (0.75, "0.75"),
+            (0.5, "0.5"),
+            (0.25, "0.25"),
+            (0.0, "0"),
+        ] {
+            let y = bottom as f64 - v * (bottom - top) as f64;
+            bar.draw_text(label, &style, (8, y as i32 - 7))?;
+        }
+        bar.draw_text("⟨φ⟩", &style, (52, top - 22))?;
         let mut chart = ChartBuilder::on(&main)
             .caption(title, ("sans-serif", 18))
             .margin(12)
@@ -108,23 +132,6 @@ pub fn write_svg(path: &Path, energy: PhaseEnergy, rows: &[PhaseRow], title: &st
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
         }
         legend_and_present(&mut chart, SeriesLabelPosition::UpperRight)?;
-        let mut scale = ChartBuilder::on(&bar)
-            .margin_top(40)
-            .margin_bottom(52)
-            .margin_right(8)
-            .y_label_area_size(34)
-            .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
-        scale
-            .configure_mesh()
-            .disable_mesh()
-            .disable_x_axis()
-            .y_desc("⟨φ⟩")
-            .draw()?;
-        scale.draw_series((0..100).map(|k| {
-            let v = k as f64 / 100.0;
-            Rectangle::new([(0.0, v), (1.0, v + 0.01)], colour(v + 0.005).filled())
-        }))?;
-        root.present()?;
         Ok(())
     };
     draw().map_err(|e| output(path, e))
