@@ -218,10 +218,17 @@ fn phase_report(out: &Path, summary: &serde_json::Value) {
             format!("T={}: {alpha}{theory}", b["T"])
         })
         .collect();
+    // Many temperatures: the first three and the last two (summary.json has them all).
+    let shown = if boundary.len() > 6 {
+        let tail = &boundary[boundary.len() - 2..];
+        format!("{}, …, {}", boundary[..3].join(", "), tail.join(", "))
+    } else {
+        boundary.join(", ")
+    };
     println!(
         "rows={} boundary alpha {} device={} wrote {}/phase.csv, summary.json, phase.svg",
         summary["rows"],
-        boundary.join(", "),
+        shown,
         summary["device"].as_str().unwrap_or("?"),
         out.display()
     );
