@@ -758,9 +758,13 @@ pub fn run_point(
         )?)
     } else {
         if !matches!(device, Device::Cpu) {
+            let name = match device {
+                Device::Reference => "reference",
+                _ => "wgpu",
+            };
             return Err(invalid(
                 "--device",
-                &format!("{device:?}"),
+                name,
                 format!(
                     "M·N = {m}·{n} is beyond the {} pattern entries held in memory: the \
                      patterns are then regenerated at every step, which runs on the fast CPU \
