@@ -213,10 +213,7 @@ impl HiddenLagrangian {
             HiddenLagrangian::Exponential { beta } | HiddenLagrangian::LogSumExp { beta } => {
                 // e^{βh − m} with m = max βh, then the common factor: β e^{m} for the
                 // exponential, 1 / Σ e^{βh − m} for the softmax.
-                let m = h
-                    .iter()
-                    .map(|x| beta * x)
-                    .fold(f64::NEG_INFINITY, f64::max);
+                let m = h.iter().map(|x| beta * x).fold(f64::NEG_INFINITY, f64::max);
                 for (o, &x) in f.iter_mut().zip(h) {
                     *o = (beta * x - m).exp();
                 }
