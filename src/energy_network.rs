@@ -111,7 +111,30 @@ impl EnergyNetwork {
         steps: usize,
         keep_hidden: bool,
     ) -> Result<LagrangianRun> {
+        self.run_from(states, None, steps, keep_hidden)
+    }
+
+    /// [`EnergyNetwork::run_full`] with the memory neurons starting at `hidden` (B×K, e.g.
+    /// the `hidden` of an earlier run, to continue it) instead of Ξ g(v); ignored with fast
+    /// memory neurons.
+    pub fn run_from(
+        &self,
+        states: ArrayView2<'_, f32>,
+        hidden: Option<ArrayView2<'_, f32>>,
+        steps: usize,
+        keep_hidden: bool,
+    ) -> Result<LagrangianRun> {
         validate_rows(states, self.dim(), "states")?;
+        if let Some(h) = hidden {
+            validate_rows(h, self.count(), "hidden")?;
+            if h.nrows() != states.nrows() {
+                return Err(Error::DimensionMismatch {
+                    argument: "hidden",
+                    expected: states.nrows(),
+                    actual: h.nrows(),
+                });
+            }
+        }
         let current64: Option<Vec<f64>> = self
             .current
             .as_ref()
@@ -126,6 +149,7 @@ impl EnergyNetwork {
                 },
                 current64.as_deref(),
                 states,
+                hidden,
                 steps,
                 keep_hidden,
             ),
@@ -134,6 +158,7 @@ impl EnergyNetwork {
                 self.memories.view(),
                 self.current.as_deref(),
                 states,
+                hidden,
                 steps,
                 keep_hidden,
             ),

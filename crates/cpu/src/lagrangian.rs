@@ -116,12 +116,14 @@ fn offset(x: &Array2<f32>, d: &Array2<f32>, s: f32) -> Array2<f32> {
 
 /// Runs `steps` steps from every row of `states` (B×N, already validated), the memories
 /// K×N in standard layout, `current` of length N or `None`. Memory neurons start at
-/// h = Ξ g(v). The same contract as [`crate::reference::lagrangian::run`].
+/// `hidden` (B×K) or h = Ξ g(v). The same contract as
+/// [`crate::reference::lagrangian::run`].
 pub fn run(
     spec: &LagrangianSpec,
     memories: ArrayView2<'_, f32>,
     current: Option<&[f32]>,
     states: ArrayView2<'_, f32>,
+    hidden0: Option<ArrayView2<'_, f32>>,
     steps: usize,
     keep_hidden: bool,
 ) -> LagrangianRun {
@@ -133,7 +135,10 @@ pub fn run(
     let b = states.nrows();
     let dt = spec.dt as f32;
     let mut v = states.to_owned();
-    let mut h = net.follow(&v);
+    let mut h = match hidden0 {
+        Some(h0) if !spec.fast_memory() => h0.to_owned(),
+        _ => net.follow(&v),
+    };
     let mut energies = Array2::<f64>::zeros((b, steps + 1));
     for t in 0..=steps {
         let k1 = net.eval(&v, &h);

@@ -92,12 +92,14 @@ fn axpy(x: &mut [f64], d: &[f64], s: f64) {
 }
 
 /// Runs `steps` steps from every row of `states` (B×N, already validated against the
-/// memories and the spec). Memory neurons start at h = Ξ g(v).
+/// memories and the spec). Memory neurons start at `hidden` (B×K, validated) or, without
+/// it, at h = Ξ g(v); with fast memory neurons `hidden` is ignored.
 pub fn run(
     spec: &LagrangianSpec,
     memories: Memories<'_>,
     current: Option<&[f64]>,
     states: ArrayView2<'_, f32>,
+    hidden0: Option<ArrayView2<'_, f32>>,
     steps: usize,
     keep_hidden: bool,
 ) -> LagrangianRun {
@@ -108,7 +110,10 @@ pub fn run(
     let mut hidden = keep_hidden.then(|| Array2::<f32>::zeros((b, k)));
     for (q, row) in states.rows().into_iter().enumerate() {
         let mut v: Vec<f64> = row.iter().map(|&x| x as f64).collect();
-        let mut h = initial_hidden(spec, memories, &v);
+        let mut h = match hidden0 {
+            Some(h0) if !spec.fast_memory() => h0.row(q).iter().map(|&x| x as f64).collect(),
+            _ => initial_hidden(spec, memories, &v),
+        };
         energies[[q, 0]] = energy_of(spec, memories, &v, &h, current);
         for t in 1..=steps {
             step(spec, memories, &mut v, &mut h, current);
