@@ -57,6 +57,7 @@ pub mod ensemble_curve;
 pub mod lagrangian;
 #[cfg(feature = "cli")]
 pub mod minima;
+#[cfg(feature = "cli")]
 pub mod phase_plot;
 #[cfg(feature = "cli")]
 pub mod sweep;
