@@ -524,3 +524,19 @@ fn bad_input_is_a_clear_error() {
         "{e}"
     );
 }
+
+#[test]
+fn wgpu_declines_and_names_the_cpu_devices() {
+    let memories = common::unit_patterns(4, 8, 91);
+    let states = common::noisy_queries(&memories, 2, 0.1, 92);
+    let net = EnergyNetwork::new(memories, LagrangianSpec::default())
+        .unwrap()
+        .with_device(common::gpu());
+    let e = net.run(states.view(), 3).unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    let message = e.to_string();
+    assert!(
+        message.contains("Device::Cpu") && message.contains("Device::Reference"),
+        "{message}"
+    );
+}
