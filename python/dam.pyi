@@ -6,7 +6,7 @@ Errors: ``ValueError`` for bad arguments (shapes, NaN/Inf, names, ranges) and ba
 ``OSError`` for I/O, ``DeviceError`` for device failures. Engine work releases the GIL.
 """
 from os import PathLike
-from typing import Literal, Optional, Sequence, Union
+from typing import Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -171,6 +171,32 @@ class RandomFeatures:
     @property
     def stored(self) -> int:
         """Patterns inserted minus patterns removed."""
+
+class EnergyNetwork:
+    """A network from Lagrangians (Krotov & Hopfield 2021): N feature neurons and K memory
+    neurons coupled by ``memories`` (K, N); ``tau_hidden=0`` means fast memory neurons.
+    Runs on the CPU (``device="reference"``: the f64 reference; ``"auto"`` means ``"cpu"``)."""
+
+    def __init__(
+        self,
+        memories: ArrayLike,
+        *,
+        visible: Literal["quadratic", "abs", "spherical"] = "quadratic",
+        hidden: Literal["poly", "rpoly", "exp", "lse"] = "lse",
+        beta: float = 1.0,
+        degree: Optional[int] = None,
+        tau_visible: float = 1.0,
+        tau_hidden: float = 0.0,
+        dt: float = 0.1,
+        current: Optional[ArrayLike] = None,
+        device: Literal["auto", "cpu", "reference"] = "auto",
+    ) -> None: ...
+    def run(
+        self, states: ArrayLike, steps: int
+    ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+        """Final states (B, N) and the energy at every step, t = 0 included (B, steps + 1)."""
+    def energy(self, states: ArrayLike) -> npt.NDArray[np.float64]:
+        """The energy of each state (B, N)."""
 
 class Classifier:
     """A Krotov–Hopfield classifier: K memories over N visible and C label neurons.

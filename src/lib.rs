@@ -25,6 +25,7 @@
 use std::sync::Arc;
 
 pub use dam_core::binary;
+pub use dam_core::lagrangian;
 pub use dam_core::procedural;
 pub use dam_core::weights;
 pub use dam_core::{
@@ -46,6 +47,9 @@ pub(crate) type Ctx = Arc<WgpuContext>;
 #[derive(Debug, Clone)]
 pub(crate) enum Ctx {}
 
+mod energy_network;
+pub use dam_cpu::reference::lagrangian::LagrangianRun;
+pub use energy_network::EnergyNetwork;
 pub mod features;
 pub mod learn;
 pub mod mnist;

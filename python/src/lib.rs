@@ -812,6 +812,93 @@ impl RandomFeatures {
     }
 }
 
+/// A network from Lagrangians (Krotov & Hopfield 2021; the Rust `dam::EnergyNetwork`):
+/// K memory neurons over N feature neurons, coupled by the memories (K, N).
+#[pyclass(module = "dam", frozen)]
+struct EnergyNetwork {
+    inner: engine::EnergyNetwork,
+}
+
+#[pymethods]
+impl EnergyNetwork {
+    #[new]
+    #[pyo3(signature = (memories, *, visible="quadratic", hidden="lse", beta=1.0, degree=None, tau_visible=1.0, tau_hidden=0.0, dt=0.1, current=None, device="auto"))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        memories: &Bound<'_, PyAny>,
+        visible: &str,
+        hidden: &str,
+        beta: f64,
+        degree: Option<u32>,
+        tau_visible: f64,
+        tau_hidden: f64,
+        dt: f64,
+        current: Option<&Bound<'_, PyAny>>,
+        device: &str,
+    ) -> PyResult<Self> {
+        use engine::lagrangian::{HiddenLagrangian, LagrangianSpec, VisibleLagrangian};
+        let rows = matrix(memories, "memories")?;
+        // `poly` defaults to the convex degree 2, `rpoly` to the 2016 model's 3.
+        let degree = degree.unwrap_or(if hidden.trim() == "poly" { 2 } else { 3 });
+        let spec = LagrangianSpec {
+            visible: VisibleLagrangian::parse(visible).map_err(py_err)?,
+            hidden: HiddenLagrangian::parse(hidden, beta, degree).map_err(py_err)?,
+            tau_visible,
+            tau_hidden,
+            dt,
+            ..LagrangianSpec::default()
+        };
+        let mut inner =
+            engine::EnergyNetwork::new(rows.as_array().to_owned(), spec).map_err(py_err)?;
+        if let Some(current) = current {
+            let current = vector(current, "current")?;
+            inner = inner
+                .with_current(current.as_array().to_vec())
+                .map_err(py_err)?;
+        }
+        // The network runs on the CPUs (the fast one unless `reference` is asked for);
+        // `auto` therefore means `cpu` here.
+        let device = match device.trim() {
+            "auto" => Device::Cpu,
+            other => device_of(other)?,
+        };
+        Ok(Self {
+            inner: inner.with_device(device),
+        })
+    }
+
+    /// `steps` integration steps from each state (B, N) → (final states float32 (B, N),
+    /// energies float64 (B, steps + 1)).
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        states: &Bound<'py, PyAny>,
+        steps: usize,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let rows = matrix(states, "states")?;
+        let view = rows.as_array();
+        let inner = &self.inner;
+        let (states, energies) = compute(py, || Ok(inner.run(view, steps)?))?;
+        Ok((
+            states.into_pyarray(py).into_any(),
+            energies.into_pyarray(py).into_any(),
+        ))
+    }
+
+    /// The energy of each state (B, N) → float64 (B,) (memory neurons at h = Ξg).
+    fn energy<'py>(
+        &self,
+        py: Python<'py>,
+        states: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let rows = matrix(states, "states")?;
+        let view = rows.as_array();
+        let inner = &self.inner;
+        let out = compute(py, || Ok(inner.energy(view)?))?;
+        Ok(out.into_pyarray(py).into_any())
+    }
+}
+
 /// A Krotov–Hopfield classifier (the Rust `dam::learn::Classifier`): K memories over N
 /// visible neurons and C label neurons, trained with the paper's optimiser on either device.
 /// Unset training arguments take `dam::learn::Recipe::recommended` for the degree, and a
@@ -1079,6 +1166,7 @@ fn dam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RetrievalResult>()?;
     m.add_class::<RandomFeatures>()?;
     m.add_class::<Classifier>()?;
+    m.add_class::<EnergyNetwork>()?;
     m.add_function(wrap_pyfunction!(spin_dynamics, m)?)?;
     m.add("DeviceError", m.py().get_type::<DeviceError>())?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;

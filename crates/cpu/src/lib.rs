@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod fast;
 pub mod features;
+pub mod lagrangian;
 pub mod learn;
 pub mod learn_epilogue;
 pub mod procedural;

@@ -124,6 +124,9 @@ pub enum Command {
     /// emergent, per β (enumeration checked by descent): minima.csv, summary.json,
     /// minima.svg.
     Minima(MinimaArgs),
+    /// A network from Lagrangians (Krotov & Hopfield 2021; models A, B, C) from corrupted
+    /// memories: trajectory.csv (energy and overlap per step), summary.json, energy.svg.
+    Lagrangian(LagrangianArgs),
 }
 
 /// What every capacity search of a curve shares.
@@ -1071,5 +1074,142 @@ mod tests {
             "dam", "census", "--dim", "8", "--count", "2", "--energy", "cubic", "--out", "x"
         ])
         .is_err());
+    }
+}
+
+/// `dam lagrangian`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct LagrangianArgs {
+    /// A named model: `A` (Σ|v|, Σ max(h, 0)ⁿ: the 2016 dense memory), `B` (½Σv²,
+    /// log-sum-exp: the modern Hopfield network) or `C` (√Σv², Σ max(h, 0)ⁿ: spherical).
+    /// The default, without `--visible`/`--hidden`, is B.
+    #[arg(long, conflicts_with_all = ["visible", "hidden"])]
+    pub model: Option<String>,
+    /// The feature layer's Lagrangian: `quadratic`, `abs` (g = sign v) or `spherical`.
+    #[arg(long, requires = "hidden")]
+    pub visible: Option<String>,
+    /// The memory layer's Lagrangian: `poly[:N]`, `rpoly[:N]` (degree N), `exp[:BETA]` or
+    /// `lse[:BETA]`.
+    #[arg(long, requires = "visible")]
+    pub hidden: Option<String>,
+    /// K, the number of memories.
+    #[arg(long)]
+    pub memories: usize,
+    /// N, the number of feature neurons.
+    #[arg(long)]
+    pub dim: usize,
+    /// The memories: `random` (Gaussian), `binary` (±1) or `mnist` (N = 784), each scaled
+    /// to unit norm. Default: `binary` for the `abs` visible Lagrangian, else `random`.
+    #[arg(long)]
+    pub patterns: Option<String>,
+    /// β of `exp` and `lse` (memories have unit norm; correlated ones such as digits need
+    /// β of about 50 or more to be told apart).
+    #[arg(long, default_value_t = 50.0)]
+    pub beta: f64,
+    /// The degree n of `poly` and `rpoly`.
+    #[arg(long, default_value_t = 3)]
+    pub degree: u32,
+    /// τ_v, the feature neurons' time constant.
+    #[arg(long = "tau-v", default_value_t = 1.0)]
+    pub tau_v: f64,
+    /// τ_h, the memory neurons' time constant (0: fast memory neurons, h = Ξg).
+    #[arg(long = "tau-h", default_value_t = 0.0)]
+    pub tau_h: f64,
+    /// The time step.
+    #[arg(long, default_value_t = 0.1)]
+    pub dt: f64,
+    /// The integrator: `euler` or `rk4`.
+    #[arg(long, default_value = "euler")]
+    pub integrator: String,
+    /// Steps.
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Queries (query q starts near memory q mod K).
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Corruption: the fraction of each query's entries whose sign is flipped.
+    #[arg(long, default_value_t = 0.2)]
+    pub noise: f64,
+    /// Seed of the memories and the corruption.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device: `auto`, `cpu`, `reference` (f64) — wgpu is not supported by this command
+    /// yet, so `auto` means the CPU here.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl LagrangianArgs {
+    /// The run these arguments ask for.
+    pub fn config(&self) -> Result<crate::lagrangian::LagrangianRunSpec> {
+        use crate::lagrangian::{LagrangianPatterns, LagrangianRunSpec};
+        use dam::lagrangian::{HiddenLagrangian, Integrator, LagrangianSpec, VisibleLagrangian};
+        let base = match (&self.model, &self.visible, &self.hidden) {
+            (_, Some(visible), Some(hidden)) => {
+                let (name, param) = match hidden.split_once(':') {
+                    Some((name, param)) => (name, Some(param)),
+                    None => (hidden.as_str(), None),
+                };
+                let is_poly = matches!(name.trim(), "poly" | "rpoly");
+                let (beta, degree) = match param {
+                    Some(p) if is_poly => (
+                        self.beta,
+                        p.parse().map_err(|_| {
+                            invalid("--hidden", hidden, "the degree must be a whole number ≥ 1")
+                        })?,
+                    ),
+                    Some(p) => (
+                        p.parse()
+                            .map_err(|_| invalid("--hidden", hidden, "β must be a number > 0"))?,
+                        self.degree,
+                    ),
+                    None => (self.beta, self.degree),
+                };
+                LagrangianSpec {
+                    visible: VisibleLagrangian::parse(visible)?,
+                    hidden: HiddenLagrangian::parse(name, beta, degree)?,
+                    ..LagrangianSpec::default()
+                }
+            }
+            (model, _, _) => match model.as_deref().unwrap_or("B").trim() {
+                "A" | "a" => LagrangianSpec::model_a(self.degree),
+                "B" | "b" => LagrangianSpec::model_b(self.beta),
+                "C" | "c" => LagrangianSpec::model_c(self.degree),
+                other => return Err(invalid("--model", other, "use A, B or C")),
+            },
+        };
+        let integrator = match self.integrator.trim().to_ascii_lowercase().as_str() {
+            "euler" => Integrator::Euler,
+            "rk4" => Integrator::Rk4,
+            other => return Err(invalid("--integrator", other, "use euler or rk4")),
+        };
+        let spec = LagrangianSpec {
+            tau_visible: self.tau_v,
+            tau_hidden: self.tau_h,
+            dt: self.dt,
+            integrator,
+            ..base
+        };
+        spec.validate()?;
+        let patterns = match self.patterns.as_deref().map(str::trim) {
+            None if spec.visible == VisibleLagrangian::Abs => LagrangianPatterns::Binary,
+            None | Some("random") => LagrangianPatterns::Random,
+            Some("binary") => LagrangianPatterns::Binary,
+            Some("mnist") => LagrangianPatterns::Mnist,
+            Some(other) => return Err(invalid("--patterns", other, "use random, binary or mnist")),
+        };
+        Ok(LagrangianRunSpec {
+            spec,
+            memories: self.memories,
+            dim: self.dim,
+            patterns,
+            steps: self.steps,
+            batch: self.batch,
+            noise: self.noise,
+            seed: self.seed,
+        })
     }
 }

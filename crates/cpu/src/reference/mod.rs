@@ -6,6 +6,7 @@
 
 pub mod binary;
 pub mod features;
+pub mod lagrangian;
 pub mod procedural;
 pub(crate) mod retriever;
 

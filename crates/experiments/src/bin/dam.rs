@@ -10,7 +10,7 @@ use std::path::Path;
 use clap::Parser;
 use dam_experiments::cli::{
     open_device, BenchArgs, CapacityArgs, CensusArgs, Cli, Command, CurveArgs, DevicesArgs,
-    DrdamArgs, EnsemblesArgs, MergeArgs, MinimaArgs, PhaseArgs, TrainArgs,
+    DrdamArgs, EnsemblesArgs, LagrangianArgs, MergeArgs, MinimaArgs, PhaseArgs, TrainArgs,
 };
 use dam_experiments::error::{prepare_out, Result};
 use dam_experiments::output::{merge_runs, CapacitySummary};
@@ -18,7 +18,8 @@ use dam_experiments::phase::{PhaseEvent, PhaseRow};
 use dam_experiments::search::{SearchSpec, Target};
 use dam_experiments::sweep::{SweepProgress, SweepSpec};
 use dam_experiments::{
-    bench, census, curve, drdam, ensemble_curve, minima, phase, phase_plot, search, sweep, train,
+    bench, census, curve, drdam, ensemble_curve, lagrangian, minima, phase, phase_plot, search,
+    sweep, train,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -37,6 +38,7 @@ fn main() {
         Some(Command::Devices(args)) => devices(&args),
         Some(Command::Phase(args)) => phase(&args),
         Some(Command::Minima(args)) => minima(&args),
+        Some(Command::Lagrangian(args)) => lagrangian_cmd(&args),
         None => {
             eprintln!("dam: no command given; running the default sweep (spherical patterns, N = 16, λ = 1, log-sum-exp). See `dam --help`.");
             capacity(&CapacityArgs::default_sweep())
@@ -581,6 +583,27 @@ fn drdam(args: &DrdamArgs) -> Result<()> {
     println!(
         "energy error log-log slope {} (1/√Y: -0.5) device={device_name} ({adapter}) wrote {}/results.csv, summary.json, drdam.svg",
         slope.map_or("none".into(), |s| format!("{s:.3}")),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `dam lagrangian`.
+fn lagrangian_cmd(args: &LagrangianArgs) -> Result<()> {
+    let cfg = args.config()?;
+    let device = device_of(&args.device)?;
+    let (device_name, adapter) = device.describe()?;
+    prepare_out(&args.out)?;
+    let bar = bar(cfg.steps, None);
+    let outcome = lagrangian::run(&cfg, &device, || bar.inc(1))?;
+    bar.finish_and_clear();
+    let fraction = lagrangian::write_outputs(&args.out, &cfg, &outcome, &device, json!(args))?;
+    println!(
+        "retrieved {:.3} of {} queries, largest energy increase {:.1e} (relative {:.1e}) device={device_name} ({adapter}) wrote {}/trajectory.csv, summary.json, energy.svg",
+        fraction,
+        cfg.batch,
+        outcome.largest_energy_increase,
+        outcome.largest_relative_energy_increase,
         args.out.display()
     );
     Ok(())
