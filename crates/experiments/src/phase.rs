@@ -409,6 +409,13 @@ pub fn spherical_patterns(seed: u64, m: u64, n: usize) -> Array2<f32> {
     Array2::from_shape_vec((m as usize, n), data).expect("M×N patterns")
 }
 
+/// The spherical log-sum-ReLU kernel max(0, 1 − b + bφ) of one overlap: core's
+/// `relu_kernel` at β = b/N with ‖x − ξ‖² = 2N(1 − φ), written in φ for the procedural
+/// source and [`exact_energy`].
+fn sphere_relu(phi: f64) -> f64 {
+    (1.0 - LSR_B + LSR_B * phi).max(0.0)
+}
+
 /// Patterns generated per block of the procedural source.
 const PROCEDURAL_BLOCK: usize = 4096;
 
@@ -465,10 +472,7 @@ impl Source {
                         fold.lse.merge(&OnlineLse { m: zmax, l });
                     }
                     PhaseEnergy::Lsr => {
-                        fold.relu += phis
-                            .clone()
-                            .map(|p| (1.0 - LSR_B + LSR_B * p).max(0.0))
-                            .sum::<f64>();
+                        fold.relu += phis.clone().map(sphere_relu).sum::<f64>();
                     }
                 }
                 let skip = usize::from(first == 0);
@@ -627,10 +631,7 @@ pub fn exact_energy(energy: PhaseEnergy, phis: &[f64], n: usize) -> f64 {
             -dam::weights::log_sum_exp(&z)
         }
         PhaseEnergy::Lsr => {
-            let sum: f64 = phis
-                .iter()
-                .map(|p| (1.0 - LSR_B + LSR_B * p).max(0.0))
-                .sum();
+            let sum: f64 = phis.iter().map(|&p| sphere_relu(p)).sum();
             dam::weights::log_sum_relu_energy(LSR_B / n, 0.0, sum)
         }
     }
