@@ -165,11 +165,22 @@ impl EnergyNetwork {
             #[cfg(not(feature = "wgpu"))]
             Placement::Wgpu(ctx) => match ctx {},
             #[cfg(feature = "wgpu")]
-            Placement::Wgpu(_) => {
-                return Err(Error::Unsupported {
-                    what: "EnergyNetwork on wgpu",
-                    detail: "run it on Device::Cpu (fast, f32) or Device::Reference (f64)".into(),
-                })
+            Placement::Wgpu(ctx) => {
+                let (states, energies, hidden) = dam_wgpu::lagrangian::run(
+                    &ctx,
+                    &self.spec,
+                    self.memories.view(),
+                    self.current.as_deref(),
+                    states,
+                    hidden,
+                    steps,
+                    keep_hidden,
+                )?;
+                LagrangianRun {
+                    states,
+                    energies,
+                    hidden,
+                }
             }
         };
         check_finite(&run, steps)?;

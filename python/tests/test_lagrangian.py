@@ -6,7 +6,7 @@ import pytest
 
 import dam
 
-DEVICES = ["cpu", "reference"]
+DEVICES = ["cpu", "reference", "wgpu"]
 
 
 def unit_patterns(k, n, seed):

@@ -11,7 +11,8 @@
 //!   loader (f32, f16, f16 native).
 //! * Workloads: [`WgpuRetriever`] (stored patterns and the retrieval loop, which stays on
 //!   the device), [`procedural`], [`binary`] (spin dynamics), [`features`] (random
-//!   features), [`matmul`] (the generic tiled matrix product).
+//!   features), [`matmul`] (the generic tiled matrix product), [`learn`] (classifier
+//!   training), [`lagrangian`] (networks from Lagrangians).
 #![warn(missing_docs)]
 
 pub mod binary;
@@ -19,6 +20,7 @@ mod context;
 mod error;
 pub mod exec;
 pub mod features;
+pub mod lagrangian;
 pub mod learn;
 pub mod matmul;
 mod params;

@@ -156,6 +156,28 @@ pub(crate) struct LearnParams {
     pub pad2: u32,
 }
 
+/// Mirrors `LagParams` in `shaders/lagrangian.wgsl`; see [`crate::lagrangian`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
+pub(crate) struct LagParams {
+    pub b: u32,
+    pub n: u32,
+    pub k: u32,
+    pub degree: u32,
+    pub rectified: u32,
+    pub write_energy: u32,
+    pub first: u32,
+    pub last: u32,
+    pub beta: f32,
+    pub inv_tau_v: f32,
+    pub inv_tau_h: f32,
+    pub c_acc: f32,
+    pub c_stage: f32,
+    pub pad0: u32,
+    pub pad1: u32,
+    pub pad2: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +308,30 @@ mod tests {
             RowParams,
             true,
             [rows, cols, ldc, tiles]
+        );
+        mirror!(
+            Kernel::LagVisible,
+            "LagParams",
+            LagParams,
+            true,
+            [
+                b,
+                n,
+                k,
+                degree,
+                rectified,
+                write_energy,
+                first,
+                last,
+                beta,
+                inv_tau_v,
+                inv_tau_h,
+                c_acc,
+                c_stage,
+                pad0,
+                pad1,
+                pad2
+            ]
         );
         mirror!(
             Kernel::LearnForward,

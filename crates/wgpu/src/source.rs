@@ -66,6 +66,18 @@ pub enum Kernel {
     /// The optimiser step: momentum, per-memory normalisation, clipping (`learn.wgsl`,
     /// `update`).
     LearnUpdate,
+    /// Network from Lagrangians: the feature layer's activation and energy term
+    /// (`lagrangian.wgsl`, `visible`).
+    LagVisible,
+    /// Network from Lagrangians: the memory layer's activation and energy term
+    /// (`lagrangian.wgsl`, `hidden`).
+    LagHidden,
+    /// Network from Lagrangians: one integrator stage of the feature states
+    /// (`lagrangian.wgsl`, `integrate_v`).
+    LagIntegrateV,
+    /// Network from Lagrangians: one integrator stage of the memory states
+    /// (`lagrangian.wgsl`, `integrate_h`).
+    LagIntegrateH,
 }
 
 /// How a pattern-reading kernel reads the stored patterns (binding 1): the loader file
@@ -126,7 +138,7 @@ const ENABLE_F16: &str = include_str!("../shaders/enable_f16.wgsl");
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 22] = [
+    pub const ALL: [Kernel; 26] = [
         Kernel::Similarity,
         Kernel::StreamPartial,
         Kernel::StreamMerge,
@@ -149,6 +161,10 @@ impl Kernel {
         Kernel::LearnBackward,
         Kernel::LearnLabelGrad,
         Kernel::LearnUpdate,
+        Kernel::LagVisible,
+        Kernel::LagHidden,
+        Kernel::LagIntegrateV,
+        Kernel::LagIntegrateH,
     ];
 
     /// Whether the kernel reads stored patterns through a [`Loader`].
@@ -189,6 +205,10 @@ impl Kernel {
             | Kernel::LearnBackward
             | Kernel::LearnLabelGrad
             | Kernel::LearnUpdate => (&[MATH], include_str!("../shaders/learn.wgsl")),
+            Kernel::LagVisible
+            | Kernel::LagHidden
+            | Kernel::LagIntegrateV
+            | Kernel::LagIntegrateH => (&[MATH], include_str!("../shaders/lagrangian.wgsl")),
         }
     }
 
@@ -224,7 +244,7 @@ impl Kernel {
     /// The workgroup size the host dispatches this kernel with: the named constant of its
     /// dispatch code (a naga test checks it against the WGSL entry point).
     pub fn workgroup_size(self) -> [u32; 3] {
-        use crate::{binary, features, learn, matmul, procedural, retriever};
+        use crate::{binary, features, lagrangian, learn, matmul, procedural, retriever};
         let wide = |x: u32| [x, 1, 1];
         match self {
             Kernel::Similarity => [retriever::SIM_TILE, retriever::SIM_TILE, 1],
@@ -245,6 +265,10 @@ impl Kernel {
             | Kernel::LearnBackward
             | Kernel::LearnLabelGrad
             | Kernel::LearnUpdate => wide(learn::LEARN_WG as u32),
+            Kernel::LagVisible
+            | Kernel::LagHidden
+            | Kernel::LagIntegrateV
+            | Kernel::LagIntegrateH => wide(lagrangian::LAGRANGIAN_WG),
         }
     }
 
@@ -267,6 +291,10 @@ impl Kernel {
             Kernel::LearnBackward => "backward",
             Kernel::LearnLabelGrad => "label_grad",
             Kernel::LearnUpdate => "update",
+            Kernel::LagVisible => "visible",
+            Kernel::LagHidden => "hidden",
+            Kernel::LagIntegrateV => "integrate_v",
+            Kernel::LagIntegrateH => "integrate_h",
             _ => "main",
         }
     }
@@ -296,6 +324,10 @@ impl Kernel {
             Kernel::LearnBackward => "learn.backward",
             Kernel::LearnLabelGrad => "learn.label_grad",
             Kernel::LearnUpdate => "learn.update",
+            Kernel::LagVisible => "lagrangian.visible",
+            Kernel::LagHidden => "lagrangian.hidden",
+            Kernel::LagIntegrateV => "lagrangian.integrate_v",
+            Kernel::LagIntegrateH => "lagrangian.integrate_h",
         }
     }
 }
