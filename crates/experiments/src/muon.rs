@@ -186,7 +186,7 @@ impl MuonSpec {
         if self.k == 0 {
             return Err(invalid("--k", "0", "at least one item"));
         }
-        if self.groups == 0 || self.k % self.groups != 0 {
+        if self.groups == 0 || !self.k.is_multiple_of(self.groups) {
             return Err(invalid(
                 "--groups",
                 &self.groups.to_string(),
