@@ -245,7 +245,7 @@ impl MuonSpec {
 pub fn label_entropy(k: usize, noise: f64) -> f64 {
     let xlogx = |x: f64| if x > 0.0 { x * x.ln() } else { 0.0 };
     let kf = k as f64;
-    -(xlogx(1.0 - noise + noise / kf) + (kf - 1.0) * xlogx(noise / kf))
+    0.0 - (xlogx(1.0 - noise + noise / kf) + (kf - 1.0) * xlogx(noise / kf))
 }
 
 /// The Muon loss for uniform frequencies and no noise: L(t) = log(1 + (K − 1)e^{−ηt}).
@@ -268,7 +268,8 @@ pub fn closed_form_gd(k: usize, lr: f64, t: usize) -> f64 {
 
 /// The loss of logits `z` per item — ℓ_j = Σ_i p(i | j)(−log p̂(i | j)) — and, when
 /// `gradient`, G = ∇_Z L with G_ij = p_j (p̂(i | j) − p(i | j)). Computed in f64 with
-/// log1p of the sum of the non-largest terms, so margins of 20 and more keep their digits.
+/// log1p of the sum s of the non-largest terms and 1 − p̂ = s/(1 + s) for the largest, so
+/// losses and gradients far below ε keep their digits.
 pub fn evaluate(
     z: ArrayView2<'_, f64>,
     frequencies: &[f64],
@@ -298,9 +299,14 @@ pub fn evaluate(
         if let Some(g) = grad.as_mut() {
             let p = frequencies[j];
             for (i, &v) in col.iter().enumerate() {
-                let predicted = (v - m).exp() / (1.0 + s);
-                let target = noise / kf + if i == j { 1.0 - noise } else { 0.0 };
-                g[[i, j]] = p * (predicted - target);
+                let residual = if i == j && i == top {
+                    // p̂ − 1 = −s/(1 + s): 1/(1 + s) − 1 would be 0 once s < ε.
+                    -s / (1.0 + s) + noise * (1.0 - 1.0 / kf)
+                } else {
+                    let target = noise / kf + if i == j { 1.0 - noise } else { 0.0 };
+                    (v - m).exp() / (1.0 + s) - target
+                };
+                g[[i, j]] = p * residual;
             }
         }
     }
@@ -480,7 +486,10 @@ pub fn run(
                     .for_each(|z, &g| *z -= (spec.lr * g) as f32);
             }
             (Optimizer::Muon, false) => {
-                let g32 = g.mapv(|v| v as f32);
+                // msgn is blind to scale: normalising in f64 first keeps a gradient
+                // below f32's range (losses under 1e-40) from rounding to 0.
+                let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+                let g32 = g.mapv(|v| if norm > 0.0 { (v / norm) as f32 } else { 0.0 });
                 let d = match &ctx {
                     Some(ctx) => newton_schulz(g32.view(), spec.ns, spec.ns_steps, |a, b| {
                         wgpu_product(ctx, a, b)

@@ -55,6 +55,7 @@ pub fn write_svg(
             .configure_mesh()
             .x_desc("step t")
             .y_desc("loss")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_label_formatter(&|y| format!("{y:.0e}"))
             .draw()?;
         let line = |values: &mut dyn Iterator<Item = (usize, f64)>| -> Vec<(f64, f64)> {
