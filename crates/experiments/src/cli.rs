@@ -127,6 +127,10 @@ pub enum Command {
     /// A network from Lagrangians (Krotov & Hopfield 2021; models A, B, C) from corrupted
     /// memories: trajectory.csv (energy and overlap per step), summary.json, energy.svg.
     Lagrangian(LagrangianArgs),
+    /// GD and Muon on a linear associative memory with softmax retrieval (K items in M
+    /// frequency groups, label noise): loss.csv (loss and per-group loss per step),
+    /// summary.json, loss.svg; `--sweep-steps` fits the final loss against T (sweep.csv).
+    Muon(MuonArgs),
 }
 
 /// What every capacity search of a curve shares.
@@ -1211,5 +1215,78 @@ impl LagrangianArgs {
             noise: self.noise,
             seed: self.seed,
         })
+    }
+}
+
+/// `dam muon`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct MuonArgs {
+    /// K, the number of items (queries and answers).
+    #[arg(long, default_value_t = 100)]
+    pub k: usize,
+    /// M, the number of frequency groups (must divide K).
+    #[arg(long, default_value_t = 10)]
+    pub groups: usize,
+    /// The item frequencies: `uniform` or `power:BETA` (group g ∝ g^−β, group 1 the most
+    /// frequent).
+    #[arg(long, default_value = "uniform")]
+    pub spectrum: String,
+    /// Label noise α ∈ [0, 1): p(i | j) = (1 − α)[i = j] + α/K.
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f64,
+    /// T, the number of steps.
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// The step size η.
+    #[arg(long, default_value_t = 1.0)]
+    pub lr: f64,
+    /// `gd` (W ← W − η∇L) or `muon` (W ← W − η·msgn ∇L).
+    #[arg(long, default_value = "muon")]
+    pub optimizer: String,
+    /// The Newton–Schulz iteration of msgn on `cpu` and wgpu: `cubic` (converges to the
+    /// exact polar factor) or `quintic` (Keller Jordan's coefficients).
+    #[arg(long, default_value = "cubic")]
+    pub ns: String,
+    /// Newton–Schulz iterations per step.
+    #[arg(long = "ns-steps", default_value_t = crate::muon::DEFAULT_NS_STEPS)]
+    pub ns_steps: usize,
+    /// Runs to each T of `T1,T2,...` or `LO:HI:COUNT` (log-spaced) and fits
+    /// log L(T) = a + γ log T: sweep.csv, `exponent` in summary.json (replaces `--steps`).
+    #[arg(long = "sweep-steps")]
+    pub sweep_steps: Option<String>,
+    /// Device: `reference` (f64, exact SVD), `cpu` (f32, Newton–Schulz on the CPU's matrix
+    /// product), `wgpu[:N|:NAME]` (the products on the adapter) or `auto`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl MuonArgs {
+    /// The run these arguments ask for (checked) and the sweep's step counts, if any.
+    pub fn spec(&self) -> Result<(crate::muon::MuonSpec, Option<Vec<usize>>)> {
+        use crate::muon::{parse_sweep_steps, MuonSpec, NewtonSchulz, Optimizer, Spectrum};
+        let sweep = self
+            .sweep_steps
+            .as_deref()
+            .map(parse_sweep_steps)
+            .transpose()?;
+        let spec = MuonSpec {
+            k: self.k,
+            groups: self.groups,
+            spectrum: Spectrum::parse(&self.spectrum)?,
+            noise: self.noise,
+            steps: sweep
+                .as_ref()
+                .and_then(|s| s.last().copied())
+                .unwrap_or(self.steps),
+            lr: self.lr,
+            optimizer: Optimizer::parse(&self.optimizer)?,
+            ns: NewtonSchulz::parse(&self.ns)?,
+            ns_steps: self.ns_steps,
+        };
+        spec.validate()?;
+        Ok((spec, sweep))
     }
 }

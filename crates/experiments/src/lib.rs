@@ -7,24 +7,25 @@
 //!
 //! Every command of `dam` is a spec and a `run` here ([`sweep::run`], [`search::run`],
 //! [`census::run`], [`train::run`], [`curve::run`], [`ensemble_curve::run`],
-//! [`drdam::run`], [`lagrangian::run`], [`minima::run`], [`bench::run`], [`phase::run`]); the binary maps its arguments ([`cli`]) to a spec,
+//! [`drdam::run`], [`lagrangian::run`], [`minima::run`], [`bench::run`], [`phase::run`],
+//! [`muon::run`]); the binary maps its arguments ([`cli`]) to a spec,
 //! shows progress and prints the closing line.
 //!
 //! # Features
 //!
 //! `cli` (default): the `dam` binary, its arguments ([`cli`], clap) and every module that
 //! draws a figure (plotters): [`output`], [`sweep`], [`census`], [`curve`],
-//! [`ensemble_curve`], [`drdam`], [`lagrangian`], [`minima`], [`phase_plot`]. Without it the crate is the capacity sweep and its
+//! [`ensemble_curve`], [`drdam`], [`lagrangian`], [`minima`], [`phase_plot`], [`muon_plot`]. Without it the crate is the capacity sweep and its
 //! languages ([`args`], [`capacity`], [`ensembles`], [`search`], [`theory`]), the
-//! classifier training ([`train`]) and the step benchmark ([`bench`](mod@bench)), with
+//! classifier training ([`train`]), the associative-memory optimisers ([`muon`]) and the step benchmark ([`bench`](mod@bench)), with
 //! no clap, plotters or indicatif.
 //!
 //! # Layers
 //!
 //! Each module uses only those listed before it: [`error`], [`seed`], [`ensembles`],
 //! [`capacity`], [`args`], [`theory`], [`search`], [`train`], [`bench`](mod@bench), [`phase`],
-//! then (`cli`) [`output`], [`sweep`], [`census`], [`curve`], [`ensemble_curve`],
-//! [`drdam`], [`lagrangian`], [`minima`], [`phase_plot`], [`cli`].
+//! [`muon`], then (`cli`) [`output`], [`sweep`], [`census`], [`curve`], [`ensemble_curve`],
+//! [`drdam`], [`lagrangian`], [`minima`], [`phase_plot`], [`muon_plot`], [`cli`].
 
 #![warn(missing_docs)]
 
@@ -37,6 +38,7 @@ pub mod capacity;
 
 pub mod args;
 pub mod bench;
+pub mod muon;
 pub mod phase;
 pub mod search;
 pub mod theory;
@@ -57,6 +59,8 @@ pub mod ensemble_curve;
 pub mod lagrangian;
 #[cfg(feature = "cli")]
 pub mod minima;
+#[cfg(feature = "cli")]
+pub mod muon_plot;
 #[cfg(feature = "cli")]
 pub mod phase_plot;
 #[cfg(feature = "cli")]

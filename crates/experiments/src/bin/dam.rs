@@ -10,7 +10,8 @@ use std::path::Path;
 use clap::Parser;
 use dam_experiments::cli::{
     open_device, BenchArgs, CapacityArgs, CensusArgs, Cli, Command, CurveArgs, DevicesArgs,
-    DrdamArgs, EnsemblesArgs, LagrangianArgs, MergeArgs, MinimaArgs, PhaseArgs, TrainArgs,
+    DrdamArgs, EnsemblesArgs, LagrangianArgs, MergeArgs, MinimaArgs, MuonArgs, PhaseArgs,
+    TrainArgs,
 };
 use dam_experiments::error::{prepare_out, Result};
 use dam_experiments::output::{merge_runs, CapacitySummary};
@@ -18,8 +19,8 @@ use dam_experiments::phase::{PhaseEvent, PhaseRow};
 use dam_experiments::search::{SearchSpec, Target};
 use dam_experiments::sweep::{SweepProgress, SweepSpec};
 use dam_experiments::{
-    bench, census, curve, drdam, ensemble_curve, lagrangian, minima, phase, phase_plot, search,
-    sweep, train,
+    bench, census, curve, drdam, ensemble_curve, lagrangian, minima, muon, muon_plot, phase,
+    phase_plot, search, sweep, train,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -39,6 +40,7 @@ fn main() {
         Some(Command::Phase(args)) => phase(&args),
         Some(Command::Minima(args)) => minima(&args),
         Some(Command::Lagrangian(args)) => lagrangian_cmd(&args),
+        Some(Command::Muon(args)) => muon_cmd(&args),
         None => {
             eprintln!("dam: no command given; running the default sweep (spherical patterns, N = 16, λ = 1, log-sum-exp). See `dam --help`.");
             capacity(&CapacityArgs::default_sweep())
@@ -605,6 +607,42 @@ fn lagrangian_cmd(args: &LagrangianArgs) -> Result<()> {
         outcome.largest_energy_increase,
         outcome.largest_relative_energy_increase,
         args.out.display()
+    );
+    Ok(())
+}
+
+/// `dam muon`.
+fn muon_cmd(args: &MuonArgs) -> Result<()> {
+    let (spec, steps) = args.spec()?;
+    let device = device_of(&args.device)?;
+    prepare_out(&args.out)?;
+    let bar = bar(spec.steps, None);
+    let (report, sweep) = match &steps {
+        Some(steps) => {
+            let s = muon::sweep(&spec, steps, &device, |t| bar.set_position(t as u64))?;
+            (s.longest.clone(), Some(s))
+        }
+        None => (
+            muon::run(&spec, &device, |t| bar.set_position(t as u64))?,
+            None,
+        ),
+    };
+    bar.finish_and_clear();
+    muon_plot::write_outputs(&args.out, &spec, &report, sweep.as_ref(), json!(args))?;
+    let (kind, adapter) = &report.device;
+    let fit = sweep.as_ref().map_or(String::new(), |s| match s.fit {
+        Some(f) => format!(" exponent={:.4}", f.exponent),
+        None => " exponent=none".into(),
+    });
+    println!(
+        "{} T={} final_loss={:.6e} floor={:.6e}{fit} ({:.2} s) device={kind} ({adapter}) wrote {}/loss.csv, summary.json, loss.svg{}",
+        spec.optimizer.name(),
+        spec.steps,
+        report.final_loss(),
+        report.lower_bound,
+        report.seconds,
+        args.out.display(),
+        if sweep.is_some() { ", sweep.csv" } else { "" }
     );
     Ok(())
 }
