@@ -404,7 +404,7 @@ mod tests {
             );
             count += 1;
         }
-        assert_eq!(count, 18 + 4 * 3, "every kernel × loader unit was checked");
+        assert_eq!(count, 22 + 4 * 3, "every kernel × loader unit was checked");
     }
 
     /// math.wgsl stands alone (no bindings, no overrides, no workgroup memory): it
