@@ -107,3 +107,137 @@ fn metropolis_overlap_matches_the_single_pattern_theory() {
         assert!(row.phi_max_other.unwrap() < 0.3, "{row:?}");
     }
 }
+
+/// Largest rise E[t+1] − E[t] over every query and step, relative to max(1, |E[t]|).
+fn largest_relative_rise(energies: &ndarray::Array2<f64>) -> f64 {
+    let mut worst = f64::NEG_INFINITY;
+    for row in energies.rows() {
+        let row = row.to_vec();
+        assert!(row.len() >= 2);
+        for w in row.windows(2) {
+            assert!(w[0].is_finite() && w[1].is_finite(), "{w:?}");
+            worst = worst.max((w[1] - w[0]) / w[0].abs().max(1.0));
+        }
+    }
+    worst
+}
+
+#[test]
+#[ignore = "release-mode theory check (THEORY.md §10); run with --release -- --ignored"]
+fn lagrangian_energy_never_rises_over_long_runs_on_every_device() {
+    // Models A, B, C on 100 unit-norm digits (N = 784), 8 corrupted queries, fast and slow
+    // memory neurons, 600 steps of dt = 0.02 (t = 12): the reference's energy never rises
+    // by more than 1e-9 relative, the f32 devices' by more than 1e-5; the devices end within
+    // 1e-3 of the reference's states (scaled by the largest |coordinate|).
+    use dam::lagrangian::LagrangianSpec;
+    use dam_experiments::lagrangian::{problem, LagrangianPatterns, LagrangianRunSpec};
+    let models = [
+        ("A", LagrangianSpec::model_a(3)),
+        ("B", LagrangianSpec::model_b(20.0)),
+        ("C", LagrangianSpec::model_c(4)),
+    ];
+    let mut runs = 0;
+    for (name, model) in models {
+        for tau_h in [0.0, 0.5] {
+            let spec = LagrangianSpec {
+                tau_hidden: tau_h,
+                dt: 0.02,
+                ..model
+            };
+            let cfg = LagrangianRunSpec {
+                spec,
+                memories: 100,
+                dim: 784,
+                patterns: LagrangianPatterns::Mnist,
+                steps: 600,
+                batch: 8,
+                noise: 0.2,
+                seed: 5,
+            };
+            let (memories, queries) = problem(&cfg).unwrap();
+            let net = dam::EnergyNetwork::new(memories.clone(), spec).unwrap();
+            let reference = net
+                .clone()
+                .with_device(Device::Reference)
+                .run(queries.view(), cfg.steps)
+                .unwrap();
+            let rise = largest_relative_rise(&reference.1);
+            println!("model {name}, τ_h = {tau_h}: reference rise {rise:e}");
+            assert!(rise <= 1e-9, "model {name} τ_h {tau_h}: reference rose {rise:e}");
+            let scale = reference.0.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
+            for name_d in ["cpu", "wgpu"] {
+                let device = Device::parse(name_d).unwrap().0;
+                let (states, energies) = net
+                    .clone()
+                    .with_device(device.clone())
+                    .run(queries.view(), cfg.steps)
+                    .unwrap();
+                let rise = largest_relative_rise(&energies);
+                let worst = dam::Tolerance::new(1e-3, 1e-3)
+                    .scaled(scale)
+                    .compare(states.iter().copied(), reference.0.iter().copied())
+                    .unwrap_or_else(|m| panic!("model {name} τ_h {tau_h} {name_d}: {m:?}"));
+                println!("  {name_d}: rise {rise:e}, largest state difference {worst:e}");
+                assert!(rise <= 1e-5, "model {name} τ_h {tau_h} {name_d}: rose {rise:e}");
+            }
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 6);
+}
+
+#[test]
+#[ignore = "release-mode theory check (THEORY.md §10); run with --release -- --ignored"]
+fn lagrangian_fast_memory_gap_is_linear_over_a_decade() {
+    // Model B (β = 8) on 30 digits, RK4 with dt = 0.001 to t = 1: the largest distance
+    // between the trajectory with memory neurons of time constant τ_h and the effective
+    // (τ_h = 0) one halves with τ_h from 0.08 to 0.005 (ratios within 2 ± 0.2).
+    use dam::lagrangian::{Integrator, LagrangianSpec};
+    use dam_experiments::lagrangian::{problem, LagrangianPatterns, LagrangianRunSpec};
+    let base = LagrangianSpec {
+        integrator: Integrator::Rk4,
+        dt: 0.001,
+        ..LagrangianSpec::model_b(8.0)
+    };
+    let cfg = LagrangianRunSpec {
+        spec: base,
+        memories: 30,
+        dim: 784,
+        patterns: LagrangianPatterns::Mnist,
+        steps: 1000,
+        batch: 4,
+        noise: 0.3,
+        seed: 9,
+    };
+    let (memories, queries) = problem(&cfg).unwrap();
+    let run = |tau_h: f64| {
+        let spec = LagrangianSpec {
+            tau_hidden: tau_h,
+            ..base
+        };
+        dam::EnergyNetwork::new(memories.clone(), spec)
+            .unwrap()
+            .with_device(Device::Reference)
+            .run(queries.view(), cfg.steps)
+            .unwrap()
+            .0
+    };
+    let effective = run(0.0);
+    let gaps: Vec<f64> = [0.08, 0.04, 0.02, 0.01, 0.005]
+        .iter()
+        .map(|&tau_h| {
+            let s = run(tau_h);
+            assert_eq!(s.dim(), effective.dim());
+            s.iter()
+                .zip(effective.iter())
+                .map(|(a, b)| (a - b).abs() as f64)
+                .fold(0.0, f64::max)
+        })
+        .collect();
+    println!("fast-memory gaps at τ_h = 0.08 … 0.005: {gaps:?}");
+    assert!(gaps[0] > 1e-4, "the gap must be measurable: {gaps:?}");
+    for w in gaps.windows(2) {
+        let ratio = w[0] / w[1];
+        assert!((1.8..2.2).contains(&ratio), "gaps {gaps:?}: ratio {ratio}");
+    }
+}
