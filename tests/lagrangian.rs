@@ -442,6 +442,47 @@ fn devices_agree_with_the_reference(device: Device) {
 test_devices!(fast: devices_agree_with_the_reference);
 
 #[test]
+fn a_batch_split_across_cores_equals_each_state_run_alone() {
+    // Enough work that the fast CPU splits the batch by states across threads; every
+    // trajectory (slow memory neurons kept) must be the one its state has when run alone.
+    let (k, n, b) = (64, 128, 12);
+    let memories = common::unit_patterns(k, n, 75);
+    let states = common::noisy_queries(&memories, b, 0.5, 76);
+    let spec = LagrangianSpec {
+        tau_hidden: 0.5,
+        integrator: Integrator::Rk4,
+        ..LagrangianSpec::model_b(6.0)
+    };
+    let net = EnergyNetwork::new(memories, spec).unwrap();
+    let all = net.run_full(states.view(), 60, true).unwrap();
+    assert_eq!(all.states.dim(), (b, n));
+    assert_eq!(all.energies.dim(), (b, 61));
+    let hidden = all.hidden.unwrap();
+    assert_eq!(hidden.dim(), (b, k));
+    let tol = Tolerance::new(1e-6, 1e-5);
+    for q in 0..b {
+        let one = net
+            .run_full(states.slice(ndarray::s![q..q + 1, ..]), 60, true)
+            .unwrap();
+        tol.compare(
+            one.states.iter().copied(),
+            all.states.row(q).iter().copied(),
+        )
+        .unwrap_or_else(|m| panic!("state {q}: {m:?}"));
+        tol.compare(
+            one.energies.iter().copied(),
+            all.energies.row(q).iter().copied(),
+        )
+        .unwrap_or_else(|m| panic!("energies {q}: {m:?}"));
+        tol.compare(
+            one.hidden.unwrap().iter().copied(),
+            hidden.row(q).iter().copied(),
+        )
+        .unwrap_or_else(|m| panic!("hidden {q}: {m:?}"));
+    }
+}
+
+#[test]
 fn bad_input_is_a_clear_error() {
     let memories = common::unit_patterns(4, 8, 81);
     let states = common::noisy_queries(&memories, 2, 0.1, 82);

@@ -456,7 +456,7 @@ fn split_queries(p: usize, n: usize, b: usize, threads: usize) -> bool {
 }
 
 /// Runs `work(query range)` on contiguous query ranges, one per thread, in order.
-fn per_query_range<T: Send>(
+pub(crate) fn per_query_range<T: Send>(
     b: usize,
     threads: usize,
     work: impl Fn(usize, usize) -> T + Sync,

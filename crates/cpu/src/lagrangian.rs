@@ -2,6 +2,8 @@
 //! whole batch at once, states in f32, the two products B×N·(K×N)ᵀ and B×K·(K×N) on the
 //! generic matrix product ([`crate::product::gemm`]), the activations applied row by row
 //! after each product (in f64, by the core definitions), and the energies summed in f64.
+//! Trajectories are independent, so a large batch is cut into contiguous ranges of states
+//! run on every core (each range exactly as it would run alone).
 
 use crate::product::gemm;
 use crate::reference::lagrangian::LagrangianRun;
@@ -117,8 +119,55 @@ fn offset(x: &Array2<f32>, d: &Array2<f32>, s: f32) -> Array2<f32> {
 /// Runs `steps` steps from every row of `states` (B×N, already validated), the memories
 /// K×N in standard layout, `current` of length N or `None`. Memory neurons start at
 /// `hidden` (B×K) or h = Ξ g(v). The same contract as
-/// [`crate::reference::lagrangian::run`].
+/// [`crate::reference::lagrangian::run`]. Batches with enough work
+/// ([`crate::fast::threads_for`]) run on every core, split by states.
 pub fn run(
+    spec: &LagrangianSpec,
+    memories: ArrayView2<'_, f32>,
+    current: Option<&[f32]>,
+    states: ArrayView2<'_, f32>,
+    hidden0: Option<ArrayView2<'_, f32>>,
+    steps: usize,
+    keep_hidden: bool,
+) -> LagrangianRun {
+    let (b, n) = states.dim();
+    let k = memories.nrows();
+    let work_per_state = 2 * k * steps.max(1);
+    let threads = crate::fast::threads_for(b, work_per_state, n, 0).min(b.max(1));
+    if threads <= 1 {
+        return run_serial(spec, memories, current, states, hidden0, steps, keep_hidden);
+    }
+    let parts = crate::fast::per_query_range(b, threads, |lo, hi| {
+        let rows = ndarray::s![lo..hi, ..];
+        run_serial(
+            spec,
+            memories,
+            current,
+            states.slice(rows),
+            hidden0.map(|h| h.slice_move(rows)),
+            steps,
+            keep_hidden,
+        )
+    });
+    fn stack<T: Clone>(parts: Vec<ArrayView2<'_, T>>) -> Array2<T> {
+        ndarray::concatenate(ndarray::Axis(0), &parts).expect("ranges of one batch")
+    }
+    LagrangianRun {
+        states: stack(parts.iter().map(|p| p.states.view()).collect()),
+        energies: stack(parts.iter().map(|p| p.energies.view()).collect()),
+        hidden: keep_hidden.then(|| {
+            stack(
+                parts
+                    .iter()
+                    .map(|p| p.hidden.as_ref().expect("kept").view())
+                    .collect(),
+            )
+        }),
+    }
+}
+
+/// [`run`] on one thread.
+fn run_serial(
     spec: &LagrangianSpec,
     memories: ArrayView2<'_, f32>,
     current: Option<&[f32]>,

@@ -163,7 +163,10 @@ fn lagrangian_energy_never_rises_over_long_runs_on_every_device() {
                 .unwrap();
             let rise = largest_relative_rise(&reference.1);
             println!("model {name}, τ_h = {tau_h}: reference rise {rise:e}");
-            assert!(rise <= 1e-9, "model {name} τ_h {tau_h}: reference rose {rise:e}");
+            assert!(
+                rise <= 1e-9,
+                "model {name} τ_h {tau_h}: reference rose {rise:e}"
+            );
             let scale = reference.0.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
             for name_d in ["cpu", "wgpu"] {
                 let device = Device::parse(name_d).unwrap().0;
@@ -178,7 +181,10 @@ fn lagrangian_energy_never_rises_over_long_runs_on_every_device() {
                     .compare(states.iter().copied(), reference.0.iter().copied())
                     .unwrap_or_else(|m| panic!("model {name} τ_h {tau_h} {name_d}: {m:?}"));
                 println!("  {name_d}: rise {rise:e}, largest state difference {worst:e}");
-                assert!(rise <= 1e-5, "model {name} τ_h {tau_h} {name_d}: rose {rise:e}");
+                assert!(
+                    rise <= 1e-5,
+                    "model {name} τ_h {tau_h} {name_d}: rose {rise:e}"
+                );
             }
             runs += 1;
         }
