@@ -221,3 +221,158 @@ fn check_finite(run: &LagrangianRun, steps: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// A hierarchical associative memory (the chain x₀ ↔ x₁ ↔ … ↔ x_L of
+/// [`crate::lagrangian::HierarchySpec`]): the couplings W_l (size_{l+1} × size_l), one
+/// Lagrangian and time constant per layer, the same energy rule, integrated in f64 on
+/// [`Device::Reference`] (the only device it runs on).
+///
+/// ```
+/// use dam::lagrangian::{HierarchySpec, Integrator, Layer, LayerLagrangian, VisibleLagrangian, HiddenLagrangian};
+/// use dam::HierarchicalNetwork;
+/// use ndarray::array;
+///
+/// let layer = |lagrangian, size| Layer { lagrangian, size, tau: 1.0 };
+/// let spec = HierarchySpec {
+///     layers: vec![
+///         layer(LayerLagrangian::Visible(VisibleLagrangian::Quadratic), 3),
+///         layer(LayerLagrangian::Visible(VisibleLagrangian::Quadratic), 2),
+///         layer(LayerLagrangian::Hidden(HiddenLagrangian::LogSumExp { beta: 2.0 }), 2),
+///     ],
+///     dt: 0.05,
+///     integrator: Integrator::Euler,
+/// };
+/// let w0 = array![[0.5, -0.5, 0.5], [-0.5, 0.5, 0.5]];
+/// let w1 = array![[0.6, 0.0], [0.0, 0.6]];
+/// let net = HierarchicalNetwork::new(vec![w0, w1], spec)?;
+/// let run = net.run(array![[0.9, -0.7, 0.2]].view(), 40)?;
+/// assert!(run.energies[[0, 40]] <= run.energies[[0, 0]]);
+/// # Ok::<(), dam::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct HierarchicalNetwork {
+    couplings: Vec<Array2<f32>>,
+    spec: crate::lagrangian::HierarchySpec,
+    current: Option<Vec<f32>>,
+    device: Device,
+}
+
+impl HierarchicalNetwork {
+    /// A network with couplings W_l (one per pair of adjacent layers, size_{l+1} ×
+    /// size_l, finite) and `spec` (validated), no input current, on [`Device::Reference`].
+    pub fn new(
+        couplings: Vec<Array2<f32>>,
+        spec: crate::lagrangian::HierarchySpec,
+    ) -> Result<Self> {
+        spec.validate()?;
+        if couplings.len() + 1 != spec.layers.len() {
+            return Err(Error::DimensionMismatch {
+                argument: "couplings (one per pair of adjacent layers)",
+                expected: spec.layers.len() - 1,
+                actual: couplings.len(),
+            });
+        }
+        for (l, w) in couplings.iter().enumerate() {
+            let (rows, cols) = (spec.layers[l + 1].size, spec.layers[l].size);
+            if w.nrows() != rows {
+                return Err(Error::DimensionMismatch {
+                    argument: "coupling rows (the size of the layer above)",
+                    expected: rows,
+                    actual: w.nrows(),
+                });
+            }
+            validate_rows(w.view(), cols, "couplings")?;
+        }
+        Ok(HierarchicalNetwork {
+            couplings: couplings
+                .into_iter()
+                .map(|w| w.as_standard_layout().into_owned())
+                .collect(),
+            spec,
+            current: None,
+            device: Device::Reference,
+        })
+    }
+
+    /// The same network with the constant input current I on the first layer (finite).
+    pub fn with_current(mut self, current: Vec<f32>) -> Result<Self> {
+        let n = self.spec.layers[0].size;
+        if current.len() != n {
+            return Err(Error::DimensionMismatch {
+                argument: "current",
+                expected: n,
+                actual: current.len(),
+            });
+        }
+        if let Some((col, &value)) = current.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                argument: "current",
+                row: 0,
+                col,
+                value,
+            });
+        }
+        self.current = Some(current);
+        Ok(self)
+    }
+
+    /// The same network on `device` (runs answer [`Error::Unsupported`] on any device but
+    /// [`Device::Reference`]).
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// The spec (layers, step, integrator).
+    pub fn spec(&self) -> &crate::lagrangian::HierarchySpec {
+        &self.spec
+    }
+
+    /// Runs `steps` steps from each row of `states` (B × size₀); the upper layers start
+    /// bottom-up at x_{l+1} = W_l a_l. Returns every layer's final states and the energy
+    /// at every step, t = 0 included.
+    pub fn run(
+        &self,
+        states: ArrayView2<'_, f32>,
+        steps: usize,
+    ) -> Result<dam_cpu::reference::lagrangian::HierarchyRun> {
+        validate_rows(states, self.spec.layers[0].size, "states")?;
+        if !matches!(self.device, Device::Reference) {
+            return Err(Error::Unsupported {
+                what: "HierarchicalNetwork on this device",
+                detail: "it runs on Device::Reference (f64)".into(),
+            });
+        }
+        let couplings: Vec<Memories<'_>> = self
+            .couplings
+            .iter()
+            .map(|w| Memories {
+                data: w.as_slice().expect("standard layout"),
+                count: w.nrows(),
+                dim: w.ncols(),
+            })
+            .collect();
+        let current64: Option<Vec<f64>> = self
+            .current
+            .as_ref()
+            .map(|c| c.iter().map(|&x| x as f64).collect());
+        let run = dam_cpu::reference::lagrangian::run_hierarchy(
+            &self.spec,
+            &couplings,
+            current64.as_deref(),
+            states,
+            steps,
+        );
+        for (query, row) in run.energies.rows().into_iter().enumerate() {
+            if let Some(step) = row.iter().position(|e| !e.is_finite()) {
+                return Err(Error::Overflow {
+                    what: "energy",
+                    query,
+                    steps: step,
+                    hint: "lower β, the degree or dt, or scale the couplings down",
+                });
+            }
+        }
+        Ok(run)
+    }
+}

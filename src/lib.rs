@@ -48,8 +48,8 @@ pub(crate) type Ctx = Arc<WgpuContext>;
 pub(crate) enum Ctx {}
 
 mod energy_network;
-pub use dam_cpu::reference::lagrangian::LagrangianRun;
-pub use energy_network::EnergyNetwork;
+pub use dam_cpu::reference::lagrangian::{HierarchyRun, LagrangianRun};
+pub use energy_network::{EnergyNetwork, HierarchicalNetwork};
 pub mod features;
 pub mod learn;
 pub mod mnist;

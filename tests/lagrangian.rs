@@ -8,13 +8,13 @@ mod common;
 
 use dam::binary::{pack, unpack, words_per_state, BinaryPatterns, SpinEnergy, SpinUpdate};
 use dam::lagrangian::{
-    effective_energy, full_energy, HiddenLagrangian, Integrator, LagrangianSpec, Memories,
-    VisibleLagrangian,
+    effective_energy, full_energy, HiddenLagrangian, HierarchySpec, Integrator, LagrangianSpec,
+    Layer, LayerLagrangian, Memories, VisibleLagrangian,
 };
 use dam::weights::PolyF;
 use dam::{
-    Device, Dynamics, EnergyNetwork, Error, Patterns, Projection, Retriever, Separation,
-    Similarity, Tolerance,
+    Device, Dynamics, EnergyNetwork, Error, HierarchicalNetwork, Patterns, Projection, Retriever,
+    Separation, Similarity, Tolerance,
 };
 use ndarray::Array2;
 
@@ -622,3 +622,213 @@ fn overflow_is_an_error_not_a_number(device: Device) {
 }
 
 test_devices!(fast: overflow_is_an_error_not_a_number);
+
+fn layer(lagrangian: LayerLagrangian, size: usize, tau: f64) -> Layer {
+    Layer {
+        lagrangian,
+        size,
+        tau,
+    }
+}
+
+/// Couplings W_l (size_{l+1} × size_l) with rows of norm 0.8.
+fn couplings(spec: &HierarchySpec, seed: u64) -> Vec<Array2<f32>> {
+    spec.layers
+        .windows(2)
+        .enumerate()
+        .map(|(l, pair)| common::unit_patterns(pair[1].size, pair[0].size, seed + l as u64) * 0.8)
+        .collect()
+}
+
+#[test]
+fn hierarchical_energy_never_rises() {
+    // Three- and four-layer chains of convex Lagrangians, unequal time constants, Euler and
+    // RK4: the f64 energy never rises by more than 1e-9 relative over 300 steps.
+    use LayerLagrangian::{Hidden, Visible};
+    let rpoly3 = HiddenLagrangian::Additive(PolyF {
+        degree: 3,
+        rectified: true,
+    });
+    let poly2 = HiddenLagrangian::Additive(PolyF {
+        degree: 2,
+        rectified: false,
+    });
+    let chains = [
+        vec![
+            layer(Visible(VisibleLagrangian::Quadratic), 16, 1.0),
+            layer(Hidden(HiddenLagrangian::LogSumExp { beta: 3.0 }), 8, 0.5),
+            layer(Visible(VisibleLagrangian::Quadratic), 4, 0.2),
+        ],
+        vec![
+            layer(Visible(VisibleLagrangian::Spherical), 16, 1.0),
+            layer(Hidden(rpoly3), 8, 0.3),
+            layer(Hidden(HiddenLagrangian::LogSumExp { beta: 2.0 }), 5, 0.5),
+        ],
+        vec![
+            layer(Visible(VisibleLagrangian::Abs), 16, 1.0),
+            layer(Visible(VisibleLagrangian::Quadratic), 8, 0.5),
+            // (Σ e^{βh} on top of a quadratic layer would be unbounded below: the chain
+            // would run away, as the energy rule allows.)
+            layer(Hidden(HiddenLagrangian::LogSumExp { beta: 2.0 }), 6, 0.4),
+        ],
+        vec![
+            layer(Visible(VisibleLagrangian::Quadratic), 16, 1.0),
+            layer(Visible(VisibleLagrangian::Quadratic), 10, 0.7),
+            layer(Hidden(poly2), 6, 0.5),
+            layer(Hidden(HiddenLagrangian::LogSumExp { beta: 4.0 }), 3, 0.2),
+        ],
+    ];
+    let mut checked = 0;
+    for (c, layers) in chains.into_iter().enumerate() {
+        for integrator in [Integrator::Euler, Integrator::Rk4] {
+            let spec = HierarchySpec {
+                layers: layers.clone(),
+                dt: 0.01,
+                integrator,
+            };
+            let w = couplings(&spec, 100 + c as u64);
+            let states = common::noisy_queries(&common::unit_patterns(4, 16, 120), 4, 0.5, 121);
+            let current: Vec<f32> = (0..16).map(|i| 0.02 * ((i % 3) as f32 - 1.0)).collect();
+            let run = HierarchicalNetwork::new(w, spec.clone())
+                .unwrap()
+                .with_current(current)
+                .unwrap()
+                .run(states.view(), 300)
+                .unwrap_or_else(|e| panic!("chain {c} {integrator:?}: {e}"));
+            assert_eq!(run.layers.len(), spec.layers.len());
+            for (out, l) in run.layers.iter().zip(&spec.layers) {
+                assert_eq!(out.dim(), (4, l.size));
+            }
+            let rise = largest_relative_rise(&run.energies);
+            assert!(
+                rise <= 1e-9,
+                "chain {c} {integrator:?}: energy rose by {rise:e}"
+            );
+            let fell = run.energies[[0, 0]] - run.energies[[0, 300]];
+            assert!(
+                fell > 1e-6,
+                "chain {c} {integrator:?}: the energy did not move ({fell})"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 8);
+}
+
+#[test]
+fn a_two_layer_hierarchy_is_the_energy_network() {
+    let (k, n) = (9, 20);
+    let memories = common::unit_patterns(k, n, 131);
+    let states = common::noisy_queries(&memories, 3, 0.5, 132);
+    for integrator in [Integrator::Euler, Integrator::Rk4] {
+        let net_spec = LagrangianSpec {
+            tau_hidden: 0.4,
+            dt: 0.05,
+            integrator,
+            ..LagrangianSpec::model_b(3.0)
+        };
+        let spec = HierarchySpec {
+            layers: vec![
+                layer(LayerLagrangian::Visible(net_spec.visible), n, 1.0),
+                layer(LayerLagrangian::Hidden(net_spec.hidden), k, 0.4),
+            ],
+            dt: 0.05,
+            integrator,
+        };
+        let want = EnergyNetwork::new(memories.clone(), net_spec)
+            .unwrap()
+            .with_device(Device::Reference)
+            .run_full(states.view(), 40, true)
+            .unwrap();
+        let got = HierarchicalNetwork::new(vec![memories.clone()], spec)
+            .unwrap()
+            .run(states.view(), 40)
+            .unwrap();
+        let tol = Tolerance::new(1e-12, 1e-10);
+        tol.compare(got.energies.iter().copied(), want.energies.iter().copied())
+            .unwrap_or_else(|m| panic!("{integrator:?} energies: {m:?}"));
+        tol.compare(got.layers[0].iter().copied(), want.states.iter().copied())
+            .unwrap_or_else(|m| panic!("{integrator:?} states: {m:?}"));
+        tol.compare(
+            got.layers[1].iter().copied(),
+            want.hidden.unwrap().iter().copied(),
+        )
+        .unwrap_or_else(|m| panic!("{integrator:?} hidden: {m:?}"));
+    }
+}
+
+#[test]
+fn hierarchical_bad_input_is_a_clear_error() {
+    use LayerLagrangian::{Hidden, Visible};
+    let good = HierarchySpec {
+        layers: vec![
+            layer(Visible(VisibleLagrangian::Quadratic), 6, 1.0),
+            layer(Hidden(HiddenLagrangian::LogSumExp { beta: 1.0 }), 4, 0.5),
+            layer(Visible(VisibleLagrangian::Quadratic), 3, 0.5),
+        ],
+        dt: 0.1,
+        integrator: Integrator::Euler,
+    };
+    let w = couplings(&good, 140);
+    let err = |spec: HierarchySpec, w: Vec<Array2<f32>>| {
+        HierarchicalNetwork::new(w, spec).unwrap_err().to_string()
+    };
+    let one = HierarchySpec {
+        layers: good.layers[..1].to_vec(),
+        ..good.clone()
+    };
+    assert!(err(one, vec![]).contains("two layers"));
+    let mut slow = good.clone();
+    slow.layers[1].tau = 0.0;
+    assert!(err(slow, w.clone()).contains("τ"));
+    let mut cubic = good.clone();
+    cubic.layers[2].lagrangian = Hidden(HiddenLagrangian::Additive(PolyF {
+        degree: 3,
+        rectified: false,
+    }));
+    assert!(err(cubic, w.clone()).contains("convex"));
+    let e = HierarchicalNetwork::new(w[..1].to_vec(), good.clone()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::DimensionMismatch {
+                expected: 2,
+                actual: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let mut wrong = w.clone();
+    wrong[1] = Array2::zeros((3, 5));
+    let e = HierarchicalNetwork::new(wrong, good.clone()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::DimensionMismatch {
+                expected: 4,
+                actual: 5,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let net = HierarchicalNetwork::new(w, good).unwrap();
+    let states = Array2::<f32>::zeros((2, 5));
+    assert!(matches!(
+        net.run(states.view(), 1).unwrap_err(),
+        Error::DimensionMismatch {
+            expected: 6,
+            actual: 5,
+            ..
+        }
+    ));
+    let states = Array2::<f32>::zeros((2, 6));
+    let e = net
+        .clone()
+        .with_device(Device::Cpu)
+        .run(states.view(), 1)
+        .unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    assert!(e.to_string().contains("Device::Reference"), "{e}");
+}

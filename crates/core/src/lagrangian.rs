@@ -472,6 +472,246 @@ pub fn derivative(
     }
 }
 
+/// The Lagrangian of one layer of a [`HierarchySpec`]: any of the feature or memory
+/// layers' Lagrangians.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerLagrangian {
+    /// A [`VisibleLagrangian`] (quadratic, abs, spherical).
+    Visible(VisibleLagrangian),
+    /// A [`HiddenLagrangian`] (additive F, exponential, log-sum-exp).
+    Hidden(HiddenLagrangian),
+}
+
+impl LayerLagrangian {
+    /// L(x).
+    pub fn value(self, x: &[f64]) -> f64 {
+        match self {
+            LayerLagrangian::Visible(l) => l.value(x),
+            LayerLagrangian::Hidden(l) => l.value(x),
+        }
+    }
+
+    /// The activation ∂L/∂x into `a`.
+    pub fn activation(self, x: &[f64], a: &mut [f64]) {
+        match self {
+            LayerLagrangian::Visible(l) => l.activation(x, a),
+            LayerLagrangian::Hidden(l) => l.activation(x, a),
+        }
+    }
+
+    /// Whether L is convex.
+    pub fn is_convex(self) -> bool {
+        match self {
+            LayerLagrangian::Visible(l) => l.is_convex(),
+            LayerLagrangian::Hidden(l) => l.is_convex(),
+        }
+    }
+}
+
+/// One layer of a hierarchical network: its Lagrangian, its number of neurons and its time
+/// constant τ > 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Layer {
+    /// The layer's Lagrangian.
+    pub lagrangian: LayerLagrangian,
+    /// Neurons in the layer.
+    pub size: usize,
+    /// Time constant τ > 0.
+    pub tau: f64,
+}
+
+/// A hierarchical associative memory (Krotov 2021): layers x₀ (the features, with the
+/// input current I), x₁, …, x_L in a chain, layer l coupled to layer l + 1 by W_l
+/// (size_{l+1} × size_l), each with a Lagrangian and activation a_l = ∂L_l/∂x_l:
+///
+/// τ_l ẋ_l = W_{l−1} a_{l−1} + W_lᵀ a_{l+1} − x_l (+ I on layer 0),
+///
+/// E = Σ_l [x_l·a_l − L_l(x_l)] − I·a₀ − Σ_l a_{l+1}ᵀ W_l a_l,
+///
+/// which never increases when every Lagrangian is convex:
+/// dE/dt = −Σ_l τ_l ẋ_lᵀ ∇²L_l ẋ_l. Two layers are the network of [`LagrangianSpec`] with
+/// slow memory neurons.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HierarchySpec {
+    /// The layers, features first (at least two).
+    pub layers: Vec<Layer>,
+    /// The time step dt > 0.
+    pub dt: f64,
+    /// Euler or RK4.
+    pub integrator: Integrator,
+}
+
+impl HierarchySpec {
+    /// Checks: at least two layers, each non-empty with a finite τ > 0 and a convex,
+    /// valid Lagrangian; dt finite and > 0.
+    pub fn validate(&self) -> Result<()> {
+        if self.layers.len() < 2 {
+            return Err(Error::InvalidParameter {
+                argument: "layers",
+                value: self.layers.len().to_string(),
+                reason: "a hierarchy needs at least two layers".into(),
+            });
+        }
+        if !(self.dt.is_finite() && self.dt > 0.0) {
+            return Err(Error::InvalidParameter {
+                argument: "dt",
+                value: self.dt.to_string(),
+                reason: "must be finite and > 0".into(),
+            });
+        }
+        for (l, layer) in self.layers.iter().enumerate() {
+            if layer.size == 0 {
+                return Err(Error::InvalidParameter {
+                    argument: "layers",
+                    value: format!("layer {l}: size 0"),
+                    reason: "every layer needs at least one neuron".into(),
+                });
+            }
+            if !(layer.tau.is_finite() && layer.tau > 0.0) {
+                return Err(Error::InvalidParameter {
+                    argument: "tau",
+                    value: format!("layer {l}: {}", layer.tau),
+                    reason: "every layer's τ must be finite and > 0".into(),
+                });
+            }
+            if let LayerLagrangian::Hidden(h) = layer.lagrangian {
+                h.validate()?;
+            }
+            if !layer.lagrangian.is_convex() {
+                return Err(Error::InvalidParameter {
+                    argument: "layers",
+                    value: format!("layer {l}: {:?}", layer.lagrangian),
+                    reason: "this Lagrangian is not convex, so the energy could rise".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The activations of every layer at the states `x`.
+    fn activations(&self, x: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        self.layers
+            .iter()
+            .zip(x)
+            .map(|(layer, xl)| {
+                let mut a = vec![0.0; xl.len()];
+                layer.lagrangian.activation(xl, &mut a);
+                a
+            })
+            .collect()
+    }
+
+    /// The energy of the states `x` (one vector per layer) with couplings W_l (`couplings[l]`
+    /// is size_{l+1} × size_l) and the current on layer 0.
+    pub fn energy(
+        &self,
+        couplings: &[Memories<'_>],
+        x: &[Vec<f64>],
+        current: Option<&[f64]>,
+    ) -> f64 {
+        let a = self.activations(x);
+        let mut e = 0.0;
+        for ((layer, xl), al) in self.layers.iter().zip(x).zip(&a) {
+            e += xl.iter().zip(al).map(|(p, q)| p * q).sum::<f64>() - layer.lagrangian.value(xl);
+        }
+        if let Some(i) = current {
+            e -= i.iter().zip(&a[0]).map(|(p, q)| p * q).sum::<f64>();
+        }
+        for (l, w) in couplings.iter().enumerate() {
+            let mut up = vec![0.0; w.count];
+            w.forward(&a[l], &mut up);
+            e -= up.iter().zip(&a[l + 1]).map(|(p, q)| p * q).sum::<f64>();
+        }
+        e
+    }
+
+    /// The time derivatives of every layer at `x` into `dx`.
+    pub fn derivative(
+        &self,
+        couplings: &[Memories<'_>],
+        x: &[Vec<f64>],
+        current: Option<&[f64]>,
+        dx: &mut [Vec<f64>],
+    ) {
+        let a = self.activations(x);
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let d = &mut dx[l];
+            d.iter_mut().for_each(|v| *v = 0.0);
+            if l > 0 {
+                couplings[l - 1].forward(&a[l - 1], d);
+            }
+            if l < last {
+                let mut down = vec![0.0; d.len()];
+                couplings[l].backward(&a[l + 1], &mut down);
+                for (v, w) in d.iter_mut().zip(&down) {
+                    *v += w;
+                }
+            }
+            for (i, (v, &xi)) in d.iter_mut().zip(&x[l]).enumerate() {
+                let input = if l == 0 {
+                    current.map_or(0.0, |c| c[i])
+                } else {
+                    0.0
+                };
+                *v = (*v - xi + input) / layer.tau;
+            }
+        }
+    }
+
+    /// The upper layers' starting states from the features: bottom-up, x_{l+1} = W_l a_l.
+    pub fn initial_states(&self, couplings: &[Memories<'_>], v: &[f64]) -> Vec<Vec<f64>> {
+        let mut x = vec![v.to_vec()];
+        for (l, w) in couplings.iter().enumerate() {
+            let mut a = vec![0.0; x[l].len()];
+            self.layers[l].lagrangian.activation(&x[l], &mut a);
+            let mut up = vec![0.0; w.count];
+            w.forward(&a, &mut up);
+            x.push(up);
+        }
+        x
+    }
+
+    /// One step of the integrator from `x`, in place.
+    pub fn step(&self, couplings: &[Memories<'_>], x: &mut [Vec<f64>], current: Option<&[f64]>) {
+        let dt = self.dt;
+        let zeros =
+            |x: &[Vec<f64>]| -> Vec<Vec<f64>> { x.iter().map(|v| vec![0.0; v.len()]).collect() };
+        let eval = |x: &[Vec<f64>]| {
+            let mut d = zeros(x);
+            self.derivative(couplings, x, current, &mut d);
+            d
+        };
+        let offset = |x: &[Vec<f64>], d: &[Vec<f64>], s: f64| -> Vec<Vec<f64>> {
+            x.iter()
+                .zip(d)
+                .map(|(a, b)| a.iter().zip(b).map(|(p, q)| p + s * q).collect())
+                .collect()
+        };
+        match self.integrator {
+            Integrator::Euler => {
+                let d = eval(x);
+                for (xl, dl) in x.iter_mut().zip(&d) {
+                    for (p, q) in xl.iter_mut().zip(dl) {
+                        *p += dt * q;
+                    }
+                }
+            }
+            Integrator::Rk4 => {
+                let k1 = eval(x);
+                let k2 = eval(&offset(x, &k1, dt / 2.0));
+                let k3 = eval(&offset(x, &k2, dt / 2.0));
+                let k4 = eval(&offset(x, &k3, dt));
+                for (l, xl) in x.iter_mut().enumerate() {
+                    for (i, p) in xl.iter_mut().enumerate() {
+                        *p += dt / 6.0 * (k1[l][i] + 2.0 * k2[l][i] + 2.0 * k3[l][i] + k4[l][i]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

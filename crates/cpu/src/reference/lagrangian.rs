@@ -3,7 +3,7 @@
 //! so that the energy's descent can be checked to near f64 precision.
 
 use dam_core::lagrangian::{
-    derivative, effective_energy, full_energy, Integrator, LagrangianSpec, Memories,
+    derivative, effective_energy, full_energy, HierarchySpec, Integrator, LagrangianSpec, Memories,
 };
 use ndarray::{Array2, ArrayView2};
 
@@ -133,4 +133,48 @@ pub fn run(
         energies,
         hidden,
     }
+}
+
+/// What a hierarchical run returns: every layer's final states (B × size_l, features
+/// first) and the energy at every step (B×(steps + 1)).
+#[derive(Debug, Clone)]
+pub struct HierarchyRun {
+    /// Final states of each layer, B × size_l.
+    pub layers: Vec<Array2<f32>>,
+    /// E at t = 0, dt, …, steps·dt for each state, B×(steps + 1).
+    pub energies: Array2<f64>,
+}
+
+/// Runs a hierarchical network ([`HierarchySpec`]) for `steps` steps from every row of
+/// `states` (B × size₀, validated with the couplings), one state at a time in f64; the
+/// upper layers start bottom-up at x_{l+1} = W_l a_l.
+pub fn run_hierarchy(
+    spec: &HierarchySpec,
+    couplings: &[Memories<'_>],
+    current: Option<&[f64]>,
+    states: ArrayView2<'_, f32>,
+    steps: usize,
+) -> HierarchyRun {
+    let b = states.nrows();
+    let mut layers: Vec<Array2<f32>> = spec
+        .layers
+        .iter()
+        .map(|l| Array2::zeros((b, l.size)))
+        .collect();
+    let mut energies = Array2::<f64>::zeros((b, steps + 1));
+    for (q, row) in states.rows().into_iter().enumerate() {
+        let v: Vec<f64> = row.iter().map(|&x| x as f64).collect();
+        let mut x = spec.initial_states(couplings, &v);
+        energies[[q, 0]] = spec.energy(couplings, &x, current);
+        for t in 1..=steps {
+            spec.step(couplings, &mut x, current);
+            energies[[q, t]] = spec.energy(couplings, &x, current);
+        }
+        for (out, xl) in layers.iter_mut().zip(&x) {
+            for (o, v) in out.row_mut(q).iter_mut().zip(xl) {
+                *o = *v as f32;
+            }
+        }
+    }
+    HierarchyRun { layers, energies }
 }
