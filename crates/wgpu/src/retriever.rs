@@ -203,6 +203,12 @@ impl WgpuRetriever {
         storage: Storage,
     ) -> Result<Self> {
         config.validate(patterns.count())?;
+        if matches!(config.separation, Separation::Entmax { .. }) {
+            return Err(Error::Unsupported {
+                what: "the entmax and sparsemax separations on wgpu",
+                detail: "use Device::Cpu or Device::Reference".into(),
+            });
+        }
         let patterns = match storage {
             Storage::F16
                 if patterns
