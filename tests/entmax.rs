@@ -404,7 +404,65 @@ fn non_finite_queries_are_refused(device: Device) {
     }
 }
 
+/// Extreme but valid settings (β from 10⁻³⁰ to 10³⁰, one pattern, one coordinate, huge
+/// and tiny entries, exact ties) give finite results or an error naming the fault, never
+/// a NaN; β·|s| beyond f32 is refused naming β, as for softmax.
+fn extreme_settings_never_give_nan(device: Device) {
+    let cases: Vec<(Array2<f32>, Array2<f32>)> = vec![
+        (array![[1.0f32]], array![[-3.0f32]]),
+        (
+            array![[1e15f32, -1e15], [1e15, 1e15]],
+            array![[1e15f32, 0.0]],
+        ),
+        (array![[1e-30f32, 0.0], [0.0, 1e-30]], array![[1.0f32, 1.0]]),
+        (
+            array![[1.0f32, 0.0], [1.0, 0.0], [0.0, 1.0]],
+            array![[1.0f32, 0.0]],
+        ),
+    ];
+    let mut finished = 0;
+    for (c, (patterns, queries)) in cases.iter().enumerate() {
+        for beta in [1e-30f32, 1e-3, 1.0, 1e4, 1e30] {
+            for alpha in [1.0001f32, 1.5, 2.0] {
+                for similarity in Similarity::ALL {
+                    let label = format!("{device:?} case {c} β={beta} α={alpha} {similarity:?}");
+                    let built = Retriever::builder(Patterns::new(patterns.clone()).expect("p"))
+                        .similarity(similarity)
+                        .separation(entmax_sep(beta, alpha))
+                        .dynamics(Dynamics::Iterate {
+                            max_steps: 3,
+                            tol: 0.0,
+                        })
+                        .energy_trace(true)
+                        .device(device.clone())
+                        .build()
+                        .expect("valid settings build");
+                    match built.retrieve(queries.view()) {
+                        Ok(out) => {
+                            assert!(out.states.iter().all(|v| v.is_finite()), "{label}");
+                            assert!(out.energy.iter().all(|e| e.is_finite()), "{label}");
+                            finished += 1;
+                        }
+                        Err(e) => assert!(
+                            matches!(
+                                e,
+                                Error::InvalidParameter {
+                                    argument: "beta" | "queries",
+                                    ..
+                                } | Error::Overflow { .. }
+                            ),
+                            "{label}: {e}"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+    assert!(finished > 100, "{device:?}: only {finished} cases ran");
+}
+
 cpu_devices!(
+    extreme_settings_never_give_nan,
     the_energy_never_rises,
     one_sparsemax_update_by_hand,
     a_large_beta_selects_the_nearest_pattern,

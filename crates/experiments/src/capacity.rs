@@ -46,7 +46,10 @@ pub enum Energy {
 
 /// Written as its spelling ([`Energy::spelling`]): `lse`, …, `sparsemax`, `entmax:1.5`.
 impl serde::Serialize for Energy {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.spelling())
     }
 }
@@ -143,9 +146,9 @@ impl Energy {
             dam::Separation::Polynomial { .. } => Ok(Energy::Poly),
             dam::Separation::RectifiedPolynomial { .. } => Ok(Energy::Rpoly),
             dam::Separation::LogSumRelu { .. } => Ok(Energy::Lsr),
-            dam::Separation::Max | dam::Separation::TopK { .. } | dam::Separation::Entmax { .. } => {
-                Err(refuse())
-            }
+            dam::Separation::Max
+            | dam::Separation::TopK { .. }
+            | dam::Separation::Entmax { .. } => Err(refuse()),
         }
     }
 
@@ -922,15 +925,7 @@ mod tests {
         assert_eq!(Energy::Lse.default_beta(), 1.0);
         assert_eq!(Energy::Lsr.spin(3, 1.0), None);
         for bad in [
-            "max",
-            "top-k",
-            "poly:3",
-            "lsr:0.1",
-            "cubic",
-            "",
-            "entmax:1",
-            "entmax:3",
-            "entmax:x",
+            "max", "top-k", "poly:3", "lsr:0.1", "cubic", "", "entmax:1", "entmax:3", "entmax:x",
         ] {
             match Energy::parse(bad) {
                 Err(ExperimentError::Invalid { argument, .. }) => assert_eq!(argument, "--energy"),
