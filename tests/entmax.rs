@@ -1,15 +1,17 @@
 //! The sparse separations, sparsemax and α-entmax: their definition (closed forms, the
 //! simplex, α → 1 is softmax, the weights are the gradient of the energy's conjugate),
 //! energy descent, the fast CPU backend against the reference (ragged sizes, every
-//! similarity and projection, large β·s, values), non-finite input, names, bad α,
-//! saving, and wgpu declining.
+//! similarity and projection, large β·s, values) and wgpu likewise, non-finite input,
+//! names, bad α, saving.
 
 mod common;
 
 use common::{assert_matches, gaussian, noisy_queries, unit_patterns, PROJECTIONS, STATE_TOL};
+use dam::binary::Clamp;
 use dam::entmax::{entmax, sparsemax};
 use dam::{
-    Device, Dynamics, Error, Patterns, Projection, Retriever, Separation, Similarity, Tolerance,
+    Device, Dynamics, Error, Patterns, Projection, Retriever, Separation, Similarity, Storage,
+    Tolerance, WgpuOptions,
 };
 use ndarray::{array, Array2};
 
@@ -22,25 +24,6 @@ const NEAR_SOFTMAX_TOL: Tolerance = Tolerance::new(2e-3, 0.0);
 
 fn entmax_sep(beta: f32, alpha: f32) -> Separation {
     Separation::Entmax { beta, alpha }
-}
-
-/// One test body per device, on the reference and the fast CPU backend (wgpu declines the
-/// entmax separations: [`wgpu_declines_with_unsupported`]).
-macro_rules! cpu_devices {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn reference() {
-                    super::$name(dam::Device::Reference)
-                }
-                #[test]
-                fn cpu() {
-                    super::$name(dam::Device::Cpu)
-                }
-            }
-        )+
-    };
 }
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
@@ -461,19 +444,18 @@ fn extreme_settings_never_give_nan(device: Device) {
     assert!(finished > 100, "{device:?}: only {finished} cases ran");
 }
 
-cpu_devices!(
-    extreme_settings_never_give_nan,
+test_devices!(
+    all: extreme_settings_never_give_nan,
     the_energy_never_rises,
     one_sparsemax_update_by_hand,
     a_large_beta_selects_the_nearest_pattern,
     non_finite_queries_are_refused,
 );
 
-/// The fast CPU backend against the reference: ragged sizes (P not a multiple of 64, N
+/// The fast backends against the reference: ragged sizes (P not a multiple of 64, N
 /// odd), every similarity, one step and iteration, every projection, α ∈ {1.25, 1.5, 2},
-/// large β·s; then values and a bare step.
-#[test]
-fn fast_cpu_matches_the_reference() {
+/// large β·s; and a bare step.
+fn matches_the_reference(device: Device) {
     let mut worst = (0.0f64, 0.0f64);
     for (p, n, b) in [(1, 3, 1), (257, 19, 7), (2_001, 65, 33)] {
         let patterns = unit_patterns(p, n, 21);
@@ -500,7 +482,8 @@ fn fast_cpu_matches_the_reference() {
                                 .build()
                                 .expect("retriever")
                             };
-                            let (reference, fast) = (build(Device::Reference), build(Device::Cpu));
+                            let (reference, fast) =
+                                (build(Device::Reference), build(device.clone()));
                             let expected = reference.retrieve(queries.view()).expect("ref");
                             let got = fast.retrieve(queries.view()).expect("fast");
                             let (ds, de) = assert_matches(&label, &got, &expected);
@@ -525,14 +508,20 @@ fn fast_cpu_matches_the_reference() {
         }
     }
     println!(
-        "fast CPU vs reference: state diff/scale {:.3e}, energy diff/scale {:.3e}",
-        worst.0, worst.1
+        "{} vs reference: state diff/scale {:.3e}, energy diff/scale {:.3e}",
+        if matches!(device, Device::Cpu) {
+            "cpu"
+        } else {
+            "wgpu"
+        },
+        worst.0,
+        worst.1
     );
 }
 
-/// A key → value memory reads out Σ p_μ v^μ with the entmax weights, as the reference.
-#[test]
-fn values_match_the_reference() {
+/// A key → value memory reads out Σ p_μ v^μ with the entmax weights, and a clamped
+/// retrieval holds its coordinates, as the reference.
+fn values_and_clamped_retrieval_match_the_reference(device: Device) {
     let (p, n, m) = (67, 11, 3);
     let patterns = unit_patterns(p, n, 41);
     let values = gaussian(p, m, 1.0, 42);
@@ -553,14 +542,28 @@ fn values_match_the_reference() {
         let expected = build(Device::Reference)
             .retrieve_values(queries.view())
             .expect("ref values");
-        let got = build(Device::Cpu)
-            .retrieve_values(queries.view())
-            .expect("values");
+        let fast = build(device.clone());
+        let got = fast.retrieve_values(queries.view()).expect("values");
         STATE_TOL
             .compare(got.iter().copied(), expected.iter().copied())
-            .unwrap_or_else(|m| panic!("α={alpha}: values: {m:?}"));
+            .unwrap_or_else(|m| panic!("{device:?} α={alpha}: values: {m:?}"));
+        let clamp = Clamp::fixing(n, &[0, 3, 7]).expect("clamp");
+        assert_matches(
+            &format!("{device:?} α={alpha} clamped"),
+            &fast
+                .retrieve_clamped(queries.view(), &clamp)
+                .expect("clamped"),
+            &build(Device::Reference)
+                .retrieve_clamped(queries.view(), &clamp)
+                .expect("ref clamped"),
+        );
     }
 }
+
+test_devices!(
+    fast: matches_the_reference,
+    values_and_clamped_retrieval_match_the_reference,
+);
 
 #[test]
 fn names_parse_and_bad_alpha_is_a_clear_error() {
@@ -606,7 +609,7 @@ fn names_parse_and_bad_alpha_is_a_clear_error() {
     }
     let patterns = unit_patterns(5, 4, 1);
     for alpha in [1.0f32, 0.5, 2.5, f32::NAN, f32::INFINITY, -1.5] {
-        for device in [Device::Reference, Device::Cpu] {
+        for device in [Device::Reference, Device::Cpu, common::gpu()] {
             let built = Retriever::builder(Patterns::new(patterns.clone()).expect("patterns"))
                 .separation(entmax_sep(1.0, alpha))
                 .device(device.clone())
@@ -668,18 +671,45 @@ fn saving_keeps_the_rule() {
     }
 }
 
-/// wgpu has no entmax kernel yet: it says so, naming the CPU devices, rather than
-/// computing another separation.
+/// wgpu with the patterns over several storage bindings (16 KiB, which also slices the
+/// batch) and with f16 storage, against the reference.
 #[test]
-fn wgpu_declines_with_unsupported() {
-    let patterns = unit_patterns(5, 4, 1);
-    let built = Retriever::builder(Patterns::new(patterns).expect("patterns"))
-        .separation(entmax_sep(1.0, 1.5))
-        .device(common::gpu())
-        .build();
-    let Err(err) = built else {
-        panic!("wgpu accepted entmax");
-    };
-    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-    assert!(err.to_string().contains("Device::Cpu"), "{err}");
+fn wgpu_splits_patterns_and_stores_halves() {
+    let cases = [
+        (3_001, 8, 6, Some(16 << 10), Storage::F32),
+        (513, 13, 10, None, Storage::F16),
+        (3_001, 8, 6, Some(16 << 10), Storage::F16),
+    ];
+    for (p, n, b, binding, storage) in cases {
+        let patterns = unit_patterns(p, n, 51);
+        let queries = noisy_queries(&patterns, b, 0.3, 52);
+        let options = WgpuOptions {
+            max_binding_bytes: binding,
+            ..WgpuOptions::default()
+        };
+        for alpha in [1.5f32, 2.0] {
+            let label = format!("P={p} N={n} B={b} binding={binding:?} {storage:?} α={alpha}");
+            let build = |device: Device| {
+                Retriever::builder(Patterns::new(patterns.clone()).expect("patterns"))
+                    .separation(entmax_sep(8.0, alpha))
+                    .dynamics(Dynamics::Iterate {
+                        max_steps: 3,
+                        tol: 1e-3,
+                    })
+                    .storage(storage)
+                    .energy_trace(true)
+                    .device(device)
+                    .build()
+                    .expect("retriever")
+            };
+            let expected = build(Device::Reference)
+                .retrieve(queries.view())
+                .expect("ref");
+            let got = build(common::gpu_with(options.clone()))
+                .retrieve(queries.view())
+                .expect("wgpu");
+            let (ds, de) = assert_matches(&label, &got, &expected);
+            println!("{label}: state diff/scale {ds:.3e}, energy diff/scale {de:.3e}");
+        }
+    }
 }

@@ -476,7 +476,7 @@ def test_log_sum_relu_moves_to_the_centroid_of_the_support(device):
         dam.Retriever(patterns, similarity="dot", separation="lsr", device=device)
 
 
-@pytest.mark.parametrize("device", ["cpu", "reference"])
+@pytest.mark.parametrize("device", DEVICES)
 def test_entmax_and_sparsemax_give_sparse_weights(device):
     patterns = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
     query = np.array([[0.5, 0.3]], dtype=np.float32)
@@ -503,8 +503,3 @@ def test_entmax_and_sparsemax_give_sparse_weights(device):
     again = pickle.loads(pickle.dumps(memory))
     np.testing.assert_array_equal(again.energy(queries), memory.energy(queries))
 
-
-def test_entmax_on_wgpu_is_refused_with_the_cpu_devices_named():
-    patterns = np.eye(3, dtype=np.float32)
-    with pytest.raises(Exception, match="Device::Cpu"):
-        dam.Retriever(patterns, separation="sparsemax", device="wgpu")

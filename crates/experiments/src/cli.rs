@@ -764,8 +764,7 @@ pub struct CapacityArgs {
     /// max(0, 1 − b + bφ_μ) with φ_μ = x·ξ^μ/N (updates move to the mean of the support,
     /// projected onto |x|² = N; runs on --device cpu or reference). `sparsemax`,
     /// `entmax[:ALPHA]` (α-entmax, 1 < α ≤ 2, default 1.5): sparse weights
-    /// entmax_α(βs) on the dot similarity, on built pattern sets (separated:D, mnist) and
-    /// --device cpu or reference.
+    /// entmax_α(βs) on the dot similarity, on built pattern sets (separated:D, mnist).
     #[arg(long, value_parser = EnergyParser)]
     pub energy: Energy,
     /// For `lse`/`exp`/`sparsemax`/`entmax`: λ of THEORY.md §1 (β on the raw dot
