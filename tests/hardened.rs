@@ -101,6 +101,17 @@ fn separation() -> impl Strategy<Value = Separation> {
         Just(Separation::Max),
         prop_oneof![1 => Just(0usize), 6 => 1usize..4, 1 => 4usize..12]
             .prop_map(|k| Separation::TopK { k }),
+        (
+            beta(),
+            prop_oneof![
+                1 => Just(1.0f32),
+                1 => Just(2.5f32),
+                1 => Just(f32::NAN),
+                2 => Just(2.0f32),
+                6 => 1.0001f32..2.0
+            ]
+        )
+            .prop_map(|(beta, alpha)| Separation::Entmax { beta, alpha }),
     ]
 }
 
@@ -140,7 +151,10 @@ fn exercise(
     let may_overflow = proj == Projection::None
         && !matches!(
             sep,
-            Separation::Softmax { .. } | Separation::Max | Separation::TopK { .. }
+            Separation::Softmax { .. }
+                | Separation::Max
+                | Separation::TopK { .. }
+                | Separation::Entmax { .. }
         );
     let outcome = |what: &str, e: Error| {
         assert!(names_the_fault(&e), "{what}: unexpected kind of error: {e}");
