@@ -55,8 +55,15 @@ impl TypedValueParser for EnergyParser {
         arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> std::result::Result<Energy, clap::Error> {
-        if let Some(Ok(energy)) = value.to_str().map(Energy::parse) {
-            return Ok(energy);
+        match value.to_str().map(|v| (v, Energy::parse(v))) {
+            Some((_, Ok(energy))) => return Ok(energy),
+            // A known name with a bad parameter: say what is wrong with it.
+            Some((v, Err(e))) if v.trim().to_ascii_lowercase().starts_with("entmax:") => {
+                return Err(cmd
+                    .clone()
+                    .error(clap::error::ErrorKind::InvalidValue, e.to_string()));
+            }
+            _ => {}
         }
         // The error clap gives for a value outside the listed names.
         let names = PossibleValuesParser::new(Energy::ALL.map(Energy::name));
