@@ -175,6 +175,33 @@ fn alpha_near_one_is_softmax() {
         "α = 1.0001 vs softmax: max |Δp| = {:.2e}, max |Ψ* − lse| = {:.2e}",
         worst.0, worst.1
     );
+    // Through the engine: the entmax energy and one update tend to the log-sum-exp ones.
+    let patterns = unit_patterns(60, 9, 8);
+    let queries = noisy_queries(&patterns, 4, 0.5, 9);
+    let build = |separation| {
+        Retriever::builder(Patterns::new(patterns.clone()).expect("patterns"))
+            .separation(separation)
+            .dynamics(Dynamics::OneStep)
+            .device(Device::Reference)
+            .build()
+            .expect("retriever")
+    };
+    let (near, soft) = (
+        build(entmax_sep(2.0, 1.0001)),
+        build(Separation::Softmax { beta: 2.0 }),
+    );
+    let de = max_diff(
+        &near.energy(queries.view()).expect("energy"),
+        &soft.energy(queries.view()).expect("energy"),
+    );
+    assert!(de < 1e-3, "energies differ by {de}");
+    let to_f64 = |a: Array2<f32>| a.iter().map(|&v| v as f64).collect::<Vec<_>>();
+    let ds = max_diff(
+        &to_f64(near.step(queries.view()).expect("step")),
+        &to_f64(soft.step(queries.view()).expect("step")),
+    );
+    assert!(ds < 1e-3, "updates differ by {ds}");
+    println!("α = 1.0001 vs softmax in the engine: energy {de:.2e}, update {ds:.2e}");
 }
 
 /// The weights are the gradient of Ψ* (central differences), so the energy and the
