@@ -89,7 +89,7 @@ fn sparsemax_has_its_closed_form() {
 
 /// 1.5-entmax by sorting (Peters et al. 2019, Algorithm 2): with y = z/2 sorted down,
 /// τ_k = mean_k − √((1 − k·(mean of squares_k − mean_k²))/k), the support is
-/// #{k : τ_k ≤ y₍ₖ₎} and p = [y − τ]₊² — an independent check of the bisection.
+/// #{k : τ_k ≤ y₍ₖ₎} and p = [y − τ]₊² — an independent check of the threshold search.
 fn entmax15_by_sorting(z: &[f64]) -> Vec<f64> {
     let y: Vec<f64> = z.iter().map(|v| v / 2.0).collect();
     let mut sorted = y.clone();
@@ -149,7 +149,7 @@ fn entmax_weights_are_a_sparse_distribution() {
             &entmax15_by_sorting(z),
         ));
     }
-    println!("1.5-entmax, bisection vs sorting: max |Δp| = {worst_15:.2e}");
+    println!("1.5-entmax, threshold vs sorting: max |Δp| = {worst_15:.2e}");
 }
 
 /// As α → 1 the weights tend to softmax and Ψ* to log Σ e^z (the Tsallis entropy tends
