@@ -389,6 +389,10 @@ fn rule_metadata(config: &Config, storage: Storage, next_id: u64) -> HashMap<Str
             put("eps", eps.to_string());
             ("lsr", Some(("beta", beta.to_string())))
         }
+        Separation::Entmax { beta, alpha } => {
+            put("alpha", alpha.to_string());
+            ("entmax", Some(("beta", beta.to_string())))
+        }
     };
     put("separation", separation.into());
     if let Some((key, value)) = parameter {
@@ -449,6 +453,10 @@ fn rule_of(m: &HashMap<String, String>) -> Result<Config, Invalid> {
         "lsr" => Separation::LogSumRelu {
             beta: parse(m, "beta")?,
             eps: parse(m, "eps")?,
+        },
+        "entmax" => Separation::Entmax {
+            beta: parse(m, "beta")?,
+            alpha: parse(m, "alpha")?,
         },
         other => return Err(bad(format!("unknown separation {other:?}"))),
     };

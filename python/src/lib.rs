@@ -142,13 +142,15 @@ fn similarity_of(name: &str) -> PyResult<Similarity> {
 }
 
 /// A separation by its name in the engine's vocabulary (`dam_core::Separation::parse`),
-/// with the degree and k given as keywords: `separation="polynomial", degree=3` is
-/// `polynomial:3` (`"polynomial:3"` itself works too).
+/// with the degree, k and α given as keywords: `separation="polynomial", degree=3` is
+/// `polynomial:3`, `separation="entmax", alpha=1.25` is `entmax:1.25` (`"polynomial:3"`,
+/// `"entmax:1.25"` themselves work too; a bare `"entmax"` is α = 1.5, `"sparsemax"` α = 2).
 fn separation_of(
     name: &str,
     beta: f32,
     degree: Option<u32>,
     k: Option<usize>,
+    alpha: Option<f32>,
 ) -> PyResult<Separation> {
     let lower = name.trim().to_ascii_lowercase();
     let needs = |what: &str| PyValueError::new_err(format!("separation {name:?} needs `{what}`"));
@@ -157,6 +159,14 @@ fn separation_of(
             format!("{lower}:{}", degree.ok_or_else(|| needs("degree"))?)
         }
         "top-k" | "topk" => format!("{lower}:{}", k.ok_or_else(|| needs("k"))?),
+        "entmax" | "alpha-entmax" if alpha.is_some() => {
+            format!("{lower}:{}", alpha.unwrap_or(engine::entmax::DEFAULT_ALPHA))
+        }
+        _ if alpha.is_some() => {
+            return Err(PyValueError::new_err(format!(
+                "`alpha` is the parameter of separation=\"entmax\", not of {name:?}"
+            )))
+        }
         _ => lower,
     };
     Separation::parse(&full, beta).map_err(py_err)
@@ -248,7 +258,7 @@ fn write(lock: &RwLock<engine::Retriever>) -> RwLockWriteGuard<'_, engine::Retri
 #[pymethods]
 impl Retriever {
     #[new]
-    #[pyo3(signature = (patterns, *, similarity="dot", separation="softmax", beta=1.0, degree=None, k=None, dynamics="iterate", max_steps=100, tol=1e-5, projection="none", device="auto", dtype="float32", report_top=None))]
+    #[pyo3(signature = (patterns, *, similarity="dot", separation="softmax", beta=1.0, degree=None, k=None, alpha=None, dynamics="iterate", max_steps=100, tol=1e-5, projection="none", device="auto", dtype="float32", report_top=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -258,6 +268,7 @@ impl Retriever {
         beta: f32,
         degree: Option<u32>,
         k: Option<usize>,
+        alpha: Option<f32>,
         dynamics: &str,
         max_steps: usize,
         tol: f32,
@@ -268,7 +279,7 @@ impl Retriever {
     ) -> PyResult<Self> {
         let config = Config {
             similarity: similarity_of(similarity)?,
-            separation: separation_of(separation, beta, degree, k)?,
+            separation: separation_of(separation, beta, degree, k, alpha)?,
             dynamics: match dynamics {
                 "iterate" => Dynamics::Iterate { max_steps, tol },
                 "one-step" => Dynamics::OneStep,

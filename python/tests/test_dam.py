@@ -474,3 +474,32 @@ def test_log_sum_relu_moves_to_the_centroid_of_the_support(device):
     assert out.energy[1] == np.inf
     with pytest.raises(ValueError):
         dam.Retriever(patterns, similarity="dot", separation="lsr", device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_entmax_and_sparsemax_give_sparse_weights(device):
+    patterns = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
+    query = np.array([[0.5, 0.3]], dtype=np.float32)
+    # s = (0.5, 0.3, -0.5): sparsemax gives p = (0.6, 0.4, 0), one step lands on (0.6, 0.4).
+    for kwargs in [dict(separation="sparsemax"), dict(separation="entmax", alpha=2.0)]:
+        memory = dam.Retriever(patterns, beta=1.0, dynamics="one-step", device=device, **kwargs)
+        np.testing.assert_allclose(memory.step(query)[0], [0.6, 0.4], atol=1e-6)
+        psi = 0.6 * 0.5 + 0.4 * 0.3 + (1.0 - 0.36 - 0.16) / 2.0
+        np.testing.assert_allclose(memory.energy(query)[0], -psi + 0.5 * 0.34, atol=1e-6)
+    # 1.5-entmax: between softmax and sparsemax, and the energy never rises.
+    rng_ = np.random.default_rng(3)
+    stored = rng_.standard_normal((40, 9)).astype(np.float32) / 3.0
+    queries = rng_.standard_normal((5, 9)).astype(np.float32)
+    memory = dam.Retriever(stored, separation="entmax", alpha=1.5, beta=4.0, max_steps=20,
+                           tol=0.0, device=device)
+    before = memory.energy(queries)
+    after = memory.retrieve(queries).energy
+    assert np.all(after <= before + 1e-6)
+    with pytest.raises(ValueError, match="alpha"):
+        dam.Retriever(stored, separation="entmax", alpha=2.5, device=device)
+    with pytest.raises(ValueError, match="alpha"):
+        dam.Retriever(stored, separation="softmax", alpha=1.5, device=device)
+    # The rule survives pickling.
+    again = pickle.loads(pickle.dumps(memory))
+    np.testing.assert_array_equal(again.energy(queries), memory.energy(queries))
+

@@ -66,6 +66,19 @@ pub enum Separation {
         /// ε ≥ 0 added inside the logarithm (0: an empty support has E = +∞).
         eps: f32,
     },
+    /// α-entmax (Peters et al. 2019; the sparse modern Hopfield networks of Hu et al. 2023
+    /// and Santos et al. 2024): w = entmax_α(βs) = argmax_{p∈Δ} pᵀβs + H_α(p) with the
+    /// Tsallis entropy H_α(p) = (1 − Σ p^α)/(α(α−1)), i.e. p_μ = [(α−1)βs_μ − τ]_+^{1/(α−1)},
+    /// exactly zero outside a support. Energy E(x) = −β⁻¹ Ψ*_α(βs) + ½‖x‖² with
+    /// Ψ*_α(z) = pᵀz + H_α(p) at p = entmax_α(z), whose gradient is entmax: the update is
+    /// the concave–convex step and E never rises. α → 1 is `Softmax`, α = 2 is sparsemax
+    /// (the Euclidean projection of βs onto the simplex). See [`crate::entmax`].
+    Entmax {
+        /// Inverse temperature β > 0.
+        beta: f32,
+        /// 1 < α ≤ 2 (2: sparsemax; 1.5 for a bare `entmax`).
+        alpha: f32,
+    },
 }
 
 impl Default for Separation {
@@ -157,7 +170,8 @@ impl Similarity {
 
 impl Separation {
     /// The name the CLI, the Python package and the files use: `softmax`, `exponential`,
-    /// `polynomial:N`, `rectified:N`, `max`, `top-k:K`, `lsr` (or `lsr:EPS` with ε > 0).
+    /// `polynomial:N`, `rectified:N`, `max`, `top-k:K`, `lsr` (or `lsr:EPS` with ε > 0),
+    /// `sparsemax` (entmax at α = 2) and `entmax:ALPHA`.
     pub fn name(&self) -> String {
         match *self {
             Separation::Softmax { .. } => "softmax".into(),
@@ -168,13 +182,18 @@ impl Separation {
             Separation::TopK { k } => format!("top-k:{k}"),
             Separation::LogSumRelu { eps: 0.0, .. } => "lsr".into(),
             Separation::LogSumRelu { eps, .. } => format!("lsr:{eps}"),
+            Separation::Entmax { alpha, .. } if alpha == crate::entmax::SPARSEMAX_ALPHA => {
+                "sparsemax".into()
+            }
+            Separation::Entmax { alpha, .. } => format!("entmax:{alpha}"),
         }
     }
 
-    /// Reads [`Separation::name`] with `beta` for softmax, exponential and log-sum-ReLU (case
-    /// ignored). Aliases: `lse` for softmax, `exp` for exponential, `poly:N` and
-    /// `rectified-polynomial:N` / `rpoly:N`, `topk:K`, `log-sum-relu[:EPS]`. Not validated here
-    /// ([`Config::validate`] checks the domains).
+    /// Reads [`Separation::name`] with `beta` for softmax, exponential, log-sum-ReLU and
+    /// entmax (case ignored). Aliases: `lse` for softmax, `exp` for exponential, `poly:N` and
+    /// `rectified-polynomial:N` / `rpoly:N`, `topk:K`, `log-sum-relu[:EPS]`, `entmax` for
+    /// `entmax:1.5`, `alpha-entmax:ALPHA`. Not validated here ([`Config::validate`] checks
+    /// the domains, 1 < α ≤ 2 included).
     pub fn parse(name: &str, beta: f32) -> Result<Self> {
         let lower = name.trim().to_ascii_lowercase();
         let (head, tail) = match lower.split_once(':') {
@@ -219,8 +238,22 @@ impl Separation {
                 };
                 Ok(Separation::LogSumRelu { beta, eps })
             }
+            "sparsemax" => plain(Separation::Entmax {
+                beta,
+                alpha: crate::entmax::SPARSEMAX_ALPHA,
+            }),
+            "entmax" | "alpha-entmax" => {
+                let alpha = match tail {
+                    None => crate::entmax::DEFAULT_ALPHA,
+                    Some(t) => t
+                        .parse::<f32>()
+                        .map_err(|_| bad("α must be a number in (1, 2], e.g. entmax:1.5"))?,
+                };
+                Ok(Separation::Entmax { beta, alpha })
+            }
             _ => Err(bad(
-                "use softmax, exponential, polynomial:N, rectified:N, max, top-k:K or lsr[:EPS]",
+                "use softmax, exponential, polynomial:N, rectified:N, max, top-k:K, lsr[:EPS], \
+                 sparsemax or entmax[:ALPHA]",
             )),
         }
     }
@@ -278,12 +311,20 @@ impl Config {
             Separation::Exponential { beta }
             | Separation::Softmax { beta }
             | Separation::LogSumRelu { beta, .. }
+            | Separation::Entmax { beta, .. }
                 if !(beta.is_finite() && beta > 0.0) =>
             {
                 return invalid("beta", beta.to_string(), "β must be finite and > 0");
             }
             Separation::LogSumRelu { eps, .. } if !(eps.is_finite() && eps >= 0.0) => {
                 return invalid("eps", eps.to_string(), "ε must be finite and ≥ 0");
+            }
+            Separation::Entmax { alpha, .. } if !crate::entmax::valid_alpha(alpha) => {
+                return invalid(
+                    "alpha",
+                    alpha.to_string(),
+                    "entmax needs 1 < α ≤ 2 (α → 1 is softmax, 2 is sparsemax)",
+                );
             }
             Separation::LogSumRelu { .. } if self.similarity == Similarity::Dot => {
                 return invalid(
@@ -358,6 +399,14 @@ mod tests {
             Separation::RectifiedPolynomial { n: 30 },
             Separation::Max,
             Separation::TopK { k: 7 },
+            Separation::Entmax {
+                beta: 2.0,
+                alpha: 1.25,
+            },
+            Separation::Entmax {
+                beta: 2.0,
+                alpha: 2.0,
+            },
         ];
         for separation in all {
             assert_eq!(

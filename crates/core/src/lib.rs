@@ -21,6 +21,7 @@ pub mod backend;
 pub mod binary;
 mod config;
 pub mod dynamics;
+pub mod entmax;
 mod error;
 pub mod features;
 pub mod lagrangian;

@@ -314,7 +314,7 @@ impl NormBounds {
     }
 
     /// Checks that every similarity s(ξ, x) of the patterns with these (already
-    /// validated) queries, and β·s for the exponential separations, stays inside the f32
+    /// validated) queries, and β·s for the exponential and entmax separations, stays inside the f32
     /// range, so that both backends compute finite numbers. Uses the norm bounds
     /// |ξ·x| ≤ ‖ξ‖₂‖x‖₂, ‖ξ − x‖₂ ≤ ‖ξ‖₂ + ‖x‖₂, ‖ξ − x‖₁ ≤ ‖ξ‖₁ + ‖x‖₁.
     pub fn check(&self, config: &Config, queries: ArrayView2<'_, f32>) -> Result<()> {
@@ -332,7 +332,10 @@ impl NormBounds {
                 reason: format!("similarities must stay below {limit:.3e} (f32); rescale the data"),
             });
         }
-        if let Separation::Softmax { beta } | Separation::Exponential { beta } = config.separation {
+        if let Separation::Softmax { beta }
+        | Separation::Exponential { beta }
+        | Separation::Entmax { beta, .. } = config.separation
+        {
             let scaled = beta as f64 * bound;
             if scaled > limit {
                 return Err(Error::InvalidParameter {

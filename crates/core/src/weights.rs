@@ -103,6 +103,10 @@ pub fn energy(separation: Separation, scores: &[f64], x: &[f32]) -> f64 {
             let sum: f64 = scores.iter().map(|&s| relu_kernel(beta as f64, s)).sum();
             log_sum_relu_energy(beta as f64, eps as f64, sum)
         }
+        Separation::Entmax { beta, alpha } => {
+            let norm_sq: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+            crate::entmax::energy(beta as f64, alpha as f64, scores, norm_sq)
+        }
     }
 }
 
@@ -220,7 +224,8 @@ pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
 /// proj(factor · Σ_μ w_μ ξ^μ). The factor only differs from 1 for `Exponential`, where
 /// w_μ = e^{βs_μ − max βs} and factor = β·e^{max βs} (log domain). For `LogSumRelu` the
 /// weights are 1/|support| on the support; an empty support gives all-zero weights, and
-/// the update leaves the state where it is ([`keeps_state`]).
+/// the update leaves the state where it is ([`keeps_state`]). For `Entmax` they are
+/// entmax_α(βs) ([`crate::entmax`]), exactly zero outside the support.
 pub fn weights(separation: Separation, scores: &[f64]) -> (Vec<f64>, f64) {
     match separation {
         Separation::Polynomial { n } | Separation::RectifiedPolynomial { n } => {
@@ -264,6 +269,10 @@ pub fn weights(separation: Separation, scores: &[f64]) -> (Vec<f64>, f64) {
                 .collect();
             (w, 1.0)
         }
+        Separation::Entmax { beta, alpha } => (
+            crate::entmax::weights(beta as f64, alpha as f64, scores),
+            1.0,
+        ),
     }
 }
 

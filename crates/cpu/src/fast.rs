@@ -33,6 +33,10 @@ pub fn block_rows(dim: usize) -> usize {
     ((256 << 10) / (4 * dim.max(1))).clamp(32, 4096)
 }
 
+/// Bytes of f64 similarities an entmax pass holds at once (the states go in groups of
+/// about this much B×P, at least one state).
+pub const ENTMAX_SCORES_BYTES: usize = 64 << 20;
+
 /// Queries per pass: bounds the per-thread scratch (B×block scores, B×M accumulator).
 pub const QUERY_CHUNK: usize = 1024;
 
@@ -301,6 +305,8 @@ impl Partial {
                 self.energy[q] += sum;
             }
             Separation::Max | Separation::TopK { .. } => {}
+            // Entmax needs whole rows: [`Pass::run_entmax`], never a partial state.
+            Separation::Entmax { .. } => unreachable!("entmax takes its own pass"),
         }
     }
 
@@ -486,11 +492,100 @@ impl Pass<'_> {
     /// Evaluates every state of `states` (B×N): energy, nearest pattern, log-sum-exp and,
     /// for the first `updates` states, the update. Inputs must already be validated.
     pub fn run(&self, states: ArrayView2<'_, f32>, updates: usize) -> Output {
+        if let Separation::Entmax { beta, alpha } = self.separation {
+            return self.run_entmax(states, updates, beta as f64, alpha as f64);
+        }
         let mut out = Output::empty(self.targets.ncols());
         query_chunks(self.similarity, states, |start, x, x_norms| {
             let u = updates.saturating_sub(start).min(x.nrows());
             out.append(self.chunk(x, x_norms, u));
         });
+        out
+    }
+
+    /// The entmax pass. A weight needs the threshold τ of the state's whole row of
+    /// similarities, so the states go in groups whose B×P similarities (f64) fit
+    /// [`ENTMAX_SCORES_BYTES`]: the similarities of a group on every core
+    /// ([`similarities`]), then per state (states split across threads) the weights and
+    /// the energy in f64 by `dam_core::entmax`, then the update as one product W·T in f32.
+    fn run_entmax(
+        &self,
+        states: ArrayView2<'_, f32>,
+        updates: usize,
+        beta: f64,
+        alpha: f64,
+    ) -> Output {
+        let (b, n) = states.dim();
+        let p = self.stored.patterns.nrows();
+        let m_cols = self.targets.ncols();
+        let group = (ENTMAX_SCORES_BYTES / (8 * p.max(1))).clamp(1, QUERY_CHUNK);
+        let mut out = Output::empty(m_cols);
+        for start in (0..b).step_by(group) {
+            let end = (start + group).min(b);
+            let x = states.slice(s![start..end, ..]);
+            let scores = similarities(self.similarity, self.stored, x, self.threads);
+            let u = updates.saturating_sub(start).min(end - start);
+            // Per state: (weights as f32 when it is updated, energy, nearest row).
+            let each = |a: usize, e: usize| -> Vec<(Vec<f32>, f64, usize)> {
+                (a..e)
+                    .map(|q| {
+                        let row = scores.row(q);
+                        let row = row.as_slice().expect("standard layout");
+                        let norm_sq: f64 = x.row(q).iter().map(|&v| v as f64 * v as f64).sum();
+                        let (w, energy) =
+                            dam_core::entmax::weights_and_energy(beta, alpha, row, norm_sq);
+                        let w = if q < u {
+                            w.iter().map(|&v| v as f32).collect()
+                        } else {
+                            Vec::new()
+                        };
+                        (w, energy, dam_core::weights::argmax(row))
+                    })
+                    .collect()
+            };
+            let threads = threads_for(end - start, p, n, self.threads);
+            let rows: Vec<(Vec<f32>, f64, usize)> = if threads > 1 && end - start > 1 {
+                per_query_range(end - start, threads, each)
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            } else {
+                each(0, end - start)
+            };
+            let mut w = Array2::<f32>::zeros((u, p));
+            for (mut into, (from, _, _)) in w.rows_mut().into_iter().zip(&rows) {
+                into.assign(&ndarray::ArrayView1::from(from.as_slice()));
+            }
+            let mut next = Array2::<f32>::zeros((u, m_cols));
+            gemm(w.view(), self.targets, &mut next.view_mut(), false);
+            for mut row in next.rows_mut() {
+                let mut v: Vec<f64> = row.iter().map(|&a| a as f64).collect();
+                self.projection.apply(&mut v);
+                row.iter_mut().zip(&v).for_each(|(o, &a)| *o = a as f32);
+            }
+            let part = Output {
+                next,
+                energy: rows.iter().map(|r| r.1).collect(),
+                nearest: rows.iter().map(|r| r.2).collect(),
+                best: rows
+                    .iter()
+                    .enumerate()
+                    .map(|(q, r)| scores[[q, r.2]] as f32)
+                    .collect(),
+                lse: vec![f64::NAN; end - start],
+                top: if self.report_top.is_some() {
+                    vec![Vec::new(); end - start]
+                } else {
+                    Vec::new()
+                },
+                participation: if self.report_top.is_some() {
+                    vec![f64::NAN; end - start]
+                } else {
+                    Vec::new()
+                },
+            };
+            out.append(part);
+        }
         out
     }
 
@@ -599,6 +694,7 @@ impl Pass<'_> {
                     dam_core::weights::log_sum_relu_energy(beta as f64, eps as f64, part.energy[q]),
                     f64::NAN,
                 ),
+                Separation::Entmax { .. } => unreachable!("entmax takes its own pass"),
             };
             out.energy.push(energy);
             out.lse.push(lse);

@@ -248,7 +248,8 @@ pub struct SweepText<'a> {
     pub patterns: &'a str,
     /// Dimension N.
     pub dim: usize,
-    /// `lse`, `exp`, `poly`, `rpoly` or `lsr` (or another name of [`Energy::parse`]).
+    /// `lse`, `exp`, `poly`, `rpoly`, `lsr`, `sparsemax` or `entmax[:ALPHA]` (or another
+    /// name of [`Energy::parse`]).
     pub energy: &'a str,
     /// λ (β on the raw dot product) for `lse`/`exp`, b of the spherical log-sum-ReLU for
     /// `lsr`; `None`: the energy's default ([`Energy::default_beta`]: 1, or 2 + √2 for
@@ -403,7 +404,7 @@ pub fn parse_patterns(
         }
         "mnist" => {
             let pool = DigitPool::load(value.map(std::path::Path::new))?;
-            let kind = if energy == Energy::Lse {
+            let kind = if matches!(energy, Energy::Lse | Energy::Entmax(_)) {
                 PatternKind::Gaussian
             } else {
                 PatternKind::Binary

@@ -59,10 +59,12 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
-    /// β of softmax or exponential, if the separation has one.
+    /// β of the separation, if it has one.
     pub fn beta(&self) -> Option<f32> {
         match self.config.separation {
-            Separation::Softmax { beta } | Separation::Exponential { beta } => Some(beta),
+            Separation::Softmax { beta }
+            | Separation::Exponential { beta }
+            | Separation::Entmax { beta, .. } => Some(beta),
             _ => None,
         }
     }

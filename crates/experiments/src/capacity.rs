@@ -12,9 +12,15 @@ use crate::ensembles::{self, DigitPool};
 use crate::error::{invalid, ExperimentError, Result};
 pub use crate::seed::trial_seed;
 
+/// α of an entmax sweep, 1 < α ≤ 2 (checked by [`Energy::parse`], so never NaN: the
+/// energies compare with `Eq`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EntmaxAlpha(pub f32);
+
+impl Eq for EntmaxAlpha {}
+
 /// The energy (separation) of the sweep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Energy {
     /// Log-sum-exp (softmax update).
     Lse,
@@ -31,19 +37,38 @@ pub enum Energy {
     /// negative Euclidean similarity. One update moves the state to the unweighted mean of
     /// its support, projected onto |x|² = N.
     Lsr,
+    /// α-entmax (α = 2: sparsemax) at the sweep's β on the dot similarity, no projection:
+    /// the engine's `Entmax { beta, alpha }`, on built pattern sets only (the procedural
+    /// stream has no entmax statistic). The weight criterion asks for the target's entmax
+    /// weight ≥ ½ at the query.
+    Entmax(EntmaxAlpha),
+}
+
+/// Written as its spelling ([`Energy::spelling`]): `lse`, …, `sparsemax`, `entmax:1.5`.
+impl serde::Serialize for Energy {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.spelling())
+    }
 }
 
 impl Energy {
     /// Every energy, in the order of the command line's help.
-    pub const ALL: [Energy; 5] = [
+    /// (`entmax` stands for any α: `entmax:ALPHA`.)
+    pub const ALL: [Energy; 7] = [
         Energy::Lse,
         Energy::Exp,
         Energy::Poly,
         Energy::Rpoly,
         Energy::Lsr,
+        Energy::Entmax(EntmaxAlpha(2.0)),
+        Energy::Entmax(EntmaxAlpha(1.5)),
     ];
 
-    /// The name the command line and the files use: `lse`, `exp`, `poly`, `rpoly` or `lsr`.
+    /// The family's name: `lse`, `exp`, `poly`, `rpoly`, `lsr`, `sparsemax` (entmax at
+    /// α = 2) or `entmax` (any other α; [`Energy::spelling`] has it).
     pub fn name(self) -> &'static str {
         match self {
             Energy::Lse => "lse",
@@ -51,6 +76,21 @@ impl Energy {
             Energy::Poly => "poly",
             Energy::Rpoly => "rpoly",
             Energy::Lsr => "lsr",
+            Energy::Entmax(EntmaxAlpha(alpha)) if alpha == dam::entmax::SPARSEMAX_ALPHA => {
+                "sparsemax"
+            }
+            Energy::Entmax(_) => "entmax",
+        }
+    }
+
+    /// The name the command line and the files use, which [`Energy::parse`] reads back:
+    /// [`Energy::name`], with α for entmax (`entmax:1.5`).
+    pub fn spelling(self) -> String {
+        match self {
+            Energy::Entmax(EntmaxAlpha(alpha)) if alpha != dam::entmax::SPARSEMAX_ALPHA => {
+                format!("entmax:{alpha}")
+            }
+            _ => self.name().into(),
         }
     }
 
@@ -67,9 +107,20 @@ impl Energy {
     /// ignored): `lse` or `softmax`, `exp` or `exponential`, `poly` or `polynomial`, `rpoly`,
     /// `rectified` or `rectified-polynomial`, `lsr` or `log-sum-relu`. The degree is the
     /// sweep's own (`--degree`), not part of the name; so is b of `lsr` (`--beta`), and
-    /// its ε is 0.
+    /// its ε is 0. `sparsemax`, `entmax` (α = 1.5) and `entmax:ALPHA` (1 < α ≤ 2) take β
+    /// from `--beta`.
     pub fn parse(text: &str) -> Result<Self> {
         let name = text.trim().to_ascii_lowercase();
+        if let Ok(dam::Separation::Entmax { alpha, .. }) = dam::Separation::parse(&name, 1.0) {
+            if !dam::entmax::valid_alpha(alpha) {
+                return Err(invalid(
+                    "--energy",
+                    text,
+                    "entmax needs 1 < α ≤ 2, e.g. entmax:1.5 (sparsemax is α = 2)",
+                ));
+            }
+            return Ok(Energy::Entmax(EntmaxAlpha(alpha)));
+        }
         if name.contains(':') {
             return Err(invalid(
                 "--energy",
@@ -77,7 +128,13 @@ impl Energy {
                 "use lse, exp, poly, rpoly or lsr (the degree is --degree, b of lsr is --beta)",
             ));
         }
-        let refuse = || invalid("--energy", text, "use lse, exp, poly, rpoly or lsr");
+        let refuse = || {
+            invalid(
+                "--energy",
+                text,
+                "use lse, exp, poly, rpoly, lsr, sparsemax or entmax[:ALPHA]",
+            )
+        };
         // The polynomial names take their degree after a colon in the engine's vocabulary:
         // any degree reads the name.
         let separation = dam::Separation::parse(&name, 1.0)
@@ -89,7 +146,9 @@ impl Energy {
             dam::Separation::Polynomial { .. } => Ok(Energy::Poly),
             dam::Separation::RectifiedPolynomial { .. } => Ok(Energy::Rpoly),
             dam::Separation::LogSumRelu { .. } => Ok(Energy::Lsr),
-            dam::Separation::Max | dam::Separation::TopK { .. } => Err(refuse()),
+            dam::Separation::Max
+            | dam::Separation::TopK { .. }
+            | dam::Separation::Entmax { .. } => Err(refuse()),
         }
     }
 
@@ -100,7 +159,7 @@ impl Energy {
             Energy::Poly => Some(SpinEnergy::Polynomial { n: degree }),
             Energy::Rpoly => Some(SpinEnergy::RectifiedPolynomial { n: degree }),
             Energy::Exp => Some(SpinEnergy::Exponential { beta }),
-            Energy::Lse | Energy::Lsr => None,
+            Energy::Lse | Energy::Lsr | Energy::Entmax(_) => None,
         }
     }
 }
@@ -333,6 +392,13 @@ impl Sweep {
                     .into(),
             ));
         }
+        if matches!(self.energy, Energy::Entmax(_)) && matches!(self.set, PatternSet::Procedural) {
+            return Err(ExperimentError::Unsupported(format!(
+                "--energy {}: the procedural stream has no entmax statistic (the threshold needs \
+                 every pattern's similarity); use a built set: --patterns separated:D or mnist",
+                self.energy.spelling()
+            )));
+        }
         if let PatternSet::Digits(_) = self.set {
             if self.dim != ensembles::DIGIT_DIM {
                 return Err(invalid(
@@ -419,9 +485,12 @@ impl Sweep {
     /// An engine error, with what to do about it when `lsr` meets a device without it.
     fn engine_error(&self, e: dam::Error) -> ExperimentError {
         match e {
-            dam::Error::Unsupported { .. } if self.energy == Energy::Lsr => {
+            dam::Error::Unsupported { .. }
+                if matches!(self.energy, Energy::Lsr | Energy::Entmax(_)) =>
+            {
                 ExperimentError::Unsupported(format!(
-                    "--energy lsr: {e} (run the sweep with --device cpu or --device reference)"
+                    "--energy {}: {e} (run the sweep with --device cpu or --device reference)",
+                    self.energy.spelling()
                 ))
             }
             e => e.into(),
@@ -577,6 +646,11 @@ impl Sweep {
                 .collect();
             let count = inside.iter().filter(|&&i| i).count();
             (count == 1 && inside[0], count == 0)
+        } else if let Energy::Entmax(EntmaxAlpha(alpha)) = self.energy {
+            // The target's entmax weight at the query, in f64 on the host.
+            let s: Vec<f64> = rows.chunks(n).map(|r| dot(r, &x0)).collect();
+            let w = dam::entmax::weights(self.beta, alpha as f64, &s);
+            (w[0] >= 0.5, false)
         } else {
             // The target's softmax weight at the query, in f64 on the host (THEORY §1).
             let z: Vec<f64> = rows.chunks(n).map(|r| self.beta * dot(r, &x0)).collect();
@@ -602,6 +676,14 @@ impl Sweep {
                     eps: 0.0,
                 },
                 Projection::Sphere,
+            ),
+            Energy::Entmax(EntmaxAlpha(alpha)) => (
+                dam::Similarity::Dot,
+                dam::Separation::Entmax {
+                    beta: self.beta as f32,
+                    alpha,
+                },
+                Projection::None,
             ),
             _ => (
                 dam::Similarity::Dot,
@@ -825,15 +907,26 @@ mod tests {
         }
         for energy in Energy::ALL {
             assert_eq!(Energy::parse(energy.name()).unwrap(), energy);
-            assert_eq!(serde_json::json!(energy), energy.name());
+            assert_eq!(serde_json::json!(energy), energy.spelling());
         }
+        let entmax = Energy::Entmax(EntmaxAlpha(1.25));
+        assert_eq!(Energy::parse("entmax:1.25").unwrap(), entmax);
+        assert_eq!(Energy::parse(&entmax.spelling()).unwrap(), entmax);
+        assert_eq!(serde_json::json!(entmax), "entmax:1.25");
+        assert_eq!(
+            Energy::parse("Sparsemax").unwrap(),
+            Energy::Entmax(EntmaxAlpha(2.0))
+        );
+        assert_eq!(entmax.spin(3, 1.0), None);
         for (text, energy) in [("lsr", Energy::Lsr), ("Log-Sum-ReLU", Energy::Lsr)] {
             assert_eq!(Energy::parse(text).unwrap(), energy, "{text}");
         }
         assert_eq!(Energy::Lsr.default_beta(), 2.0 + std::f64::consts::SQRT_2);
         assert_eq!(Energy::Lse.default_beta(), 1.0);
         assert_eq!(Energy::Lsr.spin(3, 1.0), None);
-        for bad in ["max", "top-k", "poly:3", "lsr:0.1", "cubic", ""] {
+        for bad in [
+            "max", "top-k", "poly:3", "lsr:0.1", "cubic", "", "entmax:1", "entmax:3", "entmax:x",
+        ] {
             match Energy::parse(bad) {
                 Err(ExperimentError::Invalid { argument, .. }) => assert_eq!(argument, "--energy"),
                 other => panic!("{bad}: {other:?}"),
@@ -940,6 +1033,53 @@ mod tests {
             mixed > 0,
             "some load must be neither all success nor all failure"
         );
+    }
+
+    /// `sparsemax` and `entmax:1.25` on a built ±1 set run through the retriever and agree
+    /// on the fast CPU backend and the reference; the procedural stream and wgpu are
+    /// refused with the way out in the message.
+    #[test]
+    fn entmax_sweeps_run_on_built_sets() {
+        let sweep = |energy: &str, patterns: &str| {
+            crate::args::SweepText {
+                patterns,
+                dim: 16,
+                energy,
+                beta: Some(0.1),
+                degree: 2,
+                alpha: None,
+                count: Some("1:1:1"),
+                trials: 12,
+                query: "flip:0.1",
+                dynamics: "converge:5",
+                criterion: "overlap:0.9",
+                seed: 5,
+                shard: None,
+                search: false,
+            }
+            .build()
+        };
+        for energy in ["sparsemax", "entmax:1.25", "entmax"] {
+            let s = sweep(energy, "separated:4").unwrap().0;
+            assert!(matches!(s.energy, Energy::Entmax(_)), "{energy}");
+            for p in [4u64, 40] {
+                let cpu = s.run_point(&Device::Cpu, p, |_| {}).unwrap();
+                let reference = s.run_point(&Device::Reference, p, |_| {}).unwrap();
+                assert_eq!(cpu.successes, reference.successes, "{energy} P={p}");
+                assert!(
+                    (cpu.mean_overlap - reference.mean_overlap).abs() < 1e-5,
+                    "{energy} P={p}"
+                );
+                assert_eq!(cpu.empty_supports, None, "{energy}");
+            }
+            let Err(err) = sweep(energy, "spherical") else {
+                panic!("{energy}: a procedural set was accepted");
+            };
+            assert!(err.to_string().contains("separated:D or mnist"), "{err}");
+        }
+        let s = sweep("sparsemax", "separated:4").unwrap().0;
+        let small = s.run_point(&Device::Cpu, 4, |_| {}).unwrap();
+        assert_eq!(small.successes, 12, "4 patterns 4 apart are all recalled");
     }
 
     /// N = 30, b = 2 + √2, the target as the query: the success rate ("the target is the

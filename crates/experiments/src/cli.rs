@@ -55,8 +55,15 @@ impl TypedValueParser for EnergyParser {
         arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> std::result::Result<Energy, clap::Error> {
-        if let Some(Ok(energy)) = value.to_str().map(Energy::parse) {
-            return Ok(energy);
+        match value.to_str().map(|v| (v, Energy::parse(v))) {
+            Some((_, Ok(energy))) => return Ok(energy),
+            // A known name with a bad parameter: say what is wrong with it.
+            Some((v, Err(e))) if v.trim().to_ascii_lowercase().starts_with("entmax:") => {
+                return Err(cmd
+                    .clone()
+                    .error(clap::error::ErrorKind::InvalidValue, e.to_string()));
+            }
+            _ => {}
         }
         // The error clap gives for a value outside the listed names.
         let names = PossibleValuesParser::new(Energy::ALL.map(Energy::name));
@@ -766,11 +773,14 @@ pub struct CapacityArgs {
     pub dim: usize,
     /// Energy / separation. `lsr`: log-sum-ReLU on the sphere, E = −(N/b) log Σ_μ
     /// max(0, 1 − b + bφ_μ) with φ_μ = x·ξ^μ/N (updates move to the mean of the support,
-    /// projected onto |x|² = N; runs on --device cpu or reference).
+    /// projected onto |x|² = N; runs on --device cpu or reference). `sparsemax`,
+    /// `entmax[:ALPHA]` (α-entmax, 1 < α ≤ 2, default 1.5): sparse weights
+    /// entmax_α(βs) on the dot similarity, on built pattern sets (separated:D, mnist).
     #[arg(long, value_parser = EnergyParser)]
     pub energy: Energy,
-    /// For `lse`/`exp`: λ of THEORY.md §1 (β on the raw dot product), default 1. For
-    /// `lsr`: b, the support wall at φ = 1 − 1/b, default 2 + √2 (φ = 1/√2).
+    /// For `lse`/`exp`/`sparsemax`/`entmax`: λ of THEORY.md §1 (β on the raw dot
+    /// product), default 1. For `lsr`: b, the support wall at φ = 1 − 1/b, default 2 + √2
+    /// (φ = 1/√2).
     #[arg(long)]
     pub beta: Option<f64>,
     /// Polynomial degree n.
@@ -850,10 +860,11 @@ impl CapacityArgs {
 
     /// The validated sweep and its loads (with `--search`, the bracket's two ends).
     pub fn sweep(&self) -> Result<(Sweep, Vec<u64>)> {
+        let energy = self.energy.spelling();
         SweepText {
             patterns: &self.patterns,
             dim: self.dim,
-            energy: self.energy.name(),
+            energy: &energy,
             beta: self.beta,
             degree: self.degree,
             alpha: self.alpha.as_deref(),

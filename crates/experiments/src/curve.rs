@@ -137,7 +137,7 @@ pub fn run(
             let outcome = bisect(&sweep, device, spec.target, lo, hi, |_| {})?;
             let point = CurvePoint {
                 dim,
-                energy: sweep.energy.name().to_string(),
+                energy: sweep.energy.spelling(),
                 degree: sweep.degree,
                 target: spec.target,
                 patterns: outcome.patterns,

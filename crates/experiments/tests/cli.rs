@@ -1701,3 +1701,108 @@ fn capacity_runs_the_log_sum_relu_energy() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `--energy sparsemax` and `entmax:1.25` on a built ±1 set: the energy is recorded by its
+/// spelling, cpu, reference and wgpu give the same rows but the timing; a procedural set
+/// and a bad α are refused with exit 2 and the reason.
+#[test]
+fn capacity_runs_the_entmax_energies() {
+    for energy in ["sparsemax", "entmax:1.25"] {
+        let mut rows = Vec::new();
+        for device in ["cpu", "reference", "wgpu"] {
+            let out = tmp(&format!("entmax-{energy}-{device}"));
+            let o = dam(&[
+                "capacity",
+                "--patterns",
+                "separated:4",
+                "--dim",
+                "16",
+                "--energy",
+                energy,
+                "--beta",
+                "0.1",
+                "--count",
+                "4:40:12",
+                "--trials",
+                "8",
+                "--query",
+                "flip:0.1",
+                "--dynamics",
+                "converge:5",
+                "--criterion",
+                "overlap:0.9",
+                "--device",
+                device,
+                "--out",
+                out.to_str().unwrap(),
+            ]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let summary: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                    .unwrap();
+            assert_eq!(summary["args"]["energy"], energy);
+            let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+            let table: Vec<Vec<String>> = csv
+                .lines()
+                .skip(1)
+                .map(|l| l.split(',').map(str::to_string).collect())
+                .collect();
+            assert_eq!(table.len(), 4, "{csv}");
+            // All columns but `seconds`.
+            rows.push(
+                table
+                    .into_iter()
+                    .map(|mut r| {
+                        r.remove(7);
+                        r
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            let _ = std::fs::remove_dir_all(&out);
+        }
+        assert_eq!(rows[0], rows[1], "{energy}: cpu and reference");
+        // wgpu's similarities are f32 sums of another order: the same successes, the mean
+        // overlap within a few f32 ulps.
+        assert_eq!(rows[0].len(), rows[2].len(), "{energy}");
+        for (cpu, wgpu) in rows[0].iter().zip(&rows[2]) {
+            assert_eq!(cpu.len(), wgpu.len(), "{energy}");
+            for (c, (a, b)) in cpu.iter().zip(wgpu).enumerate() {
+                if c == 5 {
+                    let (a, b): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
+                    assert!((a - b).abs() < 1e-5, "{energy}: overlap {a} vs {b}");
+                } else {
+                    assert_eq!(a, b, "{energy}: column {c}, cpu and wgpu");
+                }
+            }
+        }
+    }
+    for (patterns, energy, says) in [
+        ("spherical", "entmax", "separated:D or mnist"),
+        ("separated:4", "entmax:2.5", "1 < α ≤ 2"),
+    ] {
+        let out = tmp("entmax-refused");
+        let r = dam(&[
+            "capacity",
+            "--patterns",
+            patterns,
+            "--dim",
+            "16",
+            "--energy",
+            energy,
+            "--count",
+            "4:4:1",
+            "--trials",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{energy}: {err}");
+        assert!(
+            err.contains(says) && !err.contains("panicked"),
+            "{energy}: {err}"
+        );
+    }
+}

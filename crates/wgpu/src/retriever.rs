@@ -585,10 +585,63 @@ impl WgpuRetriever {
         Ok(())
     }
 
+    /// The entmax separations: a weight needs the threshold τ of the state's whole row of
+    /// similarities. The similarities run on the device (the generic matrix product,
+    /// [`WgpuRetriever::similarities`]); τ, the weights and the energy are taken on the
+    /// host in f64 by `dam_core::entmax`, the one definition the CPU backends use, and
+    /// the weighted sum Σ p_μ ξ^μ (sparse: only the support) on the host in f64.
+    fn entmax(&self) -> Option<(f64, f64)> {
+        match self.config.separation {
+            Separation::Entmax { beta, alpha } => Some((beta as f64, alpha as f64)),
+            _ => None,
+        }
+    }
+
+    /// One entmax update of each (validated) state: proj(Σ_μ p_μ ξ^μ) from the device's
+    /// similarities ([`WgpuRetriever::entmax`]).
+    fn entmax_step(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        beta: f64,
+        alpha: f64,
+    ) -> Result<Array2<f32>> {
+        let mut out = Array2::<f32>::zeros(queries.dim());
+        let mut q = 0;
+        dam_core::backend::similarity_rows(self, queries, |scores| {
+            let w = dam_core::entmax::weights(beta, alpha, scores);
+            let mut acc = vec![0.0f64; self.dim];
+            for (row, &wm) in self.patterns.view().rows().into_iter().zip(&w) {
+                if wm != 0.0 {
+                    acc.iter_mut()
+                        .zip(row)
+                        .for_each(|(a, &x)| *a += wm * x as f64);
+                }
+            }
+            self.config.projection.apply(&mut acc);
+            out.row_mut(q)
+                .iter_mut()
+                .zip(&acc)
+                .for_each(|(o, &a)| *o = a as f32);
+            q += 1;
+        })?;
+        match dam_core::backend::first_non_finite(out.view()) {
+            Some(q) => Err(Error::state_overflow(q, 1)),
+            None => Ok(out),
+        }
+    }
+
     /// Runs the configured dynamics from each query (B×N).
     pub fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
         validate_queries(queries, self.dim)?;
         self.patterns.norm_bounds().check(&self.config, queries)?;
+        if self.entmax().is_some() {
+            // The loop of the other backends on this one's evaluate (device similarities,
+            // host weights: [`WgpuRetriever::entmax`]).
+            return Ok(dam_core::dynamics::run(&self.config, queries, &[], |x, u| {
+                dam_core::Backend::evaluate(self, x, u)
+            })?
+            .with_confidence(&self.config, &self.patterns));
+        }
         let (max_steps, _) = self.config.dynamics.budget();
         let trace = self.config.energy_trace;
         let rows = if trace { max_steps as u64 + 1 } else { 1 };
@@ -659,6 +712,9 @@ impl WgpuRetriever {
     ) -> Result<(Array2<f32>, Option<f64>)> {
         validate_queries(queries, self.dim)?;
         self.patterns.norm_bounds().check(&self.config, queries)?;
+        if let Some((beta, alpha)) = self.entmax() {
+            return Ok((self.entmax_step(queries, beta, alpha)?, None));
+        }
         let plan = self.plan(queries.nrows(), 1, true)?;
         let mut states = Array2::<f32>::zeros(queries.dim());
         let mut gpu_ns = Some(0.0);
@@ -694,6 +750,24 @@ impl WgpuRetriever {
     pub fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
         validate_queries(states, self.dim)?;
         self.patterns.norm_bounds().check(&self.config, states)?;
+        if self.entmax().is_some() {
+            let mut out = Vec::with_capacity(states.nrows());
+            let mut q = 0;
+            dam_core::backend::similarity_rows(self, states, |scores| {
+                let x = states.row(q).to_vec();
+                out.push(dam_core::weights::energy(
+                    self.config.separation,
+                    scores,
+                    &x,
+                ));
+                q += 1;
+            })?;
+            return out
+                .into_iter()
+                .enumerate()
+                .map(|(q, e)| dam_core::checked_energy(self.config.separation, e, q, 0))
+                .collect();
+        }
         let plan = self.plan(states.nrows(), 1, false)?;
         let mut out = Vec::with_capacity(states.nrows());
         for (start, end) in plan.slices(states.nrows()) {
