@@ -23,6 +23,7 @@ mod config;
 pub mod dynamics;
 mod error;
 pub mod features;
+pub mod kernelized;
 pub mod lagrangian;
 pub mod learn;
 mod patterns;

@@ -38,6 +38,7 @@ pub mod capacity;
 
 pub mod args;
 pub mod bench;
+pub mod kernel_fit;
 pub mod muon;
 pub mod phase;
 pub mod search;
@@ -61,6 +62,8 @@ pub mod lagrangian;
 pub mod minima;
 #[cfg(feature = "cli")]
 pub mod muon_plot;
+#[cfg(feature = "cli")]
+pub mod kernel_fit_plot;
 #[cfg(feature = "cli")]
 pub mod phase_plot;
 #[cfg(feature = "cli")]
