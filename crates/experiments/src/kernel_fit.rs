@@ -688,7 +688,13 @@ mod tests {
             MemorySource::parse("mnist").unwrap(),
             MemorySource::Mnist { count: None }
         );
-        for bad in ["spherical:1:5", "spherical:4", "spherical:a:b", "mnist:1", ""] {
+        for bad in [
+            "spherical:1:5",
+            "spherical:4",
+            "spherical:a:b",
+            "mnist:1",
+            "",
+        ] {
             assert!(MemorySource::parse(bad).is_err(), "{bad}");
         }
     }

@@ -57,13 +57,13 @@ pub mod drdam;
 #[cfg(feature = "cli")]
 pub mod ensemble_curve;
 #[cfg(feature = "cli")]
+pub mod kernel_fit_plot;
+#[cfg(feature = "cli")]
 pub mod lagrangian;
 #[cfg(feature = "cli")]
 pub mod minima;
 #[cfg(feature = "cli")]
 pub mod muon_plot;
-#[cfg(feature = "cli")]
-pub mod kernel_fit_plot;
 #[cfg(feature = "cli")]
 pub mod phase_plot;
 #[cfg(feature = "cli")]

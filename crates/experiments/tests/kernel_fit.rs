@@ -7,9 +7,7 @@ use std::process::Command;
 
 use dam::kernelized::{self, FeatureMap, Retrieval, Weights};
 use dam::{Device, Tolerance};
-use dam_experiments::kernel_fit::{
-    self, initial_map, KernelFitSpec, MemorySource, Optimizer,
-};
+use dam_experiments::kernel_fit::{self, initial_map, KernelFitSpec, MemorySource, Optimizer};
 use dam_experiments::ExperimentError;
 use ndarray::{Array1, Array2};
 
@@ -122,9 +120,13 @@ fn tammes(m: usize) -> f64 {
         ..KernelFitSpec::default()
     };
     let mut losses = Vec::new();
-    kernel_fit::train(&spec, &mut map, memories.view(), &Device::Reference, |row| {
-        losses.push(row.loss)
-    })
+    kernel_fit::train(
+        &spec,
+        &mut map,
+        memories.view(),
+        &Device::Reference,
+        |row| losses.push(row.loss),
+    )
     .unwrap();
     let sep = kernelized::min_separation(&map, memories.view());
     eprintln!("Tammes M = {m}: min separation {sep:.5}");
@@ -152,7 +154,11 @@ fn the_loss_falls_and_the_separation_rises() {
             tau: 0.1,
             epochs: 200,
             optimizer,
-            lr: if optimizer == Optimizer::Sgd { 0.05 } else { 0.01 },
+            lr: if optimizer == Optimizer::Sgd {
+                0.05
+            } else {
+                0.01
+            },
             queries: 50,
             ..KernelFitSpec::default()
         };
@@ -197,13 +203,8 @@ fn metastable_sizes_on_a_hand_built_memory() {
     assert_eq!(h, vec![0, 0, 3]);
     // The weights at a fixed point: the state is the weighted memories.
     let (hat, _) = kernelized::normalise_rows(memories.view());
-    let p = kernelized::fixed_point_weights(
-        &map,
-        memories.view(),
-        hat.view(),
-        queries.row(0),
-        &sharp,
-    );
+    let p =
+        kernelized::fixed_point_weights(&map, memories.view(), hat.view(), queries.row(0), &sharp);
     assert_eq!(p.len(), 3);
     assert!(p[0] > 0.99, "{p:?}");
     assert_eq!(Weights::Softmax.threshold(), 0.01);

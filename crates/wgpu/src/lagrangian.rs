@@ -170,6 +170,7 @@ fn stages(integrator: Integrator, dt: f32) -> Vec<(bool, bool, f32, f32, bool)> 
 /// Runs `steps` steps of the network `spec` on the memories (K×N) from `states` (B×N),
 /// with the input current (length N) or none and the memory neurons starting at `hidden0`
 /// (B×K) or at Ξ g(v). Inputs are validated by the caller (shapes, finiteness, the spec).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     ctx: &WgpuContext,
     spec: &LagrangianSpec,

@@ -10,8 +10,8 @@ use std::path::Path;
 use clap::Parser;
 use dam_experiments::cli::{
     open_device, BenchArgs, CapacityArgs, CensusArgs, Cli, Command, CurveArgs, DevicesArgs,
-    DrdamArgs, EnsemblesArgs, LagrangianArgs, KernelFitArgs, MergeArgs, MinimaArgs, MuonArgs, PhaseArgs,
-    TrainArgs,
+    DrdamArgs, EnsemblesArgs, KernelFitArgs, LagrangianArgs, MergeArgs, MinimaArgs, MuonArgs,
+    PhaseArgs, TrainArgs,
 };
 use dam_experiments::error::{prepare_out, Result};
 use dam_experiments::output::{merge_runs, CapacitySummary};
@@ -19,8 +19,8 @@ use dam_experiments::phase::{PhaseEvent, PhaseRow};
 use dam_experiments::search::{SearchSpec, Target};
 use dam_experiments::sweep::{SweepProgress, SweepSpec};
 use dam_experiments::{
-    bench, census, curve, drdam, ensemble_curve, kernel_fit, kernel_fit_plot, lagrangian, minima, muon, muon_plot, phase,
-    phase_plot, search, sweep, train,
+    bench, census, curve, drdam, ensemble_curve, kernel_fit, kernel_fit_plot, lagrangian, minima,
+    muon, muon_plot, phase, phase_plot, search, sweep, train,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
