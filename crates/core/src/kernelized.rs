@@ -328,8 +328,9 @@ pub fn metastable_size(p: &[f64], threshold: f64) -> usize {
     p.iter().filter(|&&v| v > threshold).count()
 }
 
-/// The histogram of ‖p‖ over `queries` (rows): entry k − 1 counts the queries whose fixed
-/// point has ‖p‖ = k (length M; ‖p‖ = 0 cannot happen with softmax and is not counted).
+/// The histogram of ‖p‖ over `queries` (rows): entry k counts the queries whose fixed point
+/// has ‖p‖ = k (length M + 1; ‖p‖ = 0 happens with softmax when M > 100 and the weights are
+/// all near 1/M).
 pub fn metastable_histogram(
     map: &FeatureMap,
     memories: ArrayView2<'_, f64>,
@@ -337,13 +338,10 @@ pub fn metastable_histogram(
     retrieval: &Retrieval,
 ) -> Vec<usize> {
     let (hat, _) = normalise_rows(map.features(memories).view());
-    let mut counts = vec![0usize; memories.nrows()];
+    let mut counts = vec![0usize; memories.nrows() + 1];
     for q in queries.rows() {
         let p = fixed_point_weights(map, memories, hat.view(), q, retrieval);
-        let size = metastable_size(&p, retrieval.weights.threshold());
-        if size >= 1 {
-            counts[size - 1] += 1;
-        }
+        counts[metastable_size(&p, retrieval.weights.threshold())] += 1;
     }
     counts
 }

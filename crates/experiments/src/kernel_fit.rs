@@ -425,7 +425,7 @@ pub struct KernelFitReport {
     pub min_separation_before: f64,
     /// 1 − max cos after learning (f64).
     pub min_separation_after: f64,
-    /// Entry k − 1: queries whose fixed point has ‖p‖ = k, with the initial Φ.
+    /// Entry k: queries whose fixed point has ‖p‖ = k, with the initial Φ (length M + 1).
     pub metastable_before: Vec<usize>,
     /// The same with the learned Φ.
     pub metastable_after: Vec<usize>,
@@ -442,7 +442,7 @@ impl KernelFitReport {
         if total == 0 {
             return 0.0;
         }
-        histogram.first().copied().unwrap_or(0) as f64 / total as f64
+        histogram.get(1).copied().unwrap_or(0) as f64 / total as f64
     }
 }
 
@@ -620,6 +620,12 @@ pub fn read_feature_map(path: &Path) -> Result<FeatureMap> {
     })
 }
 
+/// A histogram without its trailing zeros.
+fn trimmed(histogram: &[usize]) -> &[usize] {
+    let len = histogram.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+    &histogram[..len]
+}
+
 /// summary.json's contents.
 pub fn summary(spec: &KernelFitSpec, report: &KernelFitReport) -> serde_json::Value {
     let last = report.rows.last().copied();
@@ -642,10 +648,10 @@ pub fn summary(spec: &KernelFitSpec, report: &KernelFitReport) -> serde_json::Va
             "threshold": Weights::Softmax.threshold(),
             "beta": spec.beta,
             "queries": report.queries,
-            "histogram": "entry k-1 counts the queries whose fixed point has k weights above the threshold",
+            "histogram": "entry k counts the queries whose fixed point has k weights above the threshold (k = 0, 1, ...; trailing zeros dropped)",
         },
-        "metastable_before": report.metastable_before,
-        "metastable_after": report.metastable_after,
+        "metastable_before": trimmed(&report.metastable_before),
+        "metastable_after": trimmed(&report.metastable_after),
         "share_single_before": KernelFitReport::share_single(&report.metastable_before),
         "share_single_after": KernelFitReport::share_single(&report.metastable_after),
         "device": report.device.0,

@@ -180,8 +180,8 @@ fn the_loss_falls_and_the_separation_rises() {
 
 #[test]
 fn metastable_sizes_on_a_hand_built_memory() {
-    // Identity feature map on R²; memories e₁, −e₁ and e₂. With β = 20 a query near e₁ ends
-    // on e₁ alone (‖p‖ = 1); the query (1, 1)/√2 ... and a large β keeps any mixture sharp.
+    // Identity feature map on R²; memories e₁, −e₁ and e₂. With β = 20 every query ends on
+    // one memory (‖p‖ = 1: the others weigh at most e^{−20}).
     let map = FeatureMap {
         w: Array2::eye(2),
         b: Array1::zeros(2),
@@ -193,14 +193,14 @@ fn metastable_sizes_on_a_hand_built_memory() {
     };
     let queries = ndarray::arr2(&[[0.9, 0.1], [0.1, 0.9], [-0.8, -0.2]]);
     let h = kernelized::metastable_histogram(&map, memories.view(), queries.view(), &sharp);
-    assert_eq!(h, vec![3, 0, 0]);
+    assert_eq!(h, vec![0, 3, 0, 0]);
     // With β = 1 the weights never fall below e^{−2}/(1 + 2) > 0.01: every memory counts.
     let flat = Retrieval {
         beta: 1.0,
         ..Retrieval::default()
     };
     let h = kernelized::metastable_histogram(&map, memories.view(), queries.view(), &flat);
-    assert_eq!(h, vec![0, 0, 3]);
+    assert_eq!(h, vec![0, 0, 0, 3]);
     // The weights at a fixed point: the state is the weighted memories.
     let (hat, _) = kernelized::normalise_rows(memories.view());
     let p =
@@ -350,4 +350,30 @@ fn the_command_writes_its_files() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--optimizer"));
+}
+
+#[test]
+fn learning_raises_the_share_of_single_memory_fixed_points() {
+    // Synthetic: M = 10 random unit memories, N = D_Φ = 5, independent random unit queries.
+    // Softmax with β = 1 on cosines keeps every weight above e^{−2}/10 > 0.01, so the
+    // histogram is read at β = 10.
+    let spec = KernelFitSpec {
+        memories: MemorySource::Spherical { m: 10, n: 5 },
+        feature_dim: 5,
+        tau: 0.1,
+        epochs: 500,
+        optimizer: Optimizer::Adam,
+        lr: 0.01,
+        beta: 10.0,
+        queries: 200,
+        ..KernelFitSpec::default()
+    };
+    let r = kernel_fit::run(&spec, &Device::Reference, |_| {}).unwrap();
+    let before = kernel_fit::KernelFitReport::share_single(&r.metastable_before);
+    let after = kernel_fit::KernelFitReport::share_single(&r.metastable_after);
+    eprintln!(
+        "‖p‖ histogram before {:?}, after {:?}",
+        r.metastable_before, r.metastable_after
+    );
+    assert!(after > before + 0.3, "{before} → {after}");
 }
