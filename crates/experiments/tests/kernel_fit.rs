@@ -108,6 +108,10 @@ fn wgpu_agrees_with_the_reference() {
 /// The learned features of M identity memories (N = M, so W's columns are the features,
 /// unconstrained) in D_Φ = 3.
 fn tammes(m: usize) -> f64 {
+    tammes_on(m, &Device::Reference)
+}
+
+fn tammes_on(m: usize, device: &Device) -> f64 {
     let memories = Array2::<f64>::eye(m);
     let mut map = initial_map(3, m, 11);
     let spec = KernelFitSpec {
@@ -120,16 +124,14 @@ fn tammes(m: usize) -> f64 {
         ..KernelFitSpec::default()
     };
     let mut losses = Vec::new();
-    kernel_fit::train(
-        &spec,
-        &mut map,
-        memories.view(),
-        &Device::Reference,
-        |row| losses.push(row.loss),
-    )
+    kernel_fit::train(&spec, &mut map, memories.view(), device, |row| {
+        losses.push(row.loss)
+    })
     .unwrap();
+    assert_eq!(losses.len(), 1501);
+    assert!(losses[1500] < losses[0], "{} → {}", losses[0], losses[1500]);
     let sep = kernelized::min_separation(&map, memories.view());
-    eprintln!("Tammes M = {m}: min separation {sep:.5}");
+    eprintln!("Tammes M = {m} on {device:?}: min separation {sep:.5}");
     sep
 }
 
@@ -143,6 +145,14 @@ fn four_features_in_three_dimensions_reach_the_tetrahedron() {
 fn six_features_in_three_dimensions_reach_the_octahedron() {
     let sep = tammes(6);
     assert!((sep - 1.0).abs() <= 0.02, "{sep}");
+}
+
+#[test]
+fn the_f32_gram_matrix_reaches_the_octahedron_too() {
+    for device in [Device::Cpu, Device::wgpu()] {
+        let sep = tammes_on(6, &device);
+        assert!((sep - 1.0).abs() <= 0.02, "{device:?}: {sep}");
+    }
 }
 
 #[test]
@@ -311,8 +321,6 @@ fn the_command_writes_its_files() {
         "0.1",
         "--epochs",
         "50",
-        "--queries",
-        "100",
         "--out",
         out.to_str().unwrap(),
     ]);
