@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 pub use dam_core::binary;
 pub use dam_core::entmax;
+pub use dam_core::kernelized;
 pub use dam_core::lagrangian;
 pub use dam_core::procedural;
 pub use dam_core::weights;

@@ -24,6 +24,7 @@ pub mod dynamics;
 pub mod entmax;
 mod error;
 pub mod features;
+pub mod kernelized;
 pub mod lagrangian;
 pub mod learn;
 mod patterns;

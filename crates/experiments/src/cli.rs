@@ -138,6 +138,11 @@ pub enum Command {
     /// frequency groups, label noise): loss.csv (loss and per-group loss per step),
     /// summary.json, loss.svg; `--sweep-steps` fits the final loss against T (sweep.csv).
     Muon(MuonArgs),
+    /// U-Hop+: learns the feature map Φ(x) = W x + b of a kernelized memory by minimising
+    /// the separation loss of its memories (SGD or Adam): feature_map.safetensors, loss.csv,
+    /// summary.json (smallest separation and metastable-state histograms before and after),
+    /// loss.svg.
+    KernelFit(KernelFitArgs),
 }
 
 /// What every capacity search of a curve shares.
@@ -1299,5 +1304,67 @@ impl MuonArgs {
         };
         spec.validate()?;
         Ok((spec, sweep))
+    }
+}
+
+/// `dam kernel-fit`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct KernelFitArgs {
+    /// The memories: `spherical:M:N` (M random unit vectors in R^N), `mnist[:M]` (the
+    /// shipped training digits, the first M; queries: the test digits) or a CSV file (one
+    /// memory per row).
+    #[arg(long)]
+    pub memories: String,
+    /// D_Φ, the feature dimension of Φ(x) = W x + b.
+    #[arg(long = "feature-dim")]
+    pub feature_dim: usize,
+    /// τ of the separation loss L = log[(2/(M(M−1))) Σ_{μ<ν} exp(⟨Φ̂_μ, Φ̂_ν⟩/τ)].
+    #[arg(long, default_value_t = 0.1)]
+    pub tau: f64,
+    /// Epochs (full-batch steps).
+    #[arg(long, default_value_t = 500)]
+    pub epochs: usize,
+    /// `sgd` or `adam`.
+    #[arg(long, default_value = "adam")]
+    pub optimizer: String,
+    /// The step size η.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// Seed of W₀ (N(0, 1/N) entries), the spherical memories and the queries.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// β of the metastable-state retrieval x ← Ξᵀ softmax(β⟨Φ̂(ξ_μ), Φ̂(x)⟩).
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// Queries of the metastable-state histograms (random unit vectors; test digits with
+    /// `mnist`).
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    /// Device of the Gram matrix: `reference` (f64), `cpu` (f32 matrix product),
+    /// `wgpu[:N|:NAME]` or `auto`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl KernelFitArgs {
+    /// The run these arguments ask for (checked).
+    pub fn spec(&self) -> Result<crate::kernel_fit::KernelFitSpec> {
+        use crate::kernel_fit::{KernelFitSpec, MemorySource, Optimizer};
+        let spec = KernelFitSpec {
+            memories: MemorySource::parse(&self.memories)?,
+            feature_dim: self.feature_dim,
+            tau: self.tau,
+            epochs: self.epochs,
+            optimizer: Optimizer::parse(&self.optimizer)?,
+            lr: self.lr,
+            seed: self.seed,
+            beta: self.beta,
+            queries: self.queries,
+        };
+        spec.validate()?;
+        Ok(spec)
     }
 }

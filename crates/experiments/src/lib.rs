@@ -8,24 +8,27 @@
 //! Every command of `dam` is a spec and a `run` here ([`sweep::run`], [`search::run`],
 //! [`census::run`], [`train::run`], [`curve::run`], [`ensemble_curve::run`],
 //! [`drdam::run`], [`lagrangian::run`], [`minima::run`], [`bench::run`], [`phase::run`],
-//! [`muon::run`]); the binary maps its arguments ([`cli`]) to a spec,
+//! [`muon::run`], [`kernel_fit::run`]); the binary maps its arguments ([`cli`]) to a spec,
 //! shows progress and prints the closing line.
 //!
 //! # Features
 //!
 //! `cli` (default): the `dam` binary, its arguments ([`cli`], clap) and every module that
 //! draws a figure (plotters): [`output`], [`sweep`], [`census`], [`curve`],
-//! [`ensemble_curve`], [`drdam`], [`lagrangian`], [`minima`], [`phase_plot`], [`muon_plot`]. Without it the crate is the capacity sweep and its
-//! languages ([`args`], [`capacity`], [`ensembles`], [`search`], [`theory`]), the
-//! classifier training ([`train`]), the associative-memory optimisers ([`muon`]) and the step benchmark ([`bench`](mod@bench)), with
-//! no clap, plotters or indicatif.
+//! [`ensemble_curve`], [`drdam`], [`lagrangian`], [`minima`], [`phase_plot`], [`muon_plot`],
+//! [`kernel_fit_plot`]. Without it the crate is the capacity sweep and its languages
+//! ([`args`], [`capacity`], [`ensembles`], [`search`], [`theory`]), the classifier training
+//! ([`train`]), the associative-memory optimisers ([`muon`]), the U-Hop+ feature maps
+//! ([`kernel_fit`]) and the step benchmark ([`bench`](mod@bench)), with no clap, plotters or
+//! indicatif.
 //!
 //! # Layers
 //!
 //! Each module uses only those listed before it: [`error`], [`seed`], [`ensembles`],
 //! [`capacity`], [`args`], [`theory`], [`search`], [`train`], [`bench`](mod@bench), [`phase`],
-//! [`muon`], then (`cli`) [`output`], [`sweep`], [`census`], [`curve`], [`ensemble_curve`],
-//! [`drdam`], [`lagrangian`], [`minima`], [`phase_plot`], [`muon_plot`], [`cli`].
+//! [`muon`], [`kernel_fit`], then (`cli`) [`output`], [`sweep`], [`census`], [`curve`],
+//! [`ensemble_curve`], [`drdam`], [`lagrangian`], [`minima`], [`phase_plot`], [`muon_plot`],
+//! [`kernel_fit_plot`], [`cli`].
 
 #![warn(missing_docs)]
 
@@ -38,6 +41,7 @@ pub mod capacity;
 
 pub mod args;
 pub mod bench;
+pub mod kernel_fit;
 pub mod muon;
 pub mod phase;
 pub mod search;
@@ -55,6 +59,8 @@ pub mod curve;
 pub mod drdam;
 #[cfg(feature = "cli")]
 pub mod ensemble_curve;
+#[cfg(feature = "cli")]
+pub mod kernel_fit_plot;
 #[cfg(feature = "cli")]
 pub mod lagrangian;
 #[cfg(feature = "cli")]

@@ -10,8 +10,8 @@ use std::path::Path;
 use clap::Parser;
 use dam_experiments::cli::{
     open_device, BenchArgs, CapacityArgs, CensusArgs, Cli, Command, CurveArgs, DevicesArgs,
-    DrdamArgs, EnsemblesArgs, LagrangianArgs, MergeArgs, MinimaArgs, MuonArgs, PhaseArgs,
-    TrainArgs,
+    DrdamArgs, EnsemblesArgs, KernelFitArgs, LagrangianArgs, MergeArgs, MinimaArgs, MuonArgs,
+    PhaseArgs, TrainArgs,
 };
 use dam_experiments::error::{prepare_out, Result};
 use dam_experiments::output::{merge_runs, CapacitySummary};
@@ -19,8 +19,8 @@ use dam_experiments::phase::{PhaseEvent, PhaseRow};
 use dam_experiments::search::{SearchSpec, Target};
 use dam_experiments::sweep::{SweepProgress, SweepSpec};
 use dam_experiments::{
-    bench, census, curve, drdam, ensemble_curve, lagrangian, minima, muon, muon_plot, phase,
-    phase_plot, search, sweep, train,
+    bench, census, curve, drdam, ensemble_curve, kernel_fit, kernel_fit_plot, lagrangian, minima,
+    muon, muon_plot, phase, phase_plot, search, sweep, train,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -41,6 +41,7 @@ fn main() {
         Some(Command::Minima(args)) => minima(&args),
         Some(Command::Lagrangian(args)) => lagrangian_cmd(&args),
         Some(Command::Muon(args)) => muon_cmd(&args),
+        Some(Command::KernelFit(args)) => kernel_fit_cmd(&args),
         None => {
             eprintln!("dam: no command given; running the default sweep (spherical patterns, N = 16, λ = 1, log-sum-exp). See `dam --help`.");
             capacity(&CapacityArgs::default_sweep())
@@ -643,6 +644,34 @@ fn muon_cmd(args: &MuonArgs) -> Result<()> {
         report.seconds,
         args.out.display(),
         if sweep.is_some() { ", sweep.csv" } else { "" }
+    );
+    Ok(())
+}
+
+/// `dam kernel-fit`.
+fn kernel_fit_cmd(args: &KernelFitArgs) -> Result<()> {
+    let spec = args.spec()?;
+    let device = device_of(&args.device)?;
+    prepare_out(&args.out)?;
+    let bar = bar(spec.epochs, None);
+    let report = kernel_fit::run(&spec, &device, |e| bar.set_position(e as u64))?;
+    bar.finish_and_clear();
+    kernel_fit::write_outputs(&args.out, &spec, &report, json!(args))?;
+    kernel_fit_plot::write_svg(&args.out.join("loss.svg"), &report)?;
+    let (kind, adapter) = &report.device;
+    let share = kernel_fit::KernelFitReport::share_single;
+    println!(
+        "M={} N={} D={} tau={} min_separation {:.4} -> {:.4}, share of |p|=1 {:.3} -> {:.3} ({:.2} s) device={kind} ({adapter}) wrote {}/feature_map.safetensors, loss.csv, summary.json, loss.svg",
+        report.m,
+        report.n,
+        spec.feature_dim,
+        spec.tau,
+        report.min_separation_before,
+        report.min_separation_after,
+        share(&report.metastable_before),
+        share(&report.metastable_after),
+        report.seconds,
+        args.out.display()
     );
     Ok(())
 }

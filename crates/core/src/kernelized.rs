@@ -1,0 +1,373 @@
+//! Kernelized memories and the U-Hop+ separation loss (Hu et al., "Provably optimal memory
+//! capacity for modern Hopfield models", NeurIPS 2024).
+//!
+//! The similarity goes through a learned affine feature map Φ(x) = W x + b (W: D_Φ × N):
+//! K(u, v) = ⟨Φ̂(u), Φ̂(v)⟩ on the normalised features Φ̂ = Φ/‖Φ‖. For M memories ξ_μ (rows
+//! of an M × N matrix Ξ) with features Φ_μ = W ξ_μ + b, Gram matrix G = Φ̂Φ̂ᵀ and a
+//! temperature τ > 0, the separation loss is
+//!
+//! L = log[(2/(M(M−1))) Σ_{μ<ν} exp(G_{μν}/τ)],
+//!
+//! a soft maximum of the pairwise cosines: as τ → 0 minimising it maximises the smallest
+//! pairwise separation 1 − max_{μ≠ν} G_{μν} (the spherical-code, or Tammes, problem).
+//!
+//! # Gradient
+//!
+//! With a_{μν} = exp(G_{μν}/τ)/Σ_{κ<λ} exp(G_{κλ}/τ) for μ ≠ ν (symmetric, each unordered
+//! pair counted once, Σ_{μ<ν} a_{μν} = 1):
+//!
+//! * ∂L/∂Φ̂_μ = (1/τ) Σ_{ν≠μ} a_{μν} Φ̂_ν;
+//! * ∂L/∂Φ_μ = (I − Φ̂_μΦ̂_μᵀ) ∂L/∂Φ̂_μ / ‖Φ_μ‖;
+//! * ∂L/∂W = Σ_μ (∂L/∂Φ_μ) ξ_μᵀ, ∂L/∂b = Σ_μ ∂L/∂Φ_μ.
+//!
+//! The log-sum-exp is shifted by the largest G_{μν}/τ. Everything here is f64 and
+//! device-independent: [`evaluate_with`] takes the Gram product as a function so a device
+//! can run Φ̂Φ̂ᵀ on its own matrix product while the epilogue ([`separation_epilogue`]) and
+//! the back-propagation ([`backpropagate`]) stay this one definition.
+//!
+//! # Metastable states
+//!
+//! Retrieval in input space with the similarity through Φ: x ← Ξᵀ p(x) with
+//! p(x) = weights(β K(Ξ, x)) (softmax now; the weight function is pluggable, see
+//! [`Weights`]). ‖p‖ at the fixed point reached from a query is the number of weights above
+//! the threshold ([`Weights::threshold`]): 1 means one memory retrieved, more a metastable
+//! mixture ([`metastable_size`]).
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+
+/// An affine feature map Φ(x) = W x + b.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureMap {
+    /// W, D_Φ × N.
+    pub w: Array2<f64>,
+    /// b, D_Φ.
+    pub b: Array1<f64>,
+}
+
+impl FeatureMap {
+    /// D_Φ, the feature dimension.
+    pub fn feature_dim(&self) -> usize {
+        self.w.nrows()
+    }
+
+    /// N, the input dimension.
+    pub fn input_dim(&self) -> usize {
+        self.w.ncols()
+    }
+
+    /// Φ(x) for every row x of `x` (rows of the result: Φ(x)ᵀ).
+    pub fn features(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        let mut phi = x.dot(&self.w.t());
+        phi += &self.b;
+        phi
+    }
+
+    /// Φ̂(x) = Φ(x)/‖Φ(x)‖ for one x (0 stays 0).
+    pub fn normalised_feature(&self, x: ArrayView1<'_, f64>) -> Array1<f64> {
+        let mut phi = self.w.dot(&x) + &self.b;
+        let norm = phi.dot(&phi).sqrt();
+        if norm > 0.0 {
+            phi /= norm;
+        }
+        phi
+    }
+}
+
+/// Each row divided by its norm, and the norms (a zero row stays zero).
+pub fn normalise_rows(phi: ArrayView2<'_, f64>) -> (Array2<f64>, Vec<f64>) {
+    let mut hat = phi.to_owned();
+    let mut norms = Vec::with_capacity(phi.nrows());
+    for mut row in hat.rows_mut() {
+        let norm = row.dot(&row).sqrt();
+        if norm > 0.0 {
+            row /= norm;
+        }
+        norms.push(norm);
+    }
+    (hat, norms)
+}
+
+/// The loss and the pair weights of a Gram matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Epilogue {
+    /// L.
+    pub loss: f64,
+    /// a_{μν} (symmetric, zero diagonal, Σ_{μ<ν} a_{μν} = 1).
+    pub weights: Array2<f64>,
+    /// 1 − max_{μ≠ν} G_{μν}.
+    pub min_separation: f64,
+}
+
+/// L, a and the smallest separation from the Gram matrix G = Φ̂Φ̂ᵀ (M × M, M ≥ 2; only the
+/// upper triangle is read, so an f32 product's asymmetry in the last bit does not matter).
+pub fn separation_epilogue(gram: ArrayView2<'_, f64>, tau: f64) -> Epilogue {
+    let m = gram.nrows();
+    let mut top = f64::NEG_INFINITY;
+    for mu in 0..m {
+        for nu in mu + 1..m {
+            top = top.max(gram[[mu, nu]]);
+        }
+    }
+    let shift = top / tau;
+    let mut weights = Array2::<f64>::zeros((m, m));
+    let mut sum = 0.0;
+    for mu in 0..m {
+        for nu in mu + 1..m {
+            let e = (gram[[mu, nu]] / tau - shift).exp();
+            weights[[mu, nu]] = e;
+            sum += e;
+        }
+    }
+    for mu in 0..m {
+        for nu in mu + 1..m {
+            let a = weights[[mu, nu]] / sum;
+            weights[[mu, nu]] = a;
+            weights[[nu, mu]] = a;
+        }
+    }
+    let pairs = (m * (m - 1)) as f64 / 2.0;
+    Epilogue {
+        loss: shift + sum.ln() - pairs.ln(),
+        weights,
+        min_separation: 1.0 - top,
+    }
+}
+
+/// ∂L/∂W and ∂L/∂b from the pair weights, the normalised features Φ̂ (M × D), their norms
+/// and the memories Ξ (M × N).
+pub fn backpropagate(
+    weights: ArrayView2<'_, f64>,
+    hat: ArrayView2<'_, f64>,
+    norms: &[f64],
+    memories: ArrayView2<'_, f64>,
+    tau: f64,
+) -> (Array2<f64>, Array1<f64>) {
+    // ∂L/∂Φ̂ = (1/τ) a Φ̂ (a has a zero diagonal).
+    let mut d = weights.dot(&hat) / tau;
+    for ((mut g, h), &norm) in d.rows_mut().into_iter().zip(hat.rows()).zip(norms) {
+        let along = g.dot(&h);
+        g.scaled_add(-along, &h);
+        if norm > 0.0 {
+            g /= norm;
+        } else {
+            g.fill(0.0);
+        }
+    }
+    let grad_w = d.t().dot(&memories);
+    let grad_b = d.sum_axis(Axis(0));
+    (grad_w, grad_b)
+}
+
+/// The loss, the smallest separation and the gradient at a feature map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// L.
+    pub loss: f64,
+    /// 1 − max_{μ≠ν} cos(Φ_μ, Φ_ν).
+    pub min_separation: f64,
+    /// ∂L/∂W (D × N).
+    pub grad_w: Array2<f64>,
+    /// ∂L/∂b (D).
+    pub grad_b: Array1<f64>,
+}
+
+/// L and its gradient with the Gram matrix Φ̂Φ̂ᵀ computed by `gram(Φ̂)` (a device's matrix
+/// product); the rest in f64 here.
+pub fn evaluate_with<E>(
+    map: &FeatureMap,
+    memories: ArrayView2<'_, f64>,
+    tau: f64,
+    gram: impl FnOnce(ArrayView2<'_, f64>) -> Result<Array2<f64>, E>,
+) -> Result<Evaluation, E> {
+    let phi = map.features(memories);
+    let (hat, norms) = normalise_rows(phi.view());
+    let g = gram(hat.view())?;
+    let epilogue = separation_epilogue(g.view(), tau);
+    let (grad_w, grad_b) =
+        backpropagate(epilogue.weights.view(), hat.view(), &norms, memories, tau);
+    Ok(Evaluation {
+        loss: epilogue.loss,
+        min_separation: epilogue.min_separation,
+        grad_w,
+        grad_b,
+    })
+}
+
+/// [`evaluate_with`] with the Gram matrix in f64 (the reference).
+pub fn evaluate(map: &FeatureMap, memories: ArrayView2<'_, f64>, tau: f64) -> Evaluation {
+    let result: Result<Evaluation, std::convert::Infallible> =
+        evaluate_with(map, memories, tau, |hat| Ok(hat.dot(&hat.t())));
+    match result {
+        Ok(e) => e,
+        Err(never) => match never {},
+    }
+}
+
+/// The loss alone (f64), for finite differences.
+pub fn loss(map: &FeatureMap, memories: ArrayView2<'_, f64>, tau: f64) -> f64 {
+    let (hat, _) = normalise_rows(map.features(memories).view());
+    separation_epilogue(hat.dot(&hat.t()).view(), tau).loss
+}
+
+/// 1 − max_{μ≠ν} cos(Φ_μ, Φ_ν) of the memories' features.
+pub fn min_separation(map: &FeatureMap, memories: ArrayView2<'_, f64>) -> f64 {
+    let (hat, _) = normalise_rows(map.features(memories).view());
+    let g = hat.dot(&hat.t());
+    let m = g.nrows();
+    let mut top = f64::NEG_INFINITY;
+    for mu in 0..m {
+        for nu in mu + 1..m {
+            top = top.max(g[[mu, nu]]);
+        }
+    }
+    1.0 - top
+}
+
+/// The retrieval weights p = weights(β s) of the similarities s. Softmax is the one weight
+/// function implemented; sparse ones (1.5-entmax, sparsemax) plug in here with threshold 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// p = softmax(β s); a weight counts above 0.01.
+    Softmax,
+}
+
+impl Weights {
+    /// The weights of the scores `z` = β s, in place.
+    pub fn apply(&self, z: &mut [f64]) {
+        match self {
+            Weights::Softmax => {
+                let top = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let mut sum = 0.0;
+                for v in z.iter_mut() {
+                    *v = (*v - top).exp();
+                    sum += *v;
+                }
+                z.iter_mut().for_each(|v| *v /= sum);
+            }
+        }
+    }
+
+    /// A weight counts towards ‖p‖ when it is above this.
+    pub fn threshold(&self) -> f64 {
+        match self {
+            Weights::Softmax => 0.01,
+        }
+    }
+
+    /// `softmax`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Weights::Softmax => "softmax",
+        }
+    }
+}
+
+/// How the fixed point is sought.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retrieval {
+    /// β.
+    pub beta: f64,
+    /// The weight function.
+    pub weights: Weights,
+    /// Updates at most.
+    pub max_steps: usize,
+    /// Stop when max_i |x_i' − x_i| ≤ this.
+    pub tolerance: f64,
+}
+
+impl Default for Retrieval {
+    fn default() -> Self {
+        Self {
+            beta: 1.0,
+            weights: Weights::Softmax,
+            max_steps: 200,
+            tolerance: 1e-9,
+        }
+    }
+}
+
+/// The weights p at the fixed point of x ← Ξᵀ p(x), p(x) = weights(β ⟨Φ̂(ξ_μ), Φ̂(x)⟩), from
+/// `query`; `hat` holds the memories' normalised features (M × D).
+pub fn fixed_point_weights(
+    map: &FeatureMap,
+    memories: ArrayView2<'_, f64>,
+    hat: ArrayView2<'_, f64>,
+    query: ArrayView1<'_, f64>,
+    retrieval: &Retrieval,
+) -> Vec<f64> {
+    let mut x = query.to_owned();
+    let mut p = vec![0.0; memories.nrows()];
+    for _ in 0..retrieval.max_steps.max(1) {
+        let f = map.normalised_feature(x.view());
+        for (pm, h) in p.iter_mut().zip(hat.rows()) {
+            *pm = retrieval.beta * h.dot(&f);
+        }
+        retrieval.weights.apply(&mut p);
+        let next = memories.t().dot(&ArrayView1::from(&p[..]));
+        let moved = next
+            .iter()
+            .zip(x.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        x = next;
+        if moved <= retrieval.tolerance {
+            break;
+        }
+    }
+    // The weights at the state reached.
+    let f = map.normalised_feature(x.view());
+    for (pm, h) in p.iter_mut().zip(hat.rows()) {
+        *pm = retrieval.beta * h.dot(&f);
+    }
+    retrieval.weights.apply(&mut p);
+    p
+}
+
+/// ‖p‖: the number of weights above `threshold`.
+pub fn metastable_size(p: &[f64], threshold: f64) -> usize {
+    p.iter().filter(|&&v| v > threshold).count()
+}
+
+/// The histogram of ‖p‖ over `queries` (rows): entry k counts the queries whose fixed point
+/// has ‖p‖ = k (length M + 1; ‖p‖ = 0 happens with softmax when M > 100 and the weights are
+/// all near 1/M).
+pub fn metastable_histogram(
+    map: &FeatureMap,
+    memories: ArrayView2<'_, f64>,
+    queries: ArrayView2<'_, f64>,
+    retrieval: &Retrieval,
+) -> Vec<usize> {
+    let (hat, _) = normalise_rows(map.features(memories).view());
+    let mut counts = vec![0usize; memories.nrows() + 1];
+    for q in queries.rows() {
+        let p = fixed_point_weights(map, memories, hat.view(), q, retrieval);
+        counts[metastable_size(&p, retrieval.weights.threshold())] += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loss_of_a_regular_simplex_is_its_cosine_over_tau() {
+        // Every pair at cos = −1/(M−1): L = −1/((M−1)τ) exactly.
+        let m = 4;
+        let g = Array2::from_shape_fn((m, m), |(i, j)| if i == j { 1.0 } else { -1.0 / 3.0 });
+        let e = separation_epilogue(g.view(), 0.1);
+        assert!((e.loss + 1.0 / 0.3).abs() < 1e-12, "{}", e.loss);
+        assert!((e.min_separation - 4.0 / 3.0).abs() < 1e-12);
+        assert!((e.weights[[0, 1]] - 1.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn softmax_counts_weights_above_a_hundredth() {
+        let mut p = vec![10.0, 0.0, 0.0];
+        Weights::Softmax.apply(&mut p);
+        assert_eq!(metastable_size(&p, Weights::Softmax.threshold()), 1);
+        let mut p = vec![1.0, 1.0, -20.0];
+        Weights::Softmax.apply(&mut p);
+        assert_eq!(metastable_size(&p, Weights::Softmax.threshold()), 2);
+    }
+}
