@@ -223,15 +223,51 @@ pub fn min_separation(map: &FeatureMap, memories: ArrayView2<'_, f64>) -> f64 {
     1.0 - top
 }
 
-/// The retrieval weights p = weights(β s) of the similarities s. Softmax is the one weight
-/// function implemented; sparse ones (1.5-entmax, sparsemax) plug in here with threshold 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The retrieval weights p = weights(β s) of the similarities s: softmax, or the sparse
+/// α-entmax of [`crate::entmax`] (sparsemax at α = 2).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Weights {
     /// p = softmax(β s); a weight counts above 0.01.
     Softmax,
+    /// p = α-entmax(β s), 1 < α ≤ 2; a weight counts above 0.
+    Entmax {
+        /// α.
+        alpha: f64,
+    },
 }
 
 impl Weights {
+    /// `softmax`, `sparsemax` (α = 2), `entmax` (α = 1.5) or `entmax:ALPHA`.
+    pub fn parse(name: &str) -> crate::Result<Self> {
+        let name = name.trim().to_ascii_lowercase();
+        let bad = |reason: &str| crate::Error::InvalidParameter {
+            argument: "separation",
+            value: name.clone(),
+            reason: reason.into(),
+        };
+        match name.as_str() {
+            "softmax" | "lse" => Ok(Weights::Softmax),
+            "sparsemax" => Ok(Weights::Entmax {
+                alpha: crate::entmax::SPARSEMAX_ALPHA as f64,
+            }),
+            "entmax" => Ok(Weights::Entmax {
+                alpha: crate::entmax::DEFAULT_ALPHA as f64,
+            }),
+            other => match other.strip_prefix("entmax:") {
+                Some(a) => {
+                    let alpha: f64 = a
+                        .parse()
+                        .map_err(|_| bad("entmax:ALPHA needs a number, e.g. entmax:1.5"))?;
+                    if !(alpha > 1.0 && alpha <= 2.0) {
+                        return Err(bad("entmax needs 1 < α ≤ 2"));
+                    }
+                    Ok(Weights::Entmax { alpha })
+                }
+                None => Err(bad("use softmax, sparsemax, entmax or entmax:ALPHA")),
+            },
+        }
+    }
+
     /// The weights of the scores `z` = β s, in place.
     pub fn apply(&self, z: &mut [f64]) {
         match self {
@@ -244,6 +280,10 @@ impl Weights {
                 }
                 z.iter_mut().for_each(|v| *v /= sum);
             }
+            Weights::Entmax { alpha } => {
+                let p = crate::entmax::entmax(*alpha, z).weights;
+                z.copy_from_slice(&p);
+            }
         }
     }
 
@@ -251,13 +291,18 @@ impl Weights {
     pub fn threshold(&self) -> f64 {
         match self {
             Weights::Softmax => 0.01,
+            Weights::Entmax { .. } => 0.0,
         }
     }
 
-    /// `softmax`.
-    pub fn name(&self) -> &'static str {
+    /// `softmax`, `sparsemax` or `entmax:ALPHA`.
+    pub fn name(&self) -> String {
         match self {
-            Weights::Softmax => "softmax",
+            Weights::Softmax => "softmax".into(),
+            Weights::Entmax { alpha } if *alpha == crate::entmax::SPARSEMAX_ALPHA as f64 => {
+                "sparsemax".into()
+            }
+            Weights::Entmax { alpha } => format!("entmax:{alpha}"),
         }
     }
 }

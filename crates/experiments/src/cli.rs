@@ -1333,9 +1333,16 @@ pub struct KernelFitArgs {
     /// Seed of W₀ (N(0, 1/N) entries), the spherical memories and the queries.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// β of the metastable-state retrieval x ← Ξᵀ softmax(β⟨Φ̂(ξ_μ), Φ̂(x)⟩).
-    #[arg(long, default_value_t = 1.0)]
+    /// β of the metastable-state retrieval x ← Ξᵀ p(β⟨Φ̂(ξ_μ), Φ̂(x)⟩). The similarity is a
+    /// cosine (at most 1), so β ≈ 1 spreads the weights over most memories; the default 10
+    /// separates single-memory fixed points from mixtures.
+    #[arg(long, default_value_t = 10.0)]
     pub beta: f64,
+    /// The weights p of the metastable-state retrieval: `entmax:ALPHA` (1 < α ≤ 2; a
+    /// weight counts above 0), `entmax` (α = 1.5), `sparsemax` (α = 2) or `softmax` (a
+    /// weight counts above 0.01).
+    #[arg(long, default_value = "entmax:1.5")]
+    pub separation: String,
     /// Queries of the metastable-state histograms (random unit vectors; test digits with
     /// `mnist`).
     #[arg(long, default_value_t = 1000)]
@@ -1362,6 +1369,7 @@ impl KernelFitArgs {
             lr: self.lr,
             seed: self.seed,
             beta: self.beta,
+            weights: dam::kernelized::Weights::parse(&self.separation)?,
             queries: self.queries,
         };
         spec.validate()?;

@@ -159,6 +159,8 @@ pub struct KernelFitSpec {
     pub seed: u64,
     /// β of the metastable-state retrieval.
     pub beta: f64,
+    /// The weights of the metastable-state retrieval (softmax or α-entmax).
+    pub weights: Weights,
     /// Queries of the metastable-state histograms (0: none).
     pub queries: usize,
 }
@@ -173,7 +175,8 @@ impl Default for KernelFitSpec {
             optimizer: Optimizer::Adam,
             lr: 0.01,
             seed: 0,
-            beta: 1.0,
+            beta: 10.0,
+            weights: Weights::Entmax { alpha: 1.5 },
             queries: 1000,
         }
     }
@@ -446,11 +449,11 @@ impl KernelFitReport {
     }
 }
 
-/// The metastable-state retrieval of a spec (softmax, β).
+/// The metastable-state retrieval of a spec (its weights and β).
 pub fn retrieval(spec: &KernelFitSpec) -> Retrieval {
     Retrieval {
         beta: spec.beta,
-        weights: Weights::Softmax,
+        weights: spec.weights,
         ..Retrieval::default()
     }
 }
@@ -644,8 +647,8 @@ pub fn summary(spec: &KernelFitSpec, report: &KernelFitReport) -> serde_json::Va
         "min_separation_before": report.min_separation_before,
         "min_separation_after": report.min_separation_after,
         "metastable": {
-            "weights": Weights::Softmax.name(),
-            "threshold": Weights::Softmax.threshold(),
+            "weights": spec.weights.name(),
+            "threshold": spec.weights.threshold(),
             "beta": spec.beta,
             "queries": report.queries,
             "histogram": "entry k counts the queries whose fixed point has k weights above the threshold (k = 0, 1, ...; trailing zeros dropped)",
