@@ -46,22 +46,7 @@ impl EnergyNetwork {
 
     /// The same network with the constant input current I (length N, finite).
     pub fn with_current(mut self, current: Vec<f32>) -> Result<Self> {
-        if current.len() != self.dim() {
-            return Err(Error::DimensionMismatch {
-                argument: "current",
-                expected: self.dim(),
-                actual: current.len(),
-            });
-        }
-        if let Some((col, &value)) = current.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                argument: "current",
-                row: 0,
-                col,
-                value,
-            });
-        }
-        self.current = Some(current);
+        self.current = Some(checked_current(current, self.dim())?);
         Ok(self)
     }
 
@@ -196,6 +181,26 @@ impl EnergyNetwork {
     }
 }
 
+/// An input current of length `n` with finite entries, or the error naming it.
+fn checked_current(current: Vec<f32>, n: usize) -> Result<Vec<f32>> {
+    if current.len() != n {
+        return Err(Error::DimensionMismatch {
+            argument: "current",
+            expected: n,
+            actual: current.len(),
+        });
+    }
+    if let Some((col, &value)) = current.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::NonFinite {
+            argument: "current",
+            row: 0,
+            col,
+            value,
+        });
+    }
+    Ok(current)
+}
+
 /// A state or an energy that left the floating-point range is an error, not a number.
 fn check_finite(run: &LagrangianRun, steps: usize) -> Result<()> {
     for (query, row) in run.states.rows().into_iter().enumerate() {
@@ -296,23 +301,7 @@ impl HierarchicalNetwork {
 
     /// The same network with the constant input current I on the first layer (finite).
     pub fn with_current(mut self, current: Vec<f32>) -> Result<Self> {
-        let n = self.spec.layers[0].size;
-        if current.len() != n {
-            return Err(Error::DimensionMismatch {
-                argument: "current",
-                expected: n,
-                actual: current.len(),
-            });
-        }
-        if let Some((col, &value)) = current.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                argument: "current",
-                row: 0,
-                col,
-                value,
-            });
-        }
-        self.current = Some(current);
+        self.current = Some(checked_current(current, self.spec.layers[0].size)?);
         Ok(self)
     }
 

@@ -55,6 +55,33 @@ pub fn items_per_slice(ctx: &WgpuContext, cost: Cost) -> usize {
     .clamp(1, usize::MAX as u64) as usize
 }
 
+/// Loop iterations of one integer power xⁿ by repeated squaring (`ipow` of math.wgsl: the
+/// bit length of n), plus one.
+pub fn power_loops(degree: u32) -> u64 {
+    (u32::BITS - degree.leading_zeros()) as u64 + 1
+}
+
+/// Workgroup counts for `items` workgroups: along x, spilling into y when one dimension
+/// is not enough; [`dam_core::Error::TooLarge`] naming `argument` beyond both.
+pub fn groups_2d(
+    ctx: &WgpuContext,
+    items: u64,
+    argument: &'static str,
+) -> dam_core::Result<[u32; 3]> {
+    let max = ctx.limits().max_compute_workgroups_per_dimension as u64;
+    let x = items.clamp(1, max);
+    let y = items.div_ceil(x).max(1);
+    if y > max {
+        return Err(dam_core::Error::TooLarge {
+            argument,
+            size: items,
+            limit: max * max,
+            detail: "workgroups of one kernel (a 2-D grid)".into(),
+        });
+    }
+    Ok([x as u32, y as u32, 1])
+}
+
 /// Items of `loops` loop iterations each that one invocation may run per dispatch.
 pub fn items_per_slice_of_loops(loops: u64) -> usize {
     (LOOP_BUDGET / loops.max(1)).max(1) as usize

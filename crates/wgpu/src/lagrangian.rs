@@ -20,7 +20,7 @@ use dam_core::{Error, Result};
 use ndarray::{Array2, ArrayView2};
 
 use crate::context::WgpuContext;
-use crate::exec::{self, Dispatch, LOOP_BUDGET};
+use crate::exec::{self, groups_2d, power_loops, Dispatch, LOOP_BUDGET};
 use crate::matmul::MatMul;
 use crate::params::LagParams;
 use crate::source::{Kernel, Loader};
@@ -45,28 +45,7 @@ fn too_large(argument: &'static str, size: u64, limit: u64, detail: &str) -> Err
     }
 }
 
-/// Workgroups for `items` along x, spilling into y.
-fn groups_2d(ctx: &WgpuContext, items: u64, argument: &'static str) -> Result<[u32; 3]> {
-    let max = ctx.limits().max_compute_workgroups_per_dimension as u64;
-    let x = items.clamp(1, max);
-    let y = items.div_ceil(x).max(1);
-    if y > max {
-        return Err(too_large(
-            argument,
-            items,
-            max * max,
-            "workgroups of one network kernel",
-        ));
-    }
-    Ok([x as u32, y as u32, 1])
-}
-
-/// Loop iterations of one F or F′ evaluation (repeated squaring: the bit length of n).
-fn pow_loops(degree: u32) -> u64 {
-    (u32::BITS - degree.leading_zeros()) as u64 + 1
-}
-
-/// The device's device-side constants of a spec: (VIS, HID, degree, rectified, β).
+/// The device-side constants of a spec: (VIS, HID, degree, rectified, β).
 fn codes(spec: &LagrangianSpec) -> (u32, u32, u32, u32, f32) {
     let vis = match spec.visible {
         VisibleLagrangian::Quadratic => 0,
@@ -111,7 +90,7 @@ fn plan(
         ));
     }
     let per_entry = match spec.hidden {
-        HiddenLagrangian::Additive(f) => 2 * pow_loops(f.degree) + 1,
+        HiddenLagrangian::Additive(f) => 2 * power_loops(f.degree) + 1,
         _ => 3,
     };
     let hidden_loops = (k as u64).div_ceil(wg) * per_entry + 16;

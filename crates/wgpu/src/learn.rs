@@ -20,34 +20,13 @@ use dam_core::{Error, Result};
 use ndarray::{Array2, ArrayView2};
 
 use crate::context::WgpuContext;
-use crate::exec::{self, Dispatch, LOOP_BUDGET};
+use crate::exec::{self, power_loops, Dispatch, LOOP_BUDGET};
 use crate::matmul::MatMul;
 use crate::params::LearnParams;
 use crate::source::{Kernel, Loader};
 
 /// Workgroup size of every `learn.wgsl` entry point.
 pub(crate) const LEARN_WG: u64 = 64;
-
-/// Loop iterations of one F or F′ evaluation (repeated squaring: the bit length of n).
-fn pow_loops(degree: u32) -> u64 {
-    (u32::BITS - degree.leading_zeros()) as u64 + 1
-}
-
-/// Workgroups for `items` groups of [`LEARN_WG`]: 2-D when one dimension is not enough.
-fn groups_2d(ctx: &WgpuContext, items: u64) -> Result<[u32; 3]> {
-    let max = ctx.limits().max_compute_workgroups_per_dimension as u64;
-    let x = items.min(max).max(1);
-    let y = items.div_ceil(x).max(1);
-    if y > max {
-        return Err(Error::TooLarge {
-            argument: "classifier size",
-            size: items,
-            limit: max * max,
-            detail: "workgroups of one classifier kernel".into(),
-        });
-    }
-    Ok([x as u32, y as u32, 1])
-}
 
 fn too_large(argument: &'static str, size: u64, limit: u64, detail: &str) -> Error {
     Error::TooLarge {
@@ -71,7 +50,7 @@ fn plan(model: &ClassifierModel, k: usize, n: usize, batch: usize) -> Result<(u3
             ));
         }
     }
-    let f_loops = pow_loops(model.degree);
+    let f_loops = power_loops(model.degree);
     let chunk = (LOOP_BUDGET / (2 * f_loops + 1)).clamp(1, 256);
     let chunks = (k as u64).div_ceil(chunk);
     if chunks > LOOP_BUDGET / 2 {
@@ -256,7 +235,7 @@ impl<'a> Session<'a> {
         let mut list = vec![learn(
             Kernel::LearnRows,
             &[(1, &bf.memories), (2, &bf.xs), (3, &bf.ls)],
-            groups_2d(ctx, (k as u64).div_ceil(LEARN_WG))?,
+            exec::groups_2d(ctx, (k as u64).div_ceil(LEARN_WG), "classifier size")?,
         )?];
         let forward_mm = MatMul {
             ldb: width,
@@ -294,7 +273,7 @@ impl<'a> Session<'a> {
                 (8, &bf.losses),
                 (9, &bf.outc),
             ],
-            groups_2d(ctx, pairs.div_ceil(LEARN_WG))?,
+            exec::groups_2d(ctx, pairs.div_ceil(LEARN_WG), "classifier size")?,
         )?);
         if work == Work::Outputs {
             return Ok(list);
@@ -328,7 +307,7 @@ impl<'a> Session<'a> {
                 (10, &bf.amat),
                 (11, &bf.grad),
             ],
-            groups_2d(ctx, ((k * c) as u64).div_ceil(LEARN_WG))?,
+            exec::groups_2d(ctx, ((k * c) as u64).div_ceil(LEARN_WG), "classifier size")?,
         )?);
         let backward_mm = MatMul {
             ldc: width,
@@ -346,7 +325,7 @@ impl<'a> Session<'a> {
             list.push(learn(
                 Kernel::LearnUpdate,
                 &[(1, &bf.memories), (11, &bf.grad), (12, &bf.velocity)],
-                groups_2d(ctx, k as u64)?,
+                exec::groups_2d(ctx, k as u64, "classifier size")?,
             )?);
         }
         Ok(list)
