@@ -10,6 +10,9 @@
 //! * learning rate ε = ε₀ · f^epoch; memories clipped to [−1, 1];
 //! * a temperature schedule, when the caller sets one ([`ramp`], [`Classifier::set_temperature`]).
 //!
+//! [`Optimizer::Muon`] ([`Classifier::set_optimizer`]) replaces the per-memory normalised
+//! step by Muon's orthogonalised step of the whole matrix (CPU and reference devices).
+//!
 //! A memory whose gradient row is exactly zero in a minibatch takes no step (its velocity
 //! is kept too), so a classifier whose outputs all sit at their targets stays put.
 //!
