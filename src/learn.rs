@@ -10,6 +10,9 @@
 //! * learning rate ε = ε₀ · f^epoch; memories clipped to [−1, 1];
 //! * a temperature schedule, when the caller sets one ([`ramp`], [`Classifier::set_temperature`]).
 //!
+//! [`Optimizer::Muon`] ([`Classifier::set_optimizer`]) replaces the per-memory normalised
+//! step by Muon's orthogonalised step of the whole matrix (CPU and reference devices).
+//!
 //! A memory whose gradient row is exactly zero in a minibatch takes no step (its velocity
 //! is kept too), so a classifier whose outputs all sit at their targets stays put.
 //!
@@ -33,6 +36,7 @@ use ndarray::{Array2, ArrayView2, Axis, CowArray, Ix2};
 
 use crate::procedural::{fill, words, PatternKind, Stream};
 use crate::{Device, Error, Placement, Result};
+use dam_cpu::msgn::NewtonSchulz;
 
 pub use dam_core::learn::ClassifierModel;
 
@@ -82,6 +86,65 @@ impl EpochOptions {
                     argument: "momentum",
                     value: p.to_string(),
                     reason: "the momentum must be in [0, 1)".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The optimiser that moves the memories ([`Classifier::set_optimizer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Optimizer {
+    /// The paper's: V ← p V − ∇, each memory moved by ε V / max|V| (its own largest entry)
+    /// and clipped to [−1, 1].
+    #[default]
+    Krotov,
+    /// Muon: the same velocity V ← p V − ∇, then the whole K × (N + C) matrix moves by
+    /// ε·√max(1, K/(N + C))·msgn(V), msgn(V) = U sign(Σ) Wᵀ its orthogonal polar factor,
+    /// approximated by `ns_steps` quintic Newton–Schulz iterations ([`crate::cpu::msgn`];
+    /// f32 on [`Device::Cpu`], f64 on [`Device::Reference`]; not on wgpu), and clipped to
+    /// [−1, 1]. A memory whose gradient row is exactly zero is left alone, velocity
+    /// included, as with `Krotov`.
+    Muon {
+        /// Newton–Schulz iterations (≥ 1).
+        ns_steps: usize,
+    },
+}
+
+impl Optimizer {
+    /// Newton–Schulz iterations of [`Optimizer::muon`] (Keller Jordan's Muon uses 5).
+    pub const MUON_NS_STEPS: usize = 5;
+
+    /// Muon with [`Optimizer::MUON_NS_STEPS`] iterations.
+    pub fn muon() -> Self {
+        Optimizer::Muon {
+            ns_steps: Self::MUON_NS_STEPS,
+        }
+    }
+
+    /// `krotov` or `muon`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Optimizer::Krotov => "krotov",
+            Optimizer::Muon { .. } => "muon",
+        }
+    }
+
+    /// Checks the optimiser on `device`: Muon needs at least one iteration and a CPU device.
+    pub fn validate(&self, device: &Device) -> Result<()> {
+        if let Optimizer::Muon { ns_steps } = *self {
+            if ns_steps == 0 {
+                return Err(Error::InvalidParameter {
+                    argument: "ns_steps",
+                    value: "0".into(),
+                    reason: "Muon needs at least one Newton–Schulz iteration".into(),
+                });
+            }
+            if !matches!(device, Device::Cpu | Device::Reference) {
+                return Err(Error::Unsupported {
+                    what: "the Muon optimiser on this device",
+                    detail: "it runs on Device::Cpu or Device::Reference".into(),
                 });
             }
         }
@@ -309,6 +372,8 @@ pub struct Classifier {
     memories32: Array2<f32>,
     /// The optimiser's velocity, in f32 like the memories it moves.
     velocity: Array2<f32>,
+    /// The optimiser.
+    optimizer: Optimizer,
     epoch: usize,
     /// What the last epoch did.
     last: Option<EpochReport>,
@@ -373,6 +438,7 @@ impl Classifier {
             memories: memories32.mapv(|v| v as f64),
             memories32,
             velocity,
+            optimizer: Optimizer::Krotov,
             epoch: 0,
             last: None,
         })
@@ -419,6 +485,19 @@ impl Classifier {
         model.validate()?;
         self.model = model;
         Ok(())
+    }
+
+    /// Chooses the optimiser of the epochs that follow (the velocity is kept). Muon runs on
+    /// [`Device::Cpu`] and [`Device::Reference`]; on wgpu this is [`Error::Unsupported`].
+    pub fn set_optimizer(&mut self, optimizer: Optimizer) -> Result<()> {
+        optimizer.validate(&self.device)?;
+        self.optimizer = optimizer;
+        Ok(())
+    }
+
+    /// The optimiser ([`Optimizer::Krotov`] unless [`Classifier::set_optimizer`] chose).
+    pub fn optimizer(&self) -> Optimizer {
+        self.optimizer
     }
 
     /// The memories, K × (N + C).
@@ -503,13 +582,31 @@ impl Classifier {
                         &y,
                     )?;
                     total += loss;
-                    dam_cpu::learn::fast::optimiser_step(
-                        self.memories32.view_mut(),
-                        self.velocity.view_mut(),
-                        &[(0, gradient.mapv(|v| v as f32))],
-                        lr,
-                        p,
-                    );
+                    let gradient = gradient.mapv(|v| v as f32);
+                    match self.optimizer {
+                        Optimizer::Krotov => dam_cpu::learn::fast::optimiser_step(
+                            self.memories32.view_mut(),
+                            self.velocity.view_mut(),
+                            &[(0, gradient)],
+                            lr,
+                            p,
+                        ),
+                        Optimizer::Muon { ns_steps } => dam_cpu::learn::fast::muon_step(
+                            self.memories32.view_mut(),
+                            self.velocity.view_mut(),
+                            gradient.view(),
+                            lr,
+                            p,
+                            |v| {
+                                dam_cpu::msgn::msgn_f64(
+                                    v.mapv(f64::from).view(),
+                                    NewtonSchulz::Quintic,
+                                    ns_steps,
+                                )
+                                .mapv(|x| x as f32)
+                            },
+                        ),
+                    }
                 }
                 total
             }
@@ -525,13 +622,29 @@ impl Classifier {
                         &y,
                     );
                     total += loss;
-                    dam_cpu::learn::fast::optimiser_step(
-                        self.memories32.view_mut(),
-                        self.velocity.view_mut(),
-                        &parts,
-                        lr,
-                        p,
-                    );
+                    match self.optimizer {
+                        Optimizer::Krotov => dam_cpu::learn::fast::optimiser_step(
+                            self.memories32.view_mut(),
+                            self.velocity.view_mut(),
+                            &parts,
+                            lr,
+                            p,
+                        ),
+                        Optimizer::Muon { ns_steps } => {
+                            let views: Vec<ArrayView2<'_, f32>> =
+                                parts.iter().map(|(_, g)| g.view()).collect();
+                            let gradient = ndarray::concatenate(Axis(0), &views)
+                                .expect("gradient pieces of equal width");
+                            dam_cpu::learn::fast::muon_step(
+                                self.memories32.view_mut(),
+                                self.velocity.view_mut(),
+                                gradient.view(),
+                                lr,
+                                p,
+                                |v| dam_cpu::msgn::msgn_f32(v, NewtonSchulz::Quintic, ns_steps),
+                            );
+                        }
+                    }
                 }
                 total
             }
@@ -539,6 +652,7 @@ impl Classifier {
             Placement::Wgpu(ctx) => match ctx {},
             #[cfg(feature = "wgpu")]
             Placement::Wgpu(ctx) => {
+                self.optimizer.validate(&self.device)?;
                 // Memories and velocity stay on the device for the whole epoch.
                 let mut trainer = dam_wgpu::learn::Trainer::new(
                     &ctx,

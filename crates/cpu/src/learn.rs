@@ -476,6 +476,54 @@ pub mod fast {
         (loss, parts)
     }
 
+    /// The Muon step for one gradient (K × (N + C), f32), with the velocity convention of
+    /// [`optimiser_step`]: V ← p V − ∇ on the memories whose gradient row is not exactly
+    /// zero (the others keep their entries and velocity, as there), then
+    /// ξ ← clip(ξ + ε·s·msgn(V′), −1, 1) with V′ the velocity with the untouched rows set
+    /// to 0, msgn(V′) = U sign(Σ) Wᵀ computed by `msgn` (Newton–Schulz,
+    /// [`crate::msgn`]) and s = √max(1, K/(N + C)) (Muon's shape factor: the entries of
+    /// msgn of a tall matrix are smaller). A zero row of V′ is a zero row of msgn(V′), so
+    /// the untouched memories stay bit for bit.
+    pub fn muon_step(
+        mut memories: ArrayViewMut2<'_, f32>,
+        mut velocity: ArrayViewMut2<'_, f32>,
+        gradient: ArrayView2<'_, f32>,
+        lr: f64,
+        p: f64,
+        msgn: impl FnOnce(ArrayView2<'_, f32>) -> Array2<f32>,
+    ) {
+        let (k, width) = gradient.dim();
+        let active: Vec<bool> = gradient
+            .axis_iter(Axis(0))
+            .map(|g| g.iter().any(|&g| g != 0.0))
+            .collect();
+        let pf = p as f32;
+        let mut direction = Array2::<f32>::zeros((k, width));
+        for (((mut v, g), mut d), &on) in velocity
+            .axis_iter_mut(Axis(0))
+            .zip(gradient.axis_iter(Axis(0)))
+            .zip(direction.axis_iter_mut(Axis(0)))
+            .zip(&active)
+        {
+            if on {
+                v.zip_mut_with(&g, |v, &g| *v = pf * *v - g);
+                d.assign(&v);
+            }
+        }
+        let ortho = msgn(direction.view());
+        let scale = (k as f64 / width as f64).max(1.0).sqrt();
+        let step = (lr * scale) as f32;
+        for ((mut m, o), &on) in memories
+            .axis_iter_mut(Axis(0))
+            .zip(ortho.axis_iter(Axis(0)))
+            .zip(&active)
+        {
+            if on {
+                m.zip_mut_with(&o, |a, &b| *a = (*a + step * b).clamp(-1.0, 1.0));
+            }
+        }
+    }
+
     /// The optimiser step for one gradient, given as pieces (first memory, rows) in order
     /// of the memories (K × (N + C) in all), in f32: V ← p V − ∇, then each memory moves by
     /// ε V / max|V| (when V ≠ 0) and is clipped to [−1, 1]. A memory whose gradient row is

@@ -9,6 +9,7 @@ pub mod features;
 pub mod lagrangian;
 pub mod learn;
 pub mod learn_epilogue;
+pub mod msgn;
 pub mod procedural;
 pub mod product;
 pub mod reference;

@@ -604,9 +604,35 @@ pub struct TrainArgs {
     /// Start from the memories of a memories.safetensors written by `dam train`.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// The optimiser: `krotov` (the paper's per-memory normalised momentum step) or `muon`
+    /// (the same momentum, the whole update orthogonalised by Newton–Schulz; cpu and
+    /// reference devices only).
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Krotov)]
+    #[serde(skip_serializing_if = "OptimizerArg::is_krotov")]
+    pub optimizer: OptimizerArg,
+    /// Newton–Schulz iterations of `--optimizer muon`. Default: 5.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_steps: Option<usize>,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// `dam train --optimizer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerArg {
+    /// The paper's normalised momentum step.
+    Krotov,
+    /// Muon.
+    Muon,
+}
+
+impl OptimizerArg {
+    fn is_krotov(&self) -> bool {
+        *self == OptimizerArg::Krotov
+    }
 }
 
 impl TrainArgs {
@@ -628,6 +654,14 @@ impl TrainArgs {
             lr_decay: self.lr_decay,
             seed: self.seed,
             init: self.init.clone(),
+            optimizer: match self.optimizer {
+                OptimizerArg::Krotov => dam::learn::Optimizer::Krotov,
+                OptimizerArg::Muon => dam::learn::Optimizer::Muon {
+                    ns_steps: self
+                        .ns_steps
+                        .unwrap_or(dam::learn::Optimizer::MUON_NS_STEPS),
+                },
+            },
             out: self.out.clone(),
             args: json!(self),
         }
@@ -1282,7 +1316,7 @@ pub struct MuonArgs {
 impl MuonArgs {
     /// The run these arguments ask for (checked) and the sweep's step counts, if any.
     pub fn spec(&self) -> Result<(crate::muon::MuonSpec, Option<Vec<usize>>)> {
-        use crate::muon::{parse_sweep_steps, MuonSpec, NewtonSchulz, Optimizer, Spectrum};
+        use crate::muon::{parse_ns, parse_sweep_steps, MuonSpec, Optimizer, Spectrum};
         let sweep = self
             .sweep_steps
             .as_deref()
@@ -1299,7 +1333,7 @@ impl MuonArgs {
                 .unwrap_or(self.steps),
             lr: self.lr,
             optimizer: Optimizer::parse(&self.optimizer)?,
-            ns: NewtonSchulz::parse(&self.ns)?,
+            ns: parse_ns(&self.ns)?,
             ns_steps: self.ns_steps,
         };
         spec.validate()?;

@@ -102,40 +102,18 @@ impl Optimizer {
     }
 }
 
-/// The Newton–Schulz iteration that approximates msgn on the f32 devices, from
-/// X₀ = G/‖G‖_F (singular values in [0, 1]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NewtonSchulz {
-    /// X ← 1.5X − 0.5(XXᵀ)X: every nonzero singular value converges to 1 (the exact polar
-    /// factor), a singular value s ≪ 1 growing by about 1.5 per iteration.
-    Cubic,
-    /// X ← aX + b(XXᵀ)X + c(XXᵀ)²X with (a, b, c) = (3.4445, −4.7750, 2.0315) (Keller
-    /// Jordan's Muon): fast growth of small singular values, which then oscillate in
-    /// about [0.7, 1.2] instead of converging.
-    Quintic,
-}
+/// The Newton–Schulz iteration that approximates msgn on the f32 devices (shared with
+/// `dam train --optimizer muon`: [`dam::cpu::msgn`]).
+pub use dam::cpu::msgn::{NewtonSchulz, QUINTIC};
 
-impl NewtonSchulz {
-    /// Reads `cubic` or `quintic`.
-    pub fn parse(text: &str) -> Result<Self> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "cubic" => Ok(NewtonSchulz::Cubic),
-            "quintic" => Ok(NewtonSchulz::Quintic),
-            _ => Err(invalid("--ns", text, "use cubic or quintic")),
-        }
-    }
-
-    /// `cubic` or `quintic`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            NewtonSchulz::Cubic => "cubic",
-            NewtonSchulz::Quintic => "quintic",
-        }
+/// Reads `cubic` or `quintic`.
+pub fn parse_ns(text: &str) -> Result<NewtonSchulz> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "cubic" => Ok(NewtonSchulz::Cubic),
+        "quintic" => Ok(NewtonSchulz::Quintic),
+        _ => Err(invalid("--ns", text, "use cubic or quintic")),
     }
 }
-
-/// The quintic Newton–Schulz coefficients (a, b, c).
-pub const QUINTIC: (f32, f32, f32) = (3.4445, -4.7750, 2.0315);
 
 /// One `dam muon` run.
 #[derive(Debug, Clone, PartialEq)]
@@ -341,49 +319,19 @@ pub fn msgn_exact(g: ArrayView2<'_, f64>) -> Array2<f64> {
 }
 
 /// msgn(G) by `steps` Newton–Schulz iterations from X₀ = G/‖G‖_F, each product through
-/// `mul(A, B) = A·B`. G = 0 gives 0.
+/// `mul(A, B) = A·B` ([`dam::cpu::msgn::newton_schulz`]). G = 0 gives 0.
 pub fn newton_schulz(
     g: ArrayView2<'_, f32>,
     kind: NewtonSchulz,
     steps: usize,
-    mut mul: impl FnMut(ArrayView2<'_, f32>, ArrayView2<'_, f32>) -> Result<Array2<f32>>,
+    mul: impl FnMut(ArrayView2<'_, f32>, ArrayView2<'_, f32>) -> Result<Array2<f32>>,
 ) -> Result<Array2<f32>> {
-    let norm = g.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
-    if norm == 0.0 || !norm.is_finite() {
-        return Ok(Array2::zeros(g.dim()));
-    }
-    let mut x = g.mapv(|v| (v as f64 / norm) as f32);
-    for _ in 0..steps {
-        let xt = x.t().as_standard_layout().into_owned();
-        let a = mul(x.view(), xt.view())?;
-        match kind {
-            NewtonSchulz::Cubic => {
-                let ax = mul(a.view(), x.view())?;
-                Zip::from(&mut x)
-                    .and(&ax)
-                    .for_each(|x, &ax| *x = 1.5 * *x - 0.5 * ax);
-            }
-            NewtonSchulz::Quintic => {
-                let (qa, qb, qc) = QUINTIC;
-                let aa = mul(a.view(), a.view())?;
-                let b = Zip::from(&a)
-                    .and(&aa)
-                    .map_collect(|&a, &aa| qb * a + qc * aa);
-                let bx = mul(b.view(), x.view())?;
-                Zip::from(&mut x)
-                    .and(&bx)
-                    .for_each(|x, &bx| *x = qa * *x + bx);
-            }
-        }
-    }
-    Ok(x)
+    dam::cpu::msgn::newton_schulz(g, kind, steps, mul)
 }
 
 /// A·B on the CPU's f32 matrix product.
 pub fn cpu_product(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-    let mut c = Array2::<f32>::zeros((a.nrows(), b.ncols()));
-    dam::cpu::product::gemm(a, b, &mut c.view_mut(), false);
-    Ok(c)
+    Ok(dam::cpu::msgn::product_f32(a, b))
 }
 
 /// A·B through the wgpu backend's generic matrix product.

@@ -8,7 +8,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use dam::learn::{
-    Classifier, ClassifierModel, ParameterNames, Recipe, RecipeOverrides, TrainingMonitor,
+    Classifier, ClassifierModel, Optimizer, ParameterNames, Recipe, RecipeOverrides,
+    TrainingMonitor,
 };
 use ndarray::Array2;
 
@@ -52,6 +53,8 @@ pub struct TrainSpec {
     pub seed: u64,
     /// Start from the memories of a memories.safetensors written by a previous run.
     pub init: Option<PathBuf>,
+    /// The optimiser (`--optimizer`, `--ns-steps`).
+    pub optimizer: Optimizer,
     /// The output folder (created if missing).
     pub out: PathBuf,
     /// The command's arguments, as summary.json records them (`args`).
@@ -133,6 +136,15 @@ pub fn run(
         }
         None => Classifier::random(model, spec.memories, visible, spec.seed, device)?,
     };
+    clf.set_optimizer(spec.optimizer).map_err(|e| match e {
+        dam::Error::InvalidParameter { value, reason, .. } => invalid("--ns-steps", &value, reason),
+        dam::Error::Unsupported { .. } => invalid(
+            "--optimizer",
+            spec.optimizer.name(),
+            "muon runs on --device cpu or reference",
+        ),
+        other => other.into(),
+    })?;
     let (device_name, adapter) = device.describe()?;
     prepare_out(&spec.out)?;
     let mut metrics = Metrics::create(&spec.out)?;

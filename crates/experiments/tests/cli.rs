@@ -1806,3 +1806,49 @@ fn capacity_runs_the_entmax_energies() {
         );
     }
 }
+
+/// `dam train --optimizer`: an unknown name is a usage error naming the choices, and
+/// `muon` trains on the CPU (recorded in summary.json's args).
+#[test]
+fn train_optimizer_flag() {
+    let out = tmp("train-muon");
+    let base = [
+        "train",
+        "--memories",
+        "12",
+        "--degree",
+        "3",
+        "--rectified",
+        "--temperature",
+        "60",
+        "--epochs",
+        "1",
+        "--batch",
+        "400",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let mut bogus = base.to_vec();
+    bogus.extend(["--optimizer", "bogus"]);
+    let r = dam(&bogus);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--optimizer") && err.contains("krotov") && err.contains("muon"),
+        "{err}"
+    );
+    let mut zero = base.to_vec();
+    zero.extend(["--optimizer", "muon", "--ns-steps", "0"]);
+    assert_usage_error(&zero);
+    let mut muon = base.to_vec();
+    muon.extend(["--optimizer", "muon", "--lr", "1"]);
+    let o = dam(&muon);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["args"]["optimizer"], "muon");
+}
