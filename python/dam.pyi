@@ -230,7 +230,11 @@ class Classifier:
         loss_power: int = 3,
         seed: int = 0,
         device: Literal["auto", "cpu", "reference", "wgpu"] = "auto",
+        optimizer: Literal["krotov", "muon"] = "krotov",
+        ns_steps: Optional[int] = None,
     ) -> None: ...
+    @property
+    def optimizer(self) -> str: ...
     def train_epoch(
         self,
         images: ArrayLike,

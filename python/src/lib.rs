@@ -968,9 +968,11 @@ impl Classifier {
     /// K = `memories` random memories (entries N(−0.3, 0.3²), clipped) over `visible`
     /// pixels in [−1, 1]; F = max(x, 0)ⁿ (`rectified`) or xⁿ, β = 1/Tⁿ, loss Σ (c − t)^{2m}.
     /// The temperature follows the recipe for the degree unless set: `temperature` alone
-    /// fixes T, `temperature_final` ramps T to it over `ramp_epochs` epochs.
+    /// fixes T, `temperature_final` ramps T to it over `ramp_epochs` epochs. `optimizer`:
+    /// `"krotov"` (the paper's per-memory step) or `"muon"` (the orthogonalised step of
+    /// `ns_steps` Newton–Schulz iterations, 5 unless given; CPU and reference devices).
     #[new]
-    #[pyo3(signature = (memories, visible, *, classes=10, degree=3, rectified=true, temperature=None, temperature_final=None, ramp_epochs=None, loss_power=3, seed=0, device="auto"))]
+    #[pyo3(signature = (memories, visible, *, classes=10, degree=3, rectified=true, temperature=None, temperature_final=None, ramp_epochs=None, loss_power=3, seed=0, device="auto", optimizer="krotov", ns_steps=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -985,7 +987,25 @@ impl Classifier {
         loss_power: u32,
         seed: u64,
         device: &str,
+        optimizer: &str,
+        ns_steps: Option<usize>,
     ) -> PyResult<Self> {
+        let optimizer = match (optimizer.trim().to_ascii_lowercase().as_str(), ns_steps) {
+            ("krotov", None) => engine::learn::Optimizer::Krotov,
+            ("krotov", Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "ns_steps: Newton–Schulz iterations belong to optimizer=\"muon\"",
+                ))
+            }
+            ("muon", steps) => engine::learn::Optimizer::Muon {
+                ns_steps: steps.unwrap_or(engine::learn::Optimizer::MUON_NS_STEPS),
+            },
+            (other, _) => {
+                return Err(PyValueError::new_err(format!(
+                    "optimizer: {other:?} is not one; use \"krotov\" or \"muon\""
+                )))
+            }
+        };
         let recipe = engine::learn::Recipe::recommended(degree, rectified).with(
             &engine::learn::RecipeOverrides {
                 temperature,
@@ -1003,7 +1023,7 @@ impl Classifier {
             classes,
         };
         let device_value = device_of(device)?;
-        let inner = compute(py, move || {
+        let mut inner = compute(py, move || {
             Ok(engine::learn::Classifier::random(
                 model,
                 memories,
@@ -1012,6 +1032,7 @@ impl Classifier {
                 &device_value,
             )?)
         })?;
+        inner.set_optimizer(optimizer).map_err(py_err)?;
         Ok(Self::wrap(inner, recipe))
     }
 
@@ -1141,6 +1162,12 @@ impl Classifier {
     #[getter]
     fn temperature(&self) -> f64 {
         self.inner.model().temperature
+    }
+
+    /// The optimiser: `"krotov"` or `"muon"`.
+    #[getter]
+    fn optimizer(&self) -> &'static str {
+        self.inner.optimizer().name()
     }
 
     /// Writes the memories and the model as safetensors (what `dam train` writes).

@@ -503,3 +503,30 @@ def test_entmax_and_sparsemax_give_sparse_weights(device):
     again = pickle.loads(pickle.dumps(memory))
     np.testing.assert_array_equal(again.energy(queries), memory.energy(queries))
 
+
+
+def test_classifier_with_the_muon_optimiser_learns_a_toy_problem():
+    rng = np.random.default_rng(5)
+    protos = np.where(np.arange(24)[None, :] // 8 == np.arange(3)[:, None], 1.0, -1.0)
+    labels = np.arange(90) % 3
+    images = protos[labels] * np.where(rng.random((90, 24)) < 0.08, -1.0, 1.0)
+    losses = {}
+    for device in ("cpu", "reference"):
+        clf = dam.Classifier(6, 24, classes=3, degree=3, temperature=3.0, loss_power=1,
+                             seed=1, device=device, optimizer="muon")
+        assert clf.optimizer == "muon"
+        first = clf.train_epoch(images, labels, batch=10, lr=0.05, lr_decay=0.9, seed=2)
+        for _ in range(7):
+            last = clf.train_epoch(images, labels, batch=10, lr=0.05, lr_decay=0.9, seed=2)
+        assert last < 0.5 * first, (device, first, last)
+        losses[device] = last
+    assert abs(losses["cpu"] - losses["reference"]) <= 1e-2 * max(1.0, losses["reference"])
+    assert dam.Classifier(4, 24, device="cpu").optimizer == "krotov"
+    with pytest.raises(ValueError, match="optimizer"):
+        dam.Classifier(4, 24, device="cpu", optimizer="adam")
+    with pytest.raises(ValueError, match="ns_steps"):
+        dam.Classifier(4, 24, device="cpu", optimizer="krotov", ns_steps=3)
+    with pytest.raises(ValueError, match="ns_steps"):
+        dam.Classifier(4, 24, device="cpu", optimizer="muon", ns_steps=0)
+    with pytest.raises(ValueError, match="Device::Cpu"):
+        dam.Classifier(4, 24, device="wgpu", optimizer="muon")
