@@ -1,14 +1,9 @@
 //! The `dam` command-line contract: flags, files, columns, keys, errors, shards and merge.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+use common::dam;
 
-fn dam(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dam"))
-        .args(args)
-        .output()
-        .expect("run dam")
-}
+use std::path::Path;
 
 /// `dam args` must exit with 2 and a `dam: error:` message, never a panic.
 fn assert_usage_error(args: &[&str]) {
@@ -22,9 +17,7 @@ fn assert_usage_error(args: &[&str]) {
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("dam-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::tmp("cli", name)
 }
 
 fn capacity_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {

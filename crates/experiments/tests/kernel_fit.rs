@@ -3,7 +3,8 @@
 //! octahedron) learned with D_Φ = 3, the loss falling, the metastable-state count on a
 //! hand-built memory, clear errors and the command's files.
 
-use std::process::Command;
+mod common;
+use common::dam;
 
 use dam::kernelized::{self, FeatureMap, Retrieval, Weights};
 use dam::{Device, Tolerance};
@@ -295,17 +296,8 @@ fn bad_input_is_a_clear_error() {
     }
 }
 
-fn dam(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dam"))
-        .args(args)
-        .output()
-        .expect("run dam")
-}
-
 fn tmp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("dam-kernel-fit-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::tmp("kernel-fit", name)
 }
 
 #[test]

@@ -1,19 +1,11 @@
 //! `dam lagrangian`: the files, their columns and keys, retrieval with the defaults for each
 //! named model, and clear errors for bad arguments.
 
-use std::process::Command;
-
-fn dam(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dam"))
-        .args(args)
-        .output()
-        .expect("run dam")
-}
+mod common;
+use common::dam;
 
 fn tmp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("dam-lagrangian-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::tmp("lagrangian", name)
 }
 
 #[test]

@@ -1,17 +1,10 @@
 //! `dam minima` through the binary: files, columns, summary keys, the β sweep and errors.
 
-use std::process::Command;
-
-fn dam(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dam"))
-        .args(args)
-        .output()
-        .expect("run dam")
-}
+mod common;
+use common::dam;
 
 fn tmp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("dam-minima-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::tmp("minima-cli", name);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -2,7 +2,8 @@
 //! entropy floor with label noise, the order in which frequency groups are learned, the
 //! scaling exponent of a sweep, clear errors, and the command's files.
 
-use std::process::Command;
+mod common;
+use common::dam;
 
 use dam::Device;
 use dam_experiments::muon::{
@@ -366,17 +367,8 @@ fn bad_input_is_a_clear_error() {
     assert!(Optimizer::parse("adam").is_err());
 }
 
-fn dam(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dam"))
-        .args(args)
-        .output()
-        .expect("run dam")
-}
-
 fn tmp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("dam-muon-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    common::tmp("muon", name)
 }
 
 #[test]
