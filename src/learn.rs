@@ -53,6 +53,10 @@ pub struct EpochOptions {
     pub seed: u64,
     /// Momentum p ∈ [0, 1); `None` is the ramp p = 0.5 + 0.4·min(1, epoch / 100).
     pub momentum: Option<f64>,
+    /// Augmentation: each training image is shifted by (dx, dy), drawn uniformly from
+    /// [−shift, shift]² anew for every image and epoch ([`shift_image`]); 0 trains on the
+    /// images as they are. Needs square images (N = side²).
+    pub shift: usize,
 }
 
 impl EpochOptions {
@@ -189,6 +193,9 @@ pub struct Recipe {
     pub lr_decay: f64,
     /// Momentum p ∈ [0, 1); `None` is the ramp p = 0.5 + 0.4·min(1, epoch / 100).
     pub momentum: Option<f64>,
+    /// Random shifts of the training images by up to this many pixels
+    /// ([`EpochOptions::shift`]).
+    pub shift: usize,
 }
 
 /// A caller's choices on top of a [`Recipe`] ([`Recipe::with`]): `None` keeps the recipe's
@@ -210,6 +217,8 @@ pub struct RecipeOverrides {
     pub lr_decay: Option<f64>,
     /// A fixed momentum instead of the recipe's.
     pub momentum: Option<f64>,
+    /// The largest random shift of the training images (0: none).
+    pub shift: Option<usize>,
 }
 
 impl Recipe {
@@ -247,6 +256,7 @@ impl Recipe {
             lr,
             lr_decay,
             momentum: None,
+            shift: 0,
         }
     }
 
@@ -270,6 +280,7 @@ impl Recipe {
             lr: choices.lr.unwrap_or(self.lr),
             lr_decay: choices.lr_decay.unwrap_or(self.lr_decay),
             momentum: choices.momentum.or(self.momentum),
+            shift: choices.shift.unwrap_or(self.shift),
         }
     }
 
@@ -310,6 +321,7 @@ impl Recipe {
             lr_decay: self.lr_decay,
             seed,
             momentum: self.momentum,
+            shift: self.shift,
         }
     }
 }
@@ -333,6 +345,13 @@ impl<'a> Images<'a> {
         match self {
             Images::F64(x) => x.nrows(),
             Images::F32(x) => x.nrows(),
+        }
+    }
+
+    fn ncols(&self) -> usize {
+        match self {
+            Images::F64(x) => x.ncols(),
+            Images::F32(x) => x.ncols(),
         }
     }
 
@@ -396,6 +415,82 @@ pub fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
         order.swap(i, (r % (i as u64 + 1)) as usize);
     }
     order
+}
+
+/// The shift (dx, dy) ∈ [−max_shift, max_shift]² of image `index` in epoch `epoch`: drawn
+/// with Philox from (seed, epoch, index), the same whatever the minibatch or device.
+pub fn image_shift(seed: u64, epoch: usize, index: usize, max_shift: usize) -> (isize, isize) {
+    if max_shift == 0 {
+        return (0, 0);
+    }
+    let key = splitmix(seed ^ splitmix(epoch as u64 ^ 0x5348_4946_5400_0000));
+    let w = words(key, Stream::Patterns, index as u64, 0);
+    let span = 2 * max_shift as u64 + 1;
+    let dx = (((w[0] as u64) << 32 | w[1] as u64) % span) as isize - max_shift as isize;
+    let dy = (((w[2] as u64) << 32 | w[3] as u64) % span) as isize - max_shift as isize;
+    (dx, dy)
+}
+
+/// `image` (side × side pixels, row-major) moved by `dx` columns right and `dy` rows down
+/// into `out`; pixels that come from outside the image repeat the nearest edge pixel
+/// (the background for digits).
+pub fn shift_image<T: Copy>(image: &[T], side: usize, dx: isize, dy: isize, out: &mut [T]) {
+    assert_eq!(image.len(), side * side, "image of side² pixels");
+    assert_eq!(out.len(), image.len(), "output as long as the image");
+    let last = side as isize - 1;
+    for y in 0..side as isize {
+        let sy = (y - dy).clamp(0, last) as usize;
+        for x in 0..side as isize {
+            let sx = (x - dx).clamp(0, last) as usize;
+            out[y as usize * side + x as usize] = image[sy * side + sx];
+        }
+    }
+}
+
+/// The side of square images of `n` pixels, or the error naming `shift` when they are not
+/// square or the shift is not smaller than the side.
+fn shift_side(n: usize, shift: usize) -> Result<usize> {
+    let side = (n as f64).sqrt().round() as usize;
+    if side * side != n {
+        return Err(Error::InvalidParameter {
+            argument: "shift",
+            value: shift.to_string(),
+            reason: format!("shifts need square images; N = {n} pixels is not a square"),
+        });
+    }
+    if shift >= side {
+        return Err(Error::InvalidParameter {
+            argument: "shift",
+            value: shift.to_string(),
+            reason: format!("the shift must be smaller than the image side {side}"),
+        });
+    }
+    Ok(side)
+}
+
+/// The minibatch `chunk` of `images` (rows in that order), each row shifted by its
+/// [`image_shift`] when `shift` > 0.
+fn minibatch<T: Copy + Default>(
+    images: ArrayView2<'_, T>,
+    chunk: &[usize],
+    shift: Option<(usize, usize)>,
+    seed: u64,
+    epoch: usize,
+) -> Array2<T> {
+    let mut x = images.select(Axis(0), chunk);
+    if let Some((side, max_shift)) = shift {
+        let mut row = vec![T::default(); images.ncols()];
+        for (mut out, &i) in x.axis_iter_mut(Axis(0)).zip(chunk) {
+            let (dx, dy) = image_shift(seed, epoch, i, max_shift);
+            let image = images.row(i);
+            let image = image
+                .as_slice()
+                .map_or_else(|| image.to_vec(), <[T]>::to_vec);
+            shift_image(&image, side, dx, dy, &mut row);
+            out.assign(&ndarray::ArrayView1::from(&row[..]));
+        }
+    }
+    x
 }
 
 impl Classifier {
@@ -558,6 +653,11 @@ impl Classifier {
             .momentum
             .unwrap_or_else(|| ramp(0.5, 0.9, 100, self.epoch));
         let order = epoch_order(images.nrows(), options.seed, self.epoch);
+        let shift = match options.shift {
+            0 => None,
+            s => Some((shift_side(images.ncols(), s)?, s)),
+        };
+        let (seed, epoch) = (options.seed, self.epoch);
         let images32 = images.f32();
         dam_cpu::learn::fast::check_fast(
             &self.model,
@@ -572,7 +672,7 @@ impl Classifier {
                 let images64 = images.f64();
                 let mut total = 0.0;
                 for chunk in order.chunks(options.batch) {
-                    let x = images64.select(Axis(0), chunk);
+                    let x = minibatch(images64.view(), chunk, shift, seed, epoch);
                     let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
                     let memories = self.memories32.mapv(|v| v as f64);
                     let (loss, gradient) = dam_cpu::learn::loss_and_gradient(
@@ -613,7 +713,7 @@ impl Classifier {
             Placement::Cpu => {
                 let mut total = 0.0;
                 for chunk in order.chunks(options.batch) {
-                    let x = images32.select(Axis(0), chunk);
+                    let x = minibatch(images32.view(), chunk, shift, seed, epoch);
                     let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
                     let (loss, parts) = dam_cpu::learn::fast::loss_and_gradient_parts(
                         &self.model,
@@ -663,7 +763,7 @@ impl Classifier {
                     images.nrows(),
                 )?;
                 for chunk in order.chunks(options.batch) {
-                    let x = images32.select(Axis(0), chunk);
+                    let x = minibatch(images32.view(), chunk, shift, seed, epoch);
                     let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
                     trainer.step(x.view(), &y, lr, p)?;
                 }

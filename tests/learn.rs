@@ -7,7 +7,8 @@ mod common;
 
 use dam::cpu::learn::{self, fast};
 use dam::learn::{
-    Classifier, ClassifierModel, EpochOptions, ParameterNames, Progress, TrainingMonitor,
+    image_shift, shift_image, Classifier, ClassifierModel, EpochOptions, ParameterNames, Progress,
+    TrainingMonitor,
 };
 use dam::{Device, Tolerance, WgpuContext, WgpuOptions};
 use ndarray::Array2;
@@ -120,6 +121,7 @@ fn one_epoch_gives_the_same_memories_on_both_devices() {
         lr_decay: 1.0,
         seed: 2,
         momentum: None,
+        shift: 0,
     };
     let run = |device: &Device| {
         let mut clf = Classifier::random(model, 77, 70, 9, device).unwrap();
@@ -201,6 +203,7 @@ fn once_converged_the_memories_stay_put(device: Device) {
         lr_decay: 1.0,
         seed: 2,
         momentum: None,
+        shift: 0,
     };
     // Until the first epoch that took no step or whose loss is 0: an epoch of zero loss
     // had a zero gradient in every minibatch, so it must have taken no step either.
@@ -266,6 +269,7 @@ fn f32_pixels_give_the_f64_results(device: Device) {
         lr_decay: 0.9,
         seed: 3,
         momentum: None,
+        shift: 0,
     };
     let mut a = Classifier::random(model, 19, n, 5, &device).unwrap();
     let mut c = a.clone();
@@ -334,7 +338,146 @@ fn a_saturated_start_is_stopped_after_one_epoch(device: Device) {
     );
 }
 
-test_devices!(all: once_converged_the_memories_stay_put, f32_pixels_give_the_f64_results, a_saturated_start_is_stopped_after_one_epoch);
+/// Random shifts: an epoch with `shift` > 0 equals, bit for bit, an epoch without shifts on
+/// the images moved beforehand by [`image_shift`] / [`shift_image`] (the same minibatches,
+/// the same order), on every device; and it is not the unshifted epoch.
+fn a_shifted_epoch_trains_on_the_shifted_images(device: Device) {
+    let (side, b) = (7, 120);
+    let n = side * side;
+    let labels: Vec<usize> = (0..b).map(|q| q % 4).collect();
+    let images = Array2::from_shape_fn((b, n), |(q, i)| {
+        let (y, x) = (i / side, i % side);
+        if (x + y + labels[q]) % 4 == 0 || (q + i) % 13 == 0 {
+            1.0
+        } else {
+            -1.0
+        }
+    });
+    let model = ClassifierModel {
+        degree: 3,
+        rectified: true,
+        temperature: 4.0,
+        loss_power: 2,
+        classes: 4,
+    };
+    let shifted_opts = EpochOptions {
+        batch: 25,
+        lr: 0.05,
+        lr_decay: 1.0,
+        seed: 4,
+        momentum: None,
+        shift: 2,
+    };
+    let plain_opts = EpochOptions {
+        shift: 0,
+        ..shifted_opts
+    };
+    let start = Classifier::random(model, 15, n, 6, &device).unwrap();
+    let mut shifted = start.clone();
+    let mut moved = start.clone();
+    let mut plain = start;
+    for epoch in 0..2 {
+        let mut pre = images.clone();
+        let mut out = vec![0.0; n];
+        for (q, mut row) in pre.rows_mut().into_iter().enumerate() {
+            let (dx, dy) = image_shift(shifted_opts.seed, epoch, q, 2);
+            shift_image(images.row(q).as_slice().unwrap(), side, dx, dy, &mut out);
+            row.assign(&ndarray::ArrayView1::from(&out[..]));
+        }
+        let ls = shifted
+            .train_epoch(images.view(), &labels, &shifted_opts)
+            .unwrap();
+        let lm = moved.train_epoch(pre.view(), &labels, &plain_opts).unwrap();
+        plain
+            .train_epoch(images.view(), &labels, &plain_opts)
+            .unwrap();
+        assert_eq!(
+            ls.to_bits(),
+            lm.to_bits(),
+            "epoch {epoch}: loss {ls} vs {lm}"
+        );
+    }
+    assert_eq!(shifted.memories(), moved.memories());
+    assert_ne!(shifted.memories(), plain.memories());
+}
+
+test_devices!(all: once_converged_the_memories_stay_put, f32_pixels_give_the_f64_results, a_saturated_start_is_stopped_after_one_epoch, a_shifted_epoch_trains_on_the_shifted_images);
+
+/// A shift moves the pixels and repeats the edge pixels; the shifts are seeded, stay in
+/// [−s, s]², cover the whole square, and change with the epoch.
+#[test]
+fn image_shifts_move_pixels_and_are_seeded() {
+    let side = 4;
+    let image: Vec<f64> = (0..16).map(f64::from).collect();
+    let mut out = vec![0.0; 16];
+    shift_image(&image, side, 1, 0, &mut out);
+    assert_eq!(
+        out,
+        [0., 0., 1., 2., 4., 4., 5., 6., 8., 8., 9., 10., 12., 12., 13., 14.]
+    );
+    shift_image(&image, side, -1, 2, &mut out);
+    assert_eq!(
+        out,
+        [1., 2., 3., 3., 1., 2., 3., 3., 1., 2., 3., 3., 5., 6., 7., 7.]
+    );
+    shift_image(&image, side, 0, 0, &mut out);
+    assert_eq!(out, image);
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..2000 {
+        let (dx, dy) = image_shift(9, 3, i, 2);
+        assert!(dx.abs() <= 2 && dy.abs() <= 2, "({dx}, {dy})");
+        assert_eq!(image_shift(9, 3, i, 2), (dx, dy));
+        seen.insert((dx, dy));
+    }
+    assert_eq!(seen.len(), 25);
+    let epoch3: Vec<_> = (0..50).map(|i| image_shift(9, 3, i, 2)).collect();
+    let epoch4: Vec<_> = (0..50).map(|i| image_shift(9, 4, i, 2)).collect();
+    assert_ne!(epoch3, epoch4);
+    assert_eq!(image_shift(9, 3, 7, 0), (0, 0));
+}
+
+/// Shifts need square images and a shift below the side: the error names `shift`.
+#[test]
+fn shifts_of_non_square_images_are_refused() {
+    let model = ClassifierModel {
+        degree: 2,
+        rectified: false,
+        temperature: 5.0,
+        loss_power: 2,
+        classes: 3,
+    };
+    let opts = EpochOptions {
+        batch: 10,
+        lr: 0.1,
+        lr_decay: 1.0,
+        seed: 0,
+        momentum: None,
+        shift: 1,
+    };
+    let labels: Vec<usize> = (0..20).map(|q| q % 3).collect();
+    for (n, shift, needle) in [
+        (24, 1, "N = 24 pixels is not a square"),
+        (25, 5, "smaller than the image side 5"),
+    ] {
+        let images = uniform(20, n, 1);
+        let mut clf = Classifier::random(model, 4, n, 1, &Device::Cpu).unwrap();
+        let err = clf
+            .train_epoch(images.view(), &labels, &EpochOptions { shift, ..opts })
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                dam::Error::InvalidParameter {
+                    argument: "shift",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains(needle), "{err}");
+        assert_eq!(clf.epochs(), 0);
+    }
+}
 
 /// The recipe starts every degree unsaturated on the shipped digits (K = 2,000 random
 /// memories, T of the recipe): few outputs at ±1, the first epoch moves every memory and

@@ -123,6 +123,7 @@ fn a_muon_epoch_lowers_the_loss_and_the_devices_agree() {
         lr_decay: 1.0,
         seed: 2,
         momentum: Some(0.5),
+        shift: 0,
     };
     let mut trained = Vec::new();
     for device in [Device::Cpu, Device::Reference] {
@@ -158,6 +159,7 @@ fn krotov_stays_the_default() {
         lr_decay: 1.0,
         seed: 2,
         momentum: None,
+        shift: 0,
     };
     let mut a = Classifier::random(toy_model(), 9, 24, 1, &Device::Cpu).unwrap();
     let mut b = a.clone();

@@ -614,6 +614,12 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ns_steps: Option<usize>,
+    /// Augmentation: every epoch each training image is moved by a random shift of up to
+    /// this many pixels in x and y (edge pixels repeated); 0 turns it off. Default: the
+    /// recipe's.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift: Option<usize>,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -654,6 +660,7 @@ impl TrainArgs {
             lr_decay: self.lr_decay,
             seed: self.seed,
             init: self.init.clone(),
+            shift: self.shift,
             optimizer: match self.optimizer {
                 OptimizerArg::Krotov => dam::learn::Optimizer::Krotov,
                 OptimizerArg::Muon => dam::learn::Optimizer::Muon {

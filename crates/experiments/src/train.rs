@@ -53,6 +53,8 @@ pub struct TrainSpec {
     pub seed: u64,
     /// Start from the memories of a memories.safetensors written by a previous run.
     pub init: Option<PathBuf>,
+    /// The largest random shift of the training images (`--shift`); `None`: the recipe's.
+    pub shift: Option<usize>,
     /// The optimiser (`--optimizer`, `--ns-steps`).
     pub optimizer: Optimizer,
     /// The output folder (created if missing).
@@ -91,6 +93,7 @@ pub fn run(
         lr: spec.lr,
         lr_decay: spec.lr_decay,
         momentum: spec.momentum,
+        shift: spec.shift,
     });
     let model = ClassifierModel {
         degree: spec.degree,
@@ -193,6 +196,7 @@ pub fn run(
             "lr": recipe.lr,
             "lr_decay": recipe.lr_decay,
             "momentum": recipe.momentum,
+            "shift": recipe.shift,
         },
         "votes_per_memory": votes_histogram(&clf),
         "dominant_memory_fraction": clf.dominant_fraction(test_set.images.view())?,
