@@ -1039,10 +1039,13 @@ impl Classifier {
     /// One epoch over `images` (B, N) and integer `labels` (B,) in minibatches of `batch`
     /// (rate lr·lr_decay^epoch, momentum the 0.5 → 0.9 ramp unless given; unset values
     /// take the recipe for the degree). T follows the classifier's schedule; `temperature`
-    /// sets it from this epoch on. float32 and float64 images are read in place. Returns
-    /// the summed minibatch loss; raises `ValueError` when the run cannot learn (no memory
-    /// received a gradient, or the loss stopped moving), naming the argument to change.
-    #[pyo3(signature = (images, labels, *, batch=None, lr=None, lr_decay=None, seed=0, momentum=None, temperature=None))]
+    /// sets it from this epoch on. `shift`: each image is moved by a random shift of up to
+    /// this many pixels in x and y, anew every epoch (augmentation); unset, 1 for square
+    /// images of side ≥ 8 (`visible` = side², as 28 × 28 digits) and 0 otherwise. float32
+    /// and float64 images are read in place. Returns the summed minibatch loss; raises
+    /// `ValueError` when the run cannot learn (no memory received a gradient, or the loss
+    /// stopped moving), naming the argument to change.
+    #[pyo3(signature = (images, labels, *, batch=None, lr=None, lr_decay=None, seed=0, momentum=None, temperature=None, shift=None))]
     #[allow(clippy::too_many_arguments)]
     fn train_epoch(
         &mut self,
@@ -1055,8 +1058,11 @@ impl Classifier {
         seed: u64,
         momentum: Option<f64>,
         temperature: Option<f64>,
+        shift: Option<usize>,
     ) -> PyResult<f64> {
         let x = Pixels::new(images)?;
+        let visible = self.inner.memories().ncols() - self.inner.model().classes;
+        let shift = shift.unwrap_or_else(|| engine::learn::default_shift(visible));
         let view = x.view();
         if let Some(t) = temperature {
             // A temperature set by hand replaces the schedule from now on.
@@ -1075,6 +1081,7 @@ impl Classifier {
                 lr,
                 lr_decay,
                 momentum,
+                shift: Some(shift),
                 ..Default::default()
             })
             .epoch_options(seed);

@@ -460,6 +460,24 @@ def test_classifier_reads_float32_and_float64_alike(device):
     assert np.array_equal(a.predict(images32.tolist()), a.predict(images32))
 
 
+def test_classifier_shifts_square_images_by_default():
+    # 64 pixels are an 8 × 8 image: shifted by a pixel unless shift=0; 24 pixels are not.
+    rng = np.random.default_rng(4)
+    images = np.where(rng.random((40, 64)) < 0.3, 1.0, -1.0)
+    labels = np.arange(40) % 4
+    runs = {}
+    for shift in (None, 1, 0):
+        clf = dam.Classifier(5, 64, classes=4, temperature=6.0, seed=3, device="cpu")
+        clf.train_epoch(images, labels, batch=10, lr=0.05, shift=shift)
+        runs[shift] = clf.memories
+    assert np.array_equal(runs[None], runs[1])
+    assert not np.array_equal(runs[1], runs[0])
+    flat = dam.Classifier(5, 24, classes=4, temperature=6.0, seed=3, device="cpu")
+    flat.train_epoch(images[:, :24], labels, batch=10, lr=0.05)
+    with pytest.raises(ValueError, match="shift"):
+        flat.train_epoch(images[:, :24], labels, batch=10, lr=0.05, shift=1)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_log_sum_relu_moves_to_the_centroid_of_the_support(device):
     patterns = np.array([[0.0, 0.0], [1.5, 0.0], [10.0, 0.0]], dtype=np.float32)

@@ -85,7 +85,7 @@ pub fn run(
     mut progress: impl FnMut(&EpochRow),
 ) -> Result<TrainReport> {
     // A setting not given takes the recipe's value for this degree.
-    let recipe = Recipe::recommended(spec.degree, spec.rectified).with(&RecipeOverrides {
+    let mut recipe = Recipe::recommended(spec.degree, spec.rectified).with(&RecipeOverrides {
         temperature: spec.temperature,
         temperature_final: spec.temperature_final,
         ramp_epochs: spec.ramp_epochs,
@@ -104,7 +104,6 @@ pub fn run(
     };
     model.validate()?;
     recipe.validate()?;
-    let options = recipe.epoch_options(spec.seed);
     if spec.epochs == 0 {
         return Err(invalid("--epochs", "0", "at least one epoch"));
     }
@@ -115,6 +114,19 @@ pub fn run(
     let train_set = load_digits(&data, "train", CLASSES)?;
     let test_set = load_digits(&data, "t10k", CLASSES)?;
     let visible = train_set.images.ncols();
+    // Square images are shifted by a pixel unless `--shift` says otherwise.
+    recipe.shift = spec
+        .shift
+        .unwrap_or_else(|| dam::learn::default_shift(visible));
+    if recipe.shift > 0 {
+        dam::learn::shift_side(visible, recipe.shift).map_err(|e| match e {
+            dam::Error::InvalidParameter { value, reason, .. } => {
+                invalid("--shift", &value, reason)
+            }
+            other => other.into(),
+        })?;
+    }
+    let options = recipe.epoch_options(spec.seed);
     let mut clf = match &spec.init {
         Some(path) => {
             let c = Classifier::load_file(path, device)?;

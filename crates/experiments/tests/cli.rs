@@ -1548,7 +1548,60 @@ fn train_defaults_to_the_recipe_and_stops_a_saturated_run() {
         (Some(0.1), Some(0.95))
     );
     assert_eq!(recipe["batch"], 100, "{summary}");
+    // The digits are 28 × 28 images: shifted by a pixel unless --shift says otherwise.
+    assert_eq!(recipe["shift"], 1, "{summary}");
     assert!(summary["test_error"].as_f64().unwrap() < 90.0, "{summary}");
+    let out0 = tmp("train-no-shift");
+    let o = dam(&[
+        "train",
+        "--memories",
+        "10",
+        "--degree",
+        "3",
+        "--rectified",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--shift",
+        "0",
+        "--out",
+        out0.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary0: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out0.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary0["recipe"]["shift"], 0, "{summary0}");
+    assert_eq!(summary0["args"]["shift"], 0, "{summary0}");
+    let memories = |dir: &std::path::Path| std::fs::read(dir.join("memories.safetensors")).unwrap();
+    assert_ne!(
+        memories(&out0),
+        memories(&out),
+        "a shifted epoch moves other memories"
+    );
+    let o = dam(&[
+        "train",
+        "--memories",
+        "10",
+        "--degree",
+        "3",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--shift",
+        "28",
+        "--out",
+        tmp("train-shift-28").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "invalid `--shift` = \"28\": the shift must be smaller than the image side 28"
+        ),
+        "{err}"
+    );
 
     let out = tmp("train-saturated");
     let o = dam(&[
