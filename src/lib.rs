@@ -287,7 +287,7 @@ pub struct Retriever {
     values: Option<Patterns>,
     /// A kernelized memory's feature map and its memories in input space (the backend
     /// then holds the features Φ(Ξ)).
-    kernel: Option<kernel::KernelState>,
+    kernel: Option<Box<kernel::KernelState>>,
 }
 
 impl std::fmt::Debug for Retriever {
@@ -452,10 +452,10 @@ impl RetrieverBuilder {
             Some(k) => {
                 kernel::check_rule(&self.config, self.storage)?;
                 k.map.validate(self.patterns.dim())?;
-                let state = kernel::KernelState {
+                let state = Box::new(kernel::KernelState {
                     kernel: k,
                     inputs: self.patterns,
-                };
+                });
                 (
                     Patterns::new(state.features(state.inputs.view())?)?,
                     Some(state),
