@@ -426,8 +426,9 @@ fn the_affine_kernel_descends_its_energy() {
     }
 }
 
-#[test]
-fn edits_keep_the_features_in_sync() {
+/// Insert, remove and update on `device`, against a fresh build of what remains on the
+/// same device: identical results.
+fn edits_keep_the_features_in_sync(device: Device) {
     let (n, d) = (13, 9);
     let map = random_map(d, n, 61);
     let first = unit_patterns(8, n, 62);
@@ -437,7 +438,8 @@ fn edits_keep_the_features_in_sync() {
         Retriever::builder(patterns(rows))
             .feature_map(map.clone(), true)
             .separation(Separation::Softmax { beta: 12.0 })
-            .device(Device::Cpu)
+            .report_top(3)
+            .device(device.clone())
             .build()
             .unwrap()
     };
@@ -467,6 +469,21 @@ fn edits_keep_the_features_in_sync() {
         fresh.retrieve(queries.view()).unwrap(),
     );
     assert_identical("edited vs fresh", &a, &b);
+    // The reported top patterns rank by K, with the stable ids of the edited memory.
+    let (ta, tb) = (
+        a.top.clone().expect("asked for"),
+        b.top.clone().expect("asked for"),
+    );
+    assert_eq!(ta.len(), tb.len());
+    let fresh_to_edited = [0u64, 1, 3, 4, 5, 6, 7, 8, 10];
+    for (q, (ra, rb)) in ta.iter().zip(&tb).enumerate() {
+        let ids_a: Vec<u64> = ra.iter().map(|e| e.id).collect();
+        let ids_b: Vec<u64> = rb.iter().map(|e| fresh_to_edited[e.id as usize]).collect();
+        assert_eq!(ids_a, ids_b, "query {q}: top ids");
+        let weights_a: Vec<f64> = ra.iter().map(|e| e.weight).collect();
+        let weights_b: Vec<f64> = rb.iter().map(|e| e.weight).collect();
+        assert_eq!(weights_a, weights_b, "query {q}: top weights");
+    }
     // A bad insert (wrong width) changes nothing.
     let wrong = unit_patterns(2, n + 1, 66);
     assert!(matches!(
@@ -477,6 +494,8 @@ fn edits_keep_the_features_in_sync() {
     let c = memory.retrieve(queries.view()).unwrap();
     assert_identical("after a refused insert", &c, &b);
 }
+
+test_devices!(all: edits_keep_the_features_in_sync);
 
 #[test]
 fn values_are_read_out_through_the_kernel() {
@@ -639,4 +658,33 @@ fn a_kernelized_memory_round_trips_through_a_file() {
     let loaded = Retriever::load_file(&path, &Device::Cpu).unwrap();
     assert!(loaded.kernel().is_none());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_file_with_half_a_feature_map_is_refused() {
+    let n = 5;
+    let memory = kernelized(
+        unit_patterns(6, n, 101),
+        random_map(4, n, 102),
+        false,
+        Separation::Softmax { beta: 3.0 },
+        Dynamics::OneStep,
+        Device::Cpu,
+    );
+    let mut bytes = Vec::new();
+    memory.save(&mut bytes).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| name != "feature_bias")
+        .collect();
+    assert_eq!(kept.len(), 3);
+    let damaged = safetensors::serialize(kept, header.metadata().clone()).unwrap();
+    let err = Retriever::load(&damaged[..], &Device::Cpu).unwrap_err();
+    assert!(
+        matches!(err, Error::Format { .. }) && err.to_string().contains("feature_bias"),
+        "{err}"
+    );
 }
