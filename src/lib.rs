@@ -53,6 +53,7 @@ mod energy_network;
 pub use dam_cpu::reference::lagrangian::{HierarchyRun, LagrangianRun};
 pub use energy_network::{EnergyNetwork, HierarchicalNetwork};
 pub mod features;
+mod kernel;
 pub mod learn;
 pub mod mnist;
 pub mod persist;
@@ -284,6 +285,9 @@ pub struct Retriever {
     /// One value vector per stored pattern (P×M, row-aligned with the patterns), for
     /// [`Retriever::retrieve_values`].
     values: Option<Patterns>,
+    /// A kernelized memory's feature map and its memories in input space (the backend
+    /// then holds the features Φ(Ξ)).
+    kernel: Option<Box<kernel::KernelState>>,
 }
 
 impl std::fmt::Debug for Retriever {
@@ -307,6 +311,7 @@ pub struct RetrieverBuilder {
     abstain: Option<f64>,
     report_top: Option<usize>,
     values: Option<Array2<f32>>,
+    kernel: Option<kernelized::Kernel>,
 }
 
 impl RetrieverBuilder {
@@ -326,6 +331,32 @@ impl RetrieverBuilder {
     /// through [`Retriever::insert_with_values`] and [`Retriever::update_value`].
     pub fn values(mut self, values: Array2<f32>) -> Self {
         self.values = Some(values);
+        self
+    }
+
+    /// A kernelized memory: the similarity goes through the feature map Φ(x) = W x + b
+    /// (W: D_Φ × N, b: D_Φ, finite), K(ξ, x) = ⟨Φ(ξ), Φ(x)⟩, or the cosine
+    /// ⟨Φ̂(ξ), Φ̂(x)⟩ of the normalised features Φ̂ = Φ/‖Φ‖ when `normalise` is set, while
+    /// retrieval stays in input space: x ← Ξᵀ p(β K(Ξ, x)), p the separation's weights
+    /// (softmax or entmax), iterated as [`Dynamics`] says. The memory keeps Ξ and the
+    /// features Φ(Ξ) (computed in f64, held in f32), and every edit keeps them in sync;
+    /// [`Retriever::patterns`] returns Ξ, queries and states are N-dimensional. Search,
+    /// nearest patterns, confidence and reported top patterns rank by K. Needs
+    /// [`Similarity::Dot`] (K is the inner product of features), [`Separation::Softmax`]
+    /// or [`Separation::Entmax`], [`Projection::None`] and [`Storage::F32`]; anything
+    /// else is refused by [`RetrieverBuilder::build`]. W = I, b = 0 without
+    /// normalisation is the plain memory.
+    ///
+    /// **Energy.** [`Retriever::energy`] and [`RetrievalResult::energy`] are the energy of
+    /// the memory of features at the feature of the state, E(Φ(x)) (e.g.
+    /// −β⁻¹ log Σ_μ e^{β K(ξ_μ, x)} + ½‖Φ(x)‖² for softmax). Without normalisation the
+    /// retrieval descends it: K(Ξ, x) depends on x only through Φ(x), and since Σ_μ p_μ = 1
+    /// the update gives Φ(Ξᵀp) = Φ(Ξ)ᵀp, the plain update of the memory of features, so
+    /// E is non-increasing along the kernelized dynamics exactly as for a plain memory.
+    /// With normalised features it is the energy at Φ̂(x), which the input-space dynamics
+    /// need not descend (Φ̂(Ξᵀp) ≠ Φ̂(Ξ)ᵀp).
+    pub fn feature_map(mut self, map: kernelized::FeatureMap, normalise: bool) -> Self {
+        self.kernel = Some(kernelized::Kernel::new(map, normalise));
         self
     }
 
@@ -416,9 +447,24 @@ impl RetrieverBuilder {
                 });
             }
         }
+        let (patterns, kernel) = match self.kernel {
+            None => (self.patterns, None),
+            Some(k) => {
+                kernel::check_rule(&self.config, self.storage)?;
+                k.map.validate(self.patterns.dim())?;
+                let state = Box::new(kernel::KernelState {
+                    kernel: k,
+                    inputs: self.patterns,
+                });
+                (
+                    Patterns::new(state.features(state.inputs.view())?)?,
+                    Some(state),
+                )
+            }
+        };
         let patterns = match self.storage {
-            Storage::F32 => self.patterns,
-            Storage::F16 => self.patterns.rounded_to_f16()?,
+            Storage::F32 => patterns,
+            Storage::F16 => patterns.rounded_to_f16()?,
         };
         let count = patterns.count() as u64;
         let values = match self.values {
@@ -466,6 +512,7 @@ impl RetrieverBuilder {
             abstain: self.abstain,
             report_top: self.report_top,
             values,
+            kernel,
         })
     }
 }
@@ -481,13 +528,45 @@ impl Retriever {
             abstain: None,
             report_top: None,
             values: None,
+            kernel: None,
         }
     }
 
     /// Runs the dynamics from each query (B×N); see [`RetrievalResult`].
     pub fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
-        let result = self.backend.retrieve(queries)?;
+        let result = match &self.kernel {
+            None => self.backend.retrieve(queries)?,
+            Some(_) => self.kernel_run(queries, &[])?,
+        };
         self.finish(result)
+    }
+
+    /// The kernelized dynamics from each query, with `clamped` coordinates held.
+    fn kernel_run(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        clamped: &[usize],
+    ) -> Result<RetrievalResult> {
+        let k = self.kernel.as_ref().expect("a kernelized memory");
+        let phi = self.kernel_features(queries, "queries")?;
+        self.backend
+            .patterns()
+            .check_range(&self.config, phi.view())?;
+        dam_core::dynamics::run(&self.config, queries, clamped, |x, u| {
+            k.evaluate(self.backend.as_ref(), x, u)
+        })
+    }
+
+    /// The states a backend sees: the features Φ(x) of validated rows `x` (B×N) for a
+    /// kernelized memory.
+    fn kernel_features(
+        &self,
+        x: ArrayView2<'_, f32>,
+        argument: &'static str,
+    ) -> Result<Array2<f32>> {
+        let k = self.kernel.as_ref().expect("a kernelized memory");
+        validate_rows(x, k.inputs.dim(), argument)?;
+        k.features(x)
     }
 
     /// Ids, abstention and the reported top patterns of a backend's result.
@@ -509,7 +588,13 @@ impl Retriever {
                 .collect(),
         };
         if let (Some(k), Separation::Softmax { beta }) = (self.report_top, self.config.separation) {
-            let (mut top, participation) = self.backend.top(result.states.view(), beta, k)?;
+            let (mut top, participation) = match &self.kernel {
+                None => self.backend.top(result.states.view(), beta, k)?,
+                Some(state) => {
+                    let phi = state.features(result.states.view())?;
+                    self.backend.top(phi.view(), beta, k)?
+                }
+            };
             for entry in top.iter_mut().flatten() {
                 entry.id = self.ids[entry.id as usize];
             }
@@ -554,7 +639,10 @@ impl Retriever {
             });
         }
         let clamped: Vec<usize> = (0..n).filter(|&i| !clamp.is_free(i)).collect();
-        let result = self.backend.retrieve_clamped(queries, &clamped)?;
+        let result = match &self.kernel {
+            None => self.backend.retrieve_clamped(queries, &clamped)?,
+            Some(_) => self.kernel_run(queries, &clamped)?,
+        };
         self.finish(result)
     }
 
@@ -567,8 +655,23 @@ impl Retriever {
     /// [`Device::Reference`] the plain f64 update. On wgpu it is the same kernels as one
     /// step of [`Retriever::retrieve`], or for softmax at large batches on GPUs the generic
     /// matrix product ([`WgpuOptions::gemm_min_batch`]).
+    ///
+    /// A kernelized memory ([`RetrieverBuilder::feature_map`]) steps x ← Ξᵀ p(β K(Ξ, x))
+    /// through the same device paths as [`Retriever::retrieve_values`].
     pub fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        self.backend.step(queries)
+        match &self.kernel {
+            None => self.backend.step(queries),
+            Some(k) => {
+                let phi = self.kernel_features(queries, "queries")?;
+                let out = self
+                    .backend
+                    .evaluate_values(phi.view(), phi.nrows(), k.inputs.view())?;
+                match dam_core::backend::first_non_finite(out.next.view()) {
+                    Some(q) => Err(Error::state_overflow(q, 1)),
+                    None => Ok(out.next),
+                }
+            }
+        }
     }
 
     /// [`Retriever::step`], plus the device time of the step's compute passes in seconds,
@@ -576,7 +679,10 @@ impl Retriever {
     /// (`None` on the CPU and on adapters without it). Wall-clock time additionally counts
     /// the query upload, submit, wait and readback.
     pub fn step_timed(&self, queries: ArrayView2<'_, f32>) -> Result<(Array2<f32>, Option<f64>)> {
-        self.backend.step_timed(queries)
+        match &self.kernel {
+            None => self.backend.step_timed(queries),
+            Some(_) => Ok((self.step(queries)?, None)),
+        }
     }
 
     /// Exact top-k lookup: the min(k, P) stored patterns most similar to each query (B×N)
@@ -585,7 +691,13 @@ impl Retriever {
     /// similarity runs a blocked multi-threaded GEMM path; on wgpu the similarities come
     /// from the generic matrix product and are selected on the host.
     pub fn search(&self, queries: ArrayView2<'_, f32>, k: usize) -> Result<SearchResult> {
-        let mut result = self.backend.search(queries, k)?;
+        let mut result = match &self.kernel {
+            None => self.backend.search(queries, k)?,
+            Some(_) => {
+                let phi = self.kernel_features(queries, "queries")?;
+                self.backend.search(phi.view(), k)?
+            }
+        };
         result.ids.mapv_inplace(|row| self.ids[row as usize]);
         Ok(result)
     }
@@ -612,14 +724,38 @@ impl Retriever {
         off_thread(move || memory.search(queries.view(), k))
     }
 
-    /// E(x) for each row of `states` (B×N).
+    /// E(x) for each row of `states` (B×N). For a kernelized memory, the energy of the
+    /// memory of features at Φ(x) (see [`RetrieverBuilder::feature_map`]).
     pub fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
-        self.backend.energy(states)
+        match &self.kernel {
+            None => self.backend.energy(states),
+            Some(_) => {
+                let phi = self.kernel_features(states, "states")?;
+                self.backend.energy(phi.view())
+            }
+        }
     }
 
-    /// The stored patterns, in row order (the order of [`Retriever::ids`]).
+    /// The stored patterns, in row order (the order of [`Retriever::ids`]); for a
+    /// kernelized memory the memories Ξ in input space.
     pub fn patterns(&self) -> &Patterns {
-        self.backend.patterns()
+        match &self.kernel {
+            None => self.backend.patterns(),
+            Some(k) => &k.inputs,
+        }
+    }
+
+    /// The kernel of a kernelized memory ([`RetrieverBuilder::feature_map`]), if it is one.
+    pub fn kernel(&self) -> Option<&kernelized::Kernel> {
+        self.kernel.as_ref().map(|k| &k.kernel)
+    }
+
+    /// Applies an edit to the device (and, for a kernelized memory, to Ξ and Φ(Ξ)).
+    fn edit(&mut self, edit: dam_core::Edit<'_>) -> Result<()> {
+        match self.kernel.as_mut() {
+            None => self.backend.edit(edit),
+            Some(k) => k.edit(self.backend.as_mut(), edit),
+        }
     }
 
     /// Number of stored patterns.
@@ -692,7 +828,7 @@ impl Retriever {
         if patterns.nrows() == 0 && patterns.ncols() == self.patterns().dim() {
             return Ok(Vec::new());
         }
-        self.backend.edit(dam_core::Edit::Append(patterns))?;
+        self.edit(dam_core::Edit::Append(patterns))?;
         let ids: Vec<u64> = (self.next_id..self.next_id + patterns.nrows() as u64).collect();
         self.next_id += patterns.nrows() as u64;
         self.ids.extend_from_slice(&ids);
@@ -715,7 +851,7 @@ impl Retriever {
             .collect::<Result<Vec<usize>>>()?;
         rows.sort_unstable();
         rows.dedup();
-        self.backend.edit(dam_core::Edit::Remove(&rows))?;
+        self.edit(dam_core::Edit::Remove(&rows))?;
         if let Some(values) = self.values.as_mut() {
             values.apply(dam_core::Edit::Remove(&rows), Storage::F32)?;
         }
@@ -739,7 +875,7 @@ impl Retriever {
             argument: "update",
             id,
         })?;
-        self.backend.edit(dam_core::Edit::Replace {
+        self.edit(dam_core::Edit::Replace {
             row,
             values: pattern,
         })
@@ -771,7 +907,13 @@ impl Retriever {
     /// [`Error::Overflow`]; a memory without values is [`Error::InvalidParameter`].
     pub fn retrieve_values(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         let values = self.values.as_ref().ok_or_else(no_values)?;
-        self.backend.weighted_values(queries, values.view())
+        match &self.kernel {
+            None => self.backend.weighted_values(queries, values.view()),
+            Some(_) => {
+                let phi = self.kernel_features(queries, "queries")?;
+                self.backend.weighted_values(phi.view(), values.view())
+            }
+        }
     }
 
     /// The retrieval rule.

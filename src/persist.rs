@@ -7,12 +7,19 @@
 //!   exactly, so f16 memories round-trip bit for bit);
 //! * tensor `ids`: P, `U64`, the stable id of each row (strictly increasing);
 //! * tensor `values` (key → value memories only): P×M, `F32`;
+//! * tensors `feature_weight` (D_Φ×N, `F64`) and `feature_bias` (D_Φ, `F64`), kernelized
+//!   memories only ([`crate::RetrieverBuilder::feature_map`]): the feature map Φ exactly,
+//!   with the metadata `feature_normalise` (`true` or `false`); `patterns` then holds the
+//!   memories in input space;
 //! * metadata (strings): `format` = `dam-memory`, `format_version` = `1`, the rule
 //!   (`similarity`, `separation` with `beta` / `degree` / `k`, `dynamics` with `max_steps`
 //!   and `tol`, `projection`, `energy_trace`), `storage`, `next_id` (the next id
 //!   [`Retriever::insert`] gives out), `abstain_below` and `report_top` when set, and `checksum`: CRC-32 of
 //!   the other metadata (sorted `key=value` lines) followed by the bytes of `patterns`,
-//!   `ids` and `values`.
+//!   `ids`, `values`, `feature_weight` and `feature_bias` (those present).
+//!
+//! Files without the feature tensors (every file of a plain memory, and those written
+//! before kernelized memories existed) load as plain memories.
 //!
 //! Loading checks all of it: a truncated, corrupted, wrong-version or wrong-shape file is
 //! an [`Error::Format`] naming what is wrong, never a panic and never a memory that differs
@@ -140,9 +147,21 @@ impl Retriever {
         if let Some(k) = self.report_top() {
             metadata.insert("report_top".into(), k.to_string());
         }
+        let feature: Option<(Vec<u8>, Vec<u8>, usize, usize)> = self.kernel().map(|k| {
+            let w: Vec<u8> = k.map.w.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let b: Vec<u8> = k.map.b.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (w, b, k.map.feature_dim(), k.map.input_dim())
+        });
+        if let Some(k) = self.kernel() {
+            metadata.insert("feature_normalise".into(), k.normalise.to_string());
+        }
         let mut parts: Vec<&[u8]> = vec![&data, &ids];
         if let Some((bytes, _)) = &values {
             parts.push(bytes);
+        }
+        if let Some((w, b, _, _)) = &feature {
+            parts.push(w);
+            parts.push(b);
         }
         metadata.insert("checksum".into(), checksum(&metadata, &parts));
         let shape = vec![patterns.count(), patterns.dim()];
@@ -155,6 +174,10 @@ impl Retriever {
                 "values",
                 view(Dtype::F32, vec![patterns.count(), *m], bytes)?,
             ));
+        }
+        if let Some((w, b, d, n)) = &feature {
+            tensors.push(("feature_weight", view(Dtype::F64, vec![*d, *n], w)?));
+            tensors.push(("feature_bias", view(Dtype::F64, vec![*d], b)?));
         }
         safetensors::serialize(tensors, Some(metadata)).map_err(|e| Error::Backend {
             backend: "safetensors",
@@ -197,14 +220,34 @@ impl Retriever {
             .contains(&"values")
             .then(|| tensor("values"))
             .transpose()?;
-        if file.len() != 2 + value_tensor.is_some() as usize {
+        let names = file.names();
+        let feature_tensors = match (
+            names.contains(&"feature_weight"),
+            names.contains(&"feature_bias"),
+        ) {
+            (false, false) => None,
+            (true, true) => Some((tensor("feature_weight")?, tensor("feature_bias")?)),
+            _ => {
+                return Err(bad(
+                    "a kernelized memory needs both `feature_weight` and `feature_bias`".into(),
+                ))
+            }
+        };
+        if file.len()
+            != 2 + value_tensor.is_some() as usize + 2 * feature_tensors.is_some() as usize
+        {
             return Err(bad(format!(
-                "expected the tensors `patterns`, `ids` and optionally `values`, found {:?}",
+                "expected the tensors `patterns`, `ids` and optionally `values`, \
+                 `feature_weight` and `feature_bias`, found {:?}",
                 file.names()
             )));
         }
         let mut parts = vec![patterns.data(), ids.data()];
         parts.extend(value_tensor.as_ref().map(|v| v.data()));
+        if let Some((w, b)) = &feature_tensors {
+            parts.push(w.data());
+            parts.push(b.data());
+        }
         if checksum(&metadata, &parts) != stored_sum {
             return Err(bad(
                 "checksum mismatch: the file is corrupted (its data or metadata changed)".into(),
@@ -280,6 +323,34 @@ impl Retriever {
             .device(device.clone());
         if let Some(rows) = value_rows {
             builder = builder.values(rows);
+        }
+        if let Some((w, b)) = feature_tensors {
+            let (d, n) = match (w.dtype(), w.shape(), b.dtype(), b.shape()) {
+                (Dtype::F64, &[d, n], Dtype::F64, &[db]) if n == dim && db == d => (d, n),
+                _ => {
+                    return Err(bad(format!(
+                        "`feature_weight` is {:?} {:?} and `feature_bias` {:?} {:?}, \
+                         expected F64 [D, {dim}] and F64 [D]",
+                        w.dtype(),
+                        w.shape(),
+                        b.dtype(),
+                        b.shape()
+                    )))
+                }
+            };
+            let floats = |bytes: &[u8]| -> Vec<f64> {
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect()
+            };
+            let map = crate::kernelized::FeatureMap {
+                w: Array2::from_shape_vec((d, n), floats(w.data()))
+                    .map_err(|e| bad(e.to_string()))?,
+                b: ndarray::Array1::from(floats(b.data())),
+            };
+            let normalise = parse(&metadata, "feature_normalise")?;
+            builder = builder.feature_map(map, normalise);
         }
         if metadata.contains_key("report_top") {
             builder = builder.report_top(parse(&metadata, "report_top")?);

@@ -87,6 +87,60 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         })
     }
 
+    /// [`Backend::evaluate`] with the update read out on `values` (P×M, row-aligned with
+    /// the patterns) in place of the patterns: `next` (updates × M) is f · Σ_μ w_μ v^μ
+    /// with the weights of the rule at each state (no projection; a row that left f32
+    /// holds non-finite values), while the energy, nearest pattern and confidence are
+    /// those of the states against the patterns. A kernelized memory steps with it (the
+    /// patterns are the features Φ(Ξ), the values the memories Ξ). The default is one
+    /// pass of [`Backend::similarities`] with the maths of [`crate::weights`], summed in
+    /// f64 on the host.
+    fn evaluate_values(
+        &self,
+        states: ArrayView2<'_, f32>,
+        updates: usize,
+        values: ArrayView2<'_, f32>,
+    ) -> Result<Evaluated> {
+        let separation = self.config().separation;
+        let m = values.ncols();
+        let b = states.nrows();
+        let mut next = Array2::<f32>::zeros((updates, m));
+        let (mut energy, mut nearest) = (Vec::with_capacity(b), Vec::with_capacity(b));
+        let mut confidence = Vec::new();
+        let softmax = matches!(separation, Separation::Softmax { .. });
+        let mut q = 0;
+        similarity_rows(self, states, |scores| {
+            let x = states.row(q).to_vec();
+            energy.push(weights::energy(separation, scores, &x));
+            let best = argmax(scores);
+            nearest.push(best);
+            let (w, factor) = weights::weights(separation, scores);
+            if softmax {
+                confidence.push(w[best]);
+            }
+            if q < updates {
+                let mut acc = vec![0.0f64; m];
+                for (row, &wm) in values.rows().into_iter().zip(&w) {
+                    if wm != 0.0 {
+                        acc.iter_mut()
+                            .zip(row)
+                            .for_each(|(a, &v)| *a += wm * v as f64);
+                    }
+                }
+                for (o, a) in next.row_mut(q).iter_mut().zip(&acc) {
+                    *o = (a * factor) as f32;
+                }
+            }
+            q += 1;
+        })?;
+        Ok(Evaluated {
+            next,
+            energy,
+            nearest,
+            confidence: softmax.then_some(confidence),
+        })
+    }
+
     /// Runs the configured dynamics from each query (B×N); see [`RetrievalResult`]. The
     /// default is the loop of [`crate::dynamics::run`] on [`Backend::evaluate`].
     fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {

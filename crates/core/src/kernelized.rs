@@ -73,6 +73,158 @@ impl FeatureMap {
     }
 }
 
+impl FeatureMap {
+    /// The identity map on R^N: W = I (N × N), b = 0.
+    pub fn identity(n: usize) -> Self {
+        Self {
+            w: Array2::eye(n),
+            b: Array1::zeros(n),
+        }
+    }
+
+    /// Checks the map for inputs of dimension `input_dim`: W has `input_dim` columns and at
+    /// least one row, b has one entry per row of W, and every entry is finite. The error
+    /// names the argument and the sizes.
+    pub fn validate(&self, input_dim: usize) -> crate::Result<()> {
+        let (d, n) = self.w.dim();
+        if d == 0 {
+            return Err(crate::Error::Empty {
+                argument: "feature map W (D_Φ × N)",
+                detail: "D_Φ = 0 rows".into(),
+            });
+        }
+        if n != input_dim {
+            return Err(crate::Error::DimensionMismatch {
+                argument: "feature map W (its columns must equal the pattern dimension N)",
+                expected: input_dim,
+                actual: n,
+            });
+        }
+        if self.b.len() != d {
+            return Err(crate::Error::DimensionMismatch {
+                argument: "feature map b (one entry per row of W, D_Φ)",
+                expected: d,
+                actual: self.b.len(),
+            });
+        }
+        let bad = |argument: &'static str, row: usize, col: usize, value: f64| {
+            Err(crate::Error::NonFinite {
+                argument,
+                row,
+                col,
+                value: value as f32,
+            })
+        };
+        if let Some(((row, col), &v)) = self.w.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return bad("feature map W", row, col, v);
+        }
+        if let Some((i, &v)) = self.b.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return bad("feature map b", i, 0, v);
+        }
+        Ok(())
+    }
+}
+
+/// The kernel of a kernelized memory: K(u, v) = ⟨Φ(u), Φ(v)⟩ on the affine features
+/// Φ(x) = W x + b, or ⟨Φ̂(u), Φ̂(v)⟩ on the normalised features Φ̂ = Φ/‖Φ‖ when
+/// `normalise` is set. Retrieval stays in input space: T(x) = Ξᵀ p(β K(Ξ, x)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kernel {
+    /// Φ.
+    pub map: FeatureMap,
+    /// Whether K is taken on the normalised features Φ̂ (a cosine).
+    pub normalise: bool,
+}
+
+impl Kernel {
+    /// The kernel of `map`, on normalised features if `normalise`.
+    pub fn new(map: FeatureMap, normalise: bool) -> Self {
+        Self { map, normalise }
+    }
+
+    /// The features of every row of `x` (rows of the result): Φ(x), or Φ̂(x) when
+    /// normalised (a zero feature stays zero).
+    pub fn features(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        let phi = self.map.features(x);
+        if self.normalise {
+            normalise_rows(phi.view()).0
+        } else {
+            phi
+        }
+    }
+
+    /// The feature of one input, Φ(x) or Φ̂(x).
+    pub fn feature(&self, x: ArrayView1<'_, f64>) -> Array1<f64> {
+        if self.normalise {
+            self.map.normalised_feature(x)
+        } else {
+            self.map.w.dot(&x) + &self.map.b
+        }
+    }
+}
+
+/// Where the kernelized dynamics went from one query ([`fixed_point`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FixedPoint {
+    /// The state reached (N).
+    pub state: Array1<f64>,
+    /// The weights p at that state (M).
+    pub weights: Vec<f64>,
+    /// Updates applied.
+    pub steps: usize,
+    /// Whether the last update moved no coordinate by more than the tolerance.
+    pub converged: bool,
+}
+
+/// The kernelized dynamics x ← Ξᵀ p(x), p(x) = weights(β K(Ξ, x)), from `query`, in f64:
+/// at most `retrieval.max_steps` updates, stopping when no coordinate moves by more than
+/// `retrieval.tolerance`; `features` holds the memories' features (M × D_Φ, from
+/// [`Kernel::features`]). The definition `dam::Retriever` with a feature map follows.
+pub fn fixed_point(
+    kernel: &Kernel,
+    memories: ArrayView2<'_, f64>,
+    features: ArrayView2<'_, f64>,
+    query: ArrayView1<'_, f64>,
+    retrieval: &Retrieval,
+) -> FixedPoint {
+    let weights_at = |x: ArrayView1<'_, f64>| {
+        let f = kernel.feature(x);
+        let mut p: Vec<f64> = features
+            .rows()
+            .into_iter()
+            .map(|h| retrieval.beta * h.dot(&f))
+            .collect();
+        retrieval.weights.apply(&mut p);
+        p
+    };
+    let mut x = query.to_owned();
+    let mut steps = 0;
+    let mut converged = false;
+    while steps < retrieval.max_steps.max(1) {
+        let p = weights_at(x.view());
+        let next = memories.t().dot(&ArrayView1::from(&p[..]));
+        let moved = next
+            .iter()
+            .zip(x.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        x = next;
+        steps += 1;
+        if moved <= retrieval.tolerance {
+            converged = true;
+            break;
+        }
+    }
+    // The weights at the state reached.
+    let weights = weights_at(x.view());
+    FixedPoint {
+        state: x,
+        weights,
+        steps,
+        converged,
+    }
+}
+
 /// Each row divided by its norm, and the norms (a zero row stays zero).
 pub fn normalise_rows(phi: ArrayView2<'_, f64>) -> (Array2<f64>, Vec<f64>) {
     let mut hat = phi.to_owned();
@@ -332,7 +484,8 @@ impl Default for Retrieval {
 }
 
 /// The weights p at the fixed point of x ← Ξᵀ p(x), p(x) = weights(β ⟨Φ̂(ξ_μ), Φ̂(x)⟩), from
-/// `query`; `hat` holds the memories' normalised features (M × D).
+/// `query`; `hat` holds the memories' normalised features (M × D). ([`fixed_point`] with
+/// a normalised [`Kernel`]; it copies the map, so loops should call that instead.)
 pub fn fixed_point_weights(
     map: &FeatureMap,
     memories: ArrayView2<'_, f64>,
@@ -340,32 +493,8 @@ pub fn fixed_point_weights(
     query: ArrayView1<'_, f64>,
     retrieval: &Retrieval,
 ) -> Vec<f64> {
-    let mut x = query.to_owned();
-    let mut p = vec![0.0; memories.nrows()];
-    for _ in 0..retrieval.max_steps.max(1) {
-        let f = map.normalised_feature(x.view());
-        for (pm, h) in p.iter_mut().zip(hat.rows()) {
-            *pm = retrieval.beta * h.dot(&f);
-        }
-        retrieval.weights.apply(&mut p);
-        let next = memories.t().dot(&ArrayView1::from(&p[..]));
-        let moved = next
-            .iter()
-            .zip(x.iter())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        x = next;
-        if moved <= retrieval.tolerance {
-            break;
-        }
-    }
-    // The weights at the state reached.
-    let f = map.normalised_feature(x.view());
-    for (pm, h) in p.iter_mut().zip(hat.rows()) {
-        *pm = retrieval.beta * h.dot(&f);
-    }
-    retrieval.weights.apply(&mut p);
-    p
+    let kernel = Kernel::new(map.clone(), true);
+    fixed_point(&kernel, memories, hat, query, retrieval).weights
 }
 
 /// ‖p‖: the number of weights above `threshold`.
@@ -382,10 +511,11 @@ pub fn metastable_histogram(
     queries: ArrayView2<'_, f64>,
     retrieval: &Retrieval,
 ) -> Vec<usize> {
-    let (hat, _) = normalise_rows(map.features(memories).view());
+    let kernel = Kernel::new(map.clone(), true);
+    let hat = kernel.features(memories);
     let mut counts = vec![0usize; memories.nrows() + 1];
     for q in queries.rows() {
-        let p = fixed_point_weights(map, memories, hat.view(), q, retrieval);
+        let p = fixed_point(&kernel, memories, hat.view(), q, retrieval).weights;
         counts[metastable_size(&p, retrieval.weights.threshold())] += 1;
     }
     counts

@@ -97,6 +97,24 @@ impl Backend for CpuRetriever {
         })
     }
 
+    fn evaluate_values(
+        &self,
+        states: ArrayView2<'_, f32>,
+        updates: usize,
+        values: ArrayView2<'_, f32>,
+    ) -> Result<Evaluated> {
+        let values = values.as_standard_layout();
+        let out = self
+            .pass(values.view(), Projection::None)
+            .run(states, updates);
+        Ok(Evaluated {
+            confidence: out.confidence(self.config.separation),
+            next: out.next,
+            energy: out.energy,
+            nearest: out.nearest,
+        })
+    }
+
     fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         self.checked(queries)?;
         let out = self

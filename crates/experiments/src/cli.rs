@@ -1392,6 +1392,16 @@ pub struct KernelFitArgs {
     /// `wgpu[:N|:NAME]` or `auto`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Also compare retrieval with a learned Φ against the identity map for these memory
+    /// counts P (`P1,P2,…`, each 2 ≤ P ≤ M): for each P, Φ is learned on the first P
+    /// memories and noisy copies of them are retrieved by the kernelized memory
+    /// (`dam::RetrieverBuilder::feature_map`, cosine kernel) with either map; writes
+    /// capacity.csv and `capacity` in summary.json (P_½ of each).
+    #[arg(long)]
+    pub capacity: Option<String>,
+    /// σ of the capacity queries ξ_μ + σ‖ξ_μ‖ g/‖g‖ (g a Gaussian direction).
+    #[arg(long = "capacity-noise", default_value_t = 0.3)]
+    pub capacity_noise: f64,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,

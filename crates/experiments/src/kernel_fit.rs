@@ -17,10 +17,17 @@
 //!
 //! # Metastable states
 //!
-//! From each query, x ← Ξᵀ softmax(β ⟨Φ̂(ξ_μ), Φ̂(x)⟩) is iterated to its fixed point and
-//! ‖p‖ (the weights above 0.01) recorded; the histogram before (the random Φ) and after
-//! learning. 1.5-entmax, which the paper uses, is not implemented here: the weight function
-//! is [`dam::kernelized::Weights`], where it plugs in with threshold 0.
+//! From each query, x ← Ξᵀ p(β ⟨Φ̂(ξ_μ), Φ̂(x)⟩) is iterated to its fixed point and
+//! ‖p‖ (the weights above the threshold) recorded; the histogram before (the random Φ)
+//! and after learning. The weight function is [`dam::kernelized::Weights`]: softmax
+//! (threshold 0.01) or α-entmax (threshold 0; 1.5-entmax, which the paper uses, is the
+//! default).
+//!
+//! # Capacity with a learned Φ
+//!
+//! [`capacity`] compares, for several memory counts P, retrieval by the kernelized
+//! `dam::Retriever` ([`dam::RetrieverBuilder::feature_map`]) with Φ learned on the first P
+//! memories against the identity map, from noisy copies of the memories.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -533,6 +540,233 @@ pub fn run(
         device: described,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// The capacity comparison of `--capacity`: for each P, Φ learned on the first P memories
+/// against the identity map, both on normalised features (K = cosine), at the same β and
+/// weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacitySpec {
+    /// The memory counts P (2 ≤ P ≤ M, increasing).
+    pub counts: Vec<usize>,
+    /// The relative size σ of the query noise: the query of memory μ is
+    /// ξ_μ + σ‖ξ_μ‖ g/‖g‖ with g a seeded Gaussian direction.
+    pub noise: f64,
+}
+
+impl CapacitySpec {
+    /// Reads `--capacity P1,P2,…` and `--capacity-noise σ` for M memories.
+    pub fn parse(counts: &str, noise: f64, m: usize) -> Result<Self> {
+        let bad = |reason: String| invalid("--capacity", counts, reason);
+        let mut list = Vec::new();
+        for part in counts.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let p: usize = part
+                .parse()
+                .map_err(|_| bad(format!("{part:?} is not a count")))?;
+            if p < 2 || p > m {
+                return Err(bad(format!("P = {p}: use 2 ≤ P ≤ M = {m}")));
+            }
+            list.push(p);
+        }
+        if list.is_empty() {
+            return Err(bad("list at least one count P".into()));
+        }
+        list.sort_unstable();
+        list.dedup();
+        if !(noise.is_finite() && noise >= 0.0) {
+            return Err(invalid("--capacity-noise", &noise.to_string(), "use σ ≥ 0"));
+        }
+        Ok(Self {
+            counts: list,
+            noise,
+        })
+    }
+}
+
+/// One row of capacity.csv.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct CapacityRow {
+    /// P, the memories stored (the first P of the set).
+    pub patterns: usize,
+    /// Queries: one noisy copy of each of the first min(P, Q) memories.
+    pub queries: usize,
+    /// Share of queries whose fixed point puts weight ≥ ½ on their memory, Φ = identity.
+    pub success_identity: f64,
+    /// The same with Φ learned on these P memories.
+    pub success_learned: f64,
+    /// 1 − max cos between the P memories (identity features).
+    pub min_separation_identity: f64,
+    /// 1 − max cos between their learned features.
+    pub min_separation_learned: f64,
+}
+
+/// The largest P whose success is ≥ ½ (P_½ on the measured counts), if any.
+pub fn patterns_half(rows: &[CapacityRow], learned: bool) -> Option<usize> {
+    rows.iter()
+        .filter(|r| {
+            let s = if learned {
+                r.success_learned
+            } else {
+                r.success_identity
+            };
+            s >= 0.5
+        })
+        .map(|r| r.patterns)
+        .max()
+}
+
+/// The separation of a retrieval as the engine's rule.
+fn separation_of(spec: &KernelFitSpec) -> dam::Separation {
+    match spec.weights {
+        Weights::Softmax => dam::Separation::Softmax {
+            beta: spec.beta as f32,
+        },
+        Weights::Entmax { alpha } => dam::Separation::Entmax {
+            beta: spec.beta as f32,
+            alpha: alpha as f32,
+        },
+    }
+}
+
+/// Share of `queries` (rows; query i belongs to memory i) whose fixed point under the
+/// kernelized memory of `map` (normalised features) puts weight ≥ ½ on its memory. The
+/// retrieval is `dam::Retriever` with [`dam::RetrieverBuilder::feature_map`] on `device`
+/// (at most 200 steps, tolerance 1e-6); the weights at the final state are recomputed in
+/// f64 from the state.
+pub fn retrieval_success(
+    spec: &KernelFitSpec,
+    map: &FeatureMap,
+    memories: ArrayView2<'_, f64>,
+    queries: ArrayView2<'_, f64>,
+    device: &Device,
+) -> Result<f64> {
+    let memory = dam::Retriever::builder(dam::Patterns::new(memories.mapv(|v| v as f32))?)
+        .feature_map(map.clone(), true)
+        .separation(separation_of(spec))
+        .dynamics(dam::Dynamics::Iterate {
+            max_steps: 200,
+            tol: 1e-6,
+        })
+        .device(device.clone())
+        .build()?;
+    let result = memory.retrieve(queries.mapv(|v| v as f32).view())?;
+    let kernel = kernelized::Kernel::new(map.clone(), true);
+    let features = kernel.features(memories);
+    let states = kernel.features(result.states.mapv(f64::from).view());
+    let mut hits = 0;
+    for (i, f) in states.rows().into_iter().enumerate() {
+        let mut p: Vec<f64> = features
+            .rows()
+            .into_iter()
+            .map(|h| spec.beta * h.dot(&f))
+            .collect();
+        spec.weights.apply(&mut p);
+        hits += (p[i] >= 0.5) as usize;
+    }
+    Ok(hits as f64 / queries.nrows().max(1) as f64)
+}
+
+/// Noisy copies of the first `count` memories: ξ_μ + σ‖ξ_μ‖ g/‖g‖ (seeded by `seed`).
+pub fn noisy_copies(
+    memories: ArrayView2<'_, f64>,
+    count: usize,
+    noise: f64,
+    seed: u64,
+) -> Array2<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n = memories.ncols();
+    let mut out = memories.slice(ndarray::s![..count, ..]).to_owned();
+    for mut row in out.rows_mut() {
+        let g: Array1<f64> = Array1::from_shape_simple_fn(n, || StandardNormal.sample(&mut rng));
+        let (gn, xn) = (g.dot(&g).sqrt(), row.dot(&row).sqrt());
+        if gn > 0.0 {
+            row.scaled_add(noise * xn / gn, &g);
+        }
+    }
+    out
+}
+
+/// The capacity comparison: for each P of `cap`, Φ learned on the first P memories (from
+/// the same W₀, with `spec`'s τ, epochs and optimiser, the Gram matrix on `device`)
+/// against the identity map; queries are noisy copies of the first min(P, Q) memories
+/// (Q = `spec.queries`). `progress(P)` is called after each count.
+pub fn capacity(
+    spec: &KernelFitSpec,
+    cap: &CapacitySpec,
+    memories: ArrayView2<'_, f64>,
+    device: &Device,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<CapacityRow>> {
+    let n = memories.ncols();
+    let identity = FeatureMap::identity(n);
+    let mut rows = Vec::with_capacity(cap.counts.len());
+    for &p in &cap.counts {
+        let stored = memories.slice(ndarray::s![..p, ..]);
+        let mut map = initial_map(spec.feature_dim, n, spec.seed);
+        train(spec, &mut map, stored, device, |_| {})?;
+        let q = p.min(spec.queries.max(1));
+        let queries = noisy_copies(stored, q, cap.noise, spec.seed ^ 0x6361_7061 ^ p as u64);
+        rows.push(CapacityRow {
+            patterns: p,
+            queries: q,
+            success_identity: retrieval_success(spec, &identity, stored, queries.view(), device)?,
+            success_learned: retrieval_success(spec, &map, stored, queries.view(), device)?,
+            min_separation_identity: kernelized::min_separation(&identity, stored),
+            min_separation_learned: kernelized::min_separation(&map, stored),
+        });
+        progress(p);
+    }
+    Ok(rows)
+}
+
+/// Writes capacity.csv: `patterns,queries,success_identity,success_learned,
+/// min_separation_identity,min_separation_learned`.
+pub fn write_capacity_csv(path: &Path, rows: &[CapacityRow]) -> Result<()> {
+    let write = || -> std::io::Result<()> {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+        writeln!(
+            f,
+            "patterns,queries,success_identity,success_learned,min_separation_identity,min_separation_learned"
+        )?;
+        for r in rows {
+            writeln!(
+                f,
+                "{},{},{},{},{:e},{:e}",
+                r.patterns,
+                r.queries,
+                r.success_identity,
+                r.success_learned,
+                r.min_separation_identity,
+                r.min_separation_learned
+            )?;
+        }
+        f.flush()
+    };
+    write().map_err(|e| output(path, e))
+}
+
+/// summary.json's `capacity` entry.
+pub fn capacity_summary(cap: &CapacitySpec, rows: &[CapacityRow]) -> serde_json::Value {
+    serde_json::json!({
+        "noise": cap.noise,
+        "kernel": "normalised features (cosine); identity map against Φ learned on the P memories",
+        "criterion": "the fixed point's weight on the query's memory is ≥ 1/2",
+        "patterns_half_identity": patterns_half(rows, false),
+        "patterns_half_learned": patterns_half(rows, true),
+        "rows": rows,
+    })
+}
+
+/// Writes capacity.csv into `out` and adds [`capacity_summary`] to its summary.json (as
+/// `capacity`).
+pub fn write_capacity(out: &Path, cap: &CapacitySpec, rows: &[CapacityRow]) -> Result<()> {
+    write_capacity_csv(&out.join("capacity.csv"), rows)?;
+    let path = out.join("summary.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| output(&path, e))?;
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| output(&path, e))?;
+    value["capacity"] = capacity_summary(cap, rows);
+    let text = serde_json::to_string_pretty(&value).map_err(|e| output(&path, e))?;
+    std::fs::write(&path, text + "\n").map_err(|e| output(&path, e))
 }
 
 /// Writes loss.csv: `epoch,loss,min_separation,seconds`.

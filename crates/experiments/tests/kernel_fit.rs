@@ -430,3 +430,144 @@ fn separation_names_parse() {
     Weights::parse("sparsemax").unwrap().apply(&mut z);
     assert_eq!(z, vec![1.0, 0.0, 0.0]);
 }
+
+#[test]
+fn the_capacity_retrieval_is_the_core_fixed_point() {
+    // The success of `--capacity` runs the engine's kernelized memory; on the reference it
+    // must count what the core's f64 fixed points count.
+    const BETA: f64 = 12.0;
+    let spec = KernelFitSpec {
+        memories: MemorySource::Spherical { m: 30, n: 6 },
+        feature_dim: 9,
+        beta: BETA,
+        weights: Weights::Entmax { alpha: 1.5 },
+        ..KernelFitSpec::default()
+    };
+    let (memories, _) = kernel_fit::load(&spec).unwrap();
+    let mut map = initial_map(9, 6, 5);
+    map.b = Array1::from_shape_fn(9, |i| 0.05 * i as f64);
+    let queries = kernel_fit::noisy_copies(memories.view(), 30, 0.4, 6);
+    let got = kernel_fit::retrieval_success(
+        &spec,
+        &map,
+        memories.view(),
+        queries.view(),
+        &Device::Reference,
+    )
+    .unwrap();
+    let kernel = kernelized::Kernel::new(map.clone(), true);
+    let features = kernel.features(memories.view());
+    let retrieval = Retrieval {
+        beta: BETA,
+        weights: Weights::Entmax { alpha: 1.5 },
+        max_steps: 200,
+        tolerance: 1e-6,
+    };
+    let mut hits = 0;
+    for (i, q) in queries.rows().into_iter().enumerate() {
+        let fp = kernelized::fixed_point(&kernel, memories.view(), features.view(), q, &retrieval);
+        hits += (fp.weights[i] >= 0.5) as usize;
+    }
+    let want = hits as f64 / 30.0;
+    eprintln!("success {got} (core {want})");
+    assert_eq!(got, want);
+    assert!(got > 0.0 && got < 1.0, "a discriminating case: {got}");
+    // Noise-free queries on the identity map at a large β: every memory is its own fixed
+    // point.
+    let sharp = KernelFitSpec {
+        beta: 200.0,
+        ..spec.clone()
+    };
+    let exact = kernel_fit::noisy_copies(memories.view(), 30, 0.0, 7);
+    assert_eq!(exact, memories);
+    let identity = FeatureMap::identity(6);
+    let all = kernel_fit::retrieval_success(
+        &sharp,
+        &identity,
+        memories.view(),
+        exact.view(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(all, 1.0);
+}
+
+#[test]
+fn the_capacity_comparison_writes_its_file() {
+    let out = tmp("capacity");
+    let o = dam(&[
+        "kernel-fit",
+        "--memories",
+        "spherical:40:6",
+        "--feature-dim",
+        "6",
+        "--epochs",
+        "60",
+        "--queries",
+        "20",
+        "--beta",
+        "3",
+        "--capacity",
+        "30,10,40",
+        "--capacity-noise",
+        "0.4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("capacity.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "patterns,queries,success_identity,success_learned,min_separation_identity,min_separation_learned"
+    );
+    assert_eq!(lines.len(), 4, "{csv}");
+    let counts: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(counts, ["10", "30", "40"]);
+    let queries: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(queries, ["10", "20", "20"]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let capacity = &summary["capacity"];
+    assert_eq!(
+        capacity["rows"].as_array().map(Vec::len),
+        Some(3),
+        "{summary}"
+    );
+    assert_eq!(capacity["noise"], 0.4);
+    assert!(
+        capacity.get("patterns_half_identity").is_some(),
+        "{capacity}"
+    );
+    assert!(
+        capacity.get("patterns_half_learned").is_some(),
+        "{capacity}"
+    );
+    for bad in ["1", "10,41", "ten"] {
+        let o = dam(&[
+            "kernel-fit",
+            "--memories",
+            "spherical:40:6",
+            "--feature-dim",
+            "6",
+            "--epochs",
+            "5",
+            "--capacity",
+            bad,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!o.status.success(), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("--capacity"),
+            "{bad}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}

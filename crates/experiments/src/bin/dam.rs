@@ -652,12 +652,44 @@ fn muon_cmd(args: &MuonArgs) -> Result<()> {
 fn kernel_fit_cmd(args: &KernelFitArgs) -> Result<()> {
     let spec = args.spec()?;
     let device = device_of(&args.device)?;
+    // The capacity counts are checked against M before anything is trained.
+    let capacity = match &args.capacity {
+        None => None,
+        Some(counts) => {
+            let (memories, _) = kernel_fit::load(&spec)?;
+            let cap =
+                kernel_fit::CapacitySpec::parse(counts, args.capacity_noise, memories.nrows())?;
+            Some((cap, memories))
+        }
+    };
     prepare_out(&args.out)?;
-    let bar = bar(spec.epochs, None);
-    let report = kernel_fit::run(&spec, &device, |e| bar.set_position(e as u64))?;
-    bar.finish_and_clear();
+    let epochs = bar(spec.epochs, None);
+    let report = kernel_fit::run(&spec, &device, |e| epochs.set_position(e as u64))?;
+    epochs.finish_and_clear();
     kernel_fit::write_outputs(&args.out, &spec, &report, json!(args))?;
     kernel_fit_plot::write_svg(&args.out.join("loss.svg"), &report)?;
+    if let Some((cap, memories)) = &capacity {
+        let counts = bar(cap.counts.len(), None);
+        let rows = kernel_fit::capacity(&spec, cap, memories.view(), &device, |_| counts.inc(1))?;
+        counts.finish_and_clear();
+        kernel_fit::write_capacity(&args.out, cap, &rows)?;
+        for r in &rows {
+            println!(
+                "P={} queries={} success identity {:.3} learned {:.3} (min separation {:.4} -> {:.4})",
+                r.patterns,
+                r.queries,
+                r.success_identity,
+                r.success_learned,
+                r.min_separation_identity,
+                r.min_separation_learned
+            );
+        }
+        println!(
+            "P_1/2 identity {:?} learned {:?}; wrote capacity.csv",
+            kernel_fit::patterns_half(&rows, false),
+            kernel_fit::patterns_half(&rows, true)
+        );
+    }
     let (kind, adapter) = &report.device;
     let share = kernel_fit::KernelFitReport::share_single;
     println!(
