@@ -73,7 +73,14 @@ class Retriever:
         device: Literal["auto", "cpu", "reference", "wgpu"] = "auto",
         dtype: Literal["float32", "float16"] = "float32",
         report_top: Optional[int] = None,
-    ) -> None: ...
+        feature_map: Optional[tuple[ArrayLike, ArrayLike]] = None,
+        normalise: bool = False,
+    ) -> None:
+        """``feature_map=(W, b)`` (W: (D, N), b: (D,), read in float64) makes a kernelized
+        memory: similarities K(ξ, x) = ⟨Φ(ξ), Φ(x)⟩ with Φ(x) = W x + b (on the normalised
+        features when ``normalise``), retrieval x ← Ξᵀ p(β K(Ξ, x)) in input space; needs
+        ``similarity="dot"``, a softmax or entmax separation and no projection. Φ is saved
+        and pickled with the memory."""
     def retrieve(self, queries: ArrayLike, *, clamped: Optional[list[int]] = None) -> RetrievalResult:
         """Runs the dynamics from each query (B, N); ``clamped``: coordinates held at their
         query values at every step."""

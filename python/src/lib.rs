@@ -91,6 +91,28 @@ impl PyErrLite {
 
 /// A 2-D float32 view of `obj`: a float32 array is read in place (any strides); anything
 /// else is converted once with `numpy.ascontiguousarray(obj, dtype=float32)`.
+/// `obj` as a contiguous float64 array of `ndim` dimensions (converted once).
+fn float64<'py>(
+    obj: &Bound<'py, PyAny>,
+    argument: &str,
+    ndim: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let numpy = obj.py().import("numpy")?;
+    let converted = numpy
+        .call_method1("ascontiguousarray", (obj, "float64"))
+        .map_err(|e| {
+            PyValueError::new_err(format!("`{argument}`: not convertible to float64: {e}"))
+        })?;
+    let got: usize = converted.getattr("ndim")?.extract()?;
+    if got != ndim {
+        let shape = converted.getattr("shape")?;
+        return Err(PyValueError::new_err(format!(
+            "`{argument}` must be {ndim}-D, got shape {shape}"
+        )));
+    }
+    Ok(converted)
+}
+
 fn matrix<'py>(obj: &Bound<'py, PyAny>, argument: &str) -> PyResult<PyReadonlyArray2<'py, f32>> {
     if let Ok(array) = obj.extract::<PyReadonlyArray2<'py, f32>>() {
         return Ok(array);
@@ -258,7 +280,7 @@ fn write(lock: &RwLock<engine::Retriever>) -> RwLockWriteGuard<'_, engine::Retri
 #[pymethods]
 impl Retriever {
     #[new]
-    #[pyo3(signature = (patterns, *, similarity="dot", separation="softmax", beta=1.0, degree=None, k=None, alpha=None, dynamics="iterate", max_steps=100, tol=1e-5, projection="none", device="auto", dtype="float32", report_top=None))]
+    #[pyo3(signature = (patterns, *, similarity="dot", separation="softmax", beta=1.0, degree=None, k=None, alpha=None, dynamics="iterate", max_steps=100, tol=1e-5, projection="none", device="auto", dtype="float32", report_top=None, feature_map=None, normalise=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -276,7 +298,26 @@ impl Retriever {
         device: &str,
         dtype: &str,
         report_top: Option<usize>,
+        feature_map: Option<(Bound<'_, PyAny>, Bound<'_, PyAny>)>,
+        normalise: bool,
     ) -> PyResult<Self> {
+        // A kernelized memory: similarities through Φ(x) = W x + b (read in float64).
+        let kernel = match feature_map {
+            None if normalise => {
+                return Err(PyValueError::new_err(
+                    "normalise: belongs to a feature_map=(W, b)",
+                ))
+            }
+            None => None,
+            Some((w, b)) => {
+                let w: PyReadonlyArray2<'_, f64> = float64(&w, "feature_map W", 2)?.extract()?;
+                let b: PyReadonlyArray1<'_, f64> = float64(&b, "feature_map b", 1)?.extract()?;
+                Some(engine::kernelized::FeatureMap {
+                    w: w.as_array().to_owned(),
+                    b: b.as_array().to_owned(),
+                })
+            }
+        };
         let config = Config {
             similarity: similarity_of(similarity)?,
             separation: separation_of(separation, beta, degree, k, alpha)?,
@@ -320,6 +361,9 @@ impl Retriever {
                 .device(device_value);
             if let Some(k) = report_top {
                 builder = builder.report_top(k);
+            }
+            if let Some(map) = kernel {
+                builder = builder.feature_map(map, normalise);
             }
             Ok(builder.build()?)
         })?;
