@@ -1429,6 +1429,7 @@ mod tests {
             lr_decay: 0.9,
             seed: 4,
             momentum: None,
+            shift: 0,
         };
         let first = clf.train_epoch(images.view(), &labels, &opts).unwrap();
         let mut last = first;
@@ -1509,6 +1510,7 @@ mod tests {
                 lr_decay: 1.0,
                 seed: 0,
                 momentum: None,
+                shift: 0,
             };
             let losses: Vec<f64> = (0..12)
                 .map(|_| clf.train_epoch(images.view(), &labels, &opts).unwrap())
@@ -1561,6 +1563,7 @@ mod tests {
             lr_decay: 1.0,
             seed: 0,
             momentum: None,
+            shift: 0,
         };
         assert!(clf.train_epoch(x.view(), &[0, 1, 2], &opts).is_err());
         let opts = EpochOptions { batch: 2, ..opts };
@@ -1681,6 +1684,7 @@ mod tests {
             lr_decay: 1.0,
             seed: 0,
             momentum: None,
+            shift: 0,
         };
         let mut monitor = TrainingMonitor::new(ParameterNames::FLAGS);
         for epoch in 1..=TrainingMonitor::PATIENCE {

@@ -347,7 +347,7 @@ fn a_shifted_epoch_trains_on_the_shifted_images(device: Device) {
     let labels: Vec<usize> = (0..b).map(|q| q % 4).collect();
     let images = Array2::from_shape_fn((b, n), |(q, i)| {
         let (y, x) = (i / side, i % side);
-        if (x + y + labels[q]) % 4 == 0 || (q + i) % 13 == 0 {
+        if (x + y + labels[q]).is_multiple_of(4) || (q + i).is_multiple_of(13) {
             1.0
         } else {
             -1.0
