@@ -907,7 +907,10 @@ fn wgpu_device_weights_decline_rows_beyond_one_binding() {
             let label = format!("P={p} α={alpha} 8 KiB bindings");
             let direct = wgpu_direct(&patterns, entmax_sep(8.0, alpha), &options);
             assert_eq!(direct.entmax_on_device(), on_device, "{label}");
-            assert!(direct.chunk_count() > 1, "{label}: patterns over several bindings");
+            assert!(
+                direct.chunk_count() > 1,
+                "{label}: patterns over several bindings"
+            );
             let build = |device: Device| {
                 Retriever::builder(Patterns::new(patterns.clone()).expect("patterns"))
                     .separation(entmax_sep(8.0, alpha))

@@ -1365,7 +1365,7 @@ struct Workspace {
 
 #[cfg(test)]
 mod tests {
-    use super::{weighted_sum_loops, MAX_BLOCK_ROWS};
+    use super::{entmax_loops, weighted_sum_loops, MAX_BLOCK_ROWS};
     use crate::exec::LOOP_BUDGET;
     use crate::matmul::MAX_K_SLICE;
 
@@ -1380,5 +1380,14 @@ mod tests {
         assert!(fits(rows));
         assert!(!fits(2 * rows));
         assert_eq!(rows * 4 % 256, 0);
+    }
+
+    /// The entmax kernel's loop count grows with the row: about 220,000 patterns fit the
+    /// loop budget (the bound `entmax_on_device` documents), 230,000 do not.
+    #[test]
+    fn entmax_rows_within_the_loop_budget() {
+        assert!(entmax_loops(220_000, 256) <= LOOP_BUDGET);
+        assert!(entmax_loops(230_000, 1) > LOOP_BUDGET);
+        assert!(entmax_loops(2_001, 65) < entmax_loops(2_002 + 256, 65));
     }
 }

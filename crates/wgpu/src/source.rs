@@ -413,6 +413,42 @@ mod tests {
         assert_eq!(count, 23 + 4 * 3, "every kernel × loader unit was checked");
     }
 
+    /// The entmax kernel specialised as the host specialises it (`ALPHA_BITS`, the bits
+    /// of α: the sparsemax branch at α = 2, `pow` at α = 1.05 and 1.5) still validates
+    /// once naga has substituted the override and evaluated the constant expressions.
+    #[test]
+    fn entmax_specialisations_validate_with_naga() {
+        let source = Kernel::Entmax.source(Loader::F32);
+        let module = validate("entmax", &source, naga::valid::Capabilities::default());
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::default(),
+        )
+        .validate(&module)
+        .expect("validates");
+        assert_eq!(module.overrides.len(), 1, "ALPHA_BITS is the one override");
+        for alpha in [1.05f32, 1.5, 2.0] {
+            let mut constants = naga::back::PipelineConstants::default();
+            constants.insert("ALPHA_BITS".to_string(), alpha.to_bits() as f64);
+            let (specialised, _) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, Kernel::Entmax.entry_point())),
+                &constants,
+            )
+            .unwrap_or_else(|e| panic!("entmax at α = {alpha}: {e}"));
+            let value = specialised
+                .constants
+                .iter()
+                .find(|(_, c)| c.name.as_deref() == Some("ALPHA_BITS"))
+                .map(|(_, c)| &specialised.global_expressions[c.init]);
+            assert!(
+                matches!(value, Some(naga::Expression::Literal(naga::Literal::U32(v))) if *v == alpha.to_bits()),
+                "α = {alpha}: ALPHA_BITS became {value:?}"
+            );
+        }
+    }
+
     /// math.wgsl stands alone (no bindings, no overrides, no workgroup memory): it
     /// validates without any other piece, and the units that call it compose it once.
     #[test]
