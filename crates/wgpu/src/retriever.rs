@@ -1390,4 +1390,110 @@ mod tests {
         assert!(entmax_loops(230_000, 1) > LOOP_BUDGET);
         assert!(entmax_loops(2_001, 65) < entmax_loops(2_002 + 256, 65));
     }
+
+    /// `entmax.wgsl` on rows no public call can give it (queries and β·s are checked
+    /// first): a NaN or +∞ score makes every weight and the energy NaN, as
+    /// `dam_core::entmax` makes the weights (the finalize pass then reports the state as
+    /// overflowed); a −∞ score gets weight 0 and leaves the others as without it; a row of
+    /// −∞ only is NaN on the device (the host spreads its weight evenly with an infinite
+    /// energy, which is an error there too).
+    #[test]
+    fn entmax_kernel_on_non_finite_scores() {
+        use crate::exec::{self, Dispatch};
+        use crate::params::{Params, StepUniform};
+        use crate::source::Kernel;
+        use crate::{WgpuContext, WgpuOptions};
+        use bytemuck::Zeroable;
+
+        let ctx = WgpuContext::shared(&WgpuOptions::default()).unwrap_or_else(|e| {
+            panic!("the kernel tests need a wgpu adapter (e.g. Mesa lavapipe): {e}")
+        });
+        let (inf, nan) = (f32::INFINITY, f32::NAN);
+        let rows: [[f32; 3]; 5] = [
+            [0.5, nan, 0.1],
+            [inf, 0.0, 0.0],
+            [-inf, 0.5, 0.3],
+            [-inf, -inf, -inf],
+            [0.3, 0.5, -0.5],
+        ];
+        let (b, p) = (rows.len() as u32, 3u32);
+        let scores_in: Vec<f32> = rows.iter().flatten().copied().collect();
+        let xs_in = vec![1.0f32; (b * p) as usize];
+        let params = Params {
+            batch: b,
+            dim: p,
+            p_total: p,
+            beta: 1.0,
+            ..Params::zeroed()
+        };
+        let scores = exec::storage_init(&ctx, "scores", bytemuck::cast_slice(&scores_in));
+        let xs = exec::storage_init(&ctx, "states", bytemuck::cast_slice(&xs_in));
+        let energy = exec::storage(&ctx, "energy", b as u64 * 4);
+        let nearest = exec::storage(&ctx, "nearest", b as u64 * 4);
+        let (global, step) = (
+            exec::uniform(&ctx, &params),
+            exec::uniform(&ctx, &StepUniform::zeroed()),
+        );
+        let pipeline = ctx
+            .pipeline(Kernel::Entmax, &[("ALPHA_BITS", 2.0f32.to_bits())])
+            .expect("pipeline");
+        let dispatch = Dispatch::new(
+            &ctx,
+            &pipeline,
+            &[
+                (0, &global),
+                (1, &scores),
+                (2, &step),
+                (3, &energy),
+                (4, &nearest),
+                (5, &xs),
+            ],
+            Vec::new(),
+            [b, 1, 1],
+        );
+        let bytes = exec::submit_and_read(
+            &ctx,
+            vec![exec::commands(&ctx, [&dispatch])],
+            &[
+                (&scores, "weights"),
+                (&energy, "energy"),
+                (&nearest, "nearest"),
+            ],
+        )
+        .expect("run");
+        let (w, e, near): (Vec<f32>, Vec<f32>, Vec<u32>) = (
+            exec::cast(&bytes[0]),
+            exec::cast(&bytes[1]),
+            exec::cast(&bytes[2]),
+        );
+        assert_eq!((w.len(), e.len(), near.len()), (15, 5, 5));
+        for q in [0, 1, 3] {
+            assert!(
+                w[3 * q..3 * q + 3].iter().all(|v| v.is_nan()),
+                "row {q}: {w:?}"
+            );
+            assert!(e[q].is_nan(), "row {q}: energy {}", e[q]);
+            let host = dam_core::entmax::entmax(2.0, &rows[q].map(f64::from));
+            assert_eq!(
+                host.weights.iter().all(|v| v.is_nan()),
+                q != 3,
+                "row {q}: the host's weights {:?}",
+                host.weights
+            );
+        }
+        // s = (−∞, 0.5, 0.3) and (0.3, 0.5, −0.5): p = (0, 0.6, 0.4) and (0.4, 0.6, 0);
+        // E = −Ψ* + ½‖x‖² with Ψ* = 0.5·0.6 + 0.3·0.4 + (1 − 0.36 − 0.16)/2 = 0.66.
+        let expected_energy = -0.66 + 1.5;
+        for (q, expected) in [(2, [0.0, 0.6, 0.4]), (4, [0.4, 0.6, 0.0])] {
+            for (j, &v) in expected.iter().enumerate() {
+                assert!((w[3 * q + j] - v).abs() < 1e-6, "row {q}: {w:?}");
+            }
+            assert_eq!(near[q], 1, "row {q}: nearest");
+            assert!(
+                (e[q] - expected_energy).abs() < 1e-6,
+                "row {q}: energy {}",
+                e[q]
+            );
+        }
+    }
 }
