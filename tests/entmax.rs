@@ -295,7 +295,7 @@ fn the_energy_never_rises(device: Device) {
     let patterns = gaussian(97, 13, 1.0 / 13f32.sqrt(), 11);
     let queries = gaussian(9, 13, 0.5, 12);
     let mut moved = 0;
-    for alpha in [1.25f32, 1.5, 2.0] {
+    for alpha in [1.05f32, 1.25, 1.5, 2.0] {
         for beta in [0.5f32, 4.0, 40.0] {
             let label = format!("{device:?} α={alpha} β={beta}");
             let r = retriever(
@@ -385,17 +385,20 @@ fn a_large_beta_selects_the_nearest_pattern(device: Device) {
 
 /// NaN and infinite queries are refused with an error naming them, by every call.
 fn non_finite_queries_are_refused(device: Device) {
-    let patterns = unit_patterns(9, 4, 5);
+    non_finite_queries_are_refused_with(&unit_patterns(9, 4, 5), device);
+}
+
+fn non_finite_queries_are_refused_with(patterns: &Array2<f32>, device: Device) {
     for alpha in [1.5f32, 2.0] {
         let r = retriever(
-            &patterns,
+            patterns,
             entmax_sep(2.0, alpha),
             Similarity::Dot,
             Dynamics::OneStep,
             device.clone(),
         );
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-            let mut queries = noisy_queries(&patterns, 3, 0.1, 6);
+            let mut queries = noisy_queries(patterns, 3, 0.1, 6);
             queries[[1, 2]] = bad;
             let label = format!("{device:?} α={alpha} {bad}");
             assert!(
@@ -739,4 +742,208 @@ fn wgpu_splits_patterns_and_stores_halves() {
             println!("{label}: state diff/scale {ds:.3e}, energy diff/scale {de:.3e}");
         }
     }
+}
+
+/// wgpu's weights (τ by bisection and the weights in f32 on the device, `entmax.wgsl`)
+/// against the f64 reference, for scores of order one after the β scaling.
+const DEVICE_WEIGHT_TOL: Tolerance = Tolerance::new(2e-6, 1e-4);
+/// wgpu's energy of the same states against the reference (f32 on the device).
+const DEVICE_ENERGY_TOL: Tolerance = Tolerance::new(1e-5, 1e-5);
+
+/// A wgpu retriever built directly with `options` (to tell where its entmax weights run).
+fn wgpu_direct(
+    patterns: &Array2<f32>,
+    separation: Separation,
+    options: &WgpuOptions,
+) -> dam::wgpu_backend::WgpuRetriever {
+    let ctx = dam::WgpuContext::shared(options).expect("wgpu adapter");
+    let config = dam::Config {
+        separation,
+        dynamics: Dynamics::OneStep,
+        ..dam::Config::default()
+    };
+    dam::wgpu_backend::WgpuRetriever::new(ctx, &Patterns::new(patterns.clone()).expect("p"), config)
+        .expect("wgpu retriever")
+}
+
+/// One update on wgpu and on the reference from `x` with the identity as the stored
+/// patterns (P = N): the scores are x itself and the update Ξᵀp is the weights p. Also
+/// the energies. Asserts that the wgpu weights ran on the device.
+fn identity_weights(
+    x: &Array2<f32>,
+    beta: f32,
+    alpha: f32,
+) -> (Array2<f32>, Array2<f32>, Vec<f64>, Vec<f64>) {
+    let p = x.ncols();
+    let identity = Array2::from_shape_fn((p, p), |(i, j)| f32::from(u8::from(i == j)));
+    let options = WgpuOptions::default();
+    let direct = wgpu_direct(&identity, entmax_sep(beta, alpha), &options);
+    assert!(direct.entmax_on_device(), "P={p}: weights on the device");
+    let reference = retriever(
+        &identity,
+        entmax_sep(beta, alpha),
+        Similarity::Dot,
+        Dynamics::OneStep,
+        Device::Reference,
+    );
+    (
+        direct.step(x.view()).expect("wgpu step"),
+        reference.step(x.view()).expect("reference step"),
+        direct.energy(x.view()).expect("wgpu energy"),
+        reference.energy(x.view()).expect("reference energy"),
+    )
+}
+
+/// The device weights against the reference, row by row: every row sums to 1, and at
+/// α = 2 the support is the reference's exactly.
+fn check_weights(label: &str, alpha: f32, got: &Array2<f32>, expected: &Array2<f32>) -> f64 {
+    assert_eq!(got.dim(), expected.dim(), "{label}: shape");
+    let diff = DEVICE_WEIGHT_TOL
+        .compare(got.iter().copied(), expected.iter().copied())
+        .unwrap_or_else(|m| panic!("{label}: weights differ: {m:?}"));
+    for (q, row) in got.rows().into_iter().enumerate() {
+        let total: f64 = row.iter().map(|&v| v as f64).sum();
+        assert!((total - 1.0).abs() < 1e-5, "{label} row {q}: Σ p = {total}");
+        assert!(row.iter().all(|&v| v >= 0.0), "{label} row {q}: {row:?}");
+        if alpha == 2.0 {
+            let support = |r: ndarray::ArrayView1<'_, f32>| -> Vec<usize> {
+                (0..r.len()).filter(|&j| r[j] > 0.0).collect()
+            };
+            assert_eq!(
+                support(row),
+                support(expected.row(q)),
+                "{label} row {q}: sparsemax support"
+            );
+        }
+    }
+    diff
+}
+
+/// entmax.wgsl against the reference through the identity memory: rows of P = 1, 255,
+/// 257, 700 scores (not multiples of the workgroup of 256), α = 1.05, 1.5, 2, β·s of
+/// order one and β·s in the thousands (shift invariance), and the energies.
+#[test]
+fn wgpu_device_weights_match_the_reference() {
+    let mut worst = (0.0f64, 0.0f64);
+    for (p, seed) in [(1usize, 61u64), (255, 62), (257, 63), (700, 64)] {
+        let spread = gaussian(5, p, 1.0, seed);
+        for alpha in [1.05f32, 1.5, 2.0] {
+            // (β, scores): β·s of order one, and β·s ≈ 10⁴ with β·Δs of order one.
+            let cases = [
+                (2.0f32, spread.clone()),
+                (2_000.0f32, spread.mapv(|v| 5.0 + 1e-3 * v)),
+            ];
+            for (beta, x) in cases {
+                let label = format!("P={p} α={alpha} β={beta}");
+                let (got, expected, e_got, e_expected) = identity_weights(&x, beta, alpha);
+                worst.0 = worst.0.max(check_weights(&label, alpha, &got, &expected));
+                let scale = e_expected.iter().fold(1.0f64, |m, e| m.max(e.abs()));
+                let de = DEVICE_ENERGY_TOL
+                    .scaled(scale)
+                    .compare(e_got.iter().copied(), e_expected.iter().copied())
+                    .unwrap_or_else(|m| panic!("{label}: energies differ: {m:?}"));
+                worst.1 = worst.1.max(de / scale);
+            }
+        }
+    }
+    println!(
+        "wgpu device entmax vs reference: max |Δp| = {:.2e}, max |ΔE|/max(1, |E|) = {:.2e}",
+        worst.0, worst.1
+    );
+}
+
+/// Two equal top scores: sparsemax splits them evenly (0.5 each when the rest is far
+/// below, equal shares with a third inside), entmax gives them equal weights, on the
+/// device as in the reference.
+#[test]
+fn wgpu_device_weights_split_ties() {
+    let p = 300;
+    let mut x = gaussian(3, p, 0.1, 71).mapv(|v| v - 3.0);
+    // Row 0: a tie far above the rest; row 1: a tie with a third score inside the
+    // sparsemax support; row 2: the tie at the first and the last index.
+    x[[0, 17]] = 1.0;
+    x[[0, 250]] = 1.0;
+    x[[1, 5]] = 1.0;
+    x[[1, 6]] = 1.0;
+    x[[1, 7]] = 0.75;
+    x[[2, 0]] = 2.0;
+    x[[2, p - 1]] = 2.0;
+    for alpha in [1.5f32, 2.0] {
+        let label = format!("ties α={alpha}");
+        let (got, expected, _, _) = identity_weights(&x, 1.0, alpha);
+        check_weights(&label, alpha, &got, &expected);
+        for (q, (i, j)) in [(0, (17, 250)), (1, (5, 6)), (2, (0, p - 1))] {
+            assert_eq!(got[[q, i]], got[[q, j]], "{label} row {q}: tied weights");
+            assert!(got[[q, i]] > 0.0, "{label} row {q}");
+        }
+        if alpha == 2.0 {
+            assert_eq!(got[[0, 17]], 0.5, "{label}: two alone share evenly");
+            // τ = (1 + 1 + 0.75 − 1)/3: p = 5/12, 5/12, 1/6.
+            let shares = [got[[1, 5]], got[[1, 6]], got[[1, 7]]].map(f64::from);
+            assert_close(
+                &format!("{label} row 1"),
+                Tolerance::new(1e-6, 0.0),
+                &shares,
+                &[5.0 / 12.0, 5.0 / 12.0, 1.0 / 6.0],
+            );
+        }
+    }
+}
+
+/// The device path of the entmax weights needs one row of P scores in one storage
+/// binding: with 8 KiB bindings P = 2,048 runs on the device and P = 2,049 falls back to
+/// the host (both with the patterns over several bindings), and both match the
+/// reference through whole retrievals.
+#[test]
+fn wgpu_device_weights_decline_rows_beyond_one_binding() {
+    let options = WgpuOptions {
+        max_binding_bytes: Some(8 << 10),
+        ..WgpuOptions::default()
+    };
+    for (p, on_device) in [(2_048usize, true), (2_049, false)] {
+        let patterns = unit_patterns(p, 8, 81);
+        let queries = noisy_queries(&patterns, 3, 0.3, 82);
+        for alpha in [1.5f32, 2.0] {
+            let label = format!("P={p} α={alpha} 8 KiB bindings");
+            let direct = wgpu_direct(&patterns, entmax_sep(8.0, alpha), &options);
+            assert_eq!(direct.entmax_on_device(), on_device, "{label}");
+            assert!(
+                direct.chunk_count() > 1,
+                "{label}: patterns over several bindings"
+            );
+            let build = |device: Device| {
+                Retriever::builder(Patterns::new(patterns.clone()).expect("patterns"))
+                    .separation(entmax_sep(8.0, alpha))
+                    .dynamics(Dynamics::Iterate {
+                        max_steps: 4,
+                        tol: 1e-4,
+                    })
+                    .energy_trace(true)
+                    .device(device)
+                    .build()
+                    .expect("retriever")
+            };
+            let expected = build(Device::Reference)
+                .retrieve(queries.view())
+                .expect("ref");
+            let got = build(common::gpu_with(options.clone()))
+                .retrieve(queries.view())
+                .expect("wgpu");
+            let (ds, de) = assert_matches(&label, &got, &expected);
+            println!("{label}: state diff/scale {ds:.3e}, energy diff/scale {de:.3e}");
+        }
+    }
+}
+
+/// Non-finite queries are refused the same way whether the wgpu weights run on the
+/// device or on the host (rows beyond one small binding).
+#[test]
+fn wgpu_host_fallback_refuses_non_finite_queries() {
+    let options = WgpuOptions {
+        max_binding_bytes: Some(256),
+        ..WgpuOptions::default()
+    };
+    let patterns = unit_patterns(100, 4, 5);
+    assert!(!wgpu_direct(&patterns, entmax_sep(2.0, 2.0), &options).entmax_on_device());
+    non_finite_queries_are_refused_with(&patterns, common::gpu_with(options));
 }

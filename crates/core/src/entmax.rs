@@ -1,6 +1,8 @@
 //! α-entmax (Peters, Niculae & Martins 2019) and its energy: the one definition of the
-//! sparse separations that the reference, the fast CPU backend and the host side of wgpu
-//! use, in f64.
+//! sparse separations that the reference, the fast CPU backend and the host path of wgpu
+//! use, in f64. wgpu takes the same threshold, weights and energy on the device in f32
+//! (its `entmax.wgsl`: bisection on τ, the closed form on the support at α = 2) where a
+//! row of scores fits one storage binding, and is tested against this definition.
 //!
 //! For scores z ∈ R^P and 1 < α ≤ 2,
 //!

@@ -24,8 +24,22 @@ pub(crate) const SIM_TILE: u32 = 16;
 pub(crate) const SUM_WG: u32 = 64;
 /// Workgroup size of `stream.wgsl` (`partial` and `merge`), and the patterns of one tile.
 pub(crate) const STREAM_WG: u32 = 64;
-/// Workgroup size of `separation.wgsl` (one workgroup per query).
+/// Workgroup size of `separation.wgsl` and `entmax.wgsl` (one workgroup per query).
 pub(crate) const SEPARATION_WG: u32 = 256;
+/// Halvings of the threshold's bracket in `entmax.wgsl` (`BISECTIONS` there).
+pub(crate) const ENTMAX_BISECTIONS: u32 = 40;
+/// Exact refinements of the sparsemax threshold in `entmax.wgsl` (`REFINES` there).
+pub(crate) const ENTMAX_REFINES: u32 = 3;
+
+/// Loop iterations of one `entmax.wgsl` invocation for `p` patterns of dimension `n`:
+/// the passes over the row (the maximum, each halving, each refinement or the
+/// normalisation, the weights), the workgroup reductions after each, and the norm.
+const fn entmax_loops(p: u64, n: u64) -> u64 {
+    let wg = SEPARATION_WG as u64;
+    let passes = 3 + ENTMAX_BISECTIONS as u64 + ENTMAX_REFINES as u64;
+    let reduction = SEPARATION_WG.trailing_zeros() as u64;
+    passes * p.div_ceil(wg) + (passes + 1) * reduction + n.div_ceil(wg)
+}
 /// Workgroup size of `finalize.wgsl` (one workgroup per query).
 pub(crate) const FINALIZE_WG: u32 = 64;
 /// Workgroup size of `softmax_rows.wgsl` (one workgroup per row).
@@ -404,7 +418,8 @@ impl WgpuRetriever {
         match self.config.separation {
             Separation::Softmax { beta }
             | Separation::Exponential { beta }
-            | Separation::LogSumRelu { beta, .. } => beta,
+            | Separation::LogSumRelu { beta, .. }
+            | Separation::Entmax { beta, .. } => beta,
             _ => 1.0,
         }
     }
@@ -586,10 +601,16 @@ impl WgpuRetriever {
     }
 
     /// The entmax separations: a weight needs the threshold τ of the state's whole row of
-    /// similarities. The similarities run on the device (the generic matrix product,
-    /// [`WgpuRetriever::similarities`]); τ, the weights and the energy are taken on the
+    /// similarities. Where a row of P scores fits one storage binding and the kernel's
+    /// loops fit [`exec::LOOP_BUDGET`] ([`WgpuRetriever::entmax_on_device`]), everything
+    /// runs on the device like the other separations over a full row: the similarities,
+    /// τ, the weights and the energy in f32 (`entmax.wgsl`: τ by bisection, made exact at
+    /// α = 2), the weighted sum Σ p_μ ξ^μ (`weighted_sum.wgsl`, which skips zero weights),
+    /// the projection and convergence (`finalize.wgsl`), step after step without reading
+    /// the scores back. Otherwise only the similarities run on the device
+    /// ([`WgpuRetriever::similarities`]); τ, the weights and the energy are taken on the
     /// host in f64 by `dam_core::entmax`, the one definition the CPU backends use, and
-    /// the weighted sum Σ p_μ ξ^μ (sparse: only the support) on the host in f64.
+    /// the weighted sum on the host in f64.
     fn entmax(&self) -> Option<(f64, f64)> {
         match self.config.separation {
             Separation::Entmax { beta, alpha } => Some((beta as f64, alpha as f64)),
@@ -597,8 +618,29 @@ impl WgpuRetriever {
         }
     }
 
-    /// One entmax update of each (validated) state: proj(Σ_μ p_μ ξ^μ) from the device's
-    /// similarities ([`WgpuRetriever::entmax`]).
+    /// For the entmax separations (sparsemax, α-entmax): whether the threshold, the
+    /// weights, the weighted sum and the energy run on the device (in f32, `entmax.wgsl`),
+    /// so that a retrieval stays on the device step after step. That needs one row of P
+    /// f32 scores to fit one storage binding and one invocation of the kernel to stay
+    /// within [`exec::LOOP_BUDGET`] (P up to about 220,000 at N ≤ 256). Otherwise (and
+    /// `false` for every other separation) only the similarities run on the device and
+    /// the weights, the weighted sum and the energy are taken on the host in f64 with
+    /// `dam_core::entmax`.
+    pub fn entmax_on_device(&self) -> bool {
+        let p = self.count as u64;
+        self.entmax().is_some()
+            && p * 4 <= self.ctx.max_binding_bytes()
+            && entmax_loops(p, self.dim as u64) <= exec::LOOP_BUDGET
+    }
+
+    /// The host path of the entmax separations: whether this retriever takes the entmax
+    /// weights on the host ([`WgpuRetriever::entmax`]).
+    fn entmax_on_host(&self) -> bool {
+        self.entmax().is_some() && !self.entmax_on_device()
+    }
+
+    /// One entmax update of each (validated) state on the host path: proj(Σ_μ p_μ ξ^μ)
+    /// from the device's similarities ([`WgpuRetriever::entmax`]).
     fn entmax_step(
         &self,
         queries: ArrayView2<'_, f32>,
@@ -634,7 +676,7 @@ impl WgpuRetriever {
     pub fn retrieve(&self, queries: ArrayView2<'_, f32>) -> Result<RetrievalResult> {
         validate_queries(queries, self.dim)?;
         self.patterns.norm_bounds().check(&self.config, queries)?;
-        if self.entmax().is_some() {
+        if self.entmax_on_host() {
             // The loop of the other backends on this one's evaluate (device similarities,
             // host weights: [`WgpuRetriever::entmax`]).
             return Ok(dam_core::dynamics::run(&self.config, queries, &[], |x, u| {
@@ -712,7 +754,7 @@ impl WgpuRetriever {
     ) -> Result<(Array2<f32>, Option<f64>)> {
         validate_queries(queries, self.dim)?;
         self.patterns.norm_bounds().check(&self.config, queries)?;
-        if let Some((beta, alpha)) = self.entmax() {
+        if let Some((beta, alpha)) = self.entmax().filter(|_| self.entmax_on_host()) {
             return Ok((self.entmax_step(queries, beta, alpha)?, None));
         }
         let plan = self.plan(queries.nrows(), 1, true)?;
@@ -750,7 +792,7 @@ impl WgpuRetriever {
     pub fn energy(&self, states: ArrayView2<'_, f32>) -> Result<Vec<f64>> {
         validate_queries(states, self.dim)?;
         self.patterns.norm_bounds().check(&self.config, states)?;
-        if self.entmax().is_some() {
+        if self.entmax_on_host() {
             let mut out = Vec::with_capacity(states.nrows());
             let mut q = 0;
             dam_core::backend::similarity_rows(self, states, |scores| {
@@ -1046,26 +1088,43 @@ impl WgpuRetriever {
                     [gx, tiles.div_ceil(gx), b.div_ceil(SIM_TILE)],
                 ));
             }
-            let sep = match self.config.separation {
-                Separation::Polynomial { .. } => 0,
-                Separation::RectifiedPolynomial { .. } => 1,
-                Separation::LogSumRelu { .. } => 3,
-                _ => 2,
-            };
-            let separation = ctx.pipeline(Kernel::Separation, &[("SEP", sep)])?;
-            evaluate.push(self.dispatch(
-                &separation,
-                &[
-                    (0, &global),
-                    (1, &scores),
-                    (2, &step),
-                    (3, &energy),
-                    (4, &nearest),
-                    (5, &support),
-                ],
-                None,
-                [b, 1, 1],
-            ));
+            if let Separation::Entmax { alpha, .. } = self.config.separation {
+                let entmax = ctx.pipeline(Kernel::Entmax, &[("ALPHA_BITS", alpha.to_bits())])?;
+                evaluate.push(self.dispatch(
+                    &entmax,
+                    &[
+                        (0, &global),
+                        (1, &scores),
+                        (2, &step),
+                        (3, &energy),
+                        (4, &nearest),
+                        (5, &xs),
+                    ],
+                    None,
+                    [b, 1, 1],
+                ));
+            } else {
+                let sep = match self.config.separation {
+                    Separation::Polynomial { .. } => 0,
+                    Separation::RectifiedPolynomial { .. } => 1,
+                    Separation::LogSumRelu { .. } => 3,
+                    _ => 2,
+                };
+                let separation = ctx.pipeline(Kernel::Separation, &[("SEP", sep)])?;
+                evaluate.push(self.dispatch(
+                    &separation,
+                    &[
+                        (0, &global),
+                        (1, &scores),
+                        (2, &step),
+                        (3, &energy),
+                        (4, &nearest),
+                        (5, &support),
+                    ],
+                    None,
+                    [b, 1, 1],
+                ));
+            }
             let weighted = ctx.pipeline_with(Kernel::WeightedSum, loader, &[])?;
             for (c, params) in self.blocks.iter().zip(&chunk_params) {
                 accumulate.push(self.dispatch(
@@ -1306,7 +1365,7 @@ struct Workspace {
 
 #[cfg(test)]
 mod tests {
-    use super::{weighted_sum_loops, MAX_BLOCK_ROWS};
+    use super::{entmax_loops, weighted_sum_loops, MAX_BLOCK_ROWS};
     use crate::exec::LOOP_BUDGET;
     use crate::matmul::MAX_K_SLICE;
 
@@ -1321,5 +1380,120 @@ mod tests {
         assert!(fits(rows));
         assert!(!fits(2 * rows));
         assert_eq!(rows * 4 % 256, 0);
+    }
+
+    /// The entmax kernel's loop count grows with the row: about 220,000 patterns fit the
+    /// loop budget (the bound `entmax_on_device` documents), 230,000 do not.
+    #[test]
+    fn entmax_rows_within_the_loop_budget() {
+        assert!(entmax_loops(220_000, 256) <= LOOP_BUDGET);
+        assert!(entmax_loops(230_000, 1) > LOOP_BUDGET);
+        assert!(entmax_loops(2_001, 65) < entmax_loops(2_002 + 256, 65));
+    }
+
+    /// `entmax.wgsl` on rows no public call can give it (queries and β·s are checked
+    /// first): a NaN or +∞ score makes every weight and the energy NaN, as
+    /// `dam_core::entmax` makes the weights (the finalize pass then reports the state as
+    /// overflowed); a −∞ score gets weight 0 and leaves the others as without it; a row of
+    /// −∞ only is NaN on the device (the host spreads its weight evenly with an infinite
+    /// energy, which is an error there too).
+    #[test]
+    fn entmax_kernel_on_non_finite_scores() {
+        use crate::exec::{self, Dispatch};
+        use crate::params::{Params, StepUniform};
+        use crate::source::Kernel;
+        use crate::{WgpuContext, WgpuOptions};
+        use bytemuck::Zeroable;
+
+        let ctx = WgpuContext::shared(&WgpuOptions::default()).unwrap_or_else(|e| {
+            panic!("the kernel tests need a wgpu adapter (e.g. Mesa lavapipe): {e}")
+        });
+        let (inf, nan) = (f32::INFINITY, f32::NAN);
+        let rows: [[f32; 3]; 5] = [
+            [0.5, nan, 0.1],
+            [inf, 0.0, 0.0],
+            [-inf, 0.5, 0.3],
+            [-inf, -inf, -inf],
+            [0.3, 0.5, -0.5],
+        ];
+        let (b, p) = (rows.len() as u32, 3u32);
+        let scores_in: Vec<f32> = rows.iter().flatten().copied().collect();
+        let xs_in = vec![1.0f32; (b * p) as usize];
+        let params = Params {
+            batch: b,
+            dim: p,
+            p_total: p,
+            beta: 1.0,
+            ..Params::zeroed()
+        };
+        let scores = exec::storage_init(&ctx, "scores", bytemuck::cast_slice(&scores_in));
+        let xs = exec::storage_init(&ctx, "states", bytemuck::cast_slice(&xs_in));
+        let energy = exec::storage(&ctx, "energy", b as u64 * 4);
+        let nearest = exec::storage(&ctx, "nearest", b as u64 * 4);
+        let (global, step) = (
+            exec::uniform(&ctx, &params),
+            exec::uniform(&ctx, &StepUniform::zeroed()),
+        );
+        let pipeline = ctx
+            .pipeline(Kernel::Entmax, &[("ALPHA_BITS", 2.0f32.to_bits())])
+            .expect("pipeline");
+        let dispatch = Dispatch::new(
+            &ctx,
+            &pipeline,
+            &[
+                (0, &global),
+                (1, &scores),
+                (2, &step),
+                (3, &energy),
+                (4, &nearest),
+                (5, &xs),
+            ],
+            Vec::new(),
+            [b, 1, 1],
+        );
+        let bytes = exec::submit_and_read(
+            &ctx,
+            vec![exec::commands(&ctx, [&dispatch])],
+            &[
+                (&scores, "weights"),
+                (&energy, "energy"),
+                (&nearest, "nearest"),
+            ],
+        )
+        .expect("run");
+        let (w, e, near): (Vec<f32>, Vec<f32>, Vec<u32>) = (
+            exec::cast(&bytes[0]),
+            exec::cast(&bytes[1]),
+            exec::cast(&bytes[2]),
+        );
+        assert_eq!((w.len(), e.len(), near.len()), (15, 5, 5));
+        for q in [0, 1, 3] {
+            assert!(
+                w[3 * q..3 * q + 3].iter().all(|v| v.is_nan()),
+                "row {q}: {w:?}"
+            );
+            assert!(e[q].is_nan(), "row {q}: energy {}", e[q]);
+            let host = dam_core::entmax::entmax(2.0, &rows[q].map(f64::from));
+            assert_eq!(
+                host.weights.iter().all(|v| v.is_nan()),
+                q != 3,
+                "row {q}: the host's weights {:?}",
+                host.weights
+            );
+        }
+        // s = (−∞, 0.5, 0.3) and (0.3, 0.5, −0.5): p = (0, 0.6, 0.4) and (0.4, 0.6, 0);
+        // E = −Ψ* + ½‖x‖² with Ψ* = 0.5·0.6 + 0.3·0.4 + (1 − 0.36 − 0.16)/2 = 0.66.
+        let expected_energy = -0.66 + 1.5;
+        for (q, expected) in [(2, [0.0, 0.6, 0.4]), (4, [0.4, 0.6, 0.0])] {
+            for (j, &v) in expected.iter().enumerate() {
+                assert!((w[3 * q + j] - v).abs() < 1e-6, "row {q}: {w:?}");
+            }
+            assert_eq!(near[q], 1, "row {q}: nearest");
+            assert!(
+                (e[q] - expected_energy).abs() < 1e-6,
+                "row {q}: energy {}",
+                e[q]
+            );
+        }
     }
 }

@@ -27,6 +27,9 @@ pub enum Kernel {
     StreamMerge,
     /// Energy, nearest and weights from a row of similarities (`separation.wgsl`).
     Separation,
+    /// α-entmax (sparsemax) weights, energy and nearest from a row of similarities
+    /// (`entmax.wgsl`).
+    Entmax,
     /// Weighted sum of patterns (`weighted_sum.wgsl`).
     WeightedSum,
     /// Projection, convergence and status (`finalize.wgsl`).
@@ -138,11 +141,12 @@ const ENABLE_F16: &str = include_str!("../shaders/enable_f16.wgsl");
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 26] = [
+    pub const ALL: [Kernel; 27] = [
         Kernel::Similarity,
         Kernel::StreamPartial,
         Kernel::StreamMerge,
         Kernel::Separation,
+        Kernel::Entmax,
         Kernel::WeightedSum,
         Kernel::Finalize,
         Kernel::ProceduralPartial,
@@ -185,6 +189,7 @@ impl Kernel {
                 include_str!("../shaders/stream.wgsl"),
             ),
             Kernel::Separation => (&[COMMON, MATH], include_str!("../shaders/separation.wgsl")),
+            Kernel::Entmax => (&[COMMON, MATH], include_str!("../shaders/entmax.wgsl")),
             Kernel::WeightedSum => (&[COMMON], include_str!("../shaders/weighted_sum.wgsl")),
             Kernel::Finalize => (&[COMMON, MATH], include_str!("../shaders/finalize.wgsl")),
             Kernel::ProceduralPartial | Kernel::ProceduralFold => (
@@ -249,7 +254,7 @@ impl Kernel {
         match self {
             Kernel::Similarity => [retriever::SIM_TILE, retriever::SIM_TILE, 1],
             Kernel::StreamPartial | Kernel::StreamMerge => wide(retriever::STREAM_WG),
-            Kernel::Separation => wide(retriever::SEPARATION_WG),
+            Kernel::Separation | Kernel::Entmax => wide(retriever::SEPARATION_WG),
             Kernel::WeightedSum => wide(retriever::SUM_WG),
             Kernel::Finalize => wide(retriever::FINALIZE_WG),
             Kernel::ProceduralPartial | Kernel::ProceduralFold => wide(procedural::PROCEDURAL_WG),
@@ -306,6 +311,7 @@ impl Kernel {
             Kernel::StreamPartial => "stream.partial",
             Kernel::StreamMerge => "stream.merge",
             Kernel::Separation => "separation",
+            Kernel::Entmax => "entmax",
             Kernel::WeightedSum => "weighted_sum",
             Kernel::Finalize => "finalize",
             Kernel::ProceduralPartial => "procedural.partial",
@@ -404,7 +410,43 @@ mod tests {
             );
             count += 1;
         }
-        assert_eq!(count, 22 + 4 * 3, "every kernel × loader unit was checked");
+        assert_eq!(count, 23 + 4 * 3, "every kernel × loader unit was checked");
+    }
+
+    /// The entmax kernel specialised as the host specialises it (`ALPHA_BITS`, the bits
+    /// of α: the sparsemax branch at α = 2, `pow` at α = 1.05 and 1.5) still validates
+    /// once naga has substituted the override and evaluated the constant expressions.
+    #[test]
+    fn entmax_specialisations_validate_with_naga() {
+        let source = Kernel::Entmax.source(Loader::F32);
+        let module = validate("entmax", &source, naga::valid::Capabilities::default());
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::default(),
+        )
+        .validate(&module)
+        .expect("validates");
+        assert_eq!(module.overrides.len(), 1, "ALPHA_BITS is the one override");
+        for alpha in [1.05f32, 1.5, 2.0] {
+            let mut constants = naga::back::PipelineConstants::default();
+            constants.insert("ALPHA_BITS".to_string(), alpha.to_bits() as f64);
+            let (specialised, _) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, Kernel::Entmax.entry_point())),
+                &constants,
+            )
+            .unwrap_or_else(|e| panic!("entmax at α = {alpha}: {e}"));
+            let value = specialised
+                .constants
+                .iter()
+                .find(|(_, c)| c.name.as_deref() == Some("ALPHA_BITS"))
+                .map(|(_, c)| &specialised.global_expressions[c.init]);
+            assert!(
+                matches!(value, Some(naga::Expression::Literal(naga::Literal::U32(v))) if *v == alpha.to_bits()),
+                "α = {alpha}: ALPHA_BITS became {value:?}"
+            );
+        }
     }
 
     /// math.wgsl stands alone (no bindings, no overrides, no workgroup memory): it
@@ -487,6 +529,12 @@ mod tests {
             (Kernel::MatMul, "TM", matmul::TILE as u64),
             (Kernel::MatMul, "TK", matmul::TK),
             (Kernel::WeightedSum, "BLOCK", retriever::SUM_BLOCK),
+            (
+                Kernel::Entmax,
+                "BISECTIONS",
+                retriever::ENTMAX_BISECTIONS as u64,
+            ),
+            (Kernel::Entmax, "REFINES", retriever::ENTMAX_REFINES as u64),
             (
                 Kernel::ProceduralPartial,
                 "SHARED",
