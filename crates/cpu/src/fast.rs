@@ -168,6 +168,17 @@ impl Output {
             _ => None,
         }
     }
+
+    /// The pass as the retrieval loop reads it: next states, energies, nearest patterns
+    /// and (softmax) confidences.
+    pub fn evaluated(self, separation: Separation) -> dam_core::dynamics::Evaluated {
+        dam_core::dynamics::Evaluated {
+            confidence: self.confidence(separation),
+            next: self.next,
+            energy: self.energy,
+            nearest: self.nearest,
+        }
+    }
 }
 
 /// The running state of one range of patterns for a batch of B states.

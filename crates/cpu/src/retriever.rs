@@ -89,12 +89,7 @@ impl Backend for CpuRetriever {
         let out = self
             .pass(self.patterns.view(), self.config.projection)
             .run(states, updates);
-        Ok(Evaluated {
-            confidence: out.confidence(self.config.separation),
-            next: out.next,
-            energy: out.energy,
-            nearest: out.nearest,
-        })
+        Ok(out.evaluated(self.config.separation))
     }
 
     fn evaluate_values(
@@ -107,12 +102,7 @@ impl Backend for CpuRetriever {
         let out = self
             .pass(values.view(), Projection::None)
             .run(states, updates);
-        Ok(Evaluated {
-            confidence: out.confidence(self.config.separation),
-            next: out.next,
-            energy: out.energy,
-            nearest: out.nearest,
-        })
+        Ok(out.evaluated(self.config.separation))
     }
 
     fn step(&self, queries: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
