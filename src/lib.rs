@@ -56,6 +56,7 @@ pub mod features;
 pub mod learn;
 pub mod mnist;
 pub mod persist;
+pub mod sequential;
 use ndarray::{Array2, ArrayView2};
 
 /// Where a [`Retriever`] runs.
