@@ -817,7 +817,9 @@ impl Classifier {
                 if hook.is_some() {
                     return Err(Error::Unsupported {
                         what: "a training hook (continual-learning method) on wgpu",
-                        detail: "the epoch runs on the device; use Device::Cpu or Device::Reference".into(),
+                        detail:
+                            "the epoch runs on the device; use Device::Cpu or Device::Reference"
+                                .into(),
                     });
                 }
                 // Memories and velocity stay on the device for the whole epoch.

@@ -235,7 +235,9 @@ impl Method {
             };
             match v.parse::<f64>() {
                 Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
-                Ok(x) => Err(bad(format!("{what}'s strength must be finite and > 0, not {x}"))),
+                Ok(x) => Err(bad(format!(
+                    "{what}'s strength must be finite and > 0, not {x}"
+                ))),
                 Err(_) => Err(bad(format!("{v:?} is not a number"))),
             }
         };
@@ -412,7 +414,8 @@ pub fn gradient_importance(
     let mut count = 0usize;
     for start in (0..images.nrows()).step_by(batch) {
         let end = (start + batch).min(images.nrows());
-        let (_, g) = clf.loss_and_gradient(images.slice(s![start..end, ..]), &labels[start..end])?;
+        let (_, g) =
+            clf.loss_and_gradient(images.slice(s![start..end, ..]), &labels[start..end])?;
         sum.zip_mut_with(&g, |a, &g| {
             let g = g as f64;
             *a += match kind {
@@ -580,11 +583,15 @@ pub fn accuracy(clf: &Classifier, task: &Task) -> Result<f64> {
     Ok(100.0 - clf.error_percent(task.test.view(), &task.test_labels)?)
 }
 
+/// SI's state within a task: the path integral Σ −g ⊙ Δξ, and the step being taken
+/// (its loss gradient and the memories before it).
+type SiPath<'a> = (&'a mut Array2<f32>, Option<(Array2<f32>, Array2<f32>)>);
+
 /// The hook of the hooked methods.
 struct Protection<'a> {
     penalty: Option<&'a Penalty>,
-    /// SI: the path integral and the step being taken (gradient, memories before).
-    si: Option<(&'a mut Array2<f32>, Option<(Array2<f32>, Array2<f32>)>)>,
+    /// SI: the path integral and the step being taken.
+    si: Option<SiPath<'a>>,
     /// A-GEM: the buffer, the reference batch size and the seed of its draws.
     agem: Option<(&'a Array2<f64>, &'a [usize], usize, u64)>,
     /// Steps taken so far (the A-GEM draws).

@@ -26,7 +26,11 @@ fn permutations_are_seeded_bijections() {
         sorted.sort_unstable();
         assert_eq!(sorted, (0..784).collect::<Vec<_>>(), "task {task}");
         assert_eq!(p, permutation(784, 7, task), "same seed, same permutation");
-        assert_ne!(p, permutation(784, 8, task), "another seed, another permutation");
+        assert_ne!(
+            p,
+            permutation(784, 8, task),
+            "another seed, another permutation"
+        );
         assert_ne!(p, (0..784).collect::<Vec<_>>());
     }
     assert_ne!(permutation(784, 7, 1), permutation(784, 7, 2));
@@ -283,7 +287,11 @@ fn importances_are_non_negative_and_zero_where_no_gradient_went() {
             omega.row(DEAD).iter().all(|&v| v == 0.0),
             "{method}: the dead memory has Ω = 0"
         );
-        assert_eq!(clf.memories().row(DEAD), dead_before, "{method}: it never moved");
+        assert_eq!(
+            clf.memories().row(DEAD),
+            dead_before,
+            "{method}: it never moved"
+        );
         assert!(
             omega.iter().any(|&v| v > 0.0),
             "{method}: the other memories learnt something"
