@@ -152,4 +152,12 @@ fn bad_input_names_the_flag() {
         );
         assert!(!dir.join("accuracy.csv").exists(), "{change:?}");
     }
+    // A method that reaches into every step does not run where the epoch runs on wgpu.
+    let dir = tmp("wgpu");
+    let o = run(&small(&dir, &[("--method", "ewc"), ("--device", "wgpu")]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--device") && err.contains("ewc"),
+        "{err}"
+    );
 }
