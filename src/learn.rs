@@ -16,6 +16,11 @@
 //! A memory whose gradient row is exactly zero in a minibatch takes no step (its velocity
 //! is kept too), so a classifier whose outputs all sit at their targets stays put.
 //!
+//! [`Classifier::train_epoch_with`] runs the same epoch with a [`StepHook`] called around
+//! every optimiser step: it sees (and may change) the minibatch's gradient and can compute
+//! other gradients at the same memories ([`GradientStep::loss_and_gradient`]). The
+//! continual-learning methods of [`crate::sequential`] (EWC, SI, MAS, A-GEM) are hooks.
+//!
 //! [`Recipe::recommended`] gives, per degree n, a temperature schedule, rate and decay that
 //! start training with unsaturated outputs (β z = O(1) at the start; see [`Recipe`]);
 //! `dam train` and the Python `dam.Classifier` default to it. [`TrainingMonitor`] watches a
