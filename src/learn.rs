@@ -16,6 +16,11 @@
 //! A memory whose gradient row is exactly zero in a minibatch takes no step (its velocity
 //! is kept too), so a classifier whose outputs all sit at their targets stays put.
 //!
+//! [`Classifier::train_epoch_with`] runs the same epoch with a [`StepHook`] called around
+//! every optimiser step: it sees (and may change) the minibatch's gradient and can compute
+//! other gradients at the same memories ([`GradientStep::loss_and_gradient`]). The
+//! continual-learning methods of [`crate::sequential`] (EWC, SI, MAS, A-GEM) are hooks.
+//!
 //! [`Recipe::recommended`] gives, per degree n, a temperature schedule, rate and decay that
 //! start training with unsaturated outputs (β z = O(1) at the start; see [`Recipe`]);
 //! `dam train` and the Python `dam.Classifier` default to it. [`TrainingMonitor`] watches a
@@ -380,6 +385,85 @@ impl<'a> Images<'a> {
     }
 }
 
+/// One minibatch of [`Classifier::train_epoch_with`], as its [`StepHook`] sees it before the
+/// optimiser step: the loss gradient of the minibatch as one K × (N + C) f32 matrix, which
+/// the hook may change (add a penalty, project it); the optimiser then moves along what the
+/// hook leaves. Rows the hook leaves exactly zero take no step, as in
+/// [`Classifier::train_epoch`].
+pub struct GradientStep<'a> {
+    /// 0-based index of the minibatch within the epoch.
+    pub index: usize,
+    /// The minibatch: rows of the epoch's images.
+    pub samples: &'a [usize],
+    /// The minibatch's loss, before the step.
+    pub loss: f64,
+    /// The memories before the step (K × (N + C), f32).
+    pub memories: ArrayView2<'a, f32>,
+    /// The gradient of the minibatch's loss with respect to the memories; the hook may
+    /// change it.
+    pub gradient: &'a mut Array2<f32>,
+    model: &'a ClassifierModel,
+    reference: bool,
+}
+
+impl GradientStep<'_> {
+    /// The loss and its gradient (K × (N + C), f32) on other `images` (B × N) and `labels`,
+    /// at the memories before this step, on the classifier's device (the fused f32 path on
+    /// [`Device::Cpu`], f64 on [`Device::Reference`]): A-GEM's reference gradient.
+    pub fn loss_and_gradient(
+        &self,
+        images: ArrayView2<'_, f64>,
+        labels: &[usize],
+    ) -> Result<(f64, Array2<f32>)> {
+        gradient_at(self.model, self.memories, images, labels, self.reference)
+    }
+
+    /// The classifier's model (its temperature is this epoch's).
+    pub fn model(&self) -> &ClassifierModel {
+        self.model
+    }
+}
+
+/// What [`Classifier::train_epoch_with`] calls around each optimiser step: the one place
+/// where continual-learning methods (penalties, gradient projections, path integrals;
+/// [`crate::sequential`]) reach into an epoch.
+pub trait StepHook {
+    /// Before the step: may change `step.gradient`.
+    fn before_step(&mut self, step: &mut GradientStep<'_>) -> Result<()>;
+
+    /// After the step, with the memories it left (K × (N + C), f32). Does nothing unless
+    /// overridden.
+    fn after_step(&mut self, memories: ArrayView2<'_, f32>) -> Result<()> {
+        let _ = memories;
+        Ok(())
+    }
+}
+
+/// The loss and gradient of `images` and `labels` at `memories`: the fused f32 path, or the
+/// f64 reference (`reference`), the gradient in f32 either way.
+fn gradient_at(
+    model: &ClassifierModel,
+    memories: ArrayView2<'_, f32>,
+    images: ArrayView2<'_, f64>,
+    labels: &[usize],
+    reference: bool,
+) -> Result<(f64, Array2<f32>)> {
+    let x32 = images.mapv(|v| v as f32);
+    dam_cpu::learn::fast::check_fast(model, memories, x32.view(), Some(labels))?;
+    if reference {
+        let m = memories.mapv(f64::from);
+        let (loss, g) = dam_cpu::learn::loss_and_gradient(model, m.view(), images, labels)?;
+        Ok((loss, g.mapv(|v| v as f32)))
+    } else {
+        Ok(dam_cpu::learn::fast::loss_and_gradient(
+            model,
+            memories,
+            x32.view(),
+            labels,
+        ))
+    }
+}
+
 /// K memories being trained, and the optimiser's state.
 #[derive(Debug, Clone)]
 pub struct Classifier {
@@ -631,7 +715,54 @@ impl Classifier {
         labels: &[usize],
         options: &EpochOptions,
     ) -> Result<f64> {
-        self.train_epoch_images(Images::F64(images), labels, options)
+        self.train_epoch_images(Images::F64(images), labels, options, None)
+    }
+
+    /// [`Classifier::train_epoch`] with `hook` called around every optimiser step
+    /// ([`StepHook`]): before it, with the minibatch's gradient as one K × (N + C) matrix
+    /// that the hook may change; after it, with the memories it left. The same sample
+    /// order, schedule and report as [`Classifier::train_epoch`]; a hook that changes
+    /// nothing gives the same memories. On [`Device::Cpu`] and [`Device::Reference`]; on wgpu
+    /// (the epoch runs on the device) this is [`Error::Unsupported`].
+    pub fn train_epoch_with(
+        &mut self,
+        images: ArrayView2<'_, f64>,
+        labels: &[usize],
+        options: &EpochOptions,
+        hook: &mut dyn StepHook,
+    ) -> Result<f64> {
+        self.train_epoch_images(Images::F64(images), labels, options, Some(hook))
+    }
+
+    /// The loss and its gradient with respect to the memories (K × (N + C), f32) on
+    /// `images` (B × N) and `labels`, at the current memories and temperature: the fused f32
+    /// path on [`Device::Cpu`], the f64 reference on [`Device::Reference`];
+    /// [`Error::Unsupported`] on wgpu.
+    pub fn loss_and_gradient(
+        &self,
+        images: ArrayView2<'_, f64>,
+        labels: &[usize],
+    ) -> Result<(f64, Array2<f32>)> {
+        let reference = match self.device.placement()? {
+            Placement::Reference => true,
+            Placement::Cpu => false,
+            #[cfg(not(feature = "wgpu"))]
+            Placement::Wgpu(ctx) => match ctx {},
+            #[cfg(feature = "wgpu")]
+            Placement::Wgpu(_) => {
+                return Err(Error::Unsupported {
+                    what: "the loss gradient of a classifier on wgpu",
+                    detail: "it runs on Device::Cpu or Device::Reference".into(),
+                })
+            }
+        };
+        gradient_at(
+            &self.model,
+            self.memories32.view(),
+            images,
+            labels,
+            reference,
+        )
     }
 
     /// [`Classifier::train_epoch`] on f32 pixels, read as they are: for pixels that f32
@@ -642,7 +773,7 @@ impl Classifier {
         labels: &[usize],
         options: &EpochOptions,
     ) -> Result<f64> {
-        self.train_epoch_images(Images::F32(images), labels, options)
+        self.train_epoch_images(Images::F32(images), labels, options, None)
     }
 
     fn train_epoch_images(
@@ -650,6 +781,7 @@ impl Classifier {
         images: Images<'_>,
         labels: &[usize],
         options: &EpochOptions,
+        mut hook: Option<&mut dyn StepHook>,
     ) -> Result<f64> {
         options.validate()?;
         if labels.len() != images.nrows() {
@@ -682,7 +814,7 @@ impl Classifier {
             Placement::Reference => {
                 let images64 = images.f64();
                 let mut total = 0.0;
-                for chunk in order.chunks(options.batch) {
+                for (index, chunk) in order.chunks(options.batch).enumerate() {
                     let x = minibatch(images64.view(), chunk, shift, seed, epoch);
                     let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
                     let memories = self.memories32.mapv(|v| v as f64);
@@ -693,7 +825,18 @@ impl Classifier {
                         &y,
                     )?;
                     total += loss;
-                    let gradient = gradient.mapv(|v| v as f32);
+                    let mut gradient = gradient.mapv(|v| v as f32);
+                    if let Some(h) = hook.as_deref_mut() {
+                        h.before_step(&mut GradientStep {
+                            index,
+                            samples: chunk,
+                            loss,
+                            memories: self.memories32.view(),
+                            gradient: &mut gradient,
+                            model: &self.model,
+                            reference: true,
+                        })?;
+                    }
                     match self.optimizer {
                         Optimizer::Krotov => dam_cpu::learn::fast::optimiser_step(
                             self.memories32.view_mut(),
@@ -718,21 +861,41 @@ impl Classifier {
                             },
                         ),
                     }
+                    if let Some(h) = hook.as_deref_mut() {
+                        h.after_step(self.memories32.view())?;
+                    }
                 }
                 total
             }
             Placement::Cpu => {
                 let mut total = 0.0;
-                for chunk in order.chunks(options.batch) {
+                for (index, chunk) in order.chunks(options.batch).enumerate() {
                     let x = minibatch(images32.view(), chunk, shift, seed, epoch);
                     let y: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-                    let (loss, parts) = dam_cpu::learn::fast::loss_and_gradient_parts(
+                    let (loss, mut parts) = dam_cpu::learn::fast::loss_and_gradient_parts(
                         &self.model,
                         self.memories32.view(),
                         x.view(),
                         &y,
                     );
                     total += loss;
+                    if let Some(h) = hook.as_deref_mut() {
+                        // The hook sees (and may change) the gradient as one matrix.
+                        let views: Vec<ArrayView2<'_, f32>> =
+                            parts.iter().map(|(_, g)| g.view()).collect();
+                        let mut gradient = ndarray::concatenate(Axis(0), &views)
+                            .expect("gradient pieces of equal width");
+                        h.before_step(&mut GradientStep {
+                            index,
+                            samples: chunk,
+                            loss,
+                            memories: self.memories32.view(),
+                            gradient: &mut gradient,
+                            model: &self.model,
+                            reference: false,
+                        })?;
+                        parts = vec![(0, gradient)];
+                    }
                     match self.optimizer {
                         Optimizer::Krotov => dam_cpu::learn::fast::optimiser_step(
                             self.memories32.view_mut(),
@@ -756,6 +919,9 @@ impl Classifier {
                             );
                         }
                     }
+                    if let Some(h) = hook.as_deref_mut() {
+                        h.after_step(self.memories32.view())?;
+                    }
                 }
                 total
             }
@@ -764,6 +930,14 @@ impl Classifier {
             #[cfg(feature = "wgpu")]
             Placement::Wgpu(ctx) => {
                 self.optimizer.validate(&self.device)?;
+                if hook.is_some() {
+                    return Err(Error::Unsupported {
+                        what: "a training hook (continual-learning method) on wgpu",
+                        detail:
+                            "the epoch runs on the device; use Device::Cpu or Device::Reference"
+                                .into(),
+                    });
+                }
                 // Memories and velocity stay on the device for the whole epoch.
                 let mut trainer = dam_wgpu::learn::Trainer::new(
                     &ctx,

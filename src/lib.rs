@@ -57,6 +57,7 @@ mod kernel;
 pub mod learn;
 pub mod mnist;
 pub mod persist;
+pub mod sequential;
 use ndarray::{Array2, ArrayView2};
 
 /// Where a [`Retriever`] runs.

@@ -143,6 +143,11 @@ pub enum Command {
     /// summary.json (smallest separation and metastable-state histograms before and after),
     /// loss.svg.
     KernelFit(KernelFitArgs),
+    /// Permuted digits learned one task after another by the Krotov–Hopfield classifier
+    /// with a continual-learning method (naive, rehearsal, pseudo-rehearsal, EWC, SI, MAS,
+    /// A-GEM): accuracy.csv (every task's test accuracy after each task), summary.json
+    /// (average accuracy, backward transfer, forgetting), accuracy.svg.
+    Sequential(SequentialArgs),
 }
 
 /// What every capacity search of a curve shares.
@@ -1425,5 +1430,108 @@ impl KernelFitArgs {
         };
         spec.validate()?;
         Ok(spec)
+    }
+}
+
+/// `dam sequential`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct SequentialArgs {
+    /// Number of tasks T: task 1 is the digits as they are, task t > 1 the digits with their
+    /// pixels permuted (a fixed permutation drawn from --seed and t).
+    #[arg(long)]
+    pub tasks: usize,
+    /// The continual-learning method: `naive`, `rehearsal:R` (R items of each past task
+    /// trained on again), `pseudo:R` (R items per past task made by relaxing random states
+    /// through the memory), `ewc:λ`, `si:c`, `mas:λ` (per-entry importance penalties) or
+    /// `agem:R` (gradient projection against R items per past task). See the README.
+    #[arg(long, default_value = "naive")]
+    pub method: String,
+    /// Also train on all tasks at once (training sets concatenated, T × --epochs epochs):
+    /// the upper bound, in summary.json (`joint`) and accuracy.svg.
+    #[arg(long)]
+    pub joint: bool,
+    /// Folder of IDX files (train-* and t10k-*, gzipped or raw); default the shipped digits.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Use only the first N training and N test images (every task).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Number of memories K.
+    #[arg(long)]
+    pub memories: usize,
+    /// Degree n of F.
+    #[arg(long)]
+    pub degree: u32,
+    /// F = max(x, 0)ⁿ instead of xⁿ.
+    #[arg(long)]
+    pub rectified: bool,
+    /// m in the loss Σ (c − t)^{2m}.
+    #[arg(long, default_value_t = 3)]
+    pub loss_power: u32,
+    /// Temperature T of the first epoch (as `dam train`). Default: the recipe's.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Final temperature of the ramp (as `dam train`). Default: the recipe's.
+    #[arg(long)]
+    pub temperature_final: Option<f64>,
+    /// Length in epochs of the temperature ramp, counted over the whole sequence.
+    #[arg(long)]
+    pub ramp_epochs: Option<usize>,
+    /// Fixed momentum p ∈ [0, 1); default: the ramp 0.5 → 0.9 over the first 100 epochs.
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Epochs per task.
+    #[arg(long)]
+    pub epochs: usize,
+    /// Minibatch size. Default: the recipe's (100).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Initial learning rate ε₀. Default: the recipe's.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Learning-rate decay f per epoch of the sequence. Default: the recipe's.
+    #[arg(long)]
+    pub lr_decay: Option<f64>,
+    /// Seed of the memories, the permutations, the sample order and the buffers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device: `cpu` (the fused CPU path) or `reference` (f64) for every method; naive,
+    /// rehearsal and pseudo also on `wgpu[:N|:NAME]` or `auto`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl SequentialArgs {
+    /// The run these arguments ask for.
+    pub fn spec(&self) -> crate::sequential::SequentialSpec {
+        crate::sequential::SequentialSpec {
+            data: self.data.clone(),
+            limit: self.limit,
+            tasks: self.tasks,
+            method: self.method.clone(),
+            joint: self.joint,
+            memories: self.memories,
+            degree: self.degree,
+            rectified: self.rectified,
+            loss_power: self.loss_power,
+            overrides: dam::learn::RecipeOverrides {
+                temperature: self.temperature,
+                temperature_final: self.temperature_final,
+                ramp_epochs: self.ramp_epochs,
+                batch: self.batch,
+                lr: self.lr,
+                lr_decay: self.lr_decay,
+                momentum: self.momentum,
+                // Permuted pixels have no neighbours to shift into.
+                shift: Some(0),
+            },
+            epochs: self.epochs,
+            seed: self.seed,
+            out: self.out.clone(),
+            args: json!(self),
+        }
     }
 }

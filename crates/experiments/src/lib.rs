@@ -8,7 +8,7 @@
 //! Every command of `dam` is a spec and a `run` here ([`sweep::run`], [`search::run`],
 //! [`census::run`], [`train::run`], [`curve::run`], [`ensemble_curve::run`],
 //! [`drdam::run`], [`lagrangian::run`], [`minima::run`], [`bench::run`], [`phase::run`],
-//! [`muon::run`], [`kernel_fit::run`]); the binary maps its arguments ([`cli`]) to a spec,
+//! [`muon::run`], [`kernel_fit::run`], [`sequential::run`]); the binary maps its arguments ([`cli`]) to a spec,
 //! shows progress and prints the closing line.
 //!
 //! # Features
@@ -16,19 +16,19 @@
 //! `cli` (default): the `dam` binary, its arguments ([`cli`], clap) and every module that
 //! draws a figure (plotters): [`output`], [`sweep`], [`census`], [`curve`],
 //! [`ensemble_curve`], [`drdam`], [`lagrangian`], [`minima`], [`phase_plot`], [`muon_plot`],
-//! [`kernel_fit_plot`]. Without it the crate is the capacity sweep and its languages
+//! [`kernel_fit_plot`], [`sequential_plot`]. Without it the crate is the capacity sweep and its languages
 //! ([`args`], [`capacity`], [`ensembles`], [`search`], [`theory`]), the classifier training
 //! ([`train`]), the associative-memory optimisers ([`muon`]), the U-Hop+ feature maps
-//! ([`kernel_fit`]) and the step benchmark ([`bench`](mod@bench)), with no clap, plotters or
+//! ([`kernel_fit`]), the sequential learning of permuted digits ([`sequential`]) and the step benchmark ([`bench`](mod@bench)), with no clap, plotters or
 //! indicatif.
 //!
 //! # Layers
 //!
 //! Each module uses only those listed before it: [`error`], [`seed`], [`ensembles`],
 //! [`capacity`], [`args`], [`theory`], [`search`], [`train`], [`bench`](mod@bench), [`phase`],
-//! [`muon`], [`kernel_fit`], then (`cli`) [`output`], [`sweep`], [`census`], [`curve`],
+//! [`muon`], [`kernel_fit`], [`sequential`], then (`cli`) [`output`], [`sweep`], [`census`], [`curve`],
 //! [`ensemble_curve`], [`drdam`], [`lagrangian`], [`minima`], [`phase_plot`], [`muon_plot`],
-//! [`kernel_fit_plot`], [`cli`].
+//! [`kernel_fit_plot`], [`sequential_plot`], [`cli`].
 
 #![warn(missing_docs)]
 
@@ -45,6 +45,7 @@ pub mod kernel_fit;
 pub mod muon;
 pub mod phase;
 pub mod search;
+pub mod sequential;
 pub mod theory;
 pub mod train;
 
@@ -69,6 +70,8 @@ pub mod minima;
 pub mod muon_plot;
 #[cfg(feature = "cli")]
 pub mod phase_plot;
+#[cfg(feature = "cli")]
+pub mod sequential_plot;
 #[cfg(feature = "cli")]
 pub mod sweep;
 

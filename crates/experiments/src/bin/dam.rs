@@ -11,7 +11,7 @@ use clap::Parser;
 use dam_experiments::cli::{
     open_device, BenchArgs, CapacityArgs, CensusArgs, Cli, Command, CurveArgs, DevicesArgs,
     DrdamArgs, EnsemblesArgs, KernelFitArgs, LagrangianArgs, MergeArgs, MinimaArgs, MuonArgs,
-    PhaseArgs, TrainArgs,
+    PhaseArgs, SequentialArgs, TrainArgs,
 };
 use dam_experiments::error::{prepare_out, Result};
 use dam_experiments::output::{merge_runs, CapacitySummary};
@@ -20,7 +20,7 @@ use dam_experiments::search::{SearchSpec, Target};
 use dam_experiments::sweep::{SweepProgress, SweepSpec};
 use dam_experiments::{
     bench, census, curve, drdam, ensemble_curve, kernel_fit, kernel_fit_plot, lagrangian, minima,
-    muon, muon_plot, phase, phase_plot, search, sweep, train,
+    muon, muon_plot, phase, phase_plot, search, sequential, sequential_plot, sweep, train,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -42,6 +42,7 @@ fn main() {
         Some(Command::Lagrangian(args)) => lagrangian_cmd(&args),
         Some(Command::Muon(args)) => muon_cmd(&args),
         Some(Command::KernelFit(args)) => kernel_fit_cmd(&args),
+        Some(Command::Sequential(args)) => sequential_cmd(&args),
         None => {
             eprintln!("dam: no command given; running the default sweep (spherical patterns, N = 16, λ = 1, log-sum-exp). See `dam --help`.");
             capacity(&CapacityArgs::default_sweep())
@@ -644,6 +645,61 @@ fn muon_cmd(args: &MuonArgs) -> Result<()> {
         report.seconds,
         args.out.display(),
         if sweep.is_some() { ", sweep.csv" } else { "" }
+    );
+    Ok(())
+}
+
+/// `dam sequential`: a line per task on stderr, then the summary and the files written.
+fn sequential_cmd(args: &SequentialArgs) -> Result<()> {
+    let spec = args.spec();
+    let device = device_of(&args.device)?;
+    let bar = bar(
+        spec.tasks,
+        Some("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tasks (ETA {eta})"),
+    );
+    let report = sequential::run(&spec, &device, |done| {
+        let row: Vec<String> = done.accuracy.iter().map(|a| format!("{a:.1}")).collect();
+        say(
+            &bar,
+            format!(
+                "after task {:>2}: accuracy % [{}]  {:.1} s",
+                done.task + 1,
+                row.join(", "),
+                done.seconds
+            ),
+        );
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    let joint_mean = report
+        .joint
+        .as_ref()
+        .map(|a| a.iter().sum::<f64>() / a.len() as f64);
+    let title = format!(
+        "{} on {} permuted-digit tasks: K = {}, n = {}{}, {} epochs per task",
+        report.method,
+        spec.tasks,
+        spec.memories,
+        spec.degree,
+        if spec.rectified { " (rectified)" } else { "" },
+        spec.epochs
+    );
+    sequential_plot::write_svg(
+        &spec.out.join("accuracy.svg"),
+        &report.sequence.accuracy,
+        joint_mean,
+        &title,
+    )?;
+    let s = &report.summary;
+    let num = |v: &serde_json::Value| v.as_f64().map_or("none".into(), |x| format!("{x:.2}"));
+    println!(
+        "method={} average_accuracy={} backward_transfer={} forgetting={}{} wrote {}/accuracy.csv, summary.json, accuracy.svg",
+        report.method,
+        num(&s["average_accuracy"]),
+        num(&s["backward_transfer"]),
+        num(&s["forgetting"]),
+        joint_mean.map_or(String::new(), |j| format!(" joint={j:.2}")),
+        spec.out.display()
     );
     Ok(())
 }
