@@ -65,7 +65,7 @@ use std::time::Instant;
 
 use ndarray::{concatenate, s, Array2, ArrayView2, Axis};
 
-use crate::learn::{epoch_order, Classifier, GradientStep, Recipe, StepHook};
+use crate::learn::{epoch_order, Classifier, EpochOptions, GradientStep, Recipe, StepHook};
 use crate::{Device, Error, Result};
 
 /// Default λ of `ewc`.
@@ -542,12 +542,40 @@ pub fn select_items(len: usize, count: usize, seed: u64, task: usize) -> Vec<usi
 /// The epochs, the schedule and the seed of a sequence.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Schedule {
-    /// Temperature ramp, minibatch, rate and decay, momentum (running on across tasks).
+    /// Temperature ramp, minibatch, rate and decay, momentum.
     pub recipe: Recipe,
     /// Epochs per task (≥ 1).
     pub epochs: usize,
     /// Seed of the sample order, the buffers and the pseudo items.
     pub seed: u64,
+    /// Whether the temperature ramp and the rate's decay start again at each task (each
+    /// task trained as a run of its own from the memories the last one left), instead of
+    /// running on across the tasks as one run of T × E epochs. The momentum ramp runs on
+    /// either way.
+    pub restart: bool,
+}
+
+impl Schedule {
+    /// The epoch of the temperature ramp at the classifier's epoch `epoch` of a task that
+    /// started at the classifier's epoch `first`.
+    fn ramp_epoch(&self, epoch: usize, first: usize) -> usize {
+        if self.restart {
+            epoch.saturating_sub(first)
+        } else {
+            epoch
+        }
+    }
+
+    /// The epoch options of a task that starts at the classifier's epoch `first`: with
+    /// `restart`, ε₀ is scaled by f^{−first} so that the classifier's ε₀ f^epoch starts
+    /// again at ε₀ (its epoch count runs on).
+    fn options(&self, first: usize) -> EpochOptions {
+        let mut options = self.recipe.epoch_options(self.seed);
+        if self.restart {
+            options.lr *= self.recipe.lr_decay.powi(-(first as i32));
+        }
+        options
+    }
 }
 
 /// What [`train_sequence`] measured.
@@ -672,7 +700,6 @@ pub fn train_sequence(
     check_tasks(tasks, schedule)?;
     method.validate(clf.device())?;
     let recipe = schedule.recipe;
-    let options = recipe.epoch_options(schedule.seed);
     let memories32 = |clf: &Classifier| clf.memories().mapv(|v| v as f32);
     let strength = match *method {
         Method::Ewc { lambda } | Method::Mas { lambda } => lambda,
@@ -705,8 +732,10 @@ pub fn train_sequence(
         let task_start = memories32(clf);
         let mut path = Array2::<f32>::zeros(task_start.dim());
         let mut loss = 0.0;
+        let first = clf.epochs();
+        let options = schedule.options(first);
         for _ in 0..schedule.epochs {
-            clf.set_temperature(recipe.temperature_at(clf.epochs()))?;
+            clf.set_temperature(recipe.temperature_at(schedule.ramp_epoch(clf.epochs(), first)))?;
             loss = if method.needs_hook() {
                 let mut hook = Protection {
                     penalty: (t > 0 && strength > 0.0).then_some(&penalty),

@@ -269,6 +269,7 @@ fn schedule(epochs: usize) -> Schedule {
         recipe,
         epochs,
         seed: 9,
+        restart: false,
     }
 }
 
@@ -428,4 +429,31 @@ fn pseudo_items_are_binary_and_labelled_by_the_classifier() {
     assert_eq!(y, clf.predict(x.view()).unwrap());
     let (x2, _) = sequential::pseudo_items(&clf, 15, 2, 1).unwrap();
     assert_eq!(x, x2, "seeded");
+}
+
+/// With `restart`, each task's epochs run the temperature ramp and the rate's decay from
+/// their start again; without, they run on across the tasks.
+#[test]
+fn a_restarted_schedule_starts_each_task_at_the_recipe_start() {
+    let tasks = small_tasks(2);
+    let mut base = schedule(2);
+    base.recipe.temperature = 4.0;
+    base.recipe.temperature_final = 2.0;
+    base.recipe.ramp_epochs = 4;
+    base.recipe.lr_decay = 0.5;
+    let mut seen = Vec::new();
+    for restart in [false, true] {
+        let plan = Schedule { restart, ..base };
+        let mut clf = classifier_with_a_dead_memory(K, &Device::Cpu);
+        sequential::train_sequence(&mut clf, &tasks, &Method::Naive, &plan, |_| {}).unwrap();
+        let last = clf.last_epoch().unwrap();
+        assert_eq!(last.epoch, 4);
+        seen.push((last.temperature, last.lr));
+    }
+    let (r, lr) = (&base.recipe, base.recipe.lr);
+    // The fourth epoch: epoch 3 of one run, or epoch 1 of task 2's own.
+    assert_eq!(seen[0], (r.temperature_at(3), lr * 0.5f64.powi(3)));
+    assert_eq!(seen[1].0, r.temperature_at(1));
+    assert!((seen[1].1 - lr * 0.5).abs() <= 1e-15 * lr, "{seen:?}");
+    assert_ne!(seen[0].0, seen[1].0);
 }

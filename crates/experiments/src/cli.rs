@@ -1495,6 +1495,11 @@ pub struct SequentialArgs {
     /// Seed of the memories, the permutations, the sample order and the buffers.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Start the temperature ramp and the rate's decay again at each task (each task a
+    /// run of its own from the memories the last one left) instead of running them on
+    /// across the tasks.
+    #[arg(long)]
+    pub restart_schedule: bool,
     /// Device: `cpu` (the fused CPU path) or `reference` (f64) for every method; naive,
     /// rehearsal and pseudo also on `wgpu[:N|:NAME]` or `auto`.
     #[arg(long, default_value = "cpu")]
@@ -1530,6 +1535,7 @@ impl SequentialArgs {
             },
             epochs: self.epochs,
             seed: self.seed,
+            restart: self.restart_schedule,
             out: self.out.clone(),
             args: json!(self),
         }

@@ -42,6 +42,9 @@ pub struct SequentialSpec {
     pub epochs: usize,
     /// Seed of the memories, the permutations, the sample order, the buffers.
     pub seed: u64,
+    /// Start the temperature ramp and the rate's decay again at each task
+    /// ([`dam::sequential::Schedule::restart`]).
+    pub restart: bool,
     /// The output folder.
     pub out: PathBuf,
     /// The command's arguments, as summary.json records them.
@@ -163,6 +166,7 @@ pub fn run(
         recipe,
         epochs: spec.epochs,
         seed: spec.seed,
+        restart: spec.restart,
     };
     let (device_name, adapter) = device.describe()?;
     prepare_out(&spec.out)?;
