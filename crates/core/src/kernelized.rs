@@ -511,11 +511,26 @@ pub fn metastable_histogram(
     queries: ArrayView2<'_, f64>,
     retrieval: &Retrieval,
 ) -> Vec<usize> {
-    let kernel = Kernel::new(map.clone(), true);
+    metastable_histogram_of(
+        &Kernel::new(map.clone(), true),
+        memories,
+        queries,
+        retrieval,
+    )
+}
+
+/// [`metastable_histogram`] through any [`Kernel`]: on normalised features (a cosine, as
+/// there) or on the features themselves, K(u, v) = ⟨Φ(u), Φ(v)⟩.
+pub fn metastable_histogram_of(
+    kernel: &Kernel,
+    memories: ArrayView2<'_, f64>,
+    queries: ArrayView2<'_, f64>,
+    retrieval: &Retrieval,
+) -> Vec<usize> {
     let hat = kernel.features(memories);
     let mut counts = vec![0usize; memories.nrows() + 1];
     for q in queries.rows() {
-        let p = fixed_point(&kernel, memories, hat.view(), q, retrieval).weights;
+        let p = fixed_point(kernel, memories, hat.view(), q, retrieval).weights;
         counts[metastable_size(&p, retrieval.weights.threshold())] += 1;
     }
     counts

@@ -1357,7 +1357,8 @@ impl MuonArgs {
 #[derive(Debug, Clone, Args, serde::Serialize)]
 pub struct KernelFitArgs {
     /// The memories: `spherical:M:N` (M random unit vectors in R^N), `mnist[:M]` (the
-    /// shipped training digits, the first M; queries: the test digits) or a CSV file (one
+    /// shipped training digits, the first M, unit norm; queries: the test digits),
+    /// `mnist-raw[:M]` (the same with pixels in [−1, 1] as shipped) or a CSV file (one
     /// memory per row).
     #[arg(long)]
     pub memories: String,
@@ -1393,6 +1394,11 @@ pub struct KernelFitArgs {
     /// `mnist`).
     #[arg(long, default_value_t = 1000)]
     pub queries: usize,
+    /// The kernel of the metastable-state retrieval: `cosine` (⟨Φ̂(u), Φ̂(v)⟩ on the
+    /// normalised features) or `dot` (⟨Φ(u), Φ(v)⟩, whose scale grows with the inputs' and
+    /// W's; with `mnist-raw` digits β ≈ 0.1). The loss is on normalised features either way.
+    #[arg(long, value_enum, default_value_t = FeatureKernelArg::Cosine)]
+    pub kernel: FeatureKernelArg,
     /// Device of the Gram matrix: `reference` (f64), `cpu` (f32 matrix product),
     /// `wgpu[:N|:NAME]` or `auto`.
     #[arg(long, default_value = "cpu")]
@@ -1412,6 +1418,16 @@ pub struct KernelFitArgs {
     pub out: PathBuf,
 }
 
+/// `dam kernel-fit --kernel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureKernelArg {
+    /// The cosine of the features.
+    Cosine,
+    /// The inner product of the features.
+    Dot,
+}
+
 impl KernelFitArgs {
     /// The run these arguments ask for (checked).
     pub fn spec(&self) -> Result<crate::kernel_fit::KernelFitSpec> {
@@ -1427,6 +1443,7 @@ impl KernelFitArgs {
             beta: self.beta,
             weights: dam::kernelized::Weights::parse(&self.separation)?,
             queries: self.queries,
+            normalise: self.kernel == FeatureKernelArg::Cosine,
         };
         spec.validate()?;
         Ok(spec)

@@ -56,10 +56,13 @@ pub enum MemorySource {
         n: usize,
     },
     /// The shipped training digits (the first `count`, all when `None`), each scaled to
-    /// unit norm; the queries are the shipped test digits, scaled alike.
+    /// unit norm (`mnist`) or with their pixels in [−1, 1] as shipped (`mnist-raw`, `raw`);
+    /// the queries are the shipped test digits, alike.
     Mnist {
         /// How many training digits.
         count: Option<usize>,
+        /// Pixels as shipped instead of unit-norm digits.
+        raw: bool,
     },
     /// A CSV file, one memory per row (a first row without numbers is a header); the
     /// queries are random unit vectors.
@@ -85,18 +88,23 @@ impl MemorySource {
                 )),
             };
         }
-        if t == "mnist" {
-            return Ok(MemorySource::Mnist { count: None });
-        }
-        if let Some(count) = t.strip_prefix("mnist:") {
-            return match count.trim().parse::<usize>() {
-                Ok(c) if c >= 2 => Ok(MemorySource::Mnist { count: Some(c) }),
-                _ => Err(invalid(
-                    "--memories",
-                    text,
-                    "use mnist or mnist:M with M ≥ 2 training digits",
-                )),
-            };
+        for (prefix, raw) in [("mnist-raw", true), ("mnist", false)] {
+            if t == prefix {
+                return Ok(MemorySource::Mnist { count: None, raw });
+            }
+            if let Some(count) = t.strip_prefix(prefix).and_then(|r| r.strip_prefix(':')) {
+                return match count.trim().parse::<usize>() {
+                    Ok(c) if c >= 2 => Ok(MemorySource::Mnist {
+                        count: Some(c),
+                        raw,
+                    }),
+                    _ => Err(invalid(
+                        "--memories",
+                        text,
+                        format!("use {prefix} or {prefix}:M with M ≥ 2 training digits"),
+                    )),
+                };
+            }
         }
         if t.is_empty() {
             return Err(invalid(
@@ -112,8 +120,13 @@ impl MemorySource {
     pub fn name(&self) -> String {
         match self {
             MemorySource::Spherical { m, n } => format!("spherical:{m}:{n}"),
-            MemorySource::Mnist { count: None } => "mnist".into(),
-            MemorySource::Mnist { count: Some(c) } => format!("mnist:{c}"),
+            MemorySource::Mnist { count, raw } => {
+                let name = if *raw { "mnist-raw" } else { "mnist" };
+                match count {
+                    None => name.into(),
+                    Some(c) => format!("{name}:{c}"),
+                }
+            }
             MemorySource::File(p) => p.display().to_string(),
         }
     }
@@ -170,6 +183,10 @@ pub struct KernelFitSpec {
     pub weights: Weights,
     /// Queries of the metastable-state histograms (0: none).
     pub queries: usize,
+    /// The kernel of the metastable-state retrieval: the cosine of the features (`true`,
+    /// `--kernel cosine`) or their inner product ⟨Φ(u), Φ(v)⟩ (`--kernel dot`). The loss is
+    /// on normalised features either way.
+    pub normalise: bool,
 }
 
 impl Default for KernelFitSpec {
@@ -185,6 +202,7 @@ impl Default for KernelFitSpec {
             beta: 10.0,
             weights: Weights::Entmax { alpha: 1.5 },
             queries: 1000,
+            normalise: true,
         }
     }
 }
@@ -278,10 +296,10 @@ pub fn read_memories(path: &Path) -> Result<Array2<f64>> {
         .map_err(|e| bad(e.to_string()))
 }
 
-fn digits(file: &str, limit: usize) -> Result<Array2<f64>> {
+fn digits(file: &str, limit: usize, raw: bool) -> Result<Array2<f64>> {
     let path = dam::mnist::data_dir().join(file);
-    let images = dam::mnist::load_images(&path, limit)?;
-    Ok(unit_rows(images.mapv(f64::from)))
+    let images = dam::mnist::load_images(&path, limit)?.mapv(f64::from);
+    Ok(if raw { images } else { unit_rows(images) })
 }
 
 /// The memories Ξ (M × N) and the queries (Q × N) of a spec.
@@ -292,8 +310,12 @@ pub fn load(spec: &KernelFitSpec) -> Result<(Array2<f64>, Array2<f64>)> {
     let mut query_rng = StdRng::seed_from_u64(spec.seed ^ 0x7175_6572_6965_7300);
     let memories = match &spec.memories {
         MemorySource::Spherical { m, n } => random_unit(*m, *n, &mut memory_rng),
-        MemorySource::Mnist { count } => {
-            let memories = digits("train-images-idx3-ubyte.gz", count.unwrap_or(usize::MAX))?;
+        MemorySource::Mnist { count, raw } => {
+            let memories = digits(
+                "train-images-idx3-ubyte.gz",
+                count.unwrap_or(usize::MAX),
+                *raw,
+            )?;
             if let Some(c) = count {
                 if memories.nrows() < *c {
                     return Err(invalid(
@@ -303,7 +325,7 @@ pub fn load(spec: &KernelFitSpec) -> Result<(Array2<f64>, Array2<f64>)> {
                     ));
                 }
             }
-            let queries = digits("t10k-images-idx3-ubyte.gz", spec.queries)?;
+            let queries = digits("t10k-images-idx3-ubyte.gz", spec.queries, *raw)?;
             return Ok((memories, queries));
         }
         MemorySource::File(path) => read_memories(path)?,
@@ -439,6 +461,10 @@ pub struct KernelFitReport {
     pub metastable_before: Vec<usize>,
     /// The same with the learned Φ.
     pub metastable_after: Vec<usize>,
+    /// With the `dot` kernel, whose scale grows with W: the same with the learned Φ scaled
+    /// to the initial map's size (W and b times ‖W₀‖_F/‖W‖_F), so that a change of the
+    /// histogram is the features' separation, not their length. `None` for `cosine`.
+    pub metastable_after_initial_scale: Option<Vec<usize>>,
     /// The device kind and its description.
     pub device: (String, String),
     /// Wall-clock seconds of the run.
@@ -517,16 +543,26 @@ pub fn run(
     let (m, n) = memories.dim();
     let mut map = initial_map(spec.feature_dim, n, spec.seed);
     let retrieval = retrieval(spec);
-    let metastable_before =
-        kernelized::metastable_histogram(&map, memories.view(), queries.view(), &retrieval);
+    let histogram = |map: &FeatureMap| {
+        let kernel = kernelized::Kernel::new(map.clone(), spec.normalise);
+        kernelized::metastable_histogram_of(&kernel, memories.view(), queries.view(), &retrieval)
+    };
+    let metastable_before = histogram(&map);
     let min_separation_before = kernelized::min_separation(&map, memories.view());
     let rows = train(spec, &mut map, memories.view(), device, |row| {
         if row.epoch > 0 {
             progress(row.epoch);
         }
     })?;
-    let metastable_after =
-        kernelized::metastable_histogram(&map, memories.view(), queries.view(), &retrieval);
+    let metastable_after = histogram(&map);
+    let metastable_after_initial_scale = (!spec.normalise).then(|| {
+        let size = |w: &Array2<f64>| w.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let scale = size(&initial_map(spec.feature_dim, n, spec.seed).w) / size(&map.w);
+        histogram(&FeatureMap {
+            w: &map.w * scale,
+            b: &map.b * scale,
+        })
+    });
     Ok(KernelFitReport {
         rows,
         min_separation_after: kernelized::min_separation(&map, memories.view()),
@@ -537,6 +573,7 @@ pub fn run(
         min_separation_before,
         metastable_before,
         metastable_after,
+        metastable_after_initial_scale,
         device: described,
         seconds: start.elapsed().as_secs_f64(),
     })
@@ -884,11 +921,13 @@ pub fn summary(spec: &KernelFitSpec, report: &KernelFitReport) -> serde_json::Va
             "weights": spec.weights.name(),
             "threshold": spec.weights.threshold(),
             "beta": spec.beta,
+            "kernel": if spec.normalise { "cosine" } else { "dot" },
             "queries": report.queries,
             "histogram": "entry k counts the queries whose fixed point has k weights above the threshold (k = 0, 1, ...; trailing zeros dropped)",
         },
         "metastable_before": trimmed(&report.metastable_before),
         "metastable_after": trimmed(&report.metastable_after),
+        "metastable_after_initial_scale": report.metastable_after_initial_scale.as_deref().map(trimmed),
         "share_single_before": KernelFitReport::share_single(&report.metastable_before),
         "share_single_after": KernelFitReport::share_single(&report.metastable_after),
         "device": report.device.0,
@@ -925,17 +964,35 @@ mod tests {
         );
         assert_eq!(
             MemorySource::parse("mnist:100").unwrap(),
-            MemorySource::Mnist { count: Some(100) }
+            MemorySource::Mnist {
+                count: Some(100),
+                raw: false
+            }
         );
         assert_eq!(
             MemorySource::parse("mnist").unwrap(),
-            MemorySource::Mnist { count: None }
+            MemorySource::Mnist {
+                count: None,
+                raw: false
+            }
+        );
+        assert_eq!(
+            MemorySource::parse("mnist-raw:300").unwrap(),
+            MemorySource::Mnist {
+                count: Some(300),
+                raw: true
+            }
+        );
+        assert_eq!(
+            MemorySource::parse("mnist-raw:300").unwrap().name(),
+            "mnist-raw:300"
         );
         for bad in [
             "spherical:1:5",
             "spherical:4",
             "spherical:a:b",
             "mnist:1",
+            "mnist-raw:x",
             "",
         ] {
             assert!(MemorySource::parse(bad).is_err(), "{bad}");

@@ -221,6 +221,40 @@ fn metastable_sizes_on_a_hand_built_memory() {
     assert_eq!(Weights::Softmax.threshold(), 0.01);
 }
 
+/// The inner-product kernel feels the features' length: memories 2e₁ and e₂ with the
+/// identity map, query e₁ + e₂. On cosines both are equally near (a tie: ‖p‖ = 2 at β = 1);
+/// on ⟨Φ(u), Φ(v)⟩ = (2, 1) the longer memory wins at β = 20.
+#[test]
+fn the_dot_kernel_uses_the_feature_lengths() {
+    let map = FeatureMap {
+        w: Array2::eye(2),
+        b: Array1::zeros(2),
+    };
+    let memories = ndarray::arr2(&[[2.0, 0.0], [0.0, 1.0]]);
+    let queries = ndarray::arr2(&[[1.0, 1.0]]);
+    let retrieval = Retrieval {
+        beta: 20.0,
+        max_steps: 1,
+        ..Retrieval::default()
+    };
+    let dot = kernelized::Kernel::new(map.clone(), false);
+    let cosine = kernelized::Kernel::new(map.clone(), true);
+    let hd = kernelized::metastable_histogram_of(&dot, memories.view(), queries.view(), &retrieval);
+    assert_eq!(hd, vec![0, 1, 0]);
+    let flat = Retrieval {
+        beta: 1.0,
+        max_steps: 1,
+        ..Retrieval::default()
+    };
+    let hc = kernelized::metastable_histogram_of(&cosine, memories.view(), queries.view(), &flat);
+    assert_eq!(hc, vec![0, 0, 1]);
+    // metastable_histogram is the cosine kernel.
+    assert_eq!(
+        kernelized::metastable_histogram(&map, memories.view(), queries.view(), &flat),
+        hc
+    );
+}
+
 #[test]
 fn bad_input_is_a_clear_error() {
     let base = KernelFitSpec {
@@ -350,6 +384,42 @@ fn the_command_writes_its_files() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--optimizer"));
+    assert_eq!(summary["metastable"]["kernel"], "cosine");
+    assert!(
+        summary["metastable_after_initial_scale"].is_null(),
+        "{summary}"
+    );
+    // The dot kernel also reports the learned map at its initial size.
+    let dot = tmp("run-dot");
+    let o = dam(&[
+        "kernel-fit",
+        "--memories",
+        "spherical:10:5",
+        "--feature-dim",
+        "5",
+        "--epochs",
+        "20",
+        "--queries",
+        "50",
+        "--kernel",
+        "dot",
+        "--beta",
+        "3",
+        "--out",
+        dot.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dot.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["metastable"]["kernel"], "dot");
+    let scaled = summary["metastable_after_initial_scale"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        scaled.iter().map(|v| v.as_u64().unwrap()).sum::<u64>(),
+        50,
+        "{summary}"
+    );
 }
 
 #[test]
