@@ -253,9 +253,12 @@ class Classifier:
         seed: int = 0,
         momentum: Optional[float] = None,
         temperature: Optional[float] = None,
+        shift: Optional[int] = None,
     ) -> float:
         """One epoch over ``images`` (B, N) in [−1, 1] (float32 and float64 read in place);
-        returns the summed minibatch loss."""
+        returns the summed minibatch loss. ``shift``: each image moved by a random shift of
+        up to this many pixels, anew every epoch; unset, 1 for square images of side ≥ 8
+        and 0 otherwise."""
     def outputs(self, images: ArrayLike) -> npt.NDArray[np.float64]:
         """The label outputs c (B, C)."""
     def predict(self, images: ArrayLike) -> npt.NDArray[np.int64]:
