@@ -553,9 +553,9 @@ impl EnsemblesArgs {
     }
 }
 
-/// `dam train`.
+/// The classifier and its training schedule, shared by `dam train` and `dam sequential`.
 #[derive(Debug, Clone, Args, serde::Serialize)]
-pub struct TrainArgs {
+pub struct ClassifierArgs {
     /// Folder of IDX files (train-* and t10k-*, gzipped or raw); default the shipped digits.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -580,13 +580,14 @@ pub struct TrainArgs {
     /// given alone).
     #[arg(long)]
     pub temperature_final: Option<f64>,
-    /// Length in epochs of the temperature ramp. Default: the recipe's.
+    /// Length in epochs of the temperature ramp (`dam sequential`: counted over the whole
+    /// sequence unless --restart-schedule). Default: the recipe's.
     #[arg(long)]
     pub ramp_epochs: Option<usize>,
     /// Fixed momentum p ∈ [0, 1); default: the ramp 0.5 → 0.9 over the first 100 epochs.
     #[arg(long)]
     pub momentum: Option<f64>,
-    /// Epochs.
+    /// Epochs (`dam sequential`: per task).
     #[arg(long)]
     pub epochs: usize,
     /// Minibatch size. Default: the recipe's (100).
@@ -598,9 +599,36 @@ pub struct TrainArgs {
     /// Learning-rate decay f per epoch (ε = ε₀ f^epoch). Default: the recipe's.
     #[arg(long)]
     pub lr_decay: Option<f64>,
-    /// Seed of the initial memories and of the sample order.
+    /// Seed of the initial memories and of the sample order (`dam sequential`: also of the
+    /// permutations and the buffers).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+impl ClassifierArgs {
+    /// The schedule flags given, on top of the recipe for the degree (`shift` is the
+    /// caller's).
+    pub fn overrides(&self) -> dam::learn::RecipeOverrides {
+        dam::learn::RecipeOverrides {
+            temperature: self.temperature,
+            temperature_final: self.temperature_final,
+            ramp_epochs: self.ramp_epochs,
+            batch: self.batch,
+            lr: self.lr,
+            lr_decay: self.lr_decay,
+            momentum: self.momentum,
+            shift: None,
+        }
+    }
+}
+
+/// `dam train`.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct TrainArgs {
+    /// The classifier and its schedule.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub classifier: ClassifierArgs,
     /// Device: `cpu` (the fused CPU path) or `wgpu` (each epoch on the device: products,
     /// epilogues and optimiser steps as kernels, memories resident); any name of
     /// `--device` elsewhere (`auto`, `reference`, `gpu`, `wgpu:N`, `wgpu:NAME`).
@@ -649,21 +677,22 @@ impl OptimizerArg {
 impl TrainArgs {
     /// The training to run.
     pub fn spec(&self) -> TrainSpec {
+        let c = &self.classifier;
         TrainSpec {
-            data: self.data.clone(),
-            memories: self.memories,
-            degree: self.degree,
-            rectified: self.rectified,
-            loss_power: self.loss_power,
-            temperature: self.temperature,
-            temperature_final: self.temperature_final,
-            ramp_epochs: self.ramp_epochs,
-            momentum: self.momentum,
-            epochs: self.epochs,
-            batch: self.batch,
-            lr: self.lr,
-            lr_decay: self.lr_decay,
-            seed: self.seed,
+            data: c.data.clone(),
+            memories: c.memories,
+            degree: c.degree,
+            rectified: c.rectified,
+            loss_power: c.loss_power,
+            temperature: c.temperature,
+            temperature_final: c.temperature_final,
+            ramp_epochs: c.ramp_epochs,
+            momentum: c.momentum,
+            epochs: c.epochs,
+            batch: c.batch,
+            lr: c.lr,
+            lr_decay: c.lr_decay,
+            seed: c.seed,
             init: self.init.clone(),
             shift: self.shift,
             optimizer: match self.optimizer {
@@ -1467,51 +1496,13 @@ pub struct SequentialArgs {
     /// the upper bound, in summary.json (`joint`) and accuracy.svg.
     #[arg(long)]
     pub joint: bool,
-    /// Folder of IDX files (train-* and t10k-*, gzipped or raw); default the shipped digits.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
     /// Use only the first N training and N test images (every task).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Number of memories K.
-    #[arg(long)]
-    pub memories: usize,
-    /// Degree n of F.
-    #[arg(long)]
-    pub degree: u32,
-    /// F = max(x, 0)ⁿ instead of xⁿ.
-    #[arg(long)]
-    pub rectified: bool,
-    /// m in the loss Σ (c − t)^{2m}.
-    #[arg(long, default_value_t = 3)]
-    pub loss_power: u32,
-    /// Temperature T of the first epoch (as `dam train`). Default: the recipe's.
-    #[arg(long)]
-    pub temperature: Option<f64>,
-    /// Final temperature of the ramp (as `dam train`). Default: the recipe's.
-    #[arg(long)]
-    pub temperature_final: Option<f64>,
-    /// Length in epochs of the temperature ramp, counted over the whole sequence.
-    #[arg(long)]
-    pub ramp_epochs: Option<usize>,
-    /// Fixed momentum p ∈ [0, 1); default: the ramp 0.5 → 0.9 over the first 100 epochs.
-    #[arg(long)]
-    pub momentum: Option<f64>,
-    /// Epochs per task.
-    #[arg(long)]
-    pub epochs: usize,
-    /// Minibatch size. Default: the recipe's (100).
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// Initial learning rate ε₀. Default: the recipe's.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Learning-rate decay f per epoch of the sequence. Default: the recipe's.
-    #[arg(long)]
-    pub lr_decay: Option<f64>,
-    /// Seed of the memories, the permutations, the sample order and the buffers.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// The classifier and its schedule (`--epochs` per task).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub classifier: ClassifierArgs,
     /// Start the temperature ramp and the rate's decay again at each task (each task a
     /// run of its own from the memories the last one left) instead of running them on
     /// across the tasks.
@@ -1529,29 +1520,24 @@ pub struct SequentialArgs {
 impl SequentialArgs {
     /// The run these arguments ask for.
     pub fn spec(&self) -> crate::sequential::SequentialSpec {
+        let c = &self.classifier;
         crate::sequential::SequentialSpec {
-            data: self.data.clone(),
+            data: c.data.clone(),
             limit: self.limit,
             tasks: self.tasks,
             method: self.method.clone(),
             joint: self.joint,
-            memories: self.memories,
-            degree: self.degree,
-            rectified: self.rectified,
-            loss_power: self.loss_power,
+            memories: c.memories,
+            degree: c.degree,
+            rectified: c.rectified,
+            loss_power: c.loss_power,
             overrides: dam::learn::RecipeOverrides {
-                temperature: self.temperature,
-                temperature_final: self.temperature_final,
-                ramp_epochs: self.ramp_epochs,
-                batch: self.batch,
-                lr: self.lr,
-                lr_decay: self.lr_decay,
-                momentum: self.momentum,
                 // Permuted pixels have no neighbours to shift into.
                 shift: Some(0),
+                ..c.overrides()
             },
-            epochs: self.epochs,
-            seed: self.seed,
+            epochs: c.epochs,
+            seed: c.seed,
             restart: self.restart_schedule,
             out: self.out.clone(),
             args: json!(self),

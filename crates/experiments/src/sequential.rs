@@ -205,15 +205,7 @@ pub fn run(
         "device": device_name,
         "adapter": adapter,
         "args": spec.args,
-        "recipe": {
-            "temperature": recipe.temperature,
-            "temperature_final": recipe.temperature_final,
-            "ramp_epochs": recipe.ramp_epochs,
-            "batch": recipe.batch,
-            "lr": recipe.lr,
-            "lr_decay": recipe.lr_decay,
-            "momentum": recipe.momentum,
-        },
+        "recipe": crate::train::recipe_json(&recipe),
     });
     if let Some((joint_acc, seconds)) = &joint {
         let mean = joint_acc.iter().sum::<f64>() / joint_acc.len() as f64;

@@ -200,16 +200,7 @@ pub fn run(
         "device": device_name,
         "adapter": adapter,
         "args": spec.args,
-        "recipe": {
-            "temperature": recipe.temperature,
-            "temperature_final": recipe.temperature_final,
-            "ramp_epochs": recipe.ramp_epochs,
-            "batch": recipe.batch,
-            "lr": recipe.lr,
-            "lr_decay": recipe.lr_decay,
-            "momentum": recipe.momentum,
-            "shift": recipe.shift,
-        },
+        "recipe": recipe_json(&recipe),
         "votes_per_memory": votes_histogram(&clf),
         "dominant_memory_fraction": clf.dominant_fraction(test_set.images.view())?,
         "dual_agreement": dual_agreement,
@@ -221,6 +212,20 @@ pub fn run(
         epochs: clf.epochs(),
         device: device_name,
         summary,
+    })
+}
+
+/// The schedule a run used, as summary.json records it (`recipe`).
+pub fn recipe_json(recipe: &Recipe) -> serde_json::Value {
+    serde_json::json!({
+        "temperature": recipe.temperature,
+        "temperature_final": recipe.temperature_final,
+        "ramp_epochs": recipe.ramp_epochs,
+        "batch": recipe.batch,
+        "lr": recipe.lr,
+        "lr_decay": recipe.lr_decay,
+        "momentum": recipe.momentum,
+        "shift": recipe.shift,
     })
 }
 
