@@ -701,6 +701,38 @@ fn saving_keeps_the_rule() {
     }
 }
 
+/// Retrieval of `queries` from `patterns` with 8-entmax at `alpha` (with its energy trace)
+/// on wgpu with `options` against the reference: states and energies within the
+/// tolerances of [`assert_matches`].
+fn wgpu_retrieves_as_the_reference(
+    label: &str,
+    patterns: &Array2<f32>,
+    queries: &Array2<f32>,
+    alpha: f32,
+    dynamics: Dynamics,
+    storage: Storage,
+    options: &WgpuOptions,
+) {
+    let build = |device: Device| {
+        Retriever::builder(Patterns::new(patterns.clone()).expect("patterns"))
+            .separation(entmax_sep(8.0, alpha))
+            .dynamics(dynamics)
+            .storage(storage)
+            .energy_trace(true)
+            .device(device)
+            .build()
+            .expect("retriever")
+    };
+    let expected = build(Device::Reference)
+        .retrieve(queries.view())
+        .expect("ref");
+    let got = build(common::gpu_with(options.clone()))
+        .retrieve(queries.view())
+        .expect("wgpu");
+    let (ds, de) = assert_matches(label, &got, &expected);
+    println!("{label}: state diff/scale {ds:.3e}, energy diff/scale {de:.3e}");
+}
+
 /// wgpu with the patterns over several storage bindings (16 KiB, which also slices the
 /// batch) and with f16 storage, against the reference.
 #[test]
@@ -719,27 +751,13 @@ fn wgpu_splits_patterns_and_stores_halves() {
         };
         for alpha in [1.5f32, 2.0] {
             let label = format!("P={p} N={n} B={b} binding={binding:?} {storage:?} α={alpha}");
-            let build = |device: Device| {
-                Retriever::builder(Patterns::new(patterns.clone()).expect("patterns"))
-                    .separation(entmax_sep(8.0, alpha))
-                    .dynamics(Dynamics::Iterate {
-                        max_steps: 3,
-                        tol: 1e-3,
-                    })
-                    .storage(storage)
-                    .energy_trace(true)
-                    .device(device)
-                    .build()
-                    .expect("retriever")
+            let dynamics = Dynamics::Iterate {
+                max_steps: 3,
+                tol: 1e-3,
             };
-            let expected = build(Device::Reference)
-                .retrieve(queries.view())
-                .expect("ref");
-            let got = build(common::gpu_with(options.clone()))
-                .retrieve(queries.view())
-                .expect("wgpu");
-            let (ds, de) = assert_matches(&label, &got, &expected);
-            println!("{label}: state diff/scale {ds:.3e}, energy diff/scale {de:.3e}");
+            wgpu_retrieves_as_the_reference(
+                &label, &patterns, &queries, alpha, dynamics, storage, &options,
+            );
         }
     }
 }
@@ -911,26 +929,19 @@ fn wgpu_device_weights_decline_rows_beyond_one_binding() {
                 direct.chunk_count() > 1,
                 "{label}: patterns over several bindings"
             );
-            let build = |device: Device| {
-                Retriever::builder(Patterns::new(patterns.clone()).expect("patterns"))
-                    .separation(entmax_sep(8.0, alpha))
-                    .dynamics(Dynamics::Iterate {
-                        max_steps: 4,
-                        tol: 1e-4,
-                    })
-                    .energy_trace(true)
-                    .device(device)
-                    .build()
-                    .expect("retriever")
+            let dynamics = Dynamics::Iterate {
+                max_steps: 4,
+                tol: 1e-4,
             };
-            let expected = build(Device::Reference)
-                .retrieve(queries.view())
-                .expect("ref");
-            let got = build(common::gpu_with(options.clone()))
-                .retrieve(queries.view())
-                .expect("wgpu");
-            let (ds, de) = assert_matches(&label, &got, &expected);
-            println!("{label}: state diff/scale {ds:.3e}, energy diff/scale {de:.3e}");
+            wgpu_retrieves_as_the_reference(
+                &label,
+                &patterns,
+                &queries,
+                alpha,
+                dynamics,
+                Storage::F32,
+                &options,
+            );
         }
     }
 }

@@ -1521,21 +1521,26 @@ fn train_writes_the_contracted_files_and_refuses_bad_input() {
 /// flag to raise, and keeps the epoch's row and memories on disk.
 #[test]
 fn train_defaults_to_the_recipe_and_stops_a_saturated_run() {
+    // One epoch of K = 10 rectified memories at n = 3 on the CPU, with `extra` flags.
+    let train = |extra: &[&str], out: &std::path::Path| {
+        let mut args = vec![
+            "train",
+            "--memories",
+            "10",
+            "--degree",
+            "3",
+            "--rectified",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        dam(&args)
+    };
     let out = tmp("train-recipe");
-    let o = dam(&[
-        "train",
-        "--memories",
-        "10",
-        "--degree",
-        "3",
-        "--rectified",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = train(&[], &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
@@ -1552,22 +1557,7 @@ fn train_defaults_to_the_recipe_and_stops_a_saturated_run() {
     assert_eq!(recipe["shift"], 1, "{summary}");
     assert!(summary["test_error"].as_f64().unwrap() < 90.0, "{summary}");
     let out0 = tmp("train-no-shift");
-    let o = dam(&[
-        "train",
-        "--memories",
-        "10",
-        "--degree",
-        "3",
-        "--rectified",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        "--shift",
-        "0",
-        "--out",
-        out0.to_str().unwrap(),
-    ]);
+    let o = train(&["--shift", "0"], &out0);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary0: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out0.join("summary.json")).unwrap()).unwrap();
@@ -1579,21 +1569,7 @@ fn train_defaults_to_the_recipe_and_stops_a_saturated_run() {
         memories(&out),
         "a shifted epoch moves other memories"
     );
-    let o = dam(&[
-        "train",
-        "--memories",
-        "10",
-        "--degree",
-        "3",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        "--shift",
-        "28",
-        "--out",
-        tmp("train-shift-28").to_str().unwrap(),
-    ]);
+    let o = train(&["--shift", "28"], &tmp("train-shift-28"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(

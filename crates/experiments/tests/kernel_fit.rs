@@ -427,6 +427,14 @@ fn learning_raises_the_share_of_single_memory_fixed_points() {
     // Synthetic: M = 10 random unit memories, N = D_Φ = 5, independent random unit queries.
     // Softmax with β = 1 on cosines keeps every weight above e^{−2}/10 > 0.01, so the
     // histogram is read at β = 10.
+    let (before, after) = synthetic_shares(Weights::Softmax, 200);
+    assert!(after > before + 0.3, "{before} → {after}");
+}
+
+/// The share of ‖p‖ = 1 before and after learning Φ for M = 10 random unit memories,
+/// N = D_Φ = 5, τ = 0.1, Adam η = 0.01, 500 epochs, β = 10, `queries` random unit queries,
+/// on the reference; every query is counted in both histograms.
+fn synthetic_shares(weights: Weights, queries: usize) -> (f64, f64) {
     let spec = KernelFitSpec {
         memories: MemorySource::Spherical { m: 10, n: 5 },
         feature_dim: 5,
@@ -435,18 +443,22 @@ fn learning_raises_the_share_of_single_memory_fixed_points() {
         optimizer: Optimizer::Adam,
         lr: 0.01,
         beta: 10.0,
-        weights: Weights::Softmax,
-        queries: 200,
+        weights,
+        queries,
         ..KernelFitSpec::default()
     };
     let r = kernel_fit::run(&spec, &Device::Reference, |_| {}).unwrap();
+    assert_eq!(r.metastable_before.iter().sum::<usize>(), queries);
+    assert_eq!(r.metastable_after.iter().sum::<usize>(), queries);
     let before = kernel_fit::KernelFitReport::share_single(&r.metastable_before);
     let after = kernel_fit::KernelFitReport::share_single(&r.metastable_after);
     eprintln!(
-        "‖p‖ histogram before {:?}, after {:?}",
-        r.metastable_before, r.metastable_after
+        "{}, β = 10: ‖p‖ histogram before {:?}, after {:?} (share of 1: {before} → {after})",
+        weights.name(),
+        r.metastable_before,
+        r.metastable_after
     );
-    assert!(after > before + 0.3, "{before} → {after}");
+    (before, after)
 }
 
 #[test]
@@ -455,27 +467,7 @@ fn learning_raises_the_share_of_single_memory_fixed_points_with_entmax() {
     // 1.5-entmax (a weight counts above 0). The similarity is the cosine of the features, so
     // β = 1 spreads the weights over 5 memories before learning and 8 after (the learned
     // cosines are more even); the histogram is read at β = 10.
-    let spec = KernelFitSpec {
-        memories: MemorySource::Spherical { m: 10, n: 5 },
-        feature_dim: 5,
-        tau: 0.1,
-        epochs: 500,
-        optimizer: Optimizer::Adam,
-        lr: 0.01,
-        beta: 10.0,
-        weights: Weights::Entmax { alpha: 1.5 },
-        queries: 500,
-        ..KernelFitSpec::default()
-    };
-    let r = kernel_fit::run(&spec, &Device::Reference, |_| {}).unwrap();
-    assert_eq!(r.metastable_before.iter().sum::<usize>(), 500);
-    assert_eq!(r.metastable_after.iter().sum::<usize>(), 500);
-    let before = kernel_fit::KernelFitReport::share_single(&r.metastable_before);
-    let after = kernel_fit::KernelFitReport::share_single(&r.metastable_after);
-    eprintln!(
-        "1.5-entmax, β = 10: ‖p‖ histogram before {:?}, after {:?} (share of 1: {before} → {after})",
-        r.metastable_before, r.metastable_after
-    );
+    let (before, after) = synthetic_shares(Weights::Entmax { alpha: 1.5 }, 500);
     assert!(after > before + 0.1 && after >= 0.99, "{before} → {after}");
 }
 
